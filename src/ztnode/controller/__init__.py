@@ -1,0 +1,1 @@
+"""controller layer of ztnode (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""crypto layer of ztnode (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""netstack layer of ztnode (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""root layer of ztnode (see docs/architecture.md)."""

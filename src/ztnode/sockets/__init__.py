@@ -1,0 +1,1 @@
+"""sockets layer of ztnode (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""transport layer of ztnode (see docs/architecture.md)."""
