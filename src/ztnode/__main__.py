@@ -1,0 +1,7 @@
+"""``python -m ztnode`` runs the command line."""
+
+import sys
+
+from ztnode.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""One libzt node per process, driven over a pipe with one JSON object per line.
+
+libzt is a process-wide singleton, so every libzt peer in a test runs in its own ``python -m
+tests.interop.libzt_worker`` subprocess. Requests are ``{"op": NAME, ...}``; each gets exactly one
+reply line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The worker exits when stdin
+closes, so a test that dies takes its peers with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from tests.interop.setup_libzt import LibztPaths, cache_dir
+
+ID_BUF_LEN = 384  # ZTS_ID_STR_BUF_LEN
+MAX_NUM_ROOTS = 16  # ZTS_MAX_NUM_ROOTS
+MAX_ENDPOINTS_PER_ROOT = 32  # ZTS_MAX_ENDPOINTS_PER_ROOT
+WORLD_MAX_LEN = 4096
+
+
+class RootSetSpec(ctypes.Structure):
+    """``zts_root_set_t``: NUL-terminated identity strings and "ip/port" endpoint strings."""
+
+    _fields_ = [
+        ("public_id_str", ctypes.c_char_p * MAX_NUM_ROOTS),
+        ("endpoint_ip_str", (ctypes.c_char_p * MAX_ENDPOINTS_PER_ROOT) * MAX_NUM_ROOTS),
+    ]
+
+
+def load(paths: LibztPaths) -> ctypes.CDLL:
+    ctypes.CDLL(str(paths.shim), mode=os.RTLD_GLOBAL)
+    lib = ctypes.CDLL(str(paths.libzt), mode=os.RTLD_GLOBAL)
+    lib.zts_id_new.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint)]
+    lib.zts_id_pair_is_valid.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.zts_util_sign_root_set.argtypes = [
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_uint),
+        ctypes.c_uint64,
+        ctypes.c_uint64,
+        ctypes.POINTER(RootSetSpec),
+    ]
+    return lib
+
+
+class Worker:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        self.ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "ping": lambda req: {},
+            "id_new": self.id_new,
+            "id_pair_is_valid": self.id_pair_is_valid,
+            "sign_root_set": self.sign_root_set,
+        }
+
+    def id_new(self, req: dict[str, Any]) -> dict[str, Any]:
+        buf = ctypes.create_string_buffer(ID_BUF_LEN)
+        n = ctypes.c_uint(ID_BUF_LEN)
+        rc = self.lib.zts_id_new(buf, ctypes.byref(n))
+        if rc != 0:
+            raise RuntimeError(f"zts_id_new returned {rc}")
+        return {"identity": buf.raw[: n.value].split(b"\0", 1)[0].decode()}
+
+    def id_pair_is_valid(self, req: dict[str, Any]) -> dict[str, Any]:
+        # libzt insists on the full string-buffer length, NUL padded (Controls.cpp).
+        buf = ctypes.create_string_buffer(req["identity"].encode(), ID_BUF_LEN)
+        return {"valid": bool(self.lib.zts_id_pair_is_valid(buf, ID_BUF_LEN))}
+
+    def sign_root_set(self, req: dict[str, Any]) -> dict[str, Any]:
+        spec = RootSetSpec()
+        keep: list[bytes] = []  # keep the C strings alive during the call
+        for i, root in enumerate(req["roots"]):
+            ident = root["identity"].encode()
+            keep.append(ident)
+            spec.public_id_str[i] = ident
+            for j, ep in enumerate(root["endpoints"]):
+                e = ep.encode()
+                keep.append(e)
+                spec.endpoint_ip_str[i][j] = e
+        out = ctypes.create_string_buffer(WORLD_MAX_LEN)
+        out_len = ctypes.c_uint(WORLD_MAX_LEN)
+        prev = ctypes.create_string_buffer(128)
+        prev_len = ctypes.c_uint(128)
+        cur = ctypes.create_string_buffer(128)
+        cur_len = ctypes.c_uint(128)
+        # The call reads previous.c25519/current.c25519 from the working directory when present.
+        old = os.getcwd()
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chdir(tmp)
+            try:
+                rc = self.lib.zts_util_sign_root_set(
+                    out,
+                    ctypes.byref(out_len),
+                    prev,
+                    ctypes.byref(prev_len),
+                    cur,
+                    ctypes.byref(cur_len),
+                    int(req["id"]),
+                    int(req["timestamp"]),
+                    ctypes.byref(spec),
+                )
+            finally:
+                os.chdir(old)
+        if rc != 0:
+            raise RuntimeError(f"zts_util_sign_root_set returned {rc}")
+        return {
+            "world": out.raw[: out_len.value].hex(),
+            "previous_key": prev.raw[: prev_len.value].hex(),
+            "current_key": cur.raw[: cur_len.value].hex(),
+        }
+
+    def serve(self) -> None:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+                reply = {"ok": True, **self.ops[req["op"]](req)}
+            except Exception as e:  # reported to the test, which decides
+                reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+
+
+def main() -> None:
+    paths = LibztPaths(cache_dir())
+    if not paths.ready():
+        sys.stdout.write(json.dumps({"ok": False, "error": "libzt not installed"}) + "\n")
+        return
+    Worker(load(paths)).serve()
+
+
+if __name__ == "__main__":
+    main()

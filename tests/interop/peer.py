@@ -1,0 +1,79 @@
+"""Test-side handle on a libzt worker subprocess (see ``libzt_worker.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class LibztError(RuntimeError):
+    """The worker answered with an error, died, or did not answer in time."""
+
+
+class LibztPeer:
+    """A libzt process. Always use as a context manager: it is killed by pid on exit."""
+
+    def __init__(self, netns: str | None = None, env: dict[str, str] | None = None) -> None:
+        cmd = [sys.executable, "-m", "tests.interop.libzt_worker"]
+        if netns is not None:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        full_env = {**os.environ, **(env or {})}
+        full_env["PYTHONPATH"] = str(_REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=_REPO,
+            env=full_env,
+            text=True,
+            bufsize=1,
+        )
+        self._sel = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def call(self, op: str, timeout: float = 30.0, **args: Any) -> dict[str, Any]:
+        """Send one request and wait (bounded) for its one reply line."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise LibztError(f"libzt worker died (exit {self.proc.poll()})") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LibztError(f"libzt worker did not answer {op!r} within {timeout} s")
+            if self._sel.select(left):
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise LibztError(f"libzt worker exited ({self.proc.wait(5)}) during {op!r}")
+                reply: dict[str, Any] = json.loads(line)
+                if not reply.get("ok"):
+                    raise LibztError(f"{op}: {reply.get('error')}")
+                return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+        self._sel.close()
+
+    def __enter__(self) -> LibztPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
