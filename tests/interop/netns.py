@@ -1,0 +1,141 @@
+"""Network namespaces that interop tests create, use and delete.
+
+ZeroTier 1.x never uses loopback paths, so a libzt peer and our node must meet on a real,
+non-loopback address. A test makes a private namespace with no route out, gives it veth
+interfaces with private addresses, runs libzt workers inside it (``ip netns exec``) and opens our
+own sockets inside it from this process (a helper thread ``setns()``-es itself into the namespace,
+creates the socket and exits; a socket keeps its namespace for life). Nothing can leave the
+namespace: it has no uplink and no default route.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from types import TracebackType
+
+CLONE_NEWNET = 0x40000000
+_counter = itertools.count()
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@dataclass
+class NetNamespace:
+    """A throwaway namespace. ``addresses`` are the host addresses tests may bind to.
+
+    Layout "single": one veth pair, both ends inside, one end holding ``192.168.217.1/24``; every
+    node binds that address with its own port (delivery is local, like loopback, but the
+    address is an ordinary private one). Layout "bridge": ``n`` veth pairs on a bridge, node ``i``
+    owning ``192.168.(217+i).1/16`` on its own interface ``ztv{i}`` (so libzt peers can be told to
+    ignore each other's interfaces), which needs the namespace's accept_local/rp_filter/arp
+    settings.
+    """
+
+    layout: str = "single"
+    count: int = 1
+    name: str = field(default_factory=lambda: f"ztn{os.getpid()}x{next(_counter)}")
+    addresses: list[str] = field(default_factory=list)
+    interfaces: list[str] = field(default_factory=list)
+
+    def __enter__(self) -> NetNamespace:
+        _ip("netns", "add", self.name)
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _setup(self) -> None:
+        n = self.name
+        _ip("-n", n, "link", "set", "lo", "up")
+        if self.layout == "single":
+            _ip("-n", n, "link", "add", "ztv0", "type", "veth", "peer", "name", "ztp0")
+            _ip("-n", n, "addr", "add", "192.168.217.1/24", "dev", "ztv0")
+            _ip("-n", n, "link", "set", "ztv0", "up")
+            _ip("-n", n, "link", "set", "ztp0", "up")
+            self.addresses = ["192.168.217.1"]
+            self.interfaces = ["ztv0"]
+            return
+        if self.layout != "bridge":
+            raise ValueError(f"unknown layout {self.layout!r}")
+        for key, val in (
+            ("net.ipv4.conf.all.accept_local", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+        ):
+            subprocess.run(
+                ["ip", "netns", "exec", n, "sysctl", "-q", "-w", f"{key}={val}"],
+                check=True,
+                timeout=30,
+            )
+        _ip("-n", n, "link", "add", "ztbr", "type", "bridge")
+        _ip("-n", n, "link", "set", "ztbr", "up")
+        for i in range(self.count):
+            veth, peer = f"ztv{i}", f"ztp{i}"
+            _ip("-n", n, "link", "add", veth, "type", "veth", "peer", "name", peer)
+            _ip("-n", n, "link", "set", peer, "master", "ztbr")
+            _ip("-n", n, "addr", "add", f"192.168.{217 + i}.1/16", "dev", veth)
+            _ip("-n", n, "link", "set", veth, "up")
+            _ip("-n", n, "link", "set", peer, "up")
+            self.addresses.append(f"192.168.{217 + i}.1")
+            self.interfaces.append(veth)
+
+    def socket(
+        self,
+        family: socket.AddressFamily = socket.AF_INET,
+        kind: socket.SocketKind = socket.SOCK_DGRAM,
+        bind: tuple[str, int] | None = None,
+    ) -> socket.socket:
+        """A socket that lives in this namespace, created from a short-lived helper thread."""
+        result: list[socket.socket] = []
+        error: list[BaseException] = []
+
+        def enter_and_create() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns into {self.name}: {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+                s = socket.socket(family, kind)
+                if bind is not None:
+                    s.bind(bind)
+                result.append(s)
+            except BaseException as e:
+                error.append(e)
+
+        t = threading.Thread(target=enter_and_create, name=f"setns-{self.name}")
+        t.start()
+        t.join(30)
+        if error:
+            raise error[0]
+        if not result:
+            raise TimeoutError(f"could not create a socket in {self.name}")
+        return result[0]
+
+    def close(self) -> None:
+        subprocess.run(
+            ["ip", "netns", "del", self.name], check=False, capture_output=True, timeout=30
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
