@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ztnode.identity import Identity
+
 DATA = Path(__file__).parent / "data"
 
 # .ci/run sets this: a skipped interop test is then a failure, because an interop suite that
@@ -22,6 +24,16 @@ def load_vectors() -> dict[str, Any]:
     with open(DATA / "zt-vectors.json") as f:
         data: dict[str, Any] = json.load(f)
     return data
+
+
+def test_identities() -> list[Identity]:
+    """Fixed identities for tests (generated once with ``ztnode identity new``; private keys
+    included). Generating identities costs about a second each, so tests reuse these."""
+    lines = (DATA / "test-identities.txt").read_text().split()
+    return [Identity.from_string(line) for line in lines]
+
+
+test_identities.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 @pytest.fixture(scope="session")

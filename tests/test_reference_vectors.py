@@ -299,7 +299,12 @@ def check_hello(v: dict[str, Any]) -> None:
     pk.crypt_field(buf, key, start, len(buf) - start)
     hello = Hello.decode(bytes(buf[28:]))
     assert hello.timestamp == v["timestamp"]
-    assert (hello.protocol_version, hello.major, hello.minor, hello.revision) == (12, 1, 14, 1)
+    assert (
+        hello.protocol_version,
+        hello.version_major,
+        hello.version_minor,
+        hello.version_revision,
+    ) == (12, 1, 14, 1)
     assert hello.identity == _known_good().public()
     assert hello.destination == InetAddress(ip_address("104.194.8.134"), 9993)
     assert hello.planet_id == VECTORS["worlds"]["default_planet"]["id"]

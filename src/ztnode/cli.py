@@ -8,13 +8,19 @@ can do too. Exit codes: 0 success, 1 a negative answer (e.g. an identity that do
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ztnode._version import __version__
-from ztnode.errors import DecodeError
+from ztnode.errors import DecodeError, ZtError
 from ztnode.identity import Identity
 
 EXIT_OK = 0
@@ -85,6 +91,167 @@ def cmd_identity_validate(args: argparse.Namespace) -> int:
     return EXIT_NEGATIVE
 
 
+# --- worlds ------------------------------------------------------------------------------
+
+
+def cmd_world_make(args: argparse.Namespace) -> int:
+    from ztnode.root.worlds import KeyPair, describe_json, make_world, parse_root_spec
+    from ztnode.wire.world import World, WorldType
+
+    kind = WorldType.PLANET if args.type == "planet" else WorldType.MOON
+    try:
+        roots = [parse_root_spec(r) for r in args.root]
+        signing, created = KeyPair.load_or_create(Path(args.signing_key))
+        next_key = signing
+        if args.next_key:
+            next_key, _ = KeyPair.load_or_create(Path(args.next_key))
+        previous = World.from_bytes(Path(args.previous).read_bytes()) if args.previous else None
+        if args.id is not None:
+            world_id = int(args.id, 0)
+        elif previous is not None:
+            world_id = previous.id
+        elif kind == WorldType.MOON:
+            world_id = roots[0].identity.address  # moon ids conventionally name the first root
+        else:
+            return _fail("a planet needs --id")
+        ts = args.timestamp if args.timestamp is not None else int(time.time() * 1000)
+        world = make_world(kind, world_id, ts, roots, signing, next_key, previous)
+    except (ZtError, ValueError, OSError) as e:
+        return _fail(str(e))
+    out = Path(args.out)
+    out.write_bytes(world.to_bytes())
+    if created:
+        print(f"created signing key {args.signing_key} (keep it secret)", file=sys.stderr)
+    print(describe_json(world))
+    return EXIT_OK
+
+
+def cmd_world_show(args: argparse.Namespace) -> int:
+    from ztnode.root.worlds import describe_json
+    from ztnode.wire.world import World
+
+    try:
+        world = World.from_bytes(Path(args.file).read_bytes())
+    except (ZtError, OSError) as e:
+        return _fail(str(e))
+    print(describe_json(world))
+    return EXIT_OK
+
+
+# --- the node -------------------------------------------------------------------------------
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from ztnode.transport.localapi import build_api
+    from ztnode.transport.service import NodeService, ServiceConfig
+    from ztnode.wire.world import World
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    home = Path(args.home)
+    planet = None
+    if args.planet:
+        try:
+            planet = World.from_bytes(Path(args.planet).read_bytes())
+        except (ZtError, OSError) as e:
+            return _fail(f"--planet: {e}")
+    bind = tuple(args.bind) if args.bind else ("0.0.0.0", "::")
+    config = ServiceConfig(
+        home=home, port=args.port, bind=bind, planet=planet, allow_loopback=args.allow_loopback
+    )
+
+    async def run() -> int:
+        service = NodeService(config)
+        try:
+            node = await service.start()
+        except (ZtError, OSError) as e:
+            return _fail(f"cannot start: {e}")
+        token = service.home.auth_token()
+        api = build_api(service, token)
+        try:
+            api_port = await api.start("127.0.0.1", args.api_port)
+        except OSError as e:
+            await service.stop()
+            return _fail(f"cannot serve the local API on port {args.api_port}: {e}")
+        (home / "ztnode.port").write_text(f"{api_port}\n")
+        print(
+            f"ztnode {__version__} node {node.identity.address:010x} on UDP port "
+            f"{service.port}, local API on 127.0.0.1:{api_port}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await api.close()
+        await service.stop()
+        print("stopped; state saved", flush=True)
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _api_target(args: argparse.Namespace) -> tuple[int, str]:
+    home = Path(args.home)
+    port = args.api_port
+    if port is None:
+        port_file = home / "ztnode.port"
+        port = int(port_file.read_text().strip()) if port_file.exists() else 9993
+    token_file = home / "authtoken.secret"
+    token = args.token or (token_file.read_text().strip() if token_file.exists() else "")
+    return port, token
+
+
+def _api_get(args: argparse.Namespace, path: str) -> tuple[int, Any]:
+    from ztnode.transport.httpapi import fetch_json
+
+    port, token = _api_target(args)
+    return asyncio.run(fetch_json("127.0.0.1", port, "GET", path, token))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        status, body = _api_get(args, "/status")
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    if status != 200:
+        return _fail(f"local API answered {status}: {body}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        state = "ONLINE" if body.get("online") else "OFFLINE"
+        print(f"200 info {body['address']} {body['version']} {state}")
+    return EXIT_OK
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    try:
+        status, body = _api_get(args, "/peer")
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    if status != 200:
+        return _fail(f"local API answered {status}: {body}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    print("200 peers")
+    print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")
+    for p in body:
+        paths = [q for q in p["paths"] if q.get("preferred")] or p["paths"][:1]
+        link = "DIRECT" if paths else "RELAY"
+        where = paths[0]["address"] if paths else "-"
+        tx = paths[0]["lastSend"] if paths else -1
+        rx = paths[0]["lastReceive"] if paths else -1
+        print(
+            f"{p['address']} {p['version']:>6} {p['role']:<6} {p['latency']:>5} {link:<8} "
+            f"{tx:>8} {rx:>8} {where}"
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ztnode",
@@ -116,6 +283,61 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("identity", metavar="FILE_OR_STRING")
     val.add_argument("-q", "--quiet", action="store_true", help="no output, exit code only")
     val.set_defaults(func=cmd_identity_validate)
+
+    world = sub.add_parser("world", help="make, update and inspect planets and moons")
+    wsub = world.add_subparsers(dest="world_command", metavar="ACTION")
+    make = wsub.add_parser(
+        "make",
+        help="create and sign a planet or moon (an update when --previous is given)",
+        description=(
+            "Signs with --signing-key (the key the previous revision names; created if missing) "
+            "and embeds --next-key (default: the same key) as the key future updates need. "
+            "Rotating keys: sign the next revision with the old key and --next-key NEW."
+        ),
+    )
+    make.add_argument("--type", choices=("planet", "moon"), default="planet")
+    make.add_argument("--id", help="world id (decimal or 0x hex); moons default to the first root")
+    make.add_argument("--timestamp", type=int, help="revision timestamp in ms (default: now)")
+    make.add_argument(
+        "--root",
+        action="append",
+        required=True,
+        metavar="IDENTITY=IP/PORT[,IP/PORT...]",
+        help="a root: identity string or file, then its stable endpoints (repeat per root)",
+    )
+    make.add_argument("--signing-key", required=True, metavar="FILE")
+    make.add_argument("--next-key", metavar="FILE")
+    make.add_argument("--previous", metavar="FILE", help="the revision this one updates")
+    make.add_argument("--out", required=True, metavar="FILE")
+    make.set_defaults(func=cmd_world_make)
+    show = wsub.add_parser("show", help="print a planet or moon file as JSON")
+    show.add_argument("file")
+    show.set_defaults(func=cmd_world_show)
+
+    node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
+    node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")
+    node.add_argument("--port", type=int, default=9993, help="UDP port (0 = any)")
+    node.add_argument("--planet", help="a planet file to use instead of ZeroTier's")
+    node.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="accept loopback paths (single-machine worlds only)",
+    )
+    node.add_argument("--bind", action="append", help="address to bind (repeatable)")
+    node.add_argument("--api-port", type=int, default=0, help="local API port (0 = any)")
+    node.add_argument("-v", "--verbose", action="store_true")
+    node.set_defaults(func=cmd_node)
+
+    for name, func, helptext in (
+        ("info", cmd_info, "show a running node's address and status"),
+        ("peers", cmd_peers, "list a running node's peers"),
+    ):
+        c = sub.add_parser(name, help=helptext)
+        c.add_argument("--home", default=".", help="the node's state directory")
+        c.add_argument("--api-port", type=int, help="local API port (default: from --home)")
+        c.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
+        c.add_argument("-j", "--json", action="store_true", help="print JSON")
+        c.set_defaults(func=func)
     return p
 
 

@@ -38,6 +38,13 @@ def load(paths: LibztPaths) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(paths.libzt), mode=os.RTLD_GLOBAL)
     lib.zts_id_new.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint)]
     lib.zts_id_pair_is_valid.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.zts_init_from_storage.argtypes = [ctypes.c_char_p]
+    lib.zts_init_set_roots.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+    lib.zts_init_set_port.argtypes = [ctypes.c_ushort]
+    lib.zts_init_allow_secondary_port.argtypes = [ctypes.c_uint]
+    lib.zts_init_allow_port_mapping.argtypes = [ctypes.c_uint]
+    lib.zts_init_blacklist_if.argtypes = [ctypes.c_char_p, ctypes.c_uint]
+    lib.zts_node_get_id.restype = ctypes.c_uint64
     lib.zts_util_sign_root_set.argtypes = [
         ctypes.c_char_p,
         ctypes.POINTER(ctypes.c_uint),
@@ -60,6 +67,9 @@ class Worker:
             "id_new": self.id_new,
             "id_pair_is_valid": self.id_pair_is_valid,
             "sign_root_set": self.sign_root_set,
+            "start": self.start,
+            "status": self.status,
+            "stop": self.stop,
         }
 
     def id_new(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -117,6 +127,35 @@ class Worker:
             "previous_key": prev.raw[: prev_len.value].hex(),
             "current_key": cur.raw[: cur_len.value].hex(),
         }
+
+    def start(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Start the node with our planet: storage dir, roots, one port, other interfaces off."""
+        lib = self.lib
+        checks = [
+            ("zts_init_from_storage", lib.zts_init_from_storage(req["storage"].encode())),
+        ]
+        planet = bytes.fromhex(req["planet"])
+        checks.append(("zts_init_set_roots", lib.zts_init_set_roots(planet, len(planet))))
+        checks.append(("zts_init_set_port", lib.zts_init_set_port(int(req["port"]))))
+        checks.append(("zts_init_allow_secondary_port", lib.zts_init_allow_secondary_port(0)))
+        checks.append(("zts_init_allow_port_mapping", lib.zts_init_allow_port_mapping(0)))
+        for prefix in req.get("blacklist_if", []):
+            p = prefix.encode()
+            checks.append(("zts_init_blacklist_if", lib.zts_init_blacklist_if(p, len(p))))
+        checks.append(("zts_node_start", lib.zts_node_start()))
+        bad = [f"{name}={rc}" for name, rc in checks if rc != 0]
+        if bad:
+            raise RuntimeError("libzt start failed: " + ", ".join(bad))
+        return {}
+
+    def status(self, req: dict[str, Any]) -> dict[str, Any]:
+        online = bool(self.lib.zts_node_is_online())
+        node_id = int(self.lib.zts_node_get_id()) if online else 0
+        return {"online": online, "address": f"{node_id:010x}" if online else None}
+
+    def stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.lib.zts_node_stop()
+        return {}
 
     def serve(self) -> None:
         for line in sys.stdin:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,8 +23,9 @@ class SansIO(Protocol):
 
     def receive_datagram(self, data: bytes, local: Addr, remote: Addr, now: int) -> None: ...
 
-    def datagrams_to_send(self, now: int) -> list[tuple[Addr, Addr, bytes]]:
-        """(local address, remote address, payload) triples to put on the wire."""
+    def datagrams_to_send(self, now: int) -> Sequence[tuple[Any, ...]]:
+        """Tuples starting (local address, remote address, payload); extra fields (a TTL) are
+        ignored here."""
         ...
 
     def get_timer(self) -> int | None: ...
@@ -136,8 +137,8 @@ class FakeNetwork:
     def _flush(self) -> None:
         """Collect output and events from every participant until all are quiet."""
         for p in self.participants:
-            for local, remote, data in p.datagrams_to_send(self.now):
-                self._send(local, remote, data)
+            for out in p.datagrams_to_send(self.now):
+                self._send(out[0], out[1], bytes(out[2]))
             evs = self.events[id(p)]
             while (ev := p.next_event()) is not None:
                 evs.append(ev)

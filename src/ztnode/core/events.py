@@ -1,0 +1,126 @@
+"""What the node tells its host, as small immutable records.
+
+The core never calls out: it queues these, and whoever drives it (the asyncio adapter, a test
+pump) drains them with ``Node.next_event()``. Addresses are 40-bit ints; physical addresses are
+``(host, port)`` tuples as the transport uses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Addr = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class, so hosts can ``match`` on type."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOnline(Event):
+    """Something arrived from an upstream (a root) recently: the node can reach the world."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOffline(Event):
+    """No upstream has been heard from within the activity timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAdded(Event):
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRemoved(Event):
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathUp(Event):
+    """A direct path to a peer was learned (confirmed by an OK over it)."""
+
+    address: int
+    local: Addr
+    remote: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class PathDown(Event):
+    """A direct path expired or was reset; traffic falls back to another path or a relay."""
+
+    address: int
+    local: Addr
+    remote: Addr
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDirect(Event):
+    """A peer that was reachable only via a relay now has a direct path."""
+
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRelayed(Event):
+    """A peer lost its last direct path; packets to it now go through a root."""
+
+    address: int
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReply(Event):
+    """OK(ECHO) to an ECHO sent through the API, with its measured round trip."""
+
+    address: int
+    payload: bytes
+    request_id: int
+    rtt_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage(Event):
+    """A USER_MESSAGE from a peer (type IDs up to 65535 are reserved for ZeroTier)."""
+
+    source: int
+    type_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTrace(Event):
+    """A REMOTE_TRACE record, still in ZeroTier's Dictionary text form."""
+
+    source: int
+    dictionary: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class WorldUpdated(Event):
+    """The planet or a moon was replaced by a newer signed revision, or a moon was added."""
+
+    world_id: int
+    world_type: int
+    timestamp: int
+    world: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityCollision(Event):
+    """An upstream says another node already uses our address: we must get a new identity.
+
+    This is fatal for the identity in use; the reference treats it the same way.
+    """
+
+    reporter: int
+
+
+@dataclass(frozen=True, slots=True)
+class SurfaceAddressChanged(Event):
+    """A trusted reporter says we appear at a different external IP (roaming or a new NAT)."""
+
+    scope: int
+    old: Addr | None
+    new: Addr

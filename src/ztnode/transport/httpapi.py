@@ -1,0 +1,240 @@
+"""A small HTTP/1.1 JSON server for the node's local API, on asyncio streams.
+
+ZeroTierOne serves its control API (``/status``, ``/peer``, ``/network``, ``/controller``...) on
+127.0.0.1 with a token from ``authtoken.secret``, given in the ``X-ZT1-Auth`` header (or as
+``Authorization: Bearer``, or ``?auth=``). Tools written for it speak plain HTTP/1.1 with JSON,
+so this server implements exactly that: routing by method and path pattern, bounded request
+sizes, keep-alive, and errors as JSON bodies with the right 4xx status. A handler that raises
+:class:`HttpError` chooses its status; any other exception is a 500 and is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger("ztnode.api")
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 4 * 1024 * 1024
+IDLE_TIMEOUT = 30.0
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body as JSON; an empty body is an empty object (as ZeroTierOne treats it)."""
+        if not self.body.strip():
+            return {}
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise HttpError(400, f"malformed JSON body: {e}") from None
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class JsonApi:
+    """Routes like ``"/peer/{address}"``; each handler returns a JSON-serialisable value."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+        self.routes: list[_Route] = []
+        self._server: asyncio.Server | None = None
+
+    def route(self, method: str, template: str, handler: Handler) -> None:
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
+        self.routes.append(_Route(method.upper(), re.compile(regex), handler))
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port)
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def _authorized(self, req: Request) -> bool:
+        if self.token is None:
+            return True
+        given = req.headers.get("x-zt1-auth")
+        if given is None:
+            auth = req.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+        if given is None:
+            values = req.query.get("auth")
+            given = values[0] if values else None
+        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def dispatch(self, req: Request) -> tuple[int, Any]:
+        if not self._authorized(req):
+            return 401, {"error": "missing or wrong auth token (X-ZT1-Auth)"}
+        allowed: list[str] = []
+        for r in self.routes:
+            m = r.pattern.match(req.path)
+            if m is None:
+                continue
+            if r.method != req.method:
+                allowed.append(r.method)
+                continue
+            req.params = {k: unquote(v) for k, v in m.groupdict().items()}
+            try:
+                return 200, await r.handler(req)
+            except HttpError as e:
+                return e.status, {"error": e.message}
+            except Exception:
+                log.exception("API handler failed: %s %s", req.method, req.path)
+                return 500, {"error": "internal error"}
+        if allowed:
+            return 405, {"error": f"method {req.method} not allowed; use {', '.join(allowed)}"}
+        return 404, {"error": f"no such resource: {req.path}"}
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    req = await asyncio.wait_for(self._read_request(reader), IDLE_TIMEOUT)
+                except HttpError as e:
+                    await self._respond(writer, e.status, {"error": e.message}, close=True)
+                    return
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if req is None:
+                    return
+                status, body = await self.dispatch(req)
+                close = req.headers.get("connection", "").lower() == "close"
+                await self._respond(writer, status, body, close=close)
+                if close:
+                    return
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise HttpError(431, "request headers too large") from None
+        except asyncio.IncompleteReadError as e:
+            if not e.partial:
+                return None
+            raise
+        if len(head) > MAX_HEADER_BYTES:
+            raise HttpError(431, "request headers too large")
+        try:
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, version = lines[0].split(" ", 2)
+        except ValueError:
+            raise HttpError(400, "malformed request line") from None
+        if not version.startswith("HTTP/1."):
+            raise HttpError(400, "only HTTP/1.x is supported")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise HttpError(400, f"malformed header line {line[:40]!r}")
+            headers[name.strip().lower()] = value.strip()
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            raise HttpError(400, "chunked request bodies are not supported; send Content-Length")
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            raise HttpError(400, "bad Content-Length") from None
+        if length < 0:
+            raise HttpError(400, "bad Content-Length")
+        if length > MAX_BODY_BYTES:
+            raise HttpError(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        body = await reader.readexactly(length) if length else b""
+        url = urlsplit(target)
+        return Request(method.upper(), url.path or "/", parse_qs(url.query), headers, body)
+
+    async def _respond(
+        self, writer: asyncio.StreamWriter, status: int, body: Any, *, close: bool
+    ) -> None:
+        data = json.dumps(body, indent=2, sort_keys=False).encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n"
+            f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
+        )
+        writer.write(head.encode("latin-1") + data)
+        await writer.drain()
+
+
+async def fetch_json(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    token: str | None,
+    body: Any = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
+    """A minimal client for the CLI: one request, one JSON answer."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        data = b"" if body is None else json.dumps(body).encode()
+        head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+        if token is not None:
+            head += f"X-ZT1-Auth: {token}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        writer.write(head.encode("latin-1") + data)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    header, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload.strip() else None

@@ -1,0 +1,282 @@
+"""Runs a sans-I/O :class:`~ztnode.core.node.Node` on the asyncio event loop.
+
+The adapter owns everything the core must not: UDP sockets (IPv4 and IPv6), the one timer, the
+clock, the OS random source, the home directory and the process pool that validates new
+identities. Its loop is simple: feed an input to the node, then ``_pump()`` (send what the node
+queued, hand events to subscribers, re-arm the single timer at the node's next deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ztnode.core import events as ev
+from ztnode.core.node import Node, NodeConfig
+from ztnode.identity import Identity
+from ztnode.transport.state import HomeDir
+from ztnode.transport.udp import UdpEndpoint
+from ztnode.wire.constants import DEFAULT_PORT
+from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.world import World
+
+log = logging.getLogger("ztnode.service")
+
+Addr = tuple[str, int]
+EventCallback = Callable[[ev.Event], None]
+
+
+def _validate_in_worker(identity_text: str) -> bool:
+    """Runs in a worker process: the memory-hard hash must not stall the event loop."""
+    return Identity.from_string(identity_text).validate()
+
+
+@dataclass
+class ServiceConfig:
+    home: Path
+    port: int = DEFAULT_PORT
+    bind: tuple[str, ...] = ("0.0.0.0", "::")
+    planet: World | None = None
+    allow_loopback: bool = False
+    validate_in_process_pool: bool = True
+    identity_validation_interval: int = 2_000
+
+
+class Clock:
+    """Milliseconds that never go backwards but start near wall-clock time.
+
+    The node stamps HELLOs with ``now`` and measures latency against its own echo, so only
+    monotonicity matters; starting from the wall clock keeps logs and world timestamps familiar.
+    """
+
+    def __init__(self) -> None:
+        self._offset = int(time.time() * 1000) - int(time.monotonic() * 1000)
+
+    def now(self) -> int:
+        return int(time.monotonic() * 1000) + self._offset
+
+
+class NodeService:
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.home = HomeDir(config.home)
+        self.clock = Clock()
+        self.node: Node | None = None
+        self.endpoints: dict[Addr, UdpEndpoint] = {}
+        self._subscribers: list[EventCallback] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    # lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> Node:
+        self._loop = asyncio.get_running_loop()
+        self.home.ensure()
+        identity = self.home.load_or_create_identity()
+        planet = self.home.load_planet(self.config.planet)
+        moons = self.home.load_moons()
+        for host in self.config.bind:
+            try:
+                ep = UdpEndpoint.bind(host, self.config.port, self._handler_for(host), self._loop)
+            except OSError as e:
+                if host == "::" and e.errno in (97, 99):  # no IPv6 on this host
+                    log.info("IPv6 unavailable, listening on IPv4 only")
+                    continue
+                self.close_endpoints()
+                raise
+            self.endpoints[ep.local_address] = ep
+        if not self.endpoints:
+            raise OSError("could not bind any UDP socket")
+        node_config = NodeConfig(
+            allow_loopback=self.config.allow_loopback,
+            defer_identity_validation=self.config.validate_in_process_pool,
+            identity_validation_interval=self.config.identity_validation_interval,
+        )
+        if self.config.validate_in_process_pool:
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+        self.node = Node(
+            identity,
+            planet,
+            now=self.clock.now(),
+            random_bytes=os.urandom,
+            local_addresses=list(self.endpoints),
+            moons=moons,
+            config=node_config,
+        )
+        self.node.set_interface_addresses(self._interface_addresses())
+        self._pump()
+        return self.node
+
+    async def stop(self) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.node is not None:
+            self.save_peers()
+        self.close_endpoints()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close_endpoints(self) -> None:
+        for ep in self.endpoints.values():
+            ep.close()
+        self.endpoints.clear()
+
+    def save_peers(self) -> None:
+        node = self.node
+        if node is None:
+            return
+        for peer in node.peers.values():
+            addrs = [s.path.inet for s in peer.paths][:8]
+            try:
+                self.home.save_peer(peer.identity, peer.version, addrs)
+            except OSError as e:
+                log.warning("could not cache peer: %s", e)
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    @property
+    def port(self) -> int:
+        for addr in self.endpoints:
+            return addr[1]
+        return self.config.port
+
+    # inputs -------------------------------------------------------------------------------
+
+    def _handler_for(self, host: str) -> Callable[[memoryview, Addr], None]:
+        local_holder: list[Addr] = []
+
+        def on_datagram(data: memoryview, remote: Addr) -> None:
+            node = self.node
+            if node is None:
+                return
+            if not local_holder:
+                for addr in self.endpoints:
+                    if addr[0] == host:
+                        local_holder.append(addr)
+                        break
+                else:
+                    return
+            node.receive_datagram(data, local_holder[0], remote, self.clock.now())
+            self._pump()
+
+        return on_datagram
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.node is None or self._closing:
+            return
+        self.node.handle_timer(self.clock.now())
+        self._pump()
+
+    def call(self, fn: Callable[[Node, int], object]) -> object:
+        """Run an API call on the node with the current time, then send what it produced."""
+        if self.node is None:
+            raise RuntimeError("the node is not started")
+        result = fn(self.node, self.clock.now())
+        self._pump()
+        return result
+
+    # outputs ------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        node = self.node
+        if node is None or self._loop is None:
+            return
+        now = self.clock.now()
+        for out in node.datagrams_to_send(now):
+            ep = self.endpoints.get(out.local)
+            if ep is None:
+                continue
+            if out.ttl:
+                self._send_with_ttl(ep, out.data, out.remote, out.ttl)
+            else:
+                ep.send(out.data, out.remote)
+        while (event := node.next_event()) is not None:
+            self._on_event(event)
+        if self._pool is not None:
+            for ident in node.identities_to_validate():
+                fut = self._loop.run_in_executor(
+                    self._pool, _validate_in_worker, ident.to_string()
+                )
+                fut.add_done_callback(functools.partial(self._validated, ident))
+        deadline = node.get_timer()
+        if deadline is not None and deadline != self._timer_at and not self._closing:
+            if self._timer is not None:
+                self._timer.cancel()
+            delay = max(0.0, (deadline - now) / 1000.0)
+            self._timer = self._loop.call_later(delay, self._on_timer)
+            self._timer_at = deadline
+
+    def _validated(self, ident: Identity, fut: asyncio.Future[bool]) -> None:
+        if self.node is None or self._closing or fut.cancelled():
+            return
+        try:
+            ok = bool(fut.result())
+        except Exception:
+            log.exception("identity validation failed to run")
+            ok = False
+        self.node.identity_validated(ident, ok, self.clock.now())
+        self._pump()
+
+    def _send_with_ttl(self, ep: UdpEndpoint, data: bytes, remote: Addr, ttl: int) -> None:
+        """Hole punching: a datagram that dies after ``ttl`` hops (IP_TTL / IPV6_UNICAST_HOPS)."""
+        sock = ep.sock
+        v6 = sock.family == socket.AF_INET6
+        level, opt = (
+            (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
+        )
+        try:
+            old = sock.getsockopt(level, opt)
+            sock.setsockopt(level, opt, ttl)
+            try:
+                ep.send(data, remote)
+            finally:
+                sock.setsockopt(level, opt, old)
+        except OSError:
+            ep.send(data, remote)
+
+    def _on_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.WorldUpdated):
+            try:
+                self.home.save_world(World.from_bytes(event.world))
+            except Exception:
+                log.exception("could not save updated world")
+        elif isinstance(event, ev.IdentityCollision):
+            log.error(
+                "root %010x reports an identity collision: this address is taken; "
+                "delete identity.secret to get a new identity",
+                event.reporter,
+            )
+        for cb in list(self._subscribers):
+            try:
+                cb(event)
+            except Exception:
+                log.exception("event subscriber failed")
+
+    def _interface_addresses(self) -> list[InetAddress]:
+        """Addresses of our own interfaces worth advertising to peers for direct paths."""
+        out: list[InetAddress] = []
+        for local in self.endpoints:
+            if local[0] not in ("0.0.0.0", "::"):
+                try:
+                    out.append(InetAddress.parse(f"{local[0]}/{local[1]}"))
+                except ValueError:
+                    pass
+        return out
