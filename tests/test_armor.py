@@ -290,7 +290,7 @@ keys = st.binary(min_size=48, max_size=48).map(SymmetricKey)
     st.booleans(),
     st.integers(0, 7),
 )
-def test_armor_dearmor_round_trip(  # noqa: PLR0917 - one argument per strategy
+def test_armor_dearmor_round_trip(
     key: SymmetricKey,
     pid: bytes,
     dest: int,

@@ -429,7 +429,7 @@ def test_generate() -> None:
     assert crypto.identity_hash(me.public_key)[0] < 17
 
 
-def test_generate_is_deterministic_given_randomness_and_terminates_on_a_constant_source() -> None:
+def test_generate_terminates_on_a_constant_random_source() -> None:
     me = Identity.generate(lambda n: b"\x07" * n)
     assert me.private_key is not None
     assert me.private_key[32:] == b"\x07" * 32  # the Ed25519 half is kept as drawn

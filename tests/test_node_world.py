@@ -25,7 +25,9 @@ def of_type(events: list[object], kind: type) -> list[object]:
     return [e for e in events if isinstance(e, kind)]
 
 
-def echo(world: LocalWorld, a: Node, b: Node, payload: bytes = b"hi", timeout: int = 20_000) -> bool:
+def echo(
+    world: LocalWorld, a: Node, b: Node, payload: bytes = b"hi", timeout: int = 20_000
+) -> bool:
     """Send ECHO a -> b and run until its reply event arrives (other events stay queued)."""
     rid = a.send_echo(b.address, payload, world.net.now)
     pending = world.net.events[id(a)]
@@ -122,7 +124,7 @@ def test_signed_planet_update_accepted_and_bad_one_refused() -> None:
     assert not leaf.topology.add_world(forged, always_accept_new=False)
     assert root.topology.planet == old and leaf.topology.planet == old
     # The genuine update, signed by the key the current planet names; it rotates to a new key.
-    npub, npriv = _new_key()
+    npub, _npriv = _new_key()
     good = World.make(WorldType.PLANET, old.id, old.timestamp + 20, npub, old.roots, priv)
     assert root.add_world(good)
     # Leaves pick it up from the root's OK(HELLO) at the next full HELLO.
@@ -149,7 +151,7 @@ def test_identity_collision_is_reported_to_the_impostor() -> None:
         fake,
         w.planet,
         now=w.net.now,
-        random_bytes=lambda n: bytes(n),
+        random_bytes=bytes,
         local_addresses=[("10.0.9.9", 9993)],
     )
     w.net.attach(impostor, ("10.0.9.9", 9993))

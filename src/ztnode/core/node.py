@@ -32,9 +32,9 @@ from ztnode.core.expect import ExpectedReplies
 from ztnode.core.path import Path
 from ztnode.core.peer import (
     DIRECT_PATH_PUSH_INTERVAL,
-    PEER_PATH_EXPIRATION,
     DIRECT_PATH_PUSH_INTERVAL_HAVEPATH,
     PEER_ACTIVITY_TIMEOUT,
+    PEER_PATH_EXPIRATION,
     PEER_PING_PERIOD,
     PEER_WHOIS_RATE_LIMIT,
     PUSH_DIRECT_PATHS_CUTOFF_LIMIT,
@@ -67,7 +67,6 @@ from ztnode.wire.constants import (
 from ztnode.wire.fragment import Reassembler, split
 from ztnode.wire.inetaddr import InetAddress, IpScope, is_valid_path_address
 from ztnode.wire.verbs import (
-    Echo,
     Error,
     Hello,
     MoonRef,
@@ -638,7 +637,9 @@ class Node:
                 worlds = ()
             for w in worlds:
                 if self.topology.add_world(w, always_accept_new=False, via=peer.address):
-                    self._events.append(ev.WorldUpdated(w.id, int(w.type), w.timestamp, w.to_bytes()))
+                    self._events.append(
+                        ev.WorldUpdated(w.id, int(w.type), w.timestamp, w.to_bytes())
+                    )
                     self._make_upstream_peers()
         if hops == 0:
             path.update_latency(now - ok.timestamp)
@@ -1206,7 +1207,7 @@ class Node:
         wanted = {e.source for e in self._rx_queue} | {e.dest for e in self._tx_queue}
         for a in list(self._whois):
             w = self._whois[a]
-            if a in self.peers or now - w.first >= QUEUE_TIMEOUT and a not in wanted:
+            if a in self.peers or (now - w.first >= QUEUE_TIMEOUT and a not in wanted):
                 del self._whois[a]
             elif a not in self.peers:
                 self._request_whois(a, now)
@@ -1232,7 +1233,9 @@ class Node:
                 continue
             upstream = self.topology.is_upstream(a)
             has_paths = bool(peer.paths)
-            scale = (ROOT_HELLO_SCALE if upstream else LEAF_ALWAYS_CONTACT_SCALE) if has_paths else 0
+            scale = (
+                (ROOT_HELLO_SCALE if upstream else LEAF_ALWAYS_CONTACT_SCALE) if has_paths else 0
+            )
             if scale and now - peer.last_sent_full_hello <= PATH_HEARTBEAT * scale:
                 continue
             sent = self._keepalive(peer, now)
@@ -1309,9 +1312,7 @@ class Node:
         self._api_echo = {k: v for k, v in self._api_echo.items() if now - v.sent < 60_000}
         for group in list(self._multicast):
             members = {
-                a: t
-                for a, t in self._multicast[group].items()
-                if now - t < MULTICAST_LIKE_EXPIRE
+                a: t for a, t in self._multicast[group].items() if now - t < MULTICAST_LIKE_EXPIRE
             }
             if members:
                 self._multicast[group] = members

@@ -43,7 +43,7 @@ class Path:
         self.last_in = 0
         self.last_out = 0
         self.last_trust_established = 0
-        self.last_hello_sent = -10**12
+        self.last_hello_sent = -(10**12)
         self.latency = LATENCY_UNKNOWN
         self._inet: InetAddress | None = None
         try:

@@ -43,8 +43,6 @@ class Peer:
     __slots__ = (
         "address",
         "created",
-        "unconfirmed",
-        "unconfirmed_at",
         "identity",
         "key",
         "last_credentials_received",
@@ -57,6 +55,8 @@ class Peer:
         "last_whois_answered",
         "paths",
         "push_cutoff_count",
+        "unconfirmed",
+        "unconfirmed_at",
         "version",
     )
 

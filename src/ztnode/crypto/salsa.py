@@ -360,7 +360,7 @@ def backend() -> SalsaBackend:
     return _backend
 
 
-def salsa20_xor_into(  # noqa: PLR0917 - the signature others code against
+def salsa20_xor_into(
     out: bytearray | memoryview,
     data: Buf,
     key: Buf,

@@ -39,7 +39,9 @@ class KeyPair:
     def load(cls, path: Path) -> KeyPair:
         data = path.read_bytes()
         if len(data) != KEY_FILE_SIZE:
-            raise DecodeError(f"{path}: a world key file holds {KEY_FILE_SIZE} bytes, not {len(data)}")
+            raise DecodeError(
+                f"{path}: a world key file holds {KEY_FILE_SIZE} bytes, not {len(data)}"
+            )
         pub, priv = data[:64], data[64:]
         if c25519_public_from_private(priv) != pub:
             raise DecodeError(f"{path}: the private half does not match the public half")
@@ -60,7 +62,7 @@ class KeyPair:
 
 
 def parse_root_spec(spec: str) -> Root:
-    """``IDENTITY=ENDPOINT[,ENDPOINT...]`` where IDENTITY is a string or a file, ENDPOINT ip/port."""
+    """``IDENTITY=IP/PORT[,IP/PORT...]``; IDENTITY is an identity string or a file holding one."""
     ident_part, sep, eps_part = spec.partition("=")
     if not sep:
         raise LocalProtocolError(f"root {spec!r}: expected IDENTITY=ip/port[,ip/port...]")
@@ -92,7 +94,9 @@ def make_world(
     for r in roots:
         if not r.identity.validate():
             raise LocalProtocolError(f"root {address_to_str(r.identity.address)} does not validate")
-    world = World.make(kind, world_id, timestamp, next_key.public, tuple(roots), signing_key.private)
+    world = World.make(
+        kind, world_id, timestamp, next_key.public, tuple(roots), signing_key.private
+    )
     if previous is not None:
         if previous.update_key != signing_key.public:
             raise LocalProtocolError(

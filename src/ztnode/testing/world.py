@@ -26,7 +26,7 @@ START_MS = 1_700_000_000_000
 def seeded_random_bytes(seed: int) -> Callable[[int], bytes]:
     """Deterministic "randomness" for a node under test (never use outside tests)."""
     rng = random.Random(seed)
-    return lambda n: rng.randbytes(n)
+    return rng.randbytes
 
 
 def address_for(index: int) -> Addr:
@@ -57,7 +57,7 @@ class LocalWorld:
             raise ValueError(f"need {roots + leaves} identities, got {len(identities)}")
         net = FakeNetwork(seed=seed, profile=profile or LinkProfile(latency_ms=2), start=START_MS)
         keygen = random.Random(seed)
-        pub, priv = c25519_generate(lambda n: keygen.randbytes(n))
+        pub, priv = c25519_generate(keygen.randbytes)
         root_specs = []
         addrs: dict[int, Addr] = {}
         for i in range(roots):
@@ -100,8 +100,10 @@ class LocalWorld:
     def direct(self, a: Node, b: Node) -> bool:
         """True if ``a`` has an unexpired direct path to ``b``."""
         p = a.peer(b.address)
-        return p is not None and p.best_path(self.net.now) is not None and any(
-            s.path.remote == self.addresses[b.address] for s in p.paths
+        return (
+            p is not None
+            and p.best_path(self.net.now) is not None
+            and any(s.path.remote == self.addresses[b.address] for s in p.paths)
         )
 
     def events(self, node: Node) -> list[object]:

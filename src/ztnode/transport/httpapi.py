@@ -11,6 +11,7 @@ sizes, keep-alive, and errors as JSON bodies with the right 4xx status. A handle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -154,10 +155,8 @@ class JsonApi:
                     return
         finally:
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
 
     async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import os
@@ -212,9 +213,7 @@ class NodeService:
             self._on_event(event)
         if self._pool is not None:
             for ident in node.identities_to_validate():
-                fut = self._loop.run_in_executor(
-                    self._pool, _validate_in_worker, ident.to_string()
-                )
+                fut = self._loop.run_in_executor(self._pool, _validate_in_worker, ident.to_string())
                 fut.add_done_callback(functools.partial(self._validated, ident))
         deadline = node.get_timer()
         if deadline is not None and deadline != self._timer_at and not self._closing:
@@ -240,7 +239,9 @@ class NodeService:
         sock = ep.sock
         v6 = sock.family == socket.AF_INET6
         level, opt = (
-            (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS) if v6 else (socket.IPPROTO_IP, socket.IP_TTL)
+            (socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS)
+            if v6
+            else (socket.IPPROTO_IP, socket.IP_TTL)
         )
         try:
             old = sock.getsockopt(level, opt)
@@ -275,8 +276,6 @@ class NodeService:
         out: list[InetAddress] = []
         for local in self.endpoints:
             if local[0] not in ("0.0.0.0", "::"):
-                try:
+                with contextlib.suppress(ValueError):
                     out.append(InetAddress.parse(f"{local[0]}/{local[1]}"))
-                except ValueError:
-                    pass
         return out

@@ -113,7 +113,9 @@ class HomeDir:
         w.u16(len(addrs))
         for a in addrs:
             a.write(w)
-        write_atomic(self.path / "peers.d" / f"{address_to_str(identity.address)}.peer", w.getvalue())
+        write_atomic(
+            self.path / "peers.d" / f"{address_to_str(identity.address)}.peer", w.getvalue()
+        )
 
     def load_peers(self) -> list[tuple[Identity, tuple[int, int, int, int], list[InetAddress]]]:
         out = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,10 +62,9 @@ class UdpEndpoint:
         self._closed = False
         sock.setblocking(False)
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
+            # A smaller buffer than asked for only costs throughput under bursts.
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
-            except OSError:
-                pass  # a smaller buffer only costs throughput under bursts
         self.loop.add_reader(sock.fileno(), self._on_readable)
 
     @classmethod
@@ -157,8 +157,6 @@ class UdpEndpoint:
             self.loop.remove_reader(fd)
             if self._writing:
                 self.loop.remove_writer(fd)
-        try:
+        with contextlib.suppress(BufferError):  # a handler kept a slice; freed with it
             self._view.release()
-        except BufferError:
-            pass  # a handler kept a slice; the buffer is freed with it
         self.sock.close()

@@ -857,7 +857,7 @@ def _json_str(v: object, default: str) -> str:
 
 
 def _hex_u64(s: str) -> int:
-    from ztnode.wire.dictionary import parse_hex_u64  # noqa: PLC0415  # avoid an import cycle
+    from ztnode.wire.dictionary import parse_hex_u64  # avoid an import cycle
 
     return parse_hex_u64(s.encode("utf-8", "surrogateescape"))
 

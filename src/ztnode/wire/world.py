@@ -202,7 +202,7 @@ class World:
         return c25519_verify(bytes(key), self.signing_message(), self.signature)
 
     @classmethod
-    def make(  # noqa: PLR0917 - the argument order of World::make
+    def make(
         cls,
         type: WorldType,
         id: int,

@@ -92,7 +92,7 @@ from ztnode.wire.verbs.replies import (
 
 def _decode_credentials(payload: Buf) -> object:
     # Owned by the credentials codec; imported on first use so VL1-only users never load it.
-    from ztnode.wire.credentials import NetworkCredentials  # noqa: PLC0415
+    from ztnode.wire.credentials import NetworkCredentials
 
     return NetworkCredentials.decode(payload)
 

@@ -80,7 +80,7 @@ def read_com(reader: Reader) -> CertificateOfMembership:
     Imported lazily so the verb codecs load even when only the VL1 subset is used, and so that
     ``ztnode.wire.credentials`` can never form an import cycle with this package.
     """
-    from ztnode.wire.credentials import CertificateOfMembership  # noqa: PLC0415
+    from ztnode.wire.credentials import CertificateOfMembership
 
     return CertificateOfMembership.read(reader)
 

@@ -245,7 +245,7 @@ class OkHello(_OkPayload):
         """Split ``worlds`` into World records (``ztnode.wire.world``, imported on first use)."""
         if not self.worlds:
             return ()
-        from ztnode.wire.world import World  # noqa: PLC0415
+        from ztnode.wire.world import World
 
         r = Reader(self.worlds)
         out: list[World] = []
