@@ -27,6 +27,7 @@ per packet (~8 µs) is the last resort.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 import struct
 from typing import Final, Literal, Protocol
 
@@ -138,6 +139,21 @@ def new_ctr(key: bytes, backend: CtrBackend | None = None) -> CtrContext:
     raise CryptoError(f"unknown AES-CTR backend {b!r}")
 
 
+def _split_ctr(
+    xor_into: Callable[[bytes, bytearray | memoryview], None],
+) -> tuple[Callable[[bytes], None], Callable[[Buf, bytearray | memoryview], None]]:
+    """Present any CTR backend as the (set nonce, transform in place) pair the fast path uses."""
+    state: list[bytes] = [_ZERO_IV16]
+
+    def reset(iv16: bytes) -> None:
+        state[0] = iv16
+
+    def update_into(data: Buf, out: bytearray | memoryview) -> None:
+        xor_into(state[0], out)
+
+    return reset, update_into
+
+
 # --- AES-GMAC-SIV --------------------------------------------------------------------------------
 
 
@@ -149,7 +165,7 @@ class AesGmacSiv:
     be used from two threads at once (the node's packet path is single-threaded).
     """
 
-    __slots__ = ("_ctr", "_ecb_dec", "_ecb_enc", "_gmac", "ctr_backend")
+    __slots__ = ("_ctr", "_ecb_dec", "_ecb_enc", "_gmac", "ctr_backend", "ops")
 
     def __init__(self, k0: bytes, k1: bytes, *, ctr_backend: CtrBackend | None = None) -> None:
         k0 = _check_key(k0, "AES-GMAC-SIV K0")
@@ -160,6 +176,16 @@ class AesGmacSiv:
         self._ecb_enc = ecb.encryptor().update
         self._ecb_dec = ecb.decryptor().update
         self._ctr = new_ctr(k1, self.ctr_backend).xor_into
+        # The bound C calls, for the fused per-packet path in ``ztnode.wire.packet``, which knows
+        # the packet layout and saves layers of Python calls per packet: (gmac(nonce12, b"", data)
+        # -> tag16, ecb_encrypt(block16), ecb_decrypt(block16), ctr_set_nonce(iv16),
+        # ctr_update_into(data, out)); the last two must be called back to back, as a pair.
+        ctr_obj = self._ctr.__self__
+        if isinstance(ctr_obj, _ResetNonceCtr):
+            reset, update_into = ctr_obj._reset, ctr_obj._update_into
+        else:
+            reset, update_into = _split_ctr(self._ctr)
+        self.ops = (self._gmac, self._ecb_enc, self._ecb_dec, reset, update_into)
 
     def encrypt_into(self, iv: Buf, aad: Buf, buf: bytearray | memoryview) -> bytes:
         """Encrypt ``buf`` in place and return the 16-byte tag.

@@ -25,15 +25,17 @@ The packet ID and key come in as arguments: nothing here reads a clock or the OS
 
 from __future__ import annotations
 
+import hmac
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 import lz4.block
 
 from ztnode.crypto import (
     SymmetricKey,
+    accel,
     salsa20_xor_into,
     salsa2012_poly1305_open_into,
     salsa2012_poly1305_seal_into,
@@ -335,6 +337,55 @@ def _aad(packet: bytearray) -> bytes:
     return bytes(packet[IDX_DEST:IDX_FLAGS]) + (packet[IDX_FLAGS] & _AUTH_FLAGS_MASK).to_bytes()
 
 
+# The fused AES-GMAC-SIV packet path (§5.4). It is AesGmacSiv.encrypt_into/decrypt_into
+# specialised to the packet layout: IV = bytes 0..7, AAD = bytes 8..18 with the hops masked and
+# zero-padded to 16, payload from byte 27, tag into bytes 0..7 and 19..26. Doing it here, straight
+# on the bound C calls, halves the Python work per packet (measured in bench/crypto_bench.py).
+_QQ: Final = struct.Struct(">QQ")
+_Q8: Final = struct.Struct(">Q")
+_CTR_MASK: Final = 0xFFFFFFFF7FFFFFFF  # byte 12 &= 0x7f: the 32-bit counter never wraps
+_NONCE_PAD: Final = bytes(4)
+_AAD_PAD: Final = bytes(5)
+
+
+def _armor_aes(packet: bytearray, ops: tuple[Any, ...]) -> None:
+    gmac, ecb_enc, _, set_nonce, update_into = ops
+    iv = packet[0:8]
+    aad = packet[8:19]
+    if aad[10] & FLAGS_HOPS_MASK:
+        aad[10] &= _AUTH_FLAGS_MASK
+    body = memoryview(packet)[IDX_VERB:]
+    hi, lo = _QQ.unpack(gmac(iv + _NONCE_PAD, b"", b"".join((aad, _AAD_PAD, body))))
+    tag = ecb_enc(iv + _Q8.pack(hi ^ lo))
+    hi, lo = _QQ.unpack(tag)
+    set_nonce(_QQ.pack(hi, lo & _CTR_MASK))
+    update_into(body, body)
+    # pack_into, not slice assignment: the latter costs ~0.25 us while ``body`` is exported.
+    _Q8.pack_into(packet, 0, hi)
+    _Q8.pack_into(packet, IDX_MAC, lo)
+
+
+def _dearmor_aes(packet: bytearray, ops: tuple[Any, ...]) -> bool:
+    gmac, _, ecb_dec, set_nonce, update_into = ops
+    tag = packet[0:8] + packet[IDX_MAC:IDX_VERB]
+    hi, lo = _QQ.unpack(tag)
+    body = memoryview(packet)[IDX_VERB:]
+    set_nonce(_QQ.pack(hi, lo & _CTR_MASK))
+    update_into(body, body)
+    d = ecb_dec(tag)
+    aad = packet[8:19]
+    if aad[10] & FLAGS_HOPS_MASK:
+        aad[10] &= _AUTH_FLAGS_MASK
+    hi, lo = _QQ.unpack(gmac(d[0:8] + _NONCE_PAD, b"", b"".join((aad, _AAD_PAD, body))))
+    return hmac.compare_digest(_Q8.pack(hi ^ lo), d[8:16])
+
+
+# The C accelerator (ztnode.crypto.accel) does a whole armor or dearmor in one foreign call; it
+# is bound here once, or None, so the dispatch below costs one test when it is absent.
+_accel_armor: Final = accel.armor if accel.AVAILABLE else None
+_accel_dearmor: Final = accel.dearmor if accel.AVAILABLE else None
+
+
 def armor(packet: bytearray, key: SymmetricKey, cipher: Cipher) -> None:
     """Authenticate (and for ciphers 1 and 3 encrypt) ``packet`` in place (Packet.cpp:1008-1068).
 
@@ -345,7 +396,17 @@ def armor(packet: bytearray, key: SymmetricKey, cipher: Cipher) -> None:
 
     The hop count is masked out of what is authenticated, on both sides, so a packet armored
     with non-zero hops still verifies (the reference always armors with hops 0).
+
+    Runs in C when the accelerator is built; whatever it declines (bad length or cipher) goes to
+    :func:`_armor_python`, the reference implementation, which gives the same bytes or error.
     """
+    if _accel_armor is not None and _accel_armor(packet, key, cipher):
+        return
+    _armor_python(packet, key, cipher)
+
+
+def _armor_python(packet: bytearray, key: SymmetricKey, cipher: Cipher) -> None:
+    """The pure-Python :func:`armor`: the fallback, and the oracle the C path must match."""
     n = len(packet)
     if not MIN_PACKET_LENGTH <= n <= MAX_PACKET_LENGTH:
         raise LocalProtocolError(
@@ -355,10 +416,7 @@ def armor(packet: bytearray, key: SymmetricKey, cipher: Cipher) -> None:
     keep = packet[IDX_FLAGS] & _KEEP_ON_CIPHER_CHANGE
     if cipher == _CS_AES:
         packet[IDX_FLAGS] = keep | _FLAGS_CIPHER_3
-        mv = memoryview(packet)
-        tag = key.aes.encrypt_into(bytes(mv[0:PACKET_ID_SIZE]), _aad(packet), mv[IDX_VERB:])
-        packet[0:PACKET_ID_SIZE] = tag[0:8]
-        packet[IDX_MAC:IDX_VERB] = tag[8:16]
+        _armor_aes(packet, key.aes.ops)
     elif cipher in (_CS_SALSA, _CS_POLY):
         encrypt = cipher == _CS_SALSA
         packet[IDX_FLAGS] = keep | (_FLAGS_CIPHER_1 if encrypt else _FLAGS_CIPHER_0)
@@ -395,15 +453,25 @@ def dearmor(packet: bytearray, key: SymmetricKey) -> bool:
     Failure is an ordinary outcome on the receive path (a forged or corrupted datagram), so it is a
     return value, not an exception. After False, ciphers 0 and 1 leave the packet untouched, while
     for cipher 3 the bytes from the verb on are unspecified: drop the packet.
+
+    Runs in C when the accelerator is built, else (or for what it declines) in
+    :func:`_dearmor_python`.
     """
+    if _accel_dearmor is not None:
+        rc = _accel_dearmor(packet, key)
+        if rc >= 0:
+            return rc == 1
+    return _dearmor_python(packet, key)
+
+
+def _dearmor_python(packet: bytearray, key: SymmetricKey) -> bool:
+    """The pure-Python :func:`dearmor`: the fallback, and the oracle the C path must match."""
     n = len(packet)
     if n < MIN_PACKET_LENGTH:
         return False
     cs = (packet[IDX_FLAGS] & FLAGS_CIPHER_MASK) >> _CIPHER_SHIFT
     if cs == _CS_AES:
-        mv = memoryview(packet)
-        tag = bytes(mv[0:PACKET_ID_SIZE]) + bytes(mv[IDX_MAC:IDX_VERB])
-        return key.aes.decrypt_into(tag, _aad(packet), mv[IDX_VERB:])
+        return _dearmor_aes(packet, key.aes.ops)
     if cs in (_CS_SALSA, _CS_POLY):
         mk = _mangled_key(key.salsa_key, packet, n)
         mv = memoryview(packet)

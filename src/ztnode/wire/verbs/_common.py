@@ -13,6 +13,7 @@ Decoding policy, applied to every verb so that behaviour is predictable:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, Final, Self
 
 from ztnode.errors import LocalProtocolError
@@ -28,7 +29,7 @@ ADDRESS_LENGTH: Final = 5
 MAC_MAX: Final = (1 << 48) - 1
 
 
-class VerbPayload:
+class VerbPayload(ABC):
     """Base of every payload record: ``decode`` a whole payload, ``encode`` one back.
 
     ``payload`` is what follows the verb byte (``packet[28:]``), already decrypted and
@@ -41,11 +42,13 @@ class VerbPayload:
     VERB: ClassVar[Verb]
 
     @classmethod
+    @abstractmethod
     def _read(cls, reader: Reader) -> Self:
-        raise NotImplementedError
+        """Consume this payload from ``reader`` (each verb decides about trailing bytes)."""
 
+    @abstractmethod
     def write(self, writer: Writer) -> None:
-        raise NotImplementedError
+        """Append the payload's wire form to ``writer``."""
 
     @classmethod
     def decode(cls, payload: Buf) -> Self:

@@ -1,0 +1,1 @@
+"""ztnode benchmarks: ``python -m bench`` (see docs/performance.md)."""
