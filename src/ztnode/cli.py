@@ -119,7 +119,10 @@ def cmd_world_make(args: argparse.Namespace) -> int:
     except (ZtError, ValueError, OSError) as e:
         return _fail(str(e))
     out = Path(args.out)
-    out.write_bytes(world.to_bytes())
+    try:
+        out.write_bytes(world.to_bytes())
+    except OSError as e:
+        return _fail(f"cannot write {out}: {e}")
     if created:
         print(f"created signing key {args.signing_key} (keep it secret)", file=sys.stderr)
     print(describe_json(world))

@@ -34,9 +34,13 @@ class NetNamespace:
     Layout "single": one veth pair, both ends inside, one end holding ``192.168.217.1/24``; every
     node binds that address with its own port (delivery is local, like loopback, but the
     address is an ordinary private one). Layout "bridge": ``n`` veth pairs on a bridge, node ``i``
-    owning ``192.168.(217+i).1/16`` on its own interface ``ztv{i}`` (so libzt peers can be told to
+    owning ``192.168.(217+i).1/16`` on its own interface ``nsv{i}`` (so libzt peers can be told to
     ignore each other's interfaces), which needs the namespace's accept_local/rp_filter/arp
     settings.
+
+    Interface names must not start with ``zt``, ``lo``, ``tun`` or ``tap``: libzt (like
+    zerotier-one) never binds such interfaces, taking them for its own or for VPN tunnels, and
+    would then send nothing at all.
     """
 
     layout: str = "single"
@@ -58,12 +62,12 @@ class NetNamespace:
         n = self.name
         _ip("-n", n, "link", "set", "lo", "up")
         if self.layout == "single":
-            _ip("-n", n, "link", "add", "ztv0", "type", "veth", "peer", "name", "ztp0")
-            _ip("-n", n, "addr", "add", "192.168.217.1/24", "dev", "ztv0")
-            _ip("-n", n, "link", "set", "ztv0", "up")
-            _ip("-n", n, "link", "set", "ztp0", "up")
+            _ip("-n", n, "link", "add", "nsv0", "type", "veth", "peer", "name", "nsp0")
+            _ip("-n", n, "addr", "add", "192.168.217.1/24", "dev", "nsv0")
+            _ip("-n", n, "link", "set", "nsv0", "up")
+            _ip("-n", n, "link", "set", "nsp0", "up")
             self.addresses = ["192.168.217.1"]
-            self.interfaces = ["ztv0"]
+            self.interfaces = ["nsv0"]
             return
         if self.layout != "bridge":
             raise ValueError(f"unknown layout {self.layout!r}")
@@ -79,12 +83,12 @@ class NetNamespace:
                 check=True,
                 timeout=30,
             )
-        _ip("-n", n, "link", "add", "ztbr", "type", "bridge")
-        _ip("-n", n, "link", "set", "ztbr", "up")
+        _ip("-n", n, "link", "add", "nsbr", "type", "bridge")
+        _ip("-n", n, "link", "set", "nsbr", "up")
         for i in range(self.count):
-            veth, peer = f"ztv{i}", f"ztp{i}"
+            veth, peer = f"nsv{i}", f"nsp{i}"
             _ip("-n", n, "link", "add", veth, "type", "veth", "peer", "name", peer)
-            _ip("-n", n, "link", "set", peer, "master", "ztbr")
+            _ip("-n", n, "link", "set", peer, "master", "nsbr")
             _ip("-n", n, "addr", "add", f"192.168.{217 + i}.1/16", "dev", veth)
             _ip("-n", n, "link", "set", veth, "up")
             _ip("-n", n, "link", "set", peer, "up")

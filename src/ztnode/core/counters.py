@@ -42,7 +42,15 @@ class Drop(StrEnum):
 class Counters:
     """Monotonic counts. Cheap enough for the hot path: one dict increment per event."""
 
-    __slots__ = ("bytes_in", "bytes_out", "drops", "packets_in", "packets_out", "verbs_in")
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "ciphers_in",
+        "drops",
+        "packets_in",
+        "packets_out",
+        "verbs_in",
+    )
 
     def __init__(self) -> None:
         self.packets_in = 0
@@ -51,6 +59,8 @@ class Counters:
         self.bytes_out = 0
         self.drops: Counter[str] = Counter()
         self.verbs_in: Counter[str] = Counter()
+        # Authenticated packets by cipher suite: proof of what peers actually use with us.
+        self.ciphers_in: Counter[str] = Counter()
 
     def drop(self, reason: Drop) -> None:
         self.drops[reason.value] += 1
@@ -64,4 +74,5 @@ class Counters:
             "drops": dict(sorted(self.drops.items())),
             "dropsTotal": sum(self.drops.values()),
             "verbsIn": dict(sorted(self.verbs_in.items())),
+            "ciphersIn": dict(sorted(self.ciphers_in.items())),
         }

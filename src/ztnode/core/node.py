@@ -64,6 +64,7 @@ from ztnode.wire.constants import (
     ErrorCode,
     Verb,
 )
+from ztnode.wire.fragment import DropReason as FragmentDrop
 from ztnode.wire.fragment import Reassembler, split
 from ztnode.wire.inetaddr import InetAddress, IpScope, is_valid_path_address
 from ztnode.wire.verbs import (
@@ -97,6 +98,7 @@ WHOIS_RETRY_DELAY: Final = 500
 QUEUE_TIMEOUT: Final = 5_000
 TX_QUEUE_SIZE: Final = 32
 RX_QUEUE_SIZE: Final = 32
+MAX_WHOIS_PENDING: Final = 1024  # per-address WHOIS memos; a flood evicts the oldest
 MIN_UNITE_INTERVAL: Final = 30_000
 PATH_HELLO_INTERVAL: Final = 1_000  # confirming HELLO to an unlearned path, per path
 ECHO_ANSWER_INTERVAL: Final = 1_000 // 6  # 166 ms per path
@@ -128,6 +130,17 @@ class NodeConfig:
     """If set, HELLOs from new identities wait while the host validates the identity elsewhere
     (``identities_to_validate`` / ``identity_validated``), so the memory-hard hash never
     stalls packet processing for other peers."""
+
+
+# Reassembler verdicts that mean the datagram itself was bad (not duplicates or stale sets).
+_BAD_FRAGMENT: Final = (
+    FragmentDrop.INVALID_FRAGMENT,
+    FragmentDrop.INVALID_HEAD,
+    FragmentDrop.INCONSISTENT_TOTAL,
+    FragmentDrop.TOO_LARGE,
+)
+
+_CIPHER_NAMES: Final = {c.value: c.name for c in Cipher} | {v: f"cipher{v}" for v in range(4, 8)}
 
 
 class Outgoing(NamedTuple):
@@ -278,8 +291,22 @@ class Node:
             self.counters.drop(Drop.IDENTITY_INVALID)
             return
         self._remember_valid(identity)
+        # Every waiting HELLO passed the rate gate and its MAC check before it was deferred.
+        # Replayed through the receive path it would meet the gate again (still closed, since
+        # it was just used for this identity) and be dropped, so learn the peer here and
+        # finish the HELLOs as authenticated.
+        if identity.address not in self.peers:
+            try:
+                key = SymmetricKey(self.identity.agree(identity))
+            except CryptoError:
+                self.counters.drop(Drop.IDENTITY_INVALID)
+                return
+            self._add_peer(identity, key, now)
         for buf, path in pending.packets:
-            self._process_packet(buf, path, now)
+            try:
+                self._do_hello(buf, path, buf[18] & 7, now, authenticated=True)
+            except DecodeError:
+                self.counters.drop(Drop.MALFORMED)
 
     # ------------------------------------------------------------------ API
 
@@ -335,6 +362,31 @@ class Node:
     def peer(self, address: int) -> Peer | None:
         return self.peers.get(address)
 
+    def add_cached_peer(
+        self,
+        identity: Identity,
+        version: tuple[int, int, int, int],
+        addresses: list[Addr],
+        now: int,
+    ) -> None:
+        """Restore a peer from the host's cache (``peers.d``) and try its last addresses.
+
+        As in the reference, cached paths are not trusted as paths: each address gets a HELLO,
+        and only the OK that comes back over it makes it a path again.
+        """
+        if identity.address == self.address or identity.address in self.peers:
+            return
+        try:
+            key = SymmetricKey(self.identity.agree(identity))
+        except CryptoError:
+            return
+        peer = self._add_peer(identity, key, now)
+        peer.version = version
+        for remote in addresses:
+            local = self._local_for(remote)
+            if local is not None and self._should_use_path(identity.address, remote):
+                self._confirm_path(peer, self._path(local, remote), now)
+
     # ------------------------------------------------------------------ receive path
 
     def receive_datagram(
@@ -377,9 +429,20 @@ class Node:
         if dest != self.address:
             self._relay(bytearray(data), dest, None, path, now, fragment=True)
             return
-        whole = self.reassembler.add_fragment(bytes(data), now)
+        whole = self._reassemble(data, now, head=False)
         if whole is not None:
             self._decode_whole(bytearray(whole), path, now)
+
+    def _reassemble(
+        self, data: bytes | bytearray | memoryview, now: int, *, head: bool
+    ) -> bytearray | None:
+        """Feed the reassembler; a piece it rejects as malformed is counted as a drop here too."""
+        r = self.reassembler
+        bad = sum(r.drops[k] for k in _BAD_FRAGMENT)
+        whole = r.add_head(bytes(data), now) if head else r.add_fragment(bytes(data), now)
+        if sum(r.drops[k] for k in _BAD_FRAGMENT) != bad:
+            self.counters.drop(Drop.BAD_FRAGMENT)
+        return whole
 
     def _receive_head(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
         dest = int.from_bytes(data[8:13], "big")
@@ -391,7 +454,7 @@ class Node:
             self._relay(bytearray(data), dest, src, path, now, fragment=False)
             return
         if data[18] & FLAG_FRAGMENTED:
-            whole = self.reassembler.add_head(bytes(data), now)
+            whole = self._reassemble(data, now, head=True)
             if whole is None:
                 return
             self._decode_whole(bytearray(whole), path, now)
@@ -428,6 +491,7 @@ class Node:
         if not pk.dearmor(buf, peer.key):
             self.counters.drop(Drop.MAC_FAILED)
             return
+        self.counters.ciphers_in[_CIPHER_NAMES[cipher]] += 1
         if buf[27] & 0x80:
             try:
                 pk.decompress(buf)
@@ -523,6 +587,8 @@ class Node:
             if not authenticated and not pk.dearmor(buf, key):
                 self.counters.drop(Drop.MAC_FAILED)
                 return
+            if not authenticated:
+                self.counters.ciphers_in[_CIPHER_NAMES[(buf[18] >> 3) & 7]] += 1
             if not self._is_known_valid(ident):
                 if self.config.defer_identity_validation:
                     self._defer_validation(ident, buf, path)
@@ -532,9 +598,11 @@ class Node:
                     return
                 self._remember_valid(ident)
             peer = self._add_peer(ident, key, now)
-        elif not authenticated and not pk.dearmor(buf, peer.key):
-            self.counters.drop(Drop.MAC_FAILED)
-            return
+        elif not authenticated:
+            if not pk.dearmor(buf, peer.key):
+                self.counters.drop(Drop.MAC_FAILED)
+                return
+            self.counters.ciphers_in[_CIPHER_NAMES[(buf[18] >> 3) & 7]] += 1
         self._after_hello(peer, buf, tail, path, hops, now)
 
     def _after_hello(
@@ -1114,6 +1182,8 @@ class Node:
     def _request_whois(self, address: int, now: int) -> None:
         w = self._whois.get(address)
         if w is None:
+            if len(self._whois) >= MAX_WHOIS_PENDING:
+                del self._whois[next(iter(self._whois))]
             self._whois[address] = w = _Whois(now, -(10**12))
         if now - w.last_sent < WHOIS_RETRY_DELAY:
             self._arm_queue_tick(now)
@@ -1204,12 +1274,21 @@ class Node:
         self._rx_queue = keep_rx
         for e in ready:
             self._process_packet(e.packet, e.path, now)
-        wanted = {e.source for e in self._rx_queue} | {e.dest for e in self._tx_queue}
-        for a in list(self._whois):
-            w = self._whois[a]
-            if a in self.peers or (now - w.first >= QUEUE_TIMEOUT and a not in wanted):
-                del self._whois[a]
-            elif a not in self.peers:
+        # Only addresses something still waits for are asked again (Switch::doTimerTasks);
+        # any other entry is just a rate memo, forgotten after two retry delays. Re-asking for
+        # every unknown source seen would turn a flood of junk into ten WHOIS each.
+        wanted = dict.fromkeys(
+            [*(e.source for e in self._rx_queue), *(e.dest for e in self._tx_queue)]
+        )
+        for a in [
+            a
+            for a, w in self._whois.items()
+            if a in self.peers
+            or (a not in wanted and now - max(w.first, w.last_sent) >= 2 * WHOIS_RETRY_DELAY)
+        ]:
+            del self._whois[a]
+        for a in wanted:
+            if a not in self.peers:
                 self._request_whois(a, now)
         if self._rx_queue or self._tx_queue or self._whois:
             self._next_queue_tick = now + WHOIS_RETRY_DELAY
@@ -1263,8 +1342,10 @@ class Node:
             else:
                 # Not kept warm, but its lapsed paths still end (and say so) on time.
                 self._expire_paths(peer, now)
+        # A root is always online (Node.cpp: ``... || RR->topology->amUpstream()``).
         self._set_online(
-            any(
+            self.topology.am_upstream
+            or any(
                 (p := self.peers.get(a)) is not None
                 and p.last_receive > 0
                 and now - p.last_receive < PEER_ACTIVITY_TIMEOUT

@@ -27,8 +27,8 @@ per packet (~8 µs) is the last resort.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
 import struct
+from collections.abc import Callable
 from typing import Final, Literal, Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -175,14 +175,16 @@ class AesGmacSiv:
         ecb = Cipher(algorithms.AES(k1), modes.ECB())
         self._ecb_enc = ecb.encryptor().update
         self._ecb_dec = ecb.decryptor().update
-        self._ctr = new_ctr(k1, self.ctr_backend).xor_into
+        ctr_ctx = new_ctr(k1, self.ctr_backend)
+        self._ctr = ctr_ctx.xor_into
         # The bound C calls, for the fused per-packet path in ``ztnode.wire.packet``, which knows
         # the packet layout and saves layers of Python calls per packet: (gmac(nonce12, b"", data)
         # -> tag16, ecb_encrypt(block16), ecb_decrypt(block16), ctr_set_nonce(iv16),
         # ctr_update_into(data, out)); the last two must be called back to back, as a pair.
-        ctr_obj = self._ctr.__self__
-        if isinstance(ctr_obj, _ResetNonceCtr):
-            reset, update_into = ctr_obj._reset, ctr_obj._update_into
+        reset: Callable[[bytes], object]
+        update_into: Callable[[Buf, bytearray | memoryview], object]
+        if isinstance(ctr_ctx, _ResetNonceCtr):
+            reset, update_into = ctr_ctx._reset, ctr_ctx._update_into
         else:
             reset, update_into = _split_ctr(self._ctr)
         self.ops = (self._gmac, self._ecb_enc, self._ecb_dec, reset, update_into)

@@ -25,10 +25,12 @@ class SymmetricKey:
     read-only. The repr never shows key material.
     """
 
-    __slots__ = ("_aes", "raw", "salsa_key")
+    __slots__ = ("_accel", "_aes", "raw", "salsa_key")
 
     raw: bytes
     salsa_key: bytes
+    # The C accelerator's per-key AES contexts (ztnode.crypto.accel), made on first cipher-3 use.
+    _accel: object
 
     def __init__(self, key48: bytes | bytearray | memoryview) -> None:
         if len(key48) != SYMMETRIC_KEY_SIZE:
@@ -36,6 +38,7 @@ class SymmetricKey:
         self.raw = bytes(key48)
         self.salsa_key = self.raw[:32]
         self._aes: AesGmacSiv | None = None
+        self._accel = None
 
     @property
     def aes(self) -> AesGmacSiv:

@@ -72,6 +72,10 @@ def parse_root_spec(spec: str) -> Root:
         ident_text = p.read_text().strip()
     ident = Identity.from_string(ident_text).public()
     endpoints = tuple(InetAddress.parse(e.strip()) for e in eps_part.split(",") if e.strip())
+    for e in endpoints:
+        if e.port == 0:
+            # InetAddress.parse takes a bare IP as port 0: nobody could reach the root there.
+            raise LocalProtocolError(f"root endpoint {e.ip} needs a port (ip/port)")
     if len(endpoints) > MAX_ENDPOINTS:
         raise LocalProtocolError(f"a root has at most {MAX_ENDPOINTS} endpoints")
     return Root(ident, endpoints)

@@ -23,6 +23,7 @@ from pathlib import Path
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
 from ztnode.identity import Identity
+from ztnode.transport.ifaddrs import interface_addresses
 from ztnode.transport.state import HomeDir
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
@@ -49,6 +50,9 @@ class ServiceConfig:
     allow_loopback: bool = False
     validate_in_process_pool: bool = True
     identity_validation_interval: int = 2_000
+    sockets: tuple[socket.socket, ...] = ()
+    """Already-bound UDP sockets to use instead of binding ``bind``/``port`` (for example
+    sockets created inside a network namespace); the service takes ownership."""
 
 
 class Clock:
@@ -87,7 +91,12 @@ class NodeService:
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)
         moons = self.home.load_moons()
-        for host in self.config.bind:
+        for sock in self.config.sockets:
+            name = sock.getsockname()
+            handler = self._handler_for(name[0])
+            ep = UdpEndpoint(sock, handler, self._loop)
+            self.endpoints[ep.local_address] = ep
+        for host in () if self.config.sockets else self.config.bind:
             try:
                 ep = UdpEndpoint.bind(host, self.config.port, self._handler_for(host), self._loop)
             except OSError as e:
@@ -116,6 +125,9 @@ class NodeService:
             config=node_config,
         )
         self.node.set_interface_addresses(self._interface_addresses())
+        now = self.clock.now()
+        for ident, version, addrs in self.home.load_peers():
+            self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
         self._pump()
         return self.node
 
@@ -272,10 +284,18 @@ class NodeService:
                 log.exception("event subscriber failed")
 
     def _interface_addresses(self) -> list[InetAddress]:
-        """Addresses of our own interfaces worth advertising to peers for direct paths."""
+        """Addresses of our own interfaces worth advertising to peers for direct paths.
+
+        A socket bound to one address advertises that address; a wildcard socket advertises
+        every suitable address of its family on this host.
+        """
         out: list[InetAddress] = []
         for local in self.endpoints:
-            if local[0] not in ("0.0.0.0", "::"):
+            host, port = local
+            if host in ("0.0.0.0", "::"):
+                family = socket.AF_INET if host == "0.0.0.0" else socket.AF_INET6
+                out.extend(InetAddress(ip, port) for ip in interface_addresses((family,)))
+            else:
                 with contextlib.suppress(ValueError):
-                    out.append(InetAddress.parse(f"{local[0]}/{local[1]}"))
+                    out.append(InetAddress.parse(f"{host}/{port}"))
         return out

@@ -79,7 +79,7 @@ class HomeDir:
         if f.exists():
             try:
                 return World.from_bytes(f.read_bytes())
-            except DecodeError as e:
+            except (DecodeError, OSError) as e:
                 log.warning("ignoring unreadable %s: %s", f, e)
         return World.from_bytes(DEFAULT_PLANET)
 
@@ -94,7 +94,7 @@ class HomeDir:
         for f in sorted((self.path / "moons.d").glob("*.moon")):
             try:
                 out.append(World.from_bytes(f.read_bytes()))
-            except DecodeError as e:
+            except (DecodeError, OSError) as e:
                 log.warning("ignoring unreadable moon %s: %s", f, e)
         return out
 
@@ -129,7 +129,7 @@ class HomeDir:
                 n = r.count(r.u16(), 1, "cached paths")
                 addrs = [a for a in (InetAddress.read(r) for _ in range(n)) if a is not None]
                 out.append((ident, version, addrs))
-            except DecodeError as e:
+            except (DecodeError, OSError) as e:
                 log.warning("ignoring unreadable peer cache %s: %s", f, e)
         return out
 

@@ -1,0 +1,163 @@
+"""The optional C accelerator for packet armor/dearmor (ciphers 0, 1 and 3), with typed wrappers.
+
+Why: per packet, the pure-Python armor path spends about as long in glue (slicing the header,
+folding and placing tags, several foreign calls) as in the ciphers themselves. The extension
+``ztnode.crypto._zt_accel`` (built from :mod:`ztnode.crypto._accel_build` at install time when a
+compiler and the OpenSSL and libsodium headers exist) does the whole per-packet job in one cffi
+call per direction, in place on the packet's ``bytearray``.
+
+It is optional by design. If it was not built, was built for another ABI, cannot load its shared
+libraries, or ``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import,
+:data:`AVAILABLE` is False and :mod:`ztnode.wire.packet` uses its Python path, which stays the
+reference implementation: the C path must match it byte for byte (``tests/test_accel.py``).
+
+The wrappers never raise for bad input. They answer "done" or "not mine": anything the C side
+refuses (a length outside 28..10024, cipher 2 or an unknown suite, a non-``bytearray`` buffer,
+an OpenSSL allocation failure) is handed back untouched, and the caller's Python path then
+produces exactly its usual result or exception.
+
+Per-key state: cipher 3 needs four OpenSSL contexts keyed with K0/K1. They are made on the
+first cipher-3 packet of a key and stored on :class:`~ztnode.crypto.keys.SymmetricKey` (slot
+``_accel``), freed by ``ffi.gc`` when the key object dies. Like the Python contexts, one key's
+state must not be used from two threads at once; the C call runs without the GIL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Final
+
+from ztnode.crypto._native import native_disabled
+from ztnode.crypto.hashes import kbkdf_hmac_sha384
+from ztnode.crypto.keys import (
+    KBKDF_LABEL_AES_GMAC_SIV_K0,
+    KBKDF_LABEL_AES_GMAC_SIV_K1,
+    SymmetricKey,
+)
+
+DISABLE_ENV: Final = "ZTNODE_NO_ACCEL"
+MODULE: Final = "ztnode.crypto._zt_accel"
+# Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
+# different meaning is ignored rather than trusted.
+ABI: Final = 1
+
+_CIPHER_AES: Final = 3
+
+
+def _disabled_reason() -> str | None:
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return f"disabled by {DISABLE_ENV}"
+    if native_disabled():
+        return "disabled by ZTNODE_NO_NATIVE_CRYPTO"
+    return None
+
+
+def _load() -> tuple[Any, Any, str | None]:
+    """``(ffi, lib, None)``, or ``(None, None, reason)`` when the accelerator cannot be used."""
+    reason = _disabled_reason()
+    if reason is not None:
+        return None, None, reason
+    try:
+        # importlib keeps mypy away from the compiled module, which has no stubs; everything it
+        # exports is re-exposed below through typed functions.
+        mod = importlib.import_module(MODULE)
+    except ImportError as e:  # not built, or libcrypto / libsodium missing at run time
+        return None, None, f"{MODULE} could not be imported: {e}"
+    lib = mod.lib
+    if lib.ZT_ACCEL_ABI != ABI:
+        return None, None, f"{MODULE} has ABI {lib.ZT_ACCEL_ABI}, expected {ABI}: rebuild it"
+    if lib.zt_accel_init() != 0:
+        return None, None, "libsodium failed to initialise"
+    return mod.ffi, lib, None
+
+
+_ffi, _lib, REASON = _load()
+#: True when armor/dearmor run in C. :data:`REASON` says why not otherwise.
+AVAILABLE: Final[bool] = _lib is not None
+
+# Bound once: each attribute lookup on a cffi module costs as much as a small C call.
+_NULL: Any = _ffi.NULL if _ffi is not None else None
+_from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
+_zt_armor: Any = _lib.zt_armor if _lib is not None else None
+_zt_dearmor: Any = _lib.zt_dearmor if _lib is not None else None
+_OK: Final[int] = _lib.ZT_ACCEL_OK if _lib is not None else 0
+_ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
+#: The packet lengths the C side accepts (the protocol's 28..10024); others go to Python.
+MIN_PACKET: Final[int] = _lib.ZT_ACCEL_MIN_PACKET if _lib is not None else 28
+MAX_PACKET: Final[int] = _lib.ZT_ACCEL_MAX_PACKET if _lib is not None else 10024
+
+
+def _aes_state(key: SymmetricKey) -> Any:
+    """The key's C AES-GMAC-SIV contexts, made now (KBKDF for K0/K1) if they do not exist yet.
+
+    Returns ``None`` if OpenSSL could not make them; the caller then uses the Python path.
+    """
+    state = key._accel
+    if state is not None:
+        return state
+    k0 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K0)[:32]
+    k1 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K1)[:32]
+    ctx = _lib.zt_aes_new(k0, k1)
+    if ctx == _NULL:
+        return None
+    state = key._accel = _ffi.gc(ctx, _lib.zt_aes_free)
+    return state
+
+
+def armor(packet: bytearray, key: SymmetricKey, cipher: int) -> bool:
+    """Armor ``packet`` in place in C; True if done, False if the caller's Python path must.
+
+    Same contract as :func:`ztnode.wire.packet.armor` for ciphers 0, 1 and 3; False (packet
+    untouched) for everything else, including when the accelerator is not available.
+    """
+    if _lib is None or type(packet) is not bytearray:
+        return False
+    try:
+        rc = _zt_armor(
+            key._accel or _NULL, key.salsa_key, _from_buffer(packet), len(packet), cipher
+        )
+    except (TypeError, OverflowError):  # a cipher that is not a C int: the Python path decides
+        return False
+    if rc == _OK:
+        return True
+    if rc == _ENOKEY and cipher == _CIPHER_AES:
+        state = _aes_state(key)
+        if state is not None:
+            return bool(
+                _zt_armor(state, key.salsa_key, _from_buffer(packet), len(packet), cipher) == _OK
+            )
+    return False
+
+
+def dearmor(packet: bytearray, key: SymmetricKey) -> int:
+    """Dearmor ``packet`` in place in C: 1 authentic, 0 not, -1 if the Python path must decide.
+
+    1 and 0 mean exactly what True and False mean for :func:`ztnode.wire.packet.dearmor`
+    (including what is left in the buffer). -1 (packet untouched) covers lengths outside
+    28..10024 and an unavailable accelerator.
+    """
+    if _lib is None or type(packet) is not bytearray:
+        return -1
+    rc: int = _zt_dearmor(key._accel or _NULL, key.salsa_key, _from_buffer(packet), len(packet))
+    if rc >= 0:
+        return rc
+    if rc == _ENOKEY:
+        state = _aes_state(key)
+        if state is not None:
+            rc = _zt_dearmor(state, key.salsa_key, _from_buffer(packet), len(packet))
+            if rc >= 0:
+                return rc
+    return -1
+
+
+__all__ = [
+    "ABI",
+    "AVAILABLE",
+    "DISABLE_ENV",
+    "MAX_PACKET",
+    "MIN_PACKET",
+    "REASON",
+    "armor",
+    "dearmor",
+]
