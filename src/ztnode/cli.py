@@ -101,6 +101,11 @@ def cmd_world_make(args: argparse.Namespace) -> int:
     kind = WorldType.PLANET if args.type == "planet" else WorldType.MOON
     try:
         roots = [parse_root_spec(r) for r in args.root]
+        if args.previous and not Path(args.signing_key).exists():
+            return _fail(
+                f"--previous needs the existing signing key the previous revision names; "
+                f"{args.signing_key} does not exist"
+            )
         signing, created = KeyPair.load_or_create(Path(args.signing_key))
         next_key = signing
         if args.next_key:
@@ -191,6 +196,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         await stop.wait()
         await api.close()
         await service.stop()
+        (home / "ztnode.port").unlink(missing_ok=True)
         print("stopped; state saved", flush=True)
         return EXIT_OK
 

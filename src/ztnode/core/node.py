@@ -480,6 +480,9 @@ class Node:
         if cipher == Cipher.POLY1305_NONE and (buf[27] & 0x1F) == Verb.HELLO:
             self._do_hello(buf, path, hops, now, authenticated=False)
             return
+        if cipher > Cipher.AES_GMAC_SIV:
+            self.counters.drop(Drop.BAD_CIPHER)
+            return
         if cipher == Cipher.NONE_TRUSTED_PATH:
             # We configure no trusted paths, so such packets can never be authentic here.
             self.counters.drop(Drop.TRUSTED_PATH_REFUSED)

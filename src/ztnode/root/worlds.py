@@ -76,6 +76,9 @@ def parse_root_spec(spec: str) -> Root:
         if e.port == 0:
             # InetAddress.parse takes a bare IP as port 0: nobody could reach the root there.
             raise LocalProtocolError(f"root endpoint {e.ip} needs a port (ip/port)")
+    if not endpoints:
+        # A root nobody can find is useless in a planet; moons' roots are found the same way.
+        raise LocalProtocolError(f"root {ident.address:010x} needs at least one ip/port endpoint")
     if len(endpoints) > MAX_ENDPOINTS:
         raise LocalProtocolError(f"a root has at most {MAX_ENDPOINTS} endpoints")
     return Root(ident, endpoints)
