@@ -101,3 +101,26 @@ def test_loopback_paths_refused_unless_allowed() -> None:
     assert net.run_until_true(lambda: leaf.online, 30_000)
     peer = leaf.peer(root.address)
     assert peer is not None and [s.path.remote for s in peer.paths] == [("127.0.0.1", 9993)]
+
+
+def test_root_keeps_multicast_subscriptions_and_answers_gathers() -> None:
+    from ztnode.wire.constants import Verb
+    from ztnode.wire.verbs import MulticastGather, MulticastLike, MulticastSubscription
+
+    w = LocalWorld.build(IDS, roots=1, leaves=2)
+    assert w.run_until(w.all_online, 15_000)
+    root = w.roots[0]
+    a, b = w.leaves
+    nwid, mac, adi = 0x8056C2E21C000001, 0xFFFFFFFFFFFF, 0x0A000001
+    like = MulticastLike((MulticastSubscription(nwid, mac, adi),)).encode()
+    a._send(root.address, Verb.MULTICAST_LIKE, like, w.net.now, compress=True)
+    assert w.run_until(
+        lambda: root.multicast_subscribers(nwid, mac, adi, w.net.now) == [a.address], 5_000
+    )
+    oks = b.counters.verbs_in["OK"]
+    gather = MulticastGather.create(nwid, mac, adi, 16).encode()
+    b._send(root.address, Verb.MULTICAST_GATHER, gather, w.net.now)
+    assert w.run_until(lambda: b.counters.verbs_in["OK"] > oks, 5_000)
+    # Subscriptions expire after 10 minutes without a renewed LIKE.
+    w.run_for(610_000)
+    assert root.multicast_subscribers(nwid, mac, adi, w.net.now) == []
