@@ -221,16 +221,29 @@ def _api_get(args: argparse.Namespace, path: str) -> tuple[int, Any]:
     return asyncio.run(fetch_json("127.0.0.1", port, "GET", path, token))
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+class _ApiFailure(Exception):
+    """The local API could not be reached or refused; the message is for the user."""
+
+
+def _api_json(args: argparse.Namespace, path: str) -> Any:
+    """GET ``path`` from the running node's local API, printing it raw with ``--json``."""
     try:
-        status, body = _api_get(args, "/status")
+        status, body = _api_get(args, path)
     except (OSError, ValueError) as e:
-        return _fail(f"cannot reach the node's local API: {e}")
+        raise _ApiFailure(f"cannot reach the node's local API: {e}") from None
     if status != 200:
-        return _fail(f"local API answered {status}: {body}")
+        raise _ApiFailure(f"local API answered {status}: {body}")
     if args.json:
         print(json.dumps(body, indent=2))
-    else:
+    return body
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, "/status")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
         state = "ONLINE" if body.get("online") else "OFFLINE"
         print(f"200 info {body['address']} {body['version']} {state}")
     return EXIT_OK
@@ -238,13 +251,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_peers(args: argparse.Namespace) -> int:
     try:
-        status, body = _api_get(args, "/peer")
-    except (OSError, ValueError) as e:
-        return _fail(f"cannot reach the node's local API: {e}")
-    if status != 200:
-        return _fail(f"local API answered {status}: {body}")
+        body = _api_json(args, "/peer")
+    except _ApiFailure as e:
+        return _fail(str(e))
     if args.json:
-        print(json.dumps(body, indent=2))
         return EXIT_OK
     print("200 peers")
     print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")

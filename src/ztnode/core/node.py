@@ -422,7 +422,7 @@ class Node:
         if now - self._beacon_answered.get(addr, -(10**12)) < BEACON_REPLY_INTERVAL:
             return
         self._beacon_answered[addr] = now
-        self._send_direct(peer, path, Verb.NOP, b"", now, expect=False)
+        self._send_on(peer, path, Verb.NOP, b"", now, expect=False)
 
     def _receive_fragment(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
         dest = int.from_bytes(data[8:13], "big")
@@ -549,7 +549,7 @@ class Node:
                 # No controller here: say so, as the reference does.
                 nwid = int.from_bytes(payload[0:8], "big") if len(payload) >= 8 else 0
                 err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, pid, nwid)
-                self._send_direct(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self._send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
                 self._received(peer, path, hops, verb, now)
             else:
                 # NOP, unknown verbs and VL2 traffic for networks we have not joined are
@@ -631,7 +631,7 @@ class Node:
             surface,
             self._world_updates_for(hello),
         )
-        self._send_direct(peer, path, Verb.OK, ok.encode(), now, expect=False)
+        self._send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
         peer.version = (
             hello.protocol_version,
             hello.version_major,
@@ -730,7 +730,7 @@ class Node:
         if now - last >= ECHO_ANSWER_INTERVAL:
             self._echo_answered[path] = now
             body = Writer().u8(Verb.ECHO).u64(pid).raw(payload)
-            self._send_direct(peer, path, Verb.OK, bytes(body.buf), now, expect=False)
+            self._send_on(peer, path, Verb.OK, bytes(body.buf), now, expect=False)
         else:
             self.counters.drop(Drop.RATE_LIMITED)
         self._received(peer, path, hops, Verb.ECHO, now)
@@ -755,7 +755,7 @@ class Node:
                 self._request_whois(a, now)
         if found:
             body = OkWhois(pid, tuple(found)).encode()
-            self._send_direct(peer, path, Verb.OK, body, now, expect=False)
+            self._send_on(peer, path, Verb.OK, body, now, expect=False)
         self._received(peer, path, hops, Verb.WHOIS, now)
 
     def _do_error(self, peer: Peer, payload: memoryview, path: Path, hops: int, now: int) -> None:
@@ -839,7 +839,7 @@ class Node:
                 ok = OkMulticastGather(
                     pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
                 )
-                self._send_direct(peer, path, Verb.OK, ok.encode(), now, expect=False)
+                self._send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
         self._received(peer, path, hops, Verb.MULTICAST_GATHER, now)
 
     def multicast_subscribers(self, network_id: int, mac: int, adi: int, now: int) -> list[int]:
@@ -908,7 +908,7 @@ class Node:
             if not chunk:
                 break
             body = PushDirectPaths(tuple(chunk)).encode()
-            self._send_direct(peer, path, Verb.PUSH_DIRECT_PATHS, body, now, compress=True)
+            self._send_on(peer, path, Verb.PUSH_DIRECT_PATHS, body, now, compress=True)
 
     # ------------------------------------------------------------------ send path
 
@@ -967,7 +967,13 @@ class Node:
         compress: bool = False,
         echo_request: int | None = None,
         cipher: Cipher | None = None,
+        expect: bool = True,
     ) -> int:
+        """Build, armor and send one packet on ``path``; returns its wire packet ID.
+
+        Requests are registered so their OK is accepted (``expect``); replies sent straight back
+        on the receiving path (Path::send in the reference) pass ``expect=False``.
+        """
         buf = pk.new_packet(self.random_bytes(8), peer.address, self.address, verb, payload)
         if compress:
             pk.compress(buf)
@@ -975,35 +981,14 @@ class Node:
             buf[18] |= FLAG_FRAGMENTED
         pk.armor(buf, peer.key, cipher if cipher is not None else self._cipher_for(peer))
         pid = int.from_bytes(buf[0:8], "big")
-        self.expected.expect(pid)
+        if expect:
+            self.expected.expect(pid)
         if echo_request is not None:
             self._api_echo[pid] = _ApiEcho(peer.address, now, echo_request)
             if len(self._api_echo) > 4096:
                 self._api_echo.pop(next(iter(self._api_echo)))
         self._emit(path, buf, now)
         return pid
-
-    def _send_direct(
-        self,
-        peer: Peer,
-        path: Path,
-        verb: int,
-        payload: bytes,
-        now: int,
-        *,
-        expect: bool = True,
-        compress: bool = False,
-    ) -> None:
-        """Reply on the receiving path (Path::send in the reference)."""
-        buf = pk.new_packet(self.random_bytes(8), peer.address, self.address, verb, payload)
-        if compress:
-            pk.compress(buf)
-        if len(buf) > self.mtu:
-            buf[18] |= FLAG_FRAGMENTED
-        pk.armor(buf, peer.key, self._cipher_for(peer))
-        if expect:
-            self.expected.expect(int.from_bytes(buf[0:8], "big"))
-        self._emit(path, buf, now)
 
     def _emit(self, path: Path, buf: bytes | bytearray, now: int) -> None:
         if len(buf) > self.mtu:

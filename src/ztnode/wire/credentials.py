@@ -479,8 +479,42 @@ class Capability:
 # --- tag -------------------------------------------------------------------------------------
 
 
+class _MarkerSigned:
+    """The signing scheme Tag, CertificateOfOwnership and Revocation share.
+
+    Each signs its serialisation "for signing": a 0x7f marker, the body (with ``signed_by`` set to
+    the signer, so the signer's address is itself signed), an empty u16 extension and the marker
+    again; verification also demands that the signer be the network's controller.
+    """
+
+    __slots__ = ()
+    network_id: int
+    signed_by: int
+    signature: bytes
+
+    def _write_body(self, writer: Writer) -> None:
+        raise TypeError(f"{type(self).__name__} must define _write_body")
+
+    def signing_message(self) -> bytes:
+        w = Writer(_SIGN_MARKER)
+        self._write_body(w)
+        w.u16(0).raw(_SIGN_MARKER)
+        return bytes(w.buf)
+
+    def sign(self, identity: SigningIdentity) -> Self:
+        """Set ``signed_by`` to the signer (it is part of the signed bytes) and sign."""
+        unsigned: Self = replace(self, signed_by=identity.address)  # type: ignore[type-var]
+        signature = identity.sign(unsigned.signing_message())
+        return replace(unsigned, signature=signature)  # type: ignore[type-var]
+
+    def verify(self, signer: VerifyingIdentity) -> bool:
+        return _verify_simple(
+            self.signed_by, self.network_id, self.signing_message(), self.signature, signer
+        )
+
+
 @dataclass(frozen=True, slots=True)
-class Tag:
+class Tag(_MarkerSigned):
     """A signed (id, value) pair describing a member, 135 bytes on the wire (§5.2):
     ``[8] nwid [8] ts [4] id [4] value [5] issuedTo [5] signedBy [sig block] [2] extra``."""
 
@@ -495,22 +529,6 @@ class Tag:
     def _write_body(self, writer: Writer) -> None:
         writer.u64(self.network_id).i64(self.timestamp).u32(self.id).u32(self.value)
         writer.address(self.issued_to).address(self.signed_by)
-
-    def signing_message(self) -> bytes:
-        w = Writer(_SIGN_MARKER)
-        self._write_body(w)
-        w.u16(0).raw(_SIGN_MARKER)
-        return bytes(w.buf)
-
-    def sign(self, identity: SigningIdentity) -> Tag:
-        """Set ``signed_by`` to the signer (it is part of the signed bytes) and sign."""
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signing_message()))
-
-    def verify(self, signer: VerifyingIdentity) -> bool:
-        return _verify_simple(
-            self.signed_by, self.network_id, self.signing_message(), self.signature, signer
-        )
 
     @classmethod
     def read(cls, reader: Reader) -> Self:
@@ -584,7 +602,7 @@ class OwnedThing:
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateOfOwnership:
+class CertificateOfOwnership(_MarkerSigned):
     """Proof that a member owns IPs or MACs, used by the rules' "sender IP/MAC authenticated"
     characteristics (§5.3). The controller issues one (id 1) listing all static IPs.
 
@@ -618,21 +636,6 @@ class CertificateOfOwnership:
         for t in self.things:
             writer.u8(t.type).raw(t.value)
         writer.address(self.issued_to).address(self.signed_by)
-
-    def signing_message(self) -> bytes:
-        w = Writer(_SIGN_MARKER)
-        self._write_body(w)
-        w.u16(0).raw(_SIGN_MARKER)
-        return bytes(w.buf)
-
-    def sign(self, identity: SigningIdentity) -> CertificateOfOwnership:
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signing_message()))
-
-    def verify(self, signer: VerifyingIdentity) -> bool:
-        return _verify_simple(
-            self.signed_by, self.network_id, self.signing_message(), self.signature, signer
-        )
 
     @classmethod
     def read(cls, reader: Reader) -> Self:
@@ -676,7 +679,7 @@ class CertificateOfOwnership:
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
+class Revocation(_MarkerSigned):
     """Revokes a member's credentials issued at or before ``threshold`` (§5.4), 152 bytes:
     ``[4] 0 [4] id [8] nwid [4] 0 [4] credId [8] threshold [8] flags [5] target [5] signedBy
     [1] type [sig block] [2] extra``. The two reserved words are ignored on read."""
@@ -699,21 +702,6 @@ class Revocation:
         writer.u32(0).u32(self.id).u64(self.network_id).u32(0).u32(self.credential_id)
         writer.i64(self.threshold).u64(self.flags)
         writer.address(self.target).address(self.signed_by).u8(self.credential_type)
-
-    def signing_message(self) -> bytes:
-        w = Writer(_SIGN_MARKER)
-        self._write_body(w)
-        w.u16(0).raw(_SIGN_MARKER)
-        return bytes(w.buf)
-
-    def sign(self, identity: SigningIdentity) -> Revocation:
-        unsigned = replace(self, signed_by=identity.address)
-        return replace(unsigned, signature=identity.sign(unsigned.signing_message()))
-
-    def verify(self, signer: VerifyingIdentity) -> bool:
-        return _verify_simple(
-            self.signed_by, self.network_id, self.signing_message(), self.signature, signer
-        )
 
     @classmethod
     def read(cls, reader: Reader) -> Self:
