@@ -36,6 +36,8 @@ class Drop(StrEnum):
     UNTRUSTED_SENDER = "untrusted_sender"
     INVALID_PATH = "invalid_path_address"
     NO_BOND = "no_bond"
+    BAD_SIGNATURE = "bad_signature"
+    NOT_A_MEMBER = "not_a_member"
     INTERNAL_ERROR = "internal_error"
 
 

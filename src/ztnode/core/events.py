@@ -124,3 +124,51 @@ class SurfaceAddressChanged(Event):
     scope: int
     old: Addr | None
     new: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStatusChanged(Event):
+    """A joined network's status changed (REQUESTING_CONFIGURATION, OK, ACCESS_DENIED, ...)."""
+
+    network_id: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfigUpdated(Event):
+    """A new config was applied; ``config`` is its dictionary, for the host to persist."""
+
+    network_id: int
+    revision: int
+    config: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddressAdded(Event):
+    """The controller assigned us an address on a network ("ip/bits")."""
+
+    network_id: int
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRemoved(Event):
+    network_id: int
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkLeft(Event):
+    network_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FrameReceived(Event):
+    """An Ethernet frame for us from a member that passed the network's gate."""
+
+    network_id: int
+    source: int
+    source_mac: int
+    dest_mac: int
+    ethertype: int
+    payload: bytes

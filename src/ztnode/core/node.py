@@ -27,13 +27,16 @@ from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
 from ztnode.core import events as ev
+from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.core.counters import Counters, Drop
 from ztnode.core.expect import ExpectedReplies
+from ztnode.core.network import Network, NetworkStatus, adhoc_config
 from ztnode.core.path import Path
 from ztnode.core.peer import (
     DIRECT_PATH_PUSH_INTERVAL,
     DIRECT_PATH_PUSH_INTERVAL_HAVEPATH,
     PEER_ACTIVITY_TIMEOUT,
+    PEER_CREDENTIALS_RATE_LIMIT,
     PEER_PATH_EXPIRATION,
     PEER_PING_PERIOD,
     PEER_WHOIS_RATE_LIMIT,
@@ -64,18 +67,37 @@ from ztnode.wire.constants import (
     ErrorCode,
     Verb,
 )
+from ztnode.wire.credentials import (
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    NetworkCredentials,
+    Tag,
+)
 from ztnode.wire.fragment import DropReason as FragmentDrop
 from ztnode.wire.fragment import Reassembler, split
 from ztnode.wire.inetaddr import InetAddress, IpScope, is_valid_path_address
+from ztnode.wire.mac import address_from_mac, first_octet_for_network, mac_from_address
+from ztnode.wire.netconf import (
+    NetworkConfig,
+    NetworkConfigRequestMetadata,
+    split_config_chunks,
+)
 from ztnode.wire.verbs import (
     Error,
+    ExtFrame,
+    Frame,
     Hello,
     MoonRef,
     MulticastGather,
     MulticastLike,
+    NetconfAck,
+    NetworkConfigChunk,
+    NetworkConfigRequest,
     OkEcho,
     OkHello,
     OkMulticastGather,
+    OkNetworkConfigRequest,
     OkWhois,
     PushDirectPaths,
     PushedPath,
@@ -112,6 +134,7 @@ MAX_PUSH_PAYLOAD: Final = 1200
 MULTICAST_LIKE_EXPIRE: Final = 600_000
 REMOTE_TRACE_MAX: Final = 10_000
 USER_MESSAGE_RESERVED_MAX: Final = 0xFFFF
+GATED_FRAME_QUEUE: Final = 64
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,15 @@ _BAD_FRAGMENT: Final = (
 _CIPHER_NAMES: Final = {c.value: c.name for c in Cipher} | {v: f"cipher{v}" for v in range(4, 8)}
 
 
+# What an ERROR from a network's controller in answer to our config request means (§2.4).
+_ERROR_STATUS: Final = {
+    int(ErrorCode.OBJ_NOT_FOUND): NetworkStatus.NOT_FOUND,
+    int(ErrorCode.UNSUPPORTED_OPERATION): NetworkStatus.NOT_FOUND,
+    int(ErrorCode.NETWORK_ACCESS_DENIED): NetworkStatus.ACCESS_DENIED,
+    int(ErrorCode.NETWORK_AUTHENTICATION_REQUIRED): NetworkStatus.AUTHENTICATION_REQUIRED,
+}
+
+
 class Outgoing(NamedTuple):
     local: Addr
     remote: Addr
@@ -165,6 +197,17 @@ class _RxEntry:
     source: int
     packet: bytearray
     path: Path
+    created: int
+
+
+@dataclass
+class _GatedFrame:
+    source: int
+    network_id: int
+    source_mac: int
+    dest_mac: int
+    ethertype: int
+    payload: bytes
     created: int
 
 
@@ -200,6 +243,7 @@ class Node:
         local_addresses: list[Addr] | tuple[Addr, ...] = (),
         moons: list[World] | tuple[World, ...] = (),
         config: NodeConfig | None = None,
+        controller: HostedController | None = None,
     ) -> None:
         if not identity.has_private:
             raise LocalProtocolError("a node needs an identity with its private key")
@@ -241,6 +285,9 @@ class Node:
         self._last_housekeeping = now
         self._next_queue_tick: int | None = None
         self._now = now  # the latest time any input carried, for work not tied to one input
+        self.networks: dict[int, Network] = {}
+        self.controller = controller
+        self._gated_frames: deque[_GatedFrame] = deque()
         self._make_upstream_peers()
 
     # ------------------------------------------------------------------ host interface
@@ -264,6 +311,7 @@ class Node:
     def handle_timer(self, now: int) -> None:
         self._now = now
         try:
+            self.flush_controller(now)
             if self._next_queue_tick is not None and now >= self._next_queue_tick:
                 self._queue_tick(now)
             if now - self._last_ping_check >= PING_CHECK_INTERVAL:
@@ -386,6 +434,371 @@ class Node:
             local = self._local_for(remote)
             if local is not None and self._should_use_path(identity.address, remote):
                 self._confirm_path(peer, self._path(local, remote), now)
+
+    # ------------------------------------------------------------------ networks (VL2)
+
+    def join(self, network_id: int, now: int, cached_config: bytes | None = None) -> Network:
+        """Join a network: ask its controller for a config (or build it, for ad-hoc ids).
+
+        ``cached_config`` is a config dictionary the host saved earlier (``networks.d``); it is
+        used at once but refreshed immediately, as the reference does.
+        """
+        if not 0 < network_id < 2**64:
+            raise LocalProtocolError(f"{network_id:#x} is not a network id")
+        net = self.networks.get(network_id)
+        if net is not None:
+            return net
+        net = self.networks[network_id] = Network(network_id, self.address)
+        self._events.append(ev.NetworkStatusChanged(network_id, net.status.value))
+        if cached_config:
+            try:
+                cfg = NetworkConfig.decode(cached_config)
+            except DecodeError:
+                cfg = None
+            if cfg is not None and net.set_config(cfg, cached_config, now):
+                net.last_config_update = 0  # use it, but refresh at once
+                self._config_events(net, [], now)
+        if net.is_adhoc:
+            adhoc = adhoc_config(network_id, self.identity, now)
+            if adhoc is None:
+                self._set_status(net, NetworkStatus.NOT_FOUND)
+            else:
+                self._apply_config(net, adhoc, adhoc.encode(), now)
+        else:
+            self._request_config(net, now)
+        return net
+
+    def leave(self, network_id: int) -> bool:
+        net = self.networks.pop(network_id, None)
+        if net is None:
+            return False
+        for a in net.assigned_addresses():
+            self._events.append(ev.AddressRemoved(network_id, str(a)))
+        self._events.append(ev.NetworkLeft(network_id))
+        return True
+
+    def network(self, network_id: int) -> Network | None:
+        return self.networks.get(network_id)
+
+    def send_frame(
+        self, network_id: int, dest_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        """Send an Ethernet frame to another member (unicast to a ZeroTier MAC).
+
+        Returns False when the frame cannot go anywhere: no config yet, or a MAC that is not a
+        member's (bridged and multicast delivery belong to the IP stack's layer).
+        """
+        net = self.networks.get(network_id)
+        if net is None or net.config is None:
+            return False
+        if dest_mac >> 40 != first_octet_for_network(network_id):
+            return False
+        dest = address_from_mac(dest_mac, network_id)
+        if dest == self.address:
+            return False
+        if net.should_push_credentials(dest, now):
+            self._push_credentials(net, dest, now)
+        body = Frame(network_id, ethertype, payload).encode()
+        self._send(dest, Verb.FRAME, body, now)
+        return True
+
+    def flush_controller(self, now: int) -> None:
+        """Send the config pushes and revocations the hosted controller has queued."""
+        ctl = self.controller
+        if ctl is None:
+            return
+        for push in ctl.pending_pushes(now):
+            if push.member == self.address:
+                net = self.networks.get(push.config.network_id)
+                if net is not None:
+                    self._apply_config(net, push.config, push.config.encode(), now)
+            else:
+                self._send_config(push.member, push.config, None, now)
+        for rp in ctl.pending_revocations(now):
+            body = NetworkCredentials(revocations=(rp.revocation,)).encode()
+            for r in rp.recipients:
+                if r == self.address:
+                    net = self.networks.get(rp.network_id)
+                    if net is not None:
+                        net.add_revocation(rp.revocation)
+                else:
+                    self._send(r, Verb.NETWORK_CREDENTIALS, body, now, compress=True)
+
+    def _request_config(self, net: Network, now: int) -> None:
+        net.last_request_sent = now
+        metadata = NetworkConfigRequestMetadata().encode()
+        if net.controller == self.address:
+            # Our own network: served in-process, as Node.cpp does for a local controller.
+            ctl = self.controller
+            if ctl is None or not ctl.serves(net.id):
+                self._set_status(net, NetworkStatus.NOT_FOUND)
+                return
+            answer = ctl.handle_request(self.identity.public(), net.id, metadata, now, None)
+            if answer is not None:
+                self._apply_answer(net, answer, now)
+            return
+        cfg = net.config
+        req = NetworkConfigRequest(
+            net.id,
+            metadata,
+            cfg.revision if cfg is not None else 0,
+            cfg.timestamp if cfg is not None else 0,
+        )
+        self._send(net.controller, Verb.NETWORK_CONFIG_REQUEST, req.encode(), now, compress=True)
+
+    def _apply_answer(self, net: Network, answer: ConfigAnswer, now: int) -> None:
+        if answer.config is not None:
+            self._apply_config(net, answer.config, answer.config.encode(), now)
+        elif answer.error is not None:
+            status = _ERROR_STATUS.get(int(answer.error))
+            if status is not None:
+                self._set_status(net, status)
+
+    def _do_config_request(
+        self, peer: Peer, payload: memoryview, path: Path, pid: int, hops: int, now: int
+    ) -> None:
+        req = NetworkConfigRequest.decode(payload)
+        ctl = self.controller
+        if ctl is None:
+            err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, pid, req.network_id)
+            self._send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+        elif ctl.serves(req.network_id):
+            physical = path.remote if hops == 0 else None
+            answer = ctl.handle_request(peer.identity, req.network_id, req.metadata, now, physical)
+            if answer is not None and answer.config is not None:
+                self._send_config(peer.address, answer.config, pid, now)
+            elif answer is not None and answer.error is not None:
+                err = Error(
+                    Verb.NETWORK_CONFIG_REQUEST,
+                    pid,
+                    answer.error,
+                    req.network_id,
+                    dictionary=answer.error_dictionary
+                    if answer.error == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED
+                    else None,
+                )
+                self._send(peer.address, Verb.ERROR, err.encode(), now)
+        self._received(peer, path, hops, Verb.NETWORK_CONFIG_REQUEST, now)
+
+    def _send_config(self, member: int, config: NetworkConfig, in_re: int | None, now: int) -> None:
+        """Sign and send a config in chunks: OK chunks in reply, NETWORK_CONFIG when pushed."""
+        raw = config.encode()
+        update_id = int.from_bytes(self.random_bytes(8), "big") or 1
+        for c in split_config_chunks(raw):
+            chunk = NetworkConfigChunk.signed(
+                config.network_id,
+                bytes(c.data),
+                update_id=update_id,
+                total_length=len(raw),
+                chunk_index=c.offset,
+                sign=self.identity.sign,
+            )
+            if in_re is not None:
+                body = OkNetworkConfigRequest(in_re, chunk).encode()
+                self._send(member, Verb.OK, body, now, compress=True)
+            else:
+                self._send(member, Verb.NETWORK_CONFIG, chunk.encode(), now, compress=True)
+
+    def _controller_identity(self, net: Network, now: int) -> Identity | None:
+        if net.controller == self.address:
+            return self.identity
+        peer = self.peers.get(net.controller)
+        if peer is None:
+            self._request_whois(net.controller, now)
+            return None
+        return peer.identity
+
+    def _config_chunk(
+        self,
+        peer: Peer,
+        chunk: NetworkConfigChunk,
+        pid: int,
+        now: int,
+        *,
+        pushed: bool,
+        path: Path,
+    ) -> None:
+        net = self.networks.get(chunk.network_id)
+        if net is None:
+            return
+        if chunk.signature is None:
+            # Legacy unsigned form: only straight from the controller, and only whole.
+            if peer.address != net.controller:
+                self.counters.drop(Drop.UNTRUSTED_SENDER)
+                return
+            data: bytes | None = chunk.data
+        else:
+            ctl = self._controller_identity(net, now)
+            if ctl is None:
+                return
+            if not ctl.verify(chunk.signed_portion(), chunk.signature):
+                self.counters.drop(Drop.BAD_SIGNATURE)
+                return
+            data = net.add_chunk(chunk.update_id, chunk.total_length, chunk.chunk_index, chunk.data)
+            if pushed and data is not None:
+                # The reference acknowledges a completed push with in-re verb ECHO (a quirk).
+                ack = NetconfAck(pid, net.id, chunk.update_id).encode()
+                self._send_on(peer, path, Verb.OK, ack, now, expect=False)
+        if data is None:
+            return
+        try:
+            cfg = NetworkConfig.decode(data)
+        except DecodeError:
+            self.counters.drop(Drop.MALFORMED)
+            return
+        self._apply_config(net, cfg, data, now)
+
+    def _apply_config(self, net: Network, cfg: NetworkConfig, raw: bytes, now: int) -> None:
+        before = [str(a) for a in net.assigned_addresses()]
+        old_status = net.status
+        changed = net.set_config(cfg, raw, now)
+        if net.status != old_status:
+            self._events.append(ev.NetworkStatusChanged(net.id, net.status.value))
+        if changed:
+            self._config_events(net, before, now)
+            self._retry_gated_frames(now)
+
+    def _config_events(self, net: Network, before: list[str], now: int) -> None:
+        cfg = net.config
+        if cfg is None or net.config_bytes is None:
+            return
+        self._events.append(ev.NetworkConfigUpdated(net.id, cfg.revision, net.config_bytes))
+        after = [str(a) for a in net.assigned_addresses()]
+        for a in after:
+            if a not in before:
+                self._events.append(ev.AddressAdded(net.id, a))
+        for a in before:
+            if a not in after:
+                self._events.append(ev.AddressRemoved(net.id, a))
+
+    def _set_status(self, net: Network, status: NetworkStatus) -> None:
+        if net.status != status:
+            net.status = status
+            self._events.append(ev.NetworkStatusChanged(net.id, status.value))
+
+    def _do_credentials(
+        self, peer: Peer, payload: memoryview, path: Path, hops: int, now: int
+    ) -> None:
+        if now - peer.last_credentials_received < PEER_CREDENTIALS_RATE_LIMIT:
+            self.counters.drop(Drop.RATE_LIMITED)
+            self._received(peer, path, hops, Verb.NETWORK_CREDENTIALS, now)
+            return
+        peer.last_credentials_received = now
+        creds, _error = NetworkCredentials.decode_partial(payload)
+        accepted = False
+        for com in creds.coms:
+            accepted |= self._accept_com(com.network_id, com, now)
+        others: tuple[Capability | Tag | CertificateOfOwnership, ...] = (
+            *creds.capabilities,
+            *creds.tags,
+            *creds.certificates_of_ownership,
+        )
+        for cred in others:
+            net = self.networks.get(cred.network_id)
+            ctl = self._controller_identity(net, now) if net is not None else None
+            if net is None or ctl is None or not cred.verify(ctl):
+                continue
+            if isinstance(cred, Capability):
+                accepted |= net.add_capability(cred)
+            elif isinstance(cred, Tag):
+                accepted |= net.add_tag(cred)
+            else:
+                accepted |= net.add_coo(cred)
+        for rev in creds.revocations:
+            net = self.networks.get(rev.network_id)
+            ctl = self._controller_identity(net, now) if net is not None else None
+            if net is not None and ctl is not None and rev.verify(ctl):
+                accepted |= net.add_revocation(rev)
+        if accepted:
+            peer.last_trust_established = now
+            path.last_trust_established = now
+            self._retry_gated_frames(now)
+        self._received(peer, path, hops, Verb.NETWORK_CREDENTIALS, now)
+
+    def _accept_com(self, network_id: int, com: CertificateOfMembership, now: int) -> bool:
+        net = self.networks.get(network_id)
+        if net is None:
+            return False
+        ctl = self._controller_identity(net, now)
+        if ctl is None or not com.verify(ctl):
+            return False
+        return net.add_com(com)
+
+    def _push_credentials(self, net: Network, dest: int, now: int) -> None:
+        """Send our COM and the capabilities, tags and ownership certificates of our config."""
+        cfg = net.config
+        if cfg is None or (
+            cfg.com is None and not (cfg.capabilities or cfg.tags or cfg.certificates_of_ownership)
+        ):
+            return
+        creds = NetworkCredentials(
+            coms=(cfg.com,) if cfg.com is not None else (),
+            capabilities=cfg.capabilities,
+            tags=cfg.tags,
+            certificates_of_ownership=cfg.certificates_of_ownership,
+        )
+        self._send(dest, Verb.NETWORK_CREDENTIALS, creds.encode(), now, compress=True)
+        net.membership(dest).last_pushed_credentials = now
+
+    def _do_frame(
+        self,
+        peer: Peer,
+        network_id: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        path: Path,
+        pid: int,
+        hops: int,
+        now: int,
+        verb: int,
+    ) -> None:
+        net = self.networks.get(network_id)
+        if net is not None:
+            if net.gate(peer.address, peer.identity):
+                peer.last_trust_established = now
+                path.last_trust_established = now
+                self._events.append(
+                    ev.FrameReceived(
+                        network_id, peer.address, source_mac, dest_mac, ethertype, payload
+                    )
+                )
+            else:
+                # Not (yet) a member in good standing: ask for its credentials and keep the
+                # frame a few seconds, since they usually arrive right behind it.
+                err = Error.need_membership_certificate(verb, pid, network_id)
+                self._send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self.counters.drop(Drop.NOT_A_MEMBER)
+                if len(self._gated_frames) >= GATED_FRAME_QUEUE:
+                    self._gated_frames.popleft()
+                self._gated_frames.append(
+                    _GatedFrame(
+                        peer.address, network_id, source_mac, dest_mac, ethertype, payload, now
+                    )
+                )
+        self._received(peer, path, hops, verb, now)
+
+    def _retry_gated_frames(self, now: int) -> None:
+        if not self._gated_frames:
+            return
+        keep: deque[_GatedFrame] = deque()
+        for g in self._gated_frames:
+            if now - g.created >= QUEUE_TIMEOUT:
+                continue
+            net = self.networks.get(g.network_id)
+            peer = self.peers.get(g.source)
+            if net is None or peer is None:
+                continue
+            if net.gate(peer.address, peer.identity):
+                self._events.append(
+                    ev.FrameReceived(
+                        g.network_id, g.source, g.source_mac, g.dest_mac, g.ethertype, g.payload
+                    )
+                )
+            else:
+                keep.append(g)
+        self._gated_frames = keep
 
     # ------------------------------------------------------------------ receive path
 
@@ -546,11 +959,47 @@ class Node:
                 # non-bonding reference node does (protocol-multipath.md 1).
                 self.counters.drop(Drop.NO_BOND)
             elif verb == Verb.NETWORK_CONFIG_REQUEST:
-                # No controller here: say so, as the reference does.
-                nwid = int.from_bytes(payload[0:8], "big") if len(payload) >= 8 else 0
-                err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, pid, nwid)
-                self._send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self._do_config_request(peer, payload, path, pid, hops, now)
+            elif verb == Verb.NETWORK_CONFIG:
+                chunk = NetworkConfigChunk.decode(payload)
+                self._config_chunk(peer, chunk, pid, now, pushed=True, path=path)
                 self._received(peer, path, hops, verb, now)
+            elif verb == Verb.NETWORK_CREDENTIALS:
+                self._do_credentials(peer, payload, path, hops, now)
+            elif verb == Verb.FRAME:
+                f = Frame.decode(payload)
+                src_mac = mac_from_address(peer.address, f.network_id)
+                dst_mac = mac_from_address(self.address, f.network_id)
+                self._do_frame(
+                    peer,
+                    f.network_id,
+                    src_mac,
+                    dst_mac,
+                    f.ethertype,
+                    f.payload,
+                    path,
+                    pid,
+                    hops,
+                    now,
+                    Verb.FRAME,
+                )
+            elif verb == Verb.EXT_FRAME:
+                x = ExtFrame.decode(payload)
+                if x.com is not None:
+                    self._accept_com(x.network_id, x.com, now)
+                self._do_frame(
+                    peer,
+                    x.network_id,
+                    x.from_mac,
+                    x.to_mac,
+                    x.ethertype,
+                    x.payload,
+                    path,
+                    pid,
+                    hops,
+                    now,
+                    Verb.EXT_FRAME,
+                )
             else:
                 # NOP, unknown verbs and VL2 traffic for networks we have not joined are
                 # accepted and only refresh the peer, like the reference.
@@ -693,8 +1142,10 @@ class Node:
                 self._events.append(
                     ev.EchoReply(peer.address, bytes(ok.data), req.request_id, now - req.sent)
                 )
+        elif isinstance(ok, OkNetworkConfigRequest):
+            self._config_chunk(peer, ok.chunk, in_re_id, now, pushed=False, path=path)
         elif isinstance(ok, OkMulticastGather):
-            pass  # multicast groups arrive with networks (issue 4)
+            pass  # gather results feed multicast delivery (the IP stack's issue)
         self._received(peer, path, hops, Verb.OK, now)
 
     def _ok_hello(self, peer: Peer, ok: OkHello, path: Path, hops: int, now: int) -> None:
@@ -760,8 +1211,20 @@ class Node:
 
     def _do_error(self, peer: Peer, payload: memoryview, path: Path, hops: int, now: int) -> None:
         err = Error.decode(payload)
-        if err.code == ErrorCode.IDENTITY_COLLISION and self.topology.is_upstream(peer.address):
+        code = err.code
+        if code == ErrorCode.IDENTITY_COLLISION and self.topology.is_upstream(peer.address):
             self._events.append(ev.IdentityCollision(peer.address))
+        elif err.network_id is not None and (net := self.networks.get(err.network_id)):
+            from_controller = peer.address == net.controller
+            if from_controller and err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST:
+                status = _ERROR_STATUS.get(int(code))
+                if status is not None:
+                    self._set_status(net, status)
+            elif code == ErrorCode.NEED_MEMBERSHIP_CERTIFICATE:
+                m = net.membership(peer.address)
+                if now - m.last_need_credentials_answer >= 1_000:
+                    m.last_need_credentials_answer = now
+                    self._push_credentials(net, peer.address, now)
         self._received(peer, path, hops, Verb.ERROR, now)
 
     def _do_rendezvous(
@@ -1323,6 +1786,9 @@ class Node:
                         sent |= 2 if want_v6 else 1
             if not sent and not self.topology.stable_endpoints.get(a):
                 self._send_hello(peer, None, now)
+        for net in list(self.networks.values()):
+            if net.needs_config_request(now):
+                self._request_config(net, now)
         always = set(self.topology.always_contact())
         for peer in list(self.peers.values()):
             if peer.address not in always and peer.active(now):

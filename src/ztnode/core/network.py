@@ -1,0 +1,316 @@
+"""A joined virtual network: its config, our standing in it, and what we know of its members.
+
+Follows ZeroTierOne 1.14.1 ``node/Network.cpp`` and ``node/Membership.cpp`` as described in
+``shared/reference/protocol-network.md`` (section numbers below refer to it). The node owns the
+wire; this module owns the per-network state machines: config chunk assembly and acceptance
+(§2.3), status (§2.4), the membership gate (§4.3) and credential bookkeeping (§4.4, §5.5).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from ztnode.identity import Identity
+from ztnode.wire.credentials import (
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    CredentialType,
+    Revocation,
+    Tag,
+)
+from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.mac import mac_from_address
+from ztnode.wire.netconf import NetconfFlag, NetworkConfig, NetworkType
+from ztnode.wire.rules import (
+    ActionAccept,
+    ActionDrop,
+    Characteristic,
+    MatchCharacteristics,
+    MatchEthertype,
+    MatchIpDestPortRange,
+    MatchIpProtocol,
+    Rule,
+)
+
+NETWORK_AUTOCONF_DELAY: Final = 60_000
+CONFIG_REQUEST_INTERVAL: Final = 5_000  # at most one request per ping tick
+MAX_UPDATES_IN_FLIGHT: Final = 3
+NETCONF_DICT_CAPACITY: Final = 484_520
+CREDENTIAL_PUSH_MAX_AGE: Final = 500_000
+NEED_CREDENTIALS_PUSH_INTERVAL: Final = 1_000
+ADHOC_CTMD: Final = 2 * 60 * 60 * 1000
+
+
+class NetworkStatus(StrEnum):
+    """As ZeroTierOne reports it (``/network`` ``status``)."""
+
+    REQUESTING_CONFIGURATION = "REQUESTING_CONFIGURATION"
+    OK = "OK"
+    ACCESS_DENIED = "ACCESS_DENIED"
+    NOT_FOUND = "NOT_FOUND"
+    PORT_ERROR = "PORT_ERROR"
+    CLIENT_TOO_OLD = "CLIENT_TOO_OLD"
+    AUTHENTICATION_REQUIRED = "AUTHENTICATION_REQUIRED"
+
+
+@dataclass
+class Membership:
+    """What we hold for one other member: its credentials and the revocation thresholds."""
+
+    com: CertificateOfMembership | None = None
+    com_revocation_threshold: int = 0
+    tags: dict[int, Tag] = field(default_factory=dict)
+    capabilities: dict[int, Capability] = field(default_factory=dict)
+    coos: dict[int, CertificateOfOwnership] = field(default_factory=dict)
+    thresholds: dict[tuple[int, int], int] = field(default_factory=dict)
+    last_pushed_credentials: int = -(10**12)
+    last_need_credentials_answer: int = -(10**12)
+
+
+@dataclass
+class _Assembly:
+    total: int
+    data: bytearray
+    have: set[int]
+    received: int
+    counter: int
+
+
+class Network:
+    """One network we have joined."""
+
+    def __init__(self, network_id: int, me: int) -> None:
+        self.id = network_id
+        self.me = me
+        self.mac = mac_from_address(me, network_id)
+        self.status = NetworkStatus.REQUESTING_CONFIGURATION
+        self.config: NetworkConfig | None = None
+        self.config_bytes: bytes | None = None
+        self.last_config_update = 0
+        self.last_request_sent = -(10**12)
+        self.memberships: dict[int, Membership] = {}
+        self._assemblies: dict[int, _Assembly] = {}
+        self._assembly_counter = 0
+
+    @property
+    def controller(self) -> int:
+        return self.id >> 24
+
+    @property
+    def is_adhoc(self) -> bool:
+        return self.id >> 56 == 0xFF
+
+    def membership(self, address: int) -> Membership:
+        m = self.memberships.get(address)
+        if m is None:
+            m = self.memberships[address] = Membership()
+        return m
+
+    def needs_config_request(self, now: int) -> bool:
+        if self.is_adhoc:
+            return False
+        stale = self.config is None or now - self.last_config_update >= NETWORK_AUTOCONF_DELAY
+        return stale and now - self.last_request_sent >= CONFIG_REQUEST_INTERVAL
+
+    # -- config chunks (§2.3) -------------------------------------------------------------
+
+    def add_chunk(self, update_id: int, total: int, index: int, data: bytes) -> bytes | None:
+        """Store a verified chunk; returns the whole dictionary once every byte is in.
+
+        At most three updates are assembled at once; a fourth evicts the stalest. Overlapping
+        or duplicate chunks are harmless (the same bytes land in the same place).
+        """
+        if total <= 0 or total >= NETCONF_DICT_CAPACITY or index + len(data) > total:
+            return None
+        a = self._assemblies.get(update_id)
+        if a is None or a.total != total:
+            if len(self._assemblies) >= MAX_UPDATES_IN_FLIGHT:
+                stalest = min(self._assemblies, key=lambda k: self._assemblies[k].counter)
+                del self._assemblies[stalest]
+            a = self._assemblies[update_id] = _Assembly(total, bytearray(total), set(), 0, 0)
+        self._assembly_counter += 1
+        a.counter = self._assembly_counter
+        if index in a.have:
+            return None
+        a.have.add(index)
+        a.data[index : index + len(data)] = data
+        a.received += len(data)
+        if a.received < total:
+            return None
+        del self._assemblies[update_id]
+        return bytes(a.data)
+
+    def set_config(self, config: NetworkConfig, raw: bytes, now: int) -> bool:
+        """Apply a complete config; False if it is not for us or identical to the current one."""
+        if config.issued_to != self.me or config.network_id != self.id:
+            return False
+        self.last_config_update = now
+        self.status = NetworkStatus.OK
+        if raw == self.config_bytes:
+            return False
+        self.config = config
+        self.config_bytes = raw
+        return True
+
+    def assigned_addresses(self) -> list[InetAddress]:
+        return list(self.config.static_ips) if self.config is not None else []
+
+    # -- credentials and the gate (§4, §5.5) ----------------------------------------------
+
+    def gate(self, peer: int, identity: Identity) -> bool:
+        """May this member send us frames? Needs our config, and for private networks a COM of
+        theirs that is newer than any revocation and agrees with ours."""
+        cfg = self.config
+        if cfg is None:
+            return False
+        if cfg.type == NetworkType.PUBLIC:
+            return True
+        m = self.memberships.get(peer)
+        mine = cfg.com
+        if m is None or m.com is None or mine is None:
+            return False
+        if m.com.timestamp <= m.com_revocation_threshold:
+            return False
+        return mine.agrees_with(m.com, identity)
+
+    def add_com(self, com: CertificateOfMembership) -> bool:
+        """File a verified COM under its issued-to member; False if stale or revoked."""
+        m = self.membership(com.issued_to)
+        if com.timestamp <= m.com_revocation_threshold:
+            return False
+        if m.com is not None and com.timestamp < m.com.timestamp:
+            return False
+        m.com = com
+        return True
+
+    def add_revocation(self, rev: Revocation) -> bool:
+        """Apply a verified revocation to its target; True if it changed anything."""
+        m = self.membership(rev.target)
+        changed = False
+        if rev.credential_type != CredentialType.COM:
+            key = (int(rev.credential_type), rev.credential_id)
+            if m.thresholds.get(key, 0) < rev.threshold:
+                m.thresholds[key] = rev.threshold
+                changed = True
+        # Revoking any credential type also raises the COM threshold (a reference quirk).
+        if m.com_revocation_threshold < rev.threshold:
+            m.com_revocation_threshold = rev.threshold
+            changed = True
+        return changed
+
+    def add_tag(self, tag: Tag) -> bool:
+        m = self.membership(tag.issued_to)
+        if m.thresholds.get((CredentialType.TAG, tag.id), 0) >= tag.timestamp:
+            return False
+        old = m.tags.get(tag.id)
+        if old is not None and old.timestamp > tag.timestamp:
+            return False
+        m.tags[tag.id] = tag
+        return True
+
+    def add_capability(self, cap: Capability) -> bool:
+        m = self.membership(cap.issued_to)
+        if m.thresholds.get((CredentialType.CAPABILITY, cap.id), 0) >= cap.timestamp:
+            return False
+        old = m.capabilities.get(cap.id)
+        if old is not None and old.timestamp > cap.timestamp:
+            return False
+        m.capabilities[cap.id] = cap
+        return True
+
+    def add_coo(self, coo: CertificateOfOwnership) -> bool:
+        m = self.membership(coo.issued_to)
+        if m.thresholds.get((CredentialType.COO, coo.id), 0) >= coo.timestamp:
+            return False
+        old = m.coos.get(coo.id)
+        if old is not None and old.timestamp > coo.timestamp:
+            return False
+        m.coos[coo.id] = coo
+        return True
+
+    def should_push_credentials(self, peer: int, now: int) -> bool:
+        """Before a frame to this member: push ours if the config changed since the last push
+        or it has been a while (node/Network.hpp:396-404)."""
+        m = self.membership(peer)
+        return (
+            m.last_pushed_credentials < self.last_config_update
+            or now - m.last_pushed_credentials > CREDENTIAL_PUSH_MAX_AGE
+        )
+
+
+def adhoc_config(network_id: int, me: Identity, now: int) -> NetworkConfig | None:
+    """The config a node builds for itself on an ad-hoc (``ff...``) network (§1.2).
+
+    ``ffSSSSEEEE000000``: IPv6-only 6plane network with TCP/UDP destination ports S..E open;
+    ``ffAAhhhhhhhhhh01``: IPv4 ``AA.x.y.z/8`` plus 6plane, everything allowed. Anything else has
+    no config (None).
+    """
+    plane = sixplane_address(network_id, me.address)
+    if network_id & 0xFFFFFF == 0:
+        start, end = (network_id >> 40) & 0xFFFF, (network_id >> 24) & 0xFFFF
+        if end < start:
+            return None
+        rules: tuple[Rule, ...] = (
+            MatchEthertype(0x86DD, not_=True),
+            ActionDrop(),
+            MatchIpProtocol(0x3A),
+            ActionAccept(),
+            MatchIpProtocol(17),
+            MatchIpProtocol(6, or_=True),
+            MatchIpDestPortRange(start, end),
+            ActionAccept(),
+            MatchCharacteristics(int(Characteristic.TCP_SYN), not_=True),
+            ActionAccept(),
+            MatchCharacteristics(int(Characteristic.TCP_SYN)),
+            MatchCharacteristics(int(Characteristic.TCP_ACK)),
+            ActionAccept(),
+            ActionDrop(),
+        )
+        return NetworkConfig(
+            network_id=network_id,
+            timestamp=now,
+            issued_to=me.address,
+            credential_time_max_delta=ADHOC_CTMD,
+            revision=1,
+            flags=int(NetconfFlag.ENABLE_IPV6_NDP_EMULATION),
+            multicast_limit=0,
+            type=NetworkType.PUBLIC,
+            name=f"adhoc-{start:04x}-{end:04x}",
+            static_ips=(plane,),
+            rules=rules,
+        )
+    if network_id & 0xFF == 0x01:
+        a = (network_id >> 48) & 0xFF
+        low = me.address & 0xFFFFFF
+        v4 = InetAddress(ipaddress.IPv4Address((a << 24) | low), 8)
+        return NetworkConfig(
+            network_id=network_id,
+            timestamp=now,
+            issued_to=me.address,
+            credential_time_max_delta=ADHOC_CTMD,
+            revision=1,
+            flags=int(NetconfFlag.ENABLE_IPV6_NDP_EMULATION),
+            multicast_limit=1024,
+            type=NetworkType.PUBLIC,
+            name=f"adhoc-{a}.0.0.0",
+            static_ips=(plane, v4),
+            rules=(ActionAccept(),),
+        )
+    return None
+
+
+def sixplane_address(network_id: int, address: int) -> InetAddress:
+    """``fc`` + 32-bit network hash + the 40-bit address + 5 zero bytes + ``01``, /40 (§9)."""
+    h = (network_id ^ (network_id >> 32)) & 0xFFFFFFFF
+    raw = b"\xfc" + h.to_bytes(4, "big") + address.to_bytes(5, "big") + bytes(5) + b"\x01"
+    return InetAddress(ipaddress.IPv6Address(raw), 40)
+
+
+def rfc4193_address(network_id: int, address: int) -> InetAddress:
+    """``fd`` + the network id + ``9993`` + the 40-bit address, /88 (§9)."""
+    raw = b"\xfd" + network_id.to_bytes(8, "big") + b"\x99\x93" + address.to_bytes(5, "big")
+    return InetAddress(ipaddress.IPv6Address(raw), 88)
