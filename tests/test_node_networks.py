@@ -110,7 +110,7 @@ def statuses(w: LocalWorld, node: Node) -> list[str]:
 
 
 def test_join_authorized_gets_config_and_addresses() -> None:
-    w, ctl_node, ctl, nwid = world_with_controller()
+    w, _ctl_node, ctl, nwid = world_with_controller()
     a = w.leaves[1]
     ctl.authorized.add(a.address)
     a.join(nwid, w.net.now)
@@ -125,7 +125,7 @@ def test_join_authorized_gets_config_and_addresses() -> None:
 
 
 def test_unauthorized_is_access_denied_then_authorized_on_refresh() -> None:
-    w, ctl_node, ctl, nwid = world_with_controller()
+    w, _ctl_node, ctl, nwid = world_with_controller()
     a = w.leaves[1]
     a.join(nwid, w.net.now)
     assert w.run_until(
@@ -181,7 +181,7 @@ def test_members_exchange_frames_after_credentials_and_deauth_cuts_them_off() ->
 
 
 def test_non_member_frames_are_refused() -> None:
-    w, ctl_node, ctl, nwid = world_with_controller(leaves=2)
+    w, _ctl_node, ctl, nwid = world_with_controller(leaves=2)
     a, b = w.leaves[1], w.leaves[2]
     ctl.authorized.add(b.address)
     b.join(nwid, w.net.now)
