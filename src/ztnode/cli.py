@@ -167,7 +167,12 @@ def cmd_node(args: argparse.Namespace) -> int:
             return _fail(f"--planet: {e}")
     bind = tuple(args.bind) if args.bind else ("0.0.0.0", "::")
     config = ServiceConfig(
-        home=home, port=args.port, bind=bind, planet=planet, allow_loopback=args.allow_loopback
+        home=home,
+        port=args.port,
+        bind=bind,
+        planet=planet,
+        allow_loopback=args.allow_loopback,
+        controller=args.controller,
     )
 
     async def run() -> int:
@@ -178,6 +183,12 @@ def cmd_node(args: argparse.Namespace) -> int:
             return _fail(f"cannot start: {e}")
         token = service.home.auth_token()
         api = build_api(service, token)
+        if service.controller is not None:
+            from ztnode.controller.api import register_controller_routes
+
+            register_controller_routes(
+                api, service.controller, service.clock.now, service.controller_changed
+            )
         try:
             api_port = await api.start("127.0.0.1", args.api_port)
         except OSError as e:
@@ -214,21 +225,23 @@ def _api_target(args: argparse.Namespace) -> tuple[int, str]:
     return port, token
 
 
-def _api_get(args: argparse.Namespace, path: str) -> tuple[int, Any]:
+def _api_get(
+    args: argparse.Namespace, path: str, method: str = "GET", body: Any = None
+) -> tuple[int, Any]:
     from ztnode.transport.httpapi import fetch_json
 
     port, token = _api_target(args)
-    return asyncio.run(fetch_json("127.0.0.1", port, "GET", path, token))
+    return asyncio.run(fetch_json("127.0.0.1", port, method, path, token, body))
 
 
 class _ApiFailure(Exception):
     """The local API could not be reached or refused; the message is for the user."""
 
 
-def _api_json(args: argparse.Namespace, path: str) -> Any:
-    """GET ``path`` from the running node's local API, printing it raw with ``--json``."""
+def _api_json(args: argparse.Namespace, path: str, method: str = "GET", send: Any = None) -> Any:
+    """Call the running node's local API, printing the answer raw with ``--json``."""
     try:
-        status, body = _api_get(args, path)
+        status, body = _api_get(args, path, method, send)
     except (OSError, ValueError) as e:
         raise _ApiFailure(f"cannot reach the node's local API: {e}") from None
     if status != 200:
@@ -267,6 +280,50 @@ def cmd_peers(args: argparse.Namespace) -> int:
         print(
             f"{p['address']} {p['version']:>6} {p['role']:<6} {p['latency']:>5} {link:<8} "
             f"{tx:>8} {rx:>8} {where}"
+        )
+    return EXIT_OK
+
+
+def _network_arg(text: str) -> str:
+    t = text.strip().lower()
+    if len(t) != 16 or any(c not in "0123456789abcdef" for c in t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a network id (16 hex digits)")
+    return t
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, f"/network/{args.network}", "POST", {})
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print(f"200 join OK ({body['status']})")
+    return EXIT_OK
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, f"/network/{args.network}", "DELETE")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 leave OK")
+    return EXIT_OK
+
+
+def cmd_networks(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, "/network")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if args.json:
+        return EXIT_OK
+    print("200 listnetworks <nwid> <name> <mac> <status> <type> <dev> <ZT assigned ips>")
+    for n in body:
+        ips = ",".join(n["assignedAddresses"]) or "-"
+        print(
+            f"200 listnetworks {n['nwid']} {n['name'] or '-'} {n['mac']} {n['status']} "
+            f"{n['type']} - {ips}"
         )
     return EXIT_OK
 
@@ -344,14 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--bind", action="append", help="address to bind (repeatable)")
     node.add_argument("--api-port", type=int, default=0, help="local API port (0 = any)")
+    node.add_argument(
+        "--controller",
+        action="store_true",
+        help="also be the network controller for networks whose ids start with our address",
+    )
     node.add_argument("-v", "--verbose", action="store_true")
     node.set_defaults(func=cmd_node)
 
-    for name, func, helptext in (
-        ("info", cmd_info, "show a running node's address and status"),
-        ("peers", cmd_peers, "list a running node's peers"),
+    for name, func, helptext, takes_network in (
+        ("info", cmd_info, "show a running node's address and status", False),
+        ("peers", cmd_peers, "list a running node's peers", False),
+        ("networks", cmd_networks, "list the networks a running node has joined", False),
+        ("join", cmd_join, "join a network", True),
+        ("leave", cmd_leave, "leave a network", True),
     ):
         c = sub.add_parser(name, help=helptext)
+        if takes_network:
+            c.add_argument("network", type=_network_arg, metavar="NWID")
         c.add_argument("--home", default=".", help="the node's state directory")
         c.add_argument("--api-port", type=int, help="local API port (default: from --home)")
         c.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")

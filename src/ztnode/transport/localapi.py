@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from ztnode._version import __version__
+from ztnode.core.network import Network
 from ztnode.core.node import Node
 from ztnode.core.peer import PEER_PATH_EXPIRATION, Peer
 from ztnode.identity import address_from_str, address_to_str
 from ztnode.transport.httpapi import HttpError, JsonApi, Request
 from ztnode.transport.service import NodeService
 from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION
+from ztnode.wire.mac import mac_to_str
 
 
 def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
@@ -51,6 +53,58 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
         "versionRev": rev if proto else -1,
         "protocolVersion": proto if proto else -1,
     }
+
+
+def network_json(net: Network) -> dict[str, Any]:
+    """A joined network as ZeroTierOne's ``/network`` reports it."""
+    cfg = net.config
+    nwid = f"{net.id:016x}"
+    return {
+        "allowDNS": False,
+        "allowDefault": False,
+        "allowGlobal": False,
+        "allowManaged": True,
+        "assignedAddresses": [str(a) for a in net.assigned_addresses()],
+        "bridge": False,
+        "broadcastEnabled": bool(cfg is not None and cfg.enable_broadcast),
+        "dhcp": False,
+        "dns": {
+            "domain": cfg.dns.domain if cfg is not None else "",
+            "servers": [str(x.ip) for x in cfg.dns.servers] if cfg is not None else [],
+        },
+        "id": nwid,
+        "mac": mac_to_str(net.mac),
+        "mtu": cfg.mtu if cfg is not None else 2800,
+        "multicastSubscriptions": [],
+        "name": cfg.name if cfg is not None else "",
+        "netconfRevision": cfg.revision if cfg is not None else 0,
+        "nwid": nwid,
+        "portDeviceName": "",
+        "portError": 0,
+        "routes": [
+            {
+                "target": str(r.target) if r.target is not None else None,
+                "via": str(r.via.ip) if r.via is not None else None,
+                "flags": r.flags,
+                "metric": r.metric,
+            }
+            for r in (cfg.routes if cfg is not None else ())
+        ],
+        "status": net.status.value,
+        "type": "PUBLIC" if cfg is not None and cfg.is_public else "PRIVATE",
+    }
+
+
+def _nwid(text: str) -> int:
+    try:
+        if len(text) != 16:
+            raise ValueError
+        value = int(text, 16)
+    except ValueError:
+        raise HttpError(400, "a network id is 16 hex digits") from None
+    if value == 0:
+        raise HttpError(400, "network id 0 is not valid")
+    return value
 
 
 def build_api(service: NodeService, token: str | None) -> JsonApi:
@@ -110,6 +164,37 @@ def build_api(service: NodeService, token: str | None) -> JsonApi:
     async def counters(req: Request) -> Any:
         return node().counters.as_dict()
 
+    async def networks(req: Request) -> Any:
+        n = node()
+        return [network_json(net) for _, net in sorted(n.networks.items())]
+
+    async def one_network(req: Request) -> Any:
+        net = node().network(_nwid(req.params["nwid"]))
+        if net is None:
+            raise HttpError(404, f"not a member of network {req.params['nwid']}")
+        return network_json(net)
+
+    async def join(req: Request) -> Any:
+        nwid = _nwid(req.params["nwid"])
+        body = req.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        service.join(nwid)
+        net = node().network(nwid)
+        assert net is not None
+        return network_json(net)
+
+    async def leave(req: Request) -> Any:
+        nwid = _nwid(req.params["nwid"])
+        if not service.leave(nwid):
+            raise HttpError(404, f"not a member of network {req.params['nwid']}")
+        return {"result": True}
+
+    api.route("GET", "/network", networks)
+    api.route("GET", "/network/{nwid}", one_network)
+    api.route("POST", "/network/{nwid}", join)
+    api.route("PUT", "/network/{nwid}", join)
+    api.route("DELETE", "/network/{nwid}", leave)
     api.route("GET", "/status", status)
     api.route("GET", "/peer", peers)
     api.route("GET", "/peer/{address}", one_peer)

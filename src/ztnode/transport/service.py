@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
@@ -50,6 +51,8 @@ class ServiceConfig:
     allow_loopback: bool = False
     validate_in_process_pool: bool = True
     identity_validation_interval: int = 2_000
+    controller: bool = False
+    """Run a network controller for networks whose ids start with this node's address."""
     sockets: tuple[socket.socket, ...] = ()
     """Already-bound UDP sockets to use instead of binding ``bind``/``port`` (for example
     sockets created inside a network namespace); the service takes ownership."""
@@ -75,6 +78,7 @@ class NodeService:
         self.home = HomeDir(config.home)
         self.clock = Clock()
         self.node: Node | None = None
+        self.controller: Any = None
         self.endpoints: dict[Addr, UdpEndpoint] = {}
         self._subscribers: list[EventCallback] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -115,6 +119,11 @@ class NodeService:
         )
         if self.config.validate_in_process_pool:
             self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+        hosted = None
+        if self.config.controller:
+            from ztnode.controller import open_controller
+
+            self.controller = hosted = open_controller(identity, self.home.path, os.urandom)
         self.node = Node(
             identity,
             planet,
@@ -123,11 +132,14 @@ class NodeService:
             local_addresses=list(self.endpoints),
             moons=moons,
             config=node_config,
+            controller=hosted,
         )
         self.node.set_interface_addresses(self._interface_addresses())
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
             self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
+        for nwid, cached in self.home.load_networks():
+            self.node.join(nwid, now, cached_config=cached or None)
         self._pump()
         return self.node
 
@@ -158,6 +170,19 @@ class NodeService:
                 self.home.save_peer(peer.identity, peer.version, addrs)
             except OSError as e:
                 log.warning("could not cache peer: %s", e)
+
+    def join(self, network_id: int) -> None:
+        """Join a network and remember it across restarts (``networks.d``)."""
+        self.home.remember_network(network_id)
+        self.call(lambda node, now: node.join(network_id, now))
+
+    def leave(self, network_id: int) -> bool:
+        self.home.forget_network(network_id)
+        return bool(self.call(lambda node, now: node.leave(network_id)))
+
+    def controller_changed(self) -> None:
+        """The controller's data changed through its API: send pushes and revocations now."""
+        self.call(lambda node, now: node.flush_controller(now))
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -271,6 +296,11 @@ class NodeService:
                 self.home.save_world(World.from_bytes(event.world))
             except Exception:
                 log.exception("could not save updated world")
+        elif isinstance(event, ev.NetworkConfigUpdated):
+            try:
+                self.home.save_network_config(event.network_id, event.config)
+            except OSError as e:
+                log.warning("could not save the config of %016x: %s", event.network_id, e)
         elif isinstance(event, ev.IdentityCollision):
             log.error(
                 "root %010x reports an identity collision: this address is taken; "

@@ -46,7 +46,7 @@ class HomeDir:
 
     def ensure(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        for sub in ("moons.d", "peers.d"):
+        for sub in ("moons.d", "peers.d", "networks.d"):
             (self.path / sub).mkdir(exist_ok=True)
 
     # identity ---------------------------------------------------------------------------
@@ -131,6 +131,46 @@ class HomeDir:
                 out.append((ident, version, addrs))
             except (DecodeError, OSError) as e:
                 log.warning("ignoring unreadable peer cache %s: %s", f, e)
+        return out
+
+    # networks ---------------------------------------------------------------------------
+
+    def _network_file(self, network_id: int) -> Path:
+        return self.path / "networks.d" / f"{network_id:016x}.conf"
+
+    def remember_network(self, network_id: int) -> None:
+        """A joined network with no config yet is a one-line placeholder, as ZeroTierOne
+        writes it, so the node re-joins it after a restart."""
+        (self.path / "networks.d").mkdir(exist_ok=True)
+        f = self._network_file(network_id)
+        if not f.exists():
+            write_atomic(f, b"\n", mode=0o600)
+
+    def forget_network(self, network_id: int) -> None:
+        self._network_file(network_id).unlink(missing_ok=True)
+        (self.path / "networks.d" / f"{network_id:016x}.local.conf").unlink(missing_ok=True)
+
+    def save_network_config(self, network_id: int, config: bytes) -> None:
+        (self.path / "networks.d").mkdir(exist_ok=True)
+        write_atomic(self._network_file(network_id), config, mode=0o600)
+
+    def load_networks(self) -> list[tuple[int, bytes]]:
+        """(network id, cached config or empty) for every joined network."""
+        out: list[tuple[int, bytes]] = []
+        d = self.path / "networks.d"
+        if not d.is_dir():
+            return out
+        for f in sorted(d.glob("*.conf")):
+            stem = f.name[: -len(".conf")]
+            if len(stem) != 16:
+                continue  # *.local.conf and foreign files
+            try:
+                nwid = int(stem, 16)
+                data = f.read_bytes()
+            except (ValueError, OSError) as e:
+                log.warning("ignoring %s: %s", f, e)
+                continue
+            out.append((nwid, data if data.strip() else b""))
         return out
 
     # API token --------------------------------------------------------------------------
