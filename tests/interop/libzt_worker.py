@@ -9,6 +9,7 @@ closes, so a test that dies takes its peers with it.
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import json
 import os
 import sys
@@ -22,6 +23,18 @@ ID_BUF_LEN = 384  # ZTS_ID_STR_BUF_LEN
 MAX_NUM_ROOTS = 16  # ZTS_MAX_NUM_ROOTS
 MAX_ENDPOINTS_PER_ROOT = 32  # ZTS_MAX_ENDPOINTS_PER_ROOT
 WORLD_MAX_LEN = 4096
+SOCKADDR_STORAGE_SIZE = 28  # struct zts_sockaddr_storage (lwIP layout)
+MAX_ASSIGNED_ADDRESSES = 16  # ZTS_MAX_ASSIGNED_ADDRESSES
+AF_INET, AF_INET6 = 0x02, 0x0A  # ZTS_AF_INET, ZTS_AF_INET6
+NETWORK_STATUS = {
+    0: "REQUESTING_CONFIGURATION",
+    1: "OK",
+    2: "ACCESS_DENIED",
+    3: "NOT_FOUND",
+    4: "PORT_ERROR",
+    5: "CLIENT_TOO_OLD",
+    6: "AUTHENTICATION_REQUIRED",
+}
 
 
 class RootSetSpec(ctypes.Structure):
@@ -45,6 +58,18 @@ def load(paths: LibztPaths) -> ctypes.CDLL:
     lib.zts_init_allow_port_mapping.argtypes = [ctypes.c_uint]
     lib.zts_init_blacklist_if.argtypes = [ctypes.c_char_p, ctypes.c_uint]
     lib.zts_node_get_id.restype = ctypes.c_uint64
+    for name in (
+        "zts_net_join",
+        "zts_net_leave",
+        "zts_net_get_status",
+        "zts_net_transport_is_ready",
+    ):
+        getattr(lib, name).argtypes = [ctypes.c_uint64]
+    lib.zts_addr_get_all.argtypes = [
+        ctypes.c_uint64,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_uint),
+    ]
     lib.zts_util_sign_root_set.argtypes = [
         ctypes.c_char_p,
         ctypes.POINTER(ctypes.c_uint),
@@ -70,6 +95,9 @@ class Worker:
             "start": self.start,
             "status": self.status,
             "stop": self.stop,
+            "join": self.join,
+            "leave": self.leave,
+            "network": self.network,
         }
 
     def id_new(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +180,38 @@ class Worker:
         online = bool(self.lib.zts_node_is_online())
         node_id = int(self.lib.zts_node_get_id()) if online else 0
         return {"online": online, "address": f"{node_id:010x}" if online else None}
+
+    def join(self, req: dict[str, Any]) -> dict[str, Any]:
+        rc = self.lib.zts_net_join(ctypes.c_uint64(int(req["nwid"], 16)))
+        if rc != 0:
+            raise RuntimeError(f"zts_net_join returned {rc}")
+        return {}
+
+    def leave(self, req: dict[str, Any]) -> dict[str, Any]:
+        rc = self.lib.zts_net_leave(ctypes.c_uint64(int(req["nwid"], 16)))
+        return {"rc": rc}
+
+    def network(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Status name, transport readiness and every assigned address ("ip/bits" unknown to
+        libzt's query, so plain IPs), as libzt itself sees the network."""
+        nwid = ctypes.c_uint64(int(req["nwid"], 16))
+        code = self.lib.zts_net_get_status(nwid)
+        addrs: list[str] = []
+        buf = (ctypes.c_uint8 * (SOCKADDR_STORAGE_SIZE * MAX_ASSIGNED_ADDRESSES))()
+        count = ctypes.c_uint(MAX_ASSIGNED_ADDRESSES)
+        if self.lib.zts_addr_get_all(nwid, buf, ctypes.byref(count)) == 0:
+            raw = bytes(buf)
+            for i in range(count.value):
+                ss = raw[i * SOCKADDR_STORAGE_SIZE : (i + 1) * SOCKADDR_STORAGE_SIZE]
+                if ss[1] == AF_INET:
+                    addrs.append(str(ipaddress.IPv4Address(ss[4:8])))
+                elif ss[1] == AF_INET6:
+                    addrs.append(str(ipaddress.IPv6Address(ss[8:24])))
+        return {
+            "status": NETWORK_STATUS.get(code, f"code {code}"),
+            "ready": bool(self.lib.zts_net_transport_is_ready(nwid) == 1),
+            "addresses": addrs,
+        }
 
     def stop(self, req: dict[str, Any]) -> dict[str, Any]:
         self.lib.zts_node_stop()

@@ -71,6 +71,7 @@ from ztnode.wire.credentials import (
     Capability,
     CertificateOfMembership,
     CertificateOfOwnership,
+    CredentialType,
     NetworkCredentials,
     Tag,
 )
@@ -523,6 +524,15 @@ class Node:
                         net.add_revocation(rp.revocation)
                 else:
                     self._send(r, Verb.NETWORK_CREDENTIALS, body, now, compress=True)
+            target = rp.revocation.target
+            if rp.revocation.credential_type == CredentialType.COM and target != self.address:
+                # Tell the member itself at once: an ERROR in re a config request needs no
+                # expected packet id, so its status becomes ACCESS_DENIED now rather than at its
+                # next refresh (the reference only lets it find out then).
+                err = Error(
+                    Verb.NETWORK_CONFIG_REQUEST, 0, ErrorCode.NETWORK_ACCESS_DENIED, rp.network_id
+                )
+                self._send(target, Verb.ERROR, err.encode(), now)
 
     def _request_config(self, net: Network, now: int) -> None:
         net.last_request_sent = now
