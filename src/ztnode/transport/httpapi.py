@@ -65,6 +65,8 @@ class Request:
             return json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise HttpError(400, f"malformed JSON body: {e}") from None
+        except (RecursionError, ValueError) as e:  # absurd nesting, 4300+ digit integers
+            raise HttpError(400, f"malformed JSON body (too deep or too large): {e}") from None
 
 
 Handler = Callable[[Request], Awaitable[Any]]

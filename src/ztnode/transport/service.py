@@ -151,6 +151,9 @@ class NodeService:
         if self.node is not None:
             self.save_peers()
         self.close_endpoints()
+        if self.controller is not None:
+            self.controller.close()
+            self.controller = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
