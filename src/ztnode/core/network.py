@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 from ztnode.identity import Identity
 from ztnode.wire.credentials import (
@@ -35,6 +35,8 @@ from ztnode.wire.rules import (
     MatchIpProtocol,
     Rule,
 )
+
+_C = TypeVar("_C", Tag, Capability, CertificateOfOwnership)
 
 NETWORK_AUTOCONF_DELAY: Final = 60_000
 CONFIG_REQUEST_INTERVAL: Final = 5_000  # at most one request per ping tick
@@ -203,33 +205,24 @@ class Network:
         return changed
 
     def add_tag(self, tag: Tag) -> bool:
-        m = self.membership(tag.issued_to)
-        if m.thresholds.get((CredentialType.TAG, tag.id), 0) >= tag.timestamp:
-            return False
-        old = m.tags.get(tag.id)
-        if old is not None and old.timestamp > tag.timestamp:
-            return False
-        m.tags[tag.id] = tag
-        return True
+        return self._add_keyed(self.membership(tag.issued_to).tags, CredentialType.TAG, tag)
 
     def add_capability(self, cap: Capability) -> bool:
         m = self.membership(cap.issued_to)
-        if m.thresholds.get((CredentialType.CAPABILITY, cap.id), 0) >= cap.timestamp:
-            return False
-        old = m.capabilities.get(cap.id)
-        if old is not None and old.timestamp > cap.timestamp:
-            return False
-        m.capabilities[cap.id] = cap
-        return True
+        return self._add_keyed(m.capabilities, CredentialType.CAPABILITY, cap)
 
     def add_coo(self, coo: CertificateOfOwnership) -> bool:
-        m = self.membership(coo.issued_to)
-        if m.thresholds.get((CredentialType.COO, coo.id), 0) >= coo.timestamp:
+        return self._add_keyed(self.membership(coo.issued_to).coos, CredentialType.COO, coo)
+
+    def _add_keyed(self, held: dict[int, _C], kind: CredentialType, cred: _C) -> bool:
+        """Keep the newest credential per id unless a revocation covers its timestamp (§5.5)."""
+        m = self.membership(cred.issued_to)
+        if m.thresholds.get((int(kind), cred.id), 0) >= cred.timestamp:
             return False
-        old = m.coos.get(coo.id)
-        if old is not None and old.timestamp > coo.timestamp:
+        old = held.get(cred.id)
+        if old is not None and old.timestamp > cred.timestamp:
             return False
-        m.coos[coo.id] = coo
+        held[cred.id] = cred
         return True
 
     def should_push_credentials(self, peer: int, now: int) -> bool:
