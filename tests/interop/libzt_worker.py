@@ -12,8 +12,10 @@ import ctypes
 import ipaddress
 import json
 import os
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,13 @@ MAX_ENDPOINTS_PER_ROOT = 32  # ZTS_MAX_ENDPOINTS_PER_ROOT
 WORLD_MAX_LEN = 4096
 SOCKADDR_STORAGE_SIZE = 28  # struct zts_sockaddr_storage (lwIP layout)
 MAX_ASSIGNED_ADDRESSES = 16  # ZTS_MAX_ASSIGNED_ADDRESSES
+MAX_NETWORK_ROUTES = 32  # ZT_MAX_NETWORK_ROUTES
+NAME_LEN = 128  # ZT_MAX_NETWORK_SHORT_NAME_LENGTH + 1
+# ``NodeService::leave`` (exported) begins by loading ``this->_node`` into the first argument of
+# its call to ``Node::leave``: ``mov disp32(%rdi),%rdi``. Its displacement is where libzt's service
+# object keeps the core's ``Node*`` (0x130 in the 1.8.4 wheel); see ``Worker._node_offset``.
+_LEAVE_SYMBOL = "_ZN8ZeroTier11NodeService5leaveEm"
+_MOV_RDI_FROM_RDI_DISP32 = b"\x48\x8b\xbf"
 AF_INET, AF_INET6 = 0x02, 0x0A  # ZTS_AF_INET, ZTS_AF_INET6
 NETWORK_STATUS = {
     0: "REQUESTING_CONFIGURATION",
@@ -35,6 +44,61 @@ NETWORK_STATUS = {
     5: "CLIENT_TOO_OLD",
     6: "AUTHENTICATION_REQUIRED",
 }
+
+
+class SockaddrStorage(ctypes.Structure):
+    """Linux ``struct sockaddr_storage`` (128 bytes, 8-aligned), as the core's own structs use."""
+
+    _fields_ = [
+        ("family", ctypes.c_uint16),
+        ("data", ctypes.c_uint8 * 118),
+        ("_align", ctypes.c_uint64),
+    ]
+
+
+class VirtualNetworkRoute(ctypes.Structure):
+    """``ZT_VirtualNetworkRoute``: target (netmask bits in the port field), via, flags, metric."""
+
+    _fields_ = [
+        ("target", SockaddrStorage),
+        ("via", SockaddrStorage),
+        ("flags", ctypes.c_uint16),
+        ("metric", ctypes.c_uint16),
+    ]
+
+
+class VirtualNetworkConfigHead(ctypes.Structure):
+    """The leading fields of the core's ``ZT_VirtualNetworkConfig`` (ZeroTierOne.h, 1.8.4) up to
+    its routes; the rest (multicast groups, DNS, SSO) is never read."""
+
+    _fields_ = [
+        ("nwid", ctypes.c_uint64),
+        ("mac", ctypes.c_uint64),
+        ("name", ctypes.c_char * NAME_LEN),
+        ("status", ctypes.c_int),
+        ("type", ctypes.c_int),
+        ("mtu", ctypes.c_uint),
+        ("dhcp", ctypes.c_int),
+        ("bridge", ctypes.c_int),
+        ("broadcast_enabled", ctypes.c_int),
+        ("port_error", ctypes.c_int),
+        ("netconf_revision", ctypes.c_ulong),
+        ("assigned_address_count", ctypes.c_uint),
+        ("assigned_addresses", SockaddrStorage * MAX_ASSIGNED_ADDRESSES),
+        ("route_count", ctypes.c_uint),
+        ("routes", VirtualNetworkRoute * MAX_NETWORK_ROUTES),
+    ]
+
+
+def _native_sockaddr(ss: SockaddrStorage) -> tuple[str, int] | None:
+    """(ip, port) of a Linux sockaddr (the port of a ZeroTier address is its netmask bits)."""
+    raw = bytes(ss)
+    port = int.from_bytes(raw[2:4], "big")
+    if ss.family == socket.AF_INET:
+        return str(ipaddress.IPv4Address(raw[4:8])), port
+    if ss.family == socket.AF_INET6:
+        return str(ipaddress.IPv6Address(raw[8:24])), port
+    return None
 
 
 class RootSetSpec(ctypes.Structure):
@@ -70,6 +134,11 @@ def load(paths: LibztPaths) -> ctypes.CDLL:
         ctypes.c_void_p,
         ctypes.POINTER(ctypes.c_uint),
     ]
+    lib.ZT_Node_address.argtypes = [ctypes.c_void_p]
+    lib.ZT_Node_address.restype = ctypes.c_uint64
+    lib.ZT_Node_networkConfig.argtypes = [ctypes.c_void_p, ctypes.c_uint64]
+    lib.ZT_Node_networkConfig.restype = ctypes.c_void_p
+    lib.ZT_Node_freeQueryResult.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.zts_util_sign_root_set.argtypes = [
         ctypes.c_char_p,
         ctypes.POINTER(ctypes.c_uint),
@@ -87,6 +156,8 @@ def load(paths: LibztPaths) -> ctypes.CDLL:
 class Worker:
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
+        self._core_node: int | None = None
+        self._node_field: int | None = None
         self.ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": lambda req: {},
             "id_new": self.id_new,
@@ -182,6 +253,14 @@ class Worker:
         return {"online": online, "address": f"{node_id:010x}" if online else None}
 
     def join(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Join; right after ``start`` this first waits (bounded) for the core node to exist:
+        libzt 1.8.4 accepts ``zts_net_join`` as soon as its service thread runs but dereferences
+        the core's ``Node*`` (a segfault) until that thread has created it."""
+        deadline = time.monotonic() + float(req.get("wait", 20.0))
+        while not self._node_pointer():
+            if time.monotonic() > deadline:
+                raise RuntimeError("libzt's core node was not created in time")
+            time.sleep(0.01)
         rc = self.lib.zts_net_join(ctypes.c_uint64(int(req["nwid"], 16)))
         if rc != 0:
             raise RuntimeError(f"zts_net_join returned {rc}")
@@ -192,26 +271,117 @@ class Worker:
         return {"rc": rc}
 
     def network(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Status name, transport readiness and every assigned address ("ip/bits" unknown to
-        libzt's query, so plain IPs), as libzt itself sees the network."""
+        """How libzt sees a network, twice over.
+
+        The libzt wrapper's view (``zts_net_get_status``, ``zts_addr_get_all``): its copy of the
+        core's network state, refreshed only when the core reports a new config. ``status``,
+        ``ready``, ``addresses`` (plain IPs) and ``cidrs`` ("ip/bits") come from there.
+
+        The core's own view, ``core``: ``ZT_Node_networkConfig`` on the ZeroTier 1.8.4 node inside
+        libzt (the query zerotier-one's ``listnetworks`` answers from): status, name, revision,
+        type, assigned addresses and routes with their netmask bits. Only the core's status
+        follows an ERROR(NETWORK_ACCESS_DENIED): the core sets its failure flag without telling
+        the wrapper, so ``zts_net_get_status`` never shows ACCESS_DENIED in libzt 1.8.4.
+        """
         nwid = ctypes.c_uint64(int(req["nwid"], 16))
         code = self.lib.zts_net_get_status(nwid)
         addrs: list[str] = []
+        cidrs: list[str] = []
         buf = (ctypes.c_uint8 * (SOCKADDR_STORAGE_SIZE * MAX_ASSIGNED_ADDRESSES))()
         count = ctypes.c_uint(MAX_ASSIGNED_ADDRESSES)
         if self.lib.zts_addr_get_all(nwid, buf, ctypes.byref(count)) == 0:
             raw = bytes(buf)
             for i in range(count.value):
                 ss = raw[i * SOCKADDR_STORAGE_SIZE : (i + 1) * SOCKADDR_STORAGE_SIZE]
+                bits = int.from_bytes(ss[2:4], "big")  # the netmask bits ride in the port
                 if ss[1] == AF_INET:
                     addrs.append(str(ipaddress.IPv4Address(ss[4:8])))
                 elif ss[1] == AF_INET6:
                     addrs.append(str(ipaddress.IPv6Address(ss[8:24])))
+                else:
+                    continue
+                cidrs.append(f"{addrs[-1]}/{bits}")
         return {
             "status": NETWORK_STATUS.get(code, f"code {code}"),
             "ready": bool(self.lib.zts_net_transport_is_ready(nwid) == 1),
             "addresses": addrs,
+            "cidrs": cidrs,
+            "core": self.core_network(nwid.value),
         }
+
+    def _node_offset(self) -> int:
+        """The offset of ``_node`` in ``NodeService``, read off ``NodeService::leave``'s code."""
+        if self._node_field is None:
+            fn = ctypes.cast(getattr(self.lib, _LEAVE_SYMBOL), ctypes.c_void_p).value
+            code = ctypes.string_at(fn, 32) if fn else b""
+            i = code.find(_MOV_RDI_FROM_RDI_DISP32)
+            if i < 0:
+                raise RuntimeError("unknown libzt build: cannot locate NodeService::_node")
+            self._node_field = int.from_bytes(code[i + 3 : i + 7], "little")
+        return self._node_field
+
+    def _node_pointer(self) -> int | None:
+        """``zts_service->_node`` as it is now (None before the service or its node exists)."""
+        service = ctypes.c_void_p.in_dll(self.lib, "_ZN8ZeroTier11zts_serviceE").value
+        if not service:
+            return None
+        return ctypes.c_void_p.from_address(service + self._node_offset()).value or None
+
+    def core_node(self) -> int | None:
+        """The core's ``ZT_Node*`` (None until the node is online), checked against the node
+        id before its first use."""
+        if self._core_node is not None:
+            return self._core_node
+        if not self.lib.zts_node_is_online():
+            return None
+        node = self._node_pointer()
+        if node is None:
+            return None
+        node_id = int(self.lib.zts_node_get_id())
+        if int(self.lib.ZT_Node_address(node)) != node_id:
+            raise RuntimeError("libzt's Node* is not where this build of libzt 1.8.4 keeps it")
+        self._core_node = node
+        return node
+
+    def core_network(self, nwid: int) -> dict[str, Any] | None:
+        node = self.core_node()
+        if node is None:
+            return None
+        ptr = self.lib.ZT_Node_networkConfig(node, ctypes.c_uint64(nwid))
+        if not ptr:
+            return None
+        try:
+            c = VirtualNetworkConfigHead.from_address(ptr)
+            addresses = []
+            for i in range(min(c.assigned_address_count, MAX_ASSIGNED_ADDRESSES)):
+                a = _native_sockaddr(c.assigned_addresses[i])
+                if a is not None:
+                    addresses.append(f"{a[0]}/{a[1]}")
+            routes = []
+            for i in range(min(c.route_count, MAX_NETWORK_ROUTES)):
+                r = c.routes[i]
+                target = _native_sockaddr(r.target)
+                via = _native_sockaddr(r.via)
+                routes.append(
+                    {
+                        "target": f"{target[0]}/{target[1]}" if target else None,
+                        "via": via[0] if via else None,
+                        "flags": int(r.flags),
+                        "metric": int(r.metric),
+                    }
+                )
+            return {
+                "status": NETWORK_STATUS.get(c.status, f"code {c.status}"),
+                "name": c.name.decode(errors="replace"),
+                "revision": int(c.netconf_revision),
+                "type": "PUBLIC" if c.type == 1 else "PRIVATE",
+                "mac": f"{c.mac:012x}",
+                "mtu": int(c.mtu),
+                "addresses": addresses,
+                "routes": routes,
+            }
+        finally:
+            self.lib.ZT_Node_freeQueryResult(node, ctypes.c_void_p(ptr))
 
     def stop(self, req: dict[str, Any]) -> dict[str, Any]:
         self.lib.zts_node_stop()

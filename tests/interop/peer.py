@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -69,7 +70,8 @@ class LibztPeer:
         self.proc.wait(10)
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:
-                f.close()
+                with contextlib.suppress(OSError):  # unflushed input to a dead worker
+                    f.close()
         self._sel.close()
 
     def __enter__(self) -> LibztPeer:
