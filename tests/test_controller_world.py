@@ -230,3 +230,32 @@ def test_controller_restart_loses_nothing(tmp_path: Path) -> None:
     assert len(after) > updates
     assert t.addresses(a) == before
     assert t.status(a) == NetworkStatus.OK
+
+
+def test_withdrawn_tag_is_revoked_and_member_stays_in_good_standing(tmp_path: Path) -> None:
+    from ztnode.wire.credentials import CredentialType
+
+    t = World(tmp_path)
+    a, b = t.members
+    for n in (a, b):
+        n.join(t.nwid, t.now)
+        t.authorize(n)
+    t.ctl.update_member(t.nwid, a.address, {"tags": [[7, 1]]}, t.now)
+    t.changed()
+    assert t.w.run_until(lambda: all(t.status(n) == NetworkStatus.OK for n in (a, b)), 10_000)
+    assert t.w.run_until(
+        lambda: [g.id for g in a.network(t.nwid).config.tags] == [7],  # type: ignore[union-attr]
+        5_000,
+    )
+    t.send(a, b, b"tagged")
+    assert t.w.run_until(lambda: t.frames(b, b"tagged") == 1, 10_000)
+    assert 7 in b.network(t.nwid).membership(a.address).tags  # type: ignore[union-attr]
+    t.w.run_for(2_000)
+    t.ctl.update_member(t.nwid, a.address, {"tags": []}, t.now)
+    t.changed()
+    held = b.network(t.nwid).membership(a.address)  # type: ignore[union-attr]
+    assert t.w.run_until(lambda: (CredentialType.TAG, 7) in held.thresholds, 5_000)
+    assert a.network(t.nwid).config.tags == ()  # type: ignore[union-attr]
+    # a got a fresh config with the change, so its next frame carries credentials b accepts.
+    t.send(a, b, b"still a member")
+    assert t.w.run_until(lambda: t.frames(b, b"still a member") == 1, 10_000)

@@ -380,9 +380,17 @@ class Controller:
             if (address is None or addr == address) and st.metadata is not None:
                 self._push_queue[(nwid, addr)] = None
 
-    def _queue_revocation(self, nwid: int, targets: list[int], now: int) -> None:
-        """Revoke the targets' certificates of membership at every member online now (the
-        targets included, so that they also stop trusting their old COM)."""
+    def _queue_revocation(
+        self,
+        nwid: int,
+        targets: list[int],
+        now: int,
+        kind: CredentialType = CredentialType.COM,
+        credential_id: int = 0,
+        threshold: int | None = None,
+    ) -> None:
+        """Revoke a credential of the targets (by default their certificates of membership) at
+        every member online now, the targets included so they stop presenting it."""
         recipients = tuple(sorted(addr for addr, _ in self._online(nwid, now)))
         if not recipients:
             return
@@ -390,13 +398,29 @@ class Controller:
             rev = Revocation(
                 id=int.from_bytes(self.random_bytes(4), "big"),
                 network_id=nwid,
-                credential_id=0,
-                threshold=now,
+                credential_id=credential_id,
+                threshold=now if threshold is None else threshold,
                 flags=REVOCATION_FLAG_FAST_PROPAGATE,
                 target=target,
-                credential_type=CredentialType.COM,
+                credential_type=kind,
             ).sign(self.identity)
             self._revocations.append(RevocationPush(nwid, rev, recipients))
+
+    def _revoke_withdrawn(
+        self, nwid: int, address: int, old: JsonObject, new: JsonObject, now: int
+    ) -> None:
+        """Capabilities and tags taken away from a member are revoked where members hold them.
+
+        The threshold is one millisecond back: receivers also raise the member's COM threshold
+        on such revocations (a reference quirk), and the fresh config pushed with this change
+        carries credentials stamped ``now`` that must stay acceptable.
+        """
+        for kind, ids_of in (
+            (CredentialType.CAPABILITY, _capability_ids),
+            (CredentialType.TAG, _tag_ids),
+        ):
+            for cid in sorted(ids_of(old) - ids_of(new)):
+                self._queue_revocation(nwid, [address], now, kind, cid, now - 1)
 
     def _forget(self, nwid: int, address: int | None) -> None:
         """No more pushes for a deleted member (or all members of a deleted network)."""
@@ -503,6 +527,8 @@ class Controller:
             self._queue_push(nwid, address, now)
             if current is not None and current.get("authorized") and not member["authorized"]:
                 self._queue_revocation(nwid, [address], now)
+            elif current is not None and member["authorized"]:
+                self._revoke_withdrawn(nwid, address, current, member, now)
         return member
 
     def delete_member(self, nwid: int, address: int, now: int) -> JsonObject:
@@ -515,6 +541,18 @@ class Controller:
             self._queue_revocation(nwid, [address], now)
         self._forget(nwid, address)
         return old
+
+
+def _capability_ids(member: JsonObject) -> set[int]:
+    caps = member.get("capabilities")
+    return {c for c in caps if isinstance(c, int)} if isinstance(caps, list) else set()
+
+
+def _tag_ids(member: JsonObject) -> set[int]:
+    tags = member.get("tags")
+    if not isinstance(tags, list):
+        return set()
+    return {t[0] for t in tags if isinstance(t, list) and t and isinstance(t[0], int)}
 
 
 __all__ = [
