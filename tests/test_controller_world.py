@@ -259,3 +259,62 @@ def test_withdrawn_tag_is_revoked_and_member_stays_in_good_standing(tmp_path: Pa
     # a got a fresh config with the change, so its next frame carries credentials b accepts.
     t.send(a, b, b"still a member")
     assert t.w.run_until(lambda: t.frames(b, b"still a member") == 1, 10_000)
+
+
+def test_arp_request_reaches_the_member_that_owns_the_address(tmp_path: Path) -> None:
+    """Broadcast ARP becomes a multicast to the (ff:ff:ff:ff:ff:ff, target IPv4) group: the
+    owner announces it (LIKE), the asker gathers it from the root and controller and sends
+    MULTICAST_FRAME only to members of that group."""
+    import ipaddress
+
+    t = World(tmp_path, members=3)
+    a, b, c = t.members
+    for n in (a, b, c):
+        n.join(t.nwid, t.now)
+        t.authorize(n)
+    assert t.w.run_until(lambda: all(t.status(n) == NetworkStatus.OK for n in (a, b, c)), 10_000)
+    ip_a = next(x for x in t.addresses(a) if x.startswith("10.147.20.")).split("/")[0]
+    adi = int(ipaddress.IPv4Address(ip_a))
+    a.multicast_subscribe(t.nwid, 0xFFFFFFFFFFFF, adi, t.now)
+    t.w.run_for(1_000)
+    arp = (
+        b"\x00\x01\x08\x00\x06\x04\x00\x01"
+        + mac_from_address(b.address, t.nwid).to_bytes(6, "big")
+        + bytes(4)
+        + bytes(6)
+        + ipaddress.IPv4Address(ip_a).packed
+    )
+    assert b.send_frame(t.nwid, 0xFFFFFFFFFFFF, 0x0806, arp, t.now)
+
+    def arrived(n: Node) -> bool:
+        return any(
+            isinstance(e, ev.FrameReceived) and e.payload == arp and e.dest_mac == 0xFFFFFFFFFFFF
+            for e in t.w.net.events[id(n)]
+        )
+
+    assert t.w.run_until(lambda: arrived(a), 5_000)
+    t.w.run_for(2_000)
+    assert not arrived(c)  # c never subscribed to that group
+
+
+def test_broadcast_reaches_every_member(tmp_path: Path) -> None:
+    t = World(tmp_path, members=3)
+    a, b, c = t.members
+    for n in (a, b, c):
+        n.join(t.nwid, t.now)
+        t.authorize(n)
+    assert t.w.run_until(lambda: all(t.status(n) == NetworkStatus.OK for n in (a, b, c)), 10_000)
+    t.w.run_for(1_000)
+    assert b.send_frame(t.nwid, 0xFFFFFFFFFFFF, 0x88B5, b"to everyone", t.now)
+    assert t.w.run_until(
+        lambda: t.frames(a, b"to everyone") == 1 == t.frames(c, b"to everyone"), 5_000
+    )
+    assert t.frames(b, b"to everyone") == 0  # never to ourselves
+    # With broadcast disabled in the network, nothing goes out.
+    t.ctl.update_network(t.nwid, {"enableBroadcast": False}, t.now)
+    t.changed()
+    assert t.w.run_until(
+        lambda: not b.network(t.nwid).config.enable_broadcast,  # type: ignore[union-attr]
+        5_000,
+    )
+    assert not b.send_frame(t.nwid, 0xFFFFFFFFFFFF, 0x88B5, b"blocked", t.now)

@@ -45,6 +45,27 @@ NETCONF_DICT_CAPACITY: Final = 484_520
 CREDENTIAL_PUSH_MAX_AGE: Final = 500_000
 NEED_CREDENTIALS_PUSH_INTERVAL: Final = 1_000
 ADHOC_CTMD: Final = 2 * 60 * 60 * 1000
+MULTICAST_ANNOUNCE_PERIOD: Final = 60_000
+MULTICAST_LIKE_EXPIRE: Final = 600_000
+MULTICAST_GATHER_INTERVAL: Final = 60_000
+MULTICAST_PENDING_TIMEOUT: Final = 5_000
+MULTICAST_PENDING_MAX: Final = 32  # per group, as the reference's outbound queue
+BROADCAST_MAC: Final = 0xFFFFFFFFFFFF
+
+Group = tuple[int, int]  # (MAC, ADI)
+
+
+@dataclass
+class PendingMulticast:
+    """A multicast we sent before knowing every recipient: new members learned within a few
+    seconds (from gathers or LIKEs) still get it, as the reference's outbound queue does."""
+
+    group: Group
+    ethertype: int
+    payload: bytes
+    source_mac: int
+    created: int
+    sent_to: set[int]
 
 
 class NetworkStatus(StrEnum):
@@ -97,6 +118,11 @@ class Network:
         self.memberships: dict[int, Membership] = {}
         self._assemblies: dict[int, _Assembly] = {}
         self._assembly_counter = 0
+        self.subscriptions: set[Group] = set()
+        self.multicast_members: dict[Group, dict[int, int]] = {}
+        self.last_gather: dict[Group, int] = {}
+        self.pending_multicasts: list[PendingMulticast] = []
+        self.last_announce = -(10**12)
 
     @property
     def controller(self) -> int:
@@ -224,6 +250,38 @@ class Network:
             return False
         held[cred.id] = cred
         return True
+
+    # -- multicast (§7) --------------------------------------------------------------------
+
+    def announced_groups(self) -> list[Group]:
+        """What we LIKE: our subscriptions, plus broadcast when the network enables it."""
+        groups = set(self.subscriptions)
+        if self.config is not None and self.config.enable_broadcast:
+            groups.add((BROADCAST_MAC, 0))
+        return sorted(groups)
+
+    def learn_member(self, group: Group, address: int, now: int) -> None:
+        if address != self.me:
+            self.multicast_members.setdefault(group, {})[address] = now
+
+    def members_of(self, group: Group, now: int) -> list[int]:
+        held = self.multicast_members.get(group, {})
+        return [a for a, t in held.items() if now - t < MULTICAST_LIKE_EXPIRE]
+
+    def expire_multicast(self, now: int) -> None:
+        for group in list(self.multicast_members):
+            live = {
+                a: t
+                for a, t in self.multicast_members[group].items()
+                if now - t < MULTICAST_LIKE_EXPIRE
+            }
+            if live:
+                self.multicast_members[group] = live
+            else:
+                del self.multicast_members[group]
+        self.pending_multicasts = [
+            p for p in self.pending_multicasts if now - p.created < MULTICAST_PENDING_TIMEOUT
+        ]
 
     def should_push_credentials(self, peer: int, now: int) -> bool:
         """Before a frame to this member: push ours if the config changed since the last push

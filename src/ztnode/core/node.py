@@ -30,7 +30,17 @@ from ztnode.core import events as ev
 from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.core.counters import Counters, Drop
 from ztnode.core.expect import ExpectedReplies
-from ztnode.core.network import Network, NetworkStatus, adhoc_config
+from ztnode.core.network import (
+    BROADCAST_MAC,
+    MULTICAST_ANNOUNCE_PERIOD,
+    MULTICAST_GATHER_INTERVAL,
+    MULTICAST_PENDING_MAX,
+    MULTICAST_PENDING_TIMEOUT,
+    Network,
+    NetworkStatus,
+    PendingMulticast,
+    adhoc_config,
+)
 from ztnode.core.path import Path
 from ztnode.core.peer import (
     DIRECT_PATH_PUSH_INTERVAL,
@@ -90,8 +100,10 @@ from ztnode.wire.verbs import (
     Frame,
     Hello,
     MoonRef,
+    MulticastFrame,
     MulticastGather,
     MulticastLike,
+    MulticastSubscription,
     NetconfAck,
     NetworkConfigChunk,
     NetworkConfigRequest,
@@ -136,6 +148,13 @@ MULTICAST_LIKE_EXPIRE: Final = 600_000
 REMOTE_TRACE_MAX: Final = 10_000
 USER_MESSAGE_RESERVED_MAX: Final = 0xFFFF
 GATED_FRAME_QUEUE: Final = 64
+LIKES_PER_PACKET: Final = 64  # 18 bytes each: well inside one unfragmented packet
+ETHERTYPE_ARP: Final = 0x0806
+
+
+def _is_arp_request(frame: bytes) -> bool:
+    """An Ethernet/IPv4 ARP request (htype 1, ptype 0x0800, hlen 6, plen 4, op 1)."""
+    return len(frame) >= 28 and frame[0:8] == b"\x00\x01\x08\x00\x06\x04\x00\x01"
 
 
 @dataclass(frozen=True)
@@ -492,6 +511,8 @@ class Node:
         net = self.networks.get(network_id)
         if net is None or net.config is None:
             return False
+        if dest_mac >> 40 & 0x01:
+            return self._send_multicast_frame(net, dest_mac, ethertype, payload, now)
         if dest_mac >> 40 != first_octet_for_network(network_id):
             return False
         dest = address_from_mac(dest_mac, network_id)
@@ -533,6 +554,130 @@ class Node:
                     Verb.NETWORK_CONFIG_REQUEST, 0, ErrorCode.NETWORK_ACCESS_DENIED, rp.network_id
                 )
                 self._send(target, Verb.ERROR, err.encode(), now)
+
+    def multicast_subscribe(self, network_id: int, mac: int, adi: int, now: int) -> None:
+        """Join a multicast group on a network; it is announced (LIKE) at once."""
+        net = self.networks.get(network_id)
+        if net is None:
+            raise LocalProtocolError(f"not a member of network {network_id:016x}")
+        if (mac, adi) not in net.subscriptions:
+            net.subscriptions.add((mac, adi))
+            self._announce(net, now, [(mac, adi)])
+
+    def multicast_unsubscribe(self, network_id: int, mac: int, adi: int) -> None:
+        """Leave a group; like the reference, others simply let our LIKE age out."""
+        net = self.networks.get(network_id)
+        if net is not None:
+            net.subscriptions.discard((mac, adi))
+
+    def _announce(
+        self, net: Network, now: int, groups: list[tuple[int, int]] | None = None
+    ) -> None:
+        """MULTICAST_LIKE our groups to the network's controller and to the roots, which answer
+        other members' gathers for us (§7.1)."""
+        if groups is None:
+            groups = net.announced_groups()
+            net.last_announce = now
+        if not groups:
+            return
+        subs = [MulticastSubscription(net.id, mac, adi) for mac, adi in groups]
+        targets = dict.fromkeys([net.controller, *self.topology.upstreams])
+        for i in range(0, len(subs), LIKES_PER_PACKET):
+            body = MulticastLike(tuple(subs[i : i + LIKES_PER_PACKET])).encode()
+            for t in targets:
+                if t != self.address:
+                    self._send(t, Verb.MULTICAST_LIKE, body, now, compress=True)
+
+    def _send_multicast_frame(
+        self, net: Network, dest_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        cfg = net.config
+        if cfg is None or cfg.multicast_limit == 0:
+            return False
+        adi = 0
+        if dest_mac == BROADCAST_MAC:
+            if ethertype == ETHERTYPE_ARP and _is_arp_request(payload):
+                adi = int.from_bytes(payload[24:28], "big")  # ARP: one group per target IP
+            elif not cfg.enable_broadcast:
+                return False
+        group = (dest_mac, adi)
+        known = net.members_of(group, now)
+        limit = cfg.multicast_limit
+        if len(known) < limit and now - net.last_gather.get(group, -(10**12)) >= (
+            MULTICAST_GATHER_INTERVAL
+        ):
+            net.last_gather[group] = now
+            body = MulticastGather.create(net.id, dest_mac, adi, limit - len(known) + 1).encode()
+            up = self._best_upstream(now)
+            for t in dict.fromkeys([net.controller, *([up.address] if up else [])]):
+                if t != self.address:
+                    self._send(t, Verb.MULTICAST_GATHER, body, now)
+        self._rng.shuffle(known)
+        recipients = known[:limit]
+        pending = PendingMulticast(group, ethertype, payload, net.mac, now, set())
+        self._deliver_multicast(net, pending, recipients, now)
+        if len(known) < limit:
+            same = [p for p in net.pending_multicasts if p.group == group]
+            if len(same) >= MULTICAST_PENDING_MAX:
+                net.pending_multicasts.remove(same[0])
+            net.pending_multicasts.append(pending)
+        return True
+
+    def _deliver_multicast(
+        self, net: Network, pending: PendingMulticast, recipients: list[int], now: int
+    ) -> None:
+        mac, adi = pending.group
+        body = MulticastFrame.create(net.id, mac, adi, pending.ethertype, pending.payload).encode()
+        for r in recipients:
+            if r == self.address or r in pending.sent_to:
+                continue
+            pending.sent_to.add(r)
+            if net.should_push_credentials(r, now):
+                self._push_credentials(net, r, now)
+            self._send(r, Verb.MULTICAST_FRAME, body, now, compress=True)
+
+    def _send_pending_multicasts(
+        self, net: Network, group: tuple[int, int], members: list[int], now: int
+    ) -> None:
+        cfg = net.config
+        for p in net.pending_multicasts:
+            if p.group == group and now - p.created < MULTICAST_PENDING_TIMEOUT and cfg:
+                room = cfg.multicast_limit - len(p.sent_to)
+                self._deliver_multicast(net, p, members[: max(0, room)], now)
+
+    def _do_multicast_frame(
+        self, peer: Peer, payload: memoryview, path: Path, pid: int, hops: int, now: int
+    ) -> None:
+        m = MulticastFrame.decode(payload)
+        net = self.networks.get(m.network_id)
+        if net is not None:
+            if m.com is not None:
+                self._accept_com(m.network_id, m.com, now)
+            sender_mac = mac_from_address(peer.address, net.id)
+            source = m.source_mac if m.source_mac is not None else sender_mac
+            cfg = net.config
+            if not net.gate(peer.address, peer.identity):
+                err = Error.need_membership_certificate(Verb.MULTICAST_FRAME, pid, net.id)
+                self._send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self.counters.drop(Drop.NOT_A_MEMBER)
+            elif (
+                cfg is None
+                or cfg.multicast_limit == 0
+                or not m.dest_mac >> 40 & 0x01
+                or source in (0, net.mac)
+                or source >> 40 & 0x01
+                or source != sender_mac  # a bridged source needs bridging, not supported yet
+            ):
+                self.counters.drop(Drop.MALFORMED)
+            else:
+                peer.last_trust_established = now
+                path.last_trust_established = now
+                self._events.append(
+                    ev.FrameReceived(
+                        net.id, peer.address, source, m.dest_mac, m.ethertype, m.payload
+                    )
+                )
+        self._received(peer, path, hops, Verb.MULTICAST_FRAME, now)
 
     def _request_config(self, net: Network, now: int) -> None:
         net.last_request_sent = now
@@ -667,6 +812,8 @@ class Node:
         if changed:
             self._config_events(net, before, now)
             self._retry_gated_frames(now)
+            if old_status != NetworkStatus.OK:
+                self._announce(net, now)
 
     def _config_events(self, net: Network, before: list[str], now: int) -> None:
         cfg = net.config
@@ -964,6 +1111,8 @@ class Node:
                 self._do_multicast_like(peer, payload, path, hops, now)
             elif verb == Verb.MULTICAST_GATHER:
                 self._do_multicast_gather(peer, payload, path, pid, hops, now)
+            elif verb == Verb.MULTICAST_FRAME:
+                self._do_multicast_frame(peer, payload, path, pid, hops, now)
             elif verb in (Verb.ACK, Verb.QOS_MEASUREMENT, Verb.PATH_NEGOTIATION_REQUEST):
                 # Bonding verbs: MAC checked, then dropped without refreshing the peer, as a
                 # non-bonding reference node does (protocol-multipath.md 1).
@@ -1155,7 +1304,13 @@ class Node:
         elif isinstance(ok, OkNetworkConfigRequest):
             self._config_chunk(peer, ok.chunk, in_re_id, now, pushed=False, path=path)
         elif isinstance(ok, OkMulticastGather):
-            pass  # gather results feed multicast delivery (the IP stack's issue)
+            net = self.networks.get(ok.network_id)
+            if net is not None:
+                group = (ok.mac, ok.adi)
+                fresh = [a for a in ok.members if a not in net.members_of(group, now)]
+                for a in ok.members:
+                    net.learn_member(group, a, now)
+                self._send_pending_multicasts(net, group, fresh, now)
         self._received(peer, path, hops, Verb.OK, now)
 
     def _ok_hello(self, peer: Peer, ok: OkHello, path: Path, hops: int, now: int) -> None:
@@ -1290,29 +1445,49 @@ class Node:
         self, peer: Peer, payload: memoryview, path: Path, hops: int, now: int
     ) -> None:
         like = MulticastLike.decode(payload)
-        if self.topology.am_upstream:
-            for sub in like.subscriptions:
+        for sub in like.subscriptions:
+            if self.topology.am_upstream:
                 key = (sub.network_id, sub.mac, sub.adi)
                 self._multicast.setdefault(key, {})[peer.address] = now
+            net = self.networks.get(sub.network_id)
+            if net is not None and self._may_like(net, peer, now):
+                group = (sub.mac, sub.adi)
+                net.learn_member(group, peer.address, now)
+                self._send_pending_multicasts(net, group, [peer.address], now)
         self._received(peer, path, hops, Verb.MULTICAST_LIKE, now)
+
+    def _may_like(self, net: Network, peer: Peer, now: int) -> bool:
+        """LIKEs count from members in good standing, or from members our controller has just
+        configured (they may not have pushed their credentials to us yet)."""
+        if net.gate(peer.address, peer.identity):
+            return True
+        ctl = self.controller
+        return ctl is not None and ctl.has_recent_member(net.id, peer.address, now)
 
     def _do_multicast_gather(
         self, peer: Peer, payload: memoryview, path: Path, pid: int, hops: int, now: int
     ) -> None:
         g = MulticastGather.decode(payload)
-        if self.topology.am_upstream and g.gather_limit > 0:
+        net = self.networks.get(g.network_id)
+        live: list[int] = []
+        if g.gather_limit > 0 and self.topology.am_upstream:
             members = self._multicast.get((g.network_id, g.mac, g.adi), {})
             live = [
                 a
                 for a, t in members.items()
                 if a != peer.address and now - t < MULTICAST_LIKE_EXPIRE
             ]
+        elif g.gather_limit > 0 and net is not None and self._may_like(net, peer, now):
+            group = (g.mac, g.adi)
+            live = [a for a in net.members_of(group, now) if a != peer.address]
+            if group in net.announced_groups():
+                live.append(self.address)
+        if live:
             self._rng.shuffle(live)
-            if live:
-                ok = OkMulticastGather(
-                    pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
-                )
-                self._send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
+            ok = OkMulticastGather(
+                pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
+            )
+            self._send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
         self._received(peer, path, hops, Verb.MULTICAST_GATHER, now)
 
     def multicast_subscribers(self, network_id: int, mac: int, adi: int, now: int) -> list[int]:
@@ -1799,6 +1974,9 @@ class Node:
         for net in list(self.networks.values()):
             if net.needs_config_request(now):
                 self._request_config(net, now)
+            if net.config is not None and now - net.last_announce >= MULTICAST_ANNOUNCE_PERIOD:
+                self._announce(net, now)
+            net.expire_multicast(now)
         always = set(self.topology.always_contact())
         for peer in list(self.peers.values()):
             if peer.address not in always and peer.active(now):
