@@ -195,6 +195,12 @@ _ERROR_STATUS: Final = {
 }
 
 
+# Counter labels by verb number (all 32 values of the 5-bit field), built once.
+_VERB_NAMES: Final = tuple(
+    Verb(v).name if v in Verb._value2member_map_ else f"0x{v:02x}" for v in range(32)
+)
+
+
 class Outgoing(NamedTuple):
     local: Addr
     remote: Addr
@@ -1029,7 +1035,8 @@ class Node:
                 return
             self._decode_whole(bytearray(whole), path, now)
         else:
-            self._decode_whole(bytearray(data), path, now)
+            # The common case: source and destination are already checked above.
+            self._process_packet(bytearray(data), path, now)
 
     def _decode_whole(self, buf: bytearray, path: Path, now: int) -> None:
         if len(buf) < IDX_PAYLOAD:
@@ -1075,11 +1082,7 @@ class Node:
 
     def _dispatch(self, peer: Peer, buf: bytearray, path: Path, hops: int, now: int) -> None:
         verb = buf[27] & 0x1F
-        try:
-            name = Verb(verb).name
-        except ValueError:
-            name = f"0x{verb:02x}"
-        self.counters.verbs_in[name] += 1
+        self.counters.verbs_in[_VERB_NAMES[verb]] += 1
         payload = memoryview(buf)[IDX_PAYLOAD:]
         pid = int.from_bytes(buf[0:8], "big")
         try:
