@@ -1086,7 +1086,24 @@ class Node:
         payload = memoryview(buf)[IDX_PAYLOAD:]
         pid = int.from_bytes(buf[0:8], "big")
         try:
-            if verb == Verb.ECHO:
+            if verb == Verb.FRAME:
+                f = Frame.decode(payload)
+                src_mac = mac_from_address(peer.address, f.network_id)
+                dst_mac = mac_from_address(self.address, f.network_id)
+                self._do_frame(
+                    peer,
+                    f.network_id,
+                    src_mac,
+                    dst_mac,
+                    f.ethertype,
+                    f.payload,
+                    path,
+                    pid,
+                    hops,
+                    now,
+                    Verb.FRAME,
+                )
+            elif verb == Verb.ECHO:
                 self._do_echo(peer, payload, path, pid, hops, now)
             elif verb == Verb.OK:
                 self._do_ok(peer, payload, path, hops, now)
@@ -1128,23 +1145,6 @@ class Node:
                 self._received(peer, path, hops, verb, now)
             elif verb == Verb.NETWORK_CREDENTIALS:
                 self._do_credentials(peer, payload, path, hops, now)
-            elif verb == Verb.FRAME:
-                f = Frame.decode(payload)
-                src_mac = mac_from_address(peer.address, f.network_id)
-                dst_mac = mac_from_address(self.address, f.network_id)
-                self._do_frame(
-                    peer,
-                    f.network_id,
-                    src_mac,
-                    dst_mac,
-                    f.ethertype,
-                    f.payload,
-                    path,
-                    pid,
-                    hops,
-                    now,
-                    Verb.FRAME,
-                )
             elif verb == Verb.EXT_FRAME:
                 x = ExtFrame.decode(payload)
                 if x.com is not None:
