@@ -1,0 +1,1563 @@
+"""A sans-I/O TCP connection (transmission control block): RFC 9293 and friends.
+
+``TcpConnection`` is driven like every other protocol object in ztnode (the architecture
+notes' "five verbs"):
+
+* inputs: API calls (``connect``, ``listen``, ``send``, ``recv``, ``shutdown``, ``close``,
+  ``abort``, option setters), ``receive_segment(seg, now)`` and ``handle_timer(now)``;
+* outputs: ``segments_to_send(now)``, ``get_timer()`` and ``next_event()``.
+
+It never reads a clock (``now`` is an int in milliseconds), never touches a socket, and takes its
+initial sequence number from an injected ``isn`` callable. Segments are the small ``Segment``
+record below, independent of the wire codec; the IP layer maps them to and from ``tcpwire``.
+
+Internally every sequence number is kept *unwrapped* (an unbounded int counted from the ISN, so
+the SYN is 0) and converted to and from 32-bit wire values only at the boundary; that keeps the
+modular arithmetic of RFC 9293 section 3.4 in two functions instead of in every comparison.
+
+Implemented: the eleven states of RFC 9293 section 3.3.2 with simultaneous open and close;
+RST generation and acceptance with the RFC 5961 blind-attack checks and rate-limited challenge
+ACKs; MSS from the MTU (RFC 9293 3.7.1, RFC 6691); window scaling (RFC 7323 section 2) and
+timestamps for RTT measurement (RFC 7323 sections 3-4; PAWS is not); send and receive buffers
+with backpressure and receiver/sender silly-window avoidance (RFC 9293 3.8.6.2); a bounded
+out-of-order queue; RFC 6298 retransmission timers with Karn's algorithm; delayed ACKs (RFC 5681
+4.2, RFC 9293 3.8.6.3); Nagle and TCP_NODELAY; fast retransmit and recovery with SACK (RFC 2018,
+RFC 6675) and NewReno fallback (RFC 6582), limited transmit (RFC 3042); congestion control
+behind ``tcp_cc.CongestionControl`` (NewReno by default, CUBIC per RFC 9438); zero-window
+probing (RFC 9293 3.8.6.1); keepalives (RFC 1122 4.2.3.6); TIME-WAIT with a configurable MSL.
+
+A LISTEN connection turns itself into the connection for the first SYN it accepts (the RFC
+model); a stack that serves many clients keeps a listening socket of its own and gives each
+arriving SYN a fresh ``TcpConnection`` on which it calls ``listen()`` then ``receive_segment``.
+Segments for which no connection exists are answered with ``reset_for(seg)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+from typing import Final
+
+from ztnode.errors import LocalProtocolError
+from ztnode.netstack.tcp_cc import CongestionControl, NewReno
+
+__all__ = [
+    "ClosedEvent",
+    "ConnectedEvent",
+    "ConnectionResetEvent",
+    "DataAvailableEvent",
+    "Flags",
+    "PeerClosedEvent",
+    "Segment",
+    "TcpConfig",
+    "TcpConnection",
+    "TcpEvent",
+    "TcpState",
+    "TimedOutEvent",
+    "WritableEvent",
+    "mss_for_mtu",
+    "reset_for",
+    "seq_add",
+    "seq_diff",
+    "seq_le",
+    "seq_lt",
+]
+
+SEQ_MOD: Final = 1 << 32
+SEQ_MASK: Final = SEQ_MOD - 1
+_HALF: Final = 1 << 31
+
+#: RFC 7323 section 2.3: the shift count is capped at 14 (a 1 GiB window).
+MAX_WSCALE: Final = 14
+#: RFC 9293 section 3.7.1: the MSS assumed when the peer sends no MSS option (IPv4); RFC 8200
+#: section 5 gives 1280 - 60 = 1220 for IPv6.
+DEFAULT_MSS_V4: Final = 536
+DEFAULT_MSS_V6: Final = 1220
+#: RFC 6675 section 5: DupThresh.
+DUP_THRESH: Final = 3
+#: RFC 2018 section 3: at most 4 blocks fit in 40 option bytes; 3 leave room for timestamps.
+MAX_SACK_BLOCKS: Final = 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence-number arithmetic (RFC 9293 section 3.4, RFC 1982 serial numbers)
+# ---------------------------------------------------------------------------------------------
+
+
+def seq_add(a: int, n: int) -> int:
+    """``a + n`` modulo 2**32."""
+    return (a + n) & SEQ_MASK
+
+
+def seq_diff(a: int, b: int) -> int:
+    """The signed distance ``a - b`` in sequence space, in ``[-2**31, 2**31)``."""
+    return ((a - b + _HALF) & SEQ_MASK) - _HALF
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """``a < b`` in sequence space (RFC 9293 section 3.4 "=<" and "<" on 32-bit wraparound)."""
+    return seq_diff(a, b) < 0
+
+
+def seq_le(a: int, b: int) -> bool:
+    """``a <= b`` in sequence space."""
+    return seq_diff(a, b) <= 0
+
+
+def mss_for_mtu(mtu: int, *, ipv6: bool = False) -> int:
+    """The MSS to announce for a link MTU: MTU minus fixed IP and TCP headers (RFC 9293 3.7.1,
+    RFC 6691 section 2: options are *not* subtracted, the sender accounts for them)."""
+    mss = mtu - (60 if ipv6 else 40)
+    if mss < 88:
+        raise LocalProtocolError(f"MTU {mtu} is too small for TCP")
+    return min(mss, 0xFFFF)
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments, states, events
+# ---------------------------------------------------------------------------------------------
+
+
+class Flags(IntFlag):
+    """TCP control bits (RFC 9293 section 3.1), numbered as on the wire."""
+
+    NONE = 0
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One TCP segment as the connection sees it, independent of the wire codec.
+
+    ``window`` is the raw 16-bit header field (already shifted right by the sender's scale).
+    ``sack_blocks`` holds wire sequence numbers ``(left, right)``; ``ts`` is ``(TSval, TSecr)``
+    and is carried but not used yet.
+    """
+
+    seq: int
+    ack: int
+    flags: Flags
+    window: int
+    payload: bytes = b""
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted: bool = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    ts: tuple[int, int] | None = None
+
+    @property
+    def seg_len(self) -> int:
+        """SEG.LEN: payload length plus one for each of SYN and FIN (RFC 9293 section 3.4)."""
+        return (
+            len(self.payload)
+            + (1 if self.flags & Flags.SYN else 0)
+            + (1 if self.flags & Flags.FIN else 0)
+        )
+
+
+class TcpState(IntEnum):
+    """RFC 9293 section 3.3.2."""
+
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RECEIVED = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSE_WAIT = 7
+    CLOSING = 8
+    LAST_ACK = 9
+    TIME_WAIT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedEvent:
+    """The three-way handshake completed (ESTABLISHED reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataAvailableEvent:
+    """The receive buffer went from empty to non-empty; read with ``recv`` until it is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class WritableEvent:
+    """Send-buffer space was freed after ``send`` accepted less than it was given."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosedEvent:
+    """The peer's FIN was reached in sequence: no more data will arrive (EOF)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionResetEvent:
+    """An acceptable RST arrived (or the peer refused the connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOutEvent:
+    """Retransmissions, zero-window probes or keepalives went unanswered too long."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedEvent:
+    """The connection reached CLOSED; always the last event."""
+
+
+TcpEvent = (
+    ConnectedEvent
+    | DataAvailableEvent
+    | WritableEvent
+    | PeerClosedEvent
+    | ConnectionResetEvent
+    | TimedOutEvent
+    | ClosedEvent
+)
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    """Tunables. Defaults follow the cited RFCs or common practice (Linux) where RFCs allow."""
+
+    #: Link MTU the connection runs over; the announced MSS is derived from it.
+    mtu: int = 2800
+    ipv6: bool = False
+    send_buffer: int = 256 * 1024
+    recv_buffer: int = 256 * 1024
+    #: Bytes of out-of-order data kept at most (it must also fit in the advertised window).
+    ooo_limit: int = 256 * 1024
+    #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL (RFC 9293 section 3.4.2 says 2 minutes;
+    #: Linux uses a fixed 60 s TIME-WAIT, hence 30 s here).
+    msl_ms: int = 30_000
+    #: RFC 6298 section 2.1: initial RTO of one second.
+    initial_rto_ms: int = 1000
+    #: RFC 6298 section 2.4 says 1 s; like Linux we default to 200 ms and let it be configured.
+    min_rto_ms: int = 200
+    #: RFC 6298 section 2.5: a maximum of at least 60 s may be placed on the RTO.
+    max_rto_ms: int = 60_000
+    #: RFC 1122 4.2.3.5 R2 for SYNs (>= 3 minutes there; Linux tcp_syn_retries = 6).
+    syn_retries: int = 6
+    #: RFC 1122 4.2.3.5 R2 for data (Linux tcp_retries2 = 15).
+    max_retries: int = 15
+    #: RFC 9293 3.8.6.3 / RFC 5681 4.2: delay at most 500 ms (the brief: at most 200 ms). The
+    #: default is Linux's 40 ms floor: with a 200 ms minimum RTO, a 200 ms delay would make the
+    #: sender's timer fire before the ACK of a lone small segment arrives.
+    delayed_ack_ms: int = 40
+    nodelay: bool = False
+    window_scaling: bool = True
+    #: RFC 7323 section 3: the timestamps option, used for RTT measurement (RTTM) on every
+    #: ACK, which also disambiguates retransmissions (so RFC 6298 backoff can be cleared).
+    timestamps: bool = True
+    sack: bool = True
+    keepalive: bool = False
+    #: RFC 1122 4.2.3.6: the idle interval MUST default to no less than two hours.
+    keepalive_idle_ms: int = 7_200_000
+    keepalive_interval_ms: int = 75_000
+    keepalive_count: int = 9
+    #: How long FIN-WAIT-2 may last after ``close()`` (Linux tcp_fin_timeout); None = forever.
+    fin_wait_2_timeout_ms: int | None = 60_000
+    #: RFC 5961 section 7: challenge ACKs per second at most (Linux: 1000 per host).
+    challenge_ack_limit: int = 100
+    #: Factory for the congestion controller; gets the effective send MSS.
+    congestion_control: Callable[[int], CongestionControl] = field(default=NewReno)
+
+
+def reset_for(seg: Segment) -> Segment | None:
+    """The RST to answer a segment for which no connection exists (RFC 9293 section 3.10.7.1).
+
+    The stack uses this for ports nobody listens on; a CLOSED ``TcpConnection`` does the same.
+    """
+    if seg.flags & Flags.RST:
+        return None
+    if seg.flags & Flags.ACK:
+        return Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0)
+    return Segment(seq=0, ack=seq_add(seg.seq, seg.seg_len), flags=Flags.RST | Flags.ACK, window=0)
+
+
+_SYNCHRONIZED: Final = frozenset(
+    {
+        TcpState.ESTABLISHED,
+        TcpState.FIN_WAIT_1,
+        TcpState.FIN_WAIT_2,
+        TcpState.CLOSE_WAIT,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+        TcpState.TIME_WAIT,
+    }
+)
+#: States in which the text of a segment is delivered (RFC 9293 3.10.7.4, "seventh").
+_RECEIVES_TEXT: Final = frozenset(
+    {TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.SYN_RECEIVED}
+)
+
+
+def _first(t: tuple[int, object]) -> int:
+    return t[0]
+
+
+class TcpConnection:
+    """One TCP connection (a TCB). See the module docstring for the driving contract.
+
+    ``isn`` returns the initial send sequence number; inject a seeded one in tests and one built
+    on RFC 6528 (keyed hash of the 4-tuple plus a clock) in the stack.
+    """
+
+    def __init__(self, config: TcpConfig | None = None, *, isn: Callable[[], int]) -> None:
+        # A private copy: the option setters mutate it, and configs are often shared.
+        self.config = dataclasses.replace(config) if config is not None else TcpConfig()
+        self._isn_source = isn
+        self.state = TcpState.CLOSED
+        self._events: deque[TcpEvent] = deque()
+        self._out: list[Segment] = []  # control segments queued outside the output loop
+        self._passive = False
+        self.our_mss = mss_for_mtu(self.config.mtu, ipv6=self.config.ipv6)
+        self.snd_mss = DEFAULT_MSS_V6 if self.config.ipv6 else DEFAULT_MSS_V4
+
+        # --- send side (unwrapped: the SYN is 0, the first data byte is 1) ---
+        self.iss = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.snd_max = 0
+        self.snd_wnd = 0
+        self._max_snd_wnd = 0
+        self._snd_wl1 = 0  # unwrapped receive-side seq of the last window update
+        self._snd_wl2 = 0  # unwrapped send-side ack of the last window update
+        self.snd_wscale = 0
+        self._sbuf = bytearray()
+        self._sbuf_start = 1  # unwrapped seq of _sbuf[0]
+        self._fin_seq: int | None = None  # unwrapped seq of our FIN once shutdown() was called
+        self._want_writable = False
+        self._peer_sack = False
+
+        # --- receive side (unwrapped: the peer's SYN is 0) ---
+        self.irs = 0
+        self.rcv_nxt = 0
+        self._rcv_adv = 0  # right edge of the window we last advertised
+        self.rcv_wscale = 0
+        self._want_wscale = 0
+        self._ws_enabled = False
+        self._ts_enabled = False
+        self._ts_recent = 0
+        self._last_ack_sent = 0
+        self._rbuf = bytearray()
+        self._ooo: list[tuple[int, bytes]] = []  # sorted, disjoint (start, data), start > rcv_nxt
+        self._ooo_bytes = 0
+        self._rcv_fin_seq: int | None = None
+        self._eof = False
+        self._read_closed = False
+        self._sack_recent: list[int] = []  # starts of OOO blocks, most recently changed first
+
+        # --- ACK generation ---
+        self._ack_now = False
+        self._segs_since_ack = 0
+        self._delack_deadline: int | None = None
+
+        # --- RTO (RFC 6298) ---
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = self.config.initial_rto_ms
+        self._rto_deadline: int | None = None
+        self._retries = 0
+        self._rtt_seq: int | None = None  # segment being timed: ACK beyond this yields a sample
+        self._rtt_time = 0
+
+        # --- loss recovery (RFC 5681, 6582, 6675) ---
+        self.cc: CongestionControl = self.config.congestion_control(self.snd_mss)
+        self.dupacks = 0
+        self.in_recovery = False
+        self._force_rxt = False
+        self._recover = 0
+        self._high_rxt = 0
+        self._lost_hint = 0
+        self._scoreboard: list[tuple[int, int]] = []  # sorted, merged SACKed ranges > snd_una
+
+        # --- persist, keepalive, TIME-WAIT, FIN-WAIT-2 ---
+        self._persist_deadline: int | None = None
+        self._persist_backoff = 0
+        self._sws_override = False
+        self._probes_unanswered = 0
+        self._last_rcv = 0
+        self._ka_sent = 0
+        self._ka_last = 0
+        self._tw_deadline: int | None = None
+        self._fw2_deadline: int | None = None
+
+        self._challenge_start = 0
+        self._challenge_sent = 0
+        #: Counters by reason for dropped or unusual segments (observability, tests).
+        self.counters: dict[str, int] = {}
+        self.retransmitted_bytes = 0
+
+    # =========================================================================================
+    # API calls
+    # =========================================================================================
+
+    def listen(self) -> None:
+        """Passive OPEN (RFC 9293 3.10.1): CLOSED -> LISTEN."""
+        if self.state is not TcpState.CLOSED:
+            raise LocalProtocolError(f"listen() needs CLOSED, connection is {self.state.name}")
+        self._passive = True
+        self.state = TcpState.LISTEN
+
+    def connect(self, now: int) -> None:
+        """Active OPEN (RFC 9293 3.10.1): CLOSED -> SYN-SENT, or LISTEN -> SYN-SENT."""
+        if self.state not in (TcpState.CLOSED, TcpState.LISTEN):
+            raise LocalProtocolError(f"connect() needs CLOSED, connection is {self.state.name}")
+        self._passive = False
+        self._choose_iss()
+        self._last_rcv = now
+        self.state = TcpState.SYN_SENT
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue data; returns how many bytes fit in the send buffer (backpressure).
+
+        When fewer than ``len(data)`` were accepted a ``WritableEvent`` follows once the peer
+        acknowledges data. Allowed before the handshake completes (RFC 9293 3.10.2 queues it).
+        """
+        if self._fin_seq is not None:
+            raise LocalProtocolError("send() after shutdown()/close()")
+        if self.state not in (
+            TcpState.SYN_SENT,
+            TcpState.SYN_RECEIVED,
+            TcpState.ESTABLISHED,
+            TcpState.CLOSE_WAIT,
+        ):
+            raise LocalProtocolError(f"send() on a connection in {self.state.name}")
+        room = self.config.send_buffer - len(self._sbuf)
+        n = min(room, len(data))
+        if n < len(data):
+            self._want_writable = True
+        if n > 0:
+            self._sbuf += data[:n]
+        return n
+
+    @property
+    def send_buffer_free(self) -> int:
+        """Bytes ``send`` would accept now."""
+        return self.config.send_buffer - len(self._sbuf)
+
+    @property
+    def unacked(self) -> int:
+        """Bytes written by the application and not yet acknowledged by the peer."""
+        return len(self._sbuf)
+
+    def recv(self, max_bytes: int = 1 << 30) -> bytes:
+        """Take up to ``max_bytes`` of in-order data; ``b""`` when none is buffered.
+
+        Reading may open the receive window; a window update goes out with the next
+        ``segments_to_send`` when it grows by the RFC 9293 3.8.6.2.2 threshold.
+        """
+        if not self._rbuf:
+            return b""
+        out = bytes(self._rbuf[:max_bytes])
+        del self._rbuf[:max_bytes]
+        if self.state in _RECEIVES_TEXT:
+            free = self.config.recv_buffer - len(self._rbuf)
+            cur = max(self._rcv_adv - self.rcv_nxt, 0)
+            # Announce the opened window at once only when the offered window had fallen below
+            # half the buffer (as Linux does); otherwise it rides on the next ACK. Either way the
+            # increase obeys receiver SWS avoidance.
+            if cur < self.config.recv_buffer // 2 and free - cur >= self._rcv_sws_threshold():
+                self._ack_now = True
+        return out
+
+    @property
+    def readable(self) -> int:
+        """Bytes waiting in the receive buffer."""
+        return len(self._rbuf)
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN was reached and every byte before it has been read."""
+        return self._eof and not self._rbuf
+
+    def shutdown(self, now: int) -> None:
+        """CLOSE per RFC 9293 3.10.4, i.e. a half close: our FIN follows the queued data.
+
+        Reading continues to work until the peer's FIN.
+        """
+        st = self.state
+        if st in (TcpState.LISTEN, TcpState.SYN_SENT):
+            self._to_closed()
+            return
+        if st is TcpState.CLOSED:
+            raise LocalProtocolError("shutdown() on a closed connection")
+        if self._fin_seq is not None:
+            return
+        if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
+            self.state = TcpState.FIN_WAIT_1
+        elif st is TcpState.CLOSE_WAIT:
+            self.state = TcpState.LAST_ACK
+        else:
+            return
+        self._fin_seq = self._sbuf_start + len(self._sbuf)
+
+    def close(self, now: int) -> None:
+        """Full close: ``shutdown`` plus "we will not read". Like Linux (and RFC 2525 2.17), if
+        unread data is buffered, or data arrives later, the connection is reset instead."""
+        if self.state is TcpState.CLOSED:
+            return
+        self._read_closed = True
+        if self._rbuf and self.state in _SYNCHRONIZED | {TcpState.SYN_RECEIVED}:
+            self.abort(now)
+            return
+        self.shutdown(now)
+        if self.state is TcpState.FIN_WAIT_2:
+            self._arm_fin_wait_2(now)
+
+    def abort(self, now: int) -> None:
+        """ABORT (RFC 9293 3.10.5): send RST in synchronized states, drop everything."""
+        if self.state in (
+            TcpState.SYN_RECEIVED,
+            TcpState.ESTABLISHED,
+            TcpState.FIN_WAIT_1,
+            TcpState.FIN_WAIT_2,
+            TcpState.CLOSE_WAIT,
+        ):
+            self._out.append(
+                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
+            )
+        if self.state is not TcpState.CLOSED:
+            self._to_closed()
+
+    def set_nodelay(self, on: bool) -> None:
+        """TCP_NODELAY: disable Nagle's algorithm (RFC 9293 3.7.4 "MUST allow disabling")."""
+        self.config.nodelay = on
+
+    def set_keepalive(
+        self,
+        on: bool,
+        idle_ms: int | None = None,
+        interval_ms: int | None = None,
+        count: int | None = None,
+    ) -> None:
+        """SO_KEEPALIVE with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT equivalents (RFC 1122 4.2.3.6)."""
+        self.config.keepalive = on
+        if idle_ms is not None:
+            self.config.keepalive_idle_ms = idle_ms
+        if interval_ms is not None:
+            self.config.keepalive_interval_ms = interval_ms
+        if count is not None:
+            self.config.keepalive_count = count
+        self._ka_sent = 0
+
+    def set_buffer_sizes(self, send: int | None = None, recv: int | None = None) -> None:
+        """SO_SNDBUF/SO_RCVBUF. The receive size fixes the window scale, so set it before
+        ``connect``/``listen``; shrinking never retracts an advertised window."""
+        if send is not None:
+            self.config.send_buffer = send
+        if recv is not None:
+            if self.state not in (TcpState.CLOSED, TcpState.LISTEN):
+                raise LocalProtocolError("set the receive buffer before connecting")
+            self.config.recv_buffer = recv
+
+    # =========================================================================================
+    # Outputs
+    # =========================================================================================
+
+    def next_event(self) -> TcpEvent | None:
+        """Pop the oldest event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> int | None:
+        """The earliest deadline (ms) at which ``handle_timer`` must be called, or None."""
+        best: int | None = None
+        for d in (
+            self._rto_deadline,
+            self._delack_deadline,
+            self._persist_deadline,
+            self._keepalive_deadline(),
+            self._tw_deadline,
+            self._fw2_deadline,
+        ):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def handle_timer(self, now: int) -> None:
+        """Fire every deadline that is due."""
+        if self._tw_deadline is not None and now >= self._tw_deadline:
+            self._tw_deadline = None
+            self._to_closed()
+            return
+        if self._fw2_deadline is not None and now >= self._fw2_deadline:
+            self._fw2_deadline = None
+            self._to_closed()
+            return
+        if self._rto_deadline is not None and now >= self._rto_deadline:
+            self._on_rto(now)
+        if self._is_closed():
+            return
+        if self._persist_deadline is not None and now >= self._persist_deadline:
+            self._on_persist(now)
+        if self._is_closed():
+            return
+        ka = self._keepalive_deadline()
+        if ka is not None and now >= ka:
+            self._on_keepalive(now)
+        if self._delack_deadline is not None and now >= self._delack_deadline:
+            self._delack_deadline = None
+            self._ack_now = True
+
+    def segments_to_send(self, now: int) -> list[Segment]:
+        """Everything to put on the wire now: queued control segments, then whatever the
+        windows, Nagle and the congestion controller allow, then a pure ACK if one is owed."""
+        out = self._out
+        self._out = []
+        st = self.state
+        if st is TcpState.SYN_SENT and self.snd_nxt == 0:
+            out.append(self._make_syn(now, ack=False))
+        elif st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT) and self.snd_una == 0:
+            if self.snd_nxt == 0:  # SYN-RECEIVED (or closed while in it): (re)send SYN,ACK
+                out.append(self._make_syn(now, ack=True))
+        elif st in _SYNCHRONIZED and st is not TcpState.TIME_WAIT:
+            self._output_data(now, out)
+        if self._ack_now and st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT):
+            out.append(self._make_segment(self.snd_nxt, b"", Flags.ACK, now))
+        return out
+
+    # =========================================================================================
+    # Segment arrival (RFC 9293 section 3.10.7)
+    # =========================================================================================
+
+    def receive_segment(self, seg: Segment, now: int) -> None:
+        """Process one arriving segment. Never raises for anything the peer sends."""
+        st = self.state
+        if st is TcpState.CLOSED:
+            self._count("closed")
+            rst = reset_for(seg)
+            if rst is not None:
+                self._out.append(rst)
+            return
+        if st is TcpState.LISTEN:
+            self._rx_listen(seg, now)
+            return
+        if st is TcpState.SYN_SENT:
+            self._rx_syn_sent(seg, now)
+            return
+        self._rx_other(seg, now)
+
+    def _rx_listen(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.2."""
+        if seg.flags & Flags.RST:
+            self._count("rst_in_listen")
+            return
+        if seg.flags & Flags.ACK:
+            self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+            return
+        if not seg.flags & Flags.SYN:
+            self._count("no_syn_in_listen")
+            return
+        self._choose_iss()
+        self._accept_syn(seg, now)
+        self.state = TcpState.SYN_RECEIVED
+        # Data in a SYN is queued for after the handshake (RFC 9293 3.10.7.2); we keep it simple
+        # and let the peer retransmit it, since our SYN-ACK only acknowledges the SYN.
+
+    def _rx_syn_sent(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.3, with the RFC 5961 section 3 rule that a RST must ack our SYN."""
+        fl = seg.flags
+        if fl & Flags.ACK:
+            ack_u = self._unwrap_snd(seg.ack)
+            if ack_u <= 0 or ack_u > self.snd_max:
+                if not fl & Flags.RST:
+                    self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+                self._count("bad_ack_in_syn_sent")
+                return
+        if fl & Flags.RST:
+            if fl & Flags.ACK:
+                self._events.append(ConnectionResetEvent())
+                self._to_closed()
+            else:
+                self._count("rst_without_ack_in_syn_sent")
+            return
+        if not fl & Flags.SYN:
+            self._count("no_syn_in_syn_sent")
+            return
+        self._accept_syn(seg, now)
+        if fl & Flags.ACK:
+            self._ack_of_syn(seg, now)
+            self.state = TcpState.ESTABLISHED
+            self._events.append(ConnectedEvent())
+            self._ack_now = True
+            self._update_window(seg, force=True)
+            if seg.payload:
+                self._rx_text(1, seg.payload, now)
+            if fl & Flags.FIN:
+                self._rx_fin(1 + len(seg.payload), now)
+        else:
+            # Simultaneous open (RFC 9293 figure 7): answer SYN,ACK with the same ISS. Making
+            # snd_nxt 0 re-sends our SYN, now carrying the ACK.
+            self.state = TcpState.SYN_RECEIVED
+            self.snd_nxt = 0
+            self._rtt_seq = None
+
+    def _rx_other(self, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states."""
+        fl = seg.flags
+        seq_u = self.rcv_nxt + seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt))
+        payload = seg.payload
+        if fl & Flags.SYN:
+            seq_u += 1  # text and FIN start after the SYN
+        wnd = max(self._rcv_adv - self.rcv_nxt, 0)
+        plen = len(payload) + (1 if fl & Flags.FIN else 0)
+
+        if fl & Flags.SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & Flags.RST:
+            # SYN-RECEIVED sees the peer's SYN again: a retransmission (answer with our SYN,ACK
+            # again) or, after a simultaneous open, its SYN,ACK (RFC 9293 figure 8), which
+            # completes the handshake just like the final ACK would.
+            ack_u = self._unwrap_snd(seg.ack)
+            if fl & Flags.ACK and 0 < ack_u <= self.snd_max:
+                self._ack_of_syn(seg, now)
+                if self.state is TcpState.SYN_RECEIVED:
+                    self.state = TcpState.ESTABLISHED
+                self._events.append(ConnectedEvent())
+                self._update_window(seg, force=True)
+                self._ack_now = True
+            else:
+                self._count("dup_syn")
+                self.snd_nxt = 0
+            return
+
+        # RFC 7323 section 4.3 (2): remember the TSval of a segment at or left of the edge we
+        # last ACKed, before the acceptability test, so that the ACK answering a duplicate
+        # (whose first copy's ACK was lost) echoes the duplicate's TSval rather than a stale one
+        # that would fake a huge RTT. PAWS (section 5) is not implemented: our windows never
+        # approach 2**31 bytes.
+        if (
+            self._ts_enabled
+            and seg.ts is not None
+            and not fl & (Flags.RST | Flags.SYN)
+            and seq_u <= self._last_ack_sent
+            and seq_diff(seg.ts[0], self._ts_recent) >= 0
+        ):
+            self._ts_recent = seg.ts[0]
+
+        # first: sequence number check
+        if fl & Flags.RST:
+            self._rx_rst(seq_u, wnd, now)
+            return
+        acceptable: bool
+        if plen == 0:
+            acceptable = (
+                (seq_u == self.rcv_nxt)
+                if wnd == 0
+                else (self.rcv_nxt <= seq_u < self.rcv_nxt + wnd)
+            )
+        elif wnd == 0:
+            acceptable = seq_u == self.rcv_nxt  # RFC 9293: still process the ACK, trim the text
+        else:
+            end = seq_u + plen - 1
+            acceptable = (self.rcv_nxt <= seq_u < self.rcv_nxt + wnd) or (
+                self.rcv_nxt <= end < self.rcv_nxt + wnd
+            )
+        if not acceptable:
+            self._count("unacceptable")
+            if self.state is TcpState.TIME_WAIT and fl & Flags.FIN:
+                self._arm_time_wait(now)
+            self._ack_now = True
+            return
+        self._last_rcv = now
+        self._ka_sent = 0
+        # fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 section 4.2)
+        if fl & Flags.SYN:
+            self._challenge_ack("challenge_syn", now)
+            return
+
+        # fifth: ACK
+        if not fl & Flags.ACK:
+            self._count("no_ack")
+            return
+        if not self._rx_ack(seg, now):
+            return
+        if self.state is TcpState.CLOSED:
+            return
+
+        # seventh: text; eighth: FIN
+        fin = bool(fl & Flags.FIN)
+        if payload or fin:
+            if seq_u < self.rcv_nxt:  # trim the already-received front
+                cut = self.rcv_nxt - seq_u
+                if cut > len(payload):  # only an already-processed FIN remained
+                    fin = False
+                payload = payload[cut:]
+                seq_u = self.rcv_nxt
+            right = self.rcv_nxt + wnd
+            if seq_u + len(payload) > right:
+                payload = payload[: max(right - seq_u, 0)]
+                fin = False
+            out_of_order = bool(payload) and seq_u > self.rcv_nxt
+            if payload:
+                if self.state in _RECEIVES_TEXT:
+                    if self._read_closed:
+                        self._count("data_after_close")
+                        self.abort(now)
+                        return
+                    self._rx_text(seq_u, payload, now)
+                else:
+                    self._count("text_after_fin")
+                    self._ack_now = True
+            elif seg.payload:
+                self._ack_now = True  # duplicate or out-of-window data: ACK it (RFC 9293)
+            if fin:
+                # Out-of-order text was already answered by its own duplicate ACK.
+                self._rx_fin(seq_u + len(payload), now, acked=out_of_order)
+
+    def _rx_rst(self, seq_u: int, wnd: int, now: int) -> None:
+        """RFC 9293 3.10.7.4 "second", as hardened by RFC 5961 section 3.2: only an exact
+        RCV.NXT match resets; anything else in the window earns a challenge ACK."""
+        if seq_u == self.rcv_nxt:
+            st = self.state
+            if st is TcpState.SYN_RECEIVED and self._passive:
+                self._count("rst_back_to_listen")
+                self._reset_tcb()
+                self.state = TcpState.LISTEN
+                return
+            if st in (TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT):
+                self._to_closed()
+                return
+            self._events.append(ConnectionResetEvent())
+            self._to_closed()
+        elif self.rcv_nxt < seq_u < self.rcv_nxt + max(wnd, 1):
+            self._challenge_ack("challenge_rst", now)
+        else:
+            self._count("rst_out_of_window")
+
+    def _rx_ack(self, seg: Segment, now: int) -> bool:
+        """RFC 9293 3.10.7.4 "fifth" plus RFC 5961 section 5.2; False means drop the segment."""
+        ack_u = self._unwrap_snd(seg.ack)
+        st = self.state
+        if st is TcpState.SYN_RECEIVED:
+            if 0 < ack_u <= self.snd_max:
+                self._ack_of_syn(seg, now)
+                self.state = TcpState.ESTABLISHED
+                self._events.append(ConnectedEvent())
+                self._update_window(seg, force=True)
+            else:
+                self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+                return False
+        if ack_u > self.snd_max:
+            self._count("ack_of_unsent")
+            self._ack_now = True
+            return False
+        if ack_u < self.snd_una - max(self._max_snd_wnd, 1):
+            self._challenge_ack("challenge_old_ack", now)
+            return False
+        self._probes_unanswered = 0
+        self._process_sack(seg)
+        if ack_u > self.snd_una:
+            self._ack_new_data(ack_u, seg, now)
+        elif ack_u == self.snd_una:
+            self._maybe_dupack(seg, now)
+        self._update_window(seg)
+        if self._fin_seq is not None and self.snd_una > self._fin_seq:
+            st = self.state
+            if st is TcpState.FIN_WAIT_1:
+                self.state = TcpState.FIN_WAIT_2
+                if self._read_closed:
+                    self._arm_fin_wait_2(now)
+            elif st is TcpState.CLOSING:
+                self._enter_time_wait(now)
+            elif st is TcpState.LAST_ACK:
+                self._to_closed()
+                return False
+        return True
+
+    # --- ACK processing helpers -------------------------------------------------------------
+
+    def _ack_new_data(self, ack_u: int, seg: Segment, now: int) -> None:
+        acked = ack_u - self.snd_una
+        flight = self.snd_max - self.snd_una
+        # RTT sample: from the echoed timestamp when negotiated (RFC 7323 section 4.1, valid
+        # even for retransmissions), else RFC 6298 section 3 with Karn's rule.
+        if self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
+            self._rtt_sample(seq_diff(self._ts_now(now), seg.ts[1]))
+            self._rtt_seq = None
+        elif self._rtt_seq is not None and ack_u > self._rtt_seq:
+            self._rtt_sample(now - self._rtt_time)
+            self._rtt_seq = None
+        self.snd_una = ack_u
+        self.snd_nxt = max(self.snd_nxt, ack_u)
+        data_end = self._sbuf_start + len(self._sbuf)
+        n = min(ack_u, data_end) - self._sbuf_start
+        if n > 0:
+            del self._sbuf[:n]
+            self._sbuf_start += n
+            if self._want_writable:
+                self._want_writable = False
+                self._events.append(WritableEvent())
+        self._retries = 0
+        self._persist_backoff = 0
+        while self._scoreboard and self._scoreboard[0][1] <= ack_u:
+            self._scoreboard.pop(0)
+        if self._scoreboard and self._scoreboard[0][0] < ack_u:
+            self._scoreboard[0] = (ack_u, self._scoreboard[0][1])
+        if self.in_recovery:
+            if ack_u >= self._recover:
+                self.in_recovery = False
+                self.dupacks = 0
+                self.cc.on_recovery_exit(self.snd_max - self.snd_una, now)
+            else:
+                # Partial ACK (RFC 6582 3.2 step 5): the next hole is lost too.
+                self._high_rxt = max(self._high_rxt, ack_u)
+                if not self._peer_sack:
+                    # NewReno: resend the first unacknowledged segment at once, whatever the
+                    # pipe says (RFC 6582 3.2 step 5).
+                    self.dupacks = 0
+                    self._lost_hint = ack_u + self.snd_mss
+                    self._force_rxt = True
+        else:
+            self.dupacks = 0
+            self.cc.on_ack(acked, flight, now, self.srtt)
+        # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
+        if self.snd_una >= self.snd_max:
+            self._rto_deadline = None
+        else:
+            self._rto_deadline = now + self.rto
+
+    def _maybe_dupack(self, seg: Segment, now: int) -> None:
+        """RFC 5681 section 2 "duplicate acknowledgment", RFC 6675's SACK variant."""
+        if self.snd_max == self.snd_una or seg.payload or seg.flags & (Flags.SYN | Flags.FIN):
+            return
+        if not seg.sack_blocks and (seg.window << self.snd_wscale) != self.snd_wnd:
+            return
+        self.dupacks += 1
+        if self.in_recovery:
+            return
+        # RFC 6675 section 5 step 4: DupThresh dupacks, or more than (DupThresh - 1) * SMSS
+        # SACKed above SND.UNA; RFC 6582 step 1: not again before ``recover`` is acked.
+        lost = self.dupacks >= DUP_THRESH or (
+            self._peer_sack and self._sacked_bytes() >= DUP_THRESH * self.snd_mss
+        )
+        if lost and self.snd_una >= self._recover:
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: int) -> None:
+        """Fast retransmit (RFC 5681 3.2 / RFC 6675 section 5 steps 4.1-4.3)."""
+        self.in_recovery = True
+        self._recover = self.snd_max
+        self._high_rxt = self.snd_una
+        self._lost_hint = self.snd_una + self.snd_mss
+        self._rtt_seq = None
+        self.cc.on_loss(self.snd_max - self.snd_una, now)
+        self._count("fast_retransmit")
+
+    def _process_sack(self, seg: Segment) -> None:
+        """Merge the peer's SACK blocks (RFC 2018 section 4) into the scoreboard."""
+        if not seg.sack_blocks or not self._peer_sack:
+            return
+        base = self._wire_snd(self.snd_una)
+        sb = self._scoreboard
+        for left, right in seg.sack_blocks:
+            lu = self.snd_una + seq_diff(left, base)
+            ru = self.snd_una + seq_diff(right, base)
+            if not (self.snd_una <= lu < ru <= self.snd_max):
+                continue  # D-SACK (RFC 2883) or garbage: ignore
+            i = bisect.bisect_left(sb, lu, key=_first)
+            if i > 0 and sb[i - 1][1] >= lu:
+                i -= 1
+            j = i
+            while j < len(sb) and sb[j][0] <= ru:
+                lu = min(lu, sb[j][0])
+                ru = max(ru, sb[j][1])
+                j += 1
+            sb[i:j] = [(lu, ru)]
+
+    def _sacked_bytes(self) -> int:
+        return sum(r - left for left, r in self._scoreboard)
+
+    def _lost_ranges(self) -> list[tuple[int, int]]:
+        """Holes deemed lost: RFC 6675 IsLost (un-SACKed bytes with at least DupThresh * SMSS
+        SACKed above them, which tolerates mild reordering), plus the segment at SND.UNA on
+        entering recovery and, without SACK, after each partial ACK (RFC 6582)."""
+        sack_limit = 0
+        acc = 0
+        for left, right in reversed(self._scoreboard):
+            acc += right - left
+            if acc >= DUP_THRESH * self.snd_mss:
+                sack_limit = left
+                break
+        limit = max(sack_limit, self._lost_hint)
+        limit = min(limit, self.snd_max)
+        holes: list[tuple[int, int]] = []
+        pos = self.snd_una
+        for left, right in self._scoreboard:
+            if left >= limit:
+                break
+            if left > pos:
+                holes.append((pos, left))
+            pos = max(pos, right)
+        if pos < limit:
+            holes.append((pos, limit))
+        return holes
+
+    def _pipe(self, holes: list[tuple[int, int]]) -> int:
+        """RFC 6675 section 4 "pipe": outstanding bytes not SACKed and not deemed lost, plus
+        retransmissions (those below HighRxt)."""
+        flight = self.snd_max - self.snd_una
+        sacked = self._sacked_bytes()
+        if not self._peer_sack:
+            sacked = min(self.dupacks * self.snd_mss, flight)
+        lost_not_rxt = 0
+        for left, right in holes:
+            lo = max(left, self._high_rxt)
+            if right > lo:
+                lost_not_rxt += right - lo
+        return max(flight - sacked - lost_not_rxt, 0)
+
+    def _update_window(self, seg: Segment, force: bool = False) -> None:
+        """SND.WND update guarded by SND.WL1/WL2 (RFC 9293 3.10.7.4)."""
+        seq_u = self.rcv_nxt + seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt))
+        ack_u = self._unwrap_snd(seg.ack)
+        if force or self._snd_wl1 < seq_u or (self._snd_wl1 == seq_u and self._snd_wl2 <= ack_u):
+            shift = 0 if seg.flags & Flags.SYN else self.snd_wscale
+            self.snd_wnd = seg.window << shift
+            self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
+            self._snd_wl1 = seq_u
+            self._snd_wl2 = ack_u
+            if self.snd_wnd > 0:
+                self._persist_deadline = None
+
+    # --- receive helpers --------------------------------------------------------------------
+
+    def _rx_text(self, seq_u: int, data: bytes, now: int) -> None:
+        """Deliver or queue text that lies inside the window (RFC 9293 3.10.7.4 "seventh")."""
+        if seq_u == self.rcv_nxt:
+            was_empty = not self._rbuf
+            had_ooo = bool(self._ooo)
+            self._rbuf += data
+            self.rcv_nxt += len(data)
+            # Pull whatever the out-of-order queue now continues.
+            while self._ooo and self._ooo[0][0] <= self.rcv_nxt:
+                start, chunk = self._ooo.pop(0)
+                self._ooo_bytes -= len(chunk)
+                end = start + len(chunk)
+                if end > self.rcv_nxt:
+                    self._rbuf += chunk[self.rcv_nxt - start :]
+                    self.rcv_nxt = end
+            self._sack_recent = [s for s in self._sack_recent if s > self.rcv_nxt]
+            if was_empty:
+                self._events.append(DataAvailableEvent())
+            # RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK at once when a gap is filled, otherwise at
+            # least every second segment and within delayed_ack_ms.
+            self._segs_since_ack += 1
+            if had_ooo or self._segs_since_ack >= 2:
+                self._ack_now = True
+            elif self._delack_deadline is None:
+                self._delack_deadline = now + self.config.delayed_ack_ms
+            if self._rcv_fin_seq is not None and self._rcv_fin_seq == self.rcv_nxt:
+                self._rx_fin(self.rcv_nxt, now)
+        else:
+            self._ooo_insert(seq_u, data)
+            # RFC 5681 4.2: each out-of-order segment triggers its own immediate duplicate ACK
+            # (the sender counts them), so it cannot be folded into a pending ACK flag.
+            self._out.append(self._make_segment(self.snd_nxt, b"", Flags.ACK, now))
+
+    def _ooo_insert(self, start: int, data: bytes) -> None:
+        """Insert into the bounded out-of-order queue, trimming overlaps (first copy wins)."""
+        end = start + len(data)
+        q = self._ooo
+        i = bisect.bisect_left(q, start, key=_first)
+        pieces: list[tuple[int, bytes]] = []
+        pos = start
+        for s, d in q[max(i - 1, 0) :]:
+            e = s + len(d)
+            if s >= end:
+                break
+            if e <= pos:
+                continue
+            if s > pos:
+                pieces.append((pos, data[pos - start : s - start]))
+            pos = max(pos, e)
+        if pos < end:
+            pieces.append((pos, data[pos - start :]))
+        if not pieces:
+            self._touch_sack(start)
+            return
+        total = sum(len(d) for _, d in pieces)
+        if self._ooo_bytes + total > self.config.ooo_limit or len(q) + len(pieces) > 4096:
+            self._count("ooo_full")
+            return
+        for piece in pieces:
+            bisect.insort(q, piece, key=_first)
+        self._ooo_bytes += total
+        self._touch_sack(pieces[0][0])
+
+    def _touch_sack(self, start: int) -> None:
+        if start in self._sack_recent:
+            self._sack_recent.remove(start)
+        self._sack_recent.insert(0, start)
+        del self._sack_recent[16:]
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 section 4: the first block holds the most recently received segment, the
+        rest repeat recently reported blocks; blocks are maximal contiguous OOO runs."""
+        if not self._ooo or not self._peer_sack:
+            return ()
+        runs: list[tuple[int, int]] = []
+        for s, d in self._ooo:
+            e = s + len(d)
+            if runs and runs[-1][1] == s:
+                runs[-1] = (runs[-1][0], e)
+            else:
+                runs.append((s, e))
+        chosen: list[tuple[int, int]] = []
+        for s in self._sack_recent:
+            for run in runs:
+                if run[0] <= s < run[1] and run not in chosen:
+                    chosen.append(run)
+                    break
+            if len(chosen) == MAX_SACK_BLOCKS:
+                break
+        for run in runs:
+            if len(chosen) == MAX_SACK_BLOCKS:
+                break
+            if run not in chosen:
+                chosen.append(run)
+        return tuple((self._wire_rcv(s), self._wire_rcv(e)) for s, e in chosen)
+
+    def _rx_fin(self, fin_u: int, now: int, *, acked: bool = False) -> None:
+        """RFC 9293 3.10.7.4 "eighth": act on the FIN once everything before it has arrived."""
+        if fin_u != self.rcv_nxt:
+            self._rcv_fin_seq = fin_u
+            if not acked:
+                self._ack_now = True
+            return
+        if self._eof:
+            self._ack_now = True
+            if self.state is TcpState.TIME_WAIT:
+                self._arm_time_wait(now)
+            return
+        self._rcv_fin_seq = fin_u
+        self.rcv_nxt += 1
+        self._eof = True
+        self._ack_now = True
+        self._events.append(PeerClosedEvent())
+        st = self.state
+        if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
+            self.state = TcpState.CLOSE_WAIT
+        elif st is TcpState.FIN_WAIT_1:
+            if self._fin_seq is not None and self.snd_una > self._fin_seq:
+                self._enter_time_wait(now)
+            else:
+                self.state = TcpState.CLOSING
+        elif st is TcpState.FIN_WAIT_2:
+            self._fw2_deadline = None
+            self._enter_time_wait(now)
+
+    # =========================================================================================
+    # Output
+    # =========================================================================================
+
+    def _output_data(self, now: int, out: list[Segment]) -> None:
+        """The send loop (RFC 9293 3.8.6.2.1 sender SWS + Nagle, RFC 6675 section 5 in
+        recovery): retransmit lost holes first, then new data as windows allow."""
+        mss = self.snd_mss
+        nodelay = self.config.nodelay
+        for _ in range(10_000):
+            limit: int | None = None
+            if self.in_recovery:
+                holes = self._lost_ranges()
+                room = self.cc.cwnd - self._pipe(holes)
+                if room >= mss or self._force_rxt:
+                    self._force_rxt = False
+                    rx = next(
+                        ((max(a, self._high_rxt), b) for a, b in holes if b > self._high_rxt), None
+                    )
+                    if rx is not None:
+                        n = min(mss, rx[1] - rx[0])
+                        out.append(self._emit(rx[0], n, now, retransmit=True))
+                        self._high_rxt = rx[0] + n
+                        continue
+                cwnd_room = room
+            else:
+                if self.snd_nxt < self.snd_max and self._scoreboard:
+                    # Timeout recovery: skip what the peer SACKed (as Linux's loss state does)
+                    # and stop each segment at the next SACKed block.
+                    for left, right in self._scoreboard:
+                        if left <= self.snd_nxt < right:
+                            self.snd_nxt = right
+                        elif left > self.snd_nxt:
+                            limit = left
+                            break
+                    if self.snd_nxt >= self.snd_max:
+                        continue
+                sacked_below = sum(
+                    min(r, self.snd_nxt) - left
+                    for left, r in self._scoreboard
+                    if left < self.snd_nxt
+                )
+                cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
+                if self.snd_nxt == self.snd_max and self.dupacks:
+                    # Limited transmit (RFC 3042): the first two dupacks each release one new
+                    # segment, so that a small window still produces DupThresh dupacks.
+                    cwnd_room += min(self.dupacks, 2) * mss
+            data_end = self._sbuf_start + len(self._sbuf)
+            avail = max(data_end - self.snd_nxt, 0)
+            if not self.in_recovery and limit is not None:
+                avail = min(avail, limit - self.snd_nxt)
+            wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
+            n = max(min(mss, avail, wnd_room, cwnd_room), 0)
+            fin = self._fin_seq is not None and self.snd_nxt + n == self._fin_seq
+            if self._fin_seq is not None and self.snd_nxt > self._fin_seq:
+                break
+            if n == 0 and not fin:
+                if avail > 0 and self.snd_wnd == 0 and self._rto_deadline is None:
+                    self._arm_persist(now)
+                break
+            # Retransmissions after a timeout (SND.NXT < SND.MAX) are exempt: that data was
+            # already judged sendable once, and holding it back could stall forever.
+            if n < mss and not fin and not self._sws_override and self.snd_nxt >= self.snd_max:
+                if n == avail:
+                    if not nodelay and self.snd_nxt > self.snd_una:
+                        break  # Nagle (RFC 9293 3.7.4): wait for the ACK of what is in flight
+                elif n < self._max_snd_wnd // 2:
+                    if wnd_room < mss and self.snd_wnd and self._rto_deadline is None:
+                        self._arm_persist(now)
+                    break  # sender SWS avoidance (RFC 9293 3.8.6.2.1)
+            self._sws_override = False
+            retransmit = self.snd_nxt < self.snd_max
+            out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))
+            self.snd_nxt += n + (1 if fin else 0)
+            self.snd_max = max(self.snd_max, self.snd_nxt)
+
+    def _emit(
+        self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False
+    ) -> Segment:
+        off = seq_u - self._sbuf_start
+        payload = bytes(self._sbuf[off : off + n]) if n else b""
+        flags = Flags.ACK
+        if fin:
+            flags |= Flags.FIN
+        if n and seq_u + n == self._sbuf_start + len(self._sbuf):
+            flags |= Flags.PSH
+        if retransmit:
+            self.retransmitted_bytes += n
+            if self._rtt_seq is not None and seq_u <= self._rtt_seq:
+                self._rtt_seq = None  # Karn: the timed segment is ambiguous now
+        elif self._rtt_seq is None:
+            self._rtt_seq = seq_u
+            self._rtt_time = now
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self.rto  # RFC 6298 5.1
+        self._persist_deadline = None
+        return self._make_segment(seq_u, payload, flags, now)
+
+    def _make_segment(self, seq_u: int, payload: bytes, flags: Flags, now: int) -> Segment:
+        seg = Segment(
+            seq=self._wire_snd(seq_u),
+            ack=self._wire_rcv(self.rcv_nxt),
+            flags=flags,
+            window=self._window_field(),
+            payload=payload,
+            sack_blocks=self._sack_blocks(),
+            ts=(self._ts_now(now), self._ts_recent) if self._ts_enabled else None,
+        )
+        self._last_ack_sent = self.rcv_nxt
+        self._ack_now = False
+        self._segs_since_ack = 0
+        self._delack_deadline = None
+        return seg
+
+    def _make_syn(self, now: int, *, ack: bool) -> Segment:
+        """SYN or SYN,ACK with MSS, window scale and SACK-permitted options (RFC 9293 3.7.1,
+        RFC 7323 2.2, RFC 2018 section 2). On SYN,ACK only options the peer offered appear."""
+        flags = Flags.SYN | (Flags.ACK if ack else Flags.NONE)
+        offer_ws = self.config.window_scaling and (not ack or self._ws_enabled)
+        if self.snd_max == 0 and self._rtt_seq is None:
+            self._rtt_seq = 0
+            self._rtt_time = now
+        self.snd_nxt = 1
+        self.snd_max = max(self.snd_max, 1)
+        if self._rto_deadline is None:
+            self._rto_deadline = now + self.rto
+        seg = Segment(
+            seq=self.iss,
+            ack=self._wire_rcv(self.rcv_nxt) if ack else 0,
+            flags=flags,
+            window=min(self.config.recv_buffer, 0xFFFF),
+            mss=self.our_mss,
+            wscale=self._want_wscale if offer_ws else None,
+            sack_permitted=self.config.sack and (not ack or self._peer_sack),
+            ts=(self._ts_now(now), self._ts_recent if ack else 0)
+            if self.config.timestamps and (not ack or self._ts_enabled)
+            else None,
+        )
+        self._rcv_adv = self.rcv_nxt + min(self.config.recv_buffer, 0xFFFF)
+        self._last_ack_sent = self.rcv_nxt
+        if ack:
+            self._ack_now = False
+            self._delack_deadline = None
+        return seg
+
+    def _window_field(self) -> int:
+        """The 16-bit window to advertise, with receiver SWS avoidance (RFC 9293 3.8.6.2.2)
+        and never moving the right edge left (RFC 9293 3.8.6, RFC 7323 2.4)."""
+        ws = self.rcv_wscale
+        free = self.config.recv_buffer - len(self._rbuf)
+        cur = max(self._rcv_adv - self.rcv_nxt, 0)
+        if free - cur >= self._rcv_sws_threshold():
+            field_ = free >> ws
+        else:
+            field_ = (cur + (1 << ws) - 1) >> ws
+        field_ = min(field_, 0xFFFF)
+        self._rcv_adv = max(self._rcv_adv, self.rcv_nxt + (field_ << ws))
+        return field_
+
+    def _rcv_sws_threshold(self) -> int:
+        return min(self.config.recv_buffer // 2, self.our_mss)
+
+    # =========================================================================================
+    # Timers
+    # =========================================================================================
+
+    def _challenge_ack(self, reason: str, now: int) -> None:
+        """Send a challenge ACK, at most ``challenge_ack_limit`` per second (RFC 5961 section 7,
+        which keeps the challenges themselves from being an amplifier or a side channel)."""
+        self._count(reason)
+        if now - self._challenge_start >= 1000:
+            self._challenge_start = now
+            self._challenge_sent = 0
+        if self._challenge_sent < self.config.challenge_ack_limit:
+            self._challenge_sent += 1
+            self._ack_now = True
+        else:
+            self._count("challenge_ack_limited")
+
+    def _rtt_sample(self, r: int) -> None:
+        """RFC 6298 section 2.2/2.3 with alpha = 1/8, beta = 1/4, G = 1 ms."""
+        r_f = float(max(r, 0))
+        if self.srtt is None:
+            self.srtt = r_f
+            self.rttvar = r_f / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r_f)
+            self.srtt = 0.875 * self.srtt + 0.125 * r_f
+        rto = int(self.srtt + max(1.0, 4 * self.rttvar) + 0.5)
+        self.rto = min(max(rto, self.config.min_rto_ms), self.config.max_rto_ms)
+
+    def _on_rto(self, now: int) -> None:
+        """RFC 6298 section 5.4-5.6: retransmit the earliest unacked segment, back off, and
+        (RFC 5681 3.1) collapse cwnd; go-back-N from SND.UNA, forgetting SACK state (RFC 2018
+        section 8: the receiver may have reneged)."""
+        self._rto_deadline = None
+        if self.snd_una >= self.snd_max:
+            return
+        if self.snd_una >= 1 and self.snd_wnd == 0:
+            # The peer closed its window on data in flight: nothing may be retransmitted into
+            # it, so switch to the persist timer, which probes and does not count retries while
+            # the peer answers (RFC 1122 4.2.2.17).
+            self.snd_nxt = self.snd_una
+            self._rtt_seq = None
+            self._arm_persist(now)
+            return
+        self._retries += 1
+        limit = (
+            self.config.syn_retries
+            if self.state in (TcpState.SYN_SENT, TcpState.SYN_RECEIVED)
+            else self.config.max_retries
+        )
+        if self._retries > limit:
+            self._events.append(TimedOutEvent())
+            if self.state in _SYNCHRONIZED:
+                self._out.append(
+                    Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
+                )
+            self._to_closed()
+            return
+        self._count("rto")
+        self.rto = min(self.rto * 2, self.config.max_rto_ms)
+        if self.snd_una >= 1:
+            self.cc.on_rto(self.snd_max - self.snd_una, now)
+        self.in_recovery = False
+        self._recover = self.snd_max
+        self.dupacks = 0
+        # RFC 2018 section 8 lets a receiver renege on SACKed data, and says to forget SACK
+        # state on a timeout; like Linux we keep it (skipping SACKed data when resending) only
+        # while the peer has not reneged, which shows as a SACKed block at SND.UNA.
+        if self._scoreboard and self._scoreboard[0][0] <= self.snd_una:
+            self._scoreboard.clear()
+        self._rtt_seq = None
+        self.snd_nxt = self.snd_una
+        self._rto_deadline = now + self.rto
+
+    def _arm_persist(self, now: int) -> None:
+        if self._persist_deadline is None:
+            t = max(self.rto, self.config.min_rto_ms) << min(self._persist_backoff, 10)
+            self._persist_deadline = now + min(t, self.config.max_rto_ms)
+
+    def _on_persist(self, now: int) -> None:
+        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17): keep probing while the
+        receiver answers; give up after ``max_retries`` unanswered probes."""
+        self._persist_deadline = None
+        if self.snd_wnd > 0:
+            # A small, non-zero window that SWS avoidance refused to fill: after a persist
+            # interval send into it anyway (RFC 9293 3.8.6.2.1, the "override timeout").
+            self._sws_override = True
+            return
+        self._probes_unanswered += 1
+        if self._probes_unanswered > self.config.max_retries:
+            self._events.append(TimedOutEvent())
+            self._out.append(
+                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
+            )
+            self._to_closed()
+            return
+        self._probe(now)
+        self._persist_backoff += 1
+        self._arm_persist(now)
+
+    def _probe(self, now: int) -> None:
+        """A segment the receiver finds unacceptable (SEQ = SND.UNA - 1, no text), which makes
+        it answer with its current window (the Linux probe form, RFC 9293 3.10.7.4)."""
+        self._count("probe")
+        self._out.append(self._make_segment(self.snd_una - 1, b"", Flags.ACK, now))
+
+    def _keepalive_deadline(self) -> int | None:
+        if not self.config.keepalive or self.state not in (
+            TcpState.ESTABLISHED,
+            TcpState.CLOSE_WAIT,
+        ):
+            return None
+        if self.snd_max > self.snd_una or self._persist_deadline is not None:
+            return None
+        if self._ka_sent == 0:
+            return self._last_rcv + self.config.keepalive_idle_ms
+        return self._ka_last + self.config.keepalive_interval_ms
+
+    def _on_keepalive(self, now: int) -> None:
+        """RFC 1122 4.2.3.6: probe an idle peer; reset after ``keepalive_count`` silences."""
+        if self._ka_sent >= self.config.keepalive_count:
+            self._events.append(TimedOutEvent())
+            self._out.append(
+                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
+            )
+            self._to_closed()
+            return
+        self._ka_sent += 1
+        self._ka_last = now
+        self._count("keepalive")
+        self._out.append(self._make_segment(self.snd_una - 1, b"", Flags.ACK, now))
+
+    def _arm_time_wait(self, now: int) -> None:
+        self._tw_deadline = now + 2 * self.config.msl_ms
+
+    def _enter_time_wait(self, now: int) -> None:
+        """RFC 9293 3.10.7.4: TIME-WAIT lasts 2*MSL; other timers are off."""
+        self.state = TcpState.TIME_WAIT
+        self._rto_deadline = None
+        self._persist_deadline = None
+        self._fw2_deadline = None
+        self._arm_time_wait(now)
+
+    def _arm_fin_wait_2(self, now: int) -> None:
+        if self.config.fin_wait_2_timeout_ms is not None:
+            self._fw2_deadline = now + self.config.fin_wait_2_timeout_ms
+
+    # =========================================================================================
+    # Plumbing
+    # =========================================================================================
+
+    def _choose_iss(self) -> None:
+        self.iss = self._isn_source() & SEQ_MASK
+        self.snd_una = self.snd_nxt = self.snd_max = 0
+        self._sbuf_start = 1
+        ws = 0
+        if self.config.window_scaling:
+            while (0xFFFF << ws) < self.config.recv_buffer and ws < MAX_WSCALE:
+                ws += 1
+        self._want_wscale = ws
+
+    def _accept_syn(self, seg: Segment, now: int) -> None:
+        """Record IRS and negotiate options from the peer's SYN."""
+        self.irs = seg.seq
+        self.rcv_nxt = 1
+        self._rcv_adv = 1
+        self._last_rcv = now
+        peer_mss = (
+            seg.mss
+            if seg.mss is not None
+            else (DEFAULT_MSS_V6 if self.config.ipv6 else DEFAULT_MSS_V4)
+        )
+        self.snd_mss = max(min(peer_mss, self.our_mss), 64)
+        self._ws_enabled = self.config.window_scaling and seg.wscale is not None
+        if self._ws_enabled and seg.wscale is not None:
+            self.snd_wscale = min(seg.wscale, MAX_WSCALE)
+            self.rcv_wscale = self._want_wscale
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self._peer_sack = self.config.sack and seg.sack_permitted
+        self._ts_enabled = self.config.timestamps and seg.ts is not None
+        if seg.ts is not None:
+            self._ts_recent = seg.ts[0]
+        self.cc = self.config.congestion_control(self.snd_mss)
+        self.snd_wnd = seg.window
+        self._max_snd_wnd = seg.window
+        self._snd_wl1 = 0
+        self._ack_now = True
+
+    def _ack_of_syn(self, seg: Segment, now: int) -> None:
+        ack_u = self._unwrap_snd(seg.ack)
+        if self._rtt_seq == 0 and ack_u >= 1:
+            self._rtt_sample(now - self._rtt_time)
+            self._rtt_seq = None
+        elif self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
+            self._rtt_sample(seq_diff(self._ts_now(now), seg.ts[1]))
+        elif self.srtt is None and self._retries > 0:
+            # RFC 6298 section 5.7: the SYN timed out and no RTT was measured, so data starts
+            # with a conservative 3 s RTO rather than whatever the backoff left.
+            self.rto = max(self.config.min_rto_ms, min(3000, self.config.max_rto_ms))
+        self.snd_una = max(self.snd_una, 1)
+        self.snd_nxt = max(self.snd_nxt, 1)
+        self._retries = 0
+        self._rto_deadline = None if self.snd_max <= 1 else now + self.rto
+
+    def _reset_tcb(self) -> None:
+        self.snd_una = self.snd_nxt = self.snd_max = 0
+        self._rto_deadline = None
+        self._retries = 0
+        self._rtt_seq = None
+        self._ack_now = False
+        self._delack_deadline = None
+
+    def _to_closed(self) -> None:
+        self.state = TcpState.CLOSED
+        self._rto_deadline = None
+        self._delack_deadline = None
+        self._persist_deadline = None
+        self._tw_deadline = None
+        self._fw2_deadline = None
+        self._ack_now = False
+        self._events.append(ClosedEvent())
+
+    def _wire_snd(self, u: int) -> int:
+        return (self.iss + u) & SEQ_MASK
+
+    def _wire_rcv(self, u: int) -> int:
+        return (self.irs + u) & SEQ_MASK
+
+    def _unwrap_snd(self, wire: int) -> int:
+        return self.snd_una + seq_diff(wire, self._wire_snd(self.snd_una))
+
+    def _ts_now(self, now: int) -> int:
+        """TSval: milliseconds plus a per-connection offset (RFC 7323 section 5.4 suggests
+        randomising it; the ISS serves), which also keeps 0 from meaning "no echo"."""
+        return (now + self.iss + 1) & SEQ_MASK
+
+    def _is_closed(self) -> bool:
+        return self.state is TcpState.CLOSED
+
+    def _count(self, reason: str) -> None:
+        self.counters[reason] = self.counters.get(reason, 0) + 1
