@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ztnode.core.node import Node, NodeConfig
 from ztnode.crypto import c25519_generate
 from ztnode.identity import Identity
+from ztnode.netstack.host import Host
 from ztnode.testing.fakenet import Addr, FakeNetwork, LinkProfile
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import Root, World, WorldType
@@ -40,6 +41,8 @@ class LocalWorld:
     signing_key: tuple[bytes, bytes]
     roots: list[Node] = field(default_factory=list)
     leaves: list[Node] = field(default_factory=list)
+    hosts: dict[int, Host] = field(default_factory=dict)
+    """With ``ip_stacks``: each leaf's :class:`Host` (node plus IP stacks), by address."""
     addresses: dict[int, Addr] = field(default_factory=dict)
 
     @classmethod
@@ -52,6 +55,7 @@ class LocalWorld:
         seed: int = 1,
         profile: LinkProfile | None = None,
         config: NodeConfig | None = None,
+        ip_stacks: bool = False,
     ) -> LocalWorld:
         if len(identities) < roots + leaves:
             raise ValueError(f"need {roots + leaves} identities, got {len(identities)}")
@@ -80,7 +84,12 @@ class LocalWorld:
                 local_addresses=[a],
                 config=cfg,
             )
-            net.attach(node, a)
+            if ip_stacks and i >= roots:
+                host = Host(node)
+                world.hosts[node.address] = host
+                net.attach(host, a)
+            else:
+                net.attach(node, a)
             (world.roots if i < roots else world.leaves).append(node)
         return world
 
@@ -107,4 +116,4 @@ class LocalWorld:
         )
 
     def events(self, node: Node) -> list[object]:
-        return self.net.take_events(node)
+        return self.net.take_events(self.hosts.get(node.address, node))

@@ -1,0 +1,199 @@
+"""A node with IP stacks: the sans-I/O composite the asyncio layer (and the tests) drive.
+
+``Host`` owns a :class:`~ztnode.core.node.Node` and one :class:`~ztnode.netstack.stack.IpStack`
+per network that has a config. It has the node's five verbs, so the fake network and the asyncio
+service drive it exactly as they drive a bare node:
+
+* frames the node delivers (``FrameReceived``) go to that network's stack instead of out as
+  events; whatever the stacks send goes to ``Node.send_frame`` before the node's datagrams are
+  drained;
+* config, address and route changes reconfigure the stack as they arrive, and the multicast
+  groups a stack needs (ARP and solicited-node groups, joined IP groups) are subscribed on the
+  node, so ZeroTier's multicast LIKEs follow the stack's addresses;
+* ``next_event()`` yields the node's events and the stacks' socket events in one stream.
+
+Raw Ethernet access: ``frame_taps[nwid]`` callables see every frame of a network before its stack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_interface, ip_network
+
+from ztnode.core import events as ev
+from ztnode.core.node import Node
+from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
+
+log = logging.getLogger("ztnode.host")
+
+__all__ = ["FrameTap", "Host", "HostEvent"]
+
+HostEvent = ev.Event | StackEvent
+FrameTap = Callable[[ev.FrameReceived], None]
+
+
+class Host:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        stack_config: StackConfig | None = None,
+        random_bytes: Callable[[int], bytes] | None = None,
+    ) -> None:
+        self.node = node
+        self.stack_config = stack_config
+        self._random_bytes = random_bytes or node.random_bytes
+        self.stacks: dict[int, IpStack] = {}
+        self._groups: dict[int, set[tuple[int, int]]] = {}
+        self._groups_version: dict[int, int] = {}
+        self._events: deque[HostEvent] = deque()
+        self.frame_taps: dict[int, list[FrameTap]] = {}
+
+    # ------------------------------------------------------------------ five verbs
+
+    def receive_datagram(
+        self, data: bytes | memoryview, local: tuple[str, int], remote: tuple[str, int], now: int
+    ) -> None:
+        self.node.receive_datagram(data, local, remote, now)
+        self._drain(now)
+
+    def handle_timer(self, now: int) -> None:
+        node = self.node
+        t = node.get_timer()
+        if t is not None and t <= now:
+            node.handle_timer(now)
+        for stack in self.stacks.values():
+            st = stack.get_timer()
+            if st is not None and st <= now:
+                stack.handle_timer(now)
+        self._drain(now)
+
+    def get_timer(self) -> int | None:
+        best = self.node.get_timer()
+        for stack in self.stacks.values():
+            t = stack.get_timer()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def datagrams_to_send(self, now: int) -> list[object]:
+        self.flush(now)
+        return list(self.node.datagrams_to_send(now))
+
+    def next_event(self) -> HostEvent | None:
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ API
+
+    def stack(self, network_id: int) -> IpStack | None:
+        return self.stacks.get(network_id)
+
+    def flush(self, now: int) -> None:
+        """Hand every frame the stacks queued to the node, and collect their events."""
+        node = self.node
+        for nwid, stack in self.stacks.items():
+            frames = stack.frames_to_send(now)
+            for dst_mac, ethertype, payload in frames:
+                if not node.send_frame(nwid, dst_mac, ethertype, payload, now):
+                    stack.counters["frame_unsendable"] = (
+                        stack.counters.get("frame_unsendable", 0) + 1
+                    )
+            self._stack_events(stack)
+            self._sync_groups(nwid, stack, now)
+        self._drain(now)
+
+    # ------------------------------------------------------------------ internals
+
+    def _stack_events(self, stack: IpStack) -> None:
+        events = self._events
+        while (e := stack.next_event()) is not None:
+            events.append(e)
+
+    def _drain(self, now: int) -> None:
+        node = self.node
+        events = self._events
+        while (e := node.next_event()) is not None:
+            if isinstance(e, ev.FrameReceived):
+                for tap in self.frame_taps.get(e.network_id, ()):
+                    try:
+                        tap(e)
+                    except Exception:
+                        log.exception("frame tap failed")
+                stack = self.stacks.get(e.network_id)
+                if stack is not None:
+                    stack.receive_frame(e.source_mac, e.dest_mac, e.ethertype, e.payload, now)
+                    self._stack_events(stack)
+                continue
+            if isinstance(
+                e,
+                ev.NetworkConfigUpdated
+                | ev.AddressAdded
+                | ev.AddressRemoved
+                | ev.NetworkStatusChanged,
+            ):
+                self._configure(e.network_id, now)
+            elif isinstance(e, ev.NetworkLeft):
+                stack = self.stacks.pop(e.network_id, None)
+                if stack is not None:
+                    stack.close(now)
+                    self._stack_events(stack)
+                self._groups.pop(e.network_id, None)
+                self._groups_version.pop(e.network_id, None)
+            events.append(e)
+
+    def _configure(self, nwid: int, now: int) -> None:
+        net = self.node.network(nwid)
+        if net is None or net.config is None:
+            return
+        cfg = net.config
+        stack = self.stacks.get(nwid)
+        if stack is None:
+            stack = IpStack(
+                net.mac,
+                random_bytes=self._random_bytes,
+                network_id=nwid,
+                mtu=cfg.mtu,
+                config=self.stack_config,
+            )
+            self.stacks[nwid] = stack
+        addrs: list[IPv4Interface | IPv6Interface] = []
+        for a in cfg.static_ips:
+            try:
+                addrs.append(ip_interface(f"{a.ip}/{a.port}"))
+            except ValueError:
+                log.warning("network %016x: unusable address %s", nwid, a)
+        stack.set_addresses(addrs)
+        routes = []
+        for r in cfg.routes:
+            if r.target is None:
+                continue
+            try:
+                target = ip_network(f"{r.target.ip}/{r.target.port}", strict=False)
+            except ValueError:
+                continue
+            via = r.via.ip if r.via is not None else None
+            if via is not None and isinstance(via, IPv4Address) != (target.version == 4):
+                continue
+            routes.append((target, via))
+        stack.set_routes(routes)
+        stack.set_mtu(cfg.mtu)
+        self._sync_groups(nwid, stack, now)
+
+    def _sync_groups(self, nwid: int, stack: IpStack, now: int) -> None:
+        if self._groups_version.get(nwid) == stack.groups_version:
+            return
+        self._groups_version[nwid] = stack.groups_version
+        want = stack.multicast_groups()
+        have = self._groups.get(nwid, set())
+        if want == have:
+            return
+        node = self.node
+        for mac, adi in want - have:
+            node.multicast_subscribe(nwid, mac, adi, now)
+        for mac, adi in have - want:
+            node.multicast_unsubscribe(nwid, mac, adi)
+        self._groups[nwid] = set(want)
