@@ -106,7 +106,7 @@ def test_ping_both_ways(world: IpWorld, family: str) -> None:
         target = world.v4(dst) if family == "v4" else world.v6(dst)
         world.stack(src).ping(target, 7, 1, b"hello", world.now)
 
-        def got() -> bool:
+        def got(src: Host = src, target: str = target) -> bool:
             return any(
                 isinstance(e, PingReply) and e.data == b"hello" and e.source == target
                 for e in world.events(src)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_interface, ip_network
 
 from ztnode.core import events as ev
-from ztnode.core.node import Node
+from ztnode.core.node import Node, Outgoing
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
 
 log = logging.getLogger("ztnode.host")
@@ -80,9 +80,9 @@ class Host:
                 best = t
         return best
 
-    def datagrams_to_send(self, now: int) -> list[object]:
+    def datagrams_to_send(self, now: int) -> list[Outgoing]:
         self.flush(now)
-        return list(self.node.datagrams_to_send(now))
+        return self.node.datagrams_to_send(now)
 
     def next_event(self) -> HostEvent | None:
         return self._events.popleft() if self._events else None

@@ -116,4 +116,5 @@ class LocalWorld:
         )
 
     def events(self, node: Node) -> list[object]:
-        return self.net.take_events(self.hosts.get(node.address, node))
+        host = self.hosts.get(node.address)
+        return self.net.take_events(node if host is None else host)
