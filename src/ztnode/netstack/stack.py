@@ -162,6 +162,7 @@ class UdpReadable:
 class PingReply:
     """An ICMP or ICMPv6 echo reply addressed to us."""
 
+    stack: IpStack
     source: str
     identifier: int
     sequence: int
@@ -440,6 +441,8 @@ class IpStack:
         self._icmp_budget = self.config.icmp_errors_per_s
         self._icmp_budget_at = 0
         self.counters: dict[str, int] = {}
+        #: The adapter's object for this stack (the user-facing network), like sockets' ``user``.
+        self.user: object = None
 
     # ----------------------------------------------------------------- configuration
 
@@ -965,7 +968,9 @@ class IpStack:
                     hdr.src, PROTO_ICMP, msg.make_reply().encode(), now, src=hdr.dst
                 )
             else:
-                self._events.append(PingReply(str(hdr.src), msg.identifier, msg.sequence, msg.data))
+                self._events.append(
+                    PingReply(self, str(hdr.src), msg.identifier, msg.sequence, msg.data)
+                )
         elif isinstance(msg, Icmp4DestinationUnreachable):
             self._icmp_unreachable(msg.original, 4, msg.code, now)
         else:
@@ -1050,7 +1055,9 @@ class IpStack:
                 reply = msg.make_reply().encode(hdr.dst, hdr.src)
                 self._send_ip_quiet(hdr.src, NH_ICMPV6, reply, now, src=hdr.dst)
             else:
-                self._events.append(PingReply(str(hdr.src), msg.identifier, msg.sequence, msg.data))
+                self._events.append(
+                    PingReply(self, str(hdr.src), msg.identifier, msg.sequence, msg.data)
+                )
         elif isinstance(msg, NeighborSolicitation):
             self._rx_ns(hdr, msg, now)
         elif isinstance(msg, NeighborAdvertisement):

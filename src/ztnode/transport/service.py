@@ -24,6 +24,8 @@ from typing import Any
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
 from ztnode.identity import Identity
+from ztnode.netstack.host import Host, HostEvent
+from ztnode.netstack.stack import StackEvent
 from ztnode.transport.ifaddrs import interface_addresses
 from ztnode.transport.state import HomeDir
 from ztnode.transport.udp import UdpEndpoint
@@ -35,6 +37,7 @@ log = logging.getLogger("ztnode.service")
 
 Addr = tuple[str, int]
 EventCallback = Callable[[ev.Event], None]
+StackEventHandler = Callable[[StackEvent], None]
 
 
 def _validate_in_worker(identity_text: str) -> bool:
@@ -78,6 +81,10 @@ class NodeService:
         self.home = HomeDir(config.home)
         self.clock = Clock()
         self.node: Node | None = None
+        self.host: Host | None = None
+        #: Where socket events of the IP stacks go (the sockets layer installs itself here).
+        self.stack_event_handler: StackEventHandler | None = None
+        self._flush_scheduled = False
         self.controller: Any = None
         self.endpoints: dict[Addr, UdpEndpoint] = {}
         self._subscribers: list[EventCallback] = []
@@ -134,6 +141,7 @@ class NodeService:
             config=node_config,
             controller=hosted,
         )
+        self.host = Host(self.node)
         self.node.set_interface_addresses(self._interface_addresses())
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
@@ -203,8 +211,8 @@ class NodeService:
         local_holder: list[Addr] = []
 
         def on_datagram(data: memoryview, remote: Addr) -> None:
-            node = self.node
-            if node is None:
+            engine = self.host
+            if engine is None:
                 return
             if not local_holder:
                 for addr in self.endpoints:
@@ -213,7 +221,7 @@ class NodeService:
                         break
                 else:
                     return
-            node.receive_datagram(data, local_holder[0], remote, self.clock.now())
+            engine.receive_datagram(data, local_holder[0], remote, self.clock.now())
             self._pump()
 
         return on_datagram
@@ -221,9 +229,9 @@ class NodeService:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self.node is None or self._closing:
+        if self.host is None or self._closing:
             return
-        self.node.handle_timer(self.clock.now())
+        self.host.handle_timer(self.clock.now())
         self._pump()
 
     def call(self, fn: Callable[[Node, int], object]) -> object:
@@ -234,14 +242,26 @@ class NodeService:
         self._pump()
         return result
 
+    def flush_soon(self) -> None:
+        """Socket API calls queue output in the stacks; one pump per loop iteration sends it
+        all, so a burst of writes costs one flush rather than one each."""
+        if not self._flush_scheduled and self._loop is not None and not self._closing:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._flush_scheduled = False
+        self._pump()
+
     # outputs ------------------------------------------------------------------------------
 
     def _pump(self) -> None:
         node = self.node
-        if node is None or self._loop is None:
+        host = self.host
+        if node is None or host is None or self._loop is None:
             return
         now = self.clock.now()
-        for out in node.datagrams_to_send(now):
+        for out in host.datagrams_to_send(now):
             ep = self.endpoints.get(out.local)
             if ep is None:
                 continue
@@ -249,13 +269,13 @@ class NodeService:
                 self._send_with_ttl(ep, out.data, out.remote, out.ttl)
             else:
                 ep.send(out.data, out.remote)
-        while (event := node.next_event()) is not None:
+        while (event := host.next_event()) is not None:
             self._on_event(event)
         if self._pool is not None:
             for ident in node.identities_to_validate():
                 fut = self._loop.run_in_executor(self._pool, _validate_in_worker, ident.to_string())
                 fut.add_done_callback(functools.partial(self._validated, ident))
-        deadline = node.get_timer()
+        deadline = host.get_timer()
         if deadline is not None and deadline != self._timer_at and not self._closing:
             if self._timer is not None:
                 self._timer.cancel()
@@ -293,7 +313,15 @@ class NodeService:
         except OSError:
             ep.send(data, remote)
 
-    def _on_event(self, event: ev.Event) -> None:
+    def _on_event(self, event: HostEvent) -> None:
+        if not isinstance(event, ev.Event):
+            handler = self.stack_event_handler
+            if handler is not None:
+                try:
+                    handler(event)
+                except Exception:
+                    log.exception("socket event handler failed")
+            return
         if isinstance(event, ev.WorldUpdated):
             try:
                 self.home.save_world(World.from_bytes(event.world))
