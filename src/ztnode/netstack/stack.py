@@ -108,6 +108,8 @@ EPHEMERAL_HIGH: Final = 65535
 #: RFC 4861 section 6.1.2 / 7.1.1: NDP messages must arrive with hop limit 255.
 NDP_HOP_LIMIT: Final = 255
 ALL_NODES_MAC: Final = 0x333300000001
+#: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
+_LOOPBACK_ROUNDS: Final = 64
 _LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
 _ALL_HOSTS: Final = IPv4Address("224.0.0.1")
 
@@ -497,13 +499,25 @@ class IpStack:
 
     def frames_to_send(self, now: int) -> list[tuple[int, int, bytes]]:
         """Frames ``(dst_mac, ethertype, payload)`` to hand to the node, oldest first."""
-        if self._dirty:
-            dirty = self._dirty
-            self._dirty = set()
-            for s in dirty:
-                self._service(s, now)
+        for _ in range(_LOOPBACK_ROUNDS):
+            if self._dirty:
+                dirty = self._dirty
+                self._dirty = set()
+                for s in dirty:
+                    self._service(s, now)
+            out, self._out = self._out, []
+            if not any(f[0] == self.mac for f in out):
+                return out
+            # Traffic to our own addresses turns around here, as on a loopback interface.
+            remote = [f for f in out if f[0] != self.mac]
+            for f in out:
+                if f[0] == self.mac:
+                    self.receive_frame(self.mac, self.mac, f[1], f[2], now)
+            self._out[:0] = remote
+            if not self._out and not self._dirty:
+                return []
         out, self._out = self._out, []
-        return out
+        return [f for f in out if f[0] != self.mac]
 
     def next_event(self) -> StackEvent | None:
         return self._events.popleft() if self._events else None
@@ -836,7 +850,7 @@ class IpStack:
         if hop is None:
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
         if hop.packed in self._mine:
-            raise OSError(errno.EHOSTUNREACH, "sending to our own address over the network")
+            return self.mac  # turned around in frames_to_send
         if isinstance(hop, IPv6Address):
             zmac = self._mac_for_zerotier_ipv6(hop)
             if zmac is not None:

@@ -1,0 +1,862 @@
+"""asyncio sockets on a ZeroTier network: streams, servers, datagram endpoints, ping, frames.
+
+What users import (via ``ztnode``)::
+
+    async with ztnode.Node(home="zt-home") as node:
+        net = await node.join(0x8056C2E21C000001)
+        reader, writer = await net.open_connection("10.147.20.5", 80)
+
+The transports here are ordinary :class:`asyncio.Transport` and
+:class:`asyncio.DatagramTransport` objects, so the stock ``StreamReader``/``StreamWriter``,
+``StreamReaderProtocol`` and any protocol class written for asyncio work unchanged. Each one is a
+thin shell around a sans-I/O socket handle of :mod:`ztnode.netstack.stack`: calls change the
+handle's state and ask the service to flush (once per loop iteration, however many calls),
+and the stack's events come back through :meth:`_Dispatcher.__call__`.
+
+Flow control follows asyncio's contract: ``write`` never blocks; what the TCP send buffer
+cannot take waits in the transport, and past the high-water mark the protocol is paused
+(``StreamWriter.drain`` waits). ``pause_reading`` stops taking data out of the TCP receive
+buffer, so the advertised window closes and the peer slows down: backpressure end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from ipaddress import IPv4Interface, IPv6Interface, ip_address
+from pathlib import Path
+from typing import Any
+
+from ztnode.core import events as ev
+from ztnode.core.network import NetworkStatus
+from ztnode.netstack import tcp as tcb
+from ztnode.netstack.stack import (
+    AcceptReady,
+    IpStack,
+    PingReply,
+    StackEvent,
+    TcpListener,
+    TcpSocket,
+    TcpSocketEvent,
+    UdpReadable,
+    UdpSocket,
+)
+from ztnode.transport.service import NodeService, ServiceConfig
+from ztnode.wire.world import World
+
+log = logging.getLogger("ztnode.sockets")
+
+__all__ = ["Network", "Node", "TcpServer"]
+
+StreamCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+
+
+def _parse_nwid(nwid: int | str) -> int:
+    if isinstance(nwid, str):
+        try:
+            value = int(nwid, 16)
+        except ValueError:
+            raise ValueError(f"network id {nwid!r} is not 16 hex digits") from None
+    else:
+        value = nwid
+    if not 0 < value < 1 << 64:
+        raise ValueError(f"network id {nwid!r} out of range")
+    return value
+
+
+class _Dispatcher:
+    """Routes the stacks' socket events to the transport objects in the handles' ``user``."""
+
+    def __call__(self, e: StackEvent) -> None:
+        if isinstance(e, TcpSocketEvent):
+            user = e.sock.user
+            if isinstance(user, _TcpTransport | _Connecting):
+                user.tcp_event(e.event)
+        elif isinstance(e, UdpReadable):
+            udp = e.sock.user
+            if isinstance(udp, _UdpTransport):
+                udp.readable()
+        elif isinstance(e, AcceptReady):
+            srv = e.listener.user
+            if isinstance(srv, TcpServer):
+                srv.accept_ready()
+        elif isinstance(e, PingReply):
+            net = e.stack.user
+            if isinstance(net, Network):
+                net._ping_reply(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Node
+# ---------------------------------------------------------------------------------------------
+
+
+class Node:
+    """A ZeroTier node in this process, with an IP stack on every network it joins.
+
+    ``home`` holds its identity and state (ZeroTierOne's file names). ``planet`` is a World, its
+    bytes, or a path; the default is ZeroTier's public planet. ``port`` 0 picks a free port.
+    """
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        port: int = 0,
+        planet: World | bytes | str | os.PathLike[str] | None = None,
+        allow_loopback: bool = False,
+        bind: Iterable[str] = ("0.0.0.0",),
+        controller: bool = False,
+        sockets: Iterable[socket.socket] = (),
+        identity_validation_interval: int | None = None,
+    ) -> None:
+        world: World | None
+        if planet is None or isinstance(planet, World):
+            world = planet
+        elif isinstance(planet, bytes):
+            world = World.from_bytes(planet)
+        else:
+            world = World.from_bytes(Path(planet).read_bytes())
+        config = ServiceConfig(
+            home=Path(home),
+            port=port,
+            bind=tuple(bind),
+            planet=world,
+            allow_loopback=allow_loopback,
+            controller=controller,
+            sockets=tuple(sockets),
+        )
+        if identity_validation_interval is not None:
+            config.identity_validation_interval = identity_validation_interval
+        self.service = NodeService(config)
+        self._networks: dict[int, Network] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self._started = False
+
+    # lifecycle
+
+    async def start(self) -> Node:
+        if self._started:
+            return self
+        self.service.stack_event_handler = _Dispatcher()
+        self._unsubscribe = self.service.subscribe(self._on_event)
+        await self.service.start()
+        self._started = True
+        return self
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for net in list(self._networks.values()):
+            net._close_all()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        await self.service.stop()
+        for w in self._waiters:
+            if not w.done():
+                w.set_exception(ConnectionAbortedError("the node stopped"))
+        self._waiters.clear()
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # state
+
+    @property
+    def _core(self) -> Any:
+        node = self.service.node
+        if node is None:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
+        return node
+
+    @property
+    def address(self) -> str:
+        """The 10-hex-digit ZeroTier address."""
+        return f"{self._core.address:010x}"
+
+    @property
+    def online(self) -> bool:
+        return bool(self._core.online)
+
+    @property
+    def port(self) -> int:
+        return self.service.port
+
+    async def wait_online(self, timeout: float = 30.0) -> None:
+        await self._wait_for(lambda: self.online, timeout, "the node did not come online")
+
+    async def join(
+        self, network_id: int | str, *, timeout: float | None = 60.0, wait: bool = True
+    ) -> Network:
+        """Join a network; with ``wait``, return once it is OK and has its addresses."""
+        nwid = _parse_nwid(network_id)
+        self.service.join(nwid)
+        net = self._networks.get(nwid)
+        if net is None:
+            net = self._networks[nwid] = Network(self, nwid)
+        if wait:
+            await net.wait_ready(timeout)
+        return net
+
+    async def leave(self, network_id: int | str) -> bool:
+        nwid = _parse_nwid(network_id)
+        net = self._networks.pop(nwid, None)
+        if net is not None:
+            net._close_all()
+        return self.service.leave(nwid)
+
+    def network(self, network_id: int | str) -> Network | None:
+        return self._networks.get(_parse_nwid(network_id))
+
+    @property
+    def networks(self) -> list[Network]:
+        return list(self._networks.values())
+
+    # internals
+
+    def _now(self) -> int:
+        return self.service.clock.now()
+
+    def _on_event(self, e: ev.Event) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait_for(self, cond: Callable[[], bool], timeout: float | None, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not cond():
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                raise TimeoutError(what)
+            try:
+                await asyncio.wait_for(fut, left)
+            except TimeoutError:
+                if not cond():
+                    raise TimeoutError(what) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------------------------
+
+
+class Network:
+    """A joined network: its status and addresses, and sockets on it."""
+
+    def __init__(self, node: Node, network_id: int) -> None:
+        self.node = node
+        self.id = network_id
+        self._ping_ident = int.from_bytes(os.urandom(2), "big")
+        self._ping_seq = 0
+        self._pings: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._transports: set[_TcpTransport | _UdpTransport | TcpServer] = set()
+
+    def __repr__(self) -> str:
+        return f"<Network {self.id:016x} {self.status}>"
+
+    @property
+    def id_hex(self) -> str:
+        return f"{self.id:016x}"
+
+    @property
+    def status(self) -> str:
+        net = self.node._core.network(self.id)
+        return str(net.status) if net is not None else "NOT_JOINED"
+
+    @property
+    def stack(self) -> IpStack:
+        """The IP stack (exists once the network has a config)."""
+        host = self.node.service.host
+        st = host.stack(self.id) if host is not None else None
+        if st is None:
+            raise OSError(errno.ENETDOWN, f"network {self.id:016x} has no configuration yet")
+        st.user = self
+        return st
+
+    @property
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        host = self.node.service.host
+        st = host.stack(self.id) if host is not None else None
+        return st.addresses if st is not None else []
+
+    @property
+    def mac(self) -> str:
+        net = self.node._core.network(self.id)
+        m = net.mac if net is not None else 0
+        return ":".join(f"{(m >> s) & 0xFF:02x}" for s in range(40, -8, -8))
+
+    def address(self, family: int = 4) -> str:
+        """Our first address of the family (4 or 6) on this network."""
+        for a in self.addresses:
+            if a.version == family:
+                return str(a.ip)
+        raise OSError(errno.EADDRNOTAVAIL, f"no IPv{family} address on {self.id:016x}")
+
+    async def wait_ready(self, timeout: float | None = 60.0) -> None:
+        """Until the config is OK and at least one address is assigned."""
+
+        def ready() -> bool:
+            st = self.status
+            if st in (NetworkStatus.ACCESS_DENIED, NetworkStatus.NOT_FOUND):
+                raise PermissionError(f"network {self.id:016x}: {st}")
+            return st == NetworkStatus.OK and bool(self.addresses)
+
+        await self.node._wait_for(
+            ready, timeout, f"network {self.id:016x} not ready ({self.status})"
+        )
+
+    # ---- TCP
+
+    async def create_connection(
+        self,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        host: str,
+        port: int,
+        *,
+        local_port: int = 0,
+        timeout: float | None = None,
+    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
+        """Like ``loop.create_connection``, on this network."""
+        loop = asyncio.get_running_loop()
+        host = _literal(host)
+        sock = self.stack.tcp_connect(host, port, self.node._now(), local_port=local_port)
+        pending = _Connecting(loop)
+        sock.user = pending
+        self.node.service.flush_soon()
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except BaseException:
+            sock.abort(self.node._now())
+            self.node.service.flush_soon()
+            raise
+        protocol = protocol_factory()
+        transport = _TcpTransport(self, sock, protocol)
+        protocol.connection_made(transport)
+        transport.read_ready()
+        return transport, protocol
+
+    async def open_connection(
+        self,
+        host: str,
+        port: int,
+        *,
+        limit: int = 2**16,
+        local_port: int = 0,
+        timeout: float | None = None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Like ``asyncio.open_connection``: stock reader and writer over this network."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        proto = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await self.create_connection(
+            lambda: proto, host, port, local_port=local_port, timeout=timeout
+        )
+        writer = asyncio.StreamWriter(transport, proto, reader, loop)
+        return reader, writer
+
+    async def create_server(
+        self,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        host: str | None = None,
+        port: int = 0,
+        *,
+        backlog: int = 128,
+        family: int = 4,
+    ) -> TcpServer:
+        """Like ``loop.create_server``. ``family`` 6 (or an IPv6 ``host``) listens on IPv6."""
+        ipv6 = family == 6 or (host is not None and ":" in host)
+        lst = self.stack.tcp_listen(host, port, backlog, ipv6=ipv6)
+        server = TcpServer(self, lst, protocol_factory)
+        return server
+
+    async def start_server(
+        self,
+        client_connected_cb: StreamCallback,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        limit: int = 2**16,
+        backlog: int = 128,
+        family: int = 4,
+    ) -> TcpServer:
+        """Like ``asyncio.start_server``: the callback gets a stock reader and writer."""
+        loop = asyncio.get_running_loop()
+
+        def factory() -> asyncio.Protocol:
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+        return await self.create_server(factory, host, port, backlog=backlog, family=family)
+
+    # ---- UDP
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: Callable[[], asyncio.DatagramProtocol],
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+        *,
+        family: int = 0,
+    ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
+        """Like ``loop.create_datagram_endpoint`` on this network."""
+        ipv6 = family == 6
+        for addr in (local_addr, remote_addr):
+            if addr is not None and ":" in addr[0]:
+                ipv6 = True
+        host, port = local_addr if local_addr is not None else (None, 0)
+        sock = self.stack.udp_bind(host, port, ipv6=ipv6)
+        if remote_addr is not None:
+            sock.connect(_literal(remote_addr[0]), remote_addr[1])
+        protocol = protocol_factory()
+        transport = _UdpTransport(self, sock, protocol)
+        protocol.connection_made(transport)
+        return transport, protocol
+
+    # ---- ICMP
+
+    async def ping(self, host: str, *, timeout: float = 2.0, payload: bytes = b"ztnode") -> float:
+        """One echo request; the round trip in seconds, or TimeoutError."""
+        loop = asyncio.get_running_loop()
+        self._ping_seq = (self._ping_seq + 1) & 0xFFFF
+        key = (self._ping_ident, self._ping_seq)
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pings[key] = fut
+        t0 = loop.time()
+        try:
+            self.stack.ping(_literal(host), key[0], key[1], payload, self.node._now())
+            self.node.service.flush_soon()
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no echo reply from {host} within {timeout} s") from None
+        finally:
+            self._pings.pop(key, None)
+        return loop.time() - t0
+
+    def _ping_reply(self, e: PingReply) -> None:
+        fut = self._pings.get((e.identifier, e.sequence))
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    # ---- raw Ethernet
+
+    def add_frame_listener(
+        self, callback: Callable[[ev.FrameReceived], None]
+    ) -> Callable[[], None]:
+        """Every Ethernet frame delivered on this network (before the IP stack) goes to
+        ``callback``; returns a function that removes it."""
+        host = self.node.service.host
+        if host is None:
+            raise RuntimeError("the node is not started")
+        taps = host.frame_taps.setdefault(self.id, [])
+        taps.append(callback)
+        return lambda: taps.remove(callback) if callback in taps else None
+
+    def send_frame(self, dst_mac: int, ethertype: int, payload: bytes) -> bool:
+        """Send one Ethernet frame from our MAC (unicast to a member, or multicast)."""
+        return bool(
+            self.node.service.call(
+                lambda node, now: node.send_frame(self.id, dst_mac, ethertype, payload, now)
+            )
+        )
+
+    def _close_all(self) -> None:
+        for t in list(self._transports):
+            t.abort() if not isinstance(t, TcpServer) else t.close()
+        for f in self._pings.values():
+            if not f.done():
+                f.set_exception(ConnectionAbortedError("left the network"))
+
+
+def _literal(host: str) -> str:
+    """ztnode resolves no names: hosts are IP literals (with an optional IPv6 zone)."""
+    try:
+        ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise OSError(
+            errno.EINVAL, f"{host!r} is not an IP address (names are not resolved on ZeroTier)"
+        ) from None
+    return host
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP transports
+# ---------------------------------------------------------------------------------------------
+
+
+class _Connecting:
+    """Stands in for the transport until the handshake ends."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.future: asyncio.Future[None] = loop.create_future()
+
+    def tcp_event(self, e: tcb.TcpEvent) -> None:
+        if self.future.done():
+            return
+        if isinstance(e, tcb.ConnectedEvent):
+            self.future.set_result(None)
+        elif isinstance(e, tcb.ConnectionResetEvent):
+            self.future.set_exception(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+        elif isinstance(e, tcb.TimedOutEvent):
+            self.future.set_exception(TimeoutError(errno.ETIMEDOUT, "connection timed out"))
+        elif isinstance(e, tcb.ClosedEvent):
+            self.future.set_exception(ConnectionAbortedError(errno.ECONNABORTED, "closed"))
+
+
+class _TcpTransport(asyncio.Transport):
+    def __init__(self, net: Network, sock: TcpSocket, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self._net = net
+        self._service = net.node.service
+        self._sock = sock
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._buf = bytearray()
+        self._reading = True
+        self._closing = False
+        self._eof_sent = False
+        self._eof_pending = False
+        self._eof_delivered = False
+        self._lost = False
+        self._write_paused = False
+        self._high = _HIGH_WATER
+        self._low = _LOW_WATER
+        sock.user = self
+        net._transports.add(self)
+
+    # --- asyncio.BaseTransport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peername":
+            return self._sock.remote_endpoint
+        if name == "sockname":
+            return self._sock.local_endpoint
+        if name == "ztnode_socket":
+            return self._sock
+        if name == "network":
+            return self._net
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        if not self._buf:
+            self._finish_close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    # --- reading
+
+    def is_reading(self) -> bool:
+        return self._reading and not self._lost
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        if not self._reading:
+            self._reading = True
+            asyncio.get_running_loop().call_soon(self.read_ready)
+
+    def read_ready(self) -> None:
+        """Hand buffered data (and then EOF) to the protocol while reading is on."""
+        if self._lost or not self._reading:
+            return
+        sock = self._sock
+        proto = self._protocol
+        assert isinstance(proto, asyncio.Protocol)
+        while self._reading and not self._lost:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            proto.data_received(data)
+        self._service.flush_soon()  # the window may have opened
+        if self._reading and not self._lost and sock.conn.at_eof and not self._eof_delivered:
+            self._eof_delivered = True
+            keep_open = proto.eof_received()
+            if not keep_open:
+                self.close()
+
+    # --- writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._eof_sent or self._eof_pending:
+            raise RuntimeError("write() after write_eof()")
+        if self._lost or self._closing:
+            return  # as asyncio's transports do after close
+        if not data:
+            return
+        if self._buf:
+            self._buf += data
+        else:
+            n = self._sock.send(data)
+            if n < len(data):
+                self._buf += memoryview(data)[n:]
+            self._service.flush_soon()
+        self._check_high()
+
+    def writelines(self, lines: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.write(b"".join(lines))
+
+    def write_eof(self) -> None:
+        if self._eof_sent or self._eof_pending or self._lost:
+            return
+        if self._buf:
+            self._eof_pending = True
+        else:
+            self._send_fin()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buf)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = _HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._check_high()
+
+    def abort(self) -> None:
+        if self._lost:
+            return
+        self._sock.abort(self._net.node._now())
+        self._service.flush_soon()
+        self._lose(None)
+
+    # --- events from the stack
+
+    def tcp_event(self, e: tcb.TcpEvent) -> None:
+        if self._lost:
+            return
+        if isinstance(e, tcb.DataAvailableEvent | tcb.PeerClosedEvent):
+            self.read_ready()
+        elif isinstance(e, tcb.WritableEvent):
+            self._push()
+        elif isinstance(e, tcb.ConnectionResetEvent):
+            self._lose(ConnectionResetError(errno.ECONNRESET, "connection reset by peer"))
+        elif isinstance(e, tcb.TimedOutEvent):
+            self._lose(TimeoutError(errno.ETIMEDOUT, "connection timed out"))
+        elif isinstance(e, tcb.ClosedEvent):
+            self._lose(None)
+
+    # --- internals
+
+    def _push(self) -> None:
+        if self._buf:
+            n = self._sock.send(self._buf)
+            if n:
+                del self._buf[:n]
+                self._service.flush_soon()
+        if not self._buf:
+            if self._eof_pending:
+                self._eof_pending = False
+                self._send_fin()
+            if self._closing:
+                self._finish_close()
+        if self._write_paused and len(self._buf) <= self._low:
+            self._write_paused = False
+            proto = self._protocol
+            try:
+                proto.resume_writing()
+            except Exception:
+                log.exception("protocol.resume_writing() failed")
+
+    def _check_high(self) -> None:
+        if not self._write_paused and len(self._buf) > self._high:
+            self._write_paused = True
+            try:
+                self._protocol.pause_writing()
+            except Exception:
+                log.exception("protocol.pause_writing() failed")
+
+    def _send_fin(self) -> None:
+        self._eof_sent = True
+        if self._sock.state in (tcb.TcpState.ESTABLISHED, tcb.TcpState.CLOSE_WAIT):
+            self._sock.shutdown(self._net.node._now())
+            self._service.flush_soon()
+
+    def _finish_close(self) -> None:
+        if self._sock.state is not tcb.TcpState.CLOSED:
+            self._sock.close(self._net.node._now())
+            self._service.flush_soon()
+        self._lose(None)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._net._transports.discard(self)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, exc)
+
+
+class TcpServer(asyncio.AbstractServer):
+    """A listening socket on a network (``asyncio.Server``'s interface)."""
+
+    def __init__(
+        self, net: Network, listener: TcpListener, factory: Callable[[], asyncio.Protocol]
+    ) -> None:
+        self._net = net
+        self._listener = listener
+        self._factory = factory
+        self._closed = asyncio.get_running_loop().create_future()
+        listener.user = self
+        net._transports.add(self)
+
+    @property
+    def port(self) -> int:
+        return self._listener.port
+
+    @property
+    def sockets(self) -> tuple[()]:
+        return ()
+
+    def address(self) -> tuple[str, int]:
+        return self._listener.local_endpoint
+
+    def accept_ready(self) -> None:
+        while (sock := self._listener.accept()) is not None:
+            try:
+                protocol = self._factory()
+            except Exception:
+                log.exception("server protocol factory failed")
+                sock.abort(self._net.node._now())
+                continue
+            transport = _TcpTransport(self._net, sock, protocol)
+            protocol.connection_made(transport)
+            transport.read_ready()
+        self._net.node.service.flush_soon()
+
+    def close(self) -> None:
+        if self._listener.closed:
+            return
+        self._listener.close(self._net.node._now())
+        self._net._transports.discard(self)
+        self._net.node.service.flush_soon()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._closed.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._listener.closed
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    async def __aenter__(self) -> TcpServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+# ---------------------------------------------------------------------------------------------
+# UDP transport
+# ---------------------------------------------------------------------------------------------
+
+
+class _UdpTransport(asyncio.DatagramTransport):
+    def __init__(self, net: Network, sock: UdpSocket, protocol: asyncio.DatagramProtocol) -> None:
+        super().__init__()
+        self._net = net
+        self._sock = sock
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._closed = False
+        sock.user = self
+        net._transports.add(self)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sock.local_endpoint
+        if name == "peername":
+            r = self._sock.remote
+            return (str(r[0]), r[1]) if r is not None else default
+        if name == "ztnode_socket":
+            return self._sock
+        return default
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        if self._closed:
+            return
+        proto = self._protocol
+        assert isinstance(proto, asyncio.DatagramProtocol)
+        try:
+            if addr is None:
+                self._sock.send(bytes(data), self._net.node._now())
+            else:
+                host, port = addr[0], addr[1]
+                self._sock.sendto(bytes(data), _literal(host), int(port), self._net.node._now())
+        except OSError as e:
+            proto.error_received(e)
+            return
+        self._net.node.service.flush_soon()
+
+    def readable(self) -> None:
+        proto = self._protocol
+        assert isinstance(proto, asyncio.DatagramProtocol)
+        while not self._closed and (item := self._sock.recv()) is not None:
+            proto.datagram_received(item[0], item[1])
+        err = self._sock.take_error()
+        if err and not self._closed:
+            proto.error_received(OSError(err, os.strerror(err)))
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close()
+        self._net._transports.discard(self)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0

@@ -1,0 +1,133 @@
+"""A whole ZeroTier world in this process over loopback UDP: root + controller + members.
+
+``LocalZtWorld`` is what the tests, the examples and ``ztnode demo`` stand on: one root that is
+also the network controller, a planet of its own naming it at ``127.0.0.1``, a private network
+with IPv4 and rfc4193 addresses, and any number of member :class:`~ztnode.sockets.aio.Node`
+objects already authorized and joined. Loopback paths are allowed, which ZeroTier refuses by
+default: that is right for a single-machine world and wrong anywhere else.
+
+Identities can be passed in (generating one costs about half a second); homes live under
+``base``. Everything is torn down by ``stop()`` / the ``async with`` exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ztnode.crypto import c25519_generate
+from ztnode.identity import Identity
+from ztnode.sockets.aio import Network, Node
+from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.world import Root, World, WorldType
+
+__all__ = ["DEFAULT_NETWORK", "LocalZtWorld"]
+
+DEFAULT_NETWORK: dict[str, Any] = {
+    "name": "ztnode-local",
+    "private": True,
+    "v4AssignMode": {"zt": True},
+    "v6AssignMode": {"rfc4193": True, "6plane": False, "zt": False},
+    "ipAssignmentPools": [{"ipRangeStart": "10.147.17.1", "ipRangeEnd": "10.147.17.254"}],
+    "routes": [{"target": "10.147.17.0/24", "via": None}],
+}
+
+
+class LocalZtWorld:
+    """Root/controller plus members on 127.0.0.1; see the module docstring."""
+
+    def __init__(
+        self,
+        base: str | os.PathLike[str],
+        *,
+        members: int = 2,
+        identities: Sequence[Identity] = (),
+        network: dict[str, Any] | None = None,
+        world_id: int = 0x10CA1,
+    ) -> None:
+        if identities and len(identities) < members + 1:
+            raise ValueError(f"need {members + 1} identities, got {len(identities)}")
+        self.base = Path(base)
+        self.member_count = members
+        self.identities = list(identities)
+        self.network_spec = network or DEFAULT_NETWORK
+        self.world_id = world_id
+        self.root: Node | None = None
+        self.members: list[Node] = []
+        self.networks: list[Network] = []
+        self.network_id = 0
+        self.planet: World | None = None
+
+    async def start(self, timeout: float = 60.0) -> LocalZtWorld:
+        homes = [self.base / "root", *(self.base / f"member{i}" for i in range(self.member_count))]
+        for i, home in enumerate(homes):
+            home.mkdir(parents=True, exist_ok=True)
+            if self.identities and not (home / "identity.secret").exists():
+                self.identities[i].save(home / "identity.secret", include_private=True)
+        root_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        root_sock.bind(("127.0.0.1", 0))
+        root_port = root_sock.getsockname()[1]
+        root_identity = await _identity_for(homes[0])
+        pub, priv = c25519_generate(os.urandom)
+        spec = Root(root_identity.public(), (InetAddress.parse(f"127.0.0.1/{root_port}"),))
+        now = int(time.time() * 1000)
+        self.planet = World.make(WorldType.PLANET, self.world_id, now, pub, (spec,), priv)
+        self.root = Node(
+            homes[0],
+            planet=self.planet,
+            allow_loopback=True,
+            controller=True,
+            sockets=(root_sock,),
+            identity_validation_interval=0,
+        )
+        await self.root.start()
+        ctl = self.root.service.controller
+        clock = self.root.service.clock
+        created = ctl.create_network(self.network_spec, clock.now())
+        self.network_id = int(str(created["id"]), 16)
+        self.members = [
+            Node(h, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",)) for h in homes[1:]
+        ]
+        for m in self.members:
+            await m.start()
+            ctl.update_member(
+                self.network_id, int(m.address, 16), {"authorized": True}, clock.now()
+            )
+        self.root.service.controller_changed()
+        self.networks = list(
+            await asyncio.wait_for(
+                asyncio.gather(*(m.join(self.network_id) for m in self.members)), timeout
+            )
+        )
+        return self
+
+    async def stop(self) -> None:
+        for m in self.members:
+            await m.stop()
+        if self.root is not None:
+            await self.root.stop()
+
+    async def __aenter__(self) -> LocalZtWorld:
+        try:
+            return await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _identity_for(home: Path) -> Identity:
+    """The home's identity, generated off the event loop when there is none yet."""
+    secret = home / "identity.secret"
+    if not secret.exists():
+        ident = await asyncio.get_running_loop().run_in_executor(None, Identity.generate)
+        ident.save(secret, include_private=True)
+        return ident
+    return Identity.from_string(secret.read_text().strip())

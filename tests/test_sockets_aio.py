@@ -1,0 +1,125 @@
+"""The asyncio API end to end over real UDP on loopback: a root/controller and two members in
+one process (:class:`~ztnode.testing.local.LocalZtWorld`), stock StreamReader/StreamWriter,
+servers, datagram endpoints and ping, on IPv4 and IPv6 (rfc4193)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import test_identities
+from ztnode.sockets.aio import Network
+from ztnode.testing.local import LocalZtWorld
+
+IDS = test_identities()
+
+
+def run(coro_fn, tmp_path: Path, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+            await asyncio.wait_for(coro_fn(w, *w.networks), timeout)
+
+    asyncio.run(main())
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_ping_both_ways(tmp_path: Path, family: int) -> None:
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        rtt = await a.ping(b.address(family))
+        assert 0 < rtt < 2
+        assert await b.ping(a.address(family)) > 0
+        assert await a.ping(a.address(family)) > 0  # our own address answers too
+
+    run(body, tmp_path)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_stream_echo_and_bulk(tmp_path: Path, family: int) -> None:
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        server = await b.start_server(_echo, port=7000, family=family)
+        reader, writer = await a.open_connection(b.address(family), 7000)
+        assert writer.get_extra_info("peername") == (b.address(family), 7000)
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"hello\n"
+        data = random.Random(family).randbytes(3_000_000)
+        got = bytearray()
+
+        async def pump() -> None:
+            writer.write(data)
+            await writer.drain()
+            writer.write_eof()
+
+        async def drain() -> None:
+            while chunk := await reader.read(1 << 20):
+                got.extend(chunk)
+
+        await asyncio.gather(pump(), drain())
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(body, tmp_path)
+
+
+def test_connection_refused_and_own_address(tmp_path: Path) -> None:
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        with pytest.raises(ConnectionRefusedError):
+            await a.open_connection(b.address(4), 4444)
+        server = await a.start_server(_echo, port=7001)
+        reader, writer = await a.open_connection(a.address(4), 7001)
+        writer.write(b"me\n")
+        assert await reader.readline() == b"me\n"
+        writer.close()
+        server.close()
+        with pytest.raises(OSError):
+            await a.open_connection("not-an-ip", 80)
+
+    run(body, tmp_path)
+
+
+def test_datagram_endpoints(tmp_path: Path) -> None:
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.DatagramTransport)
+            self.t = transport
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.t.sendto(data.upper(), addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.got: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+            self.errors: list[Exception] = []
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.got.put_nowait((data, addr))
+
+        def error_received(self, exc: Exception) -> None:
+            self.errors.append(exc)
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        for family in (4, 6):
+            st, _ = await b.create_datagram_endpoint(Echo, local_addr=(b.address(family), 5300))
+            ct, cp = await a.create_datagram_endpoint(Client, remote_addr=(b.address(family), 5300))
+            assert isinstance(cp, Client)
+            ct.sendto(b"ping")
+            data, addr = await asyncio.wait_for(cp.got.get(), 5)
+            assert data == b"PING" and addr == (b.address(family), 5300)
+            st.close()
+            ct.close()
+
+    run(body, tmp_path)
