@@ -156,7 +156,8 @@ class Network:
             return None
         a = self._assemblies.get(update_id)
         if a is None or a.total != total:
-            if len(self._assemblies) >= MAX_UPDATES_IN_FLIGHT:
+            # A changed total restarts this update in its own slot; only a new one evicts.
+            if a is None and len(self._assemblies) >= MAX_UPDATES_IN_FLIGHT:
                 stalest = min(self._assemblies, key=lambda k: self._assemblies[k].counter)
                 del self._assemblies[stalest]
             a = self._assemblies[update_id] = _Assembly(total, bytearray(total), set(), 0, 0)
