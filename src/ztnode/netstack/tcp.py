@@ -77,6 +77,8 @@ MAX_WSCALE: Final = 14
 #: section 5 gives 1280 - 60 = 1220 for IPv6.
 DEFAULT_MSS_V4: Final = 536
 DEFAULT_MSS_V6: Final = 1220
+#: The timestamps option as sent on every segment: NOP NOP TS (RFC 7323 appendix A).
+TIMESTAMP_OPTION_SPACE: Final = 12
 #: RFC 6675 section 5: DupThresh.
 DUP_THRESH: Final = 3
 #: RFC 2018 section 3: at most 4 blocks fit in 40 option bytes; 3 leave room for timestamps.
@@ -1502,6 +1504,11 @@ class TcpConnection:
         self._ts_enabled = self.config.timestamps and seg.ts is not None
         if seg.ts is not None:
             self._ts_recent = seg.ts[0]
+        if self._ts_enabled:
+            # RFC 6691 section 2: the MSS excludes options, so the sender leaves room for the
+            # ones it will carry on every segment; otherwise a full segment overflows the MTU
+            # and every one of them is IP-fragmented.
+            self.snd_mss = max(self.snd_mss - TIMESTAMP_OPTION_SPACE, 64)
         self.cc = self.config.congestion_control(self.snd_mss)
         self.snd_wnd = seg.window
         self._max_snd_wnd = seg.window
