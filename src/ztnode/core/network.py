@@ -69,7 +69,12 @@ class PendingMulticast:
 
 
 class NetworkStatus(StrEnum):
-    """As ZeroTierOne reports it (``/network`` ``status``)."""
+    """As ZeroTierOne reports it (``/network`` ``status``).
+
+    CLIENT_TOO_OLD is here for the API's sake only: ZeroTierOne 1.14.1 defines it
+    (include/ZeroTierOne.h:677) but never reports it (node/Network.cpp:1510-1527); an
+    UNSUPPORTED_OPERATION answer to a config request means NOT_FOUND.
+    """
 
     REQUESTING_CONFIGURATION = "REQUESTING_CONFIGURATION"
     OK = "OK"
@@ -91,7 +96,6 @@ class Membership:
     coos: dict[int, CertificateOfOwnership] = field(default_factory=dict)
     thresholds: dict[tuple[int, int], int] = field(default_factory=dict)
     last_pushed_credentials: int = -(10**12)
-    last_need_credentials_answer: int = -(10**12)
 
 
 @dataclass
@@ -283,6 +287,19 @@ class Network:
         self.pending_multicasts = [
             p for p in self.pending_multicasts if now - p.created < MULTICAST_PENDING_TIMEOUT
         ]
+
+    def should_answer_credentials_request(self, peer: int, now: int) -> bool:
+        """On ERROR NEED_MEMBERSHIP_CERTIFICATE from this member: push ours if our config has a
+        COM and we have not pushed to it since the config changed or within the last second
+        (``peerRequestedCredentials``, node/Network.hpp:379-387; node/IncomingPacket.cpp:218-227).
+        """
+        if self.config is None or self.config.com is None:
+            return False
+        m = self.membership(peer)
+        return (
+            m.last_pushed_credentials < self.last_config_update
+            or now - m.last_pushed_credentials > NEED_CREDENTIALS_PUSH_INTERVAL
+        )
 
     def should_push_credentials(self, peer: int, now: int) -> bool:
         """Before a frame to this member: push ours if the config changed since the last push

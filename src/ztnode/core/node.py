@@ -187,6 +187,9 @@ _CIPHER_NAMES: Final = {c.value: c.name for c in Cipher} | {v: f"cipher{v}" for 
 
 
 # What an ERROR from a network's controller in answer to our config request means (§2.4).
+# UNSUPPORTED_OPERATION (the controller's node hosts no controller) is NOT_FOUND, as in 1.14.1:
+# nothing in the reference sets CLIENT_TOO_OLD (it exists only as a status value), so neither
+# does ztnode.
 _ERROR_STATUS: Final = {
     int(ErrorCode.OBJ_NOT_FOUND): NetworkStatus.NOT_FOUND,
     int(ErrorCode.UNSUPPORTED_OPERATION): NetworkStatus.NOT_FOUND,
@@ -1378,21 +1381,26 @@ class Node:
         self._received(peer, path, hops, Verb.WHOIS, now)
 
     def _do_error(self, peer: Peer, payload: memoryview, path: Path, hops: int, now: int) -> None:
+        """IncomingPacket::_doERROR (node/IncomingPacket.cpp:169-316, protocol-network.md §2.4)."""
         err = Error.decode(payload)
         code = err.code
-        if code == ErrorCode.IDENTITY_COLLISION and self.topology.is_upstream(peer.address):
-            self._events.append(ev.IdentityCollision(peer.address))
-        elif err.network_id is not None and (net := self.networks.get(err.network_id)):
-            from_controller = peer.address == net.controller
-            if from_controller and err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST:
-                status = _ERROR_STATUS.get(int(code))
-                if status is not None:
-                    self._set_status(net, status)
-            elif code == ErrorCode.NEED_MEMBERSHIP_CERTIFICATE:
-                m = net.membership(peer.address)
-                if now - m.last_need_credentials_answer >= 1_000:
-                    m.last_need_credentials_answer = now
-                    self._push_credentials(net, peer.address, now)
+        net = self.networks.get(err.network_id) if err.network_id is not None else None
+        if code == ErrorCode.IDENTITY_COLLISION:
+            if self.topology.is_upstream(peer.address):
+                self._events.append(ev.IdentityCollision(peer.address))
+        elif code == ErrorCode.NEED_MEMBERSHIP_CERTIFICATE:
+            if net is not None and net.should_answer_credentials_request(peer.address, now):
+                self._push_credentials(net, peer.address, now)
+        elif net is not None and peer.address == net.controller:
+            # NOT_FOUND and UNSUPPORTED_OPERATION count only in re a config request; ACCESS_DENIED
+            # and AUTHENTICATION_REQUIRED from the controller count in re anything.
+            status = _ERROR_STATUS.get(int(code))
+            if status is not None and (
+                err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST
+                or code
+                in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
+            ):
+                self._set_status(net, status)
         self._received(peer, path, hops, Verb.ERROR, now)
 
     def _do_rendezvous(
