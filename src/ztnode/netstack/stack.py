@@ -1180,7 +1180,7 @@ class IpStack:
         seg = tcb.Segment(
             h.seq,
             h.ack,
-            tcb.Flags(h.flags & 0x3F),
+            h.flags & 0x3F,
             h.window,
             bytes(data),
             h.mss,
@@ -1192,7 +1192,7 @@ class IpStack:
         key = (dst.packed, h.dst_port, src.packed, h.src_port)
         s = self._tcp.get(key)
         if s is None:
-            if seg.flags & tcb.Flags.SYN and not seg.flags & (tcb.Flags.ACK | tcb.Flags.RST):
+            if seg.flags & 0x3F & ~0x08 == 0x02:  # a bare SYN (PSH tolerated)
                 lst = self._listeners.get((dst.version == 6, dst.packed, h.dst_port))
                 if lst is None:
                     lst = self._listeners.get((dst.version == 6, b"", h.dst_port))

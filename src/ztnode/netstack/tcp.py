@@ -147,7 +147,7 @@ class Segment:
 
     seq: int
     ack: int
-    flags: Flags
+    flags: int
     window: int
     payload: bytes = b""
     mss: int | None = None
@@ -161,9 +161,19 @@ class Segment:
         """SEG.LEN: payload length plus one for each of SYN and FIN (RFC 9293 section 3.4)."""
         return (
             len(self.payload)
-            + (1 if self.flags & Flags.SYN else 0)
-            + (1 if self.flags & Flags.FIN else 0)
+            + (1 if self.flags & 0x02 else 0)  # SYN
+            + (1 if self.flags & 0x01 else 0)  # FIN
         )
+
+
+# Plain ints for the hot paths: IntFlag arithmetic costs a microsecond per operation.
+_NONE: Final = 0
+_FIN: Final = 0x01
+_SYN: Final = 0x02
+_RST: Final = 0x04
+_PSH: Final = 0x08
+_ACK: Final = 0x10
+_URG: Final = 0x20
 
 
 class TcpState(IntEnum):
@@ -280,11 +290,11 @@ def reset_for(seg: Segment) -> Segment | None:
 
     The stack uses this for ports nobody listens on; a CLOSED ``TcpConnection`` does the same.
     """
-    if seg.flags & Flags.RST:
+    if seg.flags & _RST:
         return None
-    if seg.flags & Flags.ACK:
-        return Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0)
-    return Segment(seq=0, ack=seq_add(seg.seq, seg.seg_len), flags=Flags.RST | Flags.ACK, window=0)
+    if seg.flags & _ACK:
+        return Segment(seq=seg.ack, ack=0, flags=_RST, window=0)
+    return Segment(seq=0, ack=seq_add(seg.seq, seg.seg_len), flags=_RST | _ACK, window=0)
 
 
 _SYNCHRONIZED: Final = frozenset(
@@ -527,9 +537,7 @@ class TcpConnection:
             TcpState.FIN_WAIT_2,
             TcpState.CLOSE_WAIT,
         ):
-            self._out.append(
-                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
-            )
+            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
         if self.state is not TcpState.CLOSED:
             self._to_closed()
 
@@ -626,7 +634,7 @@ class TcpConnection:
         elif st in _SYNCHRONIZED and st is not TcpState.TIME_WAIT:
             self._output_data(now, out)
         if self._ack_now and st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT):
-            out.append(self._make_segment(self.snd_nxt, b"", Flags.ACK, now))
+            out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
         return out
 
     # =========================================================================================
@@ -652,13 +660,13 @@ class TcpConnection:
 
     def _rx_listen(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.2."""
-        if seg.flags & Flags.RST:
+        if seg.flags & _RST:
             self._count("rst_in_listen")
             return
-        if seg.flags & Flags.ACK:
-            self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+        if seg.flags & _ACK:
+            self._out.append(Segment(seq=seg.ack, ack=0, flags=_RST, window=0))
             return
-        if not seg.flags & Flags.SYN:
+        if not seg.flags & _SYN:
             self._count("no_syn_in_listen")
             return
         self._choose_iss()
@@ -670,25 +678,25 @@ class TcpConnection:
     def _rx_syn_sent(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.3, with the RFC 5961 section 3 rule that a RST must ack our SYN."""
         fl = seg.flags
-        if fl & Flags.ACK:
+        if fl & _ACK:
             ack_u = self._unwrap_snd(seg.ack)
             if ack_u <= 0 or ack_u > self.snd_max:
-                if not fl & Flags.RST:
-                    self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+                if not fl & _RST:
+                    self._out.append(Segment(seq=seg.ack, ack=0, flags=_RST, window=0))
                 self._count("bad_ack_in_syn_sent")
                 return
-        if fl & Flags.RST:
-            if fl & Flags.ACK:
+        if fl & _RST:
+            if fl & _ACK:
                 self._events.append(ConnectionResetEvent())
                 self._to_closed()
             else:
                 self._count("rst_without_ack_in_syn_sent")
             return
-        if not fl & Flags.SYN:
+        if not fl & _SYN:
             self._count("no_syn_in_syn_sent")
             return
         self._accept_syn(seg, now)
-        if fl & Flags.ACK:
+        if fl & _ACK:
             self._ack_of_syn(seg, now)
             self.state = TcpState.ESTABLISHED
             self._events.append(ConnectedEvent())
@@ -696,7 +704,7 @@ class TcpConnection:
             self._update_window(seg, force=True)
             if seg.payload:
                 self._rx_text(1, seg.payload, now)
-            if fl & Flags.FIN:
+            if fl & _FIN:
                 self._rx_fin(1 + len(seg.payload), now)
         else:
             # Simultaneous open (RFC 9293 figure 7): answer SYN,ACK with the same ISS. Making
@@ -710,17 +718,17 @@ class TcpConnection:
         fl = seg.flags
         seq_u = self.rcv_nxt + seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt))
         payload = seg.payload
-        if fl & Flags.SYN:
+        if fl & _SYN:
             seq_u += 1  # text and FIN start after the SYN
         wnd = max(self._rcv_adv - self.rcv_nxt, 0)
-        plen = len(payload) + (1 if fl & Flags.FIN else 0)
+        plen = len(payload) + (1 if fl & _FIN else 0)
 
-        if fl & Flags.SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & Flags.RST:
+        if fl & _SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & _RST:
             # SYN-RECEIVED sees the peer's SYN again: a retransmission (answer with our SYN,ACK
             # again) or, after a simultaneous open, its SYN,ACK (RFC 9293 figure 8), which
             # completes the handshake just like the final ACK would.
             ack_u = self._unwrap_snd(seg.ack)
-            if fl & Flags.ACK and 0 < ack_u <= self.snd_max:
+            if fl & _ACK and 0 < ack_u <= self.snd_max:
                 self._ack_of_syn(seg, now)
                 if self.state is TcpState.SYN_RECEIVED:
                     self.state = TcpState.ESTABLISHED
@@ -740,14 +748,14 @@ class TcpConnection:
         if (
             self._ts_enabled
             and seg.ts is not None
-            and not fl & (Flags.RST | Flags.SYN)
+            and not fl & (_RST | _SYN)
             and seq_u <= self._last_ack_sent
             and seq_diff(seg.ts[0], self._ts_recent) >= 0
         ):
             self._ts_recent = seg.ts[0]
 
         # first: sequence number check
-        if fl & Flags.RST:
+        if fl & _RST:
             self._rx_rst(seq_u, wnd, now)
             return
         acceptable: bool
@@ -766,19 +774,19 @@ class TcpConnection:
             )
         if not acceptable:
             self._count("unacceptable")
-            if self.state is TcpState.TIME_WAIT and fl & Flags.FIN:
+            if self.state is TcpState.TIME_WAIT and fl & _FIN:
                 self._arm_time_wait(now)
             self._ack_now = True
             return
         self._last_rcv = now
         self._ka_sent = 0
         # fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 section 4.2)
-        if fl & Flags.SYN:
+        if fl & _SYN:
             self._challenge_ack("challenge_syn", now)
             return
 
         # fifth: ACK
-        if not fl & Flags.ACK:
+        if not fl & _ACK:
             self._count("no_ack")
             return
         if not self._rx_ack(seg, now):
@@ -787,7 +795,7 @@ class TcpConnection:
             return
 
         # seventh: text; eighth: FIN
-        fin = bool(fl & Flags.FIN)
+        fin = bool(fl & _FIN)
         if payload or fin:
             if seq_u < self.rcv_nxt:  # trim the already-received front
                 cut = self.rcv_nxt - seq_u
@@ -847,7 +855,7 @@ class TcpConnection:
                 self._events.append(ConnectedEvent())
                 self._update_window(seg, force=True)
             else:
-                self._out.append(Segment(seq=seg.ack, ack=0, flags=Flags.RST, window=0))
+                self._out.append(Segment(seq=seg.ack, ack=0, flags=_RST, window=0))
                 return False
         if ack_u > self.snd_max:
             self._count("ack_of_unsent")
@@ -930,7 +938,7 @@ class TcpConnection:
 
     def _maybe_dupack(self, seg: Segment, now: int) -> None:
         """RFC 5681 section 2 "duplicate acknowledgment", RFC 6675's SACK variant."""
-        if self.snd_max == self.snd_una or seg.payload or seg.flags & (Flags.SYN | Flags.FIN):
+        if self.snd_max == self.snd_una or seg.payload or seg.flags & (_SYN | _FIN):
             return
         if not seg.sack_blocks and (seg.window << self.snd_wscale) != self.snd_wnd:
             return
@@ -1023,7 +1031,7 @@ class TcpConnection:
         seq_u = self.rcv_nxt + seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt))
         ack_u = self._unwrap_snd(seg.ack)
         if force or self._snd_wl1 < seq_u or (self._snd_wl1 == seq_u and self._snd_wl2 <= ack_u):
-            shift = 0 if seg.flags & Flags.SYN else self.snd_wscale
+            shift = 0 if seg.flags & _SYN else self.snd_wscale
             self.snd_wnd = seg.window << shift
             self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
             self._snd_wl1 = seq_u
@@ -1064,7 +1072,7 @@ class TcpConnection:
             self._ooo_insert(seq_u, data)
             # RFC 5681 4.2: each out-of-order segment triggers its own immediate duplicate ACK
             # (the sender counts them), so it cannot be folded into a pending ACK flag.
-            self._out.append(self._make_segment(self.snd_nxt, b"", Flags.ACK, now))
+            self._out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
 
     def _ooo_insert(self, start: int, data: bytes) -> None:
         """Insert into the bounded out-of-order queue, trimming overlaps (first copy wins)."""
@@ -1239,11 +1247,11 @@ class TcpConnection:
     ) -> Segment:
         off = seq_u - self._sbuf_start
         payload = bytes(self._sbuf[off : off + n]) if n else b""
-        flags = Flags.ACK
+        flags = _ACK
         if fin:
-            flags |= Flags.FIN
+            flags |= _FIN
         if n and seq_u + n == self._sbuf_start + len(self._sbuf):
-            flags |= Flags.PSH
+            flags |= _PSH
         if retransmit:
             self.retransmitted_bytes += n
             if self._rtt_seq is not None and seq_u <= self._rtt_seq:
@@ -1256,7 +1264,7 @@ class TcpConnection:
         self._persist_deadline = None
         return self._make_segment(seq_u, payload, flags, now)
 
-    def _make_segment(self, seq_u: int, payload: bytes, flags: Flags, now: int) -> Segment:
+    def _make_segment(self, seq_u: int, payload: bytes, flags: int, now: int) -> Segment:
         seg = Segment(
             seq=self._wire_snd(seq_u),
             ack=self._wire_rcv(self.rcv_nxt),
@@ -1275,7 +1283,7 @@ class TcpConnection:
     def _make_syn(self, now: int, *, ack: bool) -> Segment:
         """SYN or SYN,ACK with MSS, window scale and SACK-permitted options (RFC 9293 3.7.1,
         RFC 7323 2.2, RFC 2018 section 2). On SYN,ACK only options the peer offered appear."""
-        flags = Flags.SYN | (Flags.ACK if ack else Flags.NONE)
+        flags = _SYN | (_ACK if ack else _NONE)
         offer_ws = self.config.window_scaling and (not ack or self._ws_enabled)
         if self.snd_max == 0 and self._rtt_seq is None:
             self._rtt_seq = 0
@@ -1374,7 +1382,7 @@ class TcpConnection:
             self._events.append(TimedOutEvent())
             if self.state in _SYNCHRONIZED:
                 self._out.append(
-                    Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
+                    Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0)
                 )
             self._to_closed()
             return
@@ -1411,9 +1419,7 @@ class TcpConnection:
         self._probes_unanswered += 1
         if self._probes_unanswered > self.config.max_retries:
             self._events.append(TimedOutEvent())
-            self._out.append(
-                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
-            )
+            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
             self._to_closed()
             return
         self._probe(now)
@@ -1424,7 +1430,7 @@ class TcpConnection:
         """A segment the receiver finds unacceptable (SEQ = SND.UNA - 1, no text), which makes
         it answer with its current window (the Linux probe form, RFC 9293 3.10.7.4)."""
         self._count("probe")
-        self._out.append(self._make_segment(self.snd_una - 1, b"", Flags.ACK, now))
+        self._out.append(self._make_segment(self.snd_una - 1, b"", _ACK, now))
 
     def _keepalive_deadline(self) -> int | None:
         if not self.config.keepalive or self.state not in (
@@ -1442,15 +1448,13 @@ class TcpConnection:
         """RFC 1122 4.2.3.6: probe an idle peer; reset after ``keepalive_count`` silences."""
         if self._ka_sent >= self.config.keepalive_count:
             self._events.append(TimedOutEvent())
-            self._out.append(
-                Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=Flags.RST, window=0)
-            )
+            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
             self._to_closed()
             return
         self._ka_sent += 1
         self._ka_last = now
         self._count("keepalive")
-        self._out.append(self._make_segment(self.snd_una - 1, b"", Flags.ACK, now))
+        self._out.append(self._make_segment(self.snd_una - 1, b"", _ACK, now))
 
     def _arm_time_wait(self, now: int) -> None:
         self._tw_deadline = now + 2 * self.config.msl_ms

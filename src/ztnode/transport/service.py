@@ -105,11 +105,13 @@ class NodeService:
         for sock in self.config.sockets:
             name = sock.getsockname()
             handler = self._handler_for(name[0])
-            ep = UdpEndpoint(sock, handler, self._loop)
+            ep = UdpEndpoint(sock, handler, self._loop, self._pump)
             self.endpoints[ep.local_address] = ep
         for host in () if self.config.sockets else self.config.bind:
             try:
-                ep = UdpEndpoint.bind(host, self.config.port, self._handler_for(host), self._loop)
+                ep = UdpEndpoint.bind(
+                    host, self.config.port, self._handler_for(host), self._loop, self._pump
+                )
             except OSError as e:
                 if host == "::" and e.errno in (97, 99):  # no IPv6 on this host
                     log.info("IPv6 unavailable, listening on IPv4 only")
@@ -222,7 +224,7 @@ class NodeService:
                 else:
                     return
             engine.receive_datagram(data, local_holder[0], remote, self.clock.now())
-            self._pump()
+            # The endpoint calls _pump once after its burst (batch_done).
 
         return on_datagram
 

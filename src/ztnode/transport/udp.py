@@ -50,9 +50,13 @@ class UdpEndpoint:
         sock: socket.socket,
         handler: DatagramHandler,
         loop: asyncio.AbstractEventLoop | None = None,
+        batch_done: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
         self.handler = handler
+        #: Called once after each drained burst: the owner flushes its output once per burst
+        #: instead of once per datagram (a TCP receiver answers a burst with fewer ACKs).
+        self.batch_done = batch_done
         self.loop = loop or asyncio.get_running_loop()
         self.stats = EndpointStats()
         self._buf = bytearray(RECV_BUFFER_SIZE)
@@ -74,6 +78,7 @@ class UdpEndpoint:
         port: int,
         handler: DatagramHandler,
         loop: asyncio.AbstractEventLoop | None = None,
+        batch_done: Callable[[], None] | None = None,
     ) -> UdpEndpoint:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -81,7 +86,7 @@ class UdpEndpoint:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((host, port))
-            return cls(sock, handler, loop)
+            return cls(sock, handler, loop, batch_done)
         except BaseException:
             sock.close()
             raise
@@ -107,6 +112,8 @@ class UdpEndpoint:
             n_done += 1
             handler(view[:n], (addr[0], addr[1]))
         self.stats.received += n_done
+        if n_done and self.batch_done is not None:
+            self.batch_done()
 
     def send(self, data: bytes | bytearray | memoryview, addr: Addr) -> None:
         """Send now if the kernel takes it, else queue (bounded). Never raises for I/O errors."""
