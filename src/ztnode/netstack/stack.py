@@ -48,6 +48,7 @@ from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.arp import ARP_REPLY, ARP_REQUEST, ArpPacket
 from ztnode.netstack.arpcache import NeighborCache
+from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
 from ztnode.netstack.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6
 from ztnode.netstack.icmp import (
     ICMP4_CODE_PORT_UNREACHABLE,
@@ -108,6 +109,12 @@ EPHEMERAL_HIGH: Final = 65535
 #: RFC 4861 section 6.1.2 / 7.1.1: NDP messages must arrive with hop limit 255.
 NDP_HOP_LIMIT: Final = 255
 ALL_NODES_MAC: Final = 0x333300000001
+_TCP_FIXED: Final = struct.Struct(">HHIIBBH")
+_TCP_HEADER: Final = struct.Struct(">HHIIBBHxxxx")
+_TS_VALUES: Final = struct.Struct(">II")
+_TS_OPTION: Final = struct.Struct(">III")
+_IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
+_IP6_HEADER: Final = struct.Struct(">IHBB16s16s")
 #: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
 _LOOPBACK_ROUNDS: Final = 64
 _LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
@@ -938,6 +945,22 @@ class IpStack:
         return self._is_broadcast_v4(dst)
 
     def _rx_ipv4(self, src_mac: int, payload: bytes, now: int) -> None:
+        # Fast path: an option-less, unfragmented TCP datagram for one of our addresses, the
+        # shape of nearly every packet of a bulk transfer. Everything else takes the full codec.
+        n = len(payload)
+        if (
+            n >= 40
+            and payload[0] == 0x45
+            and payload[9] == PROTO_TCP
+            and not payload[6] & 0x3F  # MF clear, offset zero (DF may be set)
+            and not payload[7]
+        ):
+            total = (payload[2] << 8) | payload[3]
+            dst = payload[16:20]
+            if 40 <= total <= n and dst in self._mine and ones_sum(payload[:20]) == 0xFFFF:
+                src = payload[12:16]
+                if self._rx_tcp_fast(src, dst, memoryview(payload)[20:total], now):
+                    return
         hdr, body = IPv4Header.parse(payload)
         if not self._accepts_v4(hdr.dst):
             self._count("not_for_us")
@@ -1031,6 +1054,17 @@ class IpStack:
         return False
 
     def _rx_ipv6(self, src_mac: int, payload: bytes, now: int) -> None:
+        n = len(payload)
+        if n >= 60 and payload[0] >> 4 == 6 and payload[6] == PROTO_TCP:
+            plen = (payload[4] << 8) | payload[5]
+            dst = payload[24:40]
+            body = memoryview(payload)[40 : 40 + plen]
+            if (
+                20 <= plen <= n - 40
+                and dst in self._mine
+                and self._rx_tcp_fast(payload[8:24], dst, body, now)
+            ):
+                return
         hdr, body = IPv6Header.parse(payload)
         if not self._accepts_v6(hdr.dst):
             self._count("not_for_us")
@@ -1172,6 +1206,34 @@ class IpStack:
 
     # ----------------------------------------------------------------- TCP
 
+    def _rx_tcp_fast(self, src: bytes, dst: bytes, body: memoryview, now: int) -> bool:
+        """An established connection's segment, parsed without the codec objects. False
+        sends the packet down the full path (no connection, unusual options)."""
+        n = len(body)
+        sport, dport, seq, ack, off, fl, win = _TCP_FIXED.unpack_from(body, 0)
+        s = self._tcp.get((dst, dport, src, sport))
+        if s is None:
+            return False
+        hlen = (off >> 4) << 2
+        ts: tuple[int, int] | None = None
+        if hlen == 32 and body[20] == 1 and body[21] == 1 and body[22] == 8 and body[23] == 10:
+            ts = _TS_VALUES.unpack_from(body, 24)
+        elif hlen != 20:
+            return False
+        if hlen > n:
+            self._count("malformed")
+            return True
+        psum = _pseudo_sum(src, dst, PROTO_TCP, n)
+        if ones_sum(body, psum) != 0xFFFF:
+            self._count("tcp_checksum")
+            return True
+        seg = tcb.Segment(
+            seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), None, None, False, (), ts
+        )
+        s.conn.receive_segment(seg, now)
+        self._service(s, now)
+        return True
+
     def _rx_tcp(self, src: IPAddr, dst: IPAddr, body: memoryview, now: int) -> None:
         if dst.packed not in self._mine:
             self._count("tcp_not_unicast")
@@ -1238,10 +1300,8 @@ class IpStack:
             log.exception("TCP output failed")
             conn.abort(now)
             segs = []
-        lip, lport = s.local
-        rip, rport = s.remote
         for seg in segs:
-            self._emit_segment(lip, lport, rip, rport, seg, now)
+            self._emit_tcp(s, seg, now)
         events = self._events
         closed = False
         while (e := conn.next_event()) is not None:
@@ -1275,6 +1335,64 @@ class IpStack:
             if t is not None:
                 heapq.heappush(self._timers, (t, next(self._timer_seq), s))
 
+    def _emit_tcp(self, s: TcpSocket, seg: tcb.Segment, now: int) -> None:
+        """One segment of a connection, built straight into its frame buffer; segments with
+        handshake or SACK options go through the codec instead."""
+        if seg.mss is not None or seg.wscale is not None or seg.sack_permitted or seg.sack_blocks:
+            self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
+            return
+        payload = seg.payload
+        thl = 32 if seg.ts is not None else 20
+        v6 = s.ipv6
+        ihl = 40 if v6 else 20
+        n = len(payload)
+        if ihl + thl + n > self.mtu:
+            self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
+            return
+        buf = bytearray(ihl + thl + n)
+        _TCP_HEADER.pack_into(
+            buf, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
+        )
+        if seg.ts is not None:
+            _TS_OPTION.pack_into(buf, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
+        buf[ihl + thl :] = payload
+        lpk, rpk = s.key[0], s.key[2]
+        tcp_len = thl + n
+        ck = ~ones_sum(memoryview(buf)[ihl:], _pseudo_sum(lpk, rpk, PROTO_TCP, tcp_len)) & 0xFFFF
+        buf[ihl + 16] = ck >> 8
+        buf[ihl + 17] = ck & 0xFF
+        if v6:
+            _IP6_HEADER.pack_into(buf, 0, 0x60000000, tcp_len, PROTO_TCP, self.config.ttl, lpk, rpk)
+            ethertype = ETHERTYPE_IPV6
+        else:
+            self._ip_id = ident = (self._ip_id + 1) & 0xFFFF
+            _IP4_HEADER.pack_into(
+                buf,
+                0,
+                0x45,
+                0,
+                20 + tcp_len,
+                ident,
+                0x4000,
+                self.config.ttl,
+                PROTO_TCP,
+                0,
+                lpk,
+                rpk,
+            )
+            ck = ~ones_sum(memoryview(buf)[:20]) & 0xFFFF
+            buf[10] = ck >> 8
+            buf[11] = ck & 0xFF
+            ethertype = ETHERTYPE_IPV4
+        packet = bytes(buf)
+        try:
+            mac = self._resolve(s.remote[0], s.local[0], ethertype, [packet], now)
+        except OSError:
+            self._count("tcp_unroutable")
+            return
+        if mac is not None:
+            self._out.append((mac, ethertype, packet))
+
     def _emit_segment(
         self, lip: IPAddr, lport: int, rip: IPAddr, rport: int, seg: tcb.Segment, now: int
     ) -> None:
@@ -1297,3 +1415,9 @@ class IpStack:
             self._send_ip(rip, PROTO_TCP, wire, now, src=lip)
         except OSError:
             self._count("tcp_unroutable")
+
+
+def _pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
+    if len(src) == 4:
+        return pseudo_header_sum_v4(src, dst, proto, length)
+    return pseudo_header_sum_v6(src, dst, proto, length)
