@@ -623,14 +623,14 @@ class IpStack:
         """Listen on ``port`` (0 picks one); ``host`` None or a wildcard listens on every
         address of the family."""
         ip = self._bind_ip(host, ipv6)
-        port = self._claim_port(PROTO_TCP, port, exclusive=True)
+        port = self._claim_port(PROTO_TCP, port, exclusive=True, ipv6=ipv6)
         lst = TcpListener(self, ipv6, ip, port, max(1, min(backlog, self.config.max_backlog)))
         self._listeners[lst._key()] = lst
         return lst
 
     def udp_bind(self, host: str | None, port: int, *, ipv6: bool = False) -> UdpSocket:
         ip = self._bind_ip(host, ipv6)
-        port = self._claim_port(PROTO_UDP, port, exclusive=True)
+        port = self._claim_port(PROTO_UDP, port, exclusive=True, ipv6=ipv6)
         sock = UdpSocket(self, ipv6, ip, port)
         self._udp[sock._key()] = sock
         return sock
@@ -688,7 +688,12 @@ class IpStack:
             raise OSError(errno.EADDRNOTAVAIL, f"{host} is not an address of this network")
         return ip
 
-    def _claim_port(self, proto: int, port: int, *, exclusive: bool) -> int:
+    def _claim_port(
+        self, proto: int, port: int, *, exclusive: bool, ipv6: bool | None = None
+    ) -> int:
+        """Take a reference on a port (0: a free ephemeral one). ``exclusive`` binds fail when
+        a listener or UDP socket of the same family already holds the port (IPv4 and IPv6
+        have separate port spaces here, as with IPV6_V6ONLY)."""
         used = self._ports[proto]
         if port == 0:
             for _ in range(64):
@@ -707,14 +712,14 @@ class IpStack:
                 port = free
         elif not 0 < port <= 0xFFFF:
             raise OSError(errno.EINVAL, f"bad port {port}")
-        elif exclusive and self._port_bound(proto, port):
+        elif exclusive and self._port_bound(proto, port, ipv6):
             raise OSError(errno.EADDRINUSE, f"port {port} is in use")
         used[port] = used.get(port, 0) + 1
         return port
 
-    def _port_bound(self, proto: int, port: int) -> bool:
+    def _port_bound(self, proto: int, port: int, ipv6: bool | None = None) -> bool:
         table = self._listeners if proto == PROTO_TCP else self._udp
-        return any(k[2] == port for k in table)
+        return any(k[2] == port and (ipv6 is None or k[0] == ipv6) for k in table)
 
     def _release_port(self, proto: int, port: int) -> None:
         used = self._ports[proto]

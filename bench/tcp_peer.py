@@ -1,0 +1,145 @@
+"""One ztnode member in its own process, driven by JSON lines on stdin (one reply line each).
+
+The TCP benchmark runs two of these, as the libzt side runs two libzt processes, so each
+node has a core of its own. Requests::
+
+    {"op": "join", "nwid": "<hex>"}                     -> {"ip4": ..., "ip6": ...}
+    {"op": "serve", "port": P}                          -> sink on P, echo on P + 1
+    {"op": "bulk", "host": H, "port": P, "bytes": N}    -> {"seconds": s, "bytes": N}
+    {"op": "connect", "host": H, "port": P, "count": K} -> {"ms": [...]}
+    {"op": "rtt", "host": H, "port": P, "count": K}     -> {"ms": [...]}
+    {"op": "stop"}
+
+The sink answers each connection's EOF with the byte count it read, so ``bulk`` times the
+transfer up to the last byte *received*, not merely queued.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ztnode.sockets.aio import Network, Node
+
+
+async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    n = 0
+    while chunk := await reader.read(1 << 20):
+        n += len(chunk)
+    writer.write(n.to_bytes(8, "big"))
+    await writer.drain()
+    writer.close()
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("ztnode_socket")
+    if sock is not None:
+        sock.conn.set_nodelay(True)
+    while chunk := await reader.read(65536):
+        writer.write(chunk)
+    writer.close()
+
+
+async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]:
+    reader, writer = await net.open_connection(host, port)
+    block = bytes(1 << 20)
+    t0 = time.perf_counter()
+    left = size
+    while left > 0:
+        writer.write(block[: min(left, len(block))])
+        left -= len(block)
+        await writer.drain()
+    writer.write_eof()
+    got = int.from_bytes(await reader.readexactly(8), "big")
+    dt = time.perf_counter() - t0
+    writer.close()
+    return {"seconds": dt, "bytes": got}
+
+
+async def _connects(net: Network, host: str, port: int, count: int) -> dict[str, Any]:
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        _, writer = await net.open_connection(host, port)
+        out.append((time.perf_counter() - t0) * 1000)
+        writer.close()
+        await writer.wait_closed()
+    return {"ms": out}
+
+
+async def _rtt(net: Network, host: str, port: int, count: int) -> dict[str, Any]:
+    reader, writer = await net.open_connection(host, port)
+    writer.get_extra_info("ztnode_socket").conn.set_nodelay(True)
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        writer.write(b"x")
+        await reader.readexactly(1)
+        out.append((time.perf_counter() - t0) * 1000)
+    writer.close()
+    return {"ms": out}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--planet", required=True)
+    ap.add_argument("--bind", default="127.0.0.1")
+    args = ap.parse_args()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    node = Node(
+        Path(args.home),
+        planet=Path(args.planet).read_bytes(),
+        allow_loopback=True,
+        bind=(args.bind,),
+    )
+    await node.start()
+    net: Network | None = None
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    reply({"address": node.address})
+    try:
+        while line := await reader.readline():
+            req = json.loads(line)
+            op = req["op"]
+            try:
+                if op == "join":
+                    net = await node.join(req["nwid"], timeout=60)
+                    reply({"ip4": net.address(4), "ip6": net.address(6)})
+                elif op == "stop":
+                    reply({})
+                    break
+                else:
+                    assert net is not None, "join first"
+                    if op == "serve":
+                        await net.start_server(_sink, port=req["port"])
+                        await net.start_server(_echo, port=req["port"] + 1)
+                        await net.start_server(_sink, port=req["port"], family=6)
+                        await net.start_server(_echo, port=req["port"] + 1, family=6)
+                        reply({})
+                    elif op == "bulk":
+                        reply(await _bulk(net, req["host"], req["port"], req["bytes"]))
+                    elif op == "connect":
+                        reply(await _connects(net, req["host"], req["port"], req["count"]))
+                    elif op == "rtt":
+                        reply(await _rtt(net, req["host"], req["port"], req["count"]))
+                    else:
+                        reply({"error": f"unknown op {op!r}"})
+            except Exception as e:  # reported to the driver, which fails the benchmark
+                reply({"error": f"{type(e).__name__}: {e}"})
+    finally:
+        await node.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
