@@ -4,17 +4,56 @@ libzt is a process-wide singleton, so every libzt peer in a test runs in its own
 tests.interop.libzt_worker`` subprocess. Requests are ``{"op": NAME, ...}``; each gets exactly one
 reply line ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The worker exits when stdin
 closes, so a test that dies takes its peers with it.
+
+Socket traffic runs as *jobs*: a request starts a daemon thread and answers ``{"job": id}`` at
+once, so the pipe stays free for other requests (another job, a status poll) while bytes move;
+``job_wait`` collects the outcome. Every job ends by itself after ``lifetime`` seconds (default
+60), and ``stop`` ends all of them before it stops the node. Only ``zts_bsd_*`` calls are used: the
+simple ``zts_tcp_*``/``zts_udp_*`` helpers of libzt 1.8.4 lose the socket they create. Addresses
+travel as ``[ip, port]``; ``family`` is 4 or 6; ``rt`` (true = 10, or a priority 1..99) runs the
+job's thread at SCHED_FIFO. Requests (optional fields with their defaults) and their replies:
+
+``tcp_server {family: 4, addr: any, port, mode: "sink"|"echo", rt: false, lifetime: 60}``
+    -> ``{job, port}`` once listening. Accepts one connection. Result, sink:
+    ``{mode, peer, bytes, sha256, elapsed, data_elapsed, rt}`` (``elapsed`` from accept to EOF,
+    ``data_elapsed`` from the first byte); echo: the same without ``sha256``.
+``tcp_client {addr, port, mode: "source"|"echo_check", bytes: 0, seed: 0, connect_tries: 20,
+connect_timeout: 20, attempt_timeout: 2, close_wait: 30, window: 65536, rt: false, lifetime: 60}``
+    -> ``{job}``. Sends ``pattern(seed, bytes)``. Result, source: ``{mode, connect_tries,
+    connect_failures, connect_elapsed, local, bytes, sha256, send_elapsed, elapsed, peer_closed,
+    unexpected_bytes, rt}``: ``connect_failures`` says why each earlier try failed, ``elapsed``
+    runs from connect to the peer's close after our FIN (None if it never closed within
+    ``close_wait``). echo_check: ``{mode, connect_tries, connect_failures, connect_elapsed,
+    local, bytes, sha256 (of what came back), match, first_mismatch, elapsed, peer_closed,
+    unexpected_bytes, rt}``.
+``udp_echo_server {family: 4, addr: any, port, rt: false, lifetime: 60}`` -> ``{job, port}`` once
+    bound. Result (after ``job_stop`` or its lifetime): ``{echoed, bytes, peers, send_errors,
+    ended: "stopped"|"lifetime", rt}``.
+``udp_request {addr, port, payload: "" (hex), tries: 5, interval: 1.0, local_port: 0, rt: false,
+lifetime: 60}`` -> ``{job}``. Result: ``{reply (hex), from, tries, rtt, local, rt}``.
+``job_wait {job, wait: 30}`` / ``job_stop {job, wait: 5}`` -> ``{job, result}`` and the job is
+    forgotten; an error if the job failed (a stopped TCP job fails with "stopped") or is not done
+    within ``wait``.
+``jobs {}`` -> ``{jobs: [{job, op, done, error}]}``.
+``rt {priority: 10}`` -> ``{threads, priority}``: every thread of the process (libzt's own
+    included) to SCHED_FIFO, or back to SCHED_OTHER with priority 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
+import hashlib
 import ipaddress
+import itertools
 import json
 import os
+import random
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -112,7 +151,8 @@ class RootSetSpec(ctypes.Structure):
 
 def load(paths: LibztPaths) -> ctypes.CDLL:
     ctypes.CDLL(str(paths.shim), mode=os.RTLD_GLOBAL)
-    lib = ctypes.CDLL(str(paths.libzt), mode=os.RTLD_GLOBAL)
+    # use_errno: lwIP leaves each socket error in the calling thread's errno (see ZtsError).
+    lib = ctypes.CDLL(str(paths.libzt), mode=os.RTLD_GLOBAL, use_errno=True)
     lib.zts_id_new.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint)]
     lib.zts_id_pair_is_valid.argtypes = [ctypes.c_char_p, ctypes.c_uint]
     lib.zts_init_from_storage.argtypes = [ctypes.c_char_p]
@@ -150,7 +190,376 @@ def load(paths: LibztPaths) -> ctypes.CDLL:
         ctypes.c_uint64,
         ctypes.POINTER(RootSetSpec),
     ]
+    declare_sockets(lib)
     return lib
+
+
+def declare_sockets(lib: ctypes.CDLL) -> None:
+    """The ``zts_bsd_*`` calls as ZeroTierSockets.h (1.8.4) declares them; socklen_t is 32 bits,
+    ssize_t results must not be truncated to int."""
+    c_int, vp, u32 = ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32
+    size_t, ssize_t = ctypes.c_size_t, ctypes.c_ssize_t
+    p_u32 = ctypes.POINTER(ctypes.c_uint32)
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "zts_bsd_socket": (c_int, [c_int, c_int, c_int]),
+        "zts_bsd_bind": (c_int, [c_int, vp, u32]),
+        "zts_bsd_listen": (c_int, [c_int, c_int]),
+        "zts_bsd_accept": (c_int, [c_int, vp, p_u32]),
+        "zts_bsd_connect": (c_int, [c_int, vp, u32]),
+        "zts_bsd_setsockopt": (c_int, [c_int, c_int, c_int, vp, u32]),
+        "zts_bsd_getsockopt": (c_int, [c_int, c_int, c_int, vp, p_u32]),
+        "zts_bsd_getsockname": (c_int, [c_int, vp, p_u32]),
+        "zts_bsd_fcntl": (c_int, [c_int, c_int, c_int]),
+        "zts_bsd_poll": (c_int, [vp, ctypes.c_uint, c_int]),
+        "zts_bsd_send": (ssize_t, [c_int, vp, size_t, c_int]),
+        "zts_bsd_recv": (ssize_t, [c_int, vp, size_t, c_int]),
+        "zts_bsd_sendto": (ssize_t, [c_int, vp, size_t, c_int, vp, u32]),
+        "zts_bsd_recvfrom": (ssize_t, [c_int, vp, size_t, c_int, vp, p_u32]),
+        "zts_bsd_shutdown": (c_int, [c_int, c_int]),
+        "zts_bsd_close": (c_int, [c_int]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+# ------------------------------------------------------------------------------ sockets (lwIP)
+# Values from libzt 1.8.4's include/ZeroTierSockets.h. Levels, options and flags are lwIP's own
+# numbering (not Linux's); errno values are Linux's, so ``errno.errorcode`` names them.
+SOCK_STREAM, SOCK_DGRAM = 0x0001, 0x0002  # ZTS_SOCK_STREAM, ZTS_SOCK_DGRAM
+SOL_SOCKET = 0x0FFF  # ZTS_SOL_SOCKET
+SO_REUSEADDR, SO_SNDTIMEO, SO_RCVTIMEO, SO_ERROR = 0x0004, 0x1005, 0x1006, 0x1007
+SHUT_WR = 0x1  # ZTS_SHUT_WR
+MSG_DONTWAIT = 0x0008  # ZTS_MSG_DONTWAIT
+F_SETFL, O_NONBLOCK = 0x0004, 0x1  # ZTS_F_SETFL, ZTS_O_NONBLOCK
+POLLOUT, POLLERR = 0x002, 0x004  # ZTS_POLLOUT, ZTS_POLLERR
+ZTS_ERR_NAMES = {-1: "ZTS_ERR_SOCKET", -2: "ZTS_ERR_SERVICE", -3: "ZTS_ERR_ARG"}
+RECV_BUF = 128 * 1024  # one recv drains everything lwIP has queued, up to this
+SEND_CHUNK = 64 * 1024
+IO_SLICE = 0.25  # s; how often a blocked socket call wakes to look at its job's stop flag
+UDP_MAX = 65535
+MAX_PATTERN = 1 << 30
+
+
+class ZtsSockaddrIn(ctypes.Structure):
+    """``struct zts_sockaddr_in`` (lwIP's BSD layout: a length byte, then a one-byte family)."""
+
+    _fields_ = [
+        ("len", ctypes.c_uint8),
+        ("family", ctypes.c_uint8),
+        ("port", ctypes.c_uint8 * 2),  # network order
+        ("addr", ctypes.c_uint8 * 4),
+        ("zero", ctypes.c_uint8 * 8),
+    ]
+
+
+class ZtsSockaddrIn6(ctypes.Structure):
+    """``struct zts_sockaddr_in6``."""
+
+    _fields_ = [
+        ("len", ctypes.c_uint8),
+        ("family", ctypes.c_uint8),
+        ("port", ctypes.c_uint8 * 2),  # network order
+        ("flowinfo", ctypes.c_uint32),
+        ("addr", ctypes.c_uint8 * 16),
+        ("scope_id", ctypes.c_uint32),
+    ]
+
+
+class ZtsTimeval(ctypes.Structure):
+    """``struct zts_timeval``, the SO_RCVTIMEO/SO_SNDTIMEO argument (this lwIP is built with the
+    standard timeval form, not the nonstandard int of milliseconds)."""
+
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
+
+
+class ZtsPollfd(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+assert ctypes.sizeof(ZtsSockaddrIn) == 16 and ctypes.sizeof(ZtsSockaddrIn6) == 28
+assert ctypes.sizeof(ZtsSockaddrIn6) == SOCKADDR_STORAGE_SIZE
+
+
+def pattern(seed: int, n: int) -> bytes:
+    """What ``tcp_client`` sends: tests rebuild it to know the digest without trusting a worker."""
+    if not 0 <= n <= MAX_PATTERN:
+        raise ValueError(f"bytes must be within 0..{MAX_PATTERN}")
+    return random.Random(seed).randbytes(n)
+
+
+def sockaddr(ip: str, port: int) -> ZtsSockaddrIn | ZtsSockaddrIn6:
+    a = ipaddress.ip_address(ip)
+    sa: ZtsSockaddrIn | ZtsSockaddrIn6
+    if a.version == 4:
+        sa = ZtsSockaddrIn(len=ctypes.sizeof(ZtsSockaddrIn), family=AF_INET)
+    else:
+        sa = ZtsSockaddrIn6(len=ctypes.sizeof(ZtsSockaddrIn6), family=AF_INET6)
+    sa.port[:] = port.to_bytes(2, "big")
+    sa.addr[:] = a.packed
+    return sa
+
+
+def parse_sockaddr(raw: bytes) -> list[Any] | None:
+    """[ip, port] of an lwIP sockaddr (a list, as it travels in JSON)."""
+    port = int.from_bytes(raw[2:4], "big")
+    if raw[1] == AF_INET:
+        return [str(ipaddress.IPv4Address(raw[4:8])), port]
+    if raw[1] == AF_INET6:
+        return [str(ipaddress.IPv6Address(raw[8:24])), port]
+    return None
+
+
+def family_of(req: dict[str, Any]) -> int:
+    fam = int(req.get("family", 4))
+    if fam not in (4, 6):
+        raise ValueError("family must be 4 or 6")
+    return AF_INET if fam == 4 else AF_INET6
+
+
+class ZtsError(OSError):
+    """A failed ``zts_bsd_*`` call. ``errno`` is the calling thread's own: lwIP stores each
+    socket error in the thread's libc errno as well as in the process-wide ``zts_errno``, which
+    any other thread's socket call may overwrite in between (both are reported)."""
+
+    def __init__(self, call: str, rc: int, err: int, global_err: int) -> None:
+        name = errno.errorcode.get(err, str(err)) if err else "no errno"
+        kind = ZTS_ERR_NAMES.get(rc, str(rc))
+        super().__init__(err, f"{call}: {kind}, errno {err} ({name}), zts_errno {global_err}")
+        self.rc = rc
+
+
+class JobStopped(Exception):
+    """The job was told to stop (``job_stop`` or the worker's ``stop``)."""
+
+
+class JobExpired(TimeoutError):
+    """The job outlived the lifetime it was started with."""
+
+
+class Job:
+    """One socket task on a daemon thread, bounded by ``deadline``."""
+
+    def __init__(
+        self, jid: int, op: str, lifetime: float, body: Callable[[Job], dict[str, Any]]
+    ) -> None:
+        self.id = jid
+        self.op = op
+        self.deadline = time.monotonic() + lifetime
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._body = body
+        self.thread = threading.Thread(target=self._run, name=f"job{jid}-{op}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = self._body(self)
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.done.set()
+
+    def check(self) -> None:
+        """Called at every wake-up of a job's loops: ends the job once stopped or expired."""
+        if self.stop.is_set():
+            raise JobStopped("stopped")
+        if time.monotonic() > self.deadline:
+            raise JobExpired(f"{self.op} job {self.id} outlived its lifetime")
+
+    def sleep(self, seconds: float) -> None:
+        if self.stop.wait(max(0.0, seconds)):
+            raise JobStopped("stopped")
+
+
+def set_realtime(tid: int, priority: int) -> None:
+    """SCHED_FIFO at ``priority`` (0: back to SCHED_OTHER) for one thread."""
+    policy = os.SCHED_FIFO if priority > 0 else os.SCHED_OTHER
+    os.sched_setscheduler(tid, policy, os.sched_param(priority))
+
+
+def rt_priority(req: dict[str, Any]) -> int:
+    rt = req.get("rt", False)
+    if rt is True:
+        return 10
+    prio = int(rt or 0)
+    if not 0 <= prio <= 99:
+        raise ValueError("rt priority must be within 0..99")
+    return prio
+
+
+class Zsock:
+    """One lwIP socket, used by one thread at a time: this lwIP is built without full-duplex
+    netconns, so a socket must not be read in one thread while written in another."""
+
+    def __init__(self, lib: ctypes.CDLL, family: int, fd: int) -> None:
+        self.lib = lib
+        self.family = family
+        self.fd = fd
+
+    @classmethod
+    def open(cls, lib: ctypes.CDLL, family: int, kind: int) -> Zsock:
+        sock = cls(lib, family, -1)
+        sock.fd = sock.check("zts_bsd_socket", family, kind, 0)
+        return sock
+
+    def call(self, name: str, *args: Any) -> tuple[int, int]:
+        ctypes.set_errno(0)
+        rc = int(getattr(self.lib, name)(*args))
+        return rc, ctypes.get_errno()
+
+    def fail(self, name: str, rc: int, err: int) -> ZtsError:
+        return ZtsError(name, rc, err, ctypes.c_int.in_dll(self.lib, "zts_errno").value)
+
+    def check(self, name: str, *args: Any) -> int:
+        rc, err = self.call(name, *args)
+        if rc < 0:
+            raise self.fail(name, rc, err)
+        return rc
+
+    def set_timeout(self, option: int, seconds: float) -> None:
+        # lwIP counts whole milliseconds and reads 0 as "no timeout".
+        usec = max(1000, round(seconds * 1e6))
+        tv = ZtsTimeval(usec // 1_000_000, usec % 1_000_000)
+        self.check(
+            "zts_bsd_setsockopt", self.fd, SOL_SOCKET, option, ctypes.byref(tv), ctypes.sizeof(tv)
+        )
+
+    def set_int(self, level: int, option: int, value: int) -> None:
+        v = ctypes.c_int(value)
+        self.check("zts_bsd_setsockopt", self.fd, level, option, ctypes.byref(v), 4)
+
+    def bind(self, ip: str, port: int) -> None:
+        sa = sockaddr(ip, port)
+        self.check("zts_bsd_bind", self.fd, ctypes.byref(sa), ctypes.sizeof(sa))
+
+    def local(self) -> list[Any] | None:
+        raw = (ctypes.c_uint8 * SOCKADDR_STORAGE_SIZE)()
+        n = ctypes.c_uint32(SOCKADDR_STORAGE_SIZE)
+        self.check("zts_bsd_getsockname", self.fd, raw, ctypes.byref(n))
+        return parse_sockaddr(bytes(raw))
+
+    def accept(self, job: Job) -> tuple[Zsock, list[Any] | None]:
+        """Waits (in IO_SLICE steps: the listener has that SO_RCVTIMEO) for one connection."""
+        raw = (ctypes.c_uint8 * SOCKADDR_STORAGE_SIZE)()
+        while True:
+            n = ctypes.c_uint32(SOCKADDR_STORAGE_SIZE)
+            rc, err = self.call("zts_bsd_accept", self.fd, raw, ctypes.byref(n))
+            if rc >= 0:
+                return Zsock(self.lib, self.family, rc), parse_sockaddr(bytes(raw))
+            if rc != -1 or err != errno.EAGAIN:
+                raise self.fail("zts_bsd_accept", rc, err)
+            job.check()
+
+    def connect(self, ip: str, port: int, job: Job, timeout: float) -> str | None:
+        """One non-blocking connect, waited for with poll so that a SYN nobody answers costs
+        ``timeout`` rather than lwIP's minute of SYN retries. None once connected (the socket
+        is blocking again), else why not."""
+        sa = sockaddr(ip, port)
+        self.check("zts_bsd_fcntl", self.fd, F_SETFL, O_NONBLOCK)
+        rc, err = self.call("zts_bsd_connect", self.fd, ctypes.byref(sa), ctypes.sizeof(sa))
+        if rc < 0 and err != errno.EINPROGRESS:
+            return str(self.fail("zts_bsd_connect", rc, err))
+        if rc < 0:
+            end = time.monotonic() + timeout
+            pfd = ZtsPollfd(self.fd, POLLOUT, 0)
+            while True:
+                job.check()
+                left = end - time.monotonic()
+                if left <= 0:
+                    return f"no answer within {timeout:.1f} s"
+                ms = max(1, int(min(left, IO_SLICE) * 1000))
+                pfd.revents = 0
+                n = self.check("zts_bsd_poll", ctypes.byref(pfd), 1, ms)
+                if n > 0 and pfd.revents & (POLLOUT | POLLERR):
+                    break
+            so_err = ctypes.c_int(0)
+            size = ctypes.c_uint32(4)
+            self.check(
+                "zts_bsd_getsockopt",
+                self.fd,
+                SOL_SOCKET,
+                SO_ERROR,
+                ctypes.byref(so_err),
+                ctypes.byref(size),
+            )
+            if so_err.value:
+                e = so_err.value
+                return f"SO_ERROR {e} ({errno.errorcode.get(e, '?')})"
+        self.check("zts_bsd_fcntl", self.fd, F_SETFL, 0)
+        return None
+
+    def recv(self, buf: Any, size: int, job: Job, block: bool = True) -> int | None:
+        """Bytes read (0 at EOF); None when not blocking and nothing is queued. A blocking read
+        wakes every SO_RCVTIMEO (EAGAIN) to honour the job's stop flag and deadline."""
+        flags = 0 if block else MSG_DONTWAIT
+        while True:
+            rc, err = self.call("zts_bsd_recv", self.fd, buf, size, flags)
+            if rc >= 0:
+                return rc
+            if rc != -1 or err != errno.EAGAIN:
+                raise self.fail("zts_bsd_recv", rc, err)
+            job.check()
+            if not block:
+                return None
+
+    def send_some(self, ptr: int, size: int, job: Job) -> int:
+        """One send: lwIP's SO_SNDTIMEO makes it return what fitted (possibly nothing)."""
+        rc, err = self.call("zts_bsd_send", self.fd, ptr, size, 0)
+        if rc >= 0:
+            return rc
+        if rc != -1 or err != errno.EAGAIN:
+            raise self.fail("zts_bsd_send", rc, err)
+        job.check()
+        return 0
+
+    def send_all(self, ptr: int, size: int, job: Job) -> None:
+        off = 0
+        while off < size:
+            off += self.send_some(ptr + off, min(SEND_CHUNK, size - off), job)
+
+    def shutdown_write(self) -> None:
+        self.check("zts_bsd_shutdown", self.fd, SHUT_WR)
+
+    def wait_eof(self, job: Job, timeout: float) -> tuple[bool, int]:
+        """After our FIN: (the peer closed too within ``timeout``, bytes it sent meanwhile)."""
+        buf = (ctypes.c_uint8 * 4096)()
+        end = time.monotonic() + timeout
+        extra = 0
+        while time.monotonic() < end:
+            try:
+                n = self.recv(buf, len(buf), job, block=False)
+            except ZtsError:
+                return False, extra
+            if n == 0:
+                return True, extra
+            if n is None:
+                job.sleep(0.005)
+            else:
+                extra += n
+        return False, extra
+
+    def sendto(self, ptr: Any, size: int, addr: Any, addrlen: int) -> int:
+        return self.check("zts_bsd_sendto", self.fd, ptr, size, 0, addr, addrlen)
+
+    def recvfrom(self, buf: Any, size: int, job: Job) -> tuple[int, Any, int] | None:
+        """(length, sender sockaddr buffer, its length), or None after SO_RCVTIMEO."""
+        raw = (ctypes.c_uint8 * SOCKADDR_STORAGE_SIZE)()
+        n = ctypes.c_uint32(SOCKADDR_STORAGE_SIZE)
+        rc, err = self.call("zts_bsd_recvfrom", self.fd, buf, size, 0, raw, ctypes.byref(n))
+        if rc >= 0:
+            return rc, raw, n.value
+        if rc != -1 or err != errno.EAGAIN:
+            raise self.fail("zts_bsd_recvfrom", rc, err)
+        job.check()
+        return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.lib.zts_bsd_close(self.fd)
+            self.fd = -1
 
 
 class Worker:
@@ -158,6 +567,8 @@ class Worker:
         self.lib = lib
         self._core_node: int | None = None
         self._node_field: int | None = None
+        self.jobs: dict[int, Job] = {}
+        self._job_ids = itertools.count(1)
         self.ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": lambda req: {},
             "id_new": self.id_new,
@@ -169,6 +580,14 @@ class Worker:
             "join": self.join,
             "leave": self.leave,
             "network": self.network,
+            "tcp_server": self.tcp_server,
+            "tcp_client": self.tcp_client,
+            "udp_echo_server": self.udp_echo_server,
+            "udp_request": self.udp_request,
+            "job_wait": self.job_wait,
+            "job_stop": self.job_stop,
+            "jobs": self.list_jobs,
+            "rt": self.rt,
         }
 
     def id_new(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -384,8 +803,394 @@ class Worker:
             self.lib.ZT_Node_freeQueryResult(node, ctypes.c_void_p(ptr))
 
     def stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Jobs end first (each closes its own sockets), so no thread is inside lwIP when the
+        node goes away."""
+        for job in self.jobs.values():
+            job.stop.set()
+        deadline = time.monotonic() + 3.0
+        for job in self.jobs.values():
+            job.done.wait(max(0.0, deadline - time.monotonic()))
+        self.jobs.clear()
         self.lib.zts_node_stop()
         return {}
+
+    # -------------------------------------------------------------------------- socket jobs
+
+    def _start_job(
+        self, op: str, req: dict[str, Any], body: Callable[[Job], dict[str, Any]]
+    ) -> Job:
+        """Runs ``body`` on a daemon thread, at real-time priority when ``req["rt"]`` asks."""
+        prio = rt_priority(req)
+
+        def run(job: Job) -> dict[str, Any]:
+            if prio:
+                set_realtime(threading.get_native_id(), prio)
+            result = body(job)
+            result["rt"] = prio
+            return result
+
+        job = Job(next(self._job_ids), op, float(req.get("lifetime", 60.0)), run)
+        self.jobs[job.id] = job
+        job.thread.start()
+        return job
+
+    def tcp_server(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Listens before answering, so the test may connect as soon as it has the reply; the
+        job accepts one connection and then either sinks it (digesting what arrives) or echoes
+        it, until the peer's EOF."""
+        mode = req.get("mode", "sink")
+        if mode not in ("sink", "echo"):
+            raise ValueError("mode must be sink or echo")
+        family = family_of(req)
+        addr = req.get("addr") or ("0.0.0.0" if family == AF_INET else "::")
+        listener = Zsock.open(self.lib, family, SOCK_STREAM)
+        try:
+            listener.set_int(SOL_SOCKET, SO_REUSEADDR, 1)
+            listener.bind(addr, int(req["port"]))
+            listener.check("zts_bsd_listen", listener.fd, 1)
+            listener.set_timeout(SO_RCVTIMEO, IO_SLICE)
+            local = listener.local()
+        except BaseException:
+            listener.close()
+            raise
+
+        def body(job: Job) -> dict[str, Any]:
+            try:
+                conn, peer = listener.accept(job)
+            finally:
+                listener.close()
+            try:
+                conn.set_timeout(SO_RCVTIMEO, IO_SLICE)
+                conn.set_timeout(SO_SNDTIMEO, IO_SLICE)
+                return {"mode": mode, "peer": peer, **self._serve(conn, mode, job)}
+            finally:
+                conn.close()
+
+        job = self._start_job("tcp_server", req, body)
+        return {"job": job.id, "port": local[1] if local else int(req["port"])}
+
+    @staticmethod
+    def _serve(conn: Zsock, mode: str, job: Job) -> dict[str, Any]:
+        buf = (ctypes.c_uint8 * RECV_BUF)()
+        view = memoryview(buf)
+        base = ctypes.addressof(buf)
+        digest = hashlib.sha256()
+        total = 0
+        t0 = time.monotonic()
+        t_first: float | None = None
+        while True:
+            n = conn.recv(buf, RECV_BUF, job)
+            if not n:  # EOF (a blocking recv never answers None)
+                break
+            if t_first is None:
+                t_first = time.monotonic()
+            total += n
+            if mode == "sink":
+                digest.update(view[:n])
+            else:
+                conn.send_all(base, n, job)
+        t_end = time.monotonic()
+        out: dict[str, Any] = {
+            "bytes": total,
+            "elapsed": t_end - t0,
+            "data_elapsed": (t_end - t_first) if t_first is not None else 0.0,
+        }
+        if mode == "sink":
+            out["sha256"] = digest.hexdigest()
+        return out
+
+    def tcp_client(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Connects (retrying: routes and ARP may need a moment on a fresh network) and then
+        either sources ``bytes`` of ``pattern(seed, bytes)`` and waits for the peer to close
+        (so ``elapsed`` covers delivery, not just queueing), or sends them to an echo server
+        and checks what returns. The data is built before connecting, so it costs no time on
+        the clock."""
+        mode = req.get("mode", "source")
+        if mode not in ("source", "echo_check"):
+            raise ValueError("mode must be source or echo_check")
+        ip, port = str(req["addr"]), int(req["port"])
+        family = AF_INET if ipaddress.ip_address(ip).version == 4 else AF_INET6
+        size = int(req.get("bytes", 0))
+        data = bytearray(pattern(int(req.get("seed", 0)), size))
+        tries = int(req.get("connect_tries", 20))
+        connect_budget = float(req.get("connect_timeout", 20.0))
+        attempt_timeout = float(req.get("attempt_timeout", 2.0))
+        close_wait = float(req.get("close_wait", 30.0))
+        window = int(req.get("window", SEND_CHUNK))
+
+        def body(job: Job) -> dict[str, Any]:
+            t_start = time.monotonic()
+            sock, failures = self._connect(
+                family, ip, port, job, tries, connect_budget, attempt_timeout
+            )
+            try:
+                out: dict[str, Any] = {
+                    "mode": mode,
+                    "connect_tries": len(failures) + 1,
+                    "connect_failures": failures,
+                    "connect_elapsed": time.monotonic() - t_start,
+                    "local": sock.local(),
+                }
+                sock.set_timeout(SO_RCVTIMEO, IO_SLICE)
+                sock.set_timeout(SO_SNDTIMEO, IO_SLICE)
+                if mode == "source":
+                    out.update(self._source(sock, data, job, close_wait))
+                else:
+                    out.update(self._echo_check(sock, data, job, window, close_wait))
+                return out
+            finally:
+                sock.close()
+
+        job = self._start_job("tcp_client", req, body)
+        return {"job": job.id}
+
+    def _connect(
+        self,
+        family: int,
+        ip: str,
+        port: int,
+        job: Job,
+        tries: int,
+        budget: float,
+        attempt_timeout: float,
+    ) -> tuple[Zsock, list[str]]:
+        """A connected socket and why the attempts before it failed."""
+        end = time.monotonic() + budget
+        failures: list[str] = []
+        for _ in range(max(1, tries)):
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            t_try = time.monotonic()
+            sock = Zsock.open(self.lib, family, SOCK_STREAM)
+            try:
+                why = sock.connect(ip, port, job, min(attempt_timeout, left)) or ""
+            except BaseException:
+                sock.close()
+                raise
+            if not why:
+                return sock, failures
+            failures.append(why)
+            sock.close()
+            # A refusal comes back at once: pace the retries at about one a second.
+            job.sleep(min(1.0 - (time.monotonic() - t_try), end - time.monotonic()))
+        raise ConnectionError(
+            f"connect to {ip} port {port} failed after {len(failures)} tries: {failures}"
+        )
+
+    @staticmethod
+    def _source(sock: Zsock, data: bytearray, job: Job, close_wait: float) -> dict[str, Any]:
+        size = len(data)
+        cbuf = (ctypes.c_uint8 * size).from_buffer(data)
+        t0 = time.monotonic()
+        sock.send_all(ctypes.addressof(cbuf), size, job)
+        t_sent = time.monotonic()
+        sock.shutdown_write()
+        closed, extra = sock.wait_eof(job, close_wait)
+        t_end = time.monotonic()
+        del cbuf  # release the export on ``data``
+        return {
+            "bytes": size,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "send_elapsed": t_sent - t0,
+            "elapsed": (t_end - t0) if closed else None,
+            "peer_closed": closed,
+            "unexpected_bytes": extra,
+        }
+
+    @staticmethod
+    def _echo_check(
+        sock: Zsock, data: bytearray, job: Job, window: int, close_wait: float
+    ) -> dict[str, Any]:
+        """Keeps at most ``window`` bytes unanswered: one thread must both send and read (see
+        ``Zsock``), and a full window on both sides would deadlock a blocking echo."""
+        size = len(data)
+        cbuf = (ctypes.c_uint8 * size).from_buffer(data)
+        base = ctypes.addressof(cbuf)
+        rbuf = (ctypes.c_uint8 * RECV_BUF)()
+        digest = hashlib.sha256()
+        sent = got = 0
+        first_mismatch: int | None = None
+        t0 = time.monotonic()
+        while got < size:
+            n: int | None
+            if sent < size and sent - got < window:
+                sent += sock.send_some(
+                    base + sent, min(SEND_CHUNK, window - (sent - got), size - sent), job
+                )
+                n = sock.recv(rbuf, RECV_BUF, job, block=False)
+            else:
+                n = sock.recv(rbuf, RECV_BUF, job)
+            if n is None:
+                continue
+            if n == 0:
+                raise ConnectionError(f"echo peer closed after returning {got} of {size} bytes")
+            back = bytes(rbuf[:n])
+            digest.update(back)
+            if first_mismatch is None and back != data[got : got + n]:
+                want = data[got : got + n]
+                first_mismatch = got + next(
+                    (i for i, (a, b) in enumerate(zip(back, want, strict=False)) if a != b),
+                    min(len(back), len(want)),
+                )
+            got += n
+        t_done = time.monotonic()
+        sock.shutdown_write()
+        closed, extra = sock.wait_eof(job, close_wait)
+        del cbuf
+        return {
+            "bytes": got,
+            "sha256": digest.hexdigest(),
+            "match": first_mismatch is None,
+            "first_mismatch": first_mismatch,
+            "elapsed": t_done - t0,
+            "peer_closed": closed,
+            "unexpected_bytes": extra,
+        }
+
+    def udp_echo_server(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Binds before answering; echoes every datagram to its sender until ``job_stop`` or
+        the end of its lifetime (both a normal end: the result counts what was echoed)."""
+        family = family_of(req)
+        addr = req.get("addr") or ("0.0.0.0" if family == AF_INET else "::")
+        sock = Zsock.open(self.lib, family, SOCK_DGRAM)
+        try:
+            sock.bind(addr, int(req["port"]))
+            sock.set_timeout(SO_RCVTIMEO, IO_SLICE)
+            local = sock.local()
+        except BaseException:
+            sock.close()
+            raise
+
+        def body(job: Job) -> dict[str, Any]:
+            buf = (ctypes.c_uint8 * UDP_MAX)()
+            count = total = send_errors = 0
+            peers: list[list[Any]] = []
+            ended = "stopped"
+            try:
+                while True:
+                    try:
+                        got = sock.recvfrom(buf, UDP_MAX, job)
+                    except JobStopped:
+                        break
+                    except JobExpired:
+                        ended = "lifetime"
+                        break
+                    if got is None:
+                        continue
+                    n, raw, raw_len = got
+                    try:
+                        sock.sendto(buf, n, raw, raw_len)
+                    except ZtsError:  # e.g. lwIP's ARP queue full: the sender will resend
+                        send_errors += 1
+                        continue
+                    count += 1
+                    total += n
+                    peer = parse_sockaddr(bytes(raw))
+                    if peer is not None and peer not in peers and len(peers) < 16:
+                        peers.append(peer)
+            finally:
+                sock.close()
+            return {
+                "echoed": count,
+                "bytes": total,
+                "peers": peers,
+                "send_errors": send_errors,
+                "ended": ended,
+            }
+
+        job = self._start_job("udp_echo_server", req, body)
+        return {"job": job.id, "port": local[1] if local else int(req["port"])}
+
+    def udp_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        """One datagram, resent every ``interval`` until a reply (the first datagram to a
+        fresh neighbour may be dropped while lwIP resolves its MAC)."""
+        ip, port = str(req["addr"]), int(req["port"])
+        payload = bytes.fromhex(req.get("payload", ""))
+        tries = int(req.get("tries", 5))
+        interval = float(req.get("interval", 1.0))
+        local_port = int(req.get("local_port", 0))
+
+        def body(job: Job) -> dict[str, Any]:
+            dest = sockaddr(ip, port)
+            family = int(dest.family)
+            sock = Zsock.open(self.lib, family, SOCK_DGRAM)
+            try:
+                if local_port:
+                    sock.bind("0.0.0.0" if family == AF_INET else "::", local_port)
+                sock.set_timeout(SO_RCVTIMEO, min(IO_SLICE, interval))
+                out = (ctypes.c_uint8 * max(1, len(payload))).from_buffer_copy(payload or b"\0")
+                buf = (ctypes.c_uint8 * UDP_MAX)()
+                send_error = ""
+                for attempt in range(1, max(1, tries) + 1):
+                    t_send = time.monotonic()
+                    try:
+                        sock.sendto(out, len(payload), ctypes.byref(dest), ctypes.sizeof(dest))
+                    except ZtsError as e:  # e.g. no route yet: try again next interval
+                        send_error = f" (last send: {e})"
+                    while time.monotonic() - t_send < interval:
+                        got = sock.recvfrom(buf, UDP_MAX, job)
+                        if got is not None:
+                            n, raw, _ = got
+                            return {
+                                "reply": bytes(buf[:n]).hex(),
+                                "from": parse_sockaddr(bytes(raw)),
+                                "tries": attempt,
+                                "rtt": time.monotonic() - t_send,
+                                "local": sock.local(),
+                            }
+                raise TimeoutError(
+                    f"no reply from {ip} port {port} to {tries} datagrams{send_error}"
+                )
+            finally:
+                sock.close()
+
+        job = self._start_job("udp_request", req, body)
+        return {"job": job.id}
+
+    def _finish(self, job: Job, timeout: float) -> dict[str, Any]:
+        if not job.done.wait(timeout):
+            raise TimeoutError(f"job {job.id} ({job.op}) not done within {timeout} s")
+        self.jobs.pop(job.id, None)
+        if job.error is not None:
+            raise RuntimeError(f"job {job.id} ({job.op}) failed: {job.error}")
+        return {"job": job.id, "result": job.result}
+
+    def _job(self, req: dict[str, Any]) -> Job:
+        jid = int(req["job"])
+        if jid not in self.jobs:
+            raise KeyError(f"no job {jid} (never started, or already collected)")
+        return self.jobs[jid]
+
+    def job_wait(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Blocks the pipe for at most ``wait`` seconds; a finished job is collected (forgotten)."""
+        return self._finish(self._job(req), float(req.get("wait", 30.0)))
+
+    def job_stop(self, req: dict[str, Any]) -> dict[str, Any]:
+        job = self._job(req)
+        job.stop.set()
+        return self._finish(job, float(req.get("wait", 5.0)))
+
+    def list_jobs(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "jobs": [
+                {"job": j.id, "op": j.op, "done": j.done.is_set(), "error": j.error}
+                for j in self.jobs.values()
+            ]
+        }
+
+    def rt(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Every thread of the process (libzt's own included; threads started later inherit
+        it) to SCHED_FIFO at ``priority``, or back to SCHED_OTHER with 0: libzt's TCP receiver
+        drops segments whenever its threads wait for a CPU (LIBZT_PEER.md)."""
+        prio = int(req.get("priority", 10))
+        if not 0 <= prio <= 99:
+            raise ValueError("priority must be within 0..99")
+        tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+        for tid in tids:
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                set_realtime(tid, prio)
+        return {"threads": len(tids), "priority": prio}
 
     def serve(self) -> None:
         for line in sys.stdin:

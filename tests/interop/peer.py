@@ -64,6 +64,18 @@ class LibztPeer:
                     raise LibztError(f"{op}: {reply.get('error')}")
                 return reply
 
+    def wait_job(self, job: int, timeout: float = 30.0) -> dict[str, Any]:
+        """A socket job's result (see the worker's ``job_wait``); the pipe gets a margin over
+        the worker's own wait so that a slow job reports as such, not as a dead worker."""
+        reply = self.call("job_wait", timeout + 10.0, job=job, wait=timeout)
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def stop_job(self, job: int, timeout: float = 5.0) -> dict[str, Any]:
+        reply = self.call("job_stop", timeout + 10.0, job=job, wait=timeout)
+        result: dict[str, Any] = reply["result"]
+        return result
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

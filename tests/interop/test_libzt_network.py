@@ -27,13 +27,8 @@ libzt's IPv6 receive crash (LIBZT_PEER.md) cannot arise; libzt gets no retries h
 from __future__ import annotations
 
 import asyncio
-import http.client
 import ipaddress
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,19 +41,16 @@ from tests.conftest import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztPeer
+from tests.interop.world import ControllerProcess, HttpApi, make_planet
 from ztnode.core import events as ev
 from ztnode.core.network import NetworkStatus, rfc4193_address, sixplane_address
-from ztnode.identity import Identity
-from ztnode.root.worlds import KeyPair
 from ztnode.transport.localapi import network_json
 from ztnode.transport.service import NodeService, ServiceConfig
-from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.mac import mac_from_address
-from ztnode.wire.world import Root, World, WorldType
+from ztnode.wire.world import World
 
 IDS = test_identities()
-PLANET_ID = 0x1DE57A12
-P_ROOT, P_LIBZT, P_LEAF = 29983, 29984, 29985
+P_LIBZT, P_LEAF = 29984, 29985
 IDENTITY_GATE = 2.2  # s; a 1.x root validates one new identity per 2 s per source /24
 PUSH_WAIT = 5.0  # s; a pushed change must reach a running member well within this
 ETH_ARP = 0x0806
@@ -74,96 +66,6 @@ NETWORK: dict[str, Any] = {
     "routes": [ROUTE],
 }
 MOVE_TO = ("10.147.20.77", "10.147.20.78", "10.147.20.79")  # libzt's next IPv4 (inside ROUTE)
-
-
-# ------------------------------------------------------------------------------ our root/controller
-
-
-class ControllerProcess:
-    """``ztnode node --controller`` inside the namespace (the planet's root), stopped by pid."""
-
-    def __init__(self, ns: NetNamespace, home: Path, planet_file: Path, ip: str) -> None:
-        self.ns = ns
-        self.home = home
-        self.log = home.parent / "root.log"
-        self._log_f = open(self.log, "w")  # noqa: SIM115  (closed in stop())
-        cmd = [
-            "ip", "netns", "exec", ns.name,
-            sys.executable, "-m", "ztnode.cli", "node",
-            "--home", str(home), "--port", str(P_ROOT), "--bind", ip,
-            "--planet", str(planet_file), "--api-port", "0", "--controller",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log_f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        self.api: HttpApi | None = None
-
-    def wait_ready(self, timeout: float) -> HttpApi:
-        port_file = self.home / "ztnode.port"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"root exited {self.proc.returncode}: {self.log_text()}")
-            if "local API on" in self.log.read_text() and port_file.exists():
-                token = (self.home / "authtoken.secret").read_text().strip()
-                self.api = HttpApi(self.ns, int(port_file.read_text().strip()), token)
-                return self.api
-            time.sleep(0.05)
-        raise AssertionError(f"root not ready within {timeout} s: {self.log_text()}")
-
-    def log_text(self) -> str:
-        return self.log.read_text()[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # ip netns exec execs the command, so this pid is the node itself.
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log_f.close()
-
-
-class HttpApi:
-    """The node's local HTTP API (127.0.0.1 inside the namespace), one connection per call."""
-
-    def __init__(self, ns: NetNamespace, port: int, token: str) -> None:
-        self.ns = ns
-        self.port = port
-        self.token = token
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        sock = self.ns.socket(kind=socket.SOCK_STREAM)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            sock.settimeout(10)
-            sock.connect(("127.0.0.1", self.port))
-            conn.sock = sock  # already connected, in the namespace
-            data = None if body is None else json.dumps(body).encode()
-            headers = {"X-ZT1-Auth": self.token, "Content-Type": "application/json"}
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-            sock.close()
-        payload = json.loads(raw) if raw.strip() else None
-        if resp.status != 200:
-            raise AssertionError(f"{method} {path} -> {resp.status} {payload}")
-        return payload
-
-    async def acall(self, method: str, path: str, body: Any = None) -> Any:
-        return await asyncio.to_thread(self.call, method, path, body)
-
-
-def make_planet(root: Identity, ip: str) -> World:
-    key = KeyPair.generate()
-    roots = [Root(root.public(), (InetAddress.parse(f"{ip}/{P_ROOT}"),))]
-    return World.make(
-        WorldType.PLANET, PLANET_ID, int(time.time() * 1000), key.public, roots, key.private
-    )
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -326,6 +228,9 @@ async def _scenario(
         sock.close()
         raise
     service.subscribe(events.append)
+    # The leaf's IP stack consumes the frames it receives; a tap shows them to the test too.
+    assert service.host is not None
+    service.host.frame_taps.setdefault(nwid, []).append(events.append)
     leaf_addr = node.address
     leaf_hex = f"{leaf_addr:010x}"
 

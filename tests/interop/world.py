@@ -1,0 +1,150 @@
+"""Shared setup for interop worlds: our root+controller in a namespace, its planet, its HTTP API.
+
+Every libzt interop test needs the same scaffolding before its own story starts: a planet whose
+only root is one of our nodes, that node running as ``ztnode node --controller`` inside the test's
+namespace, and a way to drive the controller's ``/controller/...`` HTTP API from this process.
+Keeping it here lets each test module say only what is particular to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.interop.netns import NetNamespace
+from ztnode.identity import Identity
+from ztnode.root.worlds import KeyPair
+from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.world import Root, World, WorldType
+
+PLANET_ID = 0x1DE57A12
+P_ROOT = 29983
+
+
+class ControllerProcess:
+    """``ztnode node --controller`` inside the namespace (the planet's root), stopped by pid."""
+
+    def __init__(
+        self, ns: NetNamespace, home: Path, planet_file: Path, ip: str, port: int = P_ROOT
+    ) -> None:
+        self.ns = ns
+        self.home = home
+        self.log = home.parent / "root.log"
+        self._log_f = open(self.log, "w")  # noqa: SIM115  (closed in stop())
+        cmd = [
+            "ip", "netns", "exec", ns.name,
+            sys.executable, "-m", "ztnode.cli", "node",
+            "--home", str(home), "--port", str(port), "--bind", ip,
+            "--planet", str(planet_file), "--api-port", "0", "--controller",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log_f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        self.api: HttpApi | None = None
+
+    def wait_ready(self, timeout: float) -> HttpApi:
+        port_file = self.home / "ztnode.port"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"root exited {self.proc.returncode}: {self.log_text()}")
+            if "local API on" in self.log.read_text() and port_file.exists():
+                token = (self.home / "authtoken.secret").read_text().strip()
+                self.api = HttpApi(self.ns, int(port_file.read_text().strip()), token)
+                return self.api
+            time.sleep(0.05)
+        raise AssertionError(f"root not ready within {timeout} s: {self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text()[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # ip netns exec execs the command, so this pid is the node itself.
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self._log_f.close()
+
+
+class HttpApi:
+    """The node's local HTTP API (127.0.0.1 inside the namespace), one connection per call."""
+
+    def __init__(self, ns: NetNamespace, port: int, token: str) -> None:
+        self.ns = ns
+        self.port = port
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        sock = self.ns.socket(kind=socket.SOCK_STREAM)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            sock.settimeout(10)
+            sock.connect(("127.0.0.1", self.port))
+            conn.sock = sock  # already connected, in the namespace
+            data = None if body is None else json.dumps(body).encode()
+            headers = {"X-ZT1-Auth": self.token, "Content-Type": "application/json"}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+            sock.close()
+        payload = json.loads(raw) if raw.strip() else None
+        if resp.status != 200:
+            raise AssertionError(f"{method} {path} -> {resp.status} {payload}")
+        return payload
+
+    async def acall(self, method: str, path: str, body: Any = None) -> Any:
+        return await asyncio.to_thread(self.call, method, path, body)
+
+
+def make_planet(root: Identity, ip: str, port: int = P_ROOT) -> World:
+    key = KeyPair.generate()
+    roots = [Root(root.public(), (InetAddress.parse(f"{ip}/{port}"),))]
+    return World.make(
+        WorldType.PLANET, PLANET_ID, int(time.time() * 1000), key.public, roots, key.private
+    )
+
+
+@dataclass
+class ControllerWorld:
+    """A running root+controller and what members need to reach it."""
+
+    planet: World
+    root: ControllerProcess
+    api: HttpApi
+
+
+@contextlib.contextmanager
+def controller_world(
+    ns: NetNamespace, tmp_path: Path, root_id: Identity, ip: str, port: int = P_ROOT
+) -> Iterator[ControllerWorld]:
+    """Our root+controller on ``ip`` inside ``ns``, ready to serve its API; stopped on exit."""
+    planet = make_planet(root_id, ip, port)
+    planet_file = tmp_path / "planet"
+    planet_file.write_bytes(planet.to_bytes())
+    home = tmp_path / "root"
+    home.mkdir()
+    root_id.save(home / "identity.secret", include_private=True)
+    root = ControllerProcess(ns, home, planet_file, ip, port)
+    try:
+        api = root.wait_ready(20)
+        yield ControllerWorld(planet, root, api)
+    finally:
+        root.stop()
