@@ -2,18 +2,21 @@
 
 The data file is a verbatim copy of ``shared/vectors/zt-vectors.json`` (ZeroTierOne 1.14.1
 selftest values and outputs of the reference code run on fixed inputs). Each vector is one test
-case, dispatched by its section to a checker that asserts every value the vector states. The last
-tests walk the whole file and fail if any section or entry has no checker, so a vector added to
-the file can never go unexercised.
+case, dispatched by its section to a checker that asserts every value the vector states; the
+checker sees the vector through a recording mapping, and the case fails if any value (prose and
+provenance aside) was never read. The last tests walk the whole file and fail if any section or
+entry has no checker, so a vector added to the file can never go unexercised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from ipaddress import ip_address
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import ciphers as pyca
 
 from tests.conftest import load_vectors
 from ztnode import crypto
@@ -73,6 +76,78 @@ def iter_vectors(node: Any = VECTORS, path: str = "") -> Iterator[tuple[str, int
 
 ALL = list(iter_vectors())
 
+# Fields that describe a vector rather than state a value to check: provenance and prose.
+PROSE_FIELDS = {"note", "source", "why", "verified.method"}
+
+
+class Recorded(dict[str, Any]):
+    """A vector (or a part of one) that notes every field a checker reads.
+
+    Nested objects, and objects inside lists, are wrapped too, so ``reads`` ends up holding
+    dotted paths such as ``roots[2].identity``. Reading a field through anything but ``[]`` or
+    ``get`` (``items()``, ``values()``) is not recorded, which can only make the coverage check
+    stricter, never weaker.
+    """
+
+    def __init__(self, data: dict[str, Any], reads: set[str], prefix: str = "") -> None:
+        super().__init__({k: _record(v, reads, f"{prefix}{k}") for k, v in data.items()})
+        self._reads = reads
+        self._prefix = prefix
+
+    def __getitem__(self, key: str) -> Any:
+        self._reads.add(self._prefix + key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            self._reads.add(self._prefix + key)
+        return super().get(key, default)
+
+
+def _record(value: Any, reads: set[str], path: str) -> Any:
+    if isinstance(value, dict):
+        return Recorded(value, reads, f"{path}.")
+    if isinstance(value, list) and any(isinstance(x, dict) for x in value):
+        return [_record(x, reads, f"{path}[{i}]") for i, x in enumerate(value)]
+    return value
+
+
+def leaf_fields(node: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted paths of every value in a vector (a list of plain values is one value)."""
+    out: set[str] = set()
+    for k, v in node.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= leaf_fields(v, f"{path}.")
+        elif isinstance(v, list) and any(isinstance(x, dict) for x in v):
+            for i, x in enumerate(v):
+                out |= leaf_fields(x, f"{path}[{i}].")
+        else:
+            out.add(path)
+    return out
+
+
+def required_fields(vector: dict[str, Any]) -> set[str]:
+    return {
+        f
+        for f in leaf_fields(vector)
+        if f not in PROSE_FIELDS and f.rsplit(".", 1)[-1] not in PROSE_FIELDS
+    }
+
+
+def run_checker(section: str, index: int, vector: dict[str, Any]) -> set[str]:
+    """Run the section's checker on a recording copy of the vector; the fields it never read."""
+    checker = CHECKERS.get(section)
+    assert checker is not None, f"no checker for vector section {section!r}"
+    reads: set[str] = set()
+    rec = Recorded(vector, reads)
+    # Common to every vector: it was verified independently, and it sits where it says.
+    assert rec["verified"]["status"] is True
+    if "index" in rec:
+        assert rec["index"] == index
+    checker(rec)
+    return required_fields(vector) - reads
+
 
 # --- primitives ------------------------------------------------------------------------------
 
@@ -93,6 +168,8 @@ def check_salsa(v: dict[str, Any]) -> None:
 def check_poly1305(v: dict[str, Any]) -> None:
     msg = H(v["message"])
     assert len(msg) == v["message_len"]
+    if "message_ascii" in v:
+        assert msg == v["message_ascii"].encode()
     assert crypto.poly1305(H(v["key"]), msg) == H(v["tag"])
 
 
@@ -110,6 +187,10 @@ def check_c25519(v: dict[str, Any]) -> None:
     agreement = H(v["agreement"])
     assert crypto.c25519_agree(priv1, pub2, length=len(agreement)) == agreement
     assert crypto.c25519_agree(priv2, pub1, length=len(agreement)) == agreement
+    # What C25519::sign actually signs: the first half of SHA-512 of the message, which is
+    # also the last 32 bytes of every 96-byte signature.
+    digest = H(v["agreement_sha512_first32"])
+    assert crypto.sha512(agreement)[:32] == digest
     for who, priv, pub in (("1", priv1, pub1), ("2", priv2, pub2)):
         key = f"agreement_signed_by_{who}"
         if key not in v:
@@ -117,8 +198,12 @@ def check_c25519(v: dict[str, Any]) -> None:
         sig = H(v[key])
         ours = crypto.c25519_sign(priv, agreement)
         assert ours[:64] == sig[:64]
+        assert ours[64:] == digest
         if len(sig) == 96:
             assert ours == sig
+            assert sig[64:] == digest
+        # A signature whose tail does not match the digest is refused before the curve math.
+        assert not crypto.c25519_verify(pub, agreement, ours[:64] + bytes(32))
         assert crypto.c25519_verify(pub, agreement, ours)
         assert not crypto.c25519_verify(pub, agreement + b"x", ours)
 
@@ -144,9 +229,27 @@ def check_aes_ecb(v: dict[str, Any]) -> None:
     assert v.get("reference_decrypt_ok", True) is True
 
 
+def _gmac_streamed(key: bytes, iv: bytes, pieces: list[bytes]) -> bytes:
+    """GMAC fed piece by piece, as the reference's GMAC::update calls feed it."""
+    enc = pyca.Cipher(pyca.algorithms.AES(key), pyca.modes.GCM(iv)).encryptor()
+    for p in pieces:
+        enc.authenticate_additional_data(p)
+    enc.finalize()
+    return enc.tag
+
+
 @checks("reference_generated.aes_gmac")
 def check_aes_gmac(v: dict[str, Any]) -> None:
-    assert crypto.aes_gmac(H(v["key"]), H(v["iv"]), H(v["message"])) == H(v["tag"])
+    key, iv, msg, tag = H(v["key"]), H(v["iv"]), H(v["message"]), H(v["tag"])
+    assert crypto.aes_gmac(key, iv, msg) == tag
+    # The reference computes the same tag however the message is split across update() calls;
+    # ztnode relies on that when it hands AES-GMAC-SIV's GMAC one joined buffer (aad, padding,
+    # payload). Check it at splits inside, on and around block boundaries.
+    for cuts in ([1], [15], [16], [17], [7, 16, 33], list(range(0, len(msg), 5))):
+        edges = [0, *[c for c in cuts if 0 < c < len(msg)], len(msg)]
+        pieces = [msg[lo:hi] for lo, hi in pairwise(edges)]
+        assert (_gmac_streamed(key, iv, pieces) == tag) is v["reference_streaming_same"]
+    assert crypto.aes_gmac(key, iv, memoryview(bytearray(msg))) == tag
 
 
 def _ctr_low32_wrap(key: bytes, iv: bytes, data: bytes) -> bytes:
@@ -366,13 +469,25 @@ def check_world(v: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("section", "vector"),
-    [pytest.param(s, v, id=f"{s}[{i}]") for s, i, v in ALL],
+    ("section", "index", "vector"),
+    [pytest.param(s, i, v, id=f"{s}[{i}]") for s, i, v in ALL],
 )
-def test_vector(section: str, vector: dict[str, Any]) -> None:
-    checker = CHECKERS.get(section)
-    assert checker is not None, f"no checker for vector section {section!r}"
-    checker(vector)
+def test_vector(section: str, index: int, vector: dict[str, Any]) -> None:
+    unread = run_checker(section, index, vector)
+    assert not unread, f"the {section} checker ignores {sorted(unread)}"
+
+
+def test_a_field_no_checker_reads_fails_its_vector() -> None:
+    """The audit in ``test_vector`` sees a value the checker skips, at any depth."""
+    section, index, planet = next(x for x in ALL if x[0] == "worlds.default_planet")
+    assert run_checker(section, index, planet) == set()
+    assert run_checker(section, index, {**planet, "extra_value": "00"}) == {"extra_value"}
+    roots = [{**planet["roots"][0], "extra": 1}, *planet["roots"][1:]]
+    assert run_checker(section, index, {**planet, "roots": roots}) == {"roots[0].extra"}
+    verified = {**planet["verified"], "also": True}
+    assert run_checker(section, index, {**planet, "verified": verified}) == {"verified.also"}
+    # Prose is not a value to check.
+    assert run_checker(section, index, {**planet, "note": "words"}) == set()
 
 
 def test_every_section_has_a_checker() -> None:
