@@ -49,6 +49,7 @@ async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]
     reader, writer = await net.open_connection(host, port)
     block = bytes(1 << 20)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     left = size
     while left > 0:
         writer.write(block[: min(left, len(block))])
@@ -58,7 +59,7 @@ async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]
     got = int.from_bytes(await reader.readexactly(8), "big")
     dt = time.perf_counter() - t0
     writer.close()
-    return {"seconds": dt, "bytes": got}
+    return {"seconds": dt, "bytes": got, "cpu": time.process_time() - c0}
 
 
 async def _connects(net: Network, host: str, port: int, count: int) -> dict[str, Any]:
@@ -116,6 +117,8 @@ async def main() -> None:
                 if op == "join":
                     net = await node.join(req["nwid"], timeout=60)
                     reply({"ip4": net.address(4), "ip6": net.address(6)})
+                elif op == "cpu":
+                    reply({"cpu": time.process_time()})
                 elif op == "stop":
                     reply({})
                     break

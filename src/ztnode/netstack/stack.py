@@ -128,7 +128,13 @@ Endpoint = tuple[str, int]
 class StackConfig:
     """Tunables of one stack (defaults follow Linux where RFCs leave a choice)."""
 
-    tcp: tcb.TcpConfig = field(default_factory=tcb.TcpConfig)
+    #: Connection defaults. Buffers are larger than TcpConfig's: the receiver handles a burst
+    #: of datagrams before it answers, so more than one such burst must fit in a window.
+    tcp: tcb.TcpConfig = field(
+        default_factory=lambda: tcb.TcpConfig(
+            send_buffer=1 << 20, recv_buffer=1 << 20, ooo_limit=1 << 20
+        )
+    )
     ttl: int = 64
     #: Connections half-open or waiting in a listener's accept queue (Linux somaxconn).
     max_backlog: int = 4096

@@ -23,6 +23,9 @@ DatagramHandler = Callable[[memoryview, Addr], None]
 
 RECV_BUFFER_SIZE = 65536  # larger than any UDP payload, so nothing is ever truncated
 MAX_DRAIN_PER_WAKEUP = 256  # bound the work per callback so other tasks get a turn
+# Within a long burst the owner still flushes every few datagrams: a TCP receiver that held its
+# ACKs until the whole burst (often a whole window) was read would stall its sender meanwhile.
+FLUSH_EVERY = 16
 MAX_SEND_QUEUE = 1024  # datagrams held while the kernel buffer is full; older ones are dropped
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -111,8 +114,10 @@ class UdpEndpoint:
                 continue
             n_done += 1
             handler(view[:n], (addr[0], addr[1]))
+            if not n_done % FLUSH_EVERY and self.batch_done is not None:
+                self.batch_done()
         self.stats.received += n_done
-        if n_done and self.batch_done is not None:
+        if n_done % FLUSH_EVERY and self.batch_done is not None:
             self.batch_done()
 
     def send(self, data: bytes | bytearray | memoryview, addr: Addr) -> None:
