@@ -96,6 +96,9 @@ class Membership:
     coos: dict[int, CertificateOfOwnership] = field(default_factory=dict)
     thresholds: dict[tuple[int, int], int] = field(default_factory=dict)
     last_pushed_credentials: int = -(10**12)
+    #: The last gate verdict and the two certificates it was reached with: every frame asks,
+    #: and the answer only changes when either certificate is replaced.
+    agreement: tuple[CertificateOfMembership, CertificateOfMembership, bool] | None = None
 
 
 @dataclass
@@ -208,7 +211,12 @@ class Network:
             return False
         if m.com.timestamp <= m.com_revocation_threshold:
             return False
-        return mine.agrees_with(m.com, identity)
+        cached = m.agreement
+        if cached is not None and cached[0] is mine and cached[1] is m.com:
+            return cached[2]
+        ok = mine.agrees_with(m.com, identity)
+        m.agreement = (mine, m.com, ok)
+        return ok
 
     def add_com(self, com: CertificateOfMembership) -> bool:
         """File a verified COM under its issued-to member; False if stale or revoked."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -175,13 +175,15 @@ class NodeConfig:
     stalls packet processing for other peers."""
 
 
-# Reassembler verdicts that mean the datagram itself was bad (not duplicates or stale sets).
-_BAD_FRAGMENT: Final = (
-    FragmentDrop.INVALID_FRAGMENT,
-    FragmentDrop.INVALID_HEAD,
-    FragmentDrop.INCONSISTENT_TOTAL,
-    FragmentDrop.TOO_LARGE,
-)
+def _bad_fragments(drops: Mapping[FragmentDrop, int]) -> int:
+    """How many pieces the reassembler judged malformed (per packet: no generator, no sum)."""
+    return (
+        drops.get(FragmentDrop.INVALID_FRAGMENT, 0)
+        + drops.get(FragmentDrop.INVALID_HEAD, 0)
+        + drops.get(FragmentDrop.INCONSISTENT_TOTAL, 0)
+        + drops.get(FragmentDrop.TOO_LARGE, 0)
+    )
+
 
 _CIPHER_NAMES: Final = {c.value: c.name for c in Cipher} | {v: f"cipher{v}" for v in range(4, 8)}
 
@@ -1017,9 +1019,10 @@ class Node:
     ) -> bytearray | None:
         """Feed the reassembler; a piece it rejects as malformed is counted as a drop here too."""
         r = self.reassembler
-        bad = sum(r.drops[k] for k in _BAD_FRAGMENT)
+        drops = r.drops
+        before = len(drops) and _bad_fragments(drops)
         whole = r.add_head(bytes(data), now) if head else r.add_fragment(bytes(data), now)
-        if sum(r.drops[k] for k in _BAD_FRAGMENT) != bad:
+        if len(drops) and _bad_fragments(drops) != before:
             self.counters.drop(Drop.BAD_FRAGMENT)
         return whole
 
