@@ -50,7 +50,6 @@ _INT64_MAX: Final = (1 << 63) - 1
 _INT64_MIN: Final = -(1 << 63)
 
 _LINE_SPLIT: Final = re.compile(rb"[\r\n]")
-_UNESCAPE: Final = re.compile(rb"\\(.?)", re.DOTALL)
 _UNESCAPE_MAP: Final = {b"r": b"\r", b"n": b"\n", b"0": b"\0", b"e": b"=", b"": b""}
 _BAD_KEY_BYTES: Final = (b"=", b"\r", b"\n", b"\0")
 _C_SPACE: Final = b" \t\n\v\f\r"
@@ -76,10 +75,33 @@ def escape_value(value: bytes) -> bytes:
 
 
 def unescape_value(raw: bytes) -> bytes:
-    """Undo :func:`escape_value` with the reader's leniency (unknown escapes yield the byte)."""
+    """Undo :func:`escape_value` with the reader's leniency (unknown escapes yield the byte, a
+    trailing lone backslash is dropped).
+
+    Works on the pieces between backslashes rather than one regex match per escape: a value that
+    is all escapes (a hostile or binary-heavy config) then costs a few bytes of memory per input
+    byte, not dozens.
+    """
     if b"\\" not in raw:
         return raw
-    return _UNESCAPE.sub(lambda m: _UNESCAPE_MAP.get(m.group(1), m.group(1)), raw)
+    parts = raw.split(b"\\")
+    out = bytearray(parts[0])
+    last = len(parts) - 1
+    get = _UNESCAPE_MAP.get
+    literal = False  # the backslash before this piece was itself escaped
+    for i in range(1, len(parts)):
+        p = parts[i]
+        if literal:
+            out += p
+            literal = False
+        elif p:
+            c = p[:1]
+            out += get(c, c)
+            out += p[1:]
+        elif i < last:  # "\\\\": an escaped backslash
+            out += b"\\"
+            literal = True
+    return bytes(out)
 
 
 def parse_hex_u64(text: bytes) -> int:
