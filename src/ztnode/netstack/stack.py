@@ -577,7 +577,7 @@ class IpStack:
             elif ethertype == ETHERTYPE_IPV6:
                 self._rx_ipv6(src_mac, payload, now)
             elif ethertype == ETHERTYPE_ARP:
-                self._rx_arp(payload, now)
+                self._rx_arp(src_mac, payload, now)
             else:
                 self._count("ethertype")
         except DecodeError:
@@ -606,8 +606,10 @@ class IpStack:
         if not 0 < port <= 0xFFFF:
             raise OSError(errno.EINVAL, f"bad port {port}")
         src = self._source_for(dst)
-        if src is None:
+        if src is None or (self._next_hop(dst) is None and not dst.is_multicast):
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
+        if dst.is_multicast or (isinstance(dst, IPv4Address) and self._is_broadcast_v4(dst)):
+            raise OSError(errno.ENETUNREACH, f"{dst} is not a unicast address")
         if local_port == 0:
             local_port = self._ephemeral(PROTO_TCP, src, dst, port)
         else:
@@ -927,8 +929,13 @@ class IpStack:
 
     # ----------------------------------------------------------------- ARP
 
-    def _rx_arp(self, payload: bytes, now: int) -> None:
+    def _rx_arp(self, src_mac: int, payload: bytes, now: int) -> None:
         pkt = ArpPacket.decode(payload)
+        if pkt.sender_mac != src_mac:
+            # ZeroTier authenticates a frame's source MAC (it is derived from the sender's
+            # address), so an ARP claiming another MAC is spoofed or corrupt: never learn it.
+            self._count("arp_sender_mismatch")
+            return
         mine = pkt.target_ip.packed in self._mine
         if pkt.sender_ip.packed in self._mine:
             self._count("arp_from_our_address")
@@ -1118,10 +1125,13 @@ class IpStack:
                     PingReply(self, str(hdr.src), msg.identifier, msg.sequence, msg.data)
                 )
         elif isinstance(msg, NeighborSolicitation):
-            self._rx_ns(hdr, msg, now)
+            self._rx_ns(src_mac, hdr, msg, now)
         elif isinstance(msg, NeighborAdvertisement):
             if hdr.hop_limit != NDP_HOP_LIMIT:
                 self._count("ndp_hop_limit")
+                return
+            if msg.target_lladdr is not None and msg.target_lladdr != src_mac:
+                self._count("ndp_lladdr_mismatch")
                 return
             if msg.target_lladdr is not None and (
                 msg.solicited or self.ndp.knows(msg.target) or msg.override
@@ -1134,7 +1144,7 @@ class IpStack:
         else:
             self._count("icmp6_ignored")
 
-    def _rx_ns(self, hdr: IPv6Header, msg: NeighborSolicitation, now: int) -> None:
+    def _rx_ns(self, src_mac: int, hdr: IPv6Header, msg: NeighborSolicitation, now: int) -> None:
         """RFC 4861 7.2.3-7.2.4: answer for our addresses, learn the asker's MAC."""
         if hdr.hop_limit != NDP_HOP_LIMIT:
             self._count("ndp_hop_limit")
@@ -1142,6 +1152,9 @@ class IpStack:
         if msg.target.packed not in self._mine:
             return
         dad = hdr.src == IPv6Address("::")
+        if msg.source_lladdr is not None and msg.source_lladdr != src_mac:
+            self._count("ndp_lladdr_mismatch")  # see _rx_arp: the frame's source is authentic
+            return
         if not dad and msg.source_lladdr is not None:
             self._learn(hdr.src, msg.source_lladdr, now)
         dst = ALL_NODES if dad else hdr.src
