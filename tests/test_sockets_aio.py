@@ -123,3 +123,33 @@ def test_datagram_endpoints(tmp_path: Path) -> None:
             ct.close()
 
     run(body, tmp_path)
+
+
+def test_multicast_group_datagrams_reach_joined_members(tmp_path: Path) -> None:
+    """mDNS-style traffic: a datagram to 224.0.0.251 reaches the member that joined the group
+    (ZeroTier's MULTICAST_LIKE/GATHER carry the membership) and is surfaced to its endpoint."""
+
+    class Collect(asyncio.DatagramProtocol):
+        def __init__(self) -> None:
+            self.got: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.got.put_nowait((data, addr))
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        b.join_group("224.0.0.251")
+        _, proto = await b.create_datagram_endpoint(Collect, local_addr=("0.0.0.0", 5353))
+        assert isinstance(proto, Collect)
+        tx, _ = await a.create_datagram_endpoint(asyncio.DatagramProtocol)
+        for _ in range(50):  # the group's membership spreads by LIKE; resend until it has
+            tx.sendto(b"mdns?", ("224.0.0.251", 5353))
+            try:
+                data, addr = await asyncio.wait_for(proto.got.get(), 0.2)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("no multicast datagram arrived")
+        assert data == b"mdns?" and addr[0] == a.address(4)
+
+    run(body, tmp_path)

@@ -157,6 +157,10 @@ class Node:
         self._started = False
         for net in list(self._networks.values()):
             net._close_all()
+        # Let connection_lost callbacks run, so stream handlers see the end of their streams
+        # and finish before the loop that runs them goes away.
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._unsubscribe is not None:
             self._unsubscribe()
         await self.service.stop()
@@ -426,6 +430,17 @@ class Network:
         transport = _UdpTransport(self, sock, protocol)
         protocol.connection_made(transport)
         return transport, protocol
+
+    def join_group(self, group: str) -> None:
+        """IP_ADD_MEMBERSHIP: receive datagrams sent to an IPv4 or IPv6 multicast group (mDNS
+        on 224.0.0.251, LLMNR on 224.0.0.252, ...) with a UDP endpoint bound to its port.
+        ZeroTier carries the membership as a multicast LIKE; no IGMP/MLD report is needed."""
+        self.stack.join_group(ip_address(group))
+        self.node.service.flush_soon()
+
+    def leave_group(self, group: str) -> None:
+        self.stack.leave_group(ip_address(group))
+        self.node.service.flush_soon()
 
     # ---- ICMP
 
