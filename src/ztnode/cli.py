@@ -149,8 +149,22 @@ def cmd_world_show(args: argparse.Namespace) -> int:
 # --- the node -------------------------------------------------------------------------------
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ztnode.demo import run_demo
+
+    # Piped output (CI logs, tests) gets a width that fits the tables instead of 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    base = Path(args.home) if args.home else None
+    try:
+        return asyncio.run(run_demo(console, keep=args.keep, base=base))
+    except (OSError, TimeoutError, ZtError) as e:
+        return _fail(f"demo failed: {e}")
+
+
 def cmd_node(args: argparse.Namespace) -> int:
-    from ztnode.transport.localapi import build_api
+    from ztnode.transport.localapi import serve_local_api
     from ztnode.transport.service import NodeService, ServiceConfig
     from ztnode.wire.world import World
 
@@ -181,20 +195,11 @@ def cmd_node(args: argparse.Namespace) -> int:
             node = await service.start()
         except (ZtError, OSError) as e:
             return _fail(f"cannot start: {e}")
-        token = service.home.auth_token()
-        api = build_api(service, token)
-        if service.controller is not None:
-            from ztnode.controller.api import register_controller_routes
-
-            register_controller_routes(
-                api, service.controller, service.clock.now, service.controller_changed
-            )
         try:
-            api_port = await api.start("127.0.0.1", args.api_port)
+            api, api_port = await serve_local_api(service, args.api_port)
         except OSError as e:
             await service.stop()
             return _fail(f"cannot serve the local API on port {args.api_port}: {e}")
-        (home / "ztnode.port").write_text(f"{api_port}\n")
         print(
             f"ztnode {__version__} node {node.identity.address:010x} on UDP port "
             f"{service.port}, local API on 127.0.0.1:{api_port}",
@@ -612,6 +617,15 @@ def build_parser() -> argparse.ArgumentParser:
     show = wsub.add_parser("show", help="print a planet or moon file as JSON")
     show.add_argument("file")
     show.set_defaults(func=cmd_world_show)
+
+    demo = sub.add_parser(
+        "demo", help="a local world (root, controller, two members) shown working end to end"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the world running and say how to reach it"
+    )
+    demo.add_argument("--home", help="where to keep its state (default: a temporary directory)")
+    demo.set_defaults(func=cmd_demo)
 
     node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
     node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")

@@ -200,3 +200,18 @@ def build_api(service: NodeService, token: str | None) -> JsonApi:
     api.route("GET", "/peer/{address}", one_peer)
     api.route("GET", "/counters", counters)
     return api
+
+
+async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi, int]:
+    """Start the node's local API on 127.0.0.1 (with the controller's routes when the node
+    runs one) and record its port in ``ztnode.port`` for the CLI; returns the API and port."""
+    api = build_api(service, service.home.auth_token())
+    if service.controller is not None:
+        from ztnode.controller.api import register_controller_routes
+
+        register_controller_routes(
+            api, service.controller, service.clock.now, service.controller_changed
+        )
+    bound = await api.start("127.0.0.1", port)
+    (service.home.path / "ztnode.port").write_text(f"{bound}\n")
+    return api, bound
