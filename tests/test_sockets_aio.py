@@ -153,3 +153,39 @@ def test_multicast_group_datagrams_reach_joined_members(tmp_path: Path) -> None:
         assert data == b"mdns?" and addr[0] == a.address(4)
 
     run(body, tmp_path)
+
+
+def test_event_stream_and_callbacks(tmp_path: Path) -> None:
+    from ztnode.core import events as ev
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        node = w.members[0]
+        seen: list[ev.Event] = []
+        off = node.on(ev.AddressAdded, seen.append)
+        async with a.events() as stream, node.events(ev.NetworkLeft) as left_only:
+            assert await node.leave(w.network_id)
+            got: list[ev.Event] = []
+            async for e in stream:
+                got.append(e)
+                if isinstance(e, ev.NetworkLeft):
+                    break
+            assert sum(isinstance(e, ev.AddressRemoved) for e in got) == 2
+            assert isinstance(await anext(left_only), ev.NetworkLeft)
+            net = await node.join(w.network_id)
+            assert {a.address for a in seen if isinstance(a, ev.AddressAdded)} == {
+                str(x) for x in net.addresses
+            }
+            statuses = []
+            async for e in stream:
+                if isinstance(e, ev.NetworkStatusChanged):
+                    statuses.append(e.status)
+                if "OK" in statuses:
+                    break
+            assert statuses[-1] == "OK" and stream.dropped == 0
+        off()
+        n = len(seen)
+        await node.leave(w.network_id)
+        await node.join(w.network_id)
+        assert len(seen) == n  # unregistered
+
+    run(body, tmp_path)

@@ -40,6 +40,10 @@ _C = TypeVar("_C", Tag, Capability, CertificateOfOwnership)
 
 NETWORK_AUTOCONF_DELAY: Final = 60_000
 CONFIG_REQUEST_INTERVAL: Final = 5_000  # at most one request per ping tick
+#: While a network has no config its request is retried sooner: 1 s, 2 s, 4 s, then every
+#: CONFIG_REQUEST_INTERVAL. A controller ignores a request that follows another within a second
+#: (a leave and rejoin does that), and waiting a whole ping tick for the next try is slow.
+CONFIG_RETRY_FIRST: Final = 1_000
 MAX_UPDATES_IN_FLIGHT: Final = 3
 NETCONF_DICT_CAPACITY: Final = 484_520
 CREDENTIAL_PUSH_MAX_AGE: Final = 500_000
@@ -122,6 +126,7 @@ class Network:
         self.config_bytes: bytes | None = None
         self.last_config_update = 0
         self.last_request_sent = -(10**12)
+        self.unanswered_requests = 0
         self.memberships: dict[int, Membership] = {}
         self._assemblies: dict[int, _Assembly] = {}
         self._assembly_counter = 0
@@ -144,6 +149,13 @@ class Network:
         if m is None:
             m = self.memberships[address] = Membership()
         return m
+
+    def next_config_retry(self) -> int | None:
+        """When to ask again while we have no config (see CONFIG_RETRY_FIRST), else None."""
+        if self.config is not None or self.is_adhoc or not self.unanswered_requests:
+            return None
+        delay = CONFIG_RETRY_FIRST << min(self.unanswered_requests - 1, 8)
+        return self.last_request_sent + min(delay, CONFIG_REQUEST_INTERVAL)
 
     def needs_config_request(self, now: int) -> bool:
         if self.is_adhoc:
@@ -186,6 +198,7 @@ class Network:
             return False
         self.last_config_update = now
         self.status = NetworkStatus.OK
+        self.unanswered_requests = 0
         if raw == self.config_bytes:
             return False
         self.config = config

@@ -337,6 +337,10 @@ class Node:
         )
         if self._next_queue_tick is not None:
             t = min(t, self._next_queue_tick)
+        for net in self.networks.values():
+            r = net.next_config_retry()
+            if r is not None and r < t:
+                t = r
         return t
 
     def handle_timer(self, now: int) -> None:
@@ -351,6 +355,10 @@ class Node:
             if now - self._last_housekeeping >= HOUSEKEEPING_PERIOD:
                 self._last_housekeeping = now
                 self._housekeeping(now)
+            for net in list(self.networks.values()):
+                r = net.next_config_retry()
+                if r is not None and r <= now:
+                    self._request_config(net, now)
         except Exception:  # a bug must not kill the host's loop; it is logged and counted
             log.exception("internal error in timer processing")
             self.counters.drop(Drop.INTERNAL_ERROR)
@@ -692,6 +700,7 @@ class Node:
 
     def _request_config(self, net: Network, now: int) -> None:
         net.last_request_sent = now
+        net.unanswered_requests += 1
         metadata = NetworkConfigRequestMetadata().encode()
         if net.controller == self.address:
             # Our own network: served in-process, as Node.cpp does for a local controller.

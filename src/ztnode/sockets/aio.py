@@ -22,6 +22,7 @@ buffer, so the advertised window closes and the peer slows down: backpressure en
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import os
@@ -29,7 +30,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ztnode.core import events as ev
 from ztnode.core.network import NetworkStatus
@@ -50,7 +51,7 @@ from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.sockets")
 
-__all__ = ["Network", "Node", "TcpServer"]
+__all__ = ["EventStream", "Network", "Node", "TcpServer"]
 
 StreamCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 _HIGH_WATER = 256 * 1024
@@ -90,6 +91,80 @@ class _Dispatcher:
             net = e.stack.user
             if isinstance(net, Network):
                 net._ping_reply(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+
+E = TypeVar("E", bound=ev.Event)
+
+
+class EventStream:
+    """``async for event in node.events(): ...``: the node's and networks' events, in order.
+
+    The queue is bounded (a consumer that stops reading must not grow memory without end): past
+    ``maxsize`` the oldest events are dropped and counted in ``dropped``. The stream ends when
+    the node stops or :meth:`close` is called; ``async with`` closes it too.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        kinds: tuple[type[ev.Event], ...] | None,
+        maxsize: int,
+        network_id: int | None = None,
+    ) -> None:
+        self._node = node
+        self._kinds = kinds
+        self._network_id = network_id
+        self._queue: collections.deque[ev.Event] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def _push(self, e: ev.Event) -> None:
+        if self._closed or (self._kinds is not None and not isinstance(e, self._kinds)):
+            return
+        if self._network_id is not None and getattr(e, "network_id", None) != self._network_id:
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(e)
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._node._streams.discard(self)
+            self._wake()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ev.Event:
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +212,8 @@ class Node:
         self.service = NodeService(config)
         self._networks: dict[int, Network] = {}
         self._waiters: list[asyncio.Future[None]] = []
+        self._streams: set[EventStream] = set()
+        self._callbacks: list[tuple[type[ev.Event], Callable[[Any], None]]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
 
@@ -163,6 +240,8 @@ class Node:
             await asyncio.sleep(0)
         if self._unsubscribe is not None:
             self._unsubscribe()
+        for stream in list(self._streams):
+            stream.close()
         await self.service.stop()
         for w in self._waiters:
             if not w.done():
@@ -232,7 +311,37 @@ class Node:
     def _now(self) -> int:
         return self.service.clock.now()
 
+    def events(
+        self, *kinds: type[ev.Event], maxsize: int = 4096, network: int | str | None = None
+    ) -> EventStream:
+        """A stream of events (all of them, or only the given classes; only one network's
+        with ``network``), from now on."""
+        nwid = None if network is None else _parse_nwid(network)
+        stream = EventStream(self, kinds or None, maxsize, nwid)
+        self._streams.add(stream)
+        return stream
+
+    def on(self, kind: type[E], callback: Callable[[E], None]) -> Callable[[], None]:
+        """Call ``callback`` for every event of class ``kind`` (``ev.Event`` for all); returns
+        a function that unregisters it. Callbacks run on the event loop and must not block."""
+        entry: tuple[type[ev.Event], Callable[[Any], None]] = (kind, callback)
+        self._callbacks.append(entry)
+
+        def off() -> None:
+            if entry in self._callbacks:
+                self._callbacks.remove(entry)
+
+        return off
+
     def _on_event(self, e: ev.Event) -> None:
+        for stream in list(self._streams):
+            stream._push(e)
+        for kind, cb in list(self._callbacks):
+            if isinstance(e, kind):
+                try:
+                    cb(e)
+                except Exception:
+                    log.exception("event callback failed")
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.done():
@@ -430,6 +539,10 @@ class Network:
         transport = _UdpTransport(self, sock, protocol)
         protocol.connection_made(transport)
         return transport, protocol
+
+    def events(self, *kinds: type[ev.Event], maxsize: int = 4096) -> EventStream:
+        """This network's events (status, addresses, config updates, leaving)."""
+        return self.node.events(*kinds, maxsize=maxsize, network=self.id)
 
     def join_group(self, group: str) -> None:
         """IP_ADD_MEMBERSHIP: receive datagrams sent to an IPv4 or IPv6 multicast group (mDNS
