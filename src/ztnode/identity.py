@@ -188,9 +188,10 @@ class Identity:
         """
         if not isinstance(s, str):
             raise DecodeError("identity string must be str")
-        fields = s.split(":")
+        # At most 5 pieces: a hostile string of colons must not become a list as long as itself.
+        fields = s.split(":", 4)
         if len(fields) not in (3, 4):
-            raise DecodeError(f"identity needs 3 or 4 ':'-separated fields, got {len(fields)}")
+            raise DecodeError("identity needs 3 or 4 ':'-separated fields")
         address = address_from_str(fields[0])
         if is_reserved_address(address):
             raise DecodeError(f"reserved address {fields[0]}")
