@@ -1,7 +1,9 @@
 """Run the benchmarks and print Markdown tables: ``python -m bench [--quick] [--only NAME]``.
 
 Every comparison is made in the same run on the same machine: ztnode against the raw library
-calls or raw socket calls it is built from. Results go in docs/performance.md with this command.
+calls or raw socket calls it is built from and, for TCP, against libzt 1.8.4 (which needs root for
+a network namespace and ``python -m tests.interop.setup_libzt``; without them its columns say
+why they are missing). Results go in docs/performance.md with this command.
 """
 
 from __future__ import annotations

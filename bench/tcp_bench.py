@@ -1,15 +1,36 @@
-"""TCP over the overlay: bulk throughput, connect time and echo round trip, ztnode to ztnode.
+"""TCP over the overlay, ztnode beside libzt 1.8.4 and beside the per-segment floor, in one run.
 
-Two member processes (``bench/tcp_peer.py``) join a private network of a root and controller
-that run in this process (:class:`~ztnode.testing.local.LocalZtWorld`), on loopback UDP. Every
-figure is the median of several runs. The floor beside them is what one full-size segment costs
-in the parts ztnode cannot avoid: armoring and dearmoring the ZeroTier packet that carries it
-(AES-GMAC-SIV through the C accelerator) and moving its two UDP fragments through the kernel.
+Bulk throughput, connect time and echo round trip, each the median of several runs (the runs are
+listed too), in rows of::
+
+    what | underlay | ztnode | libzt (ordinary) | libzt (real-time rx) | floor | ratios | runs
+
+- **netns** rows (``bench.tcp_netns``): two ztnode members (``bench.tcp_peer`` processes) and two
+  libzt members (``tests.interop.libzt_worker`` processes) in a network namespace the benchmark
+  creates and deletes, one veth and one /24 per node on a bridge, with our root+controller as the
+  planet's root. libzt never uses loopback, so this is where the two compare. The libzt columns:
+  both libzt processes at ordinary priority, and the same pair with the receiving (server) side's
+  reading thread at SCHED_FIFO (libzt's receiver drops segments whenever that thread waits for a
+  CPU, LIBZT_PEER.md). Rounds interleave ztnode, libzt and libzt real-time, so outside load falls
+  on all three alike. libzt runs IPv4 only: its IPv6 receive path crashes.
+- **loopback** rows: the two ztnode members on 127.0.0.1 (``allow_loopback``) with the root and
+  controller in this process (:class:`~ztnode.testing.local.LocalZtWorld`), as before.
+- **floor**: what one segment costs in the parts no implementation can skip, on the same
+  underlay: armoring and dearmoring the ZeroTier packet that carries it (AES-GMAC-SIV through the
+  C accelerator) and moving its UDP datagrams through the kernel. For bulk, a full 2800-byte-MTU
+  segment (two UDP fragments) as MB/s of TCP payload; for echo and connect, two small segments
+  (a round trip; a SYN and its SYN-ACK).
+- **ratios**: ztnode's figure divided by the other's, so above 1 is better for ztnode in MB/s
+  rows and worse in ms rows.
+
+When the machine has no root or namespaces, or libzt is not installed
+(``python -m tests.interop.setup_libzt``), the missing columns say why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import socket
@@ -20,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import tcp_netns
+from bench.tcp_netns import Column, Plan
 from ztnode.testing.local import LocalZtWorld
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +94,10 @@ class Peer:
                 await self.proc.wait()
 
 
-async def _ztnode_pair(size: int, runs: int, rtts: int, connects: int) -> dict[str, Any]:
+async def _ztnode_pair(plan: Plan) -> Column:
+    """Two ztnode members on loopback, the root and controller in this process."""
+    col = Column()
+    size = plan.size
     with tempfile.TemporaryDirectory() as d:
         base = Path(d)
         async with LocalZtWorld(base / "world", members=0) as world:
@@ -90,47 +116,52 @@ async def _ztnode_pair(size: int, runs: int, rtts: int, connects: int) -> dict[s
                 server, client = peers
                 ips = [await p.call(op="join", nwid=f"{world.network_id:016x}") for p in peers]
                 await server.call(op="serve", port=5001)
-                host = ips[0]["ip4"]
+                host, host6 = ips[0]["ip4"], ips[0]["ip6"]
                 await client.call(op="bulk", host=host, port=5001, bytes=size // 4)  # warm-up
-                bulk = [
-                    (await client.call(op="bulk", host=host, port=5001, bytes=size))["seconds"]
-                    for _ in range(runs)
-                ]
-                host6 = ips[0]["ip6"]
-                bulk6 = [
-                    (await client.call(op="bulk", host=host6, port=5001, bytes=size))["seconds"]
-                    for _ in range(runs)
-                ]
-                rtt = (await client.call(op="rtt", host=host, port=5002, count=rtts))["ms"]
-                conn = (await client.call(op="connect", host=host, port=5002, count=connects))["ms"]
+                for h, out, n in ((host, col.bulk, plan.rounds), (host6, col.bulk6, plan.rounds6)):
+                    for _ in range(n):
+                        r = await client.call(op="bulk", host=h, port=5001, bytes=size)
+                        out.append(r["seconds"])
+                for _ in range(plan.rtt_rounds):
+                    r = await client.call(op="rtt", host=host, port=5002, count=plan.rtts)
+                    col.rtt.append(r["ms"])
+                for _ in range(plan.connect_rounds):
+                    r = await client.call(op="connect", host=host, port=5002, count=plan.connects)
+                    col.connect.append(r["ms"])
             finally:
                 for p in peers:
                     await p.stop()
-    return {
-        "bulk_mb_s": size / statistics.median(bulk) / 1e6,
-        "bulk_mb_s_runs": [round(size / s / 1e6, 1) for s in bulk],
-        "bulk6_mb_s": size / statistics.median(bulk6) / 1e6,
-        "rtt_ms": statistics.median(rtt),
-        "connect_ms": statistics.median(conn),
-    }
+    return col
 
 
-def _segment_floor_us(count: int) -> float:
-    """Armor + dearmor of one 2800-byte-MTU segment's packet, plus its two UDP fragments
-    sent and received on loopback: the per-segment work no implementation can skip."""
+def segment_floor_us(
+    count: int,
+    payload: int = 2800,
+    a: socket.socket | None = None,
+    b: socket.socket | None = None,
+) -> float:
+    """Armor + dearmor of the ZeroTier FRAME packet carrying one ``payload``-byte Ethernet frame,
+    plus its UDP datagrams (two fragments for a full 2800-byte-MTU segment) sent from ``a`` and
+    received on ``b`` (default: a pair on loopback): the per-segment work no implementation can
+    skip."""
     from ztnode.crypto import SymmetricKey
     from ztnode.wire import packet as pk
     from ztnode.wire.constants import Cipher, Verb
 
     key = SymmetricKey(os.urandom(48))
-    packet = pk.new_packet(os.urandom(8), 0x1122334455, 0x66778899AA, Verb.FRAME, os.urandom(2800))
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    packet = pk.new_packet(
+        os.urandom(8), 0x1122334455, 0x66778899AA, Verb.FRAME, os.urandom(payload)
+    )
+    wire = payload + 28  # packet header and FRAME fields
+    frags = (bytes(1432), bytes(wire - 1432 + 20)) if wire > 1432 else (bytes(wire),)
+    own = a is None
+    if a is None or b is None:
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         b.bind(("127.0.0.1", 0))
+    try:
         dest = b.getsockname()
         buf = bytearray(65536)
-        frags = (bytes(1432), bytes(2828 - 1432 + 20))
         t0 = time.perf_counter()
         for _ in range(count):
             p = bytearray(packet)
@@ -143,27 +174,121 @@ def _segment_floor_us(count: int) -> float:
                 b.recv_into(buf)
         return (time.perf_counter() - t0) / count * 1e6
     finally:
-        a.close()
-        b.close()
+        if own:
+            a.close()
+            b.close()
+
+
+SEGMENT = 2800 - 40 - 12  # TCP payload of a full segment: MTU less IPv4 and TCP headers, timestamps
+LIBZT_NO_V6 = "not run (libzt 1.8.4 crashes on IPv6 receive)"
+LIBZT_NO_LOOPBACK = "n/a (no loopback in libzt)"
+
+
+def _r(x: float | None, digits: int) -> float | str:
+    return "" if x is None else round(x, digits)
+
+
+def _ratio(a: float | None, b: float | None) -> float | str:
+    return "" if a is None or b is None or b == 0 else round(a / b, 2)
+
+
+def _figures(col: Column, kind: str, size: int) -> list[float]:
+    """Per-run figures: MB/s per transfer, or the median ms of each run of samples."""
+    if kind in ("bulk", "bulk6"):
+        return [size / s / 1e6 for s in getattr(col, kind)]
+    return [statistics.median(run) for run in getattr(col, kind) if run]
+
+
+def _cell(col: Column | str, kind: str, size: int, digits: int) -> tuple[float | str, float | None]:
+    if isinstance(col, str):
+        return col, None
+    figs = _figures(col, kind, size)
+    if not figs:
+        return f"missing: {col.missing or 'no runs'}", None
+    med = statistics.median(figs)
+    return round(med, digits), med
+
+
+def _row(
+    what: str,
+    underlay: str,
+    kind: str,
+    size: int,
+    cols: tuple[Column, Column | str, Column | str],
+    floor: float | None,
+    digits: int,
+) -> dict[str, Any]:
+    (zc, z), (lc, lv), (rc, rv) = (_cell(c, kind, size, digits) for c in cols)
+    runs = []
+    for name, c in zip(("ztnode", "libzt", "libzt rt"), cols, strict=True):
+        if isinstance(c, Column) and (figs := _figures(c, kind, size)):
+            runs.append(f"{name} " + " ".join(f"{f:.{1 if digits == 1 else 3}f}" for f in figs))
+    return {
+        "what": what,
+        "underlay": underlay,
+        "ztnode": zc,
+        "libzt (ordinary)": lc,
+        "libzt (real-time rx)": rc,
+        "floor": _r(floor, digits),
+        "ztnode/libzt": _ratio(z, lv),
+        "ztnode/libzt rt": _ratio(z, rv),
+        "ztnode/floor": _ratio(z, floor),
+        "runs": "; ".join(runs),
+    }
+
+
+def _rows_for(
+    underlay: str,
+    size: int,
+    cols: tuple[Column, Column | str, Column | str],
+    floor_us: float | None,
+    small_us: float | None,
+    v6_libzt: Column | str,
+) -> list[dict[str, Any]]:
+    bulk_floor = SEGMENT / floor_us if floor_us else None
+    small_floor = 2 * small_us / 1000 if small_us else None
+    z = cols[0]
+    mb = size // 1_000_000
+    return [
+        _row(f"TCP bulk IPv4, {mb} MB (MB/s)", underlay, "bulk", size, cols, bulk_floor, 1),
+        _row(f"TCP bulk IPv6, {mb} MB (MB/s)", underlay, "bulk6", size,
+             (z, v6_libzt, v6_libzt), bulk_floor, 1),
+        _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3),
+        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3),
+    ]  # fmt: skip
+
+
+def plan_for(quick: bool) -> Plan:
+    if quick:
+        return Plan(size=8_000_000, rounds=3, rounds6=1, rtt_rounds=2, rtts=200,
+                    connect_rounds=2, connects=10, budget=30, floor_count=3000)  # fmt: skip
+    return Plan(size=40_000_000, rounds=5, rounds6=3, rtt_rounds=3, rtts=2000,
+                connect_rounds=3, connects=50, budget=100)  # fmt: skip
 
 
 def rows(quick: bool = False) -> list[dict[str, Any]]:
-    size = (8 if quick else 40) * 1_000_000
-    res = asyncio.run(
-        _ztnode_pair(size, 2 if quick else 5, 200 if quick else 2000, 10 if quick else 50)
-    )
-    floor = _segment_floor_us(2000 if quick else 20000)
-    seg = 2800 - 40 - 12
-    floor_mb_s = seg / floor
-    return [
-        {"what": "TCP bulk, IPv4 (median MB/s)", "ztnode": round(res["bulk_mb_s"], 1),
-         "floor": round(floor_mb_s, 1), "ratio_to_floor": round(res["bulk_mb_s"] / floor_mb_s, 2),
-         "runs": res["bulk_mb_s_runs"]},
-        {"what": "TCP bulk, IPv6 (median MB/s)", "ztnode": round(res["bulk6_mb_s"], 1),
-         "floor": round(floor_mb_s, 1), "ratio_to_floor": round(res["bulk6_mb_s"] / floor_mb_s, 2),
-         "runs": ""},
-        {"what": "TCP echo round trip (median ms)", "ztnode": round(res["rtt_ms"], 3),
-         "floor": round(2 * floor / 1000, 3), "ratio_to_floor": "", "runs": ""},
-        {"what": "TCP connect (median ms)", "ztnode": round(res["connect_ms"], 3),
-         "floor": "", "ratio_to_floor": "", "runs": ""},
-    ]  # fmt: skip
+    plan = plan_for(quick)
+
+    def log(msg: str) -> None:
+        print(f"tcp: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.monotonic()
+    ns = tcp_netns.run(plan, log)
+    log(f"namespace part {ns.seconds:.1f} s")
+    lo_plan = dataclasses.replace(plan, rounds=max(2, plan.rounds - 2), rounds6=1 if quick else 2)
+    lo = asyncio.run(_ztnode_pair(lo_plan))
+    count = plan.floor_count
+    floor_lo, small_lo = segment_floor_us(count), segment_floor_us(count, tcp_netns.SMALL_SEGMENT)
+    log(f"loopback part and floors {time.monotonic() - t0 - ns.seconds:.1f} s")
+    out = _rows_for(ns.underlay, plan.size, (ns.ztnode, ns.libzt, ns.libzt_rt),
+                    ns.floor_us, ns.floor_small_us, LIBZT_NO_V6)  # fmt: skip
+    out += _rows_for("loopback", plan.size, (lo, LIBZT_NO_LOOPBACK, LIBZT_NO_LOOPBACK),
+                     floor_lo, small_lo, LIBZT_NO_LOOPBACK)  # fmt: skip
+    notes = [
+        f"{name}: {n}"
+        for name, c in (("ztnode", ns.ztnode), ("libzt", ns.libzt), ("libzt rt", ns.libzt_rt))
+        for n in c.notes + ([c.missing] if c.missing and _figures(c, "bulk", plan.size) else [])
+    ]
+    if notes:
+        out.append({k: "" for k in out[0]} | {"what": "notes", "runs": " | ".join(notes)})
+    return out

@@ -13,10 +13,15 @@ simple ``zts_tcp_*``/``zts_udp_*`` helpers of libzt 1.8.4 lose the socket they c
 travel as ``[ip, port]``; ``family`` is 4 or 6; ``rt`` (true = 10, or a priority 1..99) runs the
 job's thread at SCHED_FIFO. Requests (optional fields with their defaults) and their replies:
 
-``tcp_server {family: 4, addr: any, port, mode: "sink"|"echo", rt: false, lifetime: 60}``
-    -> ``{job, port}`` once listening. Accepts one connection. Result, sink:
-    ``{mode, peer, bytes, sha256, elapsed, data_elapsed, rt}`` (``elapsed`` from accept to EOF,
-    ``data_elapsed`` from the first byte); echo: the same without ``sha256``.
+``tcp_server {family: 4, addr: any, port, mode: "sink"|"echo"|"accept", nodelay: false,
+digest: true, rt: false, lifetime: 60}``
+    -> ``{job, port}`` once listening. sink and echo accept one connection (``nodelay`` sets
+    TCP_NODELAY on it). Result, sink: ``{mode, peer, bytes, sha256, elapsed, data_elapsed, rt}``
+    (``elapsed`` from accept to EOF, ``data_elapsed`` from the first byte; no ``sha256`` with
+    ``digest`` false, which benchmarks use to keep hashing off the receiver); echo: the same
+    without ``sha256``. accept (for ``tcp_client`` mode ``connects``) accepts and at once closes
+    every connection until ``job_stop`` or its lifetime, both a normal end: ``{mode, accepted,
+    ended: "stopped"|"lifetime", rt}``.
 ``tcp_client {addr, port, mode: "source"|"echo_check", bytes: 0, seed: 0, connect_tries: 20,
 connect_timeout: 20, attempt_timeout: 2, close_wait: 30, window: 65536, rt: false, lifetime: 60}``
     -> ``{job}``. Sends ``pattern(seed, bytes)``. Result, source: ``{mode, connect_tries,
@@ -26,6 +31,16 @@ connect_timeout: 20, attempt_timeout: 2, close_wait: 30, window: 65536, rt: fals
     ``close_wait``). echo_check: ``{mode, connect_tries, connect_failures, connect_elapsed,
     local, bytes, sha256 (of what came back), match, first_mismatch, elapsed, peer_closed,
     unexpected_bytes, rt}``.
+``tcp_client {addr, port, mode: "connects", count: 10, ...}`` -> ``{job}``: first one untimed
+    connection made with the retries above (routes, ARP and the peer's path may need a moment on a
+    fresh network), closed, then ``count`` sequential connections, each one non-blocking connect
+    of at most ``attempt_timeout`` and then closed; each timed from the call to its completion.
+    Result: ``{mode, connect_tries, connect_elapsed, ms: [...], failures: [...], rt}``.
+``tcp_client {addr, port, mode: "ping", count: 100, size: 1, nodelay: true, ...}`` -> ``{job}``:
+    one connection to an echo server (with the retries above), then ``count`` round trips of
+    ``size`` bytes, each sent once the previous one has fully come back, each timed from the send
+    to the last byte received. Result: ``{mode, connect_tries, connect_elapsed, local, ms: [...],
+    nodelay, rt}``. Pair it with a ``tcp_server`` echo with ``nodelay`` for a latency figure.
 ``udp_echo_server {family: 4, addr: any, port, rt: false, lifetime: 60}`` -> ``{job, port}`` once
     bound. Result (after ``job_stop`` or its lifetime): ``{echoed, bytes, peers, send_errors,
     ended: "stopped"|"lifetime", rt}``.
@@ -231,6 +246,7 @@ SOCK_STREAM, SOCK_DGRAM = 0x0001, 0x0002  # ZTS_SOCK_STREAM, ZTS_SOCK_DGRAM
 SOL_SOCKET = 0x0FFF  # ZTS_SOL_SOCKET
 SO_REUSEADDR, SO_SNDTIMEO, SO_RCVTIMEO, SO_ERROR = 0x0004, 0x1005, 0x1006, 0x1007
 SHUT_WR = 0x1  # ZTS_SHUT_WR
+IPPROTO_TCP, TCP_NODELAY = 0x0006, 0x0001  # ZTS_IPPROTO_TCP, ZTS_TCP_NODELAY
 MSG_DONTWAIT = 0x0008  # ZTS_MSG_DONTWAIT
 F_SETFL, O_NONBLOCK = 0x0004, 0x1  # ZTS_F_SETFL, ZTS_O_NONBLOCK
 POLLOUT, POLLERR = 0x002, 0x004  # ZTS_POLLOUT, ZTS_POLLERR
@@ -240,6 +256,7 @@ SEND_CHUNK = 64 * 1024
 IO_SLICE = 0.25  # s; how often a blocked socket call wakes to look at its job's stop flag
 UDP_MAX = 65535
 MAX_PATTERN = 1 << 30
+MAX_TIMED = 100_000  # most timed connects or round trips one job may make
 
 
 class ZtsSockaddrIn(ctypes.Structure):
@@ -839,30 +856,56 @@ class Worker:
         job accepts one connection and then either sinks it (digesting what arrives) or echoes
         it, until the peer's EOF."""
         mode = req.get("mode", "sink")
-        if mode not in ("sink", "echo"):
-            raise ValueError("mode must be sink or echo")
+        if mode not in ("sink", "echo", "accept"):
+            raise ValueError("mode must be sink, echo or accept")
+        nodelay = bool(req.get("nodelay", False))
+        digest = bool(req.get("digest", True))
         family = family_of(req)
         addr = req.get("addr") or ("0.0.0.0" if family == AF_INET else "::")
         listener = Zsock.open(self.lib, family, SOCK_STREAM)
         try:
             listener.set_int(SOL_SOCKET, SO_REUSEADDR, 1)
             listener.bind(addr, int(req["port"]))
-            listener.check("zts_bsd_listen", listener.fd, 1)
+            # accept mode: a backlog, so a connection completed before the previous one was
+            # accepted is not dropped (which would cost the client a SYN retransmission)
+            listener.check("zts_bsd_listen", listener.fd, 16 if mode == "accept" else 1)
             listener.set_timeout(SO_RCVTIMEO, IO_SLICE)
             local = listener.local()
         except BaseException:
             listener.close()
             raise
 
+        def accept_all(job: Job) -> dict[str, Any]:
+            accepted = 0
+            ended = "stopped"
+            try:
+                while True:
+                    try:
+                        conn, _ = listener.accept(job)
+                    except JobStopped:
+                        break
+                    except JobExpired:
+                        ended = "lifetime"
+                        break
+                    conn.close()
+                    accepted += 1
+            finally:
+                listener.close()
+            return {"mode": mode, "accepted": accepted, "ended": ended}
+
         def body(job: Job) -> dict[str, Any]:
+            if mode == "accept":
+                return accept_all(job)
             try:
                 conn, peer = listener.accept(job)
             finally:
                 listener.close()
             try:
+                if nodelay:
+                    conn.set_int(IPPROTO_TCP, TCP_NODELAY, 1)
                 conn.set_timeout(SO_RCVTIMEO, IO_SLICE)
                 conn.set_timeout(SO_SNDTIMEO, IO_SLICE)
-                return {"mode": mode, "peer": peer, **self._serve(conn, mode, job)}
+                return {"mode": mode, "peer": peer, **self._serve(conn, mode, job, digest)}
             finally:
                 conn.close()
 
@@ -870,7 +913,7 @@ class Worker:
         return {"job": job.id, "port": local[1] if local else int(req["port"])}
 
     @staticmethod
-    def _serve(conn: Zsock, mode: str, job: Job) -> dict[str, Any]:
+    def _serve(conn: Zsock, mode: str, job: Job, digest_sink: bool = True) -> dict[str, Any]:
         buf = (ctypes.c_uint8 * RECV_BUF)()
         view = memoryview(buf)
         base = ctypes.addressof(buf)
@@ -886,7 +929,8 @@ class Worker:
                 t_first = time.monotonic()
             total += n
             if mode == "sink":
-                digest.update(view[:n])
+                if digest_sink:
+                    digest.update(view[:n])
             else:
                 conn.send_all(base, n, job)
         t_end = time.monotonic()
@@ -895,7 +939,7 @@ class Worker:
             "elapsed": t_end - t0,
             "data_elapsed": (t_end - t_first) if t_first is not None else 0.0,
         }
-        if mode == "sink":
+        if mode == "sink" and digest_sink:
             out["sha256"] = digest.hexdigest()
         return out
 
@@ -904,26 +948,53 @@ class Worker:
         either sources ``bytes`` of ``pattern(seed, bytes)`` and waits for the peer to close
         (so ``elapsed`` covers delivery, not just queueing), or sends them to an echo server
         and checks what returns. The data is built before connecting, so it costs no time on
-        the clock."""
+        the clock. Modes ``connects`` and ``ping`` time connection setup and small round trips
+        (see the module docstring)."""
         mode = req.get("mode", "source")
-        if mode not in ("source", "echo_check"):
-            raise ValueError("mode must be source or echo_check")
+        if mode not in ("source", "echo_check", "connects", "ping"):
+            raise ValueError("mode must be source, echo_check, connects or ping")
         ip, port = str(req["addr"]), int(req["port"])
         family = AF_INET if ipaddress.ip_address(ip).version == 4 else AF_INET6
-        size = int(req.get("bytes", 0))
+        size = int(req.get("bytes", 0)) if mode in ("source", "echo_check") else 0
         data = bytearray(pattern(int(req.get("seed", 0)), size))
         tries = int(req.get("connect_tries", 20))
         connect_budget = float(req.get("connect_timeout", 20.0))
         attempt_timeout = float(req.get("attempt_timeout", 2.0))
         close_wait = float(req.get("close_wait", 30.0))
         window = int(req.get("window", SEND_CHUNK))
+        count = int(req.get("count", 10 if mode == "connects" else 100))
+        if not 0 <= count <= MAX_TIMED:
+            raise ValueError(f"count must be within 0..{MAX_TIMED}")
+        ping_size = int(req.get("size", 1))
+        if not 1 <= ping_size <= RECV_BUF:
+            raise ValueError(f"size must be within 1..{RECV_BUF}")
+        nodelay = bool(req.get("nodelay", True))
 
         def body(job: Job) -> dict[str, Any]:
             t_start = time.monotonic()
             sock, failures = self._connect(
                 family, ip, port, job, tries, connect_budget, attempt_timeout
             )
+            if mode == "connects":
+                sock.close()
+                return {
+                    "mode": mode,
+                    "connect_tries": len(failures) + 1,
+                    "connect_elapsed": time.monotonic() - t_start,
+                    **self._connects(family, ip, port, job, count, attempt_timeout),
+                }
             try:
+                if mode == "ping":
+                    if nodelay:
+                        sock.set_int(IPPROTO_TCP, TCP_NODELAY, 1)
+                    return {
+                        "mode": mode,
+                        "connect_tries": len(failures) + 1,
+                        "connect_elapsed": time.monotonic() - t_start,
+                        "local": sock.local(),
+                        "nodelay": nodelay,
+                        **self._ping(sock, job, count, ping_size),
+                    }
                 out: dict[str, Any] = {
                     "mode": mode,
                     "connect_tries": len(failures) + 1,
@@ -943,6 +1014,52 @@ class Worker:
 
         job = self._start_job("tcp_client", req, body)
         return {"job": job.id}
+
+    def _connects(
+        self, family: int, ip: str, port: int, job: Job, count: int, attempt_timeout: float
+    ) -> dict[str, Any]:
+        """``count`` single connects, each closed once made; a failed one is reported, not
+        retried, and takes no time sample."""
+        ms: list[float] = []
+        failures: list[str] = []
+        for _ in range(count):
+            job.check()
+            t0 = time.perf_counter()
+            sock = Zsock.open(self.lib, family, SOCK_STREAM)
+            try:
+                why = sock.connect(ip, port, job, attempt_timeout)
+                t1 = time.perf_counter()
+            finally:
+                sock.close()
+            if why:
+                failures.append(why)
+            else:
+                ms.append((t1 - t0) * 1000)
+        return {"ms": ms, "failures": failures}
+
+    @staticmethod
+    def _ping(sock: Zsock, job: Job, count: int, size: int) -> dict[str, Any]:
+        """``count`` timed round trips of ``size`` bytes through an echo server."""
+        sock.set_timeout(SO_RCVTIMEO, IO_SLICE)
+        sock.set_timeout(SO_SNDTIMEO, IO_SLICE)
+        out = (ctypes.c_uint8 * size)(*([0x78] * size))
+        base = ctypes.addressof(out)
+        rbuf = (ctypes.c_uint8 * RECV_BUF)()
+        ms: list[float] = []
+        for _ in range(count):
+            t0 = time.perf_counter()
+            sock.send_all(base, size, job)
+            got = 0
+            while got < size:
+                n = sock.recv(rbuf, RECV_BUF, job)
+                if not n:
+                    raise ConnectionError(f"echo peer closed after {len(ms)} round trips")
+                got += n
+            if got != size:
+                raise ConnectionError(f"echo peer returned {got} bytes for {size}")
+            ms.append((time.perf_counter() - t0) * 1000)
+        sock.shutdown_write()
+        return {"ms": ms}
 
     def _connect(
         self,

@@ -1,0 +1,562 @@
+"""TCP between two ztnode nodes and between two libzt 1.8.4 nodes, on one namespace underlay.
+
+libzt (like every ZeroTier 1.x node) never uses loopback, so this part of the TCP benchmark runs
+in a network namespace that it creates and deletes (``tests.interop.netns``, layout "bridge":
+one veth and one /24 per node on a bridge, no route out). Inside it:
+
+- our root+controller (``ztnode node --controller``) on ``192.168.217.1``, the planet's root;
+- two ztnode members (``bench.tcp_peer`` processes) on ``.218.1`` and ``.219.1``, on a network
+  with IPv4 and rfc4193 IPv6;
+- two libzt members (``tests.interop.libzt_worker`` processes) on ``.220.1`` and ``.221.1``, each
+  told to ignore the other interfaces, on a second network with IPv4 only (libzt 1.8.4 crashes on
+  its own IPv6 receive path, LIBZT_PEER.md).
+
+All four members run for the whole measurement and every round measures ztnode, libzt at ordinary
+priority and libzt with its receiver at real-time priority one after the other, so a
+burst of outside load lands on all three columns alike. "Receiver at real-time priority": the
+server-side job thread that reads from libzt's sockets (the sink, the echo, the acceptor) at
+SCHED_FIFO 10 (the worker's ``rt`` job flag), for bulk, echo and connect alike; libzt's own
+threads and the client side stay at ordinary priority. (Every thread of the receiving process at
+SCHED_FIFO, the worker's ``rt`` op, did worse here: about 40 to 65 MB/s against 50 to 90.)
+
+Every process is stopped by its pid and the namespace deleted on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ztnode.identity import Identity
+
+_REPO = Path(__file__).resolve().parents[1]
+P_LIBZT = 29995  # libzt member i's underlay UDP port is P_LIBZT + 3 + i (ztnode's are random)
+SINK, ECHO = 5001, 5002  # ztnode peers: sink on SINK, echo on SINK + 1 (bench.tcp_peer)
+LIBZT_PORTS = 7100  # libzt servers: a fresh port per job
+SMALL_SEGMENT = 20 + 32 + 1  # a 1-byte TCP segment's IPv4 packet (timestamps option included)
+
+ZTNODE_NETWORK: dict[str, Any] = {
+    "name": "bench-ztnode",
+    "private": True,
+    "v4AssignMode": {"zt": True},
+    "v6AssignMode": {"rfc4193": True, "6plane": False, "zt": False},
+    "ipAssignmentPools": [{"ipRangeStart": "10.147.31.1", "ipRangeEnd": "10.147.31.254"}],
+    "routes": [{"target": "10.147.31.0/24", "via": None}],
+}
+LIBZT_NETWORK: dict[str, Any] = {
+    "name": "bench-libzt",
+    "private": True,
+    "v4AssignMode": {"zt": True},
+    "v6AssignMode": {"rfc4193": False, "6plane": False, "zt": False},
+    "ipAssignmentPools": [{"ipRangeStart": "10.147.32.1", "ipRangeEnd": "10.147.32.254"}],
+    "routes": [{"target": "10.147.32.0/24", "via": None}],
+}
+
+
+@dataclass
+class Plan:
+    size: int  # bytes per bulk transfer (the same for every column)
+    rounds: int  # rounds of bulk v4 (each: ztnode, libzt, libzt rt)
+    rounds6: int  # ztnode IPv6 bulk runs
+    rtt_rounds: int
+    rtts: int  # round trips per echo run
+    connect_rounds: int
+    connects: int  # connects per connect run
+    budget: float = 100.0  # s for the bulk rounds: later rounds are skipped (and said so)
+    floor_count: int = 20000  # segments timed for each floor
+
+
+@dataclass
+class Column:
+    """One implementation's samples; ``missing`` says why there are none."""
+
+    missing: str = ""
+    bulk: list[float] = field(default_factory=list)  # seconds per transfer
+    bulk6: list[float] = field(default_factory=list)
+    rtt: list[list[float]] = field(default_factory=list)  # ms, one list per run
+    connect: list[list[float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    ztnode: Column
+    libzt: Column
+    libzt_rt: Column
+    underlay: str = ""
+    floor_us: float | None = None  # one full segment's crypto + UDP, namespace underlay
+    floor_small_us: float | None = None  # one small (1-byte payload) segment's
+    seconds: float = 0.0
+
+
+def _identities() -> list[Identity]:
+    """The suite's fixed identities (private keys included): generating some costs seconds."""
+    lines = (_REPO / "tests" / "data" / "test-identities.txt").read_text().split()
+    return [Identity.from_string(line) for line in lines]
+
+
+def why_no_namespace() -> str:
+    if sys.platform != "linux":
+        return "needs Linux network namespaces"
+    if os.geteuid() != 0:
+        return "needs root for a network namespace"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip) for a network namespace"
+    return ""
+
+
+def why_no_libzt() -> str:
+    try:
+        from tests.interop.setup_libzt import LibztPaths, cache_dir
+    except ImportError as e:  # an installed copy without the tests directory
+        return f"tests.interop not importable ({e})"
+    if not LibztPaths(cache_dir()).ready():
+        return "libzt 1.8.4 not installed (python -m tests.interop.setup_libzt)"
+    return ""
+
+
+class ZtnodeProc:
+    """A ``bench.tcp_peer`` process inside the namespace, driven over its pipe with bounded
+    reads; killed by pid on close."""
+
+    def __init__(self, ns: str, home: Path, planet: Path, bind: str, log: Path) -> None:
+        env = {**os.environ}
+        env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self._log: TextIO = open(log, "w")  # noqa: SIM115  (closed in close())
+        cmd = [
+            "ip", "netns", "exec", ns, sys.executable, "-m", "bench.tcp_peer",
+            "--home", str(home), "--planet", str(planet), "--bind", bind,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            cwd=_REPO, env=env, text=True, bufsize=1,
+        )  # fmt: skip
+        self.log = log
+        self._sel = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def send(self, **req: Any) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise RuntimeError(f"ztnode peer died (exit {self.proc.poll()})") from None
+
+    def recv(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        if not self._sel.select(timeout):
+            raise TimeoutError(f"ztnode peer did not answer within {timeout} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            tail = self.log.read_text()[-2000:]
+            raise RuntimeError(f"ztnode peer exited ({self.proc.wait(5)}): {tail}")
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"ztnode peer: {reply['error']}")
+        return reply
+
+    def call(self, timeout: float = 120.0, **req: Any) -> dict[str, Any]:
+        self.send(**req)
+        return self.recv(timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                self.call(timeout=5, op="stop")
+                self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()  # by pid: ip netns exec execs the peer itself
+        self.proc.wait(10)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+        self._sel.close()
+        self._log.close()
+
+
+def _floor_us(ns: Any, a_ip: str, b_ip: str, payload: int, count: int) -> float:
+    from bench.tcp_bench import segment_floor_us
+
+    a = ns.socket()
+    b = ns.socket(bind=(b_ip, 0))
+    try:
+        a.bind((a_ip, 0))
+        return segment_floor_us(count, payload, a, b)
+    finally:
+        a.close()
+        b.close()
+
+
+def _wait_libzt_ipv4(lz: Any, nwid: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        st = lz.call("network", 10, nwid=nwid)
+        core = st.get("core") or {}
+        v4 = [a for a in st["addresses"] if "." in a]
+        if core.get("status") == "OK" and st["ready"] and v4:
+            return str(v4[0])
+        time.sleep(0.1)
+    raise TimeoutError(f"libzt not ready on {nwid} within {timeout} s: {st}")
+
+
+class _LibztPair:
+    """Server (B) and client (A) libzt workers and the jobs the benchmark runs between them."""
+
+    def __init__(self, a: Any, b: Any, b_ip: str) -> None:
+        self.a, self.b, self.b_ip = a, b, b_ip
+        self._port = LIBZT_PORTS
+        self._rt = 0
+
+    def _next_port(self) -> int:
+        self._port += 1
+        return self._port
+
+    def priority(self, rt: bool) -> None:
+        """The server's next jobs run their thread at SCHED_FIFO 10, or at ordinary priority."""
+        self._rt = 10 if rt else 0
+
+    def bulk(self, size: int, timeout: float, seed: int = 1) -> float:
+        port = self._next_port()
+        life = timeout + 5
+        srv = self.b.call(
+            "tcp_server", port=port, mode="sink", digest=False, rt=bool(self._rt), lifetime=life
+        )
+        cli = self.a.call(
+            "tcp_client", addr=self.b_ip, port=port, mode="source", bytes=size, seed=seed,
+            close_wait=timeout, lifetime=life,
+        )  # fmt: skip
+        sent = self.a.wait_job(cli["job"], life)
+        got = self.b.wait_job(srv["job"], 10)
+        if got["bytes"] != size or sent["elapsed"] is None:
+            raise RuntimeError(f"libzt bulk incomplete: sent {sent}, received {got}")
+        return float(sent["elapsed"])
+
+    def rtt(self, count: int, timeout: float) -> list[float]:
+        port = self._next_port()
+        life = timeout + 5
+        srv = self.b.call(
+            "tcp_server", port=port, mode="echo", nodelay=True, rt=bool(self._rt), lifetime=life
+        )
+        cli = self.a.call(
+            "tcp_client", addr=self.b_ip, port=port, mode="ping", count=count, lifetime=life
+        )
+        res = self.a.wait_job(cli["job"], life)
+        self.b.wait_job(srv["job"], 10)
+        if len(res["ms"]) != count:
+            raise RuntimeError(f"libzt echo: {len(res['ms'])} of {count} round trips")
+        return [float(x) for x in res["ms"]]
+
+    def connects(self, count: int, timeout: float) -> tuple[list[float], list[str]]:
+        port = self._next_port()
+        life = timeout + 5
+        srv = self.b.call("tcp_server", port=port, mode="accept", rt=bool(self._rt), lifetime=life)
+        try:
+            cli = self.a.call(
+                "tcp_client", addr=self.b_ip, port=port, mode="connects", count=count,
+                attempt_timeout=2.0, lifetime=life,
+            )  # fmt: skip
+            res = self.a.wait_job(cli["job"], life)
+        finally:
+            self.b.stop_job(srv["job"])
+        return [float(x) for x in res["ms"]], [str(f) for f in res["failures"]]
+
+
+def _guard(col: Column, what: str, fn: Callable[[], None]) -> None:
+    """Runs one measurement; a failure empties nothing already measured, but is recorded and
+    ends that column's part in later rounds."""
+    if col.missing:
+        return
+    try:
+        fn()
+    except Exception as e:
+        col.missing = f"{what} failed: {type(e).__name__}: {e}"[:200]
+
+
+@contextlib.contextmanager
+def _started(items: list[Any]) -> Iterator[list[Any]]:
+    try:
+        yield items
+    finally:
+        for it in items:
+            with contextlib.suppress(Exception):
+                it.close()
+
+
+def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
+    """Both pairs measured on one namespace underlay; columns say why they are missing."""
+    t_start = time.monotonic()
+    res = Result(Column(), Column(), Column(), underlay="netns bridge (veth)")
+    why_ns = why_no_namespace()
+    if why_ns:
+        res.ztnode.missing = res.libzt.missing = res.libzt_rt.missing = why_ns
+        return res
+    why_lz = why_no_libzt()
+    if why_lz:
+        res.libzt.missing = res.libzt_rt.missing = why_lz
+    from tests.interop.netns import NetNamespace
+    from tests.interop.world import controller_world
+
+    ids = _identities()
+    root_id, z_ids, l_ids = ids[0], ids[4:6], ids[2:4]
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="ztbench-") as tmp,
+            NetNamespace(layout="bridge", count=5) as ns,
+            controller_world(ns, Path(tmp), root_id, ns.addresses[0]) as world,
+        ):
+            _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, log)
+    except Exception as e:  # the namespace or the root itself failed
+        why = f"namespace world failed: {type(e).__name__}: {e}"[:200]
+        for col in (res.ztnode, res.libzt, res.libzt_rt):
+            col.missing = col.missing or why
+    res.seconds = time.monotonic() - t_start
+    return res
+
+
+def _run_in(
+    plan: Plan,
+    res: Result,
+    ns: Any,
+    world: Any,
+    tmp: Path,
+    z_ids: list[Identity],
+    l_ids: list[Identity],
+    log: Callable[[str], None],
+) -> None:
+    api = world.api
+    planet = tmp / "planet"  # written by controller_world
+    z_nwid = str(api.call("POST", "/controller/network", ZTNODE_NETWORK)["id"])
+    l_nwid = str(api.call("POST", "/controller/network", LIBZT_NETWORK)["id"])
+    for nwid, members in ((z_nwid, z_ids), (l_nwid, l_ids)):
+        for ident in members:
+            api.call(
+                "POST",
+                f"/controller/network/{nwid}/member/{ident.address:010x}",
+                {"authorized": True},
+            )
+    zt: list[ZtnodeProc] = []
+    lz: list[Any] = []
+    with _started(zt), _started(lz):
+        # Everyone starts at once: each member has its own /24, so the root's one new
+        # identity per 2 s per /24 never holds anyone back.
+        for i, ident in enumerate(z_ids):
+            home = tmp / f"ztnode{i}"
+            home.mkdir()
+            ident.save(home / "identity.secret", include_private=True)
+            zt.append(ZtnodeProc(ns.name, home, planet, ns.addresses[1 + i], tmp / f"z{i}.log"))
+        if not res.libzt.missing:
+            from tests.interop.peer import LibztPeer
+
+            def l_start() -> None:
+                for i, ident in enumerate(l_ids):
+                    peer = LibztPeer(netns=ns.name)
+                    lz.append(peer)
+                    home = tmp / f"libzt{i}"
+                    home.mkdir()
+                    ident.save(home / "identity.secret", include_private=True)
+                    ident.save(home / "identity.public", include_private=False)
+                    own = 3 + i  # its interface, address and port
+                    peer.call(
+                        "start", 30, storage=str(home), planet=world.planet.to_bytes().hex(),
+                        port=P_LIBZT + own,
+                        blacklist_if=[n for j, n in enumerate(ns.interfaces) if j != own],
+                    )  # fmt: skip
+                    peer.call("join", 30, nwid=l_nwid)
+
+            _guard(res.libzt, "libzt start", l_start)
+        t0 = time.monotonic()
+        z_ips: list[dict[str, Any]] = []
+
+        def z_join() -> None:
+            for p in zt:
+                p.recv(60)  # its address line
+            for p in zt:
+                p.send(op="join", nwid=z_nwid)
+            z_ips.extend(p.recv(60) for p in zt)
+            zt[0].call(op="serve", port=SINK)
+
+        _guard(res.ztnode, "ztnode join", z_join)
+        log(f"ztnode pair ready {time.monotonic() - t0:.1f} s after start")
+        pair: _LibztPair | None = None
+
+        def l_join() -> None:
+            nonlocal pair
+            _wait_libzt_ipv4(lz[0], l_nwid, 40)
+            b_ip = _wait_libzt_ipv4(lz[1], l_nwid, 40)
+            pair = _LibztPair(lz[0], lz[1], b_ip)
+
+        _guard(res.libzt, "libzt join", l_join)
+        if pair is not None:
+            log(f"libzt pair ready {time.monotonic() - t0:.1f} s after start")
+        if res.libzt.missing:
+            res.libzt_rt.missing = res.libzt_rt.missing or res.libzt.missing
+
+        # Floors on this underlay, between the two ztnode members' addresses.
+        a_ip, b_ip = ns.addresses[1], ns.addresses[2]
+        try:
+            res.floor_us = _floor_us(ns, a_ip, b_ip, 2800, plan.floor_count)
+            res.floor_small_us = _floor_us(ns, a_ip, b_ip, SMALL_SEGMENT, plan.floor_count)
+        except OSError as e:
+            log(f"no floor on the namespace underlay: {e}")
+
+        _measure(plan, res, zt, z_ips, pair, log)
+
+
+def _measure(
+    plan: Plan,
+    res: Result,
+    zt: list[ZtnodeProc],
+    z_ips: list[dict[str, Any]],
+    pair: _LibztPair | None,
+    log: Callable[[str], None],
+) -> None:
+    z, lz, lzr = res.ztnode, res.libzt, res.libzt_rt
+    size = plan.size
+    # The slowest credible transfer: libzt's ordinary-priority receiver at about 1 MB/s.
+    bulk_timeout = 20 + size / 1e6
+    client = zt[1] if len(zt) > 1 else None
+    host = z_ips[0]["ip4"] if z_ips else ""
+    host6 = z_ips[0]["ip6"] if z_ips else ""
+
+    def z_bulk(h: str, out: list[float]) -> Callable[[], None]:
+        def go() -> None:
+            assert client is not None
+            r = client.call(bulk_timeout, op="bulk", host=h, port=SINK, bytes=size)
+            if r["bytes"] != size:
+                raise RuntimeError(f"ztnode sink got {r['bytes']} of {size} bytes")
+            out.append(float(r["seconds"]))
+
+        return go
+
+    def l_bulk(out: list[float], n: int = size) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            out.append(pair.bulk(n, bulk_timeout))
+
+        return go
+
+    def with_priority(rt: bool, fn: Callable[[], None]) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            pair.priority(rt)
+            fn()
+
+        return go
+
+    # Warm-ups: first connections (paths, ARP, slow start caches), not on the clock.
+    warm: list[float] = []
+    _guard(z, "ztnode warm-up", z_bulk(host, warm))
+    _guard(lz, "libzt warm-up", l_bulk(warm, 1 << 20))
+    t_bulk = time.monotonic()
+    for i in range(plan.rounds):
+        if i >= 2 and time.monotonic() - t_bulk > plan.budget:
+            z.notes.append(f"bulk rounds stopped after {i} of {plan.rounds}: time budget")
+            break
+        _guard(z, "ztnode bulk", z_bulk(host, z.bulk))
+        if pair is not None:
+            _guard(lz, "libzt bulk", with_priority(False, l_bulk(lz.bulk)))
+            _guard(lzr, "libzt bulk (rt)", with_priority(True, l_bulk(lzr.bulk)))
+        log(
+            f"bulk round {i + 1}: ztnode {_mb(size, z.bulk[-1:])} libzt {_mb(size, lz.bulk[-1:])}"
+            f" libzt-rt {_mb(size, lzr.bulk[-1:])} MB/s"
+        )
+    for _ in range(plan.rounds6):
+        _guard(z, "ztnode bulk IPv6", z_bulk(host6, z.bulk6))
+
+    rtt_timeout = 20 + plan.rtts * 0.05
+
+    def z_rtt() -> None:
+        assert client is not None
+        z.rtt.append(
+            client.call(rtt_timeout, op="rtt", host=host, port=ECHO, count=plan.rtts)["ms"]
+        )
+
+    def l_rtt(col: Column) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            col.rtt.append(pair.rtt(plan.rtts, rtt_timeout))
+
+        return go
+
+    for _ in range(plan.rtt_rounds):
+        _guard(z, "ztnode echo", z_rtt)
+        if pair is not None:
+            _guard(lz, "libzt echo", with_priority(False, l_rtt(lz)))
+            _guard(lzr, "libzt echo (rt)", with_priority(True, l_rtt(lzr)))
+    log("echo done")
+
+    conn_timeout = 20 + plan.connects * 2.5
+
+    def z_conn() -> None:
+        assert client is not None
+        r = client.call(conn_timeout, op="connect", host=host, port=ECHO, count=plan.connects)
+        z.connect.append(r["ms"])
+
+    def l_conn(col: Column) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            ms, failures = pair.connects(plan.connects, conn_timeout)
+            col.connect.append(ms)
+            if failures:
+                col.notes.append(f"{len(failures)} failed connects: {failures[:3]}")
+
+        return go
+
+    for _ in range(plan.connect_rounds):
+        _guard(z, "ztnode connect", z_conn)
+        if pair is not None:
+            _guard(lz, "libzt connect", with_priority(False, l_conn(lz)))
+            _guard(lzr, "libzt connect (rt)", with_priority(True, l_conn(lzr)))
+    log("connect done")
+
+
+def _mb(size: int, seconds: list[float]) -> str:
+    return f"{size / seconds[0] / 1e6:.1f}" if seconds else "-"
+
+
+def median_or_none(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def summary(res: Result, size: int) -> dict[str, Any]:
+    """Medians per column (a quick look; the table is built by bench.tcp_bench)."""
+    out: dict[str, Any] = {
+        "seconds": round(res.seconds, 1),
+        "floor_us": res.floor_us,
+        "floor_small_us": res.floor_small_us,
+    }
+    for name in ("ztnode", "libzt", "libzt_rt"):
+        c: Column = getattr(res, name)
+        out[name] = {
+            "missing": c.missing,
+            "bulk_mb_s": [round(size / s / 1e6, 1) for s in c.bulk],
+            "bulk6_mb_s": [round(size / s / 1e6, 1) for s in c.bulk6],
+            "rtt_ms": [round(statistics.median(r), 3) for r in c.rtt if r],
+            "connect_ms": [round(statistics.median(r), 3) for r in c.connect if r],
+            "notes": c.notes,
+        }
+    return out
+
+
+if __name__ == "__main__":  # a quick look on its own: python -m bench.tcp_netns [MB]
+    mb = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+    r = run(
+        Plan(mb * 1_000_000, 3, 1, 2, 500, 2, 20, 60, 3000), log=lambda s: print(s, file=sys.stderr)
+    )
+    print(json.dumps(summary(r, mb * 1_000_000), indent=1))
