@@ -13,6 +13,8 @@ service drive it exactly as they drive a bare node:
 * ``next_event()`` yields the node's events and the stacks' socket events in one stream.
 
 Raw Ethernet access: ``frame_taps[nwid]`` callables see every frame of a network before its stack.
+What a network's config may put into its stack is gated by its :class:`ManagedPolicy`
+(``set_policy``; ZeroTierOne's allowManaged/allowGlobal/allowDefault local settings).
 """
 
 from __future__ import annotations
@@ -20,18 +22,58 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from ipaddress import IPv4Address, IPv4Interface, IPv6Interface, ip_interface, ip_network
+from dataclasses import dataclass
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Interface,
+    IPv6Network,
+    ip_interface,
+    ip_network,
+)
 
 from ztnode.core import events as ev
 from ztnode.core.node import Node, Outgoing
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
+from ztnode.wire.inetaddr import IpScope, ip_scope
 
 log = logging.getLogger("ztnode.host")
 
-__all__ = ["FrameTap", "Host", "HostEvent"]
+__all__ = ["FrameTap", "Host", "HostEvent", "ManagedPolicy"]
 
 HostEvent = ev.Event | StackEvent
 FrameTap = Callable[[ev.FrameReceived], None]
+
+_NEVER_ROUTED = (IpScope.NONE, IpScope.MULTICAST, IpScope.LOOPBACK, IpScope.LINK_LOCAL)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedPolicy:
+    """What a network's managed config may put into its stack.
+
+    ``allow_managed`` off: no managed address and no managed route at all. Otherwise every
+    assigned address, and the routes ZeroTierOne's ``checkIfManagedIsAllowed`` lets through: a
+    default route only with ``allow_default``, a global-scope target only with
+    ``allow_global``, never a loopback, link-local, multicast or unspecified one.
+    """
+
+    allow_managed: bool = True
+    allow_global: bool = False
+    allow_default: bool = False
+
+    def allows_route(self, target: IPv4Network | IPv6Network) -> bool:
+        if not self.allow_managed:
+            return False
+        if target.prefixlen == 0:
+            return self.allow_default
+        scope = ip_scope(target.network_address)
+        if scope in _NEVER_ROUTED:
+            return False
+        return self.allow_global if scope is IpScope.GLOBAL else True
+
+
+_DEFAULT_POLICY = ManagedPolicy()
 
 
 class Host:
@@ -52,6 +94,7 @@ class Host:
         self._groups_version: dict[int, int] = {}
         self._events: deque[HostEvent] = deque()
         self.frame_taps: dict[int, list[FrameTap]] = {}
+        self.policies: dict[int, ManagedPolicy] = {}
 
     # ------------------------------------------------------------------ five verbs
 
@@ -91,6 +134,12 @@ class Host:
 
     def stack(self, network_id: int) -> IpStack | None:
         return self.stacks.get(network_id)
+
+    def set_policy(self, network_id: int, policy: ManagedPolicy, now: int) -> None:
+        """Set what a network's managed config may put into its stack; applied at once to a
+        configured network (its addresses and routes are rebuilt), kept for a later config."""
+        self.policies[network_id] = policy
+        self._configure(network_id, now)
 
     def flush(self, now: int) -> None:
         """Hand every frame the stacks queued to the node, and collect their events."""
@@ -160,8 +209,9 @@ class Host:
                 config=self.stack_config,
             )
             self.stacks[nwid] = stack
+        policy = self.policies.get(nwid, _DEFAULT_POLICY)
         addrs: list[IPv4Interface | IPv6Interface] = []
-        for a in cfg.static_ips:
+        for a in cfg.static_ips if policy.allow_managed else ():
             try:
                 addrs.append(ip_interface(f"{a.ip}/{a.port}"))
             except ValueError:
@@ -177,6 +227,8 @@ class Host:
                 continue
             via = r.via.ip if r.via is not None else None
             if via is not None and isinstance(via, IPv4Address) != (target.version == 4):
+                continue
+            if not policy.allows_route(target):
                 continue
             routes.append((target, via))
         stack.set_routes(routes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -24,10 +25,10 @@ from typing import Any
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
 from ztnode.identity import Identity
-from ztnode.netstack.host import Host, HostEvent
+from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
 from ztnode.transport.ifaddrs import interface_addresses
-from ztnode.transport.state import HomeDir
+from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
 from ztnode.wire.inetaddr import InetAddress
@@ -86,6 +87,8 @@ class NodeService:
         self.stack_event_handler: StackEventHandler | None = None
         self._flush_scheduled = False
         self.controller: Any = None
+        #: Local settings of joined networks (``networks.d/<nwid>.local.conf``).
+        self.network_settings: dict[int, NetworkSettings] = {}
         self.endpoints: dict[Addr, UdpEndpoint] = {}
         self._subscribers: list[EventCallback] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -149,6 +152,7 @@ class NodeService:
         for ident, version, addrs in self.home.load_peers():
             self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
         for nwid, cached in self.home.load_networks():
+            self._apply_settings(nwid, self.home.load_network_settings(nwid))
             self.node.join(nwid, now, cached_config=cached or None)
         self._pump()
         return self.node
@@ -187,11 +191,52 @@ class NodeService:
     def join(self, network_id: int) -> None:
         """Join a network and remember it across restarts (``networks.d``)."""
         self.home.remember_network(network_id)
+        if network_id not in self.network_settings:
+            self._apply_settings(network_id, self.home.load_network_settings(network_id))
         self.call(lambda node, now: node.join(network_id, now))
 
     def leave(self, network_id: int) -> bool:
         self.home.forget_network(network_id)
+        self.network_settings.pop(network_id, None)
+        if self.host is not None:
+            self.host.policies.pop(network_id, None)
         return bool(self.call(lambda node, now: node.leave(network_id)))
+
+    def settings(self, network_id: int) -> NetworkSettings:
+        """A network's local settings (the defaults for one never set)."""
+        return self.network_settings.get(network_id) or NetworkSettings()
+
+    def update_settings(self, network_id: int, **changes: bool) -> NetworkSettings:
+        """Change local settings (``allow_managed=False``...), save them to ``local.conf`` and
+        apply them to the network's IP stack at once."""
+        new = dataclasses.replace(self.settings(network_id), **changes)
+        self.home.save_network_settings(network_id, new)
+        self._apply_settings(network_id, new)
+        log.info("network %016x: %s", network_id, new)
+        self._pump()
+        return new
+
+    def _apply_settings(self, network_id: int, settings: NetworkSettings) -> None:
+        self.network_settings[network_id] = settings
+        if self.host is not None:
+            policy = ManagedPolicy(
+                settings.allow_managed, settings.allow_global, settings.allow_default
+            )
+            self.host.set_policy(network_id, policy, self.clock.now())
+
+    def orbit(self, world_id: int, seed: int) -> None:
+        """Orbit a moon: ask its root ``seed`` for it (it is saved in ``moons.d`` when it
+        arrives)."""
+        log.info("orbiting moon %016x through %010x", world_id, seed)
+        self.call(lambda node, now: node.orbit(world_id, seed, now))
+
+    def deorbit(self, world_id: int) -> bool:
+        """Stop orbiting a moon and forget it (``moons.d``); True if we had it or waited for it."""
+        gone = bool(self.call(lambda node, now: node.deorbit(world_id)))
+        self.home.delete_moon(world_id)
+        if gone:
+            log.info("left moon %016x", world_id)
+        return gone
 
     def controller_changed(self) -> None:
         """The controller's data changed through its API: send pushes and revocations now."""

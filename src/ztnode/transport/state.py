@@ -2,7 +2,10 @@
 
 ``identity.secret`` / ``identity.public`` (text identities), ``planet`` (a binary World),
 ``moons.d/<16 hex>.moon``, ``peers.d/<10 hex>.peer`` (a cache of peers and the addresses they
-were last reached at) and ``authtoken.secret`` (the local API token). Secret files are created
+were last reached at), ``networks.d/<16 hex>.conf`` (joined networks and their configs) with
+``networks.d/<16 hex>.local.conf`` (the local settings ``zerotier-cli set`` changes),
+``authtoken.secret`` (the local API token) and ``metricstoken.secret`` (a token good only for
+``/metrics``, so a Prometheus scraper never holds the full API token). Secret files are created
 with mode 0600; every write goes to a temporary file first and is renamed over the old one, so a
 crash never leaves a half-written identity or planet behind.
 """
@@ -12,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Final
 
 from ztnode.errors import DecodeError
 from ztnode.identity import Identity, address_to_str
@@ -23,6 +28,68 @@ from ztnode.wire.world import DEFAULT_PLANET, World
 log = logging.getLogger("ztnode.state")
 
 PEER_CACHE_VERSION = 2
+
+#: Network settings: field name -> the name in ``local.conf`` and ``/network``, as ZeroTierOne
+#: spells it.
+SETTING_NAMES: Final = {
+    "allow_managed": "allowManaged",
+    "allow_global": "allowGlobal",
+    "allow_default": "allowDefault",
+    "allow_dns": "allowDNS",
+}
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """A joined network's local settings, ZeroTierOne's ``NetworkSettings`` (OneService.hpp).
+
+    ``networks.d/<nwid>.local.conf`` holds them as ZeroTierOne writes it (``allowManaged=1``
+    and so on, one per line) and they show in ``/network`` under the same names. What they gate
+    in ztnode, where there is no OS interface or routing table to protect:
+
+    * ``allow_managed`` (default on): the network's IP stack takes the addresses and routes the
+      controller assigns; off, the stack has no managed address (and so no IP on the network)
+      and no managed route, while ``assignedAddresses`` still reports what was assigned.
+    * ``allow_global`` (off): managed *routes* whose target is global (public) address space
+      reach the stack only when on. Unlike ZeroTierOne, global *addresses* are not withheld:
+      an address in this process' own stack cannot capture any traffic of the host.
+    * ``allow_default`` (off): a managed default route (``0.0.0.0/0``, ``::/0``) reaches the
+      stack only when on.
+    * ``allow_dns`` (off): whether the controller's DNS settings may be used. ztnode has no
+      resolver of its own, so this is stored and reported for tools that read it.
+    """
+
+    allow_managed: bool = True
+    allow_global: bool = False
+    allow_default: bool = False
+    allow_dns: bool = False
+
+    def as_json(self) -> dict[str, bool]:
+        return {SETTING_NAMES[f.name]: bool(getattr(self, f.name)) for f in fields(self)}
+
+    def to_local_conf(self) -> bytes:
+        return "".join(f"{k}={int(v)}\n" for k, v in self.as_json().items()).encode()
+
+    @classmethod
+    def from_local_conf(cls, text: str) -> NetworkSettings:
+        """Parse ``key=value`` lines; like ZeroTierOne's ``Dictionary::getB``, a value that
+        starts with ``1``, ``t`` or ``T`` is true and anything else false; missing keys keep
+        their defaults. An ``allowManaged`` list of CIDRs (ZeroTierOne's whitelist) is taken
+        as on, without the whitelist."""
+        by_json = {v: k for k, v in SETTING_NAMES.items()}
+        values: dict[str, bool] = {}
+        for line in text.splitlines():
+            key, sep, value = line.strip().partition("=")
+            name = by_json.get(key.strip())
+            if not sep or name is None:
+                continue
+            value = value.strip()
+            if name == "allow_managed" and len(value) > 5:
+                log.warning("allowManaged whitelists are not supported; taken as allowManaged=1")
+                values[name] = True
+                continue
+            values[name] = value[:1] in ("1", "t", "T")
+        return cls(**values)
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -146,9 +213,27 @@ class HomeDir:
         if not f.exists():
             write_atomic(f, b"\n", mode=0o600)
 
+    def _local_conf(self, network_id: int) -> Path:
+        return self.path / "networks.d" / f"{network_id:016x}.local.conf"
+
+    def load_network_settings(self, network_id: int) -> NetworkSettings:
+        """``networks.d/<nwid>.local.conf``, or the defaults when there is none."""
+        f = self._local_conf(network_id)
+        try:
+            return NetworkSettings.from_local_conf(f.read_text())
+        except FileNotFoundError:
+            return NetworkSettings()
+        except (OSError, UnicodeDecodeError) as e:
+            log.warning("ignoring unreadable %s: %s", f, e)
+            return NetworkSettings()
+
+    def save_network_settings(self, network_id: int, settings: NetworkSettings) -> None:
+        (self.path / "networks.d").mkdir(exist_ok=True)
+        write_atomic(self._local_conf(network_id), settings.to_local_conf(), mode=0o600)
+
     def forget_network(self, network_id: int) -> None:
         self._network_file(network_id).unlink(missing_ok=True)
-        (self.path / "networks.d" / f"{network_id:016x}.local.conf").unlink(missing_ok=True)
+        self._local_conf(network_id).unlink(missing_ok=True)
 
     def save_network_config(self, network_id: int, config: bytes) -> None:
         (self.path / "networks.d").mkdir(exist_ok=True)
@@ -176,7 +261,14 @@ class HomeDir:
     # API token --------------------------------------------------------------------------
 
     def auth_token(self) -> str:
-        f = self.path / "authtoken.secret"
+        return self._token("authtoken.secret")
+
+    def metrics_token(self) -> str:
+        """The token ``/metrics`` also accepts (ZeroTierOne 1.12+'s ``metricstoken.secret``)."""
+        return self._token("metricstoken.secret")
+
+    def _token(self, name: str) -> str:
+        f = self.path / name
         if f.exists():
             token = f.read_text().strip()
             if token:
