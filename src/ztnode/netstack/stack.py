@@ -456,6 +456,9 @@ class IpStack:
         self._icmp_budget = self.config.icmp_errors_per_s
         self._icmp_budget_at = 0
         self.counters: dict[str, int] = {}
+        #: TCP retransmissions (bytes, segments) of connections already gone; live ones are
+        #: added by ``tcp_retransmits()``.
+        self._retransmitted_closed = (0, 0)
         #: The adapter's object for this stack (the user-facing network), like sockets' ``user``.
         self.user: object = None
 
@@ -664,6 +667,15 @@ class IpStack:
         except OSError:
             return False
         return self._source_for(dst) is not None and self._next_hop(dst) is not None
+
+    def tcp_retransmits(self) -> tuple[int, int]:
+        """(bytes, segments) of TCP data retransmitted on this stack, over its connections
+        alive and gone (for metrics; counted only here, never on the data path)."""
+        b, n = self._retransmitted_closed
+        for s in self._tcp.values():
+            b += s.conn.retransmitted_bytes
+            n += s.conn.retransmitted_segments
+        return b, n
 
     def is_local(self, host: str) -> bool:
         try:
@@ -1351,6 +1363,11 @@ class IpStack:
             if self._tcp.get(s.key) is s:
                 del self._tcp[s.key]
                 self._release_port(PROTO_TCP, s.local[1])
+                b, n = self._retransmitted_closed
+                self._retransmitted_closed = (
+                    b + conn.retransmitted_bytes,
+                    n + conn.retransmitted_segments,
+                )
             s._timer_at = None
             return
         t = conn.get_timer()

@@ -410,6 +410,7 @@ class TcpConnection:
         #: Counters by reason for dropped or unusual segments (observability, tests).
         self.counters: dict[str, int] = {}
         self.retransmitted_bytes = 0
+        self.retransmitted_segments = 0
 
     # =========================================================================================
     # API calls
@@ -1254,6 +1255,7 @@ class TcpConnection:
             flags |= _PSH
         if retransmit:
             self.retransmitted_bytes += n
+            self.retransmitted_segments += 1
             if self._rtt_seq is not None and seq_u <= self._rtt_seq:
                 self._rtt_seq = None  # Karn: the timed segment is ambiguous now
         elif self._rtt_seq is None:

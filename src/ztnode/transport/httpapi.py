@@ -69,6 +69,14 @@ class Request:
             raise HttpError(400, f"malformed JSON body (too deep or too large): {e}") from None
 
 
+@dataclass(frozen=True)
+class RawResponse:
+    """A handler's answer sent as is instead of as JSON (``/metrics``' Prometheus text)."""
+
+    body: bytes
+    content_type: str = "text/plain; version=0.0.4; charset=utf-8"
+
+
 Handler = Callable[[Request], Awaitable[Any]]
 
 
@@ -84,6 +92,8 @@ class JsonApi:
 
     def __init__(self, token: str | None) -> None:
         self.token = token
+        #: Further tokens accepted on one exact path only (``/metrics``' metrics token).
+        self.path_tokens: dict[str, str] = {}
         self.routes: list[_Route] = []
         self._server: asyncio.Server | None = None
 
@@ -113,7 +123,12 @@ class JsonApi:
         if given is None:
             values = req.query.get("auth")
             given = values[0] if values else None
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        if given is None:
+            return False
+        if hmac.compare_digest(given.encode(), self.token.encode()):
+            return True
+        extra = self.path_tokens.get(req.path.rstrip("/"))
+        return extra is not None and hmac.compare_digest(given.encode(), extra.encode())
 
     async def dispatch(self, req: Request) -> tuple[int, Any]:
         if not self._authorized(req):
@@ -203,10 +218,14 @@ class JsonApi:
     async def _respond(
         self, writer: asyncio.StreamWriter, status: int, body: Any, *, close: bool
     ) -> None:
-        data = json.dumps(body, indent=2, sort_keys=False).encode() + b"\n"
+        if isinstance(body, RawResponse):
+            data, ctype = body.body, body.content_type
+        else:
+            data = json.dumps(body, indent=2, sort_keys=False).encode() + b"\n"
+            ctype = "application/json"
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            "Content-Type: application/json\r\n"
+            f"Content-Type: {ctype}\r\n"
             f"Content-Length: {len(data)}\r\n"
             f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
         )
@@ -224,6 +243,20 @@ async def fetch_json(
     timeout: float = 10.0,
 ) -> tuple[int, Any]:
     """A minimal client for the CLI: one request, one JSON answer."""
+    status, _ctype, payload = await fetch_raw(host, port, method, path, token, body, timeout)
+    return status, json.loads(payload) if payload.strip() else None
+
+
+async def fetch_raw(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    token: str | None,
+    body: Any = None,
+    timeout: float = 10.0,
+) -> tuple[int, str, bytes]:
+    """One request; the status, the Content-Type and the body bytes."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
         data = b"" if body is None else json.dumps(body).encode()
@@ -237,5 +270,11 @@ async def fetch_json(
     finally:
         writer.close()
     header, _, payload = raw.partition(b"\r\n\r\n")
-    status = int(header.split(b" ", 2)[1])
-    return status, json.loads(payload) if payload.strip() else None
+    lines = header.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    ctype = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            ctype = value.strip()
+    return status, ctype, payload

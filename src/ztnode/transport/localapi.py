@@ -1,12 +1,28 @@
 """The node's local control API, with ZeroTierOne's routes and JSON field names.
 
-``GET /status`` and ``GET /peer[/<address>]`` answer like ``zerotier-one`` does
-(service/OneService.cpp), so ``zerotier-cli``-style scripts can read a ztnode node. ztnode adds
-``GET /counters`` (packets, bytes and drops by reason), since a drop must always be visible.
+Routes as ``zerotier-one`` serves them (service/OneService.cpp), so ``zerotier-cli``-style
+scripts and tools can drive a ztnode node:
+
+* ``GET /status``; ``GET /peer``, ``GET /peer/<address>``;
+* ``GET /network``, ``GET /network/<nwid>``; ``POST``/``PUT /network/<nwid>`` joins, and sets the
+  local settings ``allowManaged``, ``allowGlobal``, ``allowDefault``, ``allowDNS`` given as JSON
+  booleans in the body (``zerotier-cli set``; saved in ``networks.d/<nwid>.local.conf``; what
+  they mean here: :class:`~ztnode.transport.state.NetworkSettings`); ``DELETE`` leaves;
+* ``GET /moon``, ``GET /moon/<id>``; ``POST``/``PUT /moon/<id>`` with ``{"seed": "<root>"}``
+  orbits (``zerotier-cli orbit``), ``DELETE /moon/<id>`` deorbits;
+* ``GET /metrics``: Prometheus text (ZeroTierOne 1.12+'s metric names where ztnode has the same
+  quantity, ``ztnode_*`` for the rest), authorised by the API token or by
+  ``metricstoken.secret``.
+
+ztnode adds ``GET /counters`` (packets, bytes and drops by reason as JSON, since a drop must
+always be visible) and, in ``/network``, ``stackAddresses``: the addresses the network's IP
+stack actually holds (none with ``allowManaged`` off), beside the ``assignedAddresses`` the
+controller gave.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ztnode._version import __version__
@@ -14,10 +30,14 @@ from ztnode.core.network import Network
 from ztnode.core.node import Node
 from ztnode.core.peer import PEER_PATH_EXPIRATION, Peer
 from ztnode.identity import address_from_str, address_to_str
-from ztnode.transport.httpapi import HttpError, JsonApi, Request
+from ztnode.netstack.host import Host
+from ztnode.netstack.stack import IpStack
+from ztnode.transport.httpapi import HttpError, JsonApi, RawResponse, Request
 from ztnode.transport.service import NodeService
-from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION
+from ztnode.transport.state import SETTING_NAMES, NetworkSettings
+from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION, Verb
 from ztnode.wire.mac import mac_to_str
+from ztnode.wire.world import World
 
 
 def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
@@ -55,15 +75,15 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
     }
 
 
-def network_json(net: Network) -> dict[str, Any]:
-    """A joined network as ZeroTierOne's ``/network`` reports it."""
+def network_json(
+    net: Network, settings: NetworkSettings | None = None, stack: IpStack | None = None
+) -> dict[str, Any]:
+    """A joined network as ZeroTierOne's ``/network`` reports it, with its local ``settings``
+    and (ztnode's ``stackAddresses``) the addresses its IP ``stack`` holds."""
     cfg = net.config
     nwid = f"{net.id:016x}"
     return {
-        "allowDNS": False,
-        "allowDefault": False,
-        "allowGlobal": False,
-        "allowManaged": True,
+        **(settings or NetworkSettings()).as_json(),
         "assignedAddresses": [str(a) for a in net.assigned_addresses()],
         "bridge": False,
         "broadcastEnabled": bool(cfg is not None and cfg.enable_broadcast),
@@ -75,7 +95,9 @@ def network_json(net: Network) -> dict[str, Any]:
         "id": nwid,
         "mac": mac_to_str(net.mac),
         "mtu": cfg.mtu if cfg is not None else 2800,
-        "multicastSubscriptions": [],
+        "multicastSubscriptions": [
+            {"mac": mac_to_str(mac), "adi": adi} for mac, adi in sorted(net.subscriptions)
+        ],
         "name": cfg.name if cfg is not None else "",
         "netconfRevision": cfg.revision if cfg is not None else 0,
         "nwid": nwid,
@@ -92,7 +114,214 @@ def network_json(net: Network) -> dict[str, Any]:
         ],
         "status": net.status.value,
         "type": "PUBLIC" if cfg is not None and cfg.is_public else "PRIVATE",
+        "stackAddresses": [str(a) for a in stack.addresses] if stack is not None else [],
     }
+
+
+def moon_json(world: World) -> dict[str, Any]:
+    """A moon as ZeroTierOne's ``/moon`` reports it."""
+    return {
+        "id": f"{world.id:016x}",
+        "timestamp": world.timestamp,
+        "signature": world.signature.hex(),
+        "updatesMustBeSignedBy": world.update_key.hex(),
+        "roots": [
+            {"identity": r.identity.to_string(), "stableEndpoints": [str(e) for e in r.endpoints]}
+            for r in world.roots
+        ],
+        "waiting": False,
+    }
+
+
+def waiting_moon_json(world_id: int) -> dict[str, Any]:
+    """A moon we orbit but have not received yet (ZeroTierOne's answer to an orbit)."""
+    return {
+        "id": f"{world_id:016x}",
+        "timestamp": 0,
+        "signature": None,
+        "updatesMustBeSignedBy": None,
+        "roots": [],
+        "waiting": True,
+    }
+
+
+# --- /metrics --------------------------------------------------------------------------------
+
+# ZeroTierOne's packet_type label for each verb (node/Metrics.cpp).
+_PACKET_TYPES: dict[str, str] = {v.name: v.name.lower() for v in Verb} | {
+    Verb.QOS_MEASUREMENT.name: "qos",
+}
+_UNLISTED_VERBS = (Verb.UNASSIGNED_0F, Verb.DEPRECATED_11)
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class _Exposition:
+    """Prometheus text exposition format 0.0.4: HELP and TYPE, then one sample per line."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def family(
+        self,
+        name: str,
+        kind: str,
+        help_text: str,
+        samples: Iterable[tuple[Mapping[str, str], int | float]],
+    ) -> None:
+        self.lines.append(f"# HELP {name} {help_text}")
+        self.lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
+            self.lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render_metrics(node: Node, host: Host | None, now: int) -> str:
+    """The node's metrics in Prometheus text format.
+
+    ZeroTierOne's names (node/Metrics.cpp) where ztnode has the same quantity: ``zt_packet``
+    (received packets by verb; ztnode does not count sent packets by verb), ``zt_data`` (UDP
+    bytes), ``zt_num_networks``, ``zt_network_multicast_groups_subscribed``,
+    ``zt_peer_path_count``. ztnode's own, as ``ztnode_*``: datagrams, drops by reason, peers by
+    role, paths, the cipher suites of authenticated packets, online, and per network the IP
+    stack's drops and TCP retransmissions (connections gone included).
+    """
+    c = node.counters
+    m = _Exposition()
+    verbs = dict(c.verbs_in)
+    rx = [
+        ({"packet_type": _PACKET_TYPES[v.name], "direction": "rx"}, verbs.pop(v.name, 0))
+        for v in Verb
+        if v not in _UNLISTED_VERBS
+    ]
+    rx += [({"packet_type": k.lower(), "direction": "rx"}, n) for k, n in sorted(verbs.items())]
+    m.family("zt_packet", "counter", "ZeroTier packet type counts", rx)
+    m.family(
+        "zt_data",
+        "counter",
+        "number of bytes ZeroTier has transmitted or received",
+        [
+            ({"protocol": "udp", "direction": "rx"}, c.bytes_in),
+            ({"protocol": "udp", "direction": "tx"}, c.bytes_out),
+        ],
+    )
+    nets = sorted(node.networks.items())
+    m.family(
+        "zt_num_networks",
+        "gauge",
+        "number of networks this instance is joined to",
+        [({}, len(nets))],
+    )
+    m.family(
+        "zt_network_multicast_groups_subscribed",
+        "gauge",
+        "number of multicast groups networks are subscribed to",
+        [({"network_id": f"{nwid:016x}"}, len(net.subscriptions)) for nwid, net in nets],
+    )
+    peers = sorted(node.peers.values(), key=lambda p: p.address)
+    path_samples: list[tuple[Mapping[str, str], int]] = []
+    alive_total = dead_total = 0
+    for p in peers:
+        alive = sum(1 for slot in p.paths if slot.path.alive(now))
+        dead = len(p.paths) - alive
+        alive_total += alive
+        dead_total += dead
+        node_id = address_to_str(p.address)
+        path_samples.append(({"node_id": node_id, "status": "alive"}, alive))
+        path_samples.append(({"node_id": node_id, "status": "dead"}, dead))
+    m.family("zt_peer_path_count", "gauge", "number of paths to peer", path_samples)
+
+    m.family(
+        "ztnode_packets_total",
+        "counter",
+        "UDP datagrams received and sent (ZeroTier packets and fragments)",
+        [({"direction": "rx"}, c.packets_in), ({"direction": "tx"}, c.packets_out)],
+    )
+    m.family(
+        "ztnode_drops_total",
+        "counter",
+        "received datagrams and packets dropped, by reason",
+        [({"reason": r}, n) for r, n in sorted(c.drops.items())],
+    )
+    m.family(
+        "ztnode_packet_cipher_total",
+        "counter",
+        "authenticated packets received, by cipher suite",
+        [({"cipher": k}, n) for k, n in sorted(c.ciphers_in.items())],
+    )
+    roles: dict[str, int] = {"PLANET": 0, "MOON": 0, "LEAF": 0}
+    for p in peers:
+        role = node.topology.role(p.address)
+        roles[role] = roles.get(role, 0) + 1
+    m.family(
+        "ztnode_peers",
+        "gauge",
+        "peers known, by role",
+        [({"role": r.lower()}, n) for r, n in roles.items()],
+    )
+    m.family(
+        "ztnode_paths",
+        "gauge",
+        "paths to peers, alive or not",
+        [({"status": "alive"}, alive_total), ({"status": "dead"}, dead_total)],
+    )
+    m.family("ztnode_online", "gauge", "1 when the node is online", [({}, int(node.online))])
+    stacks = sorted(host.stacks.items()) if host is not None else []
+    rexmit = [(f"{nwid:016x}", st.tcp_retransmits()) for nwid, st in stacks]
+    m.family(
+        "ztnode_tcp_retransmitted_bytes_total",
+        "counter",
+        "TCP payload bytes retransmitted by the network's IP stack",
+        [({"network_id": nwid}, b) for nwid, (b, _) in rexmit],
+    )
+    m.family(
+        "ztnode_tcp_retransmitted_segments_total",
+        "counter",
+        "TCP segments retransmitted by the network's IP stack",
+        [({"network_id": nwid}, n) for nwid, (_, n) in rexmit],
+    )
+    m.family(
+        "ztnode_stack_drops_total",
+        "counter",
+        "frames and packets the network's IP stack dropped, by reason",
+        [
+            ({"network_id": f"{nwid:016x}", "reason": r}, n)
+            for nwid, st in stacks
+            for r, n in sorted(st.counters.items())
+        ],
+    )
+    return m.text()
+
+
+def _world_id(text: str) -> int:
+    """A moon id: up to 16 hex digits (``zerotier-cli`` sends 10, the JSON shows 16)."""
+    try:
+        if not 1 <= len(text) <= 16:
+            raise ValueError
+        value = int(text, 16)
+    except ValueError:
+        raise HttpError(400, "a moon id is up to 16 hex digits") from None
+    if value == 0:
+        raise HttpError(400, "moon id 0 is not valid")
+    return value
+
+
+def _settings_changes(body: dict[str, Any]) -> dict[str, bool]:
+    """The local settings a ``POST /network/<nwid>`` body sets, by field name."""
+    changes: dict[str, bool] = {}
+    for field, name in SETTING_NAMES.items():
+        if name not in body:
+            continue
+        value = body[name]
+        if not isinstance(value, bool):
+            raise HttpError(400, f"{name} must be true or false, not {value!r}")
+        changes[field] = value
+    return changes
 
 
 def _nwid(text: str) -> int:
@@ -107,8 +336,10 @@ def _nwid(text: str) -> int:
     return value
 
 
-def build_api(service: NodeService, token: str | None) -> JsonApi:
+def build_api(service: NodeService, token: str | None, metrics_token: str | None = None) -> JsonApi:
     api = JsonApi(token)
+    if metrics_token:
+        api.path_tokens["/metrics"] = metrics_token
 
     def node() -> Node:
         if service.node is None:
@@ -125,10 +356,16 @@ def build_api(service: NodeService, token: str | None) -> JsonApi:
             "config": {
                 "settings": {
                     "allowTcpFallbackRelay": False,
+                    "forceTcpRelay": False,
+                    "homeDir": str(service.home.path.resolve()),
                     "listeningOn": listening,
                     "portMappingEnabled": False,
                     "primaryPort": service.port,
+                    "secondaryPort": 0,
+                    "softwareUpdate": "disable",
+                    "softwareUpdateChannel": "release",
                     "surfaceAddresses": [str(a) for a in n.selfaware.surfaces(now)],
+                    "tertiaryPort": 0,
                 }
             },
             "online": n.online,
@@ -164,31 +401,88 @@ def build_api(service: NodeService, token: str | None) -> JsonApi:
     async def counters(req: Request) -> Any:
         return node().counters.as_dict()
 
+    def net_json(net: Network) -> dict[str, Any]:
+        stack = service.host.stack(net.id) if service.host is not None else None
+        return network_json(net, service.settings(net.id), stack)
+
     async def networks(req: Request) -> Any:
         n = node()
-        return [network_json(net) for _, net in sorted(n.networks.items())]
+        return [net_json(net) for _, net in sorted(n.networks.items())]
 
     async def one_network(req: Request) -> Any:
         net = node().network(_nwid(req.params["nwid"]))
         if net is None:
             raise HttpError(404, f"not a member of network {req.params['nwid']}")
-        return network_json(net)
+        return net_json(net)
 
     async def join(req: Request) -> Any:
+        """Join (if not yet a member) and apply any local settings in the body, as
+        ZeroTierOne's ``POST /network/<nwid>`` does."""
         nwid = _nwid(req.params["nwid"])
         body = req.json()
         if not isinstance(body, dict):
             raise HttpError(400, "the body must be a JSON object")
+        changes = _settings_changes(body)
+        node()
         service.join(nwid)
+        if changes:
+            service.update_settings(nwid, **changes)
         net = node().network(nwid)
         assert net is not None
-        return network_json(net)
+        return net_json(net)
 
     async def leave(req: Request) -> Any:
         nwid = _nwid(req.params["nwid"])
         if not service.leave(nwid):
             raise HttpError(404, f"not a member of network {req.params['nwid']}")
         return {"result": True}
+
+    def moon_list() -> list[dict[str, Any]]:
+        topo = node().topology
+        out = [moon_json(w) for _, w in sorted(topo.moons.items())]
+        out += [waiting_moon_json(wid) for wid in sorted(topo.seeds) if wid not in topo.moons]
+        return out
+
+    async def moons(req: Request) -> Any:
+        return moon_list()
+
+    async def one_moon(req: Request) -> Any:
+        wid = f"{_world_id(req.params['id']):016x}"
+        for m in moon_list():
+            if m["id"] == wid:
+                return m
+        raise HttpError(404, f"not orbiting moon {req.params['id']}")
+
+    async def orbit(req: Request) -> Any:
+        """Orbit through ``{"seed": "<root address>"}``; a moon we have is returned as is."""
+        world_id = _world_id(req.params["id"])
+        body = req.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body must be a JSON object")
+        world = node().topology.moons.get(world_id)
+        if world is not None:
+            return moon_json(world)
+        seed_text = body.get("seed")
+        try:
+            if not isinstance(seed_text, str) or not 1 <= len(seed_text) <= 10:
+                raise ValueError
+            seed = int(seed_text, 16)
+        except ValueError:
+            raise HttpError(
+                400, 'orbiting needs {"seed": "<address of one of the moon\'s roots>"}'
+            ) from None
+        if seed == 0 or seed == node().address:
+            raise HttpError(400, f"{seed_text} cannot be a seed")
+        service.orbit(world_id, seed)
+        return waiting_moon_json(world_id)
+
+    async def deorbit(req: Request) -> Any:
+        service.deorbit(_world_id(req.params["id"]))
+        return {"result": True}
+
+    async def metrics(req: Request) -> Any:
+        text = render_metrics(node(), service.host, service.clock.now())
+        return RawResponse(text.encode())
 
     api.route("GET", "/network", networks)
     api.route("GET", "/network/{nwid}", one_network)
@@ -199,13 +493,19 @@ def build_api(service: NodeService, token: str | None) -> JsonApi:
     api.route("GET", "/peer", peers)
     api.route("GET", "/peer/{address}", one_peer)
     api.route("GET", "/counters", counters)
+    api.route("GET", "/moon", moons)
+    api.route("GET", "/moon/{id}", one_moon)
+    api.route("POST", "/moon/{id}", orbit)
+    api.route("PUT", "/moon/{id}", orbit)
+    api.route("DELETE", "/moon/{id}", deorbit)
+    api.route("GET", "/metrics", metrics)
     return api
 
 
 async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi, int]:
     """Start the node's local API on 127.0.0.1 (with the controller's routes when the node
     runs one) and record its port in ``ztnode.port`` for the CLI; returns the API and port."""
-    api = build_api(service, service.home.auth_token())
+    api = build_api(service, service.home.auth_token(), service.home.metrics_token())
     if service.controller is not None:
         from ztnode.controller.api import register_controller_routes
 
