@@ -1267,7 +1267,10 @@ class IpStack:
             seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), None, None, False, (), ts
         )
         s.conn.receive_segment(seg, now)
-        self._service(s, now)
+        # Serviced at the next frames_to_send (once per received burst), not per segment: one
+        # ACK then covers the whole burst (stretch ACKs; the sender counts bytes, RFC 3465)
+        # and the application is woken once.
+        self._dirty.add(s)
         return True
 
     def _rx_tcp(self, src: IPAddr, dst: IPAddr, body: memoryview, now: int) -> None:
