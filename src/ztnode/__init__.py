@@ -1,5 +1,7 @@
 """ztnode: a ZeroTier 1.x node in Python with in-process sockets, a root server and a controller."""
 
+from typing import TYPE_CHECKING
+
 from ztnode._version import __version__
 from ztnode.errors import (
     AuthenticationError,
@@ -9,11 +11,36 @@ from ztnode.errors import (
     ZtError,
 )
 
+if TYPE_CHECKING:
+    from ztnode.sockets.blocking import BlockingLocalWorld, BlockingNetwork, BlockingNode
+
 __all__ = [
     "AuthenticationError",
+    "BlockingLocalWorld",
+    "BlockingNetwork",
+    "BlockingNode",
     "CryptoError",
     "DecodeError",
     "LocalProtocolError",
     "ZtError",
     "__version__",
 ]
+
+# Imported on first use: the sockets layer pulls in the node, the service and the crypto
+# backends, which `import ztnode` (and so the CLI's start) should not pay for.
+_LAZY = {
+    "BlockingLocalWorld": "ztnode.sockets.blocking",
+    "BlockingNetwork": "ztnode.sockets.blocking",
+    "BlockingNode": "ztnode.sockets.blocking",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ztnode' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
