@@ -183,8 +183,9 @@ def test_tcp_connect_transfer_close(world: IpWorld, family: str) -> None:
     _transfer(world, sock, peer, 300_000, 1)
     _transfer(world, peer, sock, 300_000, 2)
     assert world.run_until(
-        lambda: sock.state in (TcpState.TIME_WAIT, TcpState.CLOSED)
-        and peer.state == TcpState.CLOSED,
+        lambda: (
+            sock.state in (TcpState.TIME_WAIT, TcpState.CLOSED) and peer.state == TcpState.CLOSED
+        ),
         10_000,
     )
     assert lst  # the listener stays open

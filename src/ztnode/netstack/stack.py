@@ -262,6 +262,25 @@ class TcpSocket:
         self.conn.abort(now)
         self.stack._dirty.add(self)
 
+    def set_nodelay(self, on: bool) -> None:
+        """TCP_NODELAY; queued small segments may leave at the next flush."""
+        self.conn.set_nodelay(on)
+        self.stack._dirty.add(self)
+
+    def set_keepalive(
+        self,
+        on: bool,
+        idle_ms: int | None = None,
+        interval_ms: int | None = None,
+        count: int | None = None,
+    ) -> None:
+        self.conn.set_keepalive(on, idle_ms, interval_ms, count)
+        self.stack._dirty.add(self)  # the keepalive timer is re-armed by the service pass
+
+    def set_send_buffer(self, size: int) -> None:
+        self.conn.set_buffer_sizes(send=size)
+        self.stack._dirty.add(self)
+
     def __repr__(self) -> str:
         return f"<TcpSocket {self.local_endpoint} -> {self.remote_endpoint} {self.conn.state.name}>"
 
@@ -638,6 +657,15 @@ class IpStack:
         lst = TcpListener(self, ipv6, ip, port, max(1, min(backlog, self.config.max_backlog)))
         self._listeners[lst._key()] = lst
         return lst
+
+    def reserve_tcp_port(self, host: str | None, port: int, *, ipv6: bool = False) -> int:
+        """``bind()`` before ``listen()``/``connect()``: hold a TCP port (0 picks one) so that
+        ``getsockname()`` can report it; give it back with :meth:`release_tcp_port`."""
+        self._bind_ip(host, ipv6)
+        return self._claim_port(PROTO_TCP, port, exclusive=True, ipv6=ipv6)
+
+    def release_tcp_port(self, port: int) -> None:
+        self._release_port(PROTO_TCP, port)
 
     def udp_bind(self, host: str | None, port: int, *, ipv6: bool = False) -> UdpSocket:
         ip = self._bind_ip(host, ipv6)

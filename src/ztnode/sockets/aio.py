@@ -454,6 +454,7 @@ class Network:
         try:
             await asyncio.wait_for(asyncio.shield(pending.future), timeout)
         except BaseException:
+            pending.future.cancel()  # nobody will read it now
             sock.abort(self.node._now())
             self.node.service.flush_soon()
             raise

@@ -61,7 +61,7 @@ from typing import Any, TypeVar, cast
 from ztnode.errors import LocalProtocolError
 from ztnode.identity import Identity
 from ztnode.netstack import tcp as tcb
-from ztnode.netstack.stack import PROTO_TCP, TcpSocket, UdpSocket
+from ztnode.netstack.stack import TcpSocket, UdpSocket
 from ztnode.sockets.aio import Network, Node, TcpServer
 from ztnode.testing.local import LocalZtWorld
 from ztnode.wire.world import World
@@ -522,18 +522,17 @@ class _Stream(_Role, asyncio.Protocol):
         o = self.opts
         conn = h.conn
         if "nodelay" in o:
-            conn.set_nodelay(bool(o["nodelay"]))
+            h.set_nodelay(bool(o["nodelay"]))
         if o.keys() & {"keepalive", "keepidle", "keepintvl", "keepcnt"}:
             idle, intvl = o.get("keepidle"), o.get("keepintvl")
-            conn.set_keepalive(
+            h.set_keepalive(
                 bool(o.get("keepalive", conn.config.keepalive)),
                 None if idle is None else idle * 1000,
                 None if intvl is None else intvl * 1000,
                 o.get("keepcnt"),
             )
         if "sndbuf" in o:
-            conn.set_buffer_sizes(send=o["sndbuf"])
-        h.stack._dirty.add(h)
+            h.set_send_buffer(o["sndbuf"])
         self.net.network.node.service.flush_soon()
 
     async def connect_coro(self, host: str, port: int, local_port: int, reserved: bool) -> None:
@@ -894,19 +893,13 @@ class _Datagram(_Role, asyncio.DatagramProtocol):
 
 
 def _release_tcp_port(net: Network, port: int) -> None:
-    net.stack._release_port(PROTO_TCP, port)
+    net.stack.release_tcp_port(port)
 
 
 def _reserve_tcp_port(net: Network, host: str, port: int, ipv6: bool) -> int:
     """``bind`` before ``listen``/``connect`` fixes the port (``getsockname`` reports it and
-    ``socketserver`` reads it back), but IpStack claims TCP ports only when listening or
-    connecting, so the socket holds one in the stack's port table until then."""
-    stack = net.stack
-    if host:
-        ip = stack._parse_ip(host, ipv6)
-        if not stack.is_local(str(ip)):
-            raise _oserror(errno.EADDRNOTAVAIL, f"{host} is not an address of this network")
-    return stack._claim_port(PROTO_TCP, port, exclusive=True)
+    ``socketserver`` reads it back), so the socket holds one in the stack until then."""
+    return net.stack.reserve_tcp_port(host or None, port, ipv6=ipv6)
 
 
 # ---------------------------------------------------------------------------------------------
