@@ -189,3 +189,13 @@ def test_event_stream_and_callbacks(tmp_path: Path) -> None:
         assert len(seen) == n  # unregistered
 
     run(body, tmp_path)
+
+
+def test_public_api_names() -> None:
+    """What the README and docs/api.md tell users to import is importable from ``ztnode``."""
+    import ztnode
+
+    for name in ztnode.__all__:
+        assert getattr(ztnode, name) is not None
+    assert ztnode.Node is __import__("ztnode.sockets.aio", fromlist=["Node"]).Node
+    assert {"Node", "Network", "BlockingNode", "LocalZtWorld", "Identity"} <= set(ztnode.__all__)

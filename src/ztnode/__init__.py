@@ -12,7 +12,12 @@ from ztnode.errors import (
 )
 
 if TYPE_CHECKING:
+    from ztnode.core.events import Event
+    from ztnode.identity import Identity
+    from ztnode.sockets.aio import EventStream, Network, Node
     from ztnode.sockets.blocking import BlockingLocalWorld, BlockingNetwork, BlockingNode
+    from ztnode.testing.local import LocalZtWorld
+    from ztnode.wire.world import World
 
 __all__ = [
     "AuthenticationError",
@@ -21,7 +26,14 @@ __all__ = [
     "BlockingNode",
     "CryptoError",
     "DecodeError",
+    "Event",
+    "EventStream",
+    "Identity",
     "LocalProtocolError",
+    "LocalZtWorld",
+    "Network",
+    "Node",
+    "World",
     "ZtError",
     "__version__",
 ]
@@ -29,6 +41,13 @@ __all__ = [
 # Imported on first use: the sockets layer pulls in the node, the service and the crypto
 # backends, which `import ztnode` (and so the CLI's start) should not pay for.
 _LAZY = {
+    "Event": "ztnode.core.events",
+    "EventStream": "ztnode.sockets.aio",
+    "Identity": "ztnode.identity",
+    "LocalZtWorld": "ztnode.testing.local",
+    "Network": "ztnode.sockets.aio",
+    "Node": "ztnode.sockets.aio",
+    "World": "ztnode.wire.world",
     "BlockingLocalWorld": "ztnode.sockets.blocking",
     "BlockingNetwork": "ztnode.sockets.blocking",
     "BlockingNode": "ztnode.sockets.blocking",
