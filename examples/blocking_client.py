@@ -14,8 +14,8 @@ import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
-from ztnode.identity import Identity
-from ztnode.sockets.blocking import BlockingLocalWorld, BlockingNetwork, BlockingNode, Socket
+from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode, Identity
+from ztnode.sockets.blocking import Socket
 
 
 def talk(net: BlockingNetwork, host: str, port: int) -> None:

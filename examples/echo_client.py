@@ -14,9 +14,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from ztnode.identity import Identity
-from ztnode.sockets.aio import Network, Node
-from ztnode.testing.local import LocalZtWorld
+from ztnode import Identity, LocalZtWorld, Network, Node
 
 
 async def echo(net: Network, host: str, port: int, messages: list[str]) -> None:

@@ -14,9 +14,7 @@ import contextlib
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 
-from ztnode.identity import Identity
-from ztnode.sockets.aio import Network, Node
-from ztnode.testing.local import LocalZtWorld
+from ztnode import Identity, LocalZtWorld, Network, Node
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -16,10 +16,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from ztnode import EventStream, Identity, LocalZtWorld, Node
 from ztnode.core import events
-from ztnode.identity import Identity
-from ztnode.sockets.aio import EventStream, Node
-from ztnode.testing.local import DEFAULT_NETWORK, LocalZtWorld
+from ztnode.testing.local import DEFAULT_NETWORK
 
 
 def describe(event: events.Event) -> str:

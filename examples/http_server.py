@@ -18,8 +18,7 @@ import tempfile
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
-from ztnode.identity import Identity
-from ztnode.sockets.blocking import BlockingLocalWorld, BlockingNetwork, BlockingNode
+from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode, Identity
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
