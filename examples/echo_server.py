@@ -32,7 +32,7 @@ async def serve(net: Network, port: int) -> list[asyncio.AbstractServer]:
     """Like asyncio.start_server, but the listening sockets live on the ZeroTier network.
     A listener takes one family, so listen on IPv4 and on IPv6 (the network's rfc4193 or
     6plane address, when the controller assigns one)."""
-    servers = []
+    servers: list[asyncio.AbstractServer] = []
     for family in (4, 6):
         if any(a.version == family for a in net.addresses):
             servers.append(await net.start_server(handle, port=port, family=family))

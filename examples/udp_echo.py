@@ -20,6 +20,7 @@ class EchoServer(asyncio.DatagramProtocol):
     """An ordinary asyncio protocol: ztnode's transports are asyncio.DatagramTransport."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
         self.transport = transport
         host, port = transport.get_extra_info("sockname")[:2]
         print(f"server: listening on {host} port {port}")
