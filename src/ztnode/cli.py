@@ -3,15 +3,32 @@
 Subcommands are small functions over the library API so that everything the CLI can do, a program
 can do too. Exit codes: 0 success, 1 a negative answer (e.g. an identity that does not validate),
 2 bad usage or unreadable input.
+
+Against a running node's local API, with ``zerotier-cli``'s names and text formats (``-j`` prints
+the API's JSON instead): ``info``, ``peers``, ``listpeers``, ``networks``/``listnetworks``,
+``join``, ``leave``, ``set NWID allowManaged|allowGlobal|allowDefault|allowDNS=0|1``,
+``listmoons``, ``orbit WORLD_ID SEED``, ``deorbit WORLD_ID``, and ``metrics`` (Prometheus text).
+
+Logging (``ztnode node``): ``--log-level SPEC`` and the ``ZTNODE_LOG`` environment variable
+take the same SPEC, comma-separated items ``LEVEL`` (all of ztnode) or ``NAME=LEVEL`` for one
+subsystem, e.g. ``info,netstack=debug,ztnode.core=warning``; NAME is a logger name, with or
+without its ``ztnode.`` prefix (``core`` the node, ``netstack``/``host`` the IP stacks,
+``sockets``, ``service``, ``state``, ``api``, ``controller``). LEVEL is debug, info, warning,
+error, critical or off. Items apply in order, ``--log-level`` after ``ZTNODE_LOG``.
+``--log-format json`` (or ``ZTNODE_LOG_FORMAT=json``) writes one JSON object per line. A
+subsystem's disabled level costs one cached comparison per call: messages are formatted only
+when emitted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -26,6 +43,119 @@ from ztnode.identity import Identity
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
+
+
+# --- logging ----------------------------------------------------------------------------------
+
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "off": logging.CRITICAL + 10,
+}
+#: The loggers ztnode has (``logging.getLogger`` names), for the help text and typo warnings.
+LOG_SUBSYSTEMS = (
+    "ztnode.core",
+    "ztnode.netstack",
+    "ztnode.host",
+    "ztnode.sockets",
+    "ztnode.service",
+    "ztnode.state",
+    "ztnode.api",
+    "ztnode.controller",
+)
+_LOG_ALIASES = {"ztnode.node": "ztnode.core", "ztnode.stack": "ztnode.netstack"}
+_TEXT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def parse_log_spec(spec: str) -> list[tuple[str, int]]:
+    """``"info,netstack=debug"`` -> ``[("ztnode", INFO), ("ztnode.netstack", DEBUG)]``;
+    ValueError names the item that is wrong."""
+    out: list[tuple[str, int]] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, level_text = item.rpartition("=")
+        name = name.strip() if sep else "ztnode"
+        if not name:
+            raise ValueError(f"{item!r}: a logger name must come before '='")
+        if name != "ztnode" and not name.startswith("ztnode."):
+            name = f"ztnode.{name}"
+        name = _LOG_ALIASES.get(name, name)
+        level_text = level_text.strip().lower()
+        if level_text in LOG_LEVELS:
+            level = LOG_LEVELS[level_text]
+        elif level_text.isdigit():
+            level = int(level_text)
+        else:
+            raise ValueError(
+                f"{item!r}: the level must be one of {', '.join(LOG_LEVELS)} (or a number)"
+            )
+        out.append((name, level))
+    return out
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: ``ts`` (UTC, ISO 8601), ``level``, ``logger``, ``msg``, the
+    record's ``extra=`` fields, and ``exc`` with a traceback."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        out: dict[str, Any] = {
+            "ts": ts.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(
+    spec: str | None = None, fmt: str | None = None, *, default: int = logging.INFO
+) -> None:
+    """Per-subsystem levels from ``default``, then ``ZTNODE_LOG``, then ``spec``; output to
+    stderr as text or (``fmt``/``ZTNODE_LOG_FORMAT`` ``json``) JSON lines. Loggers outside
+    ztnode stay at WARNING."""
+    levels: list[tuple[str, int]] = [("ztnode", default)]
+    for source in (os.environ.get("ZTNODE_LOG"), spec):
+        if source:
+            levels += parse_log_spec(source)
+    fmt = (fmt or os.environ.get("ZTNODE_LOG_FORMAT") or "text").lower()
+    if fmt not in ("text", "json"):
+        raise ValueError(f"log format {fmt!r}: use text or json")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter() if fmt == "json" else logging.Formatter(_TEXT_LOG_FORMAT)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name, level in levels:
+        logging.getLogger(name).setLevel(level)
+    unknown = sorted(
+        {
+            n
+            for n, _ in levels
+            if n != "ztnode" and not any(n == s or n.startswith(f"{s}.") for s in LOG_SUBSYSTEMS)
+        }
+    )
+    if unknown:
+        logging.getLogger("ztnode").warning(
+            "no such log subsystem: %s (there are %s)",
+            ", ".join(unknown),
+            ", ".join(LOG_SUBSYSTEMS),
+        )
 
 
 def _fail(msg: str) -> int:
@@ -157,6 +287,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # Piped output (CI logs, tests) gets a width that fits the tables instead of 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=120)
     base = Path(args.home) if args.home else None
+    if os.environ.get("ZTNODE_LOG"):
+        try:
+            configure_logging(default=logging.WARNING)
+        except ValueError as e:
+            return _fail(f"ZTNODE_LOG: {e}")
     try:
         return asyncio.run(run_demo(console, keep=args.keep, base=base))
     except (OSError, TimeoutError, ZtError) as e:
@@ -168,10 +303,14 @@ def cmd_node(args: argparse.Namespace) -> int:
     from ztnode.transport.service import NodeService, ServiceConfig
     from ztnode.wire.world import World
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_logging(
+            args.log_level,
+            args.log_format,
+            default=logging.DEBUG if args.verbose else logging.INFO,
+        )
+    except ValueError as e:
+        return _fail(f"logging: {e}")
     home = Path(args.home)
     planet = None
     if args.planet:
@@ -267,6 +406,43 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _node_clock(args: argparse.Namespace) -> int:
+    """The node's clock (``/status``), against which its path times are meaningful."""
+    try:
+        status, body = _api_get(args, "/status")
+        if status == 200 and isinstance(body.get("clock"), int):
+            return int(body["clock"])
+    except (OSError, ValueError):
+        pass
+    return int(time.time() * 1000)
+
+
+def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """Per peer what ``zerotier-cli`` shows: its version (``-`` when unknown) and its
+    preferred path with the milliseconds since the last send and receive (``-1`` if never)."""
+    rows = []
+    for p in peers:
+        major = p.get("versionMajor", -1)
+        ver = f"{major}.{p.get('versionMinor')}.{p.get('versionRev')}" if major >= 0 else "-"
+        best = next((q for q in p.get("paths", ()) if q.get("preferred")), None)
+        path = None
+        if best is not None:
+            tx = now - best["lastSend"] if best.get("lastSend") else -1
+            rx = now - best["lastReceive"] if best.get("lastReceive") else -1
+            path = (str(best["address"]), max(tx, -1), max(rx, -1))
+        rows.append(
+            {
+                "address": p.get("address", "-"),
+                "version": ver,
+                "role": p.get("role", "-"),
+                "latency": int(p.get("latency", 0)),
+                "path": path,
+                "tunneled": bool(p.get("tunneled")),
+            }
+        )
+    return rows
+
+
 def cmd_peers(args: argparse.Namespace) -> int:
     try:
         body = _api_json(args, "/peer")
@@ -276,16 +452,27 @@ def cmd_peers(args: argparse.Namespace) -> int:
         return EXIT_OK
     print("200 peers")
     print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")
-    for p in body:
-        paths = [q for q in p["paths"] if q.get("preferred")] or p["paths"][:1]
-        link = "DIRECT" if paths else "RELAY"
-        where = paths[0]["address"] if paths else "-"
-        tx = paths[0]["lastSend"] if paths else -1
-        rx = paths[0]["lastReceive"] if paths else -1
-        print(
-            f"{p['address']} {p['version']:>6} {p['role']:<6} {p['latency']:>5} {link:<8} "
-            f"{tx:>8} {rx:>8} {where}"
-        )
+    for r in _peer_rows(body, _node_clock(args)):
+        if r["path"] is None:
+            link = "RELAY"
+        else:
+            where, tx, rx = r["path"]
+            link = f"{'RELAY ' if r['tunneled'] else 'DIRECT   '}{tx:<8} {rx:<8} {where}"
+        print(f"{r['address']} {r['version']:<6} {r['role']:<6} {r['latency']:>5} {link}")
+    return EXIT_OK
+
+
+def cmd_listpeers(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, "/peer")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if args.json:
+        return EXIT_OK
+    print("200 listpeers <ztaddr> <path> <latency> <version> <role>")
+    for r in _peer_rows(body, _node_clock(args)):
+        path = "-" if r["path"] is None else "{};{};{}".format(*r["path"])
+        print(f"200 listpeers {r['address']} {path} {r['latency']} {r['version']} {r['role']}")
     return EXIT_OK
 
 
@@ -328,8 +515,167 @@ def cmd_networks(args: argparse.Namespace) -> int:
         ips = ",".join(n["assignedAddresses"]) or "-"
         print(
             f"200 listnetworks {n['nwid']} {n['name'] or '-'} {n['mac']} {n['status']} "
-            f"{n['type']} - {ips}"
+            f"{n['type']} {n.get('portDeviceName') or '-'} {ips}"
         )
+    return EXIT_OK
+
+
+_SETTING_KEYS = ("allowManaged", "allowGlobal", "allowDefault", "allowDNS")
+_TRUE = ("1", "true", "t", "yes", "y", "on")
+_FALSE = ("0", "false", "f", "no", "n", "off")
+
+
+def _setting_arg(text: str) -> tuple[str, bool]:
+    key, sep, value = text.partition("=")
+    if key not in _SETTING_KEYS or not sep:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use {'|'.join(_SETTING_KEYS)}=0|1 (zerotier-cli's names)"
+        )
+    v = value.strip().lower()
+    if v in _TRUE:
+        return key, True
+    if v in _FALSE:
+        return key, False
+    raise argparse.ArgumentTypeError(f"{text!r}: the value must be 0 or 1 (or true/false)")
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    """Local settings of a joined network (``POST /network/<nwid>`` with JSON booleans). The
+    API would join an unknown network, as ZeroTierOne's does; the command refuses instead."""
+    try:
+        status, _ = _api_get(args, f"/network/{args.network}")
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    if status == 404:
+        return _fail(f"not a member of network {args.network} (join it first)")
+    try:
+        body = _api_json(args, f"/network/{args.network}", "POST", dict(args.settings))
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        values = " ".join(f"{k}={int(bool(body.get(k)))}" for k in _SETTING_KEYS)
+        print(f"200 set {body['nwid']} {values}")
+    return EXIT_OK
+
+
+def _world_id_arg(text: str) -> int:
+    t = text.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{1,16}", t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a moon id (1 to 16 hex digits)")
+    return int(t, 16)
+
+
+def _seed_arg(text: str) -> str:
+    t = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{1,10}", t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed (the address of one of the moon's roots, 10 hex digits)"
+        )
+    return f"{int(t, 16):010x}"
+
+
+def _moon_path(world_id: int) -> str:
+    """``/moon/<id>``: 10 digits when the id fits, which is all ZeroTierOne's route takes."""
+    return f"/moon/{world_id:010x}" if world_id < 1 << 40 else f"/moon/{world_id:016x}"
+
+
+def cmd_listmoons(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, "/moon")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if args.json:
+        return EXIT_OK
+    print("200 listmoons <id> <timestamp> <roots>")
+    for m in body:
+        if m.get("waiting"):
+            print(f"200 listmoons {m['id']} - WAITING")
+            continue
+        roots = ",".join(
+            r["identity"].split(":", 1)[0] + "@" + ";".join(r.get("stableEndpoints") or ["-"])
+            for r in m.get("roots", ())
+        )
+        print(f"200 listmoons {m['id']} {m['timestamp']} {roots or '-'}")
+    return EXIT_OK
+
+
+def cmd_orbit(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, _moon_path(args.world_id), "POST", {"seed": args.seed})
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 orbit OK")
+    return EXIT_OK
+
+
+def cmd_deorbit(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, _moon_path(args.world_id), "DELETE")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 deorbit OK")
+    return EXIT_OK
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def parse_prometheus(text: str) -> list[dict[str, Any]]:
+    """Samples of Prometheus text as ``{"name", "labels", "value"}``; ValueError on a line
+    that is neither a sample, a comment nor blank."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if m is None:
+            raise ValueError(f"not a Prometheus sample: {line!r}")
+        name, label_text, value_text = m.groups()
+        labels: dict[str, str] = {}
+        pos = 0
+        label_text = label_text or ""
+        while pos < len(label_text):
+            lm = _LABEL.match(label_text, pos)
+            if lm is None or lm.end() == pos:
+                raise ValueError(f"bad labels in {line!r}")
+            raw = lm.group(2)
+            labels[lm.group(1)] = (
+                raw.replace("\\\\", "\0")
+                .replace('\\"', '"')
+                .replace("\\n", "\n")
+                .replace("\0", "\\")
+            )
+            pos = lm.end()
+        value = float(value_text)
+        out.append(
+            {"name": name, "labels": labels, "value": int(value) if value.is_integer() else value}
+        )
+    return out
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from ztnode.transport.httpapi import fetch_raw
+
+    port, token = _api_target(args)
+    try:
+        status, _ctype, payload = asyncio.run(
+            fetch_raw("127.0.0.1", port, "GET", "/metrics", token)
+        )
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    text = payload.decode("utf-8", "replace")
+    if status != 200:
+        return _fail(f"local API answered {status}: {' '.join(text.split())}")
+    if args.json:
+        try:
+            print(json.dumps(parse_prometheus(text), indent=2))
+        except ValueError as e:
+            return _fail(f"unreadable metrics: {e}")
+    else:
+        sys.stdout.write(text)
     return EXIT_OK
 
 
@@ -643,24 +989,63 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also be the network controller for networks whose ids start with our address",
     )
-    node.add_argument("-v", "--verbose", action="store_true")
+    node.add_argument("-v", "--verbose", action="store_true", help="log level debug for ztnode")
+    node.add_argument(
+        "--log-level",
+        metavar="SPEC",
+        help="levels per subsystem, e.g. info,netstack=debug,core=warning (after $ZTNODE_LOG; "
+        f"subsystems: {', '.join(s.removeprefix('ztnode.') for s in LOG_SUBSYSTEMS)})",
+    )
+    node.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text (default) or JSON objects ($ZTNODE_LOG_FORMAT)",
+    )
     node.set_defaults(func=cmd_node)
 
+    api_common = argparse.ArgumentParser(add_help=False)
+    api_common.add_argument("--home", default=".", help="the node's state directory")
+    api_common.add_argument("--api-port", type=int, help="local API port (default: from --home)")
+    api_common.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
+    api_common.add_argument("-j", "--json", action="store_true", help="print JSON")
     for name, func, helptext, takes_network in (
         ("info", cmd_info, "show a running node's address and status", False),
         ("peers", cmd_peers, "list a running node's peers", False),
+        ("listpeers", cmd_listpeers, "list peers in zerotier-cli's listpeers lines", False),
         ("networks", cmd_networks, "list the networks a running node has joined", False),
+        ("listnetworks", cmd_networks, "the same as networks (zerotier-cli's name)", False),
         ("join", cmd_join, "join a network", True),
         ("leave", cmd_leave, "leave a network", True),
+        ("listmoons", cmd_listmoons, "list the moons a running node orbits", False),
+        ("metrics", cmd_metrics, "print a running node's metrics (Prometheus text)", False),
     ):
-        c = sub.add_parser(name, help=helptext)
+        c = sub.add_parser(name, help=helptext, parents=[api_common])
         if takes_network:
             c.add_argument("network", type=_network_arg, metavar="NWID")
-        c.add_argument("--home", default=".", help="the node's state directory")
-        c.add_argument("--api-port", type=int, help="local API port (default: from --home)")
-        c.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
-        c.add_argument("-j", "--json", action="store_true", help="print JSON")
         c.set_defaults(func=func)
+    c = sub.add_parser(
+        "set",
+        parents=[api_common],
+        help="change a joined network's local settings (allowManaged=0 ...)",
+        description="allowManaged: take the controller's addresses and routes (default 1); "
+        "allowGlobal: managed routes into public address space (0); allowDefault: a managed "
+        "default route (0); allowDNS: use the network's DNS settings (0; stored and reported, "
+        "ztnode has no resolver).",
+    )
+    c.add_argument("network", type=_network_arg, metavar="NWID")
+    c.add_argument(
+        "settings", nargs="+", type=_setting_arg, metavar="allowManaged|allowGlobal|...=0|1"
+    )
+    c.set_defaults(func=cmd_set)
+    c = sub.add_parser(
+        "orbit", parents=[api_common], help="orbit a moon, asking one of its roots for it"
+    )
+    c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
+    c.add_argument("seed", type=_seed_arg, metavar="SEED")
+    c.set_defaults(func=cmd_orbit)
+    c = sub.add_parser("deorbit", parents=[api_common], help="stop orbiting a moon")
+    c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
+    c.set_defaults(func=cmd_deorbit)
     _add_controller_parser(sub)
     return p
 
