@@ -199,3 +199,23 @@ def test_public_api_names() -> None:
         assert getattr(ztnode, name) is not None
     assert ztnode.Node is __import__("ztnode.sockets.aio", fromlist=["Node"]).Node
     assert {"Node", "Network", "BlockingNode", "LocalZtWorld", "Identity"} <= set(ztnode.__all__)
+
+
+def test_restarted_node_keeps_its_port_and_is_reachable_at_once(tmp_path: Path) -> None:
+    """A node restarted on its home reuses its UDP port, so peers' existing path to it stays
+    right and traffic flows again without waiting for that path to time out."""
+    from ztnode.sockets.aio import Node
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        old = w.members[0]
+        home, port = old.service.config.home, old.port
+        await old.stop()
+        again = Node(home, planet=w.planet, allow_loopback=True, bind=("127.0.0.1",))
+        w.members[0] = again  # so the world stops it
+        await again.start()
+        assert again.port == port
+        net = await again.join(w.network_id, timeout=20)
+        assert await net.ping(b.address(4), timeout=3) > 0
+        assert await b.ping(net.address(4), timeout=3) > 0
+
+    run(body, tmp_path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import errno
 import logging
 import os
@@ -55,6 +56,7 @@ __all__ = ["EventStream", "Network", "Node", "TcpServer"]
 
 StreamCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 _HIGH_WATER = 256 * 1024
+_PORT_FILE = "ztnode.udp-port"
 _LOW_WATER = 64 * 1024
 
 
@@ -183,7 +185,7 @@ class Node:
         self,
         home: str | os.PathLike[str],
         *,
-        port: int = 0,
+        port: int | None = None,
         planet: World | bytes | str | os.PathLike[str] | None = None,
         allow_loopback: bool = False,
         bind: Iterable[str] = ("0.0.0.0",),
@@ -200,7 +202,7 @@ class Node:
             world = World.from_bytes(Path(planet).read_bytes())
         config = ServiceConfig(
             home=Path(home),
-            port=port,
+            port=port or 0,
             bind=tuple(bind),
             planet=world,
             allow_loopback=allow_loopback,
@@ -210,6 +212,10 @@ class Node:
         if identity_validation_interval is not None:
             config.identity_validation_interval = identity_validation_interval
         self.service = NodeService(config)
+        #: With no port given, a node reuses the port its home had last time: peers still
+        #: hold the old path as alive for a while and ignore a new one from the same IP, so a
+        #: restarted node on a fresh port would be unreachable until that path times out.
+        self._remember_port = port is None and not config.sockets
         self._networks: dict[int, Network] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._streams: set[EventStream] = set()
@@ -224,7 +230,20 @@ class Node:
             return self
         self.service.stack_event_handler = _Dispatcher()
         self._unsubscribe = self.service.subscribe(self._on_event)
-        await self.service.start()
+        port_file = self.service.config.home / _PORT_FILE
+        if self._remember_port:
+            with contextlib.suppress(OSError, ValueError):
+                self.service.config.port = int(port_file.read_text().strip())
+        try:
+            await self.service.start()
+        except OSError:
+            if not self._remember_port or not self.service.config.port:
+                raise
+            self.service.config.port = 0  # the old port is taken: any port will do
+            await self.service.start()
+        if self._remember_port:
+            with contextlib.suppress(OSError):
+                port_file.write_text(f"{self.service.port}\n")
         self._started = True
         return self
 

@@ -14,8 +14,11 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import multiprocessing
 import os
+import signal
 import socket
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +42,38 @@ log = logging.getLogger("ztnode.service")
 Addr = tuple[str, int]
 EventCallback = Callable[[ev.Event], None]
 StackEventHandler = Callable[[StackEvent], None]
+
+
+def _worker_init() -> None:
+    """Set up an identity-validation worker (a forked child of the node's process).
+
+    * It closes the IPv4/IPv6 sockets it inherited: every node of this process has its UDP
+      socket there, and a worker holding one open would keep that port bound after the node
+      stopped, so the node could not have its port back on restart. (The pool's own pipes are
+      pipes, not sockets, and are kept.)
+    * It ends with its parent, even one killed by SIGKILL that had no chance to stop the pool
+      (Linux's PR_SET_PDEATHSIG).
+    """
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            try:
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    continue
+                s = socket.socket(fileno=fd)
+            except OSError:
+                continue
+            if s.family in (socket.AF_INET, socket.AF_INET6):
+                s.close()
+            else:
+                s.detach()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _validate_in_worker(identity_text: str) -> bool:
@@ -130,7 +165,13 @@ class NodeService:
             identity_validation_interval=self.config.identity_validation_interval,
         )
         if self.config.validate_in_process_pool:
-            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+            # Forked (no main-module guard needed by users' scripts); the worker closes the
+            # sockets it inherits, see _worker_init.
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_worker_init,
+            )
         hosted = None
         if self.config.controller:
             from ztnode.controller import open_controller
