@@ -39,6 +39,9 @@ from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.service")
 
+#: Rounds of flushing within one pump when socket callbacks keep producing output.
+_MAX_REFLUSH = 16
+
 Addr = tuple[str, int]
 EventCallback = Callable[[ev.Event], None]
 StackEventHandler = Callable[[StackEvent], None]
@@ -120,7 +123,8 @@ class NodeService:
         self.host: Host | None = None
         #: Where socket events of the IP stacks go (the sockets layer installs itself here).
         self.stack_event_handler: StackEventHandler | None = None
-        self._flush_scheduled = False
+        self._pumping = False
+        self._reflush = False
         self.controller: Any = None
         #: Local settings of joined networks (``networks.d/<nwid>.local.conf``).
         self.network_settings: dict[int, NetworkSettings] = {}
@@ -331,15 +335,18 @@ class NodeService:
         return result
 
     def flush_soon(self) -> None:
-        """Socket API calls queue output in the stacks; one pump per loop iteration sends it
-        all, so a burst of writes costs one flush rather than one each."""
-        if not self._flush_scheduled and self._loop is not None and not self._closing:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._scheduled_pump)
+        """Send what socket API calls queued in the stacks.
 
-    def _scheduled_pump(self) -> None:
-        self._flush_scheduled = False
-        self._pump()
+        Called from a socket callback (inside a pump: an echo server writing from
+        ``data_received``), the running pump sends it before it returns; otherwise the pump
+        runs now, so a write costs no extra loop iteration of latency (asyncio's own
+        transports also write at once)."""
+        if self._loop is None or self._closing:
+            return
+        if self._pumping:
+            self._reflush = True
+        else:
+            self._pump()
 
     # outputs ------------------------------------------------------------------------------
 
@@ -348,17 +355,22 @@ class NodeService:
         host = self.host
         if node is None or host is None or self._loop is None:
             return
-        now = self.clock.now()
-        for out in host.datagrams_to_send(now):
-            ep = self.endpoints.get(out.local)
-            if ep is None:
-                continue
-            if out.ttl:
-                self._send_with_ttl(ep, out.data, out.remote, out.ttl)
-            else:
-                ep.send(out.data, out.remote)
-        while (event := host.next_event()) is not None:
-            self._on_event(event)
+        if self._pumping:  # re-entered from a callback: the running pump flushes again
+            self._reflush = True
+            return
+        self._pumping = True
+        try:
+            now = self.clock.now()
+            for _ in range(_MAX_REFLUSH):
+                self._reflush = False
+                self._send_all(host.datagrams_to_send(now))
+                while (event := host.next_event()) is not None:
+                    self._on_event(event)
+                if not self._reflush:
+                    break
+                now = self.clock.now()
+        finally:
+            self._pumping = False
         if self._pool is not None:
             for ident in node.identities_to_validate():
                 fut = self._loop.run_in_executor(self._pool, _validate_in_worker, ident.to_string())
@@ -370,6 +382,16 @@ class NodeService:
             delay = max(0.0, (deadline - now) / 1000.0)
             self._timer = self._loop.call_later(delay, self._on_timer)
             self._timer_at = deadline
+
+    def _send_all(self, datagrams: list[Any]) -> None:
+        for out in datagrams:
+            ep = self.endpoints.get(out.local)
+            if ep is None:
+                continue
+            if out.ttl:
+                self._send_with_ttl(ep, out.data, out.remote, out.ttl)
+            else:
+                ep.send(out.data, out.remote)
 
     def _validated(self, ident: Identity, fut: asyncio.Future[bool]) -> None:
         if self.node is None or self._closing or fut.cancelled():
