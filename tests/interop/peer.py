@@ -76,6 +76,16 @@ class LibztPeer:
         result: dict[str, Any] = reply["result"]
         return result
 
+    def pin(self, cpu: int) -> int:
+        """Every thread of the worker (and so every thread it starts later) onto one CPU; how
+        many threads were moved. With ``rt`` as well, libzt's threads then run one at a time,
+        each until it blocks (see LIBZT_PEER.md on its unlocked IPv6 receive path)."""
+        tids = [int(t) for t in os.listdir(f"/proc/{self.proc.pid}/task")]
+        for tid in tids:
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                os.sched_setaffinity(tid, {cpu})
+        return len(tids)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.interop.netns import NetNamespace
+from tests.interop.peer import LibztPeer
 from ztnode.identity import Identity
 from ztnode.root.worlds import KeyPair
 from ztnode.wire.inetaddr import InetAddress
@@ -148,3 +149,57 @@ def controller_world(
         yield ControllerWorld(planet, root, api)
     finally:
         root.stop()
+
+
+# ------------------------------------------------------------------------------ libzt members
+
+
+def authorize(api: HttpApi, nwid: str, ident: Identity) -> None:
+    """A member record made ahead of the node's first request, so that request succeeds."""
+    member = f"/controller/network/{nwid}/member/{ident.address:010x}"
+    api.call("POST", member, {"authorized": True})
+
+
+def start_libzt_member(
+    lz: LibztPeer,
+    home: Path,
+    ident: Identity,
+    planet: World,
+    port: int,
+    nwid: str,
+    blacklist_if: list[str],
+) -> None:
+    """A libzt worker (``LibztPeer``) started with a fixed identity in ``home`` and joined to
+    ``nwid`` at once (the core asks for a config at its next 5 s tick)."""
+    home.mkdir(parents=True, exist_ok=True)
+    ident.save(home / "identity.secret", include_private=True)
+    ident.save(home / "identity.public", include_private=False)
+    lz.call(
+        "start",
+        30,
+        storage=str(home),
+        planet=planet.to_bytes().hex(),
+        port=port,
+        blacklist_if=blacklist_if,
+    )
+    lz.call("join", 30, nwid=nwid)
+
+
+def wait_libzt_addresses(
+    lz: LibztPeer, nwid: str, timeout: float, families: tuple[int, ...] = (4,)
+) -> dict[int, str]:
+    """libzt's first address of each family on ``nwid`` once the core says OK and the
+    transport is up (bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    st: dict[str, Any] = {}
+    while True:
+        st = lz.call("network", 10, nwid=nwid)
+        core = st.get("core") or {}
+        found: dict[int, str] = {}
+        for a in st["addresses"]:
+            found.setdefault(6 if ":" in a else 4, a)
+        if core.get("status") == "OK" and st["ready"] and all(f in found for f in families):
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"libzt not ready on {nwid} within {timeout} s: {st}")
+        time.sleep(0.1)
