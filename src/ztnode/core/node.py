@@ -622,8 +622,12 @@ class Node:
         group = (dest_mac, adi)
         known = net.members_of(group, now)
         limit = cfg.multicast_limit
-        if len(known) < limit and now - net.last_gather.get(group, -(10**12)) >= (
-            MULTICAST_GATHER_INTERVAL
+        # Like the reference's Multicaster::send: while no member of the group is known,
+        # every send asks again (an ARP sent before its target announced itself must not
+        # leave the group unreachable for a whole gather interval).
+        if len(known) < limit and (
+            not known
+            or now - net.last_gather.get(group, -(10**12)) >= MULTICAST_GATHER_INTERVAL
         ):
             net.last_gather[group] = now
             body = MulticastGather.create(net.id, dest_mac, adi, limit - len(known) + 1).encode()
