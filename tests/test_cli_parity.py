@@ -28,6 +28,7 @@ from tests.test_cli_networks import (
     IDS,
     MEMBER_HEX,
     MEMBER_ID,
+    NETWORK_FIELDS,
     cli,
     cli_json,
     create_network,
@@ -100,30 +101,8 @@ PEER_PATH_FIELDS: dict[str, JsonType] = {
     "localSocket": int,
     "localPort": int,
 }
-# /network (_networkToJson; the SSO fields only for SSO networks)
-NETWORK_FIELDS: dict[str, JsonType] = {
-    "id": str,
-    "nwid": str,
-    "mac": str,
-    "name": str,
-    "status": str,
-    "type": str,
-    "mtu": int,
-    "dhcp": bool,
-    "bridge": bool,
-    "broadcastEnabled": bool,
-    "portError": int,
-    "netconfRevision": int,
-    "portDeviceName": str,
-    "allowManaged": bool,
-    "allowGlobal": bool,
-    "allowDefault": bool,
-    "allowDNS": bool,
-    "assignedAddresses": list,
-    "routes": list,
-    "multicastSubscriptions": list,
-    "dns": dict,
-}
+# /network (_networkToJson; the SSO fields only for SSO networks): NETWORK_FIELDS, shared with
+# tests/test_cli_networks.py.
 NETWORK_ROUTE_FIELDS = {"target", "via", "flags", "metric"}
 NETWORK_MULTICAST_FIELDS = {"mac", "adi"}
 # /moon (_moonToJson) and the answer to an orbit whose moon has not arrived (moonPost)

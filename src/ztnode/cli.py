@@ -443,13 +443,19 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
     return rows
 
 
-def cmd_peers(args: argparse.Namespace) -> int:
+def _peers_or_exit(args: argparse.Namespace) -> Any:
+    """The /peer list for a text listing, or an exit code (an error, or -j already printed)."""
     try:
         body = _api_json(args, "/peer")
     except _ApiFailure as e:
         return _fail(str(e))
-    if args.json:
-        return EXIT_OK
+    return EXIT_OK if args.json else body
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    body = _peers_or_exit(args)
+    if isinstance(body, int):
+        return body
     print("200 peers")
     print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")
     for r in _peer_rows(body, _node_clock(args)):
@@ -463,12 +469,9 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_listpeers(args: argparse.Namespace) -> int:
-    try:
-        body = _api_json(args, "/peer")
-    except _ApiFailure as e:
-        return _fail(str(e))
-    if args.json:
-        return EXIT_OK
+    body = _peers_or_exit(args)
+    if isinstance(body, int):
+        return body
     print("200 listpeers <ztaddr> <path> <latency> <version> <role>")
     for r in _peer_rows(body, _node_clock(args)):
         path = "-" if r["path"] is None else "{};{};{}".format(*r["path"])

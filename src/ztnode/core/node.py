@@ -626,8 +626,7 @@ class Node:
         # every send asks again (an ARP sent before its target announced itself must not
         # leave the group unreachable for a whole gather interval).
         if len(known) < limit and (
-            not known
-            or now - net.last_gather.get(group, -(10**12)) >= MULTICAST_GATHER_INTERVAL
+            not known or now - net.last_gather.get(group, -(10**12)) >= MULTICAST_GATHER_INTERVAL
         ):
             net.last_gather[group] = now
             body = MulticastGather.create(net.id, dest_mac, adi, limit - len(known) + 1).encode()
