@@ -87,6 +87,7 @@ class Tap:
     seen: list[Seen] = field(default_factory=list)
     fragments: int = 0
     current: Seen | None = None  # the inbound datagram being processed right now
+    causes: dict[int, Seen | None] = field(default_factory=dict)  # id(event) -> its datagram
 
     def install(self) -> None:
         node = self.leaf
@@ -112,9 +113,21 @@ class Tap:
             self.current = None  # events from a timer are not caused by a datagram
             orig_timer(now)
 
+        orig_next = node.next_event
+
+        def next_event() -> Any:
+            # The host drains the node's events right after each datagram (or timer), while
+            # ``current`` still names their cause; the service hands them on later (once per
+            # burst), so the cause is recorded here, at the source.
+            e = orig_next()
+            if e is not None:
+                self.causes[id(e)] = self.current
+            return e
+
         node.receive_datagram = rx  # type: ignore[method-assign]
         node.datagrams_to_send = tx  # type: ignore[method-assign]
         node.handle_timer = timer  # type: ignore[method-assign]
+        node.next_event = next_event  # type: ignore[method-assign]
 
     def _record(self, data: bytes, remote: Addr, *, inbound: bool) -> Seen | None:
         if len(data) < IDX_PAYLOAD or (len(data) > 16 and data[13] == 0xFF):
@@ -309,7 +322,7 @@ async def _scenario(
         raise
     tap = Tap(node)
     tap.install()
-    service.subscribe(lambda e: events.append((_ms(), e, tap.current)))
+    service.subscribe(lambda e: events.append((_ms(), e, tap.causes.get(id(e)))))
     libzt_direct: Addr = (ip, P_LIBZT)
 
     def report(what: str) -> str:
