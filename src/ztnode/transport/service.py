@@ -376,7 +376,12 @@ class NodeService:
                 fut = self._loop.run_in_executor(self._pool, _validate_in_worker, ident.to_string())
                 fut.add_done_callback(functools.partial(self._validated, ident))
         deadline = host.get_timer()
-        if deadline is not None and deadline != self._timer_at and not self._closing:
+        armed = self._timer_at
+        # Re-arm only for an earlier deadline. A later one (TCP pushes its timers out on every
+        # segment) leaves the armed timer alone: it fires a little early, handle_timer finds
+        # nothing due, and the pump after it arms the real deadline. That is one cheap spurious
+        # wake-up instead of a cancel and a call_later on every packet.
+        if deadline is not None and (armed is None or deadline < armed) and not self._closing:
             if self._timer is not None:
                 self._timer.cancel()
             delay = max(0.0, (deadline - now) / 1000.0)
