@@ -199,6 +199,7 @@ def test_public_api_names() -> None:
         assert getattr(ztnode, name) is not None
     assert ztnode.Node is __import__("ztnode.sockets.aio", fromlist=["Node"]).Node
     assert {"Node", "Network", "BlockingNode", "LocalZtWorld", "Identity"} <= set(ztnode.__all__)
+    assert ztnode.events.NetworkStatusChanged.__name__ == "NetworkStatusChanged"
 
 
 def test_restarted_node_keeps_its_port_and_is_reachable_at_once(tmp_path: Path) -> None:

@@ -55,6 +55,10 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> object:
+    if name == "events":  # ``ztnode.events.PeerDirect``: the event classes, as one namespace
+        import importlib
+
+        return importlib.import_module("ztnode.core.events")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ztnode' has no attribute {name!r}")
