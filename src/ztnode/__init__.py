@@ -12,6 +12,7 @@ from ztnode.errors import (
 )
 
 if TYPE_CHECKING:
+    from ztnode.core import events
     from ztnode.core.events import Event
     from ztnode.identity import Identity
     from ztnode.sockets.aio import EventStream, Network, Node
@@ -36,6 +37,7 @@ __all__ = [
     "World",
     "ZtError",
     "__version__",
+    "events",
 ]
 
 # Imported on first use: the sockets layer pulls in the node, the service and the crypto
