@@ -220,3 +220,21 @@ def test_restarted_node_keeps_its_port_and_is_reachable_at_once(tmp_path: Path) 
         assert await b.ping(net.address(4), timeout=3) > 0
 
     run(body, tmp_path)
+
+
+def test_dual_stack_server(tmp_path: Path) -> None:
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        server = await b.start_server(_echo, port=7100, family=0)
+        assert sorted(server.addresses()) == [("0.0.0.0", 7100), ("::", 7100)]
+        for family in (4, 6):
+            reader, writer = await a.open_connection(b.address(family), 7100)
+            writer.write(b"both\n")
+            assert await reader.readline() == b"both\n"
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        assert not server.is_serving()
+        with pytest.raises(ConnectionRefusedError):
+            await a.open_connection(b.address(6), 7100)
+
+    run(body, tmp_path)

@@ -511,11 +511,19 @@ class Network:
         backlog: int = 128,
         family: int = 4,
     ) -> TcpServer:
-        """Like ``loop.create_server``. ``family`` 6 (or an IPv6 ``host``) listens on IPv6."""
+        """Like ``loop.create_server``. ``family`` 6 (or an IPv6 ``host``) listens on IPv6;
+        ``family`` 0 with no ``host`` listens on IPv4 and IPv6 on one port."""
+        stack = self.stack
+        if family == 0 and host is None:
+            v4 = stack.tcp_listen(None, port, backlog, ipv6=False)
+            try:
+                v6 = stack.tcp_listen(None, v4.port, backlog, ipv6=True)
+            except OSError:
+                v4.close(self.node._now())
+                raise
+            return TcpServer(self, [v4, v6], protocol_factory)
         ipv6 = family == 6 or (host is not None and ":" in host)
-        lst = self.stack.tcp_listen(host, port, backlog, ipv6=ipv6)
-        server = TcpServer(self, lst, protocol_factory)
-        return server
+        return TcpServer(self, [stack.tcp_listen(host, port, backlog, ipv6=ipv6)], protocol_factory)
 
     async def start_server(
         self,
@@ -868,46 +876,56 @@ class _TcpTransport(asyncio.Transport):
 
 
 class TcpServer(asyncio.AbstractServer):
-    """A listening socket on a network (``asyncio.Server``'s interface)."""
+    """Listening sockets on a network (``asyncio.Server``'s interface): one per address
+    family it serves (IPv4, IPv6, or both on the same port)."""
 
     def __init__(
-        self, net: Network, listener: TcpListener, factory: Callable[[], asyncio.Protocol]
+        self,
+        net: Network,
+        listeners: list[TcpListener],
+        factory: Callable[[], asyncio.Protocol],
     ) -> None:
         self._net = net
-        self._listener = listener
+        self._listeners = listeners
         self._factory = factory
         self._closed = asyncio.get_running_loop().create_future()
-        listener.user = self
+        for lst in listeners:
+            lst.user = self
         net._transports.add(self)
 
     @property
     def port(self) -> int:
-        return self._listener.port
+        return self._listeners[0].port
 
     @property
     def sockets(self) -> tuple[()]:
         return ()
 
     def address(self) -> tuple[str, int]:
-        return self._listener.local_endpoint
+        return self._listeners[0].local_endpoint
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [lst.local_endpoint for lst in self._listeners]
 
     def accept_ready(self) -> None:
-        while (sock := self._listener.accept()) is not None:
-            try:
-                protocol = self._factory()
-            except Exception:
-                log.exception("server protocol factory failed")
-                sock.abort(self._net.node._now())
-                continue
-            transport = _TcpTransport(self._net, sock, protocol)
-            protocol.connection_made(transport)
-            transport.read_ready()
+        for lst in self._listeners:
+            while (sock := lst.accept()) is not None:
+                try:
+                    protocol = self._factory()
+                except Exception:
+                    log.exception("server protocol factory failed")
+                    sock.abort(self._net.node._now())
+                    continue
+                transport = _TcpTransport(self._net, sock, protocol)
+                protocol.connection_made(transport)
+                transport.read_ready()
         self._net.node.service.flush_soon()
 
     def close(self) -> None:
-        if self._listener.closed:
+        if all(lst.closed for lst in self._listeners):
             return
-        self._listener.close(self._net.node._now())
+        for lst in self._listeners:
+            lst.close(self._net.node._now())
         self._net._transports.discard(self)
         self._net.node.service.flush_soon()
         if not self._closed.done():
@@ -917,7 +935,7 @@ class TcpServer(asyncio.AbstractServer):
         return self._closed.get_loop()
 
     def is_serving(self) -> bool:
-        return not self._listener.closed
+        return not all(lst.closed for lst in self._listeners)
 
     async def start_serving(self) -> None:
         return None
