@@ -238,3 +238,14 @@ def test_dual_stack_server(tmp_path: Path) -> None:
             await a.open_connection(b.address(6), 7100)
 
     run(body, tmp_path)
+
+
+def test_world_grows_by_a_member(tmp_path: Path) -> None:
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        node, net = await w.add_member(IDS[3])
+        assert net is not None and node.address == f"{IDS[3].address:010x}"
+        assert await net.ping(a.address(4), timeout=3) > 0
+        outsider, none = await w.add_member(IDS[4], authorize=False)
+        assert none is None and outsider.address == f"{IDS[4].address:010x}"
+
+    run(body, tmp_path)

@@ -13,7 +13,6 @@ look at it; Ctrl-C stops it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import signal
 import statistics
 import tempfile
@@ -25,9 +24,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ztnode.identity import Identity
 from ztnode.sockets.aio import Network, Node
-from ztnode.testing.local import LocalZtWorld
+from ztnode.testing.local import LocalZtWorld, generate_identities
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -46,20 +44,6 @@ class DemoResult:
     ping_v6_ms: float
     echo_ok: bool
     throughput_mb_s: float
-
-
-def _new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-async def _identities(n: int) -> list[Identity]:
-    """Generation is CPU-bound (the memory-hard hash): spread it over processes."""
-    loop = asyncio.get_running_loop()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=2) as pool:
-        texts = await asyncio.gather(
-            *(loop.run_in_executor(pool, _new_identity, i) for i in range(n))
-        )
-    return [Identity.from_string(t) for t in texts]
 
 
 async def _echo_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,7 +110,7 @@ async def run_demo(console: Console, *, keep: bool = False, base: Path | None = 
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ztnode-demo-")))
         t_start = time.perf_counter()
         with console.status("making identities for a root and two members"):
-            ids = await _identities(3)
+            ids = await generate_identities(3)
         console.print(f"[green]✓[/] identities: root {ids[0].address:010x}, members "
                       f"{ids[1].address:010x} and {ids[2].address:010x}")  # fmt: skip
         world = LocalZtWorld(base, members=2, identities=ids)

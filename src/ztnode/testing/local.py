@@ -13,6 +13,7 @@ Identities can be passed in (generating one costs about half a second); homes li
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import socket
 import time
@@ -26,7 +27,7 @@ from ztnode.sockets.aio import Network, Node
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import Root, World, WorldType
 
-__all__ = ["DEFAULT_NETWORK", "LocalZtWorld"]
+__all__ = ["DEFAULT_NETWORK", "LocalZtWorld", "generate_identities"]
 
 DEFAULT_NETWORK: dict[str, Any] = {
     "name": "ztnode-local",
@@ -65,6 +66,10 @@ class LocalZtWorld:
 
     async def start(self, timeout: float = 60.0) -> LocalZtWorld:
         homes = [self.base / "root", *(self.base / f"member{i}" for i in range(self.member_count))]
+        missing = [h for h in homes if not (h / "identity.secret").exists()]
+        if not self.identities and len(missing) > 1:
+            # Generating is the slow step (the memory-hard hash): do it in parallel, up front.
+            self.identities = [Identity.from_string(t) for t in await _generate(len(homes))]
         for i, home in enumerate(homes):
             home.mkdir(parents=True, exist_ok=True)
             if self.identities and not (home / "identity.secret").exists():
@@ -106,6 +111,32 @@ class LocalZtWorld:
         )
         return self
 
+    async def add_member(
+        self, identity: Identity | None = None, *, authorize: bool = True, timeout: float = 60.0
+    ) -> tuple[Node, Network | None]:
+        """Start one more member in this world (authorized and joined unless ``authorize`` is
+        False, when it is started but not joined: its network is then None)."""
+        if self.root is None or self.planet is None:
+            raise RuntimeError("start the world first")
+        home = self.base / f"member{len(self.members)}"
+        while home.exists():
+            home = home.with_name(home.name + "x")
+        home.mkdir(parents=True)
+        if identity is not None:
+            identity.save(home / "identity.secret", include_private=True)
+        node = Node(home, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",))
+        await node.start()
+        self.members.append(node)
+        if not authorize:
+            return node, None
+        ctl = self.root.service.controller
+        now = self.root.service.clock.now()
+        ctl.update_member(self.network_id, int(node.address, 16), {"authorized": True}, now)
+        self.root.service.controller_changed()
+        net = await node.join(self.network_id, timeout=timeout)
+        self.networks.append(net)
+        return node, net
+
     async def stop(self) -> None:
         for m in self.members:
             await m.stop()
@@ -121,6 +152,24 @@ class LocalZtWorld:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _new_identity(_: int) -> str:
+    return Identity.generate().to_string(include_private=True)
+
+
+async def _generate(n: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(n, os.cpu_count() or 1)) as pool:
+        return list(
+            await asyncio.gather(*(loop.run_in_executor(pool, _new_identity, i) for i in range(n)))
+        )
+
+
+async def generate_identities(n: int) -> list[Identity]:
+    """``n`` new identities, generated in parallel processes (each costs about half a second
+    of CPU, and several seconds for an unlucky one)."""
+    return [Identity.from_string(t) for t in await _generate(n)]
 
 
 async def _identity_for(home: Path) -> Identity:
