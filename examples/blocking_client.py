@@ -12,9 +12,8 @@ import argparse
 import socket
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode, Identity
+from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode
 from ztnode.sockets.blocking import Socket
 
 
@@ -44,14 +43,10 @@ def serve_one(listener: Socket) -> None:
             f.flush()
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-def run_local(port: int, identities: list[Identity]) -> None:
+def run_local(port: int) -> None:
     with (
         tempfile.TemporaryDirectory() as base,
-        BlockingLocalWorld(base, members=2, identities=identities) as world,
+        BlockingLocalWorld(base, members=2) as world,
     ):
         server_net, client_net = world.networks
         for family in (socket.AF_INET, socket.AF_INET6):
@@ -73,10 +68,8 @@ def main() -> None:
     p.add_argument("--local", action="store_true", help="both ends in an embedded local world")
     args = p.parse_args()
     if args.local:
-        # Identities cost ~0.5 s of CPU each (a memory-hard hash): make three in parallel.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
-        run_local(args.port, ids)
+        # LocalZtWorld makes the three identities itself, in parallel processes.
+        run_local(args.port)
     elif args.home and args.network and args.host:
         # The asyncio node runs on a loop in a background thread; this thread just blocks.
         with BlockingNode(args.home, planet=args.planet) as node:

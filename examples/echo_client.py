@@ -12,9 +12,8 @@ import argparse
 import asyncio
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import Identity, LocalZtWorld, Network, Node
+from ztnode import LocalZtWorld, Network, Node
 
 
 async def echo(net: Network, host: str, port: int, messages: list[str]) -> None:
@@ -40,19 +39,15 @@ async def run_network(args: argparse.Namespace) -> None:
         await echo(net, args.host, args.port, args.message or ["hello over ZeroTier"])
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
 async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(65536):  # the server side, as examples/echo_server.py
         writer.write(data)
     writer.close()
 
 
-async def run_local(port: int, identities: list[Identity]) -> None:
+async def run_local(port: int) -> None:
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2, identities=identities) as world:
+        async with LocalZtWorld(base, members=2) as world:
             server_net, client_net = world.networks
             for family in (4, 6):  # a listener is IPv4 or IPv6: one of each
                 await server_net.start_server(echo_handler, port=port, family=family)
@@ -72,11 +67,9 @@ def main() -> None:
     p.add_argument("message", nargs="*", help="lines to send (default: one greeting)")
     args = p.parse_args()
     if args.local:
-        # A root/controller and two members in this process over loopback. Identities cost
-        # ~0.5 s of CPU each (a memory-hard hash), so make the three in parallel processes.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
-        asyncio.run(run_local(args.port, ids))
+        # A root/controller and two members in this process over loopback (LocalZtWorld
+        # makes their identities, in parallel processes).
+        asyncio.run(run_local(args.port))
     elif args.home and args.network and args.host:
         asyncio.run(run_network(args))
     else:

@@ -12,9 +12,8 @@ import argparse
 import asyncio
 import contextlib
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import Identity, LocalZtWorld, Network, Node
+from ztnode import LocalZtWorld, Network, Node
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -48,13 +47,9 @@ async def run_network(args: argparse.Namespace) -> None:
         await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-async def run_local(port: int, identities: list[Identity]) -> None:
+async def run_local(port: int) -> None:
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2, identities=identities) as world:
+        async with LocalZtWorld(base, members=2) as world:
             server_net, client_net = world.networks
             await serve(server_net, port)
             # The other end, as examples/echo_client.py does it:
@@ -75,11 +70,9 @@ def main() -> None:
     p.add_argument("--local", action="store_true", help="both ends in an embedded local world")
     args = p.parse_args()
     if args.local:
-        # A root/controller and two members in this process over loopback. Identities cost
-        # ~0.5 s of CPU each (a memory-hard hash), so make the three in parallel processes.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
-        asyncio.run(run_local(args.port, ids))
+        # A root/controller and two members in this process over loopback (LocalZtWorld
+        # makes their identities, in parallel processes).
+        asyncio.run(run_local(args.port))
     elif args.home and args.network:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it
             asyncio.run(run_network(args))

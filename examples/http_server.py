@@ -16,9 +16,8 @@ import http.server
 import socketserver
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode, Identity
+from ztnode import BlockingLocalWorld, BlockingNetwork, BlockingNode
 
 
 class Hello(http.server.BaseHTTPRequestHandler):
@@ -57,14 +56,10 @@ def fetch(net: BlockingNetwork, host: str, port: int, path: str) -> None:
     conn.close()
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-def run_local(port: int, identities: list[Identity]) -> None:
+def run_local(port: int) -> None:
     with (
         tempfile.TemporaryDirectory() as base,
-        BlockingLocalWorld(base, members=2, identities=identities) as world,
+        BlockingLocalWorld(base, members=2) as world,
     ):
         server_net, client_net = world.networks
         server = ZtHTTPServer(server_net, port)
@@ -87,10 +82,8 @@ def main() -> None:
     p.add_argument("--local", action="store_true", help="both ends in an embedded local world")
     args = p.parse_args()
     if args.local:
-        # Identities cost ~0.5 s of CPU each (a memory-hard hash): make three in parallel.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
-        run_local(args.port, ids)
+        # LocalZtWorld makes the three identities itself, in parallel processes.
+        run_local(args.port)
     elif args.home and args.network:
         # The asyncio node runs on a loop in a background thread; everything else is plain.
         with (

@@ -12,9 +12,8 @@ import asyncio
 import statistics
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import Identity, LocalZtWorld, Network, Node
+from ztnode import LocalZtWorld, Network, Node
 
 
 async def ping(net: Network, host: str, count: int, interval: float, size: int = 56) -> int:
@@ -47,13 +46,9 @@ async def run_network(args: argparse.Namespace) -> int:
         return await ping(net, args.host, args.count, args.interval)
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-async def run_local(args: argparse.Namespace, identities: list[Identity]) -> int:
+async def run_local(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2, identities=identities) as world:
+        async with LocalZtWorld(base, members=2) as world:
             a, b = world.networks
             got = await ping(a, b.address(4), args.count, args.interval)  # IPv4
             print()
@@ -72,11 +67,9 @@ def main() -> None:
     p.add_argument("--local", action="store_true", help="ping between two local members")
     args = p.parse_args()
     if args.local:
-        # Identities cost ~0.5 s of CPU each (a memory-hard hash): make three in parallel.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
+        # LocalZtWorld makes the three identities itself, in parallel processes.
         args.interval = min(args.interval, 0.2)
-        replies = asyncio.run(run_local(args, ids))
+        replies = asyncio.run(run_local(args))
     elif args.home and args.network and args.host:
         replies = asyncio.run(run_network(args))
     else:

@@ -11,9 +11,8 @@ import argparse
 import asyncio
 import contextlib
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
-from ztnode import Identity, LocalZtWorld, Network, Node
+from ztnode import LocalZtWorld, Network, Node
 
 
 class EchoServer(asyncio.DatagramProtocol):
@@ -60,13 +59,9 @@ async def ask(net: Network, host: str, port: int, message: bytes, tries: int = 3
         transport.close()
 
 
-def new_identity(_: int) -> str:
-    return Identity.generate().to_string(include_private=True)
-
-
-async def run_local(port: int, identities: list[Identity]) -> None:
+async def run_local(port: int) -> None:
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2, identities=identities) as world:
+        async with LocalZtWorld(base, members=2) as world:
             server_net, client_net = world.networks
             await serve(server_net, port)
             for family in (4, 6):
@@ -96,10 +91,8 @@ def main() -> None:
     p.add_argument("--local", action="store_true", help="both ends in an embedded local world")
     args = p.parse_args()
     if args.local:
-        # Identities cost ~0.5 s of CPU each (a memory-hard hash): make three in parallel.
-        with ProcessPoolExecutor(2) as pool:
-            ids = [Identity.from_string(s) for s in pool.map(new_identity, range(3))]
-        asyncio.run(run_local(args.port, ids))
+        # LocalZtWorld makes the three identities itself, in parallel processes.
+        asyncio.run(run_local(args.port))
     elif args.home and args.network and (args.serve or args.to):
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it
             asyncio.run(run_network(args))
