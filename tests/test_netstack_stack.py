@@ -294,3 +294,30 @@ def test_random_and_mutated_frames_are_counted_drops(
     c2.send(b"still alive")
     w.run(2000)
     assert s2.recv() == b"still alive"
+
+
+OPTION_SEGMENTS = st.builds(
+    lambda mss, ws, sp, ts, sb: (mss, ws, sp, ts, sb),
+    st.none() | st.integers(0, 0xFFFF),
+    st.none() | st.integers(0, 14),
+    st.booleans(),
+    st.none() | st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)), max_size=3),
+)
+
+
+@given(OPTION_SEGMENTS)
+def test_fast_path_tcp_options_match_the_codec(o: tuple) -> None:  # type: ignore[type-arg]
+    """The stack builds segments without the codec objects; its option bytes must be the
+    codec's, byte for byte (the codec is checked against scapy and Linux's layout)."""
+    from ztnode.netstack import tcp as tcb
+    from ztnode.netstack.stack import _tcp_options
+    from ztnode.netstack.tcpwire import TcpSegmentHeader
+
+    mss, ws, sp, ts, sb = o
+    header = TcpSegmentHeader(1, 2, 3, 4, 0x12, 100, 0, mss, ws, sp, tuple(sb), ts)
+    try:
+        want = header.options_bytes()
+    except ValueError:  # more than 40 bytes: the stack falls back to the codec, which refuses
+        return
+    assert _tcp_options(tcb.Segment(3, 4, 0x12, 100, b"", mss, ws, sp, tuple(sb), ts)) == want

@@ -113,6 +113,8 @@ _TCP_FIXED: Final = struct.Struct(">HHIIBBH")
 _TCP_HEADER: Final = struct.Struct(">HHIIBBHxxxx")
 _TS_VALUES: Final = struct.Struct(">II")
 _TS_OPTION: Final = struct.Struct(">III")
+_TS_FUSED: Final = struct.Struct(">HBBII")
+_MSS_OPTION: Final = struct.Struct(">BBH")
 _IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
 _IP6_HEADER: Final = struct.Struct(">IHBB16s16s")
 #: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
@@ -1408,13 +1410,16 @@ class IpStack:
                 heapq.heappush(self._timers, (t, next(self._timer_seq), s))
 
     def _emit_tcp(self, s: TcpSocket, seg: tcb.Segment, now: int) -> None:
-        """One segment of a connection, built straight into its frame buffer; segments with
-        handshake or SACK options go through the codec instead."""
+        """One segment of a connection, built straight into its frame buffer (the codec
+        objects cost more than the rest of the send path for a small segment)."""
+        opts = b""
         if seg.mss is not None or seg.wscale is not None or seg.sack_permitted or seg.sack_blocks:
-            self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
-            return
+            opts = _tcp_options(seg)
+            if len(opts) > 40:
+                self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
+                return
         payload = seg.payload
-        thl = 32 if seg.ts is not None else 20
+        thl = 20 + len(opts) if opts else (32 if seg.ts is not None else 20)
         v6 = s.ipv6
         ihl = 40 if v6 else 20
         n = len(payload)
@@ -1425,7 +1430,9 @@ class IpStack:
         _TCP_HEADER.pack_into(
             buf, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
         )
-        if seg.ts is not None:
+        if opts:
+            buf[ihl + 20 : ihl + thl] = opts
+        elif seg.ts is not None:
             _TS_OPTION.pack_into(buf, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
         buf[ihl + thl :] = payload
         lpk, rpk = s.key[0], s.key[2]
@@ -1487,6 +1494,27 @@ class IpStack:
             self._send_ip(rip, PROTO_TCP, wire, now, src=lip)
         except OSError:
             self._count("tcp_unroutable")
+
+
+def _tcp_options(seg: tcb.Segment) -> bytes:
+    """The option bytes of a segment, laid out as ``tcpwire.TcpSegmentHeader.options_bytes``
+    lays them out (MSS; SACK-permitted fused with timestamps; window scale; SACK blocks), padded
+    to a multiple of four."""
+    parts: list[bytes] = []
+    if seg.mss is not None:
+        parts.append(_MSS_OPTION.pack(2, 4, seg.mss))
+    if seg.ts is not None:
+        parts.append(
+            _TS_FUSED.pack(0x0402 if seg.sack_permitted else 0x0101, 8, 10, seg.ts[0], seg.ts[1])
+        )
+    elif seg.sack_permitted:
+        parts.append(b"\x01\x01\x04\x02")
+    if seg.wscale is not None:
+        parts.append(bytes((1, 3, 3, seg.wscale)))
+    if seg.sack_blocks:
+        parts.append(bytes((1, 1, 5, 2 + 8 * len(seg.sack_blocks))))
+        parts.extend(_TS_VALUES.pack(a, b) for a, b in seg.sack_blocks)
+    return b"".join(parts)
 
 
 def _pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
