@@ -247,9 +247,14 @@ class TcpSocket:
 
     def recv(self, max_bytes: int = 1 << 30) -> bytes:
         data = self.conn.recv(max_bytes)
-        if data:
-            self.stack._dirty.add(self)
+        if data and self.conn.wants_output:
+            self.stack._dirty.add(self)  # reading opened the window enough to announce it
         return data
+
+    @property
+    def needs_flush(self) -> bool:
+        """Whether the stack holds output (this socket's or another's) for the next flush."""
+        return bool(self.stack._dirty or self.stack._out)
 
     def shutdown(self, now: int) -> None:
         """Half close: our FIN follows the queued data."""

@@ -486,6 +486,12 @@ class TcpConnection:
         return out
 
     @property
+    def wants_output(self) -> bool:
+        """Something must go out at the next ``segments_to_send`` regardless of new data: an
+        ACK or window update is owed, or a control segment is queued."""
+        return self._ack_now or bool(self._out)
+
+    @property
     def readable(self) -> int:
         """Bytes waiting in the receive buffer."""
         return len(self._rbuf)

@@ -747,7 +747,8 @@ class _TcpTransport(asyncio.Transport):
             if not data:
                 break
             proto.data_received(data)
-        self._service.flush_soon()  # the window may have opened
+        if sock.needs_flush:
+            self._service.flush_soon()  # reading opened the window: announce it
         if self._reading and not self._lost and sock.conn.at_eof and not self._eof_delivered:
             self._eof_delivered = True
             keep_open = proto.eof_received()
