@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -40,15 +38,15 @@ from tests.conftest import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztPeer
+from tests.interop.world import ControllerProcess
+from tests.interop.world import make_planet as world_make_planet
 from ztnode.core import events as ev
 from ztnode.core.node import Node
 from ztnode.identity import Identity
-from ztnode.root.worlds import KeyPair
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import IDX_PAYLOAD, Cipher, Verb
-from ztnode.wire.inetaddr import InetAddress
-from ztnode.wire.world import Root, World, WorldType
+from ztnode.wire.world import World
 
 IDS = test_identities()
 PLANET_ID = 0x1DE57A11
@@ -182,35 +180,14 @@ def describe(s: Seen) -> str:
 # ------------------------------------------------------------------------------ our root (CLI)
 
 
-class RootProcess:
-    """``ztnode node`` inside the namespace, stopped by pid."""
+class RootProcess(ControllerProcess):
+    """``ztnode node`` (no controller) inside the namespace, stopped by pid; ``api`` reads its
+    state through the CLI, as a user would."""
 
     def __init__(self, ns: NetNamespace, home: Path, planet_file: Path, ip: str) -> None:
-        self.ns = ns
-        self.home = home
-        self.log = home.parent / "root.log"
-        self._log_f = open(self.log, "w")  # noqa: SIM115  (closed in stop())
-        cmd = [
-            "ip", "netns", "exec", ns.name,
-            sys.executable, "-m", "ztnode.cli", "node",
-            "--home", str(home), "--port", str(P_ROOT), "--bind", ip,
-            "--planet", str(planet_file), "--api-port", "0",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log_f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+        super().__init__(ns, home, planet_file, ip, P_ROOT, controller=False)
 
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"root exited {self.proc.returncode}: {self.log_text()}")
-            if "local API on" in self.log.read_text() and (self.home / "ztnode.port").exists():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"root not ready within {timeout} s: {self.log_text()}")
-
-    def api(self, what: str) -> Any:
+    def cli_json(self, what: str) -> Any:
         cmd = ["ip", "netns", "exec", self.ns.name, sys.executable, "-m", "ztnode.cli"]
         r = subprocess.run(
             [*cmd, what, "--home", str(self.home), "--json"],
@@ -223,27 +200,9 @@ class RootProcess:
             return {"error": r.stderr.strip()}
         return json.loads(r.stdout)
 
-    def log_text(self) -> str:
-        return self.log.read_text()[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            # ip netns exec execs the command, so this pid is the node itself.
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log_f.close()
-
 
 def make_planet(root: Identity, ip: str) -> World:
-    key = KeyPair.generate()
-    roots = [Root(root.public(), (InetAddress.parse(f"{ip}/{P_ROOT}"),))]
-    return World.make(
-        WorldType.PLANET, PLANET_ID, int(time.time() * 1000), key.public, roots, key.private
-    )
+    return world_make_planet(root, ip, P_ROOT, PLANET_ID)
 
 
 # ------------------------------------------------------------------------------ the test
@@ -332,8 +291,8 @@ async def _scenario(
             f"leaf counters {json.dumps(node.counters.as_dict())}",
             "leaf peers "
             + repr({f"{a:010x}": [s.path.remote for s in p.paths] for a, p in node.peers.items()}),
-            f"root info {json.dumps(root.api('info'))}",
-            f"root peers {json.dumps(root.api('peers'))}",
+            f"root info {json.dumps(root.cli_json('info'))}",
+            f"root peers {json.dumps(root.cli_json('peers'))}",
             "events: " + ", ".join(type(e).__name__ for _, e, _ in events),
             "tap:",
             *(describe(s) for s in tap.seen[-80:]),
@@ -368,7 +327,7 @@ async def _scenario(
         assert ok_leaf, report("our leaf did not come online at our root")
         lz_addr = int(lz_status["address"], 16)
         assert lz_addr not in node.peers, "the leaf cannot know libzt before asking"
-        root_peers = {p["address"]: p for p in root.api("peers")}
+        root_peers = {p["address"]: p for p in root.cli_json("peers")}
         assert f"{node.address:010x}" in root_peers, report("the root does not list our leaf")
         lz_at_root = root_peers.get(f"{lz_addr:010x}")
         assert lz_at_root is not None, report("the root does not list the libzt node")
@@ -421,7 +380,7 @@ async def _scenario(
         assert node.counters.verbs_in["OK"] > 0
         # libzt, handed a relayed ECHO from a stranger, asked our root about the leaf in turn.
         our_whois = tap.select(lambda s: not s.inbound and s.verb == Verb.WHOIS)
-        root_whois = root.api("info").get("counters", {}).get("verbsIn", {}).get("WHOIS", 0)
+        root_whois = root.cli_json("info").get("counters", {}).get("verbsIn", {}).get("WHOIS", 0)
         assert root_whois > len(our_whois) >= 1, report("libzt sent our root no WHOIS")
 
         # 2. Before the direct path, traffic with libzt went through the root.
@@ -501,7 +460,7 @@ async def _scenario(
         )
         assert node.counters.ciphers_in["AES_GMAC_SIV"] >= len(from_lz_aes) > 0
         assert node.counters.drops["mac_failed"] == 0, report("MAC failures")
-        root_info = root.api("info")
+        root_info = root.cli_json("info")
         print(
             f"online: libzt {times['libzt']:.1f} s, leaf {times['leaf']:.1f} s; "
             f"direct ECHO after {t_direct:.1f} s "

@@ -35,10 +35,18 @@ P_ROOT = 29983
 
 
 class ControllerProcess:
-    """``ztnode node --controller`` inside the namespace (the planet's root), stopped by pid."""
+    """``ztnode node --controller`` (or, with ``controller=False``, a plain root) inside the
+    namespace: the planet's root, stopped by pid."""
 
     def __init__(
-        self, ns: NetNamespace, home: Path, planet_file: Path, ip: str, port: int = P_ROOT
+        self,
+        ns: NetNamespace,
+        home: Path,
+        planet_file: Path,
+        ip: str,
+        port: int = P_ROOT,
+        *,
+        controller: bool = True,
     ) -> None:
         self.ns = ns
         self.home = home
@@ -48,7 +56,8 @@ class ControllerProcess:
             "ip", "netns", "exec", ns.name,
             sys.executable, "-m", "ztnode.cli", "node",
             "--home", str(home), "--port", str(port), "--bind", ip,
-            "--planet", str(planet_file), "--api-port", "0", "--controller",
+            "--planet", str(planet_file), "--api-port", "0",
+            *(["--controller"] if controller else []),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdout=self._log_f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -115,11 +124,11 @@ class HttpApi:
         return await asyncio.to_thread(self.call, method, path, body)
 
 
-def make_planet(root: Identity, ip: str, port: int = P_ROOT) -> World:
+def make_planet(root: Identity, ip: str, port: int = P_ROOT, world_id: int = PLANET_ID) -> World:
     key = KeyPair.generate()
     roots = [Root(root.public(), (InetAddress.parse(f"{ip}/{port}"),))]
     return World.make(
-        WorldType.PLANET, PLANET_ID, int(time.time() * 1000), key.public, roots, key.private
+        WorldType.PLANET, world_id, int(time.time() * 1000), key.public, roots, key.private
     )
 
 
