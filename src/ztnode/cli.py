@@ -443,17 +443,18 @@ def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _peers_or_exit(args: argparse.Namespace) -> Any:
-    """The /peer list for a text listing, or an exit code (an error, or -j already printed)."""
+def _listing_or_exit(args: argparse.Namespace, path: str) -> Any:
+    """A list from the local API for a text listing, or an exit code (an error, or ``-j``,
+    whose JSON ``_api_json`` already printed)."""
     try:
-        body = _api_json(args, "/peer")
+        body = _api_json(args, path)
     except _ApiFailure as e:
         return _fail(str(e))
     return EXIT_OK if args.json else body
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    body = _peers_or_exit(args)
+    body = _listing_or_exit(args, "/peer")
     if isinstance(body, int):
         return body
     print("200 peers")
@@ -469,7 +470,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 
 def cmd_listpeers(args: argparse.Namespace) -> int:
-    body = _peers_or_exit(args)
+    body = _listing_or_exit(args, "/peer")
     if isinstance(body, int):
         return body
     print("200 listpeers <ztaddr> <path> <latency> <version> <role>")
@@ -507,12 +508,9 @@ def cmd_leave(args: argparse.Namespace) -> int:
 
 
 def cmd_networks(args: argparse.Namespace) -> int:
-    try:
-        body = _api_json(args, "/network")
-    except _ApiFailure as e:
-        return _fail(str(e))
-    if args.json:
-        return EXIT_OK
+    body = _listing_or_exit(args, "/network")
+    if isinstance(body, int):
+        return body
     print("200 listnetworks <nwid> <name> <mac> <status> <type> <dev> <ZT assigned ips>")
     for n in body:
         ips = ",".join(n["assignedAddresses"]) or "-"
@@ -583,12 +581,9 @@ def _moon_path(world_id: int) -> str:
 
 
 def cmd_listmoons(args: argparse.Namespace) -> int:
-    try:
-        body = _api_json(args, "/moon")
-    except _ApiFailure as e:
-        return _fail(str(e))
-    if args.json:
-        return EXIT_OK
+    body = _listing_or_exit(args, "/moon")
+    if isinstance(body, int):
+        return body
     print("200 listmoons <id> <timestamp> <roots>")
     for m in body:
         if m.get("waiting"):
