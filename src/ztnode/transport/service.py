@@ -214,8 +214,14 @@ class NodeService:
             self.controller.close()
             self.controller = None
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            # Wait (off the loop) until the worker and the pool's manager thread are gone: a
+            # pool left shutting down when the interpreter exits races its atexit hook, which
+            # then writes to an already closed wake-up pipe and prints a traceback (EBADF).
+            pool, self._pool = self._pool, None
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                None, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
+            )
 
     def close_endpoints(self) -> None:
         for ep in self.endpoints.values():
