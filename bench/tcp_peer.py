@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -118,7 +119,16 @@ async def main() -> None:
                     net = await node.join(req["nwid"], timeout=60)
                     reply({"ip4": net.address(4), "ip6": net.address(6)})
                 elif op == "cpu":
-                    reply({"cpu": time.process_time()})
+                    t = os.times()
+                    reply({"cpu": time.process_time(), "user": t.user, "sys": t.system})
+                elif op == "stats":
+                    svc = node.service
+                    reply(
+                        {
+                            "bursts": [ep.burst_stats for ep in svc.endpoints.values()],
+                            "drops": dict(svc.node.counters.drops) if svc.node else {},
+                        }
+                    )
                 elif op == "stop":
                     reply({})
                     break

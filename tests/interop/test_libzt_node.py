@@ -272,7 +272,10 @@ async def _scenario(
 ) -> None:
     root_addr = IDS[0].address
     sock = ns.socket(bind=(ip, P_LEAF))
-    service = NodeService(ServiceConfig(home=leaf_home, planet=planet, sockets=(sock,)))
+    # One datagram at a time (no C bursts): the wiretap sits on receive_datagram.
+    service = NodeService(
+        ServiceConfig(home=leaf_home, planet=planet, sockets=(sock,), burst_receive=False)
+    )
     events: list[tuple[float, ev.Event, Seen | None]] = []
     try:
         node = await service.start()

@@ -38,6 +38,8 @@ class Drop(StrEnum):
     NO_BOND = "no_bond"
     BAD_SIGNATURE = "bad_signature"
     NOT_A_MEMBER = "not_a_member"
+    TOO_LONG = "too_long"  # a datagram longer than any packet (the burst reader's slots)
+    STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"
 
 

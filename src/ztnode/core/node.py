@@ -56,7 +56,7 @@ from ztnode.core.peer import (
 )
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.topology import Topology
-from ztnode.crypto import SymmetricKey
+from ztnode.crypto import SymmetricKey, accel
 from ztnode.errors import CryptoError, DecodeError, LocalProtocolError
 from ztnode.identity import Identity, address_to_str
 from ztnode.wire import packet as pk
@@ -543,6 +543,69 @@ class Node:
         self._send(dest, Verb.FRAME, body, now)
         return True
 
+    @property
+    def can_send_tcp_pieces(self) -> bool:
+        """Whether :meth:`send_tcp_pieces` can work here (the C accelerator is built)."""
+        return accel.AVAILABLE
+
+    def send_tcp_pieces(
+        self,
+        network_id: int,
+        dest_mac: int,
+        ethertype: int,
+        ip_tcp_header: bytes,
+        ip_id: int,
+        payload: bytes,
+        seg_size: int,
+        flags_last: int,
+        now: int,
+    ) -> bool:
+        """Send one large TCP segment as FRAMEs of ``seg_size``-byte pieces, cut, checksummed
+        and armored in C (the stack's segmentation offload: its Python then costs once per
+        large segment). False, with nothing sent, when that cannot be done here (no direct or
+        relayed path yet, a multicast MAC, no accelerator): the caller then sends the pieces
+        one by one with :meth:`send_frame`, which also queues and WHOISes."""
+        net = self.networks.get(network_id)
+        if net is None or net.config is None or dest_mac >> 40 & 0x01:
+            return False
+        if dest_mac >> 40 != first_octet_for_network(network_id):
+            return False
+        dest = address_from_mac(dest_mac, network_id)
+        peer = self.peers.get(dest)
+        if dest == self.address or peer is None:
+            return False
+        path = self._route(peer, now)
+        if path is None:
+            return False
+        if net.should_push_credentials(dest, now):
+            self._push_credentials(net, dest, now)
+        pieces = -(-len(payload) // seg_size)
+        header = pk.new_packet(bytes(8), dest, self.address, Verb.FRAME)
+        datagrams = accel.tcp_pieces(
+            peer.key,
+            self._cipher_for(peer),
+            header,
+            self.random_bytes(8 * pieces),
+            network_id,
+            ethertype,
+            ip_tcp_header,
+            ip_id,
+            payload,
+            seg_size,
+            flags_last,
+            self.mtu,
+        )
+        if datagrams is None:
+            return False
+        out = self._out
+        local, remote = path.local, path.remote
+        for d in datagrams:
+            out.append(Outgoing(local, remote, d))
+        c = self.counters
+        c.packets_out += pieces
+        c.bytes_out += sum(map(len, datagrams))
+        return True
+
     def flush_controller(self, now: int) -> None:
         """Send the config pushes and revocations the hosted controller has queued."""
         ctl = self.controller
@@ -1006,6 +1069,78 @@ class Node:
         except Exception:
             log.exception("internal error on a datagram from %s", remote)
             c.drop(Drop.INTERNAL_ERROR)
+
+    def receive_reassembled(
+        self, packet: bytearray, local: Addr, remote: Addr, now: int, pieces: int, wire_bytes: int
+    ) -> None:
+        """A whole packet addressed to us that the transport put together from ``pieces``
+        datagrams (or received unfragmented), still armored: what ``receive_datagram`` would
+        have reached after its reassembly."""
+        self._now = now
+        c = self.counters
+        c.packets_in += pieces
+        c.bytes_in += wire_bytes
+        try:
+            path = self._path(local, remote)
+            path.last_in = now
+            self._decode_whole(packet, path, now)
+        except DecodeError:
+            c.drop(Drop.MALFORMED)
+        except Exception:
+            log.exception("internal error on a packet from %s", remote)
+            c.drop(Drop.INTERNAL_ERROR)
+
+    def receive_authenticated(
+        self,
+        packet: bytearray,
+        key: SymmetricKey,
+        local: Addr,
+        remote: Addr,
+        now: int,
+        pieces: int,
+        wire_bytes: int,
+        frames: int = 1,
+    ) -> bool:
+        """A whole packet the transport already authenticated and decrypted with ``key``.
+
+        ``frames`` > 1: the transport joined that many FRAMEs of one TCP flow into this one
+        (they are counted as received one by one). False, and the packet dropped, if ``key``
+        is not the sender's current key (the transport's cache was stale)."""
+        self._now = now
+        c = self.counters
+        c.packets_in += pieces
+        c.bytes_in += wire_bytes
+        try:
+            src = int.from_bytes(packet[13:18], "big")
+            peer = self.peers.get(src)
+            if peer is None or peer.key is not key or len(packet) < IDX_PAYLOAD:
+                c.drop(Drop.STALE_KEY)
+                return False
+            path = self._path(local, remote)
+            path.last_in = now
+            flags = packet[18]
+            c.ciphers_in[_CIPHER_NAMES[(flags >> 3) & 7]] += frames
+            if frames > 1:
+                c.verbs_in[_VERB_NAMES[packet[27] & 0x1F]] += frames - 1
+            if packet[27] & 0x80:
+                try:
+                    pk.decompress(packet)
+                except DecodeError:
+                    c.drop(Drop.DECOMPRESS_FAILED)
+                    return True
+            self._dispatch(peer, packet, path, flags & 7, now)
+        except DecodeError:
+            c.drop(Drop.MALFORMED)
+        except Exception:
+            log.exception("internal error on a packet from %s", remote)
+            c.drop(Drop.INTERNAL_ERROR)
+        return True
+
+    def receive_too_long(self, wire_bytes: int) -> None:
+        """A datagram the transport discarded as longer than any packet: counted."""
+        self.counters.packets_in += 1
+        self.counters.bytes_in += wire_bytes
+        self.counters.drop(Drop.TOO_LONG)
 
     def _receive_beacon(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
         addr = int.from_bytes(data[8:13], "big")

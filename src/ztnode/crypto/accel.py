@@ -40,7 +40,7 @@ DISABLE_ENV: Final = "ZTNODE_NO_ACCEL"
 MODULE: Final = "ztnode.crypto._zt_accel"
 # Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
 # different meaning is ignored rather than trusted.
-ABI: Final = 1
+ABI: Final = 2
 
 _CIPHER_AES: Final = 3
 
@@ -86,6 +86,88 @@ _ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 #: The packet lengths the C side accepts (the protocol's 28..10024); others go to Python.
 MIN_PACKET: Final[int] = _lib.ZT_ACCEL_MIN_PACKET if _lib is not None else 28
 MAX_PACKET: Final[int] = _lib.ZT_ACCEL_MAX_PACKET if _lib is not None else 10024
+
+
+def tcp_pieces(
+    key: SymmetricKey,
+    cipher: int,
+    header: bytes | bytearray,
+    packet_ids: bytes,
+    network_id: int,
+    ethertype: int,
+    ip_tcp_header: bytes | bytearray,
+    ip_id: int,
+    payload: bytes | bytearray | memoryview,
+    seg_size: int,
+    flags_last: int,
+    mtu: int,
+) -> list[bytes] | None:
+    """The datagrams of one large TCP segment cut into ``seg_size`` pieces, each a FRAME packet
+    with its own IP and TCP header, armored and fragmented for ``mtu``; None if the C side
+    cannot (no accelerator, a cipher other than 1 or 3, a shape it does not take), and the
+    caller then sends the pieces one by one through its Python path.
+
+    ``header``: the 28-byte packet header (dest, source, verb FRAME). ``ip_tcp_header``: the
+    IP and TCP headers of the first piece; lengths, checksums and the IPv4 ident (``ip_id``,
+    counted up per piece) are rewritten, and every piece but the last loses PSH and FIN."""
+    if _lib is None:
+        return None
+    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
+    if state is None:
+        return None
+    pieces = -(-len(payload) // seg_size) if seg_size > 0 else 0
+    if pieces == 0 or len(packet_ids) < 8 * pieces:
+        return None
+    per_packet = 28 + 10 + len(ip_tcp_header) + seg_size
+    max_out = pieces * 16
+    cap = pieces * (per_packet + 16 * 16)
+    out = bytearray(cap)
+    lens = _ffi.new("unsigned int[]", max_out)
+    n: int = _lib.zt_tx_tcp(
+        state,
+        key.salsa_key,
+        cipher,
+        bytes(header),
+        packet_ids,
+        len(packet_ids) // 8,
+        network_id,
+        ethertype,
+        bytes(ip_tcp_header),
+        len(ip_tcp_header),
+        ip_id,
+        _from_buffer(payload),
+        len(payload),
+        seg_size,
+        flags_last,
+        mtu,
+        _from_buffer(out),
+        cap,
+        lens,
+        max_out,
+    )
+    if n <= 0:
+        return None
+    view = memoryview(out)
+    result = []
+    at = 0
+    for i in range(n):
+        m = lens[i]
+        result.append(bytes(view[at : at + m]))
+        at += m
+    return result
+
+
+def ffi_and_lib() -> tuple[Any, Any]:
+    """The compiled module's ``ffi`` and ``lib`` (both None when unavailable), for the other
+    C entry points it carries (the receive burst of :mod:`ztnode.transport.burst`)."""
+    return _ffi, _lib
+
+
+def aes_state(key: SymmetricKey) -> Any:
+    """The key's C AES-GMAC-SIV state (made now if needed); None if unavailable."""
+    if _lib is None:
+        return None
+    return _aes_state(key)
 
 
 def _aes_state(key: SymmetricKey) -> Any:
@@ -158,6 +240,9 @@ __all__ = [
     "MAX_PACKET",
     "MIN_PACKET",
     "REASON",
+    "aes_state",
     "armor",
     "dearmor",
+    "ffi_and_lib",
+    "tcp_pieces",
 ]

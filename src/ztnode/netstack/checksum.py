@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address, IPv6Address
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+
+from ztnode.crypto import accel
 
 Buf = bytes | bytearray | memoryview
 
@@ -35,6 +37,13 @@ _PSEUDO6_TAIL: Final = struct.Struct(">I3xB")
 _LE16: Final = np.dtype("<u2")
 # Buffers at least this long are summed with numpy (see the module docstring for the numbers).
 NUMPY_THRESHOLD: Final = 600
+# With the C accelerator built, buffers at least this long are summed by its zt_ones_sum
+# (a 1460-byte segment: ~0.4 us instead of 1.6 us); shorter ones stay on the int path, which is
+# cheaper than a foreign call for a header.
+C_THRESHOLD: Final = 64
+_ffi, _lib = accel.ffi_and_lib()
+_c_sum: Any = _lib.zt_ones_sum if _lib is not None else None
+_from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
 
 
 def ones_sum(data: Buf, initial: int = 0) -> int:
@@ -43,6 +52,17 @@ def ones_sum(data: Buf, initial: int = 0) -> int:
     ``initial`` may be any non-negative int (for example an unfolded pseudo-header sum). The
     result is in ``0..0xFFFF``; it is 0 only when every word (and ``initial``) is zero.
     """
+    n = len(data)
+    if n >= C_THRESHOLD and _c_sum is not None:
+        if initial > 0xFFFFFFFF:  # an unfolded pseudo-header sum: fold it, keeping "non-zero"
+            r = initial % 0xFFFF
+            initial = r if r else 0xFFFF
+        return int(_c_sum(_from_buffer(data), n, initial))
+    return _ones_sum_python(data, initial)
+
+
+def _ones_sum_python(data: Buf, initial: int = 0) -> int:
+    """:func:`ones_sum` without the C accelerator (the reference the C path is tested against)."""
     n = len(data)
     if n >= NUMPY_THRESHOLD:
         s = int(np.frombuffer(data, dtype=_LE16, count=n >> 1).sum(dtype=np.uint64))

@@ -35,7 +35,8 @@ from ipaddress import (
 
 from ztnode.core import events as ev
 from ztnode.core.node import Node, Outgoing
-from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
+from ztnode.crypto import SymmetricKey
+from ztnode.netstack.stack import IpStack, StackConfig, StackEvent, TcpBurst
 from ztnode.wire.inetaddr import IpScope, ip_scope
 
 log = logging.getLogger("ztnode.host")
@@ -85,6 +86,7 @@ class Host:
         *,
         stack_config: StackConfig | None = None,
         random_bytes: Callable[[int], bytes] | None = None,
+        offload: bool = True,
     ) -> None:
         self.node = node
         self.stack_config = stack_config
@@ -95,6 +97,9 @@ class Host:
         self._events: deque[HostEvent] = deque()
         self.frame_taps: dict[int, list[FrameTap]] = {}
         self.policies: dict[int, ManagedPolicy] = {}
+        #: Let the stacks hand large TCP segments to the node to cut (when it can); must be
+        #: set before a network's stack exists.
+        self.offload = offload
 
     # ------------------------------------------------------------------ five verbs
 
@@ -103,6 +108,42 @@ class Host:
     ) -> None:
         self.node.receive_datagram(data, local, remote, now)
         self._drain(now)
+
+    def receive_reassembled(
+        self,
+        packet: bytearray,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        now: int,
+        pieces: int,
+        wire_bytes: int,
+    ) -> None:
+        self.node.receive_reassembled(packet, local, remote, now, pieces, wire_bytes)
+        self._drain(now)
+
+    def receive_authenticated(
+        self,
+        packet: bytearray,
+        key: SymmetricKey,
+        local: tuple[str, int],
+        remote: tuple[str, int],
+        now: int,
+        pieces: int,
+        wire_bytes: int,
+        frames: int = 1,
+    ) -> bool:
+        ok = self.node.receive_authenticated(
+            packet, key, local, remote, now, pieces, wire_bytes, frames
+        )
+        self._drain(now)
+        return ok
+
+    def coalescing_networks(self) -> list[int]:
+        """Networks whose received TCP segments the transport may join (Linux's GRO): those
+        with an IP stack, which takes segments of any length, and no raw-frame tap, which
+        must see the frames as they were sent."""
+        taps = self.frame_taps
+        return [nwid for nwid in self.stacks if not taps.get(nwid)]
 
     def handle_timer(self, now: int) -> None:
         node = self.node
@@ -147,10 +188,27 @@ class Host:
         for nwid, stack in self.stacks.items():
             frames = stack.frames_to_send(now)
             for dst_mac, ethertype, payload in frames:
-                if not node.send_frame(nwid, dst_mac, ethertype, payload, now):
-                    stack.counters["frame_unsendable"] = (
-                        stack.counters.get("frame_unsendable", 0) + 1
-                    )
+                if isinstance(payload, TcpBurst):
+                    if node.send_tcp_pieces(
+                        nwid,
+                        dst_mac,
+                        ethertype,
+                        payload.header,
+                        payload.ip_id,
+                        payload.payload,
+                        payload.seg_size,
+                        payload.flags_last,
+                        now,
+                    ):
+                        continue
+                    pieces: list[bytes] | tuple[bytes] = payload.packets()
+                else:
+                    pieces = (payload,)
+                for one in pieces:
+                    if not node.send_frame(nwid, dst_mac, ethertype, one, now):
+                        stack.counters["frame_unsendable"] = (
+                            stack.counters.get("frame_unsendable", 0) + 1
+                        )
             self._stack_events(stack)
             self._sync_groups(nwid, stack, now)
         self._drain(now)
@@ -208,6 +266,8 @@ class Host:
                 mtu=cfg.mtu,
                 config=self.stack_config,
             )
+            # The node cuts large TCP segments itself when its C accelerator is there.
+            stack.segmentation_offload = self.node.can_send_tcp_pieces and self.offload
             self.stacks[nwid] = stack
         policy = self.policies.get(nwid, _DEFAULT_POLICY)
         addrs: list[IPv4Interface | IPv6Interface] = []

@@ -146,6 +146,62 @@ class StackConfig:
     icmp_errors_per_s: int = 100
     arp_retries: int = 3
     arp_retry_ms: int = 1000
+    #: With ``IpStack.segmentation_offload`` on: how many MSS-sized pieces one outgoing TCP
+    #: segment may carry for the layer below to cut (see :class:`TcpBurst`).
+    gso_segments: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TcpBurst:
+    """One outgoing TCP segment longer than a packet, for the layer below to cut into pieces
+    of ``seg_size`` payload bytes (segmentation offload, Linux's GSO).
+
+    ``header`` is the IP and TCP header of the first piece as it would be sent alone (its
+    length, checksum and IPv4 ident fields are rewritten per piece); piece ``i`` starts at
+    sequence number ``seq + i * seg_size``, has IPv4 ident ``ip_id + i`` and the flags of the
+    header, except that only the last piece keeps PSH and FIN (``flags_last``).
+    :meth:`packets` is the reference cut, used wherever the C one is not.
+    """
+
+    header: bytes
+    ip_id: int
+    payload: bytes
+    seg_size: int
+    flags_last: int
+
+    def packets(self) -> list[bytes]:
+        h = self.header
+        v6 = h[0] >> 4 == 6
+        ihl = 40 if v6 else 20
+        thl = len(h) - ihl
+        seq0 = int.from_bytes(h[ihl + 4 : ihl + 8], "big")
+        src, dst = (h[8:24], h[24:40]) if v6 else (h[12:16], h[16:20])
+        payload = self.payload
+        size = self.seg_size
+        out: list[bytes] = []
+        starts = range(0, len(payload), size) or range(1)  # no payload: the header alone
+        for i, off in enumerate(starts):
+            chunk = payload[off : off + size]
+            tcp_len = thl + len(chunk)
+            buf = bytearray(h)
+            buf += chunk
+            struct.pack_into(">I", buf, ihl + 4, (seq0 + off) & 0xFFFFFFFF)
+            last = i == len(starts) - 1
+            buf[ihl + 13] = self.flags_last if last else self.flags_last & ~0x09
+            buf[ihl + 16 : ihl + 18] = b"\0\0"
+            ck = ~ones_sum(memoryview(buf)[ihl:], _pseudo_sum(src, dst, PROTO_TCP, tcp_len))
+            struct.pack_into(">H", buf, ihl + 16, ck & 0xFFFF)
+            if v6:
+                struct.pack_into(">H", buf, 4, tcp_len)
+            else:
+                struct.pack_into(">HH", buf, 2, 20 + tcp_len, (self.ip_id + i) & 0xFFFF)
+                buf[10:12] = b"\0\0"
+                struct.pack_into(">H", buf, 10, ~ones_sum(memoryview(buf)[:20]) & 0xFFFF)
+            out.append(bytes(buf))
+        return out
+
+
+Frame = tuple[int, int, "bytes | TcpBurst"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -466,8 +522,11 @@ class IpStack:
         self._groups: dict[IPAddr, int] = {}  # joined multicast groups (refcounted)
         #: Bumped whenever ``multicast_groups()`` may have changed, so hosts re-sync cheaply.
         self.groups_version = 0
-        self._out: list[tuple[int, int, bytes]] = []
+        self._out: list[Frame] = []
         self._events: deque[StackEvent] = deque()
+        #: Set by the host when the layer below cuts :class:`TcpBurst` segments itself; off,
+        #: every frame is one packet.
+        self.segmentation_offload = False
         self.arp = NeighborCache(retries=self.config.arp_retries, retry_ms=self.config.arp_retry_ms)
         self.ndp = NeighborCache(retries=self.config.arp_retries, retry_ms=self.config.arp_retry_ms)
         self.reasm4 = IPv4Reassembler()
@@ -539,8 +598,9 @@ class IpStack:
 
     # ----------------------------------------------------------------- host interface
 
-    def frames_to_send(self, now: int) -> list[tuple[int, int, bytes]]:
-        """Frames ``(dst_mac, ethertype, payload)`` to hand to the node, oldest first."""
+    def frames_to_send(self, now: int) -> list[Frame]:
+        """Frames ``(dst_mac, ethertype, payload)`` to hand to the node, oldest first; with
+        ``segmentation_offload`` on, a payload may be a :class:`TcpBurst` to cut."""
         for _ in range(_LOOPBACK_ROUNDS):
             if self._dirty:
                 dirty = self._dirty
@@ -554,7 +614,9 @@ class IpStack:
             remote = [f for f in out if f[0] != self.mac]
             for f in out:
                 if f[0] == self.mac:
-                    self.receive_frame(self.mac, self.mac, f[1], f[2], now)
+                    p = f[2]
+                    for one in p.packets() if isinstance(p, TcpBurst) else (p,):
+                        self.receive_frame(self.mac, self.mac, f[1], one, now)
             self._out[:0] = remote
             if not self._out and not self._dirty:
                 return []
@@ -807,6 +869,7 @@ class IpStack:
         cfg = tcb.TcpConfig(**{f: getattr(base, f) for f in base.__dataclass_fields__})
         cfg.mtu = self.mtu
         cfg.ipv6 = isinstance(remote, IPv6Address)
+        cfg.gso_segments = self.config.gso_segments if self.segmentation_offload else 1
         return cfg
 
     def _source_for(self, dst: IPAddr) -> IPAddr | None:
@@ -906,9 +969,15 @@ class IpStack:
                 out.append((mac, ethertype, p))
 
     def _resolve(
-        self, dst: IPAddr, src: IPAddr, ethertype: int, packets: list[bytes], now: int
+        self,
+        dst: IPAddr,
+        src: IPAddr,
+        ethertype: int,
+        packets: list[bytes] | Callable[[], list[bytes]],
+        now: int,
     ) -> int | None:
-        """The MAC to send to, or None after queueing ``packets`` behind a solicitation."""
+        """The MAC to send to, or None after queueing ``packets`` behind a solicitation
+        (made only then when given as a callable)."""
         if dst.is_multicast:
             return multicast_mac(dst)
         if isinstance(dst, IPv4Address) and self._is_broadcast_v4(dst):
@@ -927,7 +996,7 @@ class IpStack:
         if mac is not None:
             return mac
         solicit = False
-        for p in packets:
+        for p in packets() if callable(packets) else packets:
             solicit = cache.enqueue(hop, ethertype, p, now) or solicit
         if solicit:
             self._solicit(hop, src, now)
@@ -1428,6 +1497,10 @@ class IpStack:
         v6 = s.ipv6
         ihl = 40 if v6 else 20
         n = len(payload)
+        mss = s.conn.snd_mss
+        if n > mss and ihl + thl + mss <= self.mtu and not seg.flags & 0x06:
+            self._emit_burst(s, seg, opts, thl, mss, now)
+            return
         if ihl + thl + n > self.mtu:
             self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
             return
@@ -1476,6 +1549,43 @@ class IpStack:
             return
         if mac is not None:
             self._out.append((mac, ethertype, packet))
+
+    def _emit_burst(
+        self, s: TcpSocket, seg: tcb.Segment, opts: bytes, thl: int, mss: int, now: int
+    ) -> None:
+        """A segment of several MSS (the connection's segmentation offload): its headers once,
+        for the layer below to cut (:class:`TcpBurst`)."""
+        v6 = s.ipv6
+        ihl = 40 if v6 else 20
+        hdr = bytearray(ihl + thl)
+        _TCP_HEADER.pack_into(
+            hdr, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
+        )
+        if opts:
+            hdr[ihl + 20 :] = opts
+        elif seg.ts is not None:
+            _TS_OPTION.pack_into(hdr, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
+        lpk, rpk = s.key[0], s.key[2]
+        pieces = -(-len(seg.payload) // mss)
+        if v6:
+            _IP6_HEADER.pack_into(hdr, 0, 0x60000000, 0, PROTO_TCP, self.config.ttl, lpk, rpk)
+            ethertype = ETHERTYPE_IPV6
+            ident = 0
+        else:
+            ident = (self._ip_id + 1) & 0xFFFF
+            self._ip_id = (self._ip_id + pieces) & 0xFFFF
+            _IP4_HEADER.pack_into(
+                hdr, 0, 0x45, 0, 0, ident, 0x4000, self.config.ttl, PROTO_TCP, 0, lpk, rpk
+            )
+            ethertype = ETHERTYPE_IPV4
+        burst = TcpBurst(bytes(hdr), ident, bytes(seg.payload), mss, seg.flags)
+        try:
+            mac = self._resolve(s.remote[0], s.local[0], ethertype, burst.packets, now)
+        except OSError:
+            self._count("tcp_unroutable")
+            return
+        if mac is not None:
+            self._out.append((mac, ethertype, burst))
 
     def _emit_segment(
         self, lip: IPAddr, lport: int, rip: IPAddr, rport: int, seg: tcb.Segment, now: int

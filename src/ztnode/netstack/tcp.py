@@ -272,6 +272,10 @@ class TcpConfig:
     #: ACK, which also disambiguates retransmissions (so RFC 6298 backoff can be cleared).
     timestamps: bool = True
     sack: bool = True
+    #: Segmentation offload: new data may leave as one segment of up to this many MSS-sized
+    #: pieces, which the layer below cuts up (Linux's GSO). 1 (the default) means every
+    #: segment is at most one MSS, for a layer below that cannot cut.
+    gso_segments: int = 1
     keepalive: bool = False
     #: RFC 1122 4.2.3.6: the idle interval MUST default to no less than two hours.
     keepalive_idle_ms: int = 7_200_000
@@ -1068,7 +1072,8 @@ class TcpConnection:
                 self._events.append(DataAvailableEvent())
             # RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK at once when a gap is filled, otherwise at
             # least every second segment and within delayed_ack_ms.
-            self._segs_since_ack += 1
+            # A segment the transport joined from several (GRO) counts as at least two.
+            self._segs_since_ack += 1 if len(data) <= self.our_mss else 2
             if had_ooo or self._segs_since_ack >= 2:
                 self._ack_now = True
             elif self._delack_deadline is None:
@@ -1243,6 +1248,22 @@ class TcpConnection:
                     if wnd_room < mss and self.snd_wnd and self._rto_deadline is None:
                         self._arm_persist(now)
                     break  # sender SWS avoidance (RFC 9293 3.8.6.2.1)
+            gso = self.config.gso_segments
+            if (
+                gso > 1
+                and n == mss
+                and not self.in_recovery
+                and limit is None
+                and self.snd_nxt >= self.snd_max
+            ):
+                # Offload: as many full pieces as the windows allow, in one segment; a short
+                # tail only when it is the end of the data and nothing would hold it back.
+                big = min(gso * mss, avail, wnd_room, cwnd_room)
+                if big > mss:
+                    if not (big == avail and (nodelay or self._fin_seq is not None)):
+                        big -= big % mss
+                    n = big
+                    fin = self._fin_seq is not None and self.snd_nxt + n == self._fin_seq
             self._sws_override = False
             retransmit = self.snd_nxt < self.snd_max
             out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))

@@ -18,6 +18,8 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ztnode.transport import burst as _burst
+
 Addr = tuple[str, int]
 DatagramHandler = Callable[[memoryview, Addr], None]
 
@@ -65,6 +67,8 @@ class UdpEndpoint:
         self._buf = bytearray(RECV_BUFFER_SIZE)
         self._view = memoryview(self._buf)
         self._pending: collections.deque[tuple[bytes, Addr]] = collections.deque()
+        self._reader: _burst.BurstReader | None = None
+        self._sink: _burst.BurstSink | None = None
         self._writing = False
         self._closed = False
         sock.setblocking(False)
@@ -99,7 +103,30 @@ class UdpEndpoint:
         name = self.sock.getsockname()
         return (name[0], name[1])
 
+    def enable_bursts(self, sink: _burst.BurstSink, self_address: int) -> bool:
+        """Read in C bursts from now on (see :mod:`ztnode.transport.burst`), handing records
+        to ``sink`` (whose ``on_datagram`` replaces the handler). False, and nothing changed,
+        when bursts are unavailable here."""
+        if not _burst.AVAILABLE or self._closed:
+            return False
+        self._reader = _burst.BurstReader(self.sock, self_address)
+        self._sink = sink
+        return True
+
+    @property
+    def burst_stats(self) -> dict[str, int] | None:
+        return None if self._reader is None else self._reader.stats
+
+    def forget_peer(self, address: int) -> None:
+        """A peer went away: its key must leave the burst reader's cache."""
+        if self._reader is not None:
+            self._reader.forget(address)
+
     def _on_readable(self) -> None:
+        reader = self._reader
+        if reader is not None and self._sink is not None:
+            self._read_bursts(reader, self._sink)
+            return
         recv = self.sock.recvfrom_into
         view = self._view
         handler = self.handler
@@ -119,6 +146,21 @@ class UdpEndpoint:
         self.stats.received += n_done
         if n_done % FLUSH_EVERY and self.batch_done is not None:
             self.batch_done()
+
+    def _read_bursts(self, reader: _burst.BurstReader, sink: _burst.BurstSink) -> None:
+        done = 0
+        for _ in range(MAX_DRAIN_PER_WAKEUP // _burst.BURST):
+            try:
+                got = reader.read(sink)
+            except OSError:  # an ICMP error surfacing (ECONNREFUSED): counted, read on
+                self.stats.receive_errors += 1
+                continue
+            if not got:
+                break
+            done += got
+            if self.batch_done is not None:
+                self.batch_done()
+        self.stats.received += done
 
     def send(self, data: bytes | bytearray | memoryview, addr: Addr) -> None:
         """Send now if the kernel takes it, else queue (bounded). Never raises for I/O errors."""
@@ -171,4 +213,7 @@ class UdpEndpoint:
                 self.loop.remove_writer(fd)
         with contextlib.suppress(BufferError):  # a handler kept a slice; freed with it
             self._view.release()
+        if self._reader is not None:
+            with contextlib.suppress(BufferError):
+                self._reader.close()
         self.sock.close()

@@ -1,0 +1,232 @@
+"""Receive bursts in C: recvmmsg, reassembly, dearmor with cached keys, TCP coalescing.
+
+Why: a bulk TCP transfer brings tens of thousands of datagrams a second, and the per-datagram
+Python path (read, reassemble, dearmor, dispatch, Ethernet, IP, TCP) was the bottleneck of the
+whole node, at about 45 us per full segment. :func:`zt_rx_burst` in the C accelerator
+(``ztnode.crypto._accel_build``) reads up to :data:`BURST` datagrams in one ``recvmmsg``, puts
+the pieces of a fragmented packet back together when they all arrived in the same burst,
+authenticates and decrypts packets from peers whose key it caches, and joins consecutive
+in-order segments of one TCP flow carried in FRAMEs into one large segment (Linux's GRO), with
+fresh IP and TCP checksums after verifying every original one. Python then does its per-packet
+work once per joined run instead of once per segment.
+
+Nothing here decides protocol questions. What the C side does not handle plainly (relayed
+packets, pieces of packets split across bursts, unknown peers, HELLO, cipher 0 or 2, a MAC that
+fails with the cached key) comes back as the raw datagram or the whole armored packet, and the
+node's ordinary path judges it exactly as before. The key cache is only a cache: every decrypted
+record names the key that opened it, and the sink refuses it unless that key is still the
+peer's (a record opened with a stale key is dropped and counted; the cache entry is dropped).
+
+Available on Linux with the accelerator built; otherwise :data:`AVAILABLE` is False and
+:class:`~ztnode.transport.udp.UdpEndpoint` reads one datagram at a time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any, Final, Protocol
+
+from ztnode.crypto import accel
+from ztnode.crypto.keys import SymmetricKey
+
+Addr = tuple[str, int]
+
+DISABLE_ENV: Final = "ZTNODE_NO_BURST"
+
+
+def _lib_if_usable() -> tuple[Any, Any, str | None]:
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None, None, f"disabled by {DISABLE_ENV}"
+    ffi, lib = accel.ffi_and_lib()
+    if lib is None:
+        return None, None, f"no C accelerator ({accel.REASON})"
+    if not lib.zt_rx_supported():
+        return None, None, "recvmmsg is not available on this platform"
+    return ffi, lib, None
+
+
+_ffi, _lib, REASON = _lib_if_usable()
+#: True when endpoints read in bursts; :data:`REASON` says why not otherwise.
+AVAILABLE: Final[bool] = _lib is not None
+
+#: Datagrams per burst. Every burst ends with the owner's flush (``batch_done``), so this is
+#: also how many datagrams a TCP receiver reads before it ACKs (16 full segments).
+BURST: Final = 32
+
+_DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
+_WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
+_PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
+_TRUNCATED: Final = _lib.ZT_RX_TRUNCATED if _lib is not None else 3
+
+
+class BurstSink(Protocol):
+    """Where a burst's records go (the node service implements it)."""
+
+    def on_datagram(self, data: memoryview, remote: Addr) -> None:
+        """A datagram as received; ``data`` is valid only during the call."""
+
+    def on_whole(self, packet: bytearray, remote: Addr, pieces: int, wire_bytes: int) -> None:
+        """A whole packet addressed to us, reassembled from ``pieces`` datagrams, still armored."""
+
+    def on_plain(
+        self,
+        packet: bytearray,
+        key: SymmetricKey,
+        remote: Addr,
+        pieces: int,
+        wire_bytes: int,
+        frames: int,
+    ) -> bool:
+        """A packet ``key`` authenticated and decrypted (``frames`` FRAMEs joined into one).
+
+        Return False when ``key`` is no longer the sender's key: the record is then dropped
+        and the cache entry forgotten."""
+
+    def key_for(self, address: int) -> SymmetricKey | None:
+        """The current key of the peer at ``address``, to cache; None if unknown."""
+
+    def coalescing_networks(self) -> Iterable[int]:
+        """Networks whose FRAMEs may be joined: an IP stack takes them and nothing taps them."""
+
+    def on_truncated(self, remote: Addr, wire_bytes: int) -> None:
+        """A datagram longer than any ZeroTier packet could be: dropped."""
+
+
+class BurstReader:
+    """The C receive state of one UDP socket (see the module docstring)."""
+
+    def __init__(self, sock: socket.socket, self_address: int) -> None:
+        if _lib is None or _ffi is None:
+            raise RuntimeError(f"burst receive is unavailable: {REASON}")
+        rx = _lib.zt_rx_new(self_address)
+        if rx == _ffi.NULL:
+            raise MemoryError("zt_rx_new failed")
+        self._rx = _ffi.gc(rx, _lib.zt_rx_free)
+        self._stats = _lib.zt_rx_get_stats(self._rx)
+        self._fd = sock.fileno()
+        self._arena = bytearray(_lib.ZT_RX_ARENA)
+        self._arena_c = _ffi.from_buffer(self._arena)
+        self._view = memoryview(self._arena)
+        self._recs = _ffi.new("zt_rx_rec[]", _lib.ZT_RX_MAX_DGRAMS)
+        #: Keys cached in C, kept alive here for as long as C holds their AES contexts.
+        self._keys: dict[int, SymmetricKey] = {}
+        self._refused: set[int] = set()  # addresses the full C table could not take
+        self._addrs: dict[tuple[int, int, int, int], Addr] = {}
+        self._networks: tuple[int, ...] = ()
+        self.stale_key_drops = 0
+
+    @property
+    def stats(self) -> dict[str, int]:
+        s = self._stats
+        return {
+            "datagrams": int(s.datagrams),
+            "bursts": int(s.bursts),
+            "reassembled": int(s.reassembled),
+            "decrypted": int(s.decrypted),
+            "mac_failed": int(s.mac_failed),
+            "coalesced": int(s.coalesced),
+            "truncated": int(s.truncated),
+            "stale_key_drops": self.stale_key_drops,
+        }
+
+    def forget(self, address: int) -> None:
+        """Drop a cached key (its peer went away or changed)."""
+        if _lib is not None:
+            _lib.zt_rx_forget(self._rx, address)
+        self._keys.pop(address, None)
+        self._refused.discard(address)
+
+    def close(self) -> None:
+        for address in list(self._keys):
+            self.forget(address)
+        self._view.release()
+
+    def _remote(self, rec: Any) -> Addr:
+        key = (rec.family, rec.ip_hi, rec.ip_lo, rec.port)
+        addr = self._addrs.get(key)
+        if addr is None:
+            if key[0] == 4:
+                host = str(ipaddress.IPv4Address(key[2]))
+            else:
+                host = str(ipaddress.IPv6Address((key[1] << 64) | key[2]))
+            addr = (host, key[3])
+            if len(self._addrs) >= 4096:  # a bound against address-spraying senders
+                self._addrs.clear()
+            self._addrs[key] = addr
+        return addr
+
+    def _learn(self, address: int, sink: BurstSink) -> None:
+        """Cache the sender's key after the node handled one of its packets."""
+        if address in self._refused:
+            return
+        key = sink.key_for(address)
+        if key is None or self._keys.get(address) is key:
+            return
+        aes = accel.aes_state(key)
+        if aes is None or _lib is None:
+            return
+        if _lib.zt_rx_set_peer(self._rx, address, aes, key.salsa_key) != 0:
+            self._refused.add(address)
+            return
+        self._keys[address] = key
+
+    def read(self, sink: BurstSink) -> int:
+        """One burst: read, hand every record to ``sink``; the number of datagrams read.
+
+        0 means the socket had nothing. Raises OSError for a socket error other than "would
+        block" (the caller counts it)."""
+        assert _lib is not None
+        nets = tuple(sink.coalescing_networks())
+        if nets != self._networks:
+            if _lib.zt_rx_set_networks(self._rx, list(nets), len(nets)) != 0:
+                nets = ()
+                _lib.zt_rx_set_networks(self._rx, [], 0)
+            self._networks = nets
+        before = self._stats.datagrams
+        n = _lib.zt_rx_burst(
+            self._rx,
+            self._fd,
+            self._arena_c,
+            len(self._arena),
+            self._recs,
+            _lib.ZT_RX_MAX_DGRAMS,
+            BURST,
+            1 if nets else 0,
+        )
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        view = self._view
+        recs = self._recs
+        for i in range(n):
+            rec = recs[i]
+            kind = rec.kind
+            off = rec.off
+            if kind == _PLAIN:
+                src = rec.src
+                key = self._keys.get(src)
+                packet = bytearray(view[off : off + rec.len])
+                if key is None or not sink.on_plain(
+                    packet, key, self._remote(rec), rec.pieces, rec.wire_bytes, rec.frames
+                ):
+                    self.stale_key_drops += 1
+                    self.forget(src)
+            elif kind == _DATAGRAM:
+                sink.on_datagram(view[off : off + rec.len], self._remote(rec))
+            elif kind == _WHOLE:
+                src = rec.src
+                sink.on_whole(
+                    bytearray(view[off : off + rec.len]),
+                    self._remote(rec),
+                    rec.pieces,
+                    rec.wire_bytes,
+                )
+                self._learn(src, sink)
+            else:
+                sink.on_truncated(self._remote(rec), rec.wire_bytes)
+        return int(self._stats.datagrams - before)
+
+
+__all__ = ["AVAILABLE", "BURST", "DISABLE_ENV", "REASON", "BurstReader", "BurstSink"]
