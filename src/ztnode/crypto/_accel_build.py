@@ -1264,13 +1264,19 @@ int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx
                 zt_rx_emit_whole(&o, -1, g);
                 for (k = 0; k < g->total; k++)
                     info[g->idx[k]].emitted = 1;
+            } else if (!g->complete) {
+                /* Not whole within this burst: the caller's reassembler gets it where it
+                 * arrived, so a packet straddling two bursts is not delivered after packets
+                 * that were sent after it (TCP would take that for loss). */
+                zt_rx_emit_datagram(&o, i);
+                in->emitted = 1;
             }
         } else {
             zt_rx_emit_datagram(&o, i);
             in->emitted = 1;
         }
     }
-    /* Pieces of packets not whole within this burst: the caller's reassembler holds them. */
+    /* Pieces left over (beyond a whole packet's count): the caller's reassembler judges them. */
     for (i = 0; i < n; i++)
         if (!info[i].emitted)
             zt_rx_emit_datagram(&o, i);
