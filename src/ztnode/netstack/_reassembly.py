@@ -116,7 +116,9 @@ class Reassembler(Generic[K, M]):
 
     def next_deadline(self) -> int | None:
         """The earliest time :meth:`expire` has work to do (for the stack's timer wheel)."""
-        return min((d.deadline for d in self._dgrams.values()), default=None)
+        if not self._dgrams:  # the usual case, asked on every pump
+            return None
+        return min(d.deadline for d in self._dgrams.values())
 
     def _remove(self, key: K) -> None:
         d = self._dgrams.pop(key)

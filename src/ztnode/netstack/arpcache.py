@@ -106,7 +106,9 @@ class NeighborCache:
         return again, failed
 
     def next_deadline(self) -> int | None:
-        return min((p.next_at for p in self._pending.values()), default=None)
+        if not self._pending:  # the usual case, asked on every pump
+            return None
+        return min(p.next_at for p in self._pending.values())
 
 
 __all__ = ["IPAddr", "NeighborCache"]

@@ -1185,6 +1185,13 @@ class TcpConnection:
     def _output_data(self, now: int, out: list[Segment]) -> None:
         """The send loop (RFC 9293 3.8.6.2.1 sender SWS + Nagle, RFC 6675 section 5 in
         recovery): retransmit lost holes first, then new data as windows allow."""
+        if (
+            not self.in_recovery
+            and self.snd_nxt >= self.snd_max
+            and self.snd_nxt >= self._sbuf_start + len(self._sbuf)
+            and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
+        ):
+            return  # nothing new, nothing to repeat, FIN sent or not due: the common ACK case
         mss = self.snd_mss
         nodelay = self.config.nodelay
         for _ in range(10_000):

@@ -160,6 +160,8 @@ class UdpEndpoint:
             done += got
             if self.batch_done is not None:
                 self.batch_done()
+            if got < _burst.BURST:
+                break  # drained: the next read would only find the socket empty
         self.stats.received += done
 
     def send(self, data: bytes | bytearray | memoryview, addr: Addr) -> None:
