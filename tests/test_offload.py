@@ -582,3 +582,32 @@ def test_fuzz_every_datagram_is_accounted_for(
     seen = len(sink.datagrams) + sum(p for _, p in sink.wholes) + sum(p for _, p, _ in sink.plains)
     assert seen == len(out)
     assert all(d in out for d in sink.datagrams)
+
+
+def test_ipv6_senders_are_named_as_recvfrom_names_them(key: SymmetricKey) -> None:
+    need(burst.AVAILABLE, burst.REASON)
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        try:
+            rx.bind(("::1", 0))
+            tx.bind(("::1", 0))
+        except OSError as e:
+            pytest.skip(f"no IPv6 loopback here: {e}")
+        rx.setblocking(False)
+        seen: list[tuple[str, int]] = []
+
+        class V6Sink(Sink):
+            def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
+                seen.append(remote)
+
+        reader = burst.BurstReader(rx, ME)
+        tx.sendto(b"hello over v6", rx.getsockname()[:2])
+        for _ in range(100):
+            if reader.read(V6Sink(key)):
+                break
+        reader.close()
+        assert seen == [("::1", tx.getsockname()[1])]
+    finally:
+        rx.close()
+        tx.close()

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import test_identities
+from ztnode.core.node import Node as CoreNode
 from ztnode.sockets.aio import Network
+from ztnode.transport import burst
 from ztnode.testing.local import LocalZtWorld
 
 IDS = test_identities()
@@ -45,8 +48,21 @@ def test_ping_both_ways(tmp_path: Path, family: int) -> None:
     run(body, tmp_path)
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["c-paths", "python-paths"])
 @pytest.mark.parametrize("family", [4, 6])
-def test_stream_echo_and_bulk(tmp_path: Path, family: int) -> None:
+def test_stream_echo_and_bulk(
+    tmp_path: Path, family: int, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both with the C receive bursts and segmentation offload (where built) and without them
+    (the per-datagram Python paths, which are what runs where the accelerator is missing)."""
+    if not fast:
+        monkeypatch.setattr(burst, "AVAILABLE", False)
+        monkeypatch.setattr(CoreNode, "can_send_tcp_pieces", property(lambda self: False))
+    elif not burst.AVAILABLE:
+        if os.environ.get("ZTNODE_REQUIRE_ACCEL", "") not in ("", "0"):
+            pytest.fail(f"ZTNODE_REQUIRE_ACCEL=1 but the C paths are unavailable: {burst.REASON}")
+        pytest.skip(f"no C paths here: {burst.REASON}")
+
     async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
         server = await b.start_server(_echo, port=7000, family=family)
         reader, writer = await a.open_connection(b.address(family), 7000)
@@ -67,6 +83,13 @@ def test_stream_echo_and_bulk(tmp_path: Path, family: int) -> None:
 
         await asyncio.gather(pump(), drain())
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        receiving = [ep.burst_stats for ep in b.node.service.endpoints.values()]
+        offload = [st.segmentation_offload for st in a.node.service.host.stacks.values()]
+        if fast:
+            assert any(s and s["coalesced"] > 0 for s in receiving)
+            assert all(offload)
+        else:
+            assert receiving == [None] * len(receiving) and not any(offload)
         writer.close()
         await writer.wait_closed()
         server.close()

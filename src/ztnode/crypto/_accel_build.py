@@ -78,6 +78,7 @@ typedef struct {
     unsigned int port;
     uint64_t ip_hi;
     uint64_t ip_lo;
+    uint32_t scope;
 } zt_rx_rec;
 
 typedef struct {
@@ -503,6 +504,7 @@ typedef struct {
     unsigned int port;
     uint64_t ip_hi;
     uint64_t ip_lo;
+    uint32_t scope;
 } zt_rx_rec;
 
 typedef struct {
@@ -872,6 +874,7 @@ static void zt_rx_fill_addr(const zt_rx *rx, int i, zt_rx_rec *r)
     r->port = 0;
     r->ip_hi = 0;
     r->ip_lo = 0;
+    r->scope = 0;
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *sa = (const struct sockaddr_in *)ss;
         r->family = 4;
@@ -883,6 +886,7 @@ static void zt_rx_fill_addr(const zt_rx *rx, int i, zt_rx_rec *r)
         r->port = ntohs(sa->sin6_port);
         r->ip_hi = zt_be64(sa->sin6_addr.s6_addr);
         r->ip_lo = zt_be64(sa->sin6_addr.s6_addr + 8);
+        r->scope = sa->sin6_scope_id;
     }
 }
 
@@ -941,7 +945,7 @@ static int zt_rx_tcp_shape(const zt_rx *rx, const unsigned char *p, size_t len, 
     tlen = iplen - f->ihl;
     hl = (unsigned int)(tcp[12] >> 4) << 2;
     flags = tcp[13];
-    if (tlen < 20 || (tcp[12] & 0x0f) != 0 || (flags & ~0x08u) != 0x10)
+    if (tlen < 20 || (tcp[12] & 0x0f) != 0 || (flags & ~0x08u) != 0x10 || tlen <= hl)
         return 0;
     if (hl == 32) {
         if (tcp[20] != 1 || tcp[21] != 1 || tcp[22] != 8 || tcp[23] != 10)
@@ -952,8 +956,6 @@ static int zt_rx_tcp_shape(const zt_rx *rx, const unsigned char *p, size_t len, 
     } else {
         return 0;
     }
-    if (tlen <= hl)
-        return 0;
     if (zt_ones_sum(tcp, tlen, zt_pseudo_sum(f->v6, f->addrs, (unsigned int)tlen)) != 0xffff)
         return 0;
     f->ip_off = IDX_PAYLOAD + 10;

@@ -114,7 +114,7 @@ class BurstReader:
         #: Keys cached in C, kept alive here for as long as C holds their AES contexts.
         self._keys: dict[int, SymmetricKey] = {}
         self._refused: set[int] = set()  # addresses the full C table could not take
-        self._addrs: dict[tuple[int, int, int, int], Addr] = {}
+        self._addrs: dict[tuple[int, int, int, int, int], Addr] = {}
         self._networks: tuple[int, ...] = ()
         self.stale_key_drops = 0
 
@@ -145,13 +145,18 @@ class BurstReader:
         self._view.release()
 
     def _remote(self, rec: Any) -> Addr:
-        key = (rec.family, rec.ip_hi, rec.ip_lo, rec.port)
+        key = (rec.family, rec.ip_hi, rec.ip_lo, rec.port, rec.scope)
         addr = self._addrs.get(key)
         if addr is None:
             if key[0] == 4:
                 host = str(ipaddress.IPv4Address(key[2]))
             else:
                 host = str(ipaddress.IPv6Address((key[1] << 64) | key[2]))
+                if key[4]:  # a link-local sender: spelled as recvfrom spells it, "fe80::1%eth0"
+                    try:
+                        host += "%" + socket.if_indextoname(key[4])
+                    except OSError:
+                        host += f"%{key[4]}"
             addr = (host, key[3])
             if len(self._addrs) >= 4096:  # a bound against address-spraying senders
                 self._addrs.clear()
