@@ -15,8 +15,8 @@ import pytest
 from tests.conftest import test_identities
 from ztnode.core.node import Node as CoreNode
 from ztnode.sockets.aio import Network
-from ztnode.transport import burst
 from ztnode.testing.local import LocalZtWorld
+from ztnode.transport import burst
 
 IDS = test_identities()
 
