@@ -115,8 +115,10 @@ def tcp_pieces(
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
-    pieces = -(-len(payload) // seg_size) if seg_size > 0 else 0
-    if pieces == 0 or len(packet_ids) < 8 * pieces:
+    if seg_size <= 0 or not payload:
+        return None
+    pieces = -(-len(payload) // seg_size)
+    if len(packet_ids) < 8 * pieces:
         return None
     per_packet = 28 + 10 + len(ip_tcp_header) + seg_size
     max_out = pieces * 16

@@ -117,6 +117,8 @@ _TS_FUSED: Final = struct.Struct(">HBBII")
 _MSS_OPTION: Final = struct.Struct(">BBH")
 _IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
 _IP6_HEADER: Final = struct.Struct(">IHBB16s16s")
+#: Destinations whose next hop is remembered at most (then the memory starts over).
+_HOP_CACHE_SIZE: Final = 4096
 #: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
 _LOOPBACK_ROUNDS: Final = 64
 _LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
@@ -519,6 +521,7 @@ class IpStack:
         self._v6: list[IPv6Interface] = []
         self._mine: set[bytes] = set()  # packed addresses we answer for
         self._routes: list[_Route] = []
+        self._hops: dict[IPAddr, IPAddr | None] = {}  # next hop by destination (_next_hop)
         self._groups: dict[IPAddr, int] = {}  # joined multicast groups (refcounted)
         #: Bumped whenever ``multicast_groups()`` may have changed, so hosts re-sync cheaply.
         self.groups_version = 0
@@ -558,11 +561,13 @@ class IpStack:
         self._v4 = [a for a in addresses if isinstance(a, IPv4Interface)]
         self._v6 = [a for a in addresses if isinstance(a, IPv6Interface)]
         self._mine = {a.ip.packed for a in self._v4} | {a.ip.packed for a in self._v6}
+        self._hops.clear()
         self.groups_version += 1
 
     def set_routes(self, routes: Iterable[tuple[IPv4Network | IPv6Network, IPAddr | None]]) -> None:
         """Managed routes: a target network, on-link when ``via`` is None."""
         self._routes = [_Route(n, v) for n, v in routes]
+        self._hops.clear()
 
     def set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
@@ -886,7 +891,17 @@ class IpStack:
         return self._v6[0].ip if self._v6 else None
 
     def _next_hop(self, dst: IPAddr) -> IPAddr | None:
-        """Longest-prefix match over our subnets (on-link) and the managed routes."""
+        """Longest-prefix match over our subnets (on-link) and the managed routes, remembered
+        per destination until the addresses or routes change (every segment asks)."""
+        cache = self._hops
+        if dst in cache:
+            return cache[dst]
+        if len(cache) >= _HOP_CACHE_SIZE:
+            cache.clear()
+        hop = cache[dst] = self._route_lookup(dst)
+        return hop
+
+    def _route_lookup(self, dst: IPAddr) -> IPAddr | None:
         best: IPAddr | None = None
         best_len = -1
         ifaces: list[IPv4Interface] | list[IPv6Interface] = (
@@ -1498,7 +1513,13 @@ class IpStack:
         ihl = 40 if v6 else 20
         n = len(payload)
         mss = s.conn.snd_mss
-        if n > mss and ihl + thl + mss <= self.mtu and not seg.flags & 0x06:
+        # Several MSS of new data (never a SYN or RST): the layer below cuts it (offload).
+        if (
+            n > mss
+            and self.segmentation_offload
+            and ihl + thl + mss <= self.mtu
+            and not seg.flags & 0x06
+        ):
             self._emit_burst(s, seg, opts, thl, mss, now)
             return
         if ihl + thl + n > self.mtu:
@@ -1553,8 +1574,8 @@ class IpStack:
     def _emit_burst(
         self, s: TcpSocket, seg: tcb.Segment, opts: bytes, thl: int, mss: int, now: int
     ) -> None:
-        """A segment of several MSS (the connection's segmentation offload): its headers once,
-        for the layer below to cut (:class:`TcpBurst`)."""
+        """A segment of several MSS for the layer below to cut into ``mss``-byte pieces and
+        build (segmentation offload): its headers once (:class:`TcpBurst`)."""
         v6 = s.ipv6
         ihl = 40 if v6 else 20
         hdr = bytearray(ihl + thl)

@@ -1222,10 +1222,14 @@ class TcpConnection:
                             break
                     if self.snd_nxt >= self.snd_max:
                         continue
-                sacked_below = sum(
-                    min(r, self.snd_nxt) - left
-                    for left, r in self._scoreboard
-                    if left < self.snd_nxt
+                sacked_below = (
+                    sum(
+                        min(r, self.snd_nxt) - left
+                        for left, r in self._scoreboard
+                        if left < self.snd_nxt
+                    )
+                    if self._scoreboard
+                    else 0
                 )
                 cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
                 if self.snd_nxt == self.snd_max and self.dupacks:
@@ -1276,6 +1280,12 @@ class TcpConnection:
             out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))
             self.snd_nxt += n + (1 if fin else 0)
             self.snd_max = max(self.snd_max, self.snd_nxt)
+            if (
+                n == avail
+                and not self.in_recovery
+                and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
+            ):
+                break  # all data is out and no FIN is due: another round would find nothing
 
     def _emit(
         self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False

@@ -136,8 +136,8 @@ class BurstReader:
         """Drop a cached key (its peer went away or changed)."""
         if _lib is not None:
             _lib.zt_rx_forget(self._rx, address)
-        self._keys.pop(address, None)
-        self._refused.discard(address)
+        if self._keys.pop(address, None) is not None:
+            self._refused.clear()  # a slot is free again: those turned away may take it
 
     def close(self) -> None:
         for address in list(self._keys):
@@ -174,6 +174,8 @@ class BurstReader:
         if aes is None or _lib is None:
             return
         if _lib.zt_rx_set_peer(self._rx, address, aes, key.salsa_key) != 0:
+            if len(self._refused) >= 65536:  # a root with very many peers: stay bounded
+                self._refused.clear()
             self._refused.add(address)
             return
         self._keys[address] = key
