@@ -67,18 +67,18 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key,
 #define ZT_RX_EARGS ...
 
 typedef struct {
-    int kind;
-    unsigned int off;
-    unsigned int len;
-    unsigned int pieces;
-    unsigned int frames;
-    unsigned int wire_bytes;
+    uint64_t kind;
+    uint64_t off;
+    uint64_t len;
+    uint64_t pieces;
+    uint64_t frames;
+    uint64_t wire_bytes;
     uint64_t src;
-    int family;
-    unsigned int port;
+    uint64_t family;
+    uint64_t port;
     uint64_t ip_hi;
     uint64_t ip_lo;
-    uint32_t scope;
+    uint64_t scope;
 } zt_rx_rec;
 
 typedef struct {
@@ -476,6 +476,8 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *p
 #define ZT_RX_NETS 16
 #define ZT_RX_GRO_MAX_IP 65000
 
+/* Records are twelve uint64_t fields, no padding, so Python reads a burst's records with one
+ * struct.iter_unpack("=12Q") instead of a foreign attribute access per field. */
 #define ZT_RX_DATAGRAM 0
 #define ZT_RX_WHOLE 1
 #define ZT_RX_PLAIN 2
@@ -493,18 +495,18 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *p
 #define VERB_FRAME 0x06
 
 typedef struct {
-    int kind;
-    unsigned int off;
-    unsigned int len;
-    unsigned int pieces;
-    unsigned int frames;
-    unsigned int wire_bytes;
+    uint64_t kind;
+    uint64_t off;
+    uint64_t len;
+    uint64_t pieces;
+    uint64_t frames;
+    uint64_t wire_bytes;
     uint64_t src;
-    int family;
-    unsigned int port;
+    uint64_t family;
+    uint64_t port;
     uint64_t ip_hi;
     uint64_t ip_lo;
-    uint32_t scope;
+    uint64_t scope;
 } zt_rx_rec;
 
 typedef struct {

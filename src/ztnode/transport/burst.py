@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import struct
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
@@ -60,6 +61,9 @@ _DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
 _TRUNCATED: Final = _lib.ZT_RX_TRUNCATED if _lib is not None else 3
+#: A record as C writes it: kind, off, len, pieces, frames, wire_bytes, src, family, port,
+#: ip_hi, ip_lo, scope (twelve native uint64s).
+_REC: Final = struct.Struct("=12Q")
 
 
 class BurstSink(Protocol):
@@ -111,10 +115,13 @@ class BurstReader:
         self._arena_c = _ffi.from_buffer(self._arena)
         self._view = memoryview(self._arena)
         self._recs = _ffi.new("zt_rx_rec[]", _lib.ZT_RX_MAX_DGRAMS)
+        self._recs_mem = memoryview(_ffi.buffer(self._recs)).cast("B")
+        if _ffi.sizeof("zt_rx_rec") != _REC.size:
+            raise RuntimeError("zt_rx_rec does not have the layout this module reads")
         #: Keys cached in C, kept alive here for as long as C holds their AES contexts.
         self._keys: dict[int, SymmetricKey] = {}
         self._refused: set[int] = set()  # addresses the full C table could not take
-        self._addrs: dict[tuple[int, int, int, int, int], Addr] = {}
+        self._addrs: dict[tuple[int, ...], Addr] = {}
         self._networks: tuple[int, ...] = ()
         self.stale_key_drops = 0
 
@@ -142,22 +149,24 @@ class BurstReader:
     def close(self) -> None:
         for address in list(self._keys):
             self.forget(address)
+        self._recs_mem.release()
         self._view.release()
 
-    def _remote(self, rec: Any) -> Addr:
-        key = (rec.family, rec.ip_hi, rec.ip_lo, rec.port, rec.scope)
+    def _remote(self, key: tuple[int, ...]) -> Addr:
+        """``(family, port, ip_hi, ip_lo, scope)`` from a record as a socket address."""
         addr = self._addrs.get(key)
         if addr is None:
-            if key[0] == 4:
-                host = str(ipaddress.IPv4Address(key[2]))
+            family, port, hi, lo, scope = key
+            if family == 4:
+                host = str(ipaddress.IPv4Address(lo))
             else:
-                host = str(ipaddress.IPv6Address((key[1] << 64) | key[2]))
-                if key[4]:  # a link-local sender: spelled as recvfrom spells it, "fe80::1%eth0"
+                host = str(ipaddress.IPv6Address((hi << 64) | lo))
+                if scope:  # a link-local sender: spelled as recvfrom spells it, "fe80::1%eth0"
                     try:
-                        host += "%" + socket.if_indextoname(key[4])
+                        host += "%" + socket.if_indextoname(scope)
                     except OSError:
-                        host += f"%{key[4]}"
-            addr = (host, key[3])
+                        host += f"%{scope}"
+            addr = (host, port)
             if len(self._addrs) >= 4096:  # a bound against address-spraying senders
                 self._addrs.clear()
             self._addrs[key] = addr
@@ -206,33 +215,24 @@ class BurstReader:
         if n < 0:
             raise OSError(-n, os.strerror(-n))
         view = self._view
-        recs = self._recs
-        for i in range(n):
-            rec = recs[i]
-            kind = rec.kind
-            off = rec.off
+        remote = self._remote
+        for kind, off, size, pieces, frames, wire, src, *where in _REC.iter_unpack(
+            self._recs_mem[: n * _REC.size]
+        ):
+            key = tuple(where)
             if kind == _PLAIN:
-                src = rec.src
-                key = self._keys.get(src)
-                packet = bytearray(view[off : off + rec.len])
-                if key is None or not sink.on_plain(
-                    packet, key, self._remote(rec), rec.pieces, rec.wire_bytes, rec.frames
-                ):
+                k = self._keys.get(src)
+                packet = bytearray(view[off : off + size])
+                if k is None or not sink.on_plain(packet, k, remote(key), pieces, wire, frames):
                     self.stale_key_drops += 1
                     self.forget(src)
             elif kind == _DATAGRAM:
-                sink.on_datagram(view[off : off + rec.len], self._remote(rec))
+                sink.on_datagram(view[off : off + size], remote(key))
             elif kind == _WHOLE:
-                src = rec.src
-                sink.on_whole(
-                    bytearray(view[off : off + rec.len]),
-                    self._remote(rec),
-                    rec.pieces,
-                    rec.wire_bytes,
-                )
+                sink.on_whole(bytearray(view[off : off + size]), remote(key), pieces, wire)
                 self._learn(src, sink)
             else:
-                sink.on_truncated(self._remote(rec), rec.wire_bytes)
+                sink.on_truncated(remote(key), wire)
         return int(self._stats.datagrams - before)
 
 
