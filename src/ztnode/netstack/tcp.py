@@ -329,6 +329,10 @@ class TcpConnection:
     on RFC 6528 (keyed hash of the 4-tuple plus a clock) in the stack.
     """
 
+    #: Take the header-prediction fast path (:meth:`_rx_predicted`); tests turn it off to
+    #: check that it changes nothing but speed.
+    predict: bool = True
+
     def __init__(self, config: TcpConfig | None = None, *, isn: Callable[[], int]) -> None:
         # A private copy: the option setters mutate it, and configs are often shared.
         self.config = dataclasses.replace(config) if config is not None else TcpConfig()
@@ -667,7 +671,59 @@ class TcpConnection:
         if st is TcpState.SYN_SENT:
             self._rx_syn_sent(seg, now)
             return
+        if st is TcpState.ESTABLISHED and self.predict and self._rx_predicted(seg, now):
+            return
         self._rx_other(seg, now)
+
+    def _rx_predicted(self, seg: Segment, now: int) -> bool:
+        """Header prediction (Van Jacobson's fast path): the next in-order segment of an
+        established connection, carrying only ACK (and maybe PSH), no SACK blocks, timestamps
+        as negotiated, outside loss recovery, that acknowledges nothing or new data and is not
+        a duplicate-ACK candidate. Such a segment is processed with exactly the effects of
+        :meth:`_rx_other`, minus the tests it cannot need. False: nothing was done, and the
+        general path decides."""
+        if (
+            seg.flags & ~_PSH != _ACK
+            or seg.sack_blocks
+            or self.in_recovery
+            or self._scoreboard
+            or self._ooo
+            or self._fin_seq is not None
+            or self._rcv_fin_seq is not None
+            or self._read_closed
+            or (seg.ts is None) is self._ts_enabled
+        ):
+            return False
+        rcv_nxt = self.rcv_nxt
+        if seg.seq != (self.irs + rcv_nxt) & SEQ_MASK:
+            return False
+        payload = seg.payload
+        if len(payload) > self._rcv_adv - rcv_nxt:
+            return False  # beyond the window (or a closed one): trimming is the general path's
+        ack_u = self._unwrap_snd(seg.ack)
+        una = self.snd_una
+        if (
+            ack_u < una
+            or ack_u > self.snd_max
+            or (ack_u == una and not payload and self.snd_max != una)
+        ):
+            return False  # old, unsent, or a possible duplicate ACK to count
+        ts = seg.ts
+        if (
+            ts is not None
+            and rcv_nxt <= self._last_ack_sent
+            and seq_diff(ts[0], self._ts_recent) >= 0
+        ):
+            self._ts_recent = ts[0]
+        self._last_rcv = now
+        self._ka_sent = 0
+        self._probes_unanswered = 0
+        if ack_u > una:
+            self._ack_new_data(ack_u, seg, now)
+        self._update_window(seg)
+        if payload:
+            self._rx_text(rcv_nxt, payload, now)
+        return True
 
     def _rx_listen(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.2."""
