@@ -321,3 +321,35 @@ def test_fast_path_tcp_options_match_the_codec(o: tuple) -> None:  # type: ignor
     except ValueError:  # more than 40 bytes: the stack falls back to the codec, which refuses
         return
     assert _tcp_options(tcb.Segment(3, 4, 0x12, 100, b"", mss, ws, sp, tuple(sb), ts)) == want
+
+
+def test_a_connection_follows_its_peer_to_a_new_mac() -> None:
+    """A connection reuses its next hop's MAC (for speed), but never past a change: a new ARP
+    mapping for the peer's address moves the very next segment to the new MAC."""
+    w = Wire()
+    lst = w.b.tcp_listen(None, 80)
+    c = w.a.tcp_connect("10.9.0.2", 80, w.now)
+    w.run()
+    s = lst.accept()
+    assert s is not None and c.state is TcpState.ESTABLISHED
+    c.set_nodelay(True)
+    c.send(b"before")
+    w.run()
+    assert {m for n, m, et, _ in w.log if n == "a" and et == ETH_IP4} == {B_MAC}
+    moved = B_MAC ^ 0x0000000000FF
+    arp = ARP(
+        op=2,
+        hwsrc=":".join(f"{(moved >> s) & 0xFF:02x}" for s in range(40, -8, -8)),
+        psrc="10.9.0.2",
+        hwdst="00:00:00:00:00:00",
+        pdst="10.9.0.1",
+    )
+    w.a.receive_frame(moved, A_MAC, ETH_ARP, bytes(arp), w.now)
+    w.log.clear()
+    c.send(b"after")
+    for dmac, et, _ in w.a.frames_to_send(w.now):
+        if et == ETH_IP4:
+            assert dmac == moved
+            break
+    else:
+        raise AssertionError("no segment was sent")

@@ -117,6 +117,8 @@ _TS_FUSED: Final = struct.Struct(">HBBII")
 _MSS_OPTION: Final = struct.Struct(">BBH")
 _IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
 _IP6_HEADER: Final = struct.Struct(">IHBB16s16s")
+#: How long a connection reuses its next hop's MAC before resolving it again.
+_MAC_REMEMBER_MS: Final = 1000
 #: Destinations whose next hop is remembered at most (then the memory starts over).
 _HOP_CACHE_SIZE: Final = 4096
 #: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
@@ -256,6 +258,7 @@ class TcpSocket:
     """One TCP connection owned by a stack. ``conn`` is the sans-I/O TCB."""
 
     __slots__ = (
+        "_mac",
         "_timer_at",
         "conn",
         "ipv6",
@@ -284,6 +287,8 @@ class TcpSocket:
         self.listener = listener
         self.user: object = None
         self._timer_at: int | None = None
+        #: The next hop's MAC as last resolved: (mac, stack generation, valid until).
+        self._mac: tuple[int, int, int] | None = None
 
     @property
     def local_endpoint(self) -> Endpoint:
@@ -522,6 +527,9 @@ class IpStack:
         self._mine: set[bytes] = set()  # packed addresses we answer for
         self._routes: list[_Route] = []
         self._hops: dict[IPAddr, IPAddr | None] = {}  # next hop by destination (_next_hop)
+        #: Bumped when addresses, routes or a neighbor mapping change: a connection's
+        #: remembered next-hop MAC (TcpSocket._mac) is good only for the same generation.
+        self._generation = 0
         self._groups: dict[IPAddr, int] = {}  # joined multicast groups (refcounted)
         #: Bumped whenever ``multicast_groups()`` may have changed, so hosts re-sync cheaply.
         self.groups_version = 0
@@ -562,12 +570,14 @@ class IpStack:
         self._v6 = [a for a in addresses if isinstance(a, IPv6Interface)]
         self._mine = {a.ip.packed for a in self._v4} | {a.ip.packed for a in self._v6}
         self._hops.clear()
+        self._generation += 1
         self.groups_version += 1
 
     def set_routes(self, routes: Iterable[tuple[IPv4Network | IPv6Network, IPAddr | None]]) -> None:
         """Managed routes: a target network, on-link when ``via`` is None."""
         self._routes = [_Route(n, v) for n, v in routes]
         self._hops.clear()
+        self._generation += 1
 
     def set_mtu(self, mtu: int) -> None:
         self.mtu = mtu
@@ -1044,6 +1054,7 @@ class IpStack:
                 self._count("neighbor_unresolved")
 
     def _learn(self, ip: IPAddr, mac: int, now: int) -> None:
+        self._generation += 1
         cache = self.arp if isinstance(ip, IPv4Address) else self.ndp
         for ethertype, pkt in cache.learn(ip, mac, now):
             self._out.append((mac, ethertype, pkt))
@@ -1563,6 +1574,10 @@ class IpStack:
             buf[11] = ck & 0xFF
             ethertype = ETHERTYPE_IPV4
         packet = bytes(buf)
+        known = s._mac
+        if known is not None and known[1] == self._generation and now < known[2]:
+            self._out.append((known[0], ethertype, packet))
+            return
         try:
             mac = self._resolve(s.remote[0], s.local[0], ethertype, [packet], now)
         except OSError:
@@ -1570,6 +1585,9 @@ class IpStack:
             return
         if mac is not None:
             self._out.append((mac, ethertype, packet))
+            # Remembered for a second at most, so an expired neighbor entry is asked for again
+            # within that time, as the resolution above would.
+            s._mac = (mac, self._generation, now + _MAC_REMEMBER_MS)
 
     def _emit_burst(
         self, s: TcpSocket, seg: tcb.Segment, opts: bytes, thl: int, mss: int, now: int
@@ -1600,6 +1618,10 @@ class IpStack:
             )
             ethertype = ETHERTYPE_IPV4
         burst = TcpBurst(bytes(hdr), ident, bytes(seg.payload), mss, seg.flags)
+        known = s._mac
+        if known is not None and known[1] == self._generation and now < known[2]:
+            self._out.append((known[0], ethertype, burst))
+            return
         try:
             mac = self._resolve(s.remote[0], s.local[0], ethertype, burst.packets, now)
         except OSError:
@@ -1607,6 +1629,7 @@ class IpStack:
             return
         if mac is not None:
             self._out.append((mac, ethertype, burst))
+            s._mac = (mac, self._generation, now + _MAC_REMEMBER_MS)
 
     def _emit_segment(
         self, lip: IPAddr, lport: int, rip: IPAddr, rport: int, seg: tcb.Segment, now: int
