@@ -118,6 +118,8 @@ class Host:
         pieces: int,
         wire_bytes: int,
     ) -> None:
+        """A packet the transport's burst reader put together (see ``Node.receive_reassembled``),
+        then its frames on to the stacks like any other."""
         self.node.receive_reassembled(packet, local, remote, now, pieces, wire_bytes)
         self._drain(now)
 
@@ -132,6 +134,8 @@ class Host:
         wire_bytes: int,
         frames: int = 1,
     ) -> bool:
+        """A packet the burst reader already decrypted (see ``Node.receive_authenticated``);
+        False when its key was stale and it was dropped."""
         ok = self.node.receive_authenticated(
             packet, key, local, remote, now, pieces, wire_bytes, frames
         )

@@ -7,6 +7,10 @@ drained with ``recvfrom_into`` into one reused buffer until it would block, hand
 ``memoryview`` slice (valid only during the call). That costs well under 1 us per datagram plus
 the handler. Sends go straight to ``sendto`` on the non-blocking socket; only when the kernel
 buffer is full are datagrams queued (bounded) and flushed from a writer callback.
+
+Where the C accelerator is built (Linux), the node service switches its endpoints to C bursts
+(:meth:`UdpEndpoint.enable_bursts`, :mod:`ztnode.transport.burst`): one ``recvmmsg`` per burst,
+with reassembly, decryption and TCP coalescing done before Python sees the records.
 """
 
 from __future__ import annotations
