@@ -666,3 +666,42 @@ def test_joined_records_carry_exactly_the_segments_sent(
         seen_flags |= th.flags & 0x3F
     assert bytes(got[i] for i in range(len(stream))) == stream
     assert seen_flags == functools.reduce(operator.or_, flags[: len(sizes)])
+
+
+def test_ipv4_mapped_senders_are_named_as_recvfrom_names_them(key: SymmetricKey) -> None:
+    """A dual-stack socket (one a caller may pass in) sees IPv4 senders as mapped addresses."""
+    need(burst.AVAILABLE, burst.REASON)
+    rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        try:
+            rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            rx.bind(("::", 0))
+        except OSError as e:
+            pytest.skip(f"no dual-stack socket here: {e}")
+        tx.bind(("127.0.0.1", 0))
+        port = rx.getsockname()[1]
+        # What recvfrom says for this sender, taken from a second dual-stack socket.
+        probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind(("::", 0))
+        tx.sendto(b"probe", ("127.0.0.1", probe.getsockname()[1]))
+        _, (want_host, want_port, *_) = probe.recvfrom(100)
+        rx.setblocking(False)
+        seen: list[tuple[str, int]] = []
+
+        class MappedSink(Sink):
+            def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
+                seen.append(remote)
+
+        reader = burst.BurstReader(rx, ME)
+        tx.sendto(b"hello from v4", ("127.0.0.1", port))
+        for _ in range(100):
+            if reader.read(MappedSink(key)):
+                break
+        reader.close()
+        assert seen == [(want_host, want_port)] and want_host == "::ffff:127.0.0.1"
+    finally:
+        rx.close()
+        tx.close()
+        probe.close()

@@ -23,7 +23,6 @@ Available on Linux with the accelerator built; otherwise :data:`AVAILABLE` is Fa
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import struct
@@ -157,10 +156,11 @@ class BurstReader:
         addr = self._addrs.get(key)
         if addr is None:
             family, port, hi, lo, scope = key
+            # inet_ntop, as recvfrom itself spells addresses ("::ffff:1.2.3.4" for a mapped one).
             if family == 4:
-                host = str(ipaddress.IPv4Address(lo))
+                host = socket.inet_ntop(socket.AF_INET, lo.to_bytes(4, "big"))
             else:
-                host = str(ipaddress.IPv6Address((hi << 64) | lo))
+                host = socket.inet_ntop(socket.AF_INET6, ((hi << 64) | lo).to_bytes(16, "big"))
                 if scope:  # a link-local sender: spelled as recvfrom spells it, "fe80::1%eth0"
                     try:
                         host += "%" + socket.if_indextoname(scope)
