@@ -339,17 +339,15 @@ def _run_in(
     l_ids: list[Identity],
     log: Callable[[str], None],
 ) -> None:
+    from tests.interop.world import authorize, start_libzt_member
+
     api = world.api
     planet = tmp / "planet"  # written by controller_world
     z_nwid = str(api.call("POST", "/controller/network", ZTNODE_NETWORK)["id"])
     l_nwid = str(api.call("POST", "/controller/network", LIBZT_NETWORK)["id"])
     for nwid, members in ((z_nwid, z_ids), (l_nwid, l_ids)):
         for ident in members:
-            api.call(
-                "POST",
-                f"/controller/network/{nwid}/member/{ident.address:010x}",
-                {"authorized": True},
-            )
+            authorize(api, nwid, ident)
     zt: list[ZtnodeProc] = []
     lz: list[Any] = []
     with _started(zt), _started(lz):
@@ -367,17 +365,16 @@ def _run_in(
                 for i, ident in enumerate(l_ids):
                     peer = LibztPeer(netns=ns.name)
                     lz.append(peer)
-                    home = tmp / f"libzt{i}"
-                    home.mkdir()
-                    ident.save(home / "identity.secret", include_private=True)
-                    ident.save(home / "identity.public", include_private=False)
                     own = 3 + i  # its interface, address and port
-                    peer.call(
-                        "start", 30, storage=str(home), planet=world.planet.to_bytes().hex(),
-                        port=P_LIBZT + own,
-                        blacklist_if=[n for j, n in enumerate(ns.interfaces) if j != own],
-                    )  # fmt: skip
-                    peer.call("join", 30, nwid=l_nwid)
+                    start_libzt_member(
+                        peer,
+                        tmp / f"libzt{i}",
+                        ident,
+                        world.planet,
+                        P_LIBZT + own,
+                        l_nwid,
+                        [n for j, n in enumerate(ns.interfaces) if j != own],
+                    )
 
             _guard(res.libzt, "libzt start", l_start)
         t0 = time.monotonic()

@@ -27,7 +27,12 @@ from tests.interop.conftest import need_root
 from tests.interop.libzt_worker import pattern
 from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztError, LibztPeer
-from tests.interop.world import controller_world
+from tests.interop.world import (
+    authorize,
+    controller_world,
+    start_libzt_member,
+    wait_libzt_addresses,
+)
 
 IDS = test_identities()
 P_LIBZT = 29990  # libzt node i listens on P_LIBZT + i (underlay)
@@ -46,17 +51,9 @@ NETWORK: dict[str, Any] = {
 
 
 def wait_member_ipv4(lz: LibztPeer, nwid: str, timeout: float) -> tuple[str, float]:
-    """libzt's IPv4 on the network once the core says OK and the transport is up, and when."""
+    """libzt's IPv4 on the network once ready, and how long that took."""
     t0 = time.monotonic()
-    st: dict[str, Any] = {}
-    while time.monotonic() - t0 < timeout:
-        st = lz.call("network", 10, nwid=nwid)
-        core = st.get("core") or {}
-        v4 = [a for a in st["addresses"] if "." in a]
-        if core.get("status") == "OK" and st["ready"] and v4:
-            return v4[0], time.monotonic() - t0
-        time.sleep(0.1)
-    raise AssertionError(f"libzt not ready on {nwid} within {timeout} s: {st}")
+    return wait_libzt_addresses(lz, nwid, timeout)[4], time.monotonic() - t0
 
 
 def test_libzt_socket_jobs_between_two_libzt_nodes(libzt_installed: None, tmp_path: Path) -> None:
@@ -71,25 +68,17 @@ def test_libzt_socket_jobs_between_two_libzt_nodes(libzt_installed: None, tmp_pa
         nwid: str = world.api.call("POST", "/controller/network", NETWORK)["id"]
         nodes = ((a, IDS[2], 1), (b, IDS[3], 2))
         for _, ident, _ in nodes:
-            world.api.call(
-                "POST",
-                f"/controller/network/{nwid}/member/{ident.address:010x}",
-                {"authorized": True},
-            )
+            authorize(world.api, nwid, ident)
         for lz, ident, i in nodes:
-            home = tmp_path / f"libzt{i}"
-            home.mkdir()
-            ident.save(home / "identity.secret", include_private=True)
-            ident.save(home / "identity.public", include_private=False)
-            lz.call(
-                "start",
-                30,
-                storage=str(home),
-                planet=world.planet.to_bytes().hex(),
-                port=P_LIBZT + i,
-                blacklist_if=[name for j, name in enumerate(ns.interfaces) if j != i],
+            start_libzt_member(
+                lz,
+                tmp_path / f"libzt{i}",
+                ident,
+                world.planet,
+                P_LIBZT + i,
+                nwid,
+                [name for j, name in enumerate(ns.interfaces) if j != i],
             )
-            lz.call("join", 30, nwid=nwid)
         t_join = time.monotonic()
         a_ip, dt_a = wait_member_ipv4(a, nwid, 30)
         b_ip, dt_b = wait_member_ipv4(b, nwid, 30)
