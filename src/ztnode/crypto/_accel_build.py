@@ -32,8 +32,38 @@ import cffi  # type: ignore[import-untyped]
 
 MODULE_NAME = "ztnode.crypto._zt_accel"
 
+# The burst records and counters, declared once for both cdef and source (cffi needs the
+# layout in each; ztnode.transport.burst reads a record as twelve native uint64s).
+RX_TYPES = """
+typedef struct {
+    uint64_t kind;
+    uint64_t off;
+    uint64_t len;
+    uint64_t pieces;
+    uint64_t frames;
+    uint64_t wire_bytes;
+    uint64_t src;
+    uint64_t family;
+    uint64_t port;
+    uint64_t ip_hi;
+    uint64_t ip_lo;
+    uint64_t scope;
+} zt_rx_rec;
+
+typedef struct {
+    uint64_t datagrams;
+    uint64_t bursts;
+    uint64_t reassembled;
+    uint64_t decrypted;
+    uint64_t mac_failed;
+    uint64_t coalesced;
+    uint64_t truncated;
+} zt_rx_stats;
+"""
+
 # What Python sees. The return codes are part of the contract with ztnode.crypto.accel.
-CDEF = """
+CDEF = (
+    """
 #define ZT_ACCEL_ABI ...
 #define ZT_ACCEL_OK ...
 #define ZT_ACCEL_AUTHENTIC ...
@@ -66,31 +96,9 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key,
 #define ZT_RX_EUNSUPPORTED ...
 #define ZT_RX_EARGS ...
 
-typedef struct {
-    uint64_t kind;
-    uint64_t off;
-    uint64_t len;
-    uint64_t pieces;
-    uint64_t frames;
-    uint64_t wire_bytes;
-    uint64_t src;
-    uint64_t family;
-    uint64_t port;
-    uint64_t ip_hi;
-    uint64_t ip_lo;
-    uint64_t scope;
-} zt_rx_rec;
-
-typedef struct {
-    uint64_t datagrams;
-    uint64_t bursts;
-    uint64_t reassembled;
-    uint64_t decrypted;
-    uint64_t mac_failed;
-    uint64_t coalesced;
-    uint64_t truncated;
-} zt_rx_stats;
-
+"""
+    + RX_TYPES
+    + """
 typedef struct zt_rx zt_rx;
 
 unsigned int zt_ones_sum(const unsigned char *p, size_t n, uint64_t initial);
@@ -115,8 +123,10 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               unsigned int tcp_flags_last, size_t mtu,
               unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
 """
+)
 
-C_SOURCE = r"""
+C_SOURCE = (
+    r"""
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* recvmmsg */
 #endif
@@ -494,31 +504,9 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *p
 #define MAX_FRAGMENTS 16
 #define VERB_FRAME 0x06
 
-typedef struct {
-    uint64_t kind;
-    uint64_t off;
-    uint64_t len;
-    uint64_t pieces;
-    uint64_t frames;
-    uint64_t wire_bytes;
-    uint64_t src;
-    uint64_t family;
-    uint64_t port;
-    uint64_t ip_hi;
-    uint64_t ip_lo;
-    uint64_t scope;
-} zt_rx_rec;
-
-typedef struct {
-    uint64_t datagrams;
-    uint64_t bursts;
-    uint64_t reassembled;
-    uint64_t decrypted;
-    uint64_t mac_failed;
-    uint64_t coalesced;
-    uint64_t truncated;
-} zt_rx_stats;
-
+"""
+    + RX_TYPES
+    + r"""
 typedef struct {
     uint64_t addr;
     zt_aes_ctx *aes;
@@ -1300,6 +1288,7 @@ int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx
 
 #endif
 """
+)
 
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
