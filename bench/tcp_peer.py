@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -56,14 +55,6 @@ async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]
         writer.write(block[: min(left, len(block))])
         left -= len(block)
         await writer.drain()
-    sock = writer.get_extra_info("ztnode_socket")
-    if os.environ.get("ZTNODE_BENCH_DEBUG") and sock is not None:
-        c = sock.conn
-        print(
-            f"cwnd={c.cc.cwnd} ssthresh={c.cc.ssthresh} snd_wnd={c.snd_wnd} "
-            f"flight={c.snd_nxt - c.snd_una} rxt={c.retransmitted_segments}",
-            file=sys.stderr,
-        )
     writer.write_eof()
     got = int.from_bytes(await reader.readexactly(8), "big")
     dt = time.perf_counter() - t0
@@ -127,21 +118,7 @@ async def main() -> None:
                     net = await node.join(req["nwid"], timeout=60)
                     reply({"ip4": net.address(4), "ip6": net.address(6)})
                 elif op == "cpu":
-                    t = os.times()
-                    reply({"cpu": time.process_time(), "user": t.user, "sys": t.system})
-                elif op == "stats":
-                    svc = node.service
-                    reply(
-                        {
-                            "bursts": [ep.burst_stats for ep in svc.endpoints.values()],
-                            "drops": dict(svc.node.counters.drops) if svc.node else {},
-                            "offload": [
-                                (st.segmentation_offload, dict(st.counters))
-                                for st in (svc.host.stacks.values() if svc.host else ())
-                            ],
-                            "packets_out": svc.node.counters.packets_out if svc.node else 0,
-                        }
-                    )
+                    reply({"cpu": time.process_time()})
                 elif op == "stop":
                     reply({})
                     break

@@ -86,7 +86,6 @@ class Host:
         *,
         stack_config: StackConfig | None = None,
         random_bytes: Callable[[int], bytes] | None = None,
-        offload: bool = True,
     ) -> None:
         self.node = node
         self.stack_config = stack_config
@@ -97,9 +96,6 @@ class Host:
         self._events: deque[HostEvent] = deque()
         self.frame_taps: dict[int, list[FrameTap]] = {}
         self.policies: dict[int, ManagedPolicy] = {}
-        #: Let the stacks hand large TCP segments to the node to cut (when it can); must be
-        #: set before a network's stack exists.
-        self.offload = offload
 
     # ------------------------------------------------------------------ five verbs
 
@@ -271,7 +267,7 @@ class Host:
                 config=self.stack_config,
             )
             # The node cuts large TCP segments itself when its C accelerator is there.
-            stack.segmentation_offload = self.node.can_send_tcp_pieces and self.offload
+            stack.segmentation_offload = self.node.can_send_tcp_pieces
             self.stacks[nwid] = stack
         policy = self.policies.get(nwid, _DEFAULT_POLICY)
         addrs: list[IPv4Interface | IPv6Interface] = []
