@@ -531,10 +531,8 @@ class Node:
             return False
         if dest_mac >> 40 & 0x01:
             return self._send_multicast_frame(net, dest_mac, ethertype, payload, now)
-        if dest_mac >> 40 != first_octet_for_network(network_id):
-            return False
-        dest = address_from_mac(dest_mac, network_id)
-        if dest == self.address:
+        dest = self._member_for_mac(network_id, dest_mac)
+        if dest is None:
             return False
         if net.should_push_credentials(dest, now):
             self._push_credentials(net, dest, now)
@@ -542,6 +540,14 @@ class Node:
         body = b"".join((network_id.to_bytes(8, "big"), ethertype.to_bytes(2, "big"), payload))
         self._send(dest, Verb.FRAME, body, now)
         return True
+
+    def _member_for_mac(self, network_id: int, mac: int) -> int | None:
+        """The other member a unicast MAC of this network stands for; None for a MAC that is
+        not a member's (bridged or foreign) or is our own."""
+        if mac >> 40 != first_octet_for_network(network_id):
+            return None
+        dest = address_from_mac(mac, network_id)
+        return None if dest == self.address else dest
 
     @property
     def can_send_tcp_pieces(self) -> bool:
@@ -568,11 +574,9 @@ class Node:
         net = self.networks.get(network_id)
         if net is None or net.config is None or dest_mac >> 40 & 0x01:
             return False
-        if dest_mac >> 40 != first_octet_for_network(network_id):
-            return False
-        dest = address_from_mac(dest_mac, network_id)
-        peer = self.peers.get(dest)
-        if dest == self.address or peer is None:
+        dest = self._member_for_mac(network_id, dest_mac)
+        peer = self.peers.get(dest) if dest is not None else None
+        if dest is None or peer is None:
             return False
         path = self._route(peer, now)
         if path is None:
