@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import test_identities
 from ztnode.cli import main
-from ztnode.controller.api import register_controller_routes
+from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.controller.configbuild import build_config
 from ztnode.controller.controller import Controller
 from ztnode.controller.store import ControllerStore

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import test_identities
-from ztnode.controller.api import register_controller_routes
+from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.controller.configbuild import build_config
 from ztnode.controller.controller import Controller
 from ztnode.controller.store import ControllerStore

@@ -4,7 +4,8 @@
 * :mod:`~ztnode.controller.model`: ZeroTierOne's JSON defaults and POST semantics;
 * :mod:`~ztnode.controller.configbuild`: a member's signed network config from that JSON;
 * :mod:`~ztnode.controller.controller`: request policy and change propagation (sans-I/O);
-* :mod:`~ztnode.controller.api`: ZeroTierOne's controller HTTP routes.
+* ZeroTierOne's controller HTTP routes are an adapter above this layer:
+  :mod:`ztnode.transport.controllerapi`.
 
 :func:`open_controller` puts them together the way a node runs them.
 """

@@ -101,8 +101,9 @@ class Controller:
     """A ZeroTier network controller for the networks whose ids begin with our address.
 
     Implements :class:`ztnode.core.controller_iface.HostedController` for the node, and the
-    verbs of ZeroTierOne's controller API for :mod:`ztnode.controller.api`. The API verbs raise
-    :class:`~ztnode.controller.model.ApiError` on bad input, before anything is stored.
+    verbs of ZeroTierOne's controller API for :mod:`ztnode.transport.controllerapi`. The API
+    verbs raise :class:`~ztnode.controller.model.ApiError` on bad input, before anything is
+    stored.
     """
 
     def __init__(

@@ -12,7 +12,10 @@ from typing import Final
 from ztnode.crypto.aes import AesGmacSiv
 from ztnode.crypto.hashes import kbkdf_hmac_sha384
 from ztnode.errors import CryptoError
-from ztnode.wire.constants import SYMMETRIC_KEY_SIZE
+
+# The session key's size: SHA-512 of the X25519 secret, truncated (Identity.hpp
+# ZT_SYMMETRIC_KEY_SIZE). Defined where the key lives: the crypto layer imports nothing above it.
+SYMMETRIC_KEY_SIZE: Final = 48
 
 KBKDF_LABEL_AES_GMAC_SIV_K0: Final = ord("0")  # Packet.hpp ZT_KBKDF_LABEL_AES_GMAC_SIV_K0
 KBKDF_LABEL_AES_GMAC_SIV_K1: Final = ord("1")

@@ -507,7 +507,7 @@ async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi,
     runs one) and record its port in ``ztnode.port`` for the CLI; returns the API and port."""
     api = build_api(service, service.home.auth_token(), service.home.metrics_token())
     if service.controller is not None:
-        from ztnode.controller.api import register_controller_routes
+        from ztnode.transport.controllerapi import register_controller_routes
 
         register_controller_routes(
             api, service.controller, service.clock.now, service.controller_changed

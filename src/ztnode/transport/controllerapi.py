@@ -22,6 +22,9 @@ Authentication (``X-ZT1-Auth``, ``Authorization: Bearer``, ``?auth=``) is the se
 with a 500 and quietly coerces wrong types, every client mistake here is a 4xx with
 ``{"error": "..."}`` and changes nothing; a POST to a network id that does not start with our
 address is refused (ZeroTierOne would store a network no node could ever get a config for).
+
+It lives in ``transport/`` beside the server it plugs into: the controller package below stays a
+sans-I/O issuer with its storage, and knows nothing of HTTP.
 """
 
 from __future__ import annotations
