@@ -28,12 +28,12 @@ import pytest
 
 from tests.conftest import test_identities
 from ztnode.sockets.blocking import (
-    BlockingLocalWorld,
     BlockingNetwork,
     BlockingNode,
     Socket,
     _Signal,
 )
+from ztnode.testing.blocking import BlockingLocalWorld
 
 IDS = test_identities()
 WAIT = 20.0  # bounds a hang; never expected to elapse

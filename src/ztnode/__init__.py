@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from ztnode.core.events import Event
     from ztnode.identity import Identity
     from ztnode.sockets.aio import EventStream, Network, Node
-    from ztnode.sockets.blocking import BlockingLocalWorld, BlockingNetwork, BlockingNode
+    from ztnode.sockets.blocking import BlockingNetwork, BlockingNode
+    from ztnode.testing.blocking import BlockingLocalWorld
     from ztnode.testing.local import LocalZtWorld
     from ztnode.wire.world import World
 
@@ -50,7 +51,7 @@ _LAZY = {
     "Network": "ztnode.sockets.aio",
     "Node": "ztnode.sockets.aio",
     "World": "ztnode.wire.world",
-    "BlockingLocalWorld": "ztnode.sockets.blocking",
+    "BlockingLocalWorld": "ztnode.testing.blocking",
     "BlockingNetwork": "ztnode.sockets.blocking",
     "BlockingNode": "ztnode.sockets.blocking",
 }

@@ -54,19 +54,17 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address
 from typing import Any, TypeVar, cast
 
 from ztnode.errors import LocalProtocolError
-from ztnode.identity import Identity
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.stack import TcpSocket, UdpSocket
 from ztnode.sockets.aio import Network, Node, TcpServer
-from ztnode.testing.local import LocalZtWorld
 from ztnode.wire.world import World
 
-__all__ = ["BlockingLocalWorld", "BlockingNetwork", "BlockingNode", "Socket"]
+__all__ = ["BlockingNetwork", "BlockingNode", "LoopThread", "Socket"]
 
 T = TypeVar("T")
 Endpoint = tuple[str, int]
@@ -121,7 +119,7 @@ def _deadline(timeout: float | None) -> float | None:
 # ---------------------------------------------------------------------------------------------
 
 
-class _LoopThread:
+class LoopThread:
     """An asyncio loop in a daemon thread, and the ways other threads hand it work.
 
     Work handed over after the loop stopped fails with ENETDOWN instead of waiting forever:
@@ -1781,9 +1779,9 @@ class BlockingNode:
             sockets=sockets,
             identity_validation_interval=identity_validation_interval,
         )
-        self._setup(node, _LoopThread(f"ztnode-{os.fspath(home)}"), owns_thread=True)
+        self._setup(node, LoopThread(f"ztnode-{os.fspath(home)}"), owns_thread=True)
 
-    def _setup(self, node: Node, thread: _LoopThread, *, owns_thread: bool) -> None:
+    def _setup(self, node: Node, thread: LoopThread, *, owns_thread: bool) -> None:
         self.node = node
         self._thread = thread
         self._owns_thread = owns_thread
@@ -1791,8 +1789,9 @@ class BlockingNode:
         self._started = False
 
     @classmethod
-    def _adopt(cls, node: Node, thread: _LoopThread) -> BlockingNode:
-        """A started asyncio node whose loop already runs in ``thread``."""
+    def adopt(cls, node: Node, thread: LoopThread) -> BlockingNode:
+        """The blocking view of a started asyncio node whose loop already runs in ``thread``
+        (several nodes can share one loop thread); :meth:`detach` before stopping the node."""
         self = cls.__new__(cls)
         self._setup(node, thread, owns_thread=False)
         self._started = True
@@ -1825,15 +1824,20 @@ class BlockingNode:
         """Stop the node; its sockets' pending and later calls fail with ECONNABORTED."""
         if not self._started:
             return
-        self._started = False
-        for net in list(self._networks.values()):
-            net._gone(errno.ECONNABORTED)
+        self.detach()
         try:
             with contextlib.suppress(OSError):
                 self._thread.run(self.node.stop())
         finally:
             if self._owns_thread:
                 self._thread.stop()
+
+    def detach(self) -> None:
+        """Fail this view's sockets' pending and later calls with ECONNABORTED without stopping
+        the asyncio node (for an adopted node, whose owner stops it)."""
+        self._started = False
+        for net in list(self._networks.values()):
+            net._gone(errno.ECONNABORTED)
 
     def __enter__(self) -> BlockingNode:
         return self.start()
@@ -1871,9 +1875,10 @@ class BlockingNode:
     ) -> BlockingNetwork:
         """Join a network; with ``wait``, return once it is OK and has its addresses."""
         net = self._thread.run(self.node.join(network_id, timeout=timeout, wait=wait))
-        return self._wrap(net)
+        return self.wrap(net)
 
-    def _wrap(self, net: Network) -> BlockingNetwork:
+    def wrap(self, net: Network) -> BlockingNetwork:
+        """The blocking view of one of this node's asyncio networks (one view per network)."""
         wrapped = self._networks.get(net.id)
         if wrapped is None or wrapped.network is not net:
             wrapped = self._networks[net.id] = BlockingNetwork(self, net)
@@ -1888,77 +1893,8 @@ class BlockingNode:
 
     def network(self, network_id: int | str) -> BlockingNetwork | None:
         net = self._thread.call(lambda: self.node.network(network_id))
-        return self._wrap(net) if net is not None else None
+        return self.wrap(net) if net is not None else None
 
     @property
     def networks(self) -> list[BlockingNetwork]:
-        return [self._wrap(n) for n in self._thread.call(lambda: self.node.networks)]
-
-
-class BlockingLocalWorld:
-    """:class:`~ztnode.testing.local.LocalZtWorld` (root/controller and members on 127.0.0.1)
-    for threads: every node shares one loop thread; ``members`` and ``networks`` are blocking
-    wrappers of the world's."""
-
-    def __init__(
-        self,
-        base: str | os.PathLike[str],
-        *,
-        members: int = 2,
-        identities: Sequence[Identity] = (),
-        network: dict[str, Any] | None = None,
-    ) -> None:
-        self.world = LocalZtWorld(base, members=members, identities=identities, network=network)
-        self._thread = _LoopThread("ztnode-local-world")
-        self.members: list[BlockingNode] = []
-        self.networks: list[BlockingNetwork] = []
-
-    @property
-    def network_id(self) -> int:
-        return self.world.network_id
-
-    @property
-    def planet(self) -> World | None:
-        return self.world.planet
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._thread.loop
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return self._thread.run(coro, timeout)
-
-    def call(self, fn: Callable[[], T]) -> T:
-        return self._thread.call(fn)
-
-    def start(self, timeout: float = 60.0) -> BlockingLocalWorld:
-        self._thread.start()
-        try:
-            self._thread.run(self.world.start(timeout), timeout + 30.0)
-        except BaseException:
-            self.stop()
-            raise
-        self.members = [BlockingNode._adopt(m, self._thread) for m in self.world.members]
-        self.networks = [m._wrap(n) for m, n in zip(self.members, self.world.networks, strict=True)]
-        return self
-
-    def stop(self) -> None:
-        for m in self.members:
-            for net in list(m._networks.values()):
-                net._gone(errno.ECONNABORTED)
-            m._started = False
-        try:
-            with contextlib.suppress(OSError):
-                self._thread.run(self.world.stop())
-        finally:
-            self._thread.stop()
-
-    def __enter__(self) -> BlockingLocalWorld:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return [self.wrap(n) for n in self._thread.call(lambda: self.node.networks)]
