@@ -1,4 +1,4 @@
-"""Build hook for the optional C accelerator ``ztnode.crypto._zt_accel``; metadata is in pyproject.
+"""Build hook for the optional C accelerator ``ztnode.accel._zt_accel``; metadata is in pyproject.
 
 Why a setup.py at all: the accelerator must be *optional*. It needs a C compiler and the OpenSSL
 and libsodium headers (Debian: ``gcc libssl-dev libsodium-dev``), and a machine without them must
@@ -19,7 +19,7 @@ from typing import Any
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-ACCEL_BUILDER = "src/ztnode/crypto/_accel_build.py:ffibuilder"
+ACCEL_BUILDER = "src/ztnode/accel/_build.py:ffibuilder"
 SKIP_ENV = "ZTNODE_NO_ACCEL_BUILD"
 
 

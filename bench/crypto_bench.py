@@ -8,7 +8,7 @@ start from a fresh copy of the same plaintext packet, so the ratio is the price 
 glue (header handling, key mangling, tag placement, checks).
 
 Each row times ztnode twice: ``ztnode_us`` is :func:`ztnode.wire.packet.armor`/``dearmor`` as
-shipped, which use the C accelerator (:mod:`ztnode.crypto.accel`) when it is built (``accel``
+shipped, which use the C accelerator (:mod:`ztnode.accel`) when it is built (``accel``
 says whether it was), and ``python_us`` is the pure-Python fallback (``packet._armor_python`` /
 ``_dearmor_python``) on the same packets. The C path can beat the "raw" baseline because that
 baseline still pays Python and ``cryptography`` per-call overhead for each of its C calls.
@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.ciphers import algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench._timing import once_ms, per_call_us
-from ztnode.crypto import SymmetricKey, _sodium, accel, kbkdf_hmac_sha384
+from ztnode import accel
+from ztnode.crypto import SymmetricKey, _sodium, kbkdf_hmac_sha384
 from ztnode.identity import Identity
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import Cipher, Verb

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import load_vectors
 from tests.test_armor import AES14, AES14_FRAGMENTED, KEY14, PLAIN14, POLY14_MAC, SALSA14
-from ztnode.crypto import SymmetricKey, accel
+from ztnode import accel
+from ztnode.crypto import SymmetricKey
 from ztnode.errors import LocalProtocolError
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import MAX_PACKET_LENGTH, Cipher
@@ -303,7 +304,8 @@ def test_python_path_vectors() -> None:
 def test_no_accel_env_uses_python_path() -> None:
     code = textwrap.dedent(
         f"""
-        from ztnode.crypto import SymmetricKey, accel
+        from ztnode import accel
+        from ztnode.crypto import SymmetricKey
         from ztnode.wire import packet as pk
         assert not accel.AVAILABLE and "ZTNODE_NO_ACCEL" in accel.REASON, accel.REASON
         assert pk._accel_armor is None and pk._accel_dearmor is None
@@ -318,3 +320,23 @@ def test_no_accel_env_uses_python_path() -> None:
     )
     env = {**os.environ, "ZTNODE_NO_ACCEL": "1"}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+def test_the_build_compiles_every_c_file_in_the_package() -> None:
+    """The builder's source list is the csrc folder: a C file added there and forgotten in the
+    list would ship uncompiled; one listed but missing would break every install."""
+    from ztnode.accel import _build
+
+    on_disk = sorted(p.name for p in _build.CSRC.glob("*.c"))
+    assert sorted(_build.SOURCES) == on_disk
+
+
+def test_the_cdef_declares_every_interface_function_of_the_header() -> None:
+    from ztnode.accel import _build
+
+    cdef = _build.cdef_from_header(_build.HEADER.read_text())
+    assert "#include" not in cdef and "ZT_ACCEL_H" not in cdef
+    for name in ("zt_armor", "zt_dearmor", "zt_rx_burst", "zt_tx_tcp", "zt_ones_sum"):
+        assert f"{name}(" in cdef
+        assert hasattr(accel.ffi_and_lib()[1], name)
+    assert "#define ZT_RX_SLOT ..." in cdef

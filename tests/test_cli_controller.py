@@ -27,13 +27,13 @@ import pytest
 
 from tests.conftest import test_identities
 from ztnode.cli import main
-from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.controller.configbuild import build_config
 from ztnode.controller.controller import Controller
 from ztnode.controller.store import ControllerStore
 from ztnode.crypto import c25519_generate
 from ztnode.identity import Identity
 from ztnode.testing.world import seeded_random_bytes
+from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.transport.httpapi import JsonApi
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import Root, World, WorldType

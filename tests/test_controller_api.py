@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import test_identities
-from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.controller.configbuild import build_config
 from ztnode.controller.controller import Controller
 from ztnode.controller.store import ControllerStore
 from ztnode.testing.world import seeded_random_bytes
+from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.transport.httpapi import JsonApi, Request, fetch_json
 from ztnode.wire.netconf import NetworkConfigRequestMetadata
 

@@ -29,7 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ztnode.crypto import SymmetricKey, accel
+from ztnode import accel
+from ztnode.crypto import SymmetricKey
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
 from ztnode.netstack.ipv4 import IPv4Header

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
+from ztnode import accel
 from ztnode.core import events as ev
 from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.core.counters import Counters, Drop
@@ -56,7 +57,7 @@ from ztnode.core.peer import (
 )
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.topology import Topology
-from ztnode.crypto import SymmetricKey, accel
+from ztnode.crypto import SymmetricKey
 from ztnode.errors import CryptoError, DecodeError, LocalProtocolError
 from ztnode.identity import Identity, address_to_str
 from ztnode.wire import packet as pk

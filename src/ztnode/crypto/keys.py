@@ -32,7 +32,7 @@ class SymmetricKey:
 
     raw: bytes
     salsa_key: bytes
-    # The C accelerator's per-key AES contexts (ztnode.crypto.accel), made on first cipher-3 use.
+    # The C accelerator's per-key AES contexts (ztnode.accel), made on first cipher-3 use.
     _accel: object
 
     def __init__(self, key48: bytes | bytearray | memoryview) -> None:

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from ztnode.crypto import accel
+from ztnode import accel
 
 Buf = bytes | bytearray | memoryview
 

@@ -3,7 +3,7 @@
 Why: a bulk TCP transfer brings tens of thousands of datagrams a second, and the per-datagram
 Python path (read, reassemble, dearmor, dispatch, Ethernet, IP, TCP) was the bottleneck of the
 whole node, at about 45 us per full segment. :func:`zt_rx_burst` in the C accelerator
-(``ztnode.crypto._accel_build``) reads up to :data:`BURST` datagrams in one ``recvmmsg``, puts
+(``ztnode/accel/csrc/rx_burst.c``) reads up to :data:`BURST` datagrams in one ``recvmmsg``, puts
 the pieces of a fragmented packet back together when they all arrived in the same burst,
 authenticates and decrypts packets from peers whose key it caches, and joins consecutive
 in-order segments of one TCP flow carried in FRAMEs into one large segment (Linux's GRO), with
@@ -29,7 +29,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Final, Protocol
 
-from ztnode.crypto import accel
+from ztnode import accel
 from ztnode.crypto.keys import SymmetricKey
 
 Addr = tuple[str, int]

@@ -33,9 +33,9 @@ from typing import Any, Final
 
 import lz4.block
 
+from ztnode import accel
 from ztnode.crypto import (
     SymmetricKey,
-    accel,
     salsa20_xor_into,
     salsa2012_poly1305_open_into,
     salsa2012_poly1305_seal_into,
@@ -380,7 +380,7 @@ def _dearmor_aes(packet: bytearray, ops: tuple[Any, ...]) -> bool:
     return hmac.compare_digest(_Q8.pack(hi ^ lo), d[8:16])
 
 
-# The C accelerator (ztnode.crypto.accel) does a whole armor or dearmor in one foreign call; it
+# The C accelerator (ztnode.accel) does a whole armor or dearmor in one foreign call; it
 # is bound here once, or None, so the dispatch below costs one test when it is absent.
 _accel_armor: Final = accel.armor if accel.AVAILABLE else None
 _accel_dearmor: Final = accel.dearmor if accel.AVAILABLE else None

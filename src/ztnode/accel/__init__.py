@@ -1,10 +1,16 @@
-"""The optional C accelerator for packet armor/dearmor (ciphers 0, 1 and 3), with typed wrappers.
+"""The optional C accelerator, with typed wrappers: packet armor/dearmor (ciphers 0, 1 and 3),
+the receive burst engine (driven by :mod:`ztnode.transport.burst`), the TCP segmentation cut and
+ones' complement sums.
 
 Why: per packet, the pure-Python armor path spends about as long in glue (slicing the header,
 folding and placing tags, several foreign calls) as in the ciphers themselves. The extension
-``ztnode.crypto._zt_accel`` (built from :mod:`ztnode.crypto._accel_build` at install time when a
-compiler and the OpenSSL and libsodium headers exist) does the whole per-packet job in one cffi
-call per direction, in place on the packet's ``bytearray``.
+``ztnode.accel._zt_accel`` (built from the C files in ``csrc/`` by :mod:`ztnode.accel._build` at
+install time when a compiler and the OpenSSL and libsodium headers exist) does the whole
+per-packet job in one cffi call per direction, in place on the packet's ``bytearray``.
+
+It sits just above :mod:`ztnode.crypto` (it keeps its AES contexts on the crypto layer's
+:class:`~ztnode.crypto.keys.SymmetricKey`) and below everything else: wire, netstack and
+transport call it, and each keeps the Python code the C stands in for as reference and fallback.
 
 It is optional by design. If it was not built, was built for another ABI, cannot load its shared
 libraries, or ``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import,
@@ -25,6 +31,7 @@ state must not be used from two threads at once; the C call runs without the GIL
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from typing import Any, Final
 
@@ -37,7 +44,9 @@ from ztnode.crypto.keys import (
 )
 
 DISABLE_ENV: Final = "ZTNODE_NO_ACCEL"
-MODULE: Final = "ztnode.crypto._zt_accel"
+MODULE: Final = "ztnode.accel._zt_accel"
+# A build to load instead of the installed one (CI's sanitizer build; see _build.py).
+PATH_ENV: Final = "ZTNODE_ACCEL_PATH"
 # Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
 # different meaning is ignored rather than trusted.
 ABI: Final = 2
@@ -53,6 +62,18 @@ def _disabled_reason() -> str | None:
     return None
 
 
+def _import_extension() -> Any:
+    path = os.environ.get(PATH_ENV, "")
+    if not path:
+        return importlib.import_module(MODULE)
+    spec = importlib.util.spec_from_file_location(MODULE, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{PATH_ENV}={path} is not a loadable extension")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _load() -> tuple[Any, Any, str | None]:
     """``(ffi, lib, None)``, or ``(None, None, reason)`` when the accelerator cannot be used."""
     reason = _disabled_reason()
@@ -61,7 +82,7 @@ def _load() -> tuple[Any, Any, str | None]:
     try:
         # importlib keeps mypy away from the compiled module, which has no stubs; everything it
         # exports is re-exposed below through typed functions.
-        mod = importlib.import_module(MODULE)
+        mod = _import_extension()
     except ImportError as e:  # not built, or libcrypto / libsodium missing at run time
         return None, None, f"{MODULE} could not be imported: {e}"
     lib = mod.lib

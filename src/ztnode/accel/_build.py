@@ -1,0 +1,134 @@
+"""cffi (API mode) builder for ``ztnode.accel._zt_accel``, the optional C accelerator.
+
+The C lives in ``csrc/`` as ordinary source files (the interface in ``zt_accel.h``, shared
+internals in ``zt_internal.h``), so compilers, sanitizers and C tooling see it as C. cffi's
+``cdef`` is derived from ``zt_accel.h`` (every ``#define`` becomes ``...`` so cffi reads the
+value from the compiled header): the interface is written once.
+
+The file imports nothing from ztnode because ``setup.py`` hands it to cffi's ``cffi_modules``
+hook, which executes it on its own at build time. By hand:
+
+- ``python src/ztnode/accel/_build.py`` compiles the extension next to this file (a source
+  checkout; the file is named for this interpreter and so takes precedence over pip's ``abi3``
+  build: delete it to go back);
+- ``--strict`` compiles each of our C files alone with ``-Wall -Wextra -Werror`` (CI does; the
+  install itself uses ``-Wall`` only, since cffi's generated wrapper trips ``-Wextra`` and a
+  newer compiler's new warning must not turn a user's install into the pure-Python fallback);
+- ``--sanitize DIR`` builds it with AddressSanitizer and UndefinedBehaviorSanitizer into
+  ``DIR`` and prints the file's path; ``ZTNODE_ACCEL_PATH=<that path>`` makes
+  :mod:`ztnode.accel` load it (run Python with libasan preloaded, see ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import cffi  # type: ignore[import-untyped]
+
+MODULE_NAME = "ztnode.accel._zt_accel"
+HERE = Path(__file__).resolve().parent
+CSRC = HERE / "csrc"
+HEADER = CSRC / "zt_accel.h"
+# Every C file of the accelerator; tests check this list against the folder.
+SOURCES = ("armor.c", "checksum.c", "rx.c", "rx_burst.c", "tx_tcp.c")
+LIBRARIES = ("crypto", "sodium")
+STRICT_FLAGS = ("-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror")
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1")
+
+
+def cdef_from_header(text: str) -> str:
+    """The declarations cffi needs, from the interface header: comments, include guard and
+    includes dropped, every ``#define NAME value`` turned into ``#define NAME ...``."""
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    out: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#define"):
+            name = stripped.split()[1]
+            if name != "ZT_ACCEL_H":
+                out.append(f"#define {name} ...")
+        elif not stripped.startswith("#"):
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _path_arg(p: Path, relative: bool) -> str:
+    """setuptools wants source paths relative to the project root, where an install runs;
+    ``FFI.compile`` changes directory, so a build by hand needs them absolute."""
+    if relative:
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    return str(p)
+
+
+def make_ffibuilder(
+    extra_compile_args: Sequence[str] = (),
+    extra_link_args: Sequence[str] = (),
+    *,
+    relative: bool = False,
+) -> cffi.FFI:
+    ffi = cffi.FFI()
+    ffi.cdef(cdef_from_header(HEADER.read_text()))
+    unix = sys.platform != "win32"
+    ffi.set_source(
+        MODULE_NAME,
+        '#include "zt_accel.h"\n',
+        sources=[_path_arg(CSRC / s, relative) for s in SOURCES],
+        include_dirs=[_path_arg(CSRC, relative)],
+        libraries=list(LIBRARIES),
+        extra_compile_args=(["-Wall"] if unix else []) + list(extra_compile_args),
+        extra_link_args=list(extra_link_args),
+    )
+    return ffi
+
+
+# What setup.py's cffi_modules hook builds.
+ffibuilder = make_ffibuilder(relative=True)
+
+
+def build_into(directory: Path, builder: cffi.FFI | None = None) -> Path:
+    """Compile the extension in a scratch directory and copy it into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        built = Path((builder or make_ffibuilder()).compile(tmpdir=tmp))
+        target = directory / built.name
+        shutil.copy2(built, target)
+    return target
+
+
+def strict_check() -> None:
+    """Compile every C file alone with warnings as errors (raises CalledProcessError)."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()
+    for name in SOURCES:
+        cmd = [*cc, *STRICT_FLAGS, f"-I{CSRC}", "-c", str(CSRC / name), "-o", os.devnull]
+        subprocess.run(cmd, check=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["--strict"]:
+        strict_check()
+        print(f"{len(SOURCES)} C files compile with {' '.join(STRICT_FLAGS)}")
+        return 0
+    if argv[:1] == ["--sanitize"] and len(argv) == 2:
+        builder = make_ffibuilder(SANITIZE_FLAGS, SANITIZE_FLAGS[:1])
+        print(build_into(Path(argv[1]), builder))
+        return 0
+    if not argv:
+        print(build_into(HERE))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

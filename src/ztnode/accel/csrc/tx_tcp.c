@@ -1,0 +1,120 @@
+/* Segmentation offload (Linux's GSO): one large TCP segment becomes the armored FRAME datagrams
+ * of its MSS-sized pieces in one call. Its Python twin and reference is the netstack's TcpBurst
+ * cut followed by the node's armor and fragmentation. */
+#include "zt_internal.h"
+
+#include <string.h>
+
+/* hdr: the IP header (20 bytes IPv4 without options, or 40 IPv6) and the TCP header of the
+ * first piece, options included; lengths, IPv4 ident and checksums are rewritten per piece.
+ * tcp_flags_last: the flags of the last piece; the others carry them minus PSH and FIN.
+ * zthdr: 28 bytes, the packet header with dest, source and verb FRAME (ID, flags, MAC are
+ * filled here). pids: 8 random bytes per piece. Writes the datagrams back to back into out,
+ * their lengths into lens; returns how many, or a negative ZT_TX_* error (nothing usable). */
+int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
+              const unsigned char *zthdr, const unsigned char *pids, size_t npids,
+              uint64_t nwid, unsigned int ethertype,
+              const unsigned char *hdr, size_t hdr_len, unsigned int ip_id,
+              const unsigned char *payload, size_t payload_len, size_t seg_size,
+              unsigned int tcp_flags_last, size_t mtu,
+              unsigned char *out, size_t out_cap, unsigned int *lens, int max_out)
+{
+    unsigned char pkt[ZT_ACCEL_MAX_PACKET];
+    size_t ihl, thl, pieces, i, at = 0;
+    int v6, nout = 0;
+    uint32_t seq0;
+    if (hdr_len < 40 || payload_len == 0 || seg_size == 0 || mtu < 64 ||
+        mtu > ZT_ACCEL_MAX_PACKET)
+        return ZT_TX_EARGS;
+    if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV)
+        return ZT_TX_EARGS;
+    if (cipher == CIPHER_AES_GMAC_SIV && aes == NULL)
+        return ZT_TX_EARGS;
+    v6 = (hdr[0] >> 4) == 6;
+    if (!v6 && hdr[0] != 0x45)
+        return ZT_TX_EARGS;
+    ihl = v6 ? 40 : 20;
+    if (hdr_len < ihl + 20)
+        return ZT_TX_EARGS;
+    thl = (size_t)(hdr[ihl + 12] >> 4) << 2;
+    if (thl < 20 || ihl + thl != hdr_len)
+        return ZT_TX_EARGS;
+    pieces = (payload_len + seg_size - 1) / seg_size;
+    if (pieces > npids || IDX_PAYLOAD + 10 + hdr_len + seg_size > ZT_ACCEL_MAX_PACKET)
+        return ZT_TX_EARGS;
+    seq0 = zt_be32(hdr + ihl + 4);
+    for (i = 0; i < pieces; i++) {
+        size_t off = i * seg_size;
+        size_t n = payload_len - off < seg_size ? payload_len - off : seg_size;
+        size_t tcp_len = thl + n, len = IDX_PAYLOAD + 10 + ihl + tcp_len, frags, k;
+        unsigned char *ip = pkt + IDX_PAYLOAD + 10, *tcp = ip + ihl;
+        uint32_t seq = seq0 + (uint32_t)off;
+        unsigned int sum, fl;
+        memcpy(pkt, zthdr, IDX_PAYLOAD);
+        memcpy(pkt, pids + 8 * i, 8);
+        for (k = 0; k < 8; k++)
+            pkt[IDX_PAYLOAD + k] = (unsigned char)(nwid >> (56 - 8 * k));
+        pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
+        pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
+        memcpy(ip, hdr, hdr_len);
+        memcpy(tcp + thl, payload + off, n);
+        if (v6) {
+            ip[4] = (unsigned char)(tcp_len >> 8);
+            ip[5] = (unsigned char)tcp_len;
+        } else {
+            unsigned int tot = (unsigned int)(20 + tcp_len);
+            unsigned int id = (ip_id + (unsigned int)i) & 0xffff;
+            ip[2] = (unsigned char)(tot >> 8);
+            ip[3] = (unsigned char)tot;
+            ip[4] = (unsigned char)(id >> 8);
+            ip[5] = (unsigned char)id;
+            ip[10] = 0;
+            ip[11] = 0;
+            sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
+            ip[10] = (unsigned char)(sum >> 8);
+            ip[11] = (unsigned char)sum;
+        }
+        tcp[4] = (unsigned char)(seq >> 24);
+        tcp[5] = (unsigned char)(seq >> 16);
+        tcp[6] = (unsigned char)(seq >> 8);
+        tcp[7] = (unsigned char)seq;
+        fl = i + 1 == pieces ? tcp_flags_last : (tcp_flags_last & ~0x09u);
+        tcp[13] = (unsigned char)fl;
+        tcp[16] = 0;
+        tcp[17] = 0;
+        sum = ~zt_ones_sum(tcp, tcp_len, zt_pseudo_sum(v6, v6 ? ip + 8 : ip + 12,
+                                                       (unsigned int)tcp_len)) & 0xffff;
+        tcp[16] = (unsigned char)(sum >> 8);
+        tcp[17] = (unsigned char)sum;
+        pkt[IDX_FLAGS] = len > mtu ? FLAG_FRAGMENTED : 0;
+        if (zt_armor(aes, salsa_key, pkt, len, cipher) != ZT_ACCEL_OK)
+            return ZT_TX_ECRYPTO;
+        frags = len <= mtu ? 1 : 1 + (len - mtu + (mtu - FRAG_HEADER) - 1) / (mtu - FRAG_HEADER);
+        if (frags > MAX_FRAGMENTS)
+            return ZT_TX_EARGS;
+        if (nout + (int)frags > max_out || at + len + FRAG_HEADER * (frags - 1) > out_cap)
+            return ZT_TX_ESPACE;
+        if (frags == 1) {
+            memcpy(out + at, pkt, len);
+            lens[nout++] = (unsigned int)len;
+            at += len;
+            continue;
+        }
+        memcpy(out + at, pkt, mtu);
+        lens[nout++] = (unsigned int)mtu;
+        at += mtu;
+        for (k = 1; k < frags; k++) {
+            size_t start = mtu + (k - 1) * (mtu - FRAG_HEADER);
+            size_t m = len - start < mtu - FRAG_HEADER ? len - start : mtu - FRAG_HEADER;
+            memcpy(out + at, pkt, 13);
+            out[at + 13] = FRAG_INDICATOR;
+            out[at + 14] = (unsigned char)((frags << 4) | k);
+            out[at + 15] = 0;
+            memcpy(out + at + FRAG_HEADER, pkt + start, m);
+            lens[nout++] = (unsigned int)(FRAG_HEADER + m);
+            at += FRAG_HEADER + m;
+        }
+    }
+    return nout;
+}
+

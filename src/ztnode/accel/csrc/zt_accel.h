@@ -1,0 +1,111 @@
+/* The C accelerator's interface: what Python calls through cffi (ztnode.accel).
+ *
+ * Why C at all: per packet, the Python glue around a few cheap cipher calls, and per datagram the
+ * read-reassemble-dearmor path, cost as much as the work itself; these functions do a whole
+ * packet (armor, dearmor), a whole receive burst (recvmmsg, reassembly, dearmor, TCP segment
+ * coalescing) or a whole large TCP segment (cut, checksum, armor, fragment) per foreign call.
+ * The Python code each stands in for remains the reference, checked byte for byte in tests.
+ *
+ * The region between the cdef markers is read by ztnode/accel/_build.py into cffi's cdef as is,
+ * so the record layouts are declared once for both sides. */
+#ifndef ZT_ACCEL_H
+#define ZT_ACCEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bumped whenever the functions below change meaning, so a stale build is never used. */
+#define ZT_ACCEL_ABI 2
+
+/* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
+ * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
+#define ZT_ACCEL_OK 0
+#define ZT_ACCEL_AUTHENTIC 1
+#define ZT_ACCEL_NOT_AUTHENTIC 0
+#define ZT_ACCEL_ELENGTH (-1)  /* outside MIN..MAX_PACKET */
+#define ZT_ACCEL_ECIPHER (-2)  /* armor: a suite other than 0, 1, 3 */
+#define ZT_ACCEL_ENOKEY (-3)   /* cipher 3 but no AES context given: build one and call again */
+#define ZT_ACCEL_ECRYPTO (-4)  /* an OpenSSL call failed (allocation); the packet is unchanged */
+
+/* Packet size bounds: the shortest armored packet and the reassembly buffer (MTU x 7 pieces). */
+#define ZT_ACCEL_MIN_PACKET 28
+#define ZT_ACCEL_MAX_PACKET 10024
+
+/* Receive bursts: at most ZT_RX_MAX_DGRAMS datagrams of up to ZT_RX_SLOT bytes per call. */
+#define ZT_RX_MAX_DGRAMS 64
+#define ZT_RX_SLOT 16384
+#define ZT_RX_ARENA (ZT_RX_MAX_DGRAMS * ZT_RX_SLOT)
+
+/* Record kinds. Records are twelve uint64_t fields, no padding, so Python reads a burst's
+ * records with one struct.iter_unpack("=12Q") instead of a foreign attribute access per field. */
+#define ZT_RX_DATAGRAM 0
+#define ZT_RX_WHOLE 1
+#define ZT_RX_PLAIN 2
+#define ZT_RX_TRUNCATED 3
+
+#define ZT_RX_EUNSUPPORTED (-1000)
+#define ZT_RX_EARGS (-1001)
+
+/* zt_tx_tcp errors. */
+#define ZT_TX_EARGS (-1)
+#define ZT_TX_ESPACE (-2)
+#define ZT_TX_ECRYPTO (-3)
+
+/* cdef-begin */
+typedef struct {
+    uint64_t kind;
+    uint64_t off;
+    uint64_t len;
+    uint64_t pieces;
+    uint64_t frames;
+    uint64_t wire_bytes;
+    uint64_t src;
+    uint64_t family;
+    uint64_t port;
+    uint64_t ip_hi;
+    uint64_t ip_lo;
+    uint64_t scope;
+} zt_rx_rec;
+
+typedef struct {
+    uint64_t datagrams;
+    uint64_t bursts;
+    uint64_t reassembled;
+    uint64_t decrypted;
+    uint64_t mac_failed;
+    uint64_t coalesced;
+    uint64_t truncated;
+} zt_rx_stats;
+/* cdef-end */
+
+typedef struct zt_aes_ctx zt_aes_ctx;
+typedef struct zt_rx zt_rx;
+
+int zt_accel_init(void);
+zt_aes_ctx *zt_aes_new(const unsigned char *k0, const unsigned char *k1);
+void zt_aes_free(zt_aes_ctx *aes);
+int zt_armor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *pkt, size_t len,
+             int cipher);
+int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *pkt, size_t len);
+
+unsigned int zt_ones_sum(const unsigned char *p, size_t n, uint64_t initial);
+
+int zt_rx_supported(void);
+zt_rx *zt_rx_new(uint64_t self_addr);
+void zt_rx_free(zt_rx *rx);
+zt_rx_stats *zt_rx_get_stats(zt_rx *rx);
+int zt_rx_set_peer(zt_rx *rx, uint64_t addr, zt_aes_ctx *aes, const unsigned char *salsa_key);
+void zt_rx_forget(zt_rx *rx, uint64_t addr);
+int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n);
+int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
+                int max_recs, int max_dgrams, int gro);
+
+int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
+              const unsigned char *zthdr, const unsigned char *pids, size_t npids,
+              uint64_t nwid, unsigned int ethertype,
+              const unsigned char *hdr, size_t hdr_len, unsigned int ip_id,
+              const unsigned char *payload, size_t payload_len, size_t seg_size,
+              unsigned int tcp_flags_last, size_t mtu,
+              unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
+
+#endif

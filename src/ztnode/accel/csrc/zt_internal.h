@@ -1,0 +1,131 @@
+/* What the accelerator's source files share and Python does not see: the ZeroTier packet
+ * layout, the receive engine's state, and small byte-order helpers. */
+#ifndef ZT_INTERNAL_H
+#define ZT_INTERNAL_H
+
+/* recvmmsg and struct mmsghdr; every source file includes this header before any other. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include "zt_accel.h"
+
+#ifdef __linux__
+#include <netinet/in.h>
+#include <sys/socket.h>
+#endif
+
+/* Functions shared between files but not part of the interface stay out of the symbol table. */
+#define ZT_HIDDEN __attribute__((visibility("hidden")))
+
+/* Packet layout (ZeroTier 1.x header): id/iv 0..7, dest 8..12, source 13..17, flags 18,
+ * MAC 19..26, verb and payload from 27. */
+#define IDX_DEST 8
+#define IDX_FLAGS 18
+#define IDX_MAC 19
+#define IDX_VERB 27
+
+/* Flags byte FFCCCHHH. Hops (low 3 bits) change in transit, so they are never authenticated;
+ * the fragment flag and hops survive a cipher change; 0x80 is the legacy "encrypted" bit, set
+ * iff the suite is 1. */
+#define FLAGS_AUTH_MASK 0xf8
+#define FLAGS_KEEP_MASK 0x47
+#define FLAGS_CIPHER_MASK 0x38
+#define FLAGS_CIPHER_0 0x00
+#define FLAGS_CIPHER_1 0x88
+#define FLAGS_CIPHER_3 0x18
+
+#define CIPHER_POLY1305_NONE 0
+#define CIPHER_POLY1305_SALSA2012 1
+#define CIPHER_AES_GMAC_SIV 3
+
+#define SALSA_KEY_BYTES 32
+#define SALSA_BLOCK 64
+#define MAC_BYTES 8
+
+/* The receive engine's bounds: cached peer keys, networks whose segments may be joined, and the
+ * largest IP packet a joined segment may become. */
+#define ZT_RX_PEERS 64
+#define ZT_RX_NETS 16
+#define ZT_RX_GRO_MAX_IP 65000
+
+#define IDX_SOURCE 13
+#define IDX_PAYLOAD 28
+#define FRAG_HEADER 16
+#define FRAG_INDICATOR 0xff
+#define FLAG_FRAGMENTED 0x40
+#define MAX_FRAGMENTS 16
+#define VERB_FRAME 0x06
+
+
+typedef struct {
+    uint64_t addr;
+    zt_aes_ctx *aes;
+    unsigned char salsa[SALSA_KEY_BYTES];
+    int used;
+} zt_rx_peer;
+
+/* What a coalescable segment looks like, kept for the last record written. */
+typedef struct {
+    int valid;
+    unsigned int rec;
+    uint64_t src;
+    uint64_t nwid;
+    int v6;
+    unsigned int ip_off;   /* IP header, from the record start */
+    unsigned int ihl;
+    unsigned int thl;
+    unsigned char addrs[32];
+    unsigned char ports[4];
+    uint32_t next_seq;
+    uint32_t ack;
+    uint16_t window;
+    unsigned char opts[12];
+    unsigned char flags;
+    unsigned int tcp_len;  /* header + payload, grows as segments join */
+    int sender;            /* datagram index whose source address the record carries */
+} zt_rx_flow;
+
+struct zt_rx {
+    uint64_t self;
+    zt_rx_peer peers[ZT_RX_PEERS];
+    uint64_t nets[ZT_RX_NETS];
+    int nnets;
+    unsigned char *slots;
+#ifdef __linux__
+    struct mmsghdr msgs[ZT_RX_MAX_DGRAMS];
+    struct iovec iov[ZT_RX_MAX_DGRAMS];
+    struct sockaddr_storage names[ZT_RX_MAX_DGRAMS];
+#endif
+    zt_rx_stats stats;
+};
+
+static inline uint64_t zt_be40(const unsigned char *p)
+{
+    return ((uint64_t)p[0] << 32) | ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) |
+           ((uint64_t)p[3] << 8) | (uint64_t)p[4];
+}
+
+static inline uint64_t zt_be64(const unsigned char *p)
+{
+    return (zt_be40(p) << 24) | ((uint64_t)p[5] << 16) | ((uint64_t)p[6] << 8) | (uint64_t)p[7];
+}
+
+static inline unsigned int zt_be16(const unsigned char *p)
+{
+    return ((unsigned int)p[0] << 8) | p[1];
+}
+
+static inline uint32_t zt_be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* checksum.c */
+ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned int tcp_len);
+
+/* rx.c */
+ZT_HIDDEN zt_rx_peer *zt_rx_peer_for(zt_rx *rx, uint64_t addr);
+ZT_HIDDEN int zt_rx_gro_net(const zt_rx *rx, uint64_t nwid);
+
+#endif
