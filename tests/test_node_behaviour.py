@@ -20,14 +20,7 @@ from itertools import pairwise
 
 from tests.conftest import test_identities
 from ztnode.core import events as ev
-from ztnode.core.node import (
-    ECHO_ANSWER_INTERVAL,
-    HOUSEKEEPING_PERIOD,
-    PING_CHECK_INTERVAL,
-    Node,
-    NodeConfig,
-    Outgoing,
-)
+from ztnode.core.node import Node, NodeConfig, Outgoing
 from ztnode.core.path import PATH_ALIVE_TIMEOUT, PATH_HEARTBEAT_PERIOD
 from ztnode.core.peer import (
     PEER_ACTIVITY_TIMEOUT,
@@ -37,6 +30,7 @@ from ztnode.core.peer import (
     PUSH_DIRECT_PATHS_CUTOFF_LIMIT,
     PUSH_DIRECT_PATHS_CUTOFF_TIME,
 )
+from ztnode.core.timing import ECHO_ANSWER_INTERVAL, HOUSEKEEPING_PERIOD, PING_CHECK_INTERVAL
 from ztnode.crypto import SymmetricKey
 from ztnode.identity import Identity
 from ztnode.testing.fakenet import FakeNetwork

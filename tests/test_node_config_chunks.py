@@ -162,19 +162,19 @@ def test_chunk_signed_by_another_key_is_dropped() -> None:
     raw = new_config(w, ctl, a, "forged")
     impostor = IDS[-1]  # not the controller (nwid >> 24)
     assert impostor.address != nwid >> 24
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, signed(nwid, raw, impostor, 11), w.net.now)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, signed(nwid, raw, impostor, 11), w.net.now)
     w.run_for(1_000)
     assert a.counters.drops[Drop.BAD_SIGNATURE.value] == before + 1
     assert name_of(a.network(nwid)) == "test"
     # A genuine signature over other bytes fails the same way (data swapped after signing).
     good = NetworkConfigChunk.decode(signed(nwid, raw, ctl_node.identity, 12))
     tampered = replace(good, data=raw.replace(b"forged", b"fooled"))
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, tampered.encode(), w.net.now)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, tampered.encode(), w.net.now)
     w.run_for(1_000)
     assert a.counters.drops[Drop.BAD_SIGNATURE.value] == before + 2
     assert name_of(a.network(nwid)) == "test"
     # The same update with the controller's signature is taken.
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, good.encode(), w.net.now)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, good.encode(), w.net.now)
     assert w.run_until(lambda: name_of(a.network(nwid)) == "forged", 2_000)
     assert a.counters.drops[Drop.BAD_SIGNATURE.value] == before + 2
 
@@ -183,7 +183,7 @@ def test_signed_chunk_relayed_by_another_member_is_accepted() -> None:
     """The signature, not the sender, makes a signed chunk trusted (fast propagation)."""
     w, ctl_node, ctl, nwid, a, b = joined()
     raw = new_config(w, ctl, a, "via-b")
-    b._send(a.address, Verb.NETWORK_CONFIG, signed(nwid, raw, ctl_node.identity, 21), w.net.now)
+    b.switch.send(a.address, Verb.NETWORK_CONFIG, signed(nwid, raw, ctl_node.identity, 21), w.net.now)
     assert w.run_until(lambda: name_of(a.network(nwid)) == "via-b", 2_000)
 
 
@@ -191,12 +191,12 @@ def test_unsigned_chunk_only_from_the_controller() -> None:
     w, ctl_node, ctl, nwid, a, b = joined()
     before = a.counters.drops[Drop.UNTRUSTED_SENDER.value]
     legacy = NetworkConfigChunk.legacy(nwid, new_config(w, ctl, a, "from-b")).encode()
-    b._send(a.address, Verb.NETWORK_CONFIG, legacy, w.net.now)
+    b.switch.send(a.address, Verb.NETWORK_CONFIG, legacy, w.net.now)
     assert w.run_until(lambda: a.counters.drops[Drop.UNTRUSTED_SENDER.value] == before + 1, 2_000)
     assert name_of(a.network(nwid)) == "test"
     # The legacy form straight from the controller is still honoured (old controllers).
     legacy = NetworkConfigChunk.legacy(nwid, new_config(w, ctl, a, "from-ctl")).encode()
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, legacy, w.net.now)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, legacy, w.net.now)
     assert w.run_until(lambda: name_of(a.network(nwid)) == "from-ctl", 2_000)
     assert a.counters.drops[Drop.UNTRUSTED_SENDER.value] == before + 1
 
@@ -209,17 +209,17 @@ def test_multi_chunk_push_out_of_order_with_duplicates() -> None:
     chunks = [signed(nwid, raw, ctl_node.identity, 31, lo, hi - lo) for lo, hi in pairwise(cuts)]
     w.events(a)
     for i in (2, 0, 2, 3, 0):
-        ctl_node._send(a.address, Verb.NETWORK_CONFIG, chunks[i], w.net.now, compress=True)
+        ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, chunks[i], w.net.now, compress=True)
         w.run_for(100)
         assert name_of(a.network(nwid)) == "test"  # chunk 1 is still missing
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, chunks[1], w.net.now, compress=True)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, chunks[1], w.net.now, compress=True)
     assert w.run_until(lambda: name_of(a.network(nwid)) == "chunked", 2_000)
     updates = [e for e in w.events(a) if isinstance(e, ev.NetworkConfigUpdated)]
     assert [u.revision for u in updates] == [7]
     assert NetworkConfig.decode(updates[0].config).name == "chunked"
     # Late duplicates of the finished update change nothing.
     for c in chunks:
-        ctl_node._send(a.address, Verb.NETWORK_CONFIG, c, w.net.now, compress=True)
+        ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, c, w.net.now, compress=True)
     w.run_for(500)
     assert not [e for e in w.events(a) if isinstance(e, ev.NetworkConfigUpdated)]
 
@@ -235,7 +235,7 @@ def test_oversized_total_over_the_wire_is_ignored() -> None:
         chunk_index=0,
         sign=ctl_node.identity.sign,
     )
-    ctl_node._send(a.address, Verb.NETWORK_CONFIG, chunk.encode(), w.net.now, compress=True)
+    ctl_node.switch.send(a.address, Verb.NETWORK_CONFIG, chunk.encode(), w.net.now, compress=True)
     w.run_for(1_000)
     net = a.network(nwid)
     assert name_of(net) == "test"

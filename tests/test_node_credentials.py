@@ -92,7 +92,7 @@ def test_credentials_go_out_with_the_first_frame_only() -> None:
     assert b.network(nwid).gate(a.address, a.identity)  # type: ignore[union-attr]
     # A request right after that push is not answered: one rate limit covers both kinds of push.
     need = Error.need_membership_certificate(Verb.FRAME, 1, nwid).encode()
-    b._send(a.address, Verb.ERROR, need, w.net.now)
+    b.switch.send(a.address, Verb.ERROR, need, w.net.now)
     w.run_for(500)
     assert a.counters.verbs_in["ERROR"] == 1
     assert creds_in(b) == base + 1
@@ -118,14 +118,14 @@ def test_inbound_credentials_are_taken_once_a_second_per_peer() -> None:
     assert cfg is not None and cfg.com is not None
     body = NetworkCredentials(coms=(cfg.com,)).encode()
     before = b.counters.drops[Drop.RATE_LIMITED.value]
-    a._send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
+    a.switch.send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
     w.run_for(PEER_CREDENTIALS_RATE_LIMIT // 2)
-    a._send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
+    a.switch.send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
     w.run_for(PEER_CREDENTIALS_RATE_LIMIT // 4)
     assert b.counters.drops[Drop.RATE_LIMITED.value] == before + 1
     assert b.network(nwid).gate(a.address, a.identity)  # type: ignore[union-attr]  # the first
     w.run_for(PEER_CREDENTIALS_RATE_LIMIT)
-    a._send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
+    a.switch.send(b.address, Verb.NETWORK_CREDENTIALS, body, w.net.now)
     w.run_for(100)
     assert b.counters.drops[Drop.RATE_LIMITED.value] == before + 1
 
@@ -135,20 +135,20 @@ def test_need_membership_certificate_makes_the_node_push() -> None:
     base = creds_in(b)
     assert not b.network(nwid).gate(a.address, a.identity)  # type: ignore[union-attr]
     need = Error.need_membership_certificate(Verb.FRAME, 1, nwid).encode()
-    b._send(a.address, Verb.ERROR, need, w.net.now)
+    b.switch.send(a.address, Verb.ERROR, need, w.net.now)
     assert w.run_until(lambda: creds_in(b) == base + 1, 2_000)
     assert b.network(nwid).gate(a.address, a.identity)  # type: ignore[union-attr]
     # Asked again within a second: no second push; after it: pushed again.
-    b._send(a.address, Verb.ERROR, need, w.net.now)
+    b.switch.send(a.address, Verb.ERROR, need, w.net.now)
     w.run_for(NEED_CREDENTIALS_PUSH_INTERVAL // 2)
     assert creds_in(b) == base + 1
     w.run_for(NEED_CREDENTIALS_PUSH_INTERVAL)
-    b._send(a.address, Verb.ERROR, need, w.net.now)
+    b.switch.send(a.address, Verb.ERROR, need, w.net.now)
     assert w.run_until(lambda: creds_in(b) == base + 2, 2_000)
     # A request for a network the node has not joined is ignored.
     other = Error.need_membership_certificate(Verb.FRAME, 1, nwid ^ 1).encode()
     w.run_for(2 * NEED_CREDENTIALS_PUSH_INTERVAL)
-    b._send(a.address, Verb.ERROR, other, w.net.now)
+    b.switch.send(a.address, Verb.ERROR, other, w.net.now)
     w.run_for(1_000)
     assert creds_in(b) == base + 2
 

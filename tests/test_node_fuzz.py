@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import test_identities
 from ztnode.core import events as ev
-from ztnode.core.node import MAX_WHOIS_PENDING, RX_QUEUE_SIZE, TX_QUEUE_SIZE, Node
+from ztnode.core.node import Node
+from ztnode.core.timing import MAX_WHOIS_PENDING, RX_QUEUE_SIZE, TX_QUEUE_SIZE
 from ztnode.testing.world import LocalWorld
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import (
@@ -474,11 +475,11 @@ def test_unknown_sources_are_parked_then_time_out() -> None:
         buf = pk.new_packet(rng.randbytes(8), b.address, s, Verb.ECHO, b"who am i")
         buf[18] = Cipher.POLY1305_SALSA2012 << 3
         feed(w, b, bytes(buf), UNKNOWN_REMOTES[0])
-    assert len(b._rx_queue) == 10
+    assert len(b.whois.rx_queue) == 10
     whois = [o for o in b.datagrams_to_send(w.net.now) if o.remote == w.addresses[root.address]]
     assert len(whois) == 10  # one WHOIS per unknown source, to the root
     w.run_for(6_000)  # the root does not know them either
-    assert not b._rx_queue
+    assert not b.whois.rx_queue
     assert delta(c0, b.counters.drops) == {"whois_timeout": 10}
     healthy(w)
 
@@ -515,9 +516,9 @@ def test_flood_of_unknown_sources_and_fragments_keeps_memory_bounded() -> None:
         if i % 500 == 0:
             # Every half virtual second, as a flood would spread out.
             w.run_for(100)
-        assert len(b._rx_queue) <= RX_QUEUE_SIZE
-        assert len(b._tx_queue) <= TX_QUEUE_SIZE
-        assert len(b._whois) <= MAX_WHOIS_PENDING
+        assert len(b.whois.rx_queue) <= RX_QUEUE_SIZE
+        assert len(b.whois.tx_queue) <= TX_QUEUE_SIZE
+        assert len(b.whois.pending) <= MAX_WHOIS_PENDING
         assert b.reassembler.pending <= DEFAULT_REASSEMBLY_SLOTS
         assert b.reassembler.buffered_bytes <= DEFAULT_REASSEMBLY_SLOTS * MAX_PACKET_LENGTH
     assert b.counters.drops["unknown_peer_queue_full"] >= n_sources - RX_QUEUE_SIZE - 100
@@ -525,8 +526,8 @@ def test_flood_of_unknown_sources_and_fragments_keeps_memory_bounded() -> None:
     w.run_for(6_000)
     # WHOIS is asked once per unknown source; only what is still queued is asked again.
     assert len(to_root) <= n_sources + RX_QUEUE_SIZE * 12, len(to_root)
-    assert len(b._whois) <= 2 * RX_QUEUE_SIZE
-    assert not b._rx_queue
+    assert len(b.whois.pending) <= 2 * RX_QUEUE_SIZE
+    assert not b.whois.rx_queue
     w.run_for(60_000)  # housekeeping forgets the paths the flood created
     assert len(b.paths) <= 4, len(b.paths)
     assert b.reassembler.pending == 0

@@ -44,7 +44,7 @@ def statuses(events: list[object]) -> list[str]:
 def test_config_request_errors_from_the_controller(code: ErrorCode) -> None:
     w, ctl_node, _ctl, nwid, a, _b = joined()
     w.events(a)
-    ctl_node._send(a.address, Verb.ERROR, error(NCR, code, nwid), w.net.now)
+    ctl_node.switch.send(a.address, Verb.ERROR, error(NCR, code, nwid), w.net.now)
     w.run_for(1_000)
     net = a.network(nwid)
     assert net is not None and net.status == EFFECT[code]
@@ -59,7 +59,7 @@ def test_config_request_errors_from_the_controller(code: ErrorCode) -> None:
 def test_errors_from_other_members_leave_the_status_alone(code: ErrorCode) -> None:
     w, _ctl_node, _ctl, nwid, a, b = joined()
     w.events(a)
-    b._send(a.address, Verb.ERROR, error(NCR, code, nwid), w.net.now)
+    b.switch.send(a.address, Verb.ERROR, error(NCR, code, nwid), w.net.now)
     assert w.run_until(lambda: a.counters.verbs_in["ERROR"] > 0, 2_000)
     w.run_for(500)
     assert a.network(nwid).status == NetworkStatus.OK  # type: ignore[union-attr]
@@ -69,12 +69,12 @@ def test_errors_from_other_members_leave_the_status_alone(code: ErrorCode) -> No
 def test_not_found_counts_only_in_re_a_config_request() -> None:
     w, ctl_node, _ctl, nwid, a, _b = joined()
     for code in (ErrorCode.OBJ_NOT_FOUND, ErrorCode.UNSUPPORTED_OPERATION):
-        ctl_node._send(a.address, Verb.ERROR, error(Verb.FRAME, code, nwid), w.net.now)
+        ctl_node.switch.send(a.address, Verb.ERROR, error(Verb.FRAME, code, nwid), w.net.now)
     w.run_for(1_000)
     assert a.counters.verbs_in["ERROR"] == 2
     assert a.network(nwid).status == NetworkStatus.OK  # type: ignore[union-attr]
     # ACCESS_DENIED from the controller needs no particular in-re verb.
-    ctl_node._send(
+    ctl_node.switch.send(
         a.address, Verb.ERROR, error(Verb.FRAME, ErrorCode.NETWORK_ACCESS_DENIED, nwid), w.net.now
     )
     w.run_for(1_000)

@@ -187,7 +187,7 @@ def test_non_member_frames_are_refused() -> None:
     from ztnode.wire.constants import Verb
     from ztnode.wire.verbs import Frame
 
-    a._send(b.address, Verb.FRAME, Frame(nwid, 0x0800, b"intruder").encode(), w.net.now)
+    a.switch.send(b.address, Verb.FRAME, Frame(nwid, 0x0800, b"intruder").encode(), w.net.now)
     w.run_for(5_000)
     assert not _frames(w, b)
     assert b.counters.drops["not_a_member"] >= 1

@@ -113,13 +113,13 @@ def test_root_keeps_multicast_subscriptions_and_answers_gathers() -> None:
     a, b = w.leaves
     nwid, mac, adi = 0x8056C2E21C000001, 0xFFFFFFFFFFFF, 0x0A000001
     like = MulticastLike((MulticastSubscription(nwid, mac, adi),)).encode()
-    a._send(root.address, Verb.MULTICAST_LIKE, like, w.net.now, compress=True)
+    a.switch.send(root.address, Verb.MULTICAST_LIKE, like, w.net.now, compress=True)
     assert w.run_until(
         lambda: root.multicast_subscribers(nwid, mac, adi, w.net.now) == [a.address], 5_000
     )
     oks = b.counters.verbs_in["OK"]
     gather = MulticastGather.create(nwid, mac, adi, 16).encode()
-    b._send(root.address, Verb.MULTICAST_GATHER, gather, w.net.now)
+    b.switch.send(root.address, Verb.MULTICAST_GATHER, gather, w.net.now)
     assert w.run_until(lambda: b.counters.verbs_in["OK"] > oks, 5_000)
     # Subscriptions expire after 10 minutes without a renewed LIKE.
     w.run_for(610_000)

@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import test_identities
 from ztnode.core import events as ev
 from ztnode.core.counters import Drop
-from ztnode.core.node import QUEUE_TIMEOUT, WHOIS_RETRY_DELAY, Node
+from ztnode.core.node import Node
+from ztnode.core.timing import QUEUE_TIMEOUT, WHOIS_RETRY_DELAY
 from ztnode.crypto import SymmetricKey
 from ztnode.testing.world import LocalWorld
 from ztnode.wire import packet as pk
@@ -79,8 +80,8 @@ def test_whois_retries_every_500_ms_then_stops(waiting: str) -> None:
     check_schedule([t for t, _ in log], start)
     assert a.counters.drops[Drop.WHOIS_TIMEOUT.value] == 1
     # Nothing is left waiting or remembered, so the queue timer has gone quiet.
-    assert not a._tx_queue and not a._rx_queue and not a._whois
-    assert a._next_queue_tick is None
+    assert not a.whois.tx_queue and not a.whois.rx_queue and not a.whois.pending
+    assert a.whois.next_tick is None
 
 
 def test_an_answer_stops_the_asking() -> None:
@@ -98,4 +99,4 @@ def test_an_answer_stops_the_asking() -> None:
     )
     w.run_for(10_000)
     assert [addrs for _, addrs in log] == [(b.address,)]
-    assert b.address not in a._whois
+    assert b.address not in a.whois.pending

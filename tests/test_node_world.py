@@ -78,7 +78,7 @@ def test_two_leaves_find_a_direct_path_via_rendezvous() -> None:
     assert echo(w, a, b, b"direct")
     assert root.counters.packets_in == before  # the root saw none of it
     assert a.peer(b.address).supports_aes()  # type: ignore[union-attr]
-    assert a._cipher_for(a.peer(b.address)) == Cipher.AES_GMAC_SIV  # type: ignore[arg-type]
+    assert a.switch.cipher_for(a.peer(b.address)) == Cipher.AES_GMAC_SIV  # type: ignore[arg-type]
     evs = w.events(a)
     assert of_type(evs, ev.PeerDirect)
 

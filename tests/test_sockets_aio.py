@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import test_identities
-from ztnode.core.node import Node as CoreNode
+from ztnode.netstack.host import Host
 from ztnode.sockets.aio import Network
 from ztnode.testing.local import LocalZtWorld
 from ztnode.transport import burst
@@ -57,7 +57,7 @@ def test_stream_echo_and_bulk(
     (the per-datagram Python paths, which are what runs where the accelerator is missing)."""
     if not fast:
         monkeypatch.setattr(burst, "AVAILABLE", False)
-        monkeypatch.setattr(CoreNode, "can_send_tcp_pieces", property(lambda self: False))
+        monkeypatch.setattr(Host, "can_cut_segments", property(lambda self: False))
     elif not burst.AVAILABLE:
         if os.environ.get("ZTNODE_REQUIRE_ACCEL", "") not in ("", "0"):
             pytest.fail(f"ZTNODE_REQUIRE_ACCEL=1 but the C paths are unavailable: {burst.REASON}")

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import StrEnum
+from typing import Final
+
+from ztnode.wire.constants import Cipher, Verb
+
+# Counter labels by cipher suite and by verb number, for every value of the 3- and 5-bit
+# fields (so a label lookup never fails on hostile input), built once.
+CIPHER_LABELS: Final = {c.value: c.name for c in Cipher} | {v: f"cipher{v}" for v in range(4, 8)}
+VERB_LABELS: Final = tuple(
+    Verb(v).name if v in Verb._value2member_map_ else f"0x{v:02x}" for v in range(32)
+)
 
 
 class Drop(StrEnum):

@@ -33,9 +33,10 @@ from ipaddress import (
     ip_network,
 )
 
+from ztnode import accel
 from ztnode.core import events as ev
-from ztnode.core.node import Node, Outgoing
-from ztnode.crypto import SymmetricKey
+from ztnode.core.node import Node
+from ztnode.core.records import Inbound, Outgoing
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent, TcpBurst
 from ztnode.wire.inetaddr import IpScope, ip_scope
 
@@ -105,36 +106,10 @@ class Host:
         self.node.receive_datagram(data, local, remote, now)
         self._drain(now)
 
-    def receive_reassembled(
-        self,
-        packet: bytearray,
-        local: tuple[str, int],
-        remote: tuple[str, int],
-        now: int,
-        pieces: int,
-        wire_bytes: int,
-    ) -> None:
-        """A packet the transport's burst reader put together (see ``Node.receive_reassembled``),
-        then its frames on to the stacks like any other."""
-        self.node.receive_reassembled(packet, local, remote, now, pieces, wire_bytes)
-        self._drain(now)
-
-    def receive_authenticated(
-        self,
-        packet: bytearray,
-        key: SymmetricKey,
-        local: tuple[str, int],
-        remote: tuple[str, int],
-        now: int,
-        pieces: int,
-        wire_bytes: int,
-        frames: int = 1,
-    ) -> bool:
-        """A packet the burst reader already decrypted (see ``Node.receive_authenticated``);
-        False when its key was stale and it was dropped."""
-        ok = self.node.receive_authenticated(
-            packet, key, local, remote, now, pieces, wire_bytes, frames
-        )
+    def receive(self, inbound: Inbound, now: int) -> bool:
+        """Anything the transport hands in (see ``Node.receive``), then the frames it yields on
+        to the stacks; False when an authenticated packet's key was stale and it was dropped."""
+        ok = self.node.receive(inbound, now)
         self._drain(now)
         return ok
 
@@ -189,17 +164,7 @@ class Host:
             frames = stack.frames_to_send(now)
             for dst_mac, ethertype, payload in frames:
                 if isinstance(payload, TcpBurst):
-                    if node.send_tcp_pieces(
-                        nwid,
-                        dst_mac,
-                        ethertype,
-                        payload.header,
-                        payload.ip_id,
-                        payload.payload,
-                        payload.seg_size,
-                        payload.flags_last,
-                        now,
-                    ):
+                    if self._send_cut(nwid, dst_mac, ethertype, payload, now):
                         continue
                     pieces: list[bytes] | tuple[bytes] = payload.packets()
                 else:
@@ -214,6 +179,40 @@ class Host:
         self._drain(now)
 
     # ------------------------------------------------------------------ internals
+
+    @property
+    def can_cut_segments(self) -> bool:
+        """Whether large TCP segments can be cut into armored FRAMEs in C here (the stacks'
+        segmentation offload is on only then)."""
+        return accel.AVAILABLE
+
+    def _send_cut(self, nwid: int, dst_mac: int, ethertype: int, seg: TcpBurst, now: int) -> bool:
+        """One large TCP segment cut, checksummed, armored and fragmented in C on the route
+        the node gives; False, with nothing sent, when there is no route or the cut declines
+        (the caller then sends the Python cut's pieces one by one)."""
+        node = self.node
+        route = node.frame_route(nwid, dst_mac, now)
+        if route is None:
+            return False
+        pieces = -(-len(seg.payload) // seg.seg_size)
+        datagrams = accel.tcp_pieces(
+            route.key,
+            route.cipher,
+            route.header,
+            node.random_bytes(8 * pieces),
+            route.network_id,
+            ethertype,
+            seg.header,
+            seg.ip_id,
+            seg.payload,
+            seg.seg_size,
+            seg.flags_last,
+            route.mtu,
+        )
+        if datagrams is None:
+            return False
+        node.send_routed(route, datagrams, pieces)
+        return True
 
     def _stack_events(self, stack: IpStack) -> None:
         events = self._events
@@ -266,8 +265,7 @@ class Host:
                 mtu=cfg.mtu,
                 config=self.stack_config,
             )
-            # The node cuts large TCP segments itself when its C accelerator is there.
-            stack.segmentation_offload = self.node.can_send_tcp_pieces
+            stack.segmentation_offload = self.can_cut_segments
             self.stacks[nwid] = stack
         policy = self.policies.get(nwid, _DEFAULT_POLICY)
         addrs: list[IPv4Interface | IPv6Interface] = []

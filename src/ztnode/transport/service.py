@@ -27,6 +27,7 @@ from typing import Any
 
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
+from ztnode.core.records import Inbound, InboundKind
 from ztnode.crypto import SymmetricKey
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
@@ -142,9 +143,8 @@ class _EndpointSink:
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is not None and local is not None:
-            engine.receive_reassembled(
-                packet, local, remote, self._service.clock.now(), pieces, wire_bytes
-            )
+            inbound = Inbound(InboundKind.WHOLE, packet, local, remote, pieces, wire_bytes)
+            engine.receive(inbound, self._service.clock.now())
 
     def on_plain(
         self,
@@ -159,9 +159,10 @@ class _EndpointSink:
         local = self._local or self._local_address()
         if engine is None or local is None:
             return True  # shutting down: nothing to judge, nothing stale
-        return engine.receive_authenticated(
-            packet, key, local, remote, self._service.clock.now(), pieces, wire_bytes, frames
+        inbound = Inbound(
+            InboundKind.AUTHENTICATED, packet, local, remote, pieces, wire_bytes, key, frames
         )
+        return engine.receive(inbound, self._service.clock.now())
 
     def key_for(self, address: int) -> SymmetricKey | None:
         node = self._service.node
@@ -173,9 +174,10 @@ class _EndpointSink:
         return engine.coalescing_networks() if engine is not None else []
 
     def on_truncated(self, remote: Addr, wire_bytes: int) -> None:
-        node = self._service.node
-        if node is not None:
-            node.receive_too_long(wire_bytes)
+        engine = self._service.host
+        if engine is not None:
+            inbound = Inbound(InboundKind.TOO_LONG, b"", ("", 0), remote, 1, wire_bytes)
+            engine.receive(inbound, self._service.clock.now())
 
 
 class NodeService:

@@ -1,0 +1,243 @@
+"""Multicast (ZeroTierOne's Multicaster, protocol-network.md §7): our subscriptions and their
+announcements (MULTICAST_LIKE), gathering members, sending multicast and broadcast frames with
+the pending queue for groups still being gathered, receiving MULTICAST_FRAME, and the root's
+table of who likes what (bounded by ``MULTICAST_LIKE_EXPIRE``, pruned by housekeeping)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from ztnode.core.counters import Drop
+from ztnode.core.network import (
+    BROADCAST_MAC,
+    MULTICAST_GATHER_INTERVAL,
+    MULTICAST_PENDING_MAX,
+    MULTICAST_PENDING_TIMEOUT,
+    Network,
+    PendingMulticast,
+)
+from ztnode.core.peer import (
+    Peer,
+)
+from ztnode.core.records import Rx
+from ztnode.core.timing import (
+    LIKES_PER_PACKET,
+    MULTICAST_LIKE_EXPIRE,
+)
+from ztnode.errors import LocalProtocolError
+from ztnode.wire.constants import (
+    Verb,
+)
+from ztnode.wire.mac import mac_from_address
+from ztnode.wire.verbs import (
+    Error,
+    MulticastFrame,
+    MulticastGather,
+    MulticastLike,
+    MulticastSubscription,
+    OkMulticastGather,
+)
+
+if TYPE_CHECKING:
+    from ztnode.core.node import Node
+
+
+ETHERTYPE_ARP: Final = 0x0806
+
+
+def _is_arp_request(frame: bytes) -> bool:
+    """An Ethernet/IPv4 ARP request (htype 1, ptype 0x0800, hlen 6, plen 4, op 1)."""
+    return len(frame) >= 28 and frame[0:8] == b"\x00\x01\x08\x00\x06\x04\x00\x01"
+
+
+class Multicaster:
+    """See the module docstring."""
+
+    def __init__(self, rt: Node) -> None:
+        self.rt = rt
+        self._likes: dict[tuple[int, int, int], dict[int, int]] = {}
+
+    def subscribe(self, network_id: int, mac: int, adi: int, now: int) -> None:
+        """Join a multicast group on a network; it is announced (LIKE) at once."""
+        net = self.rt.networks.get(network_id)
+        if net is None:
+            raise LocalProtocolError(f"not a member of network {network_id:016x}")
+        if (mac, adi) not in net.subscriptions:
+            net.subscriptions.add((mac, adi))
+            self.announce(net, now, [(mac, adi)])
+
+    def unsubscribe(self, network_id: int, mac: int, adi: int) -> None:
+        """Leave a group; like the reference, others simply let our LIKE age out."""
+        net = self.rt.networks.get(network_id)
+        if net is not None:
+            net.subscriptions.discard((mac, adi))
+
+    def prune(self, now: int) -> None:
+        """Root role: forget LIKEs past ``MULTICAST_LIKE_EXPIRE`` (housekeeping)."""
+        for group in list(self._likes):
+            members = {
+                a: t for a, t in self._likes[group].items() if now - t < MULTICAST_LIKE_EXPIRE
+            }
+            if members:
+                self._likes[group] = members
+            else:
+                del self._likes[group]
+
+    def announce(self, net: Network, now: int, groups: list[tuple[int, int]] | None = None) -> None:
+        """MULTICAST_LIKE our groups to the network's controller and to the roots, which answer
+        other members' gathers for us (§7.1)."""
+        if groups is None:
+            groups = net.announced_groups()
+            net.last_announce = now
+        if not groups:
+            return
+        subs = [MulticastSubscription(net.id, mac, adi) for mac, adi in groups]
+        targets = dict.fromkeys([net.controller, *self.rt.topology.upstreams])
+        for i in range(0, len(subs), LIKES_PER_PACKET):
+            body = MulticastLike(tuple(subs[i : i + LIKES_PER_PACKET])).encode()
+            for t in targets:
+                if t != self.rt.address:
+                    self.rt.switch.send(t, Verb.MULTICAST_LIKE, body, now, compress=True)
+
+    def send_frame(
+        self, net: Network, dest_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        cfg = net.config
+        if cfg is None or cfg.multicast_limit == 0:
+            return False
+        adi = 0
+        if dest_mac == BROADCAST_MAC:
+            if ethertype == ETHERTYPE_ARP and _is_arp_request(payload):
+                adi = int.from_bytes(payload[24:28], "big")  # ARP: one group per target IP
+            elif not cfg.enable_broadcast:
+                return False
+        group = (dest_mac, adi)
+        known = net.members_of(group, now)
+        limit = cfg.multicast_limit
+        # Like the reference's Multicaster::send: while no member of the group is known,
+        # every send asks again (an ARP sent before its target announced itself must not
+        # leave the group unreachable for a whole gather interval).
+        if len(known) < limit and (
+            not known or now - net.last_gather.get(group, -(10**12)) >= MULTICAST_GATHER_INTERVAL
+        ):
+            net.last_gather[group] = now
+            body = MulticastGather.create(net.id, dest_mac, adi, limit - len(known) + 1).encode()
+            up = self.rt.switch.best_upstream(now)
+            for t in dict.fromkeys([net.controller, *([up.address] if up else [])]):
+                if t != self.rt.address:
+                    self.rt.switch.send(t, Verb.MULTICAST_GATHER, body, now)
+        self.rt.rng.shuffle(known)
+        recipients = known[:limit]
+        pending = PendingMulticast(group, ethertype, payload, net.mac, now, set())
+        self._deliver(net, pending, recipients, now)
+        if len(known) < limit:
+            same = [p for p in net.pending_multicasts if p.group == group]
+            if len(same) >= MULTICAST_PENDING_MAX:
+                net.pending_multicasts.remove(same[0])
+            net.pending_multicasts.append(pending)
+        return True
+
+    def _deliver(
+        self, net: Network, pending: PendingMulticast, recipients: list[int], now: int
+    ) -> None:
+        mac, adi = pending.group
+        body = MulticastFrame.create(net.id, mac, adi, pending.ethertype, pending.payload).encode()
+        for r in recipients:
+            if r == self.rt.address or r in pending.sent_to:
+                continue
+            pending.sent_to.add(r)
+            if net.should_push_credentials(r, now):
+                self.rt.vl2.push_credentials(net, r, now)
+            self.rt.switch.send(r, Verb.MULTICAST_FRAME, body, now, compress=True)
+
+    def send_pending(
+        self, net: Network, group: tuple[int, int], members: list[int], now: int
+    ) -> None:
+        cfg = net.config
+        for p in net.pending_multicasts:
+            if p.group == group and now - p.created < MULTICAST_PENDING_TIMEOUT and cfg:
+                room = cfg.multicast_limit - len(p.sent_to)
+                self._deliver(net, p, members[: max(0, room)], now)
+
+    def do_multicast_frame(self, rx: Rx) -> None:
+        peer, payload, path, pid, hops, now = rx.peer, rx.payload, rx.path, rx.pid, rx.hops, rx.now
+        m = MulticastFrame.decode(payload)
+        net = self.rt.networks.get(m.network_id)
+        if net is not None:
+            if m.com is not None:
+                self.rt.vl2.accept_com(m.network_id, m.com, now)
+            sender_mac = mac_from_address(peer.address, net.id)
+            source = m.source_mac if m.source_mac is not None else sender_mac
+            cfg = net.config
+            if not net.gate(peer.address, peer.identity):
+                err = Error.need_membership_certificate(Verb.MULTICAST_FRAME, pid, net.id)
+                self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self.rt.counters.drop(Drop.NOT_A_MEMBER)
+            elif (
+                cfg is None
+                or cfg.multicast_limit == 0
+                or not m.dest_mac >> 40 & 0x01
+                or source in (0, net.mac)
+                or source >> 40 & 0x01
+                or source != sender_mac  # a bridged source needs bridging, not supported yet
+            ):
+                self.rt.counters.drop(Drop.MALFORMED)
+            else:
+                peer.last_trust_established = now
+                path.last_trust_established = now
+                self.rt.vl2.deliver_frame(
+                    net.id, peer.address, source, m.dest_mac, m.ethertype, m.payload
+                )
+        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now)
+
+    def do_multicast_like(self, rx: Rx) -> None:
+        peer, payload, path, hops, now = rx.peer, rx.payload, rx.path, rx.hops, rx.now
+        like = MulticastLike.decode(payload)
+        for sub in like.subscriptions:
+            if self.rt.topology.am_upstream:
+                key = (sub.network_id, sub.mac, sub.adi)
+                self._likes.setdefault(key, {})[peer.address] = now
+            net = self.rt.networks.get(sub.network_id)
+            if net is not None and self._may_like(net, peer, now):
+                group = (sub.mac, sub.adi)
+                net.learn_member(group, peer.address, now)
+                self.send_pending(net, group, [peer.address], now)
+        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_LIKE, now)
+
+    def _may_like(self, net: Network, peer: Peer, now: int) -> bool:
+        """LIKEs count from members in good standing, or from members our controller has just
+        configured (they may not have pushed their credentials to us yet)."""
+        if net.gate(peer.address, peer.identity):
+            return True
+        ctl = self.rt.controller
+        return ctl is not None and ctl.has_recent_member(net.id, peer.address, now)
+
+    def do_multicast_gather(self, rx: Rx) -> None:
+        peer, payload, path, pid, hops, now = rx.peer, rx.payload, rx.path, rx.pid, rx.hops, rx.now
+        g = MulticastGather.decode(payload)
+        net = self.rt.networks.get(g.network_id)
+        live: list[int] = []
+        if g.gather_limit > 0 and self.rt.topology.am_upstream:
+            members = self._likes.get((g.network_id, g.mac, g.adi), {})
+            live = [
+                a
+                for a, t in members.items()
+                if a != peer.address and now - t < MULTICAST_LIKE_EXPIRE
+            ]
+        elif g.gather_limit > 0 and net is not None and self._may_like(net, peer, now):
+            group = (g.mac, g.adi)
+            live = [a for a in net.members_of(group, now) if a != peer.address]
+            if group in net.announced_groups():
+                live.append(self.rt.address)
+        if live:
+            self.rt.rng.shuffle(live)
+            ok = OkMulticastGather(
+                pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
+            )
+            self.rt.switch.send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
+        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_GATHER, now)
+
+    def subscribers(self, network_id: int, mac: int, adi: int, now: int) -> list[int]:
+        """Root role: the members that recently announced (LIKE) a multicast group."""
+        members = self._likes.get((network_id, mac, adi), {})
+        return sorted(a for a, t in members.items() if now - t < MULTICAST_LIKE_EXPIRE)

@@ -1,0 +1,87 @@
+"""Small immutable records that cross the core's seams: what the host hands in (:class:`Inbound`),
+what goes out (:class:`Outgoing`), what a verb handler receives (:class:`Rx`) and what a frame
+cutter outside the core needs to send on the node's behalf (:class:`FrameRoute`)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, NamedTuple
+
+from ztnode.wire.constants import Cipher
+
+if TYPE_CHECKING:
+    from ztnode.core.path import Path
+    from ztnode.core.peer import Peer
+    from ztnode.crypto.keys import SymmetricKey
+
+Addr = tuple[str, int]
+
+
+class Outgoing(NamedTuple):
+    local: Addr
+    remote: Addr
+    data: bytes
+    ttl: int = 0  # 0 = the socket default; RENDEZVOUS hole punching uses 2
+
+
+class InboundKind(IntEnum):
+    """How far the host's transport got with what it hands in."""
+
+    DATAGRAM = 0
+    """A UDP payload as it arrived."""
+    WHOLE = 1
+    """A whole packet addressed to us, put together from ``pieces`` datagrams, still armored."""
+    AUTHENTICATED = 2
+    """A whole packet already authenticated and decrypted with ``key`` (still to be checked
+    against the sender's current key)."""
+    TOO_LONG = 3
+    """A datagram longer than any packet, discarded by the transport: only counted."""
+
+
+class Inbound(NamedTuple):
+    """One input to :meth:`ztnode.core.node.Node.receive`: the single receive entry, whatever the
+    transport did before (read one datagram, or reassemble and decrypt a burst in C)."""
+
+    kind: InboundKind
+    data: bytes | bytearray | memoryview
+    local: Addr
+    remote: Addr
+    pieces: int = 1
+    """Datagrams this input was made of (counted as received packets)."""
+    wire_bytes: int = -1
+    """Their bytes on the wire; -1 means ``len(data)``."""
+    key: SymmetricKey | None = None
+    """For AUTHENTICATED: the key the transport used."""
+    stands_for: int = 1
+    """For AUTHENTICATED: how many packets of the sender this one stands for (the transport may
+    join consecutive ones of a flow); each is counted as received."""
+
+
+class Rx(NamedTuple):
+    """What every verb handler receives: an authenticated, decompressed packet and its context.
+    One signature for all handlers keeps the dispatch a plain table."""
+
+    peer: Peer
+    buf: bytearray
+    payload: memoryview
+    path: Path
+    pid: int
+    hops: int
+    verb: int
+    now: int
+
+
+class FrameRoute(NamedTuple):
+    """Everything needed to send FRAMEs to one member without going through the core per frame
+    (the host's segmentation offload cuts, armors and fragments them in C): obtained from
+    :meth:`ztnode.core.node.Node.frame_route`, the datagrams made with it handed back to
+    :meth:`ztnode.core.node.Node.send_routed`."""
+
+    key: SymmetricKey
+    cipher: Cipher
+    local: Addr
+    remote: Addr
+    header: bytes
+    """The 28-byte packet header template: destination, source and verb FRAME filled."""
+    network_id: int
+    mtu: int

@@ -1,0 +1,487 @@
+"""The switch (ZeroTierOne's Switch): the receive path from datagram to verb handler, and the
+send path from a verb and payload to armored datagrams on the best path.
+
+Receive: :meth:`Switch.receive` takes every :class:`~ztnode.core.records.Inbound` the host hands
+the node: datagrams (fragments and heads reassembled, beacons answered, packets for others
+handed to the relay), whole packets the transport reassembled, and packets it already
+authenticated. A packet then meets, in this order, the sender-lookup and MAC check
+(``process_packet``; unknown senders are parked by the WHOIS queue), decompression, and the
+dispatch: FRAME on its own fast path, every other verb through :data:`Switch.handlers`, a
+table from verb number to a handler taking one :class:`~ztnode.core.records.Rx`. The place
+where rate gates and a replay window will sit is ``process_packet`` after the MAC check, before
+``_dispatch``: the one point every authenticated packet passes.
+
+Send: ``send`` routes to the peer's best path (``route``: the one place a bond will choose a
+path), else through an upstream, else queues and asks WHOIS; ``send_on`` builds, compresses,
+armors and emits on a given path, fragmenting above the MTU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from ztnode.core.counters import CIPHER_LABELS, VERB_LABELS, Drop
+from ztnode.core.path import Path
+from ztnode.core.peer import (
+    PEER_PATH_EXPIRATION,
+    Peer,
+)
+from ztnode.core.records import Addr, Inbound, InboundKind, Outgoing, Rx
+from ztnode.core.timing import (
+    BEACON_REPLY_INTERVAL,
+    PATH_HEARTBEAT,
+    PATH_HELLO_INTERVAL,
+)
+from ztnode.errors import DecodeError, LocalProtocolError
+from ztnode.wire import packet as pk
+from ztnode.wire.constants import (
+    FLAG_FRAGMENTED,
+    IDX_PAYLOAD,
+    PROTO_VERSION,
+    SOFTWARE_MAJOR,
+    SOFTWARE_MINOR,
+    SOFTWARE_REVISION,
+    Cipher,
+    Verb,
+)
+from ztnode.wire.fragment import DropReason as FragmentDrop
+from ztnode.wire.fragment import split
+from ztnode.wire.mac import mac_from_address
+from ztnode.wire.verbs import (
+    Hello,
+    MoonRef,
+)
+from ztnode.wire.world import WorldType
+
+if TYPE_CHECKING:
+    from ztnode.core.node import Node
+
+log = logging.getLogger("ztnode.core")
+
+
+def _bad_fragments(drops: Mapping[FragmentDrop, int]) -> int:
+    """How many pieces the reassembler judged malformed (per packet: no generator, no sum)."""
+    return (
+        drops.get(FragmentDrop.INVALID_FRAGMENT, 0)
+        + drops.get(FragmentDrop.INVALID_HEAD, 0)
+        + drops.get(FragmentDrop.INCONSISTENT_TOTAL, 0)
+        + drops.get(FragmentDrop.TOO_LARGE, 0)
+    )
+
+
+def _as_bytearray(data: bytes | bytearray | memoryview) -> bytearray:
+    """The packet itself when the transport handed a ``bytearray`` (decoded in place)."""
+    return data if isinstance(data, bytearray) else bytearray(data)
+
+
+class Switch:
+    """See the module docstring."""
+
+    def __init__(self, rt: Node) -> None:
+        self.rt = rt
+        self._beacon_answered: dict[int, int] = {}
+        self.handlers: dict[int, Callable[[Rx], None]] = {}
+
+    def receive(self, inbound: Inbound, now: int) -> bool:
+        """Every input from the host (see :class:`~ztnode.core.records.Inbound`); a malformed or
+        unwanted one is a counted drop, and a bug is logged and counted, never raised."""
+        rt = self.rt
+        rt.now = now
+        kind, data = inbound.kind, inbound.data
+        c = rt.counters
+        c.packets_in += inbound.pieces
+        c.bytes_in += inbound.wire_bytes if inbound.wire_bytes >= 0 else len(data)
+        if kind == InboundKind.TOO_LONG:
+            c.drop(Drop.TOO_LONG)
+            return True
+        try:
+            if kind == InboundKind.AUTHENTICATED:
+                return self._receive_authenticated(inbound, now)
+            path = rt.path_for(inbound.local, inbound.remote)
+            path.last_in = now
+            if kind == InboundKind.WHOLE:
+                self._decode_whole(_as_bytearray(data), path, now)
+                return True
+            n = len(data)
+            if n > 16 and data[13] == 0xFF:
+                self._receive_fragment(data, path, now)
+            elif n >= IDX_PAYLOAD:
+                self._receive_head(data, path, now)
+            elif n == 13:
+                self._receive_beacon(data, path, now)
+            else:
+                c.drop(Drop.TOO_SHORT)
+        except DecodeError:
+            c.drop(Drop.MALFORMED)
+        except Exception:
+            log.exception("internal error on a datagram from %s", inbound.remote)
+            c.drop(Drop.INTERNAL_ERROR)
+        return True
+
+    def _receive_authenticated(self, inbound: Inbound, now: int) -> bool:
+        """A packet the transport authenticated and decrypted: accepted only with the sender's
+        current key (no path is made for it before that); it stands for ``stands_for``
+        packets in the counters."""
+        packet = _as_bytearray(inbound.data)
+        c = self.rt.counters
+        src = int.from_bytes(packet[13:18], "big")
+        peer = self.rt.peers.get(src)
+        if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
+            c.drop(Drop.STALE_KEY)
+            return False
+        path = self.rt.path_for(inbound.local, inbound.remote)
+        path.last_in = now
+        flags = packet[18]
+        more = inbound.stands_for - 1
+        c.ciphers_in[CIPHER_LABELS[(flags >> 3) & 7]] += 1 + more
+        if more:
+            c.verbs_in[VERB_LABELS[packet[27] & 0x1F]] += more
+        if packet[27] & 0x80:
+            try:
+                pk.decompress(packet)
+            except DecodeError:
+                c.drop(Drop.DECOMPRESS_FAILED)
+                return True
+        self._dispatch(peer, packet, path, flags & 7, now)
+        return True
+
+    def prune(self, now: int) -> None:
+        """Forget beacon answers older than a minute (housekeeping)."""
+        answered = self._beacon_answered
+        for key in [key for key, t in answered.items() if now - t > 60_000]:
+            del answered[key]
+
+    def _receive_beacon(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
+        addr = int.from_bytes(data[8:13], "big")
+        peer = self.rt.peers.get(addr)
+        if peer is None or addr == self.rt.address:
+            return
+        if now - self._beacon_answered.get(addr, -(10**12)) < BEACON_REPLY_INTERVAL:
+            return
+        self._beacon_answered[addr] = now
+        self.send_on(peer, path, Verb.NOP, b"", now, expect=False)
+
+    def _receive_fragment(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
+        dest = int.from_bytes(data[8:13], "big")
+        if dest != self.rt.address:
+            self.rt.relay.relay(bytearray(data), dest, None, path, now, fragment=True)
+            return
+        whole = self._reassemble(data, now, head=False)
+        if whole is not None:
+            self._decode_whole(bytearray(whole), path, now)
+
+    def _reassemble(
+        self, data: bytes | bytearray | memoryview, now: int, *, head: bool
+    ) -> bytearray | None:
+        """Feed the reassembler; a piece it rejects as malformed is counted as a drop here too."""
+        r = self.rt.reassembler
+        drops = r.drops
+        before = len(drops) and _bad_fragments(drops)
+        whole = r.add_head(bytes(data), now) if head else r.add_fragment(bytes(data), now)
+        if len(drops) and _bad_fragments(drops) != before:
+            self.rt.counters.drop(Drop.BAD_FRAGMENT)
+        return whole
+
+    def _receive_head(self, data: bytes | bytearray | memoryview, path: Path, now: int) -> None:
+        dest = int.from_bytes(data[8:13], "big")
+        src = int.from_bytes(data[13:18], "big")
+        if src == self.rt.address:
+            self.rt.counters.drop(Drop.FROM_SELF)
+            return
+        if dest != self.rt.address:
+            self.rt.relay.relay(bytearray(data), dest, src, path, now, fragment=False)
+            return
+        if data[18] & FLAG_FRAGMENTED:
+            whole = self._reassemble(data, now, head=True)
+            if whole is None:
+                return
+            self._decode_whole(bytearray(whole), path, now)
+        else:
+            # The common case: source and destination are already checked above.
+            self.process_packet(bytearray(data), path, now)
+
+    def _decode_whole(self, buf: bytearray, path: Path, now: int) -> None:
+        if len(buf) < IDX_PAYLOAD:
+            self.rt.counters.drop(Drop.TOO_SHORT)
+            return
+        src = int.from_bytes(buf[13:18], "big")
+        if src == self.rt.address:
+            self.rt.counters.drop(Drop.FROM_SELF)
+            return
+        self.process_packet(buf, path, now)
+
+    def process_packet(self, buf: bytearray, path: Path, now: int) -> None:
+        """tryDecode (protocol-core.md 8): authenticate, decompress, dispatch."""
+        src = int.from_bytes(buf[13:18], "big")
+        flags = buf[18]
+        cipher = (flags >> 3) & 7
+        hops = flags & 7
+        if cipher == Cipher.POLY1305_NONE and (buf[27] & 0x1F) == Verb.HELLO:
+            self.rt.vl1.do_hello(buf, path, hops, now, authenticated=False)
+            return
+        if cipher > Cipher.AES_GMAC_SIV:
+            self.rt.counters.drop(Drop.BAD_CIPHER)
+            return
+        if cipher == Cipher.NONE_TRUSTED_PATH:
+            # We configure no trusted paths, so such packets can never be authentic here.
+            self.rt.counters.drop(Drop.TRUSTED_PATH_REFUSED)
+            return
+        peer = self.rt.peers.get(src)
+        if peer is None:
+            self.rt.whois.park(src, buf, path, now)
+            return
+        if not pk.dearmor(buf, peer.key):
+            self.rt.counters.drop(Drop.MAC_FAILED)
+            return
+        self.rt.counters.ciphers_in[CIPHER_LABELS[cipher]] += 1
+        if buf[27] & 0x80:
+            try:
+                pk.decompress(buf)
+            except DecodeError:
+                self.rt.counters.drop(Drop.DECOMPRESS_FAILED)
+                return
+        self._dispatch(peer, buf, path, hops, now)
+
+    def install_handlers(self) -> None:
+        """The verb table; built once every part exists. FRAME is not in it: it takes the fast
+        path in :meth:`_dispatch`."""
+        rt = self.rt
+        vl1, vl2, mc = rt.vl1, rt.vl2, rt.multicaster
+        self.handlers = {
+            Verb.NOP: vl1.do_nop,
+            Verb.HELLO: vl1.do_hello_authenticated,
+            Verb.ERROR: vl1.do_error,
+            Verb.OK: vl1.do_ok,
+            Verb.WHOIS: vl1.do_whois,
+            Verb.RENDEZVOUS: vl1.do_rendezvous,
+            Verb.ECHO: vl1.do_echo,
+            Verb.PUSH_DIRECT_PATHS: vl1.do_push_direct_paths,
+            Verb.USER_MESSAGE: vl1.do_user_message,
+            Verb.REMOTE_TRACE: vl1.do_remote_trace,
+            Verb.EXT_FRAME: vl2.do_ext_frame,
+            Verb.NETWORK_CONFIG_REQUEST: vl2.do_config_request,
+            Verb.NETWORK_CONFIG: vl2.do_network_config,
+            Verb.NETWORK_CREDENTIALS: vl2.do_credentials,
+            Verb.MULTICAST_LIKE: mc.do_multicast_like,
+            Verb.MULTICAST_GATHER: mc.do_multicast_gather,
+            Verb.MULTICAST_FRAME: mc.do_multicast_frame,
+            # Bonding verbs: MAC checked, then dropped without refreshing the peer, as a
+            # non-bonding reference node does (protocol-multipath.md 1).
+            Verb.ACK: self._no_bond,
+            Verb.QOS_MEASUREMENT: self._no_bond,
+            Verb.PATH_NEGOTIATION_REQUEST: self._no_bond,
+        }
+
+    def _no_bond(self, rx: Rx) -> None:
+        self.rt.counters.drop(Drop.NO_BOND)
+
+    def _dispatch(self, peer: Peer, buf: bytearray, path: Path, hops: int, now: int) -> None:
+        """Every authenticated packet, decompressed, ends here: FRAME on its fast path, other
+        verbs through the table; unknown verbs (and VL2 traffic for networks we have not
+        joined) only refresh the peer, like the reference."""
+        verb = buf[27] & 0x1F
+        self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
+        pid = int.from_bytes(buf[0:8], "big")
+        try:
+            if verb == Verb.FRAME:
+                # Decoded by hand (what Frame.decode does, minus the objects): every data
+                # packet of every network takes this branch.
+                if len(buf) < IDX_PAYLOAD + 10:
+                    raise DecodeError("FRAME shorter than its network id and ethertype")
+                nwid = int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big")
+                self.rt.vl2.do_frame(
+                    peer,
+                    nwid,
+                    mac_from_address(peer.address, nwid),
+                    mac_from_address(self.rt.address, nwid),
+                    (buf[IDX_PAYLOAD + 8] << 8) | buf[IDX_PAYLOAD + 9],
+                    bytes(buf[IDX_PAYLOAD + 10 :]),
+                    path,
+                    pid,
+                    hops,
+                    now,
+                    Verb.FRAME,
+                )
+                return
+            rx = Rx(peer, buf, memoryview(buf)[IDX_PAYLOAD:], path, pid, hops, verb, now)
+            self.handlers.get(verb, self.rt.vl1.do_nop)(rx)
+        except DecodeError:
+            self.rt.counters.drop(Drop.MALFORMED)
+
+    def check_dest(self, dest: int) -> None:
+        if dest == self.rt.address:
+            raise LocalProtocolError("cannot send a ZeroTier packet to ourselves")
+        if not 0 < dest < 2**40 or dest >> 32 == 0xFF:
+            raise LocalProtocolError(f"{dest:#x} is not a valid ZeroTier address")
+
+    def cipher_for(self, peer: Peer) -> Cipher:
+        return Cipher.AES_GMAC_SIV if peer.supports_aes() else Cipher.POLY1305_SALSA2012
+
+    def send(
+        self,
+        dest: int,
+        verb: int,
+        payload: bytes,
+        now: int,
+        *,
+        compress: bool = False,
+        echo_request: int | None = None,
+    ) -> None:
+        """Switch::send: to the best path, else via an upstream, else queue and WHOIS."""
+        peer = self.rt.peers.get(dest)
+        path = self.route(peer, now) if peer is not None else None
+        if peer is None or path is None:
+            self.rt.whois.queue_tx(
+                dest, verb, payload, now, compress, echo_request, ask=peer is None
+            )
+            return
+        self.send_on(peer, path, verb, payload, now, compress=compress, echo_request=echo_request)
+
+    def route(self, peer: Peer, now: int) -> Path | None:
+        path = peer.best_path(now)
+        if path is not None:
+            return path
+        self.reconfirm(peer, now)
+        up = self.best_upstream(now, exclude=peer.address)
+        if up is not None:
+            up_path = up.best_path(now)
+            if up_path is not None:
+                return up_path
+        return peer.best_path(now, include_expired=True)
+
+    def send_on(
+        self,
+        peer: Peer,
+        path: Path,
+        verb: int,
+        payload: bytes,
+        now: int,
+        *,
+        compress: bool = False,
+        echo_request: int | None = None,
+        cipher: Cipher | None = None,
+        expect: bool = True,
+    ) -> int:
+        """Build, armor and send one packet on ``path``; returns its wire packet ID.
+
+        Requests are registered so their OK is accepted (``expect``); replies sent straight back
+        on the receiving path (Path::send in the reference) pass ``expect=False``.
+        """
+        buf = pk.new_packet(self.rt.random_bytes(8), peer.address, self.rt.address, verb, payload)
+        if compress:
+            pk.compress(buf)
+        if len(buf) > self.rt.mtu:
+            buf[18] |= FLAG_FRAGMENTED
+        pk.armor(buf, peer.key, cipher if cipher is not None else self.cipher_for(peer))
+        pid = int.from_bytes(buf[0:8], "big")
+        if expect:
+            self.rt.expected.expect(pid)
+        if echo_request is not None:
+            self.rt.vl1.expect_echo(pid, peer.address, now, echo_request)
+        self.emit(path, buf, now)
+        return pid
+
+    def emit(self, path: Path, buf: bytes | bytearray, now: int) -> None:
+        if len(buf) > self.rt.mtu:
+            for chunk in split(buf, self.rt.mtu):
+                self.rt.out.append(Outgoing(path.local, path.remote, chunk))
+        else:
+            self.rt.out.append(Outgoing(path.local, path.remote, bytes(buf)))
+        self.rt.counters.packets_out += 1
+        self.rt.counters.bytes_out += len(buf)
+        path.last_out = now
+
+    def emit_datagrams(
+        self, local: Addr, remote: Addr, datagrams: list[bytes], packets: int
+    ) -> None:
+        """Queue datagrams made outside the core (a :class:`FrameRoute` cut); ``packets`` is how
+        many packets they carry."""
+        out = self.rt.out
+        for d in datagrams:
+            out.append(Outgoing(local, remote, d))
+        c = self.rt.counters
+        c.packets_out += packets
+        c.bytes_out += sum(map(len, datagrams))
+
+    def send_hello(self, peer: Peer, path: Path | None, now: int) -> None:
+        """A full HELLO: cipher 0 (MAC only) with the moon list under cryptField (10.2)."""
+        moons = [
+            MoonRef(WorldType.MOON, m.id, m.timestamp) for m in self.rt.topology.moons.values()
+        ]
+        moons += [
+            MoonRef(WorldType.MOON, wid, 0)
+            for wid in self.rt.topology.seeds
+            if wid not in self.rt.topology.moons
+        ]
+        planet = self.rt.topology.planet
+        hello = Hello(
+            PROTO_VERSION,
+            SOFTWARE_MAJOR,
+            SOFTWARE_MINOR,
+            SOFTWARE_REVISION,
+            now,
+            self.rt.identity.public(),
+            path.inet if path is not None else None,
+            planet.id,
+            planet.timestamp,
+            tuple(moons),
+        )
+        payload, tail = hello.encode_with_tail_offset()
+        buf = pk.new_packet(
+            self.rt.random_bytes(8), peer.address, self.rt.address, Verb.HELLO, payload
+        )
+        if tail is not None:
+            start = IDX_PAYLOAD + tail
+            pk.crypt_field(buf, peer.key, start, len(buf) - start)
+        pk.armor(buf, peer.key, Cipher.POLY1305_NONE)
+        self.rt.expected.expect(int.from_bytes(buf[0:8], "big"))
+        peer.last_sent_full_hello = now
+        if path is None:
+            path = self.route(peer, now)
+            if path is None:
+                return
+        self.emit(path, buf, now)
+
+    def confirm_path(self, peer: Peer, path: Path, now: int) -> None:
+        """A HELLO whose OK will teach us (and the peer) this path; at most once a second."""
+        if now - path.last_hello_sent >= PATH_HELLO_INTERVAL:
+            path.last_hello_sent = now
+            self.send_hello(peer, path, now)
+
+    def reconfirm(self, peer: Peer, now: int) -> Path | None:
+        """Probe the peer's last unconfirmed direct address; return it if fresh enough to use.
+
+        Sending a HELLO there is always safe (it is authenticated and its OK is what teaches a
+        path), so it is tried for as long as a path could live; forwarding data there directly
+        is done only while the address carried authenticated traffic within the heartbeat.
+        """
+        p = peer.unconfirmed
+        if p is None or now - peer.unconfirmed_at >= PEER_PATH_EXPIRATION:
+            return None
+        self.confirm_path(peer, p, now)
+        if p.alive(now) and now - peer.unconfirmed_at < PATH_HEARTBEAT:
+            return p
+        return None
+
+    def contact(self, peer: Peer, path: Path, now: int, *, full_hello: bool) -> None:
+        """attemptToContactAt: an empty ECHO if the peer takes it, else a HELLO (9.2)."""
+        if full_hello or not peer.wants_echo_keepalive():
+            self.send_hello(peer, path, now)
+        else:
+            self.send_on(peer, path, Verb.ECHO, b"", now)
+
+    def best_upstream(self, now: int, exclude: int | None = None) -> Peer | None:
+        best: Peer | None = None
+        best_q = 0
+        for a in self.rt.topology.upstreams:
+            if a == exclude:
+                continue
+            p = self.rt.peers.get(a)
+            if p is None or p.best_path(now) is None:
+                continue
+            q = p.relay_quality(now)
+            if best is None or q < best_q:
+                best, best_q = p, q
+        return best

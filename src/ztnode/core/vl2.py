@@ -1,0 +1,553 @@
+"""VL2: the networks a node has joined (ZeroTierOne's Network, seen from the node): joining
+and leaving, config requests and their answers, credentials pushed and accepted, frames in and
+out with the membership gate, and the hosted controller's pushes.
+
+Frames: every unicast frame we send leaves through :meth:`Vl2.send_frame` (or a
+:class:`~ztnode.core.records.FrameRoute` from :meth:`Vl2.frame_route`), and every frame we
+receive (FRAME, EXT_FRAME, and gated frames released later) reaches the host through
+:meth:`Vl2.deliver_frame`: those are the two places a network's rules filter applies, and
+``deliver_frame`` is where frames from MACs that are not their sender's (bridged) arrive.
+Multicast frames are the :class:`~ztnode.core.multicaster.Multicaster`'s.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from ztnode.core import events as ev
+from ztnode.core.controller_iface import ConfigAnswer
+from ztnode.core.counters import Drop
+from ztnode.core.network import (
+    Network,
+    NetworkStatus,
+    adhoc_config,
+)
+from ztnode.core.path import Path
+from ztnode.core.peer import (
+    PEER_CREDENTIALS_RATE_LIMIT,
+    Peer,
+)
+from ztnode.core.records import FrameRoute, Rx
+from ztnode.core.timing import (
+    GATED_FRAME_QUEUE,
+    QUEUE_TIMEOUT,
+)
+from ztnode.errors import DecodeError, LocalProtocolError
+from ztnode.identity import Identity
+from ztnode.wire import packet as pk
+from ztnode.wire.constants import (
+    ErrorCode,
+    Verb,
+)
+from ztnode.wire.credentials import (
+    Capability,
+    CertificateOfMembership,
+    CertificateOfOwnership,
+    CredentialType,
+    NetworkCredentials,
+    Tag,
+)
+from ztnode.wire.mac import address_from_mac, first_octet_for_network
+from ztnode.wire.netconf import (
+    NetworkConfig,
+    NetworkConfigRequestMetadata,
+    split_config_chunks,
+)
+from ztnode.wire.verbs import (
+    Error,
+    ExtFrame,
+    NetconfAck,
+    NetworkConfigChunk,
+    NetworkConfigRequest,
+    OkNetworkConfigRequest,
+)
+
+if TYPE_CHECKING:
+    from ztnode.core.node import Node
+
+
+# What an ERROR from a network's controller in answer to our config request means (§2.4).
+# UNSUPPORTED_OPERATION (the controller's node hosts no controller) is NOT_FOUND, as in 1.14.1:
+# nothing in the reference sets CLIENT_TOO_OLD (it exists only as a status value), so neither
+# does ztnode.
+ERROR_STATUS: Final = {
+    int(ErrorCode.OBJ_NOT_FOUND): NetworkStatus.NOT_FOUND,
+    int(ErrorCode.UNSUPPORTED_OPERATION): NetworkStatus.NOT_FOUND,
+    int(ErrorCode.NETWORK_ACCESS_DENIED): NetworkStatus.ACCESS_DENIED,
+    int(ErrorCode.NETWORK_AUTHENTICATION_REQUIRED): NetworkStatus.AUTHENTICATION_REQUIRED,
+}
+
+
+@dataclass
+class _GatedFrame:
+    source: int
+    network_id: int
+    source_mac: int
+    dest_mac: int
+    ethertype: int
+    payload: bytes
+    created: int
+
+
+class Vl2:
+    """See the module docstring."""
+
+    def __init__(self, rt: Node) -> None:
+        self.rt = rt
+        self._gated_frames: deque[_GatedFrame] = deque()
+
+    def join(self, network_id: int, now: int, cached_config: bytes | None = None) -> Network:
+        """Join a network: ask its controller for a config (or build it, for ad-hoc ids).
+
+        ``cached_config`` is a config dictionary the host saved earlier (``networks.d``); it is
+        used at once but refreshed immediately, as the reference does.
+        """
+        if not 0 < network_id < 2**64:
+            raise LocalProtocolError(f"{network_id:#x} is not a network id")
+        net = self.rt.networks.get(network_id)
+        if net is not None:
+            return net
+        net = self.rt.networks[network_id] = Network(network_id, self.rt.address)
+        self.rt.events.append(ev.NetworkStatusChanged(network_id, net.status.value))
+        if cached_config:
+            try:
+                cfg = NetworkConfig.decode(cached_config)
+            except DecodeError:
+                cfg = None
+            if cfg is not None and net.set_config(cfg, cached_config, now):
+                net.last_config_update = 0  # use it, but refresh at once
+                self._config_events(net, [], now)
+        if net.is_adhoc:
+            adhoc = adhoc_config(network_id, self.rt.identity, now)
+            if adhoc is None:
+                self.set_status(net, NetworkStatus.NOT_FOUND)
+            else:
+                self.apply_config(net, adhoc, adhoc.encode(), now)
+        else:
+            self.request_config(net, now)
+        return net
+
+    def leave(self, network_id: int) -> bool:
+        net = self.rt.networks.pop(network_id, None)
+        if net is None:
+            return False
+        for a in net.assigned_addresses():
+            self.rt.events.append(ev.AddressRemoved(network_id, str(a)))
+        self.rt.events.append(ev.NetworkLeft(network_id))
+        return True
+
+    def send_frame(
+        self, network_id: int, dest_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        """Send an Ethernet frame to another member (unicast to a ZeroTier MAC).
+
+        Returns False when the frame cannot go anywhere: no config yet, or a MAC that is not a
+        member's (bridged and multicast delivery belong to the IP stack's layer).
+        """
+        net = self.rt.networks.get(network_id)
+        if net is None or net.config is None:
+            return False
+        if dest_mac >> 40 & 0x01:
+            return self.rt.multicaster.send_frame(net, dest_mac, ethertype, payload, now)
+        dest = self.member_for_mac(network_id, dest_mac)
+        if dest is None:
+            return False
+        if net.should_push_credentials(dest, now):
+            self.push_credentials(net, dest, now)
+        # Frame(network_id, ethertype, payload).encode(), without the objects (the hot path).
+        body = b"".join((network_id.to_bytes(8, "big"), ethertype.to_bytes(2, "big"), payload))
+        self.rt.switch.send(dest, Verb.FRAME, body, now)
+        return True
+
+    def member_for_mac(self, network_id: int, mac: int) -> int | None:
+        """The other member a unicast MAC of this network stands for; None for a MAC that is
+        not a member's (bridged or foreign) or is our own."""
+        if mac >> 40 != first_octet_for_network(network_id):
+            return None
+        dest = address_from_mac(mac, network_id)
+        return None if dest == self.rt.address else dest
+
+    def frame_route(self, network_id: int, dest_mac: int, now: int) -> FrameRoute | None:
+        """The route for unicast FRAMEs to one member, for a cutter outside the core (the
+        host's segmentation offload), after what sending needs (our credentials, when due).
+        None when only :meth:`send_frame` can send there (no config, a multicast MAC or a MAC
+        that is no member's, no identity or no direct or relayed path yet): it also queues and
+        asks WHOIS."""
+        net = self.rt.networks.get(network_id)
+        if net is None or net.config is None or dest_mac >> 40 & 0x01:
+            return None
+        dest = self.member_for_mac(network_id, dest_mac)
+        peer = self.rt.peers.get(dest) if dest is not None else None
+        if dest is None or peer is None:
+            return None
+        path = self.rt.switch.route(peer, now)
+        if path is None:
+            return None
+        if net.should_push_credentials(dest, now):
+            self.push_credentials(net, dest, now)
+        header = bytes(pk.new_packet(bytes(8), dest, self.rt.address, Verb.FRAME))
+        cipher = self.rt.switch.cipher_for(peer)
+        return FrameRoute(peer.key, cipher, path.local, path.remote, header, net.id, self.rt.mtu)
+
+    def deliver_frame(
+        self,
+        network_id: int,
+        source: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+    ) -> None:
+        """Every frame received from a member in good standing, unicast or multicast, reaches
+        the host here, as a :class:`~ztnode.core.events.FrameReceived` event."""
+        self.rt.events.append(
+            ev.FrameReceived(network_id, source, source_mac, dest_mac, ethertype, payload)
+        )
+
+    def flush_controller(self, now: int) -> None:
+        """Send the config pushes and revocations the hosted controller has queued."""
+        ctl = self.rt.controller
+        if ctl is None:
+            return
+        for push in ctl.pending_pushes(now):
+            if push.member == self.rt.address:
+                net = self.rt.networks.get(push.config.network_id)
+                if net is not None:
+                    self.apply_config(net, push.config, push.config.encode(), now)
+            else:
+                self._send_config(push.member, push.config, None, now)
+        for rp in ctl.pending_revocations(now):
+            body = NetworkCredentials(revocations=(rp.revocation,)).encode()
+            for r in rp.recipients:
+                if r == self.rt.address:
+                    net = self.rt.networks.get(rp.network_id)
+                    if net is not None:
+                        net.add_revocation(rp.revocation)
+                else:
+                    self.rt.switch.send(r, Verb.NETWORK_CREDENTIALS, body, now, compress=True)
+            target = rp.revocation.target
+            if rp.revocation.credential_type == CredentialType.COM and target != self.rt.address:
+                # Tell the member itself at once: an ERROR in re a config request needs no
+                # expected packet id, so its status becomes ACCESS_DENIED now rather than at its
+                # next refresh (the reference only lets it find out then).
+                err = Error(
+                    Verb.NETWORK_CONFIG_REQUEST, 0, ErrorCode.NETWORK_ACCESS_DENIED, rp.network_id
+                )
+                self.rt.switch.send(target, Verb.ERROR, err.encode(), now)
+
+    def request_config(self, net: Network, now: int) -> None:
+        net.last_request_sent = now
+        net.unanswered_requests += 1
+        metadata = NetworkConfigRequestMetadata().encode()
+        if net.controller == self.rt.address:
+            # Our own network: served in-process, as Node.cpp does for a local controller.
+            ctl = self.rt.controller
+            if ctl is None or not ctl.serves(net.id):
+                self.set_status(net, NetworkStatus.NOT_FOUND)
+                return
+            answer = ctl.handle_request(self.rt.identity.public(), net.id, metadata, now, None)
+            if answer is not None:
+                self._apply_answer(net, answer, now)
+            return
+        cfg = net.config
+        req = NetworkConfigRequest(
+            net.id,
+            metadata,
+            cfg.revision if cfg is not None else 0,
+            cfg.timestamp if cfg is not None else 0,
+        )
+        self.rt.switch.send(
+            net.controller, Verb.NETWORK_CONFIG_REQUEST, req.encode(), now, compress=True
+        )
+
+    def _apply_answer(self, net: Network, answer: ConfigAnswer, now: int) -> None:
+        if answer.config is not None:
+            self.apply_config(net, answer.config, answer.config.encode(), now)
+        elif answer.error is not None:
+            status = ERROR_STATUS.get(int(answer.error))
+            if status is not None:
+                self.set_status(net, status)
+
+    def do_config_request(self, rx: Rx) -> None:
+        peer, payload, path, pid, hops, now = rx.peer, rx.payload, rx.path, rx.pid, rx.hops, rx.now
+        req = NetworkConfigRequest.decode(payload)
+        ctl = self.rt.controller
+        if ctl is None:
+            err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, pid, req.network_id)
+            self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+        elif ctl.serves(req.network_id):
+            physical = path.remote if hops == 0 else None
+            answer = ctl.handle_request(peer.identity, req.network_id, req.metadata, now, physical)
+            if answer is not None and answer.config is not None:
+                self._send_config(peer.address, answer.config, pid, now)
+            elif answer is not None and answer.error is not None:
+                err = Error(
+                    Verb.NETWORK_CONFIG_REQUEST,
+                    pid,
+                    answer.error,
+                    req.network_id,
+                    dictionary=answer.error_dictionary
+                    if answer.error == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED
+                    else None,
+                )
+                self.rt.switch.send(peer.address, Verb.ERROR, err.encode(), now)
+        self.rt.vl1.received(peer, path, hops, Verb.NETWORK_CONFIG_REQUEST, now)
+
+    def _send_config(self, member: int, config: NetworkConfig, in_re: int | None, now: int) -> None:
+        """Sign and send a config in chunks: OK chunks in reply, NETWORK_CONFIG when pushed."""
+        raw = config.encode()
+        update_id = int.from_bytes(self.rt.random_bytes(8), "big") or 1
+        for c in split_config_chunks(raw):
+            chunk = NetworkConfigChunk.signed(
+                config.network_id,
+                bytes(c.data),
+                update_id=update_id,
+                total_length=len(raw),
+                chunk_index=c.offset,
+                sign=self.rt.identity.sign,
+            )
+            if in_re is not None:
+                body = OkNetworkConfigRequest(in_re, chunk).encode()
+                self.rt.switch.send(member, Verb.OK, body, now, compress=True)
+            else:
+                self.rt.switch.send(member, Verb.NETWORK_CONFIG, chunk.encode(), now, compress=True)
+
+    def controller_identity(self, net: Network, now: int) -> Identity | None:
+        if net.controller == self.rt.address:
+            return self.rt.identity
+        peer = self.rt.peers.get(net.controller)
+        if peer is None:
+            self.rt.whois.request(net.controller, now)
+            return None
+        return peer.identity
+
+    def config_chunk(
+        self,
+        peer: Peer,
+        chunk: NetworkConfigChunk,
+        pid: int,
+        now: int,
+        *,
+        pushed: bool,
+        path: Path,
+    ) -> None:
+        net = self.rt.networks.get(chunk.network_id)
+        if net is None:
+            return
+        if chunk.signature is None:
+            # Legacy unsigned form: only straight from the controller, and only whole.
+            if peer.address != net.controller:
+                self.rt.counters.drop(Drop.UNTRUSTED_SENDER)
+                return
+            data: bytes | None = chunk.data
+        else:
+            ctl = self.controller_identity(net, now)
+            if ctl is None:
+                return
+            if not ctl.verify(chunk.signed_portion(), chunk.signature):
+                self.rt.counters.drop(Drop.BAD_SIGNATURE)
+                return
+            data = net.add_chunk(chunk.update_id, chunk.total_length, chunk.chunk_index, chunk.data)
+            if pushed and data is not None:
+                # The reference acknowledges a completed push with in-re verb ECHO (a quirk).
+                ack = NetconfAck(pid, net.id, chunk.update_id).encode()
+                self.rt.switch.send_on(peer, path, Verb.OK, ack, now, expect=False)
+        if data is None:
+            return
+        try:
+            cfg = NetworkConfig.decode(data)
+        except DecodeError:
+            self.rt.counters.drop(Drop.MALFORMED)
+            return
+        self.apply_config(net, cfg, data, now)
+
+    def apply_config(self, net: Network, cfg: NetworkConfig, raw: bytes, now: int) -> None:
+        before = [str(a) for a in net.assigned_addresses()]
+        old_status = net.status
+        changed = net.set_config(cfg, raw, now)
+        if net.status != old_status:
+            self.rt.events.append(ev.NetworkStatusChanged(net.id, net.status.value))
+        if changed:
+            self._config_events(net, before, now)
+            self._retry_gated_frames(now)
+            if old_status != NetworkStatus.OK:
+                self.rt.multicaster.announce(net, now)
+
+    def _config_events(self, net: Network, before: list[str], now: int) -> None:
+        cfg = net.config
+        if cfg is None or net.config_bytes is None:
+            return
+        self.rt.events.append(ev.NetworkConfigUpdated(net.id, cfg.revision, net.config_bytes))
+        after = [str(a) for a in net.assigned_addresses()]
+        for a in after:
+            if a not in before:
+                self.rt.events.append(ev.AddressAdded(net.id, a))
+        for a in before:
+            if a not in after:
+                self.rt.events.append(ev.AddressRemoved(net.id, a))
+
+    def set_status(self, net: Network, status: NetworkStatus) -> None:
+        if net.status != status:
+            net.status = status
+            self.rt.events.append(ev.NetworkStatusChanged(net.id, status.value))
+
+    def network_error(self, peer: Peer, net: Network, err: Error, now: int) -> None:
+        """An ERROR about one of our networks (IncomingPacket::_doERROR, §2.4)."""
+        code = err.code
+        if code == ErrorCode.NEED_MEMBERSHIP_CERTIFICATE:
+            if net.should_answer_credentials_request(peer.address, now):
+                self.push_credentials(net, peer.address, now)
+        elif peer.address == net.controller:
+            # NOT_FOUND and UNSUPPORTED_OPERATION count only in re a config request; ACCESS_DENIED
+            # and AUTHENTICATION_REQUIRED from the controller count in re anything.
+            status = ERROR_STATUS.get(int(code))
+            if status is not None and (
+                err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST
+                or code
+                in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
+            ):
+                self.set_status(net, status)
+
+    def do_network_config(self, rx: Rx) -> None:
+        chunk = NetworkConfigChunk.decode(rx.payload)
+        self.config_chunk(rx.peer, chunk, rx.pid, rx.now, pushed=True, path=rx.path)
+        self.rt.vl1.received(rx.peer, rx.path, rx.hops, rx.verb, rx.now)
+
+    def do_ext_frame(self, rx: Rx) -> None:
+        x = ExtFrame.decode(rx.payload)
+        if x.com is not None:
+            self.accept_com(x.network_id, x.com, rx.now)
+        self.do_frame(
+            rx.peer,
+            x.network_id,
+            x.from_mac,
+            x.to_mac,
+            x.ethertype,
+            x.payload,
+            rx.path,
+            rx.pid,
+            rx.hops,
+            rx.now,
+            Verb.EXT_FRAME,
+        )
+
+    def do_credentials(self, rx: Rx) -> None:
+        peer, payload, path, hops, now = rx.peer, rx.payload, rx.path, rx.hops, rx.now
+        if now - peer.last_credentials_received < PEER_CREDENTIALS_RATE_LIMIT:
+            self.rt.counters.drop(Drop.RATE_LIMITED)
+            self.rt.vl1.received(peer, path, hops, Verb.NETWORK_CREDENTIALS, now)
+            return
+        peer.last_credentials_received = now
+        creds, _error = NetworkCredentials.decode_partial(payload)
+        accepted = False
+        for com in creds.coms:
+            accepted |= self.accept_com(com.network_id, com, now)
+        others: tuple[Capability | Tag | CertificateOfOwnership, ...] = (
+            *creds.capabilities,
+            *creds.tags,
+            *creds.certificates_of_ownership,
+        )
+        for cred in others:
+            net = self.rt.networks.get(cred.network_id)
+            ctl = self.controller_identity(net, now) if net is not None else None
+            if net is None or ctl is None or not cred.verify(ctl):
+                continue
+            if isinstance(cred, Capability):
+                accepted |= net.add_capability(cred)
+            elif isinstance(cred, Tag):
+                accepted |= net.add_tag(cred)
+            else:
+                accepted |= net.add_coo(cred)
+        for rev in creds.revocations:
+            net = self.rt.networks.get(rev.network_id)
+            ctl = self.controller_identity(net, now) if net is not None else None
+            if net is not None and ctl is not None and rev.verify(ctl):
+                accepted |= net.add_revocation(rev)
+        if accepted:
+            peer.last_trust_established = now
+            path.last_trust_established = now
+            self._retry_gated_frames(now)
+        self.rt.vl1.received(peer, path, hops, Verb.NETWORK_CREDENTIALS, now)
+
+    def accept_com(self, network_id: int, com: CertificateOfMembership, now: int) -> bool:
+        net = self.rt.networks.get(network_id)
+        if net is None:
+            return False
+        ctl = self.controller_identity(net, now)
+        if ctl is None or not com.verify(ctl):
+            return False
+        return net.add_com(com)
+
+    def push_credentials(self, net: Network, dest: int, now: int) -> None:
+        """Send our COM and the capabilities, tags and ownership certificates of our config."""
+        cfg = net.config
+        if cfg is None or (
+            cfg.com is None and not (cfg.capabilities or cfg.tags or cfg.certificates_of_ownership)
+        ):
+            return
+        creds = NetworkCredentials(
+            coms=(cfg.com,) if cfg.com is not None else (),
+            capabilities=cfg.capabilities,
+            tags=cfg.tags,
+            certificates_of_ownership=cfg.certificates_of_ownership,
+        )
+        self.rt.switch.send(dest, Verb.NETWORK_CREDENTIALS, creds.encode(), now, compress=True)
+        net.membership(dest).last_pushed_credentials = now
+
+    def do_frame(
+        self,
+        peer: Peer,
+        network_id: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        path: Path,
+        pid: int,
+        hops: int,
+        now: int,
+        verb: int,
+    ) -> None:
+        net = self.rt.networks.get(network_id)
+        if net is not None:
+            if net.gate(peer.address, peer.identity):
+                peer.last_trust_established = now
+                path.last_trust_established = now
+                self.deliver_frame(
+                    network_id, peer.address, source_mac, dest_mac, ethertype, payload
+                )
+            else:
+                # Not (yet) a member in good standing: ask for its credentials and keep the
+                # frame a few seconds, since they usually arrive right behind it.
+                err = Error.need_membership_certificate(verb, pid, network_id)
+                self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+                self.rt.counters.drop(Drop.NOT_A_MEMBER)
+                if len(self._gated_frames) >= GATED_FRAME_QUEUE:
+                    self._gated_frames.popleft()
+                self._gated_frames.append(
+                    _GatedFrame(
+                        peer.address, network_id, source_mac, dest_mac, ethertype, payload, now
+                    )
+                )
+        self.rt.vl1.received(peer, path, hops, verb, now)
+
+    def _retry_gated_frames(self, now: int) -> None:
+        if not self._gated_frames:
+            return
+        keep: deque[_GatedFrame] = deque()
+        for g in self._gated_frames:
+            if now - g.created >= QUEUE_TIMEOUT:
+                continue
+            net = self.rt.networks.get(g.network_id)
+            peer = self.rt.peers.get(g.source)
+            if net is None or peer is None:
+                continue
+            if net.gate(peer.address, peer.identity):
+                self.deliver_frame(
+                    g.network_id, g.source, g.source_mac, g.dest_mac, g.ethertype, g.payload
+                )
+            else:
+                keep.append(g)
+        self._gated_frames = keep
