@@ -183,7 +183,8 @@ def test_signed_chunk_relayed_by_another_member_is_accepted() -> None:
     """The signature, not the sender, makes a signed chunk trusted (fast propagation)."""
     w, ctl_node, ctl, nwid, a, b = joined()
     raw = new_config(w, ctl, a, "via-b")
-    b.switch.send(a.address, Verb.NETWORK_CONFIG, signed(nwid, raw, ctl_node.identity, 21), w.net.now)
+    chunk = signed(nwid, raw, ctl_node.identity, 21)
+    b.switch.send(a.address, Verb.NETWORK_CONFIG, chunk, w.net.now)
     assert w.run_until(lambda: name_of(a.network(nwid)) == "via-b", 2_000)
 
 
