@@ -11,6 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEX10 = r"[0-9a-f]{10}"
 
@@ -51,6 +55,7 @@ def test_demo_as_the_readme_says() -> None:
         assert 0 < float(v4) < 1000 and 0 < float(v6) < 1000 and float(mbs) > 0
 
 
+@pytest.mark.slow
 def test_demo_keep_serves_the_cli(tmp_path: Path) -> None:
     home = tmp_path / "world"
     proc = subprocess.Popen(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TIMEOUT = 90.0  # seconds for each example, from the moment they all start (side by side)
 
@@ -119,6 +121,7 @@ def test_examples_offer_the_network_form() -> None:
             assert f'"{option}"' in text, f"{path.name} has no {option} option"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs_locally(name: str, runs: dict[str, Run]) -> None:
     assert name in runs, f"examples/{name}.py does not exist"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import load_vectors
+from tests.helpers.data import load_vectors
 from ztnode import crypto
 from ztnode.errors import CryptoError, DecodeError, LocalProtocolError
 from ztnode.identity import (

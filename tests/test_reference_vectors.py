@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import ciphers as pyca
 
-from tests.conftest import load_vectors
+from tests.helpers.data import load_vectors
 from ztnode import crypto
 from ztnode.identity import Identity
 from ztnode.wire import packet as pk

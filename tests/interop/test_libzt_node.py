@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import test_identities
+from tests.helpers.data import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztPeer

@@ -15,7 +15,7 @@ transport call it, and each keeps the Python code the C stands in for as referen
 It is optional by design. If it was not built, was built for another ABI, cannot load its shared
 libraries, or ``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import,
 :data:`AVAILABLE` is False and :mod:`ztnode.wire.packet` uses its Python path, which stays the
-reference implementation: the C path must match it byte for byte (``tests/test_accel.py``).
+reference implementation: the C path must match it byte for byte (``tests/accel/test_accel.py``).
 
 The wrappers never raise for bad input. They answer "done" or "not mine": anything the C side
 refuses (a length outside 28..10024, cipher 2 or an unknown suite, a non-``bytearray`` buffer,

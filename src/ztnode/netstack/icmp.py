@@ -34,6 +34,7 @@ from typing import Final
 
 from ztnode.errors import DecodeError
 from ztnode.netstack.checksum import internet_checksum, ones_sum, pseudo_header_sum_v6
+from ztnode.netstack.ipproto import NH_ICMPV6
 from ztnode.wire.mac import MAC_MASK
 
 Buf = bytes | bytearray | memoryview
@@ -74,8 +75,6 @@ NDP_OPT_TARGET_LLADDR: Final = 2
 NDP_OPT_PREFIX_INFO: Final = 3
 NDP_OPT_MTU: Final = 5
 
-PROTO_ICMP: Final = 1
-NH_ICMPV6: Final = 58
 ICMP_HEADER_LEN: Final = 8
 # RFC 1812 §4.3.2.3: an ICMPv4 error should not exceed 576 bytes (20 IP + 8 ICMP + quote).
 ICMP4_MAX_QUOTE: Final = 576 - 20 - 8

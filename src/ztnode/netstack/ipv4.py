@@ -40,12 +40,10 @@ from ztnode.errors import DecodeError
 from ztnode.netstack._codec import trusted_constructor
 from ztnode.netstack._reassembly import Reassembler
 from ztnode.netstack.checksum import internet_checksum, ones_sum
+from ztnode.netstack.ipproto import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 
 Buf = bytes | bytearray | memoryview
 
-PROTO_ICMP: Final = 1
-PROTO_TCP: Final = 6
-PROTO_UDP: Final = 17
 IPV4_HEADER_LEN: Final = 20
 IPV4_MAX_HEADER_LEN: Final = 60
 IPV4_MAX_LEN: Final = 65535

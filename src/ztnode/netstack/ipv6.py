@@ -40,19 +40,21 @@ from typing import Final, Self, final
 from ztnode.errors import DecodeError
 from ztnode.netstack._codec import trusted_constructor
 from ztnode.netstack._reassembly import Reassembler
+from ztnode.netstack.ipproto import (
+    NH_AH,
+    NH_DESTINATION_OPTIONS,
+    NH_ESP,
+    NH_FRAGMENT,
+    NH_HOP_BY_HOP,
+    NH_ICMPV6,
+    NH_NONE,
+    NH_ROUTING,
+    NH_TCP,
+    NH_UDP,
+)
 
 Buf = bytes | bytearray | memoryview
 
-NH_HOP_BY_HOP: Final = 0
-NH_TCP: Final = 6
-NH_UDP: Final = 17
-NH_ROUTING: Final = 43
-NH_FRAGMENT: Final = 44
-NH_ESP: Final = 50
-NH_AH: Final = 51
-NH_ICMPV6: Final = 58
-NH_NONE: Final = 59
-NH_DESTINATION_OPTIONS: Final = 60
 IPV6_HEADER_LEN: Final = 40
 FRAGMENT_HEADER_LEN: Final = 8
 IPV6_MIN_MTU: Final = 1280

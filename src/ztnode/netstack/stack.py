@@ -66,6 +66,7 @@ from ztnode.netstack.icmp import (
     quote_ipv4,
     quote_ipv6,
 )
+from ztnode.netstack.ipproto import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ztnode.netstack.ipv4 import IPv4Header, IPv4Reassembler
 from ztnode.netstack.ipv4 import fragment as fragment4
 from ztnode.netstack.ipv6 import (
@@ -101,9 +102,6 @@ __all__ = [
     "UdpSocket",
 ]
 
-PROTO_ICMP: Final = 1
-PROTO_TCP: Final = 6
-PROTO_UDP: Final = 17
 EPHEMERAL_LOW: Final = 49152
 EPHEMERAL_HIGH: Final = 65535
 #: RFC 4861 section 6.1.2 / 7.1.1: NDP messages must arrive with hop limit 255.

@@ -39,11 +39,22 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum, IntFlag
+from enum import IntFlag
 from typing import Final
 
 from ztnode.errors import LocalProtocolError
+from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
+from ztnode.netstack.tcp_states import (
+    ABORT_SENDS_RST,
+    CAN_CONNECT,
+    CAN_LISTEN,
+    CAN_SEND,
+    RECEIVES_TEXT,
+    SYNCHRONIZED,
+    TcpState,
+    check_transition,
+)
 
 __all__ = [
     "ClosedEvent",
@@ -128,12 +139,12 @@ class Flags(IntFlag):
     """TCP control bits (RFC 9293 section 3.1), numbered as on the wire."""
 
     NONE = 0
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
+    FIN = wire.FIN
+    SYN = wire.SYN
+    RST = wire.RST
+    PSH = wire.PSH
+    ACK = wire.ACK
+    URG = wire.URG
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,35 +172,20 @@ class Segment:
         """SEG.LEN: payload length plus one for each of SYN and FIN (RFC 9293 section 3.4)."""
         return (
             len(self.payload)
-            + (1 if self.flags & 0x02 else 0)  # SYN
-            + (1 if self.flags & 0x01 else 0)  # FIN
+            + (1 if self.flags & wire.SYN else 0)
+            + (1 if self.flags & wire.FIN else 0)
         )
 
 
-# Plain ints for the hot paths: IntFlag arithmetic costs a microsecond per operation.
+# Plain ints for the hot paths (IntFlag arithmetic costs a microsecond per operation), from the
+# codec, which is the one source of the bits.
 _NONE: Final = 0
-_FIN: Final = 0x01
-_SYN: Final = 0x02
-_RST: Final = 0x04
-_PSH: Final = 0x08
-_ACK: Final = 0x10
-_URG: Final = 0x20
-
-
-class TcpState(IntEnum):
-    """RFC 9293 section 3.3.2."""
-
-    CLOSED = 0
-    LISTEN = 1
-    SYN_SENT = 2
-    SYN_RECEIVED = 3
-    ESTABLISHED = 4
-    FIN_WAIT_1 = 5
-    FIN_WAIT_2 = 6
-    CLOSE_WAIT = 7
-    CLOSING = 8
-    LAST_ACK = 9
-    TIME_WAIT = 10
+_FIN: Final = wire.FIN
+_SYN: Final = wire.SYN
+_RST: Final = wire.RST
+_PSH: Final = wire.PSH
+_ACK: Final = wire.ACK
+_URG: Final = wire.URG
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,23 +297,6 @@ def reset_for(seg: Segment) -> Segment | None:
     return Segment(seq=0, ack=seq_add(seg.seq, seg.seg_len), flags=_RST | _ACK, window=0)
 
 
-_SYNCHRONIZED: Final = frozenset(
-    {
-        TcpState.ESTABLISHED,
-        TcpState.FIN_WAIT_1,
-        TcpState.FIN_WAIT_2,
-        TcpState.CLOSE_WAIT,
-        TcpState.CLOSING,
-        TcpState.LAST_ACK,
-        TcpState.TIME_WAIT,
-    }
-)
-#: States in which the text of a segment is delivered (RFC 9293 3.10.7.4, "seventh").
-_RECEIVES_TEXT: Final = frozenset(
-    {TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.SYN_RECEIVED}
-)
-
-
 def _first(t: tuple[int, object]) -> int:
     return t[0]
 
@@ -337,7 +316,7 @@ class TcpConnection:
         # A private copy: the option setters mutate it, and configs are often shared.
         self.config = dataclasses.replace(config) if config is not None else TcpConfig()
         self._isn_source = isn
-        self.state = TcpState.CLOSED
+        self.state = TcpState.CLOSED  # the one assignment outside _set_state
         self._events: deque[TcpEvent] = deque()
         self._out: list[Segment] = []  # control segments queued outside the output loop
         self._passive = False
@@ -426,19 +405,19 @@ class TcpConnection:
 
     def listen(self) -> None:
         """Passive OPEN (RFC 9293 3.10.1): CLOSED -> LISTEN."""
-        if self.state is not TcpState.CLOSED:
+        if self.state not in CAN_LISTEN:
             raise LocalProtocolError(f"listen() needs CLOSED, connection is {self.state.name}")
         self._passive = True
-        self.state = TcpState.LISTEN
+        self._set_state(TcpState.LISTEN)
 
     def connect(self, now: int) -> None:
         """Active OPEN (RFC 9293 3.10.1): CLOSED -> SYN-SENT, or LISTEN -> SYN-SENT."""
-        if self.state not in (TcpState.CLOSED, TcpState.LISTEN):
+        if self.state not in CAN_CONNECT:
             raise LocalProtocolError(f"connect() needs CLOSED, connection is {self.state.name}")
         self._passive = False
         self._choose_iss()
         self._last_rcv = now
-        self.state = TcpState.SYN_SENT
+        self._set_state(TcpState.SYN_SENT)
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         """Queue data; returns how many bytes fit in the send buffer (backpressure).
@@ -448,12 +427,7 @@ class TcpConnection:
         """
         if self._fin_seq is not None:
             raise LocalProtocolError("send() after shutdown()/close()")
-        if self.state not in (
-            TcpState.SYN_SENT,
-            TcpState.SYN_RECEIVED,
-            TcpState.ESTABLISHED,
-            TcpState.CLOSE_WAIT,
-        ):
+        if self.state not in CAN_SEND:
             raise LocalProtocolError(f"send() on a connection in {self.state.name}")
         room = self.config.send_buffer - len(self._sbuf)
         n = min(room, len(data))
@@ -483,7 +457,7 @@ class TcpConnection:
             return b""
         out = bytes(self._rbuf[:max_bytes])
         del self._rbuf[:max_bytes]
-        if self.state in _RECEIVES_TEXT:
+        if self.state in RECEIVES_TEXT:
             free = self.config.recv_buffer - len(self._rbuf)
             cur = max(self._rcv_adv - self.rcv_nxt, 0)
             # Announce the opened window at once only when the offered window had fallen below
@@ -523,9 +497,9 @@ class TcpConnection:
         if self._fin_seq is not None:
             return
         if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
-            self.state = TcpState.FIN_WAIT_1
+            self._set_state(TcpState.FIN_WAIT_1)
         elif st is TcpState.CLOSE_WAIT:
-            self.state = TcpState.LAST_ACK
+            self._set_state(TcpState.LAST_ACK)
         else:
             return
         self._fin_seq = self._sbuf_start + len(self._sbuf)
@@ -536,7 +510,7 @@ class TcpConnection:
         if self.state is TcpState.CLOSED:
             return
         self._read_closed = True
-        if self._rbuf and self.state in _SYNCHRONIZED | {TcpState.SYN_RECEIVED}:
+        if self._rbuf and self.state in SYNCHRONIZED | {TcpState.SYN_RECEIVED}:
             self.abort(now)
             return
         self.shutdown(now)
@@ -545,13 +519,7 @@ class TcpConnection:
 
     def abort(self, now: int) -> None:
         """ABORT (RFC 9293 3.10.5): send RST in synchronized states, drop everything."""
-        if self.state in (
-            TcpState.SYN_RECEIVED,
-            TcpState.ESTABLISHED,
-            TcpState.FIN_WAIT_1,
-            TcpState.FIN_WAIT_2,
-            TcpState.CLOSE_WAIT,
-        ):
+        if self.state in ABORT_SENDS_RST:
             self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
         if self.state is not TcpState.CLOSED:
             self._to_closed()
@@ -646,7 +614,7 @@ class TcpConnection:
         elif st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT) and self.snd_una == 0:
             if self.snd_nxt == 0:  # SYN-RECEIVED (or closed while in it): (re)send SYN,ACK
                 out.append(self._make_syn(now, ack=True))
-        elif st in _SYNCHRONIZED and st is not TcpState.TIME_WAIT:
+        elif st in SYNCHRONIZED and st is not TcpState.TIME_WAIT:
             self._output_data(now, out)
         if self._ack_now and st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT):
             out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
@@ -738,7 +706,7 @@ class TcpConnection:
             return
         self._choose_iss()
         self._accept_syn(seg, now)
-        self.state = TcpState.SYN_RECEIVED
+        self._set_state(TcpState.SYN_RECEIVED)
         # Data in a SYN is queued for after the handshake (RFC 9293 3.10.7.2); we keep it simple
         # and let the peer retransmit it, since our SYN-ACK only acknowledges the SYN.
 
@@ -765,7 +733,7 @@ class TcpConnection:
         self._accept_syn(seg, now)
         if fl & _ACK:
             self._ack_of_syn(seg, now)
-            self.state = TcpState.ESTABLISHED
+            self._set_state(TcpState.ESTABLISHED)
             self._events.append(ConnectedEvent())
             self._ack_now = True
             self._update_window(seg, force=True)
@@ -776,7 +744,7 @@ class TcpConnection:
         else:
             # Simultaneous open (RFC 9293 figure 7): answer SYN,ACK with the same ISS. Making
             # snd_nxt 0 re-sends our SYN, now carrying the ACK.
-            self.state = TcpState.SYN_RECEIVED
+            self._set_state(TcpState.SYN_RECEIVED)
             self.snd_nxt = 0
             self._rtt_seq = None
 
@@ -798,7 +766,7 @@ class TcpConnection:
             if fl & _ACK and 0 < ack_u <= self.snd_max:
                 self._ack_of_syn(seg, now)
                 if self.state is TcpState.SYN_RECEIVED:
-                    self.state = TcpState.ESTABLISHED
+                    self._set_state(TcpState.ESTABLISHED)
                 self._events.append(ConnectedEvent())
                 self._update_window(seg, force=True)
                 self._ack_now = True
@@ -876,7 +844,7 @@ class TcpConnection:
                 fin = False
             out_of_order = bool(payload) and seq_u > self.rcv_nxt
             if payload:
-                if self.state in _RECEIVES_TEXT:
+                if self.state in RECEIVES_TEXT:
                     if self._read_closed:
                         self._count("data_after_close")
                         self.abort(now)
@@ -899,7 +867,7 @@ class TcpConnection:
             if st is TcpState.SYN_RECEIVED and self._passive:
                 self._count("rst_back_to_listen")
                 self._reset_tcb()
-                self.state = TcpState.LISTEN
+                self._set_state(TcpState.LISTEN)
                 return
             if st in (TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT):
                 self._to_closed()
@@ -918,7 +886,7 @@ class TcpConnection:
         if st is TcpState.SYN_RECEIVED:
             if 0 < ack_u <= self.snd_max:
                 self._ack_of_syn(seg, now)
-                self.state = TcpState.ESTABLISHED
+                self._set_state(TcpState.ESTABLISHED)
                 self._events.append(ConnectedEvent())
                 self._update_window(seg, force=True)
             else:
@@ -941,7 +909,7 @@ class TcpConnection:
         if self._fin_seq is not None and self.snd_una > self._fin_seq:
             st = self.state
             if st is TcpState.FIN_WAIT_1:
-                self.state = TcpState.FIN_WAIT_2
+                self._set_state(TcpState.FIN_WAIT_2)
                 if self._read_closed:
                     self._arm_fin_wait_2(now)
             elif st is TcpState.CLOSING:
@@ -1224,12 +1192,12 @@ class TcpConnection:
         self._events.append(PeerClosedEvent())
         st = self.state
         if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
-            self.state = TcpState.CLOSE_WAIT
+            self._set_state(TcpState.CLOSE_WAIT)
         elif st is TcpState.FIN_WAIT_1:
             if self._fin_seq is not None and self.snd_una > self._fin_seq:
                 self._enter_time_wait(now)
             else:
-                self.state = TcpState.CLOSING
+                self._set_state(TcpState.CLOSING)
         elif st is TcpState.FIN_WAIT_2:
             self._fw2_deadline = None
             self._enter_time_wait(now)
@@ -1482,7 +1450,7 @@ class TcpConnection:
         )
         if self._retries > limit:
             self._events.append(TimedOutEvent())
-            if self.state in _SYNCHRONIZED:
+            if self.state in SYNCHRONIZED:
                 self._out.append(
                     Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0)
                 )
@@ -1563,7 +1531,7 @@ class TcpConnection:
 
     def _enter_time_wait(self, now: int) -> None:
         """RFC 9293 3.10.7.4: TIME-WAIT lasts 2*MSL; other timers are off."""
-        self.state = TcpState.TIME_WAIT
+        self._set_state(TcpState.TIME_WAIT)
         self._rto_deadline = None
         self._persist_deadline = None
         self._fw2_deadline = None
@@ -1645,8 +1613,14 @@ class TcpConnection:
         self._ack_now = False
         self._delack_deadline = None
 
+    def _set_state(self, new: TcpState) -> None:
+        """Every state change after creation goes through here, checked against RFC 9293
+        figure 5 (:data:`~ztnode.netstack.tcp_states.TRANSITIONS`)."""
+        check_transition(self.state, new)
+        self.state = new
+
     def _to_closed(self) -> None:
-        self.state = TcpState.CLOSED
+        self._set_state(TcpState.CLOSED)
         self._rto_deadline = None
         self._delack_deadline = None
         self._persist_deadline = None

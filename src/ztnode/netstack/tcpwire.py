@@ -40,10 +40,10 @@ from typing import Final, final
 from ztnode.errors import DecodeError
 from ztnode.netstack._codec import trusted_constructor
 from ztnode.netstack.checksum import internet_checksum, ones_sum, pseudo_header_sum
+from ztnode.netstack.ipproto import PROTO_TCP
 
 Buf = bytes | bytearray | memoryview
 
-PROTO_TCP: Final = 6
 TCP_HEADER_LEN: Final = 20
 TCP_MAX_OPTIONS_LEN: Final = 40
 

@@ -25,10 +25,10 @@ from typing import Final, Self
 
 from ztnode.errors import DecodeError
 from ztnode.netstack.checksum import internet_checksum, ones_sum, pseudo_header_sum
+from ztnode.netstack.ipproto import PROTO_UDP
 
 Buf = bytes | bytearray | memoryview
 
-PROTO_UDP: Final = 17
 UDP_HEADER_LEN: Final = 8
 _HDR: Final = struct.Struct(">HHHH")
 
