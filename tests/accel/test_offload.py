@@ -35,8 +35,8 @@ from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
 from ztnode.netstack.ipv4 import IPv4Header
 from ztnode.netstack.ipv6 import IPv6Header
-from ztnode.netstack.stack import TcpBurst
 from ztnode.netstack.tcpwire import TcpSegmentHeader
+from ztnode.netstack.tso import TcpBurst
 from ztnode.transport import burst
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import Cipher, Verb

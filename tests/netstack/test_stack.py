@@ -311,8 +311,8 @@ def test_fast_path_tcp_options_match_the_codec(o: tuple) -> None:  # type: ignor
     """The stack builds segments without the codec objects; its option bytes must be the
     codec's, byte for byte (the codec is checked against scapy and Linux's layout)."""
     from ztnode.netstack import tcp as tcb
-    from ztnode.netstack.stack import _tcp_options
     from ztnode.netstack.tcpwire import TcpSegmentHeader
+    from ztnode.netstack.tso import tcp_options as _tcp_options
 
     mss, ws, sp, ts, sb = o
     header = TcpSegmentHeader(1, 2, 3, 4, 0x12, 100, 0, mss, ws, sp, tuple(sb), ts)

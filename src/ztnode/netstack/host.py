@@ -37,7 +37,8 @@ from ztnode import accel
 from ztnode.core import events as ev
 from ztnode.core.node import Node
 from ztnode.core.records import Inbound, Outgoing
-from ztnode.netstack.stack import IpStack, StackConfig, StackEvent, TcpBurst
+from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
+from ztnode.netstack.tso import TcpBurst
 from ztnode.wire.inetaddr import IpScope, ip_scope
 
 log = logging.getLogger("ztnode.host")

@@ -1,0 +1,81 @@
+"""What the IP stack's parts share: its configuration, fixed parameters and the wire layouts
+compiled once for the fast paths."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from ipaddress import (
+    IPv4Address,
+    IPv6Address,
+)
+from typing import Final
+
+from ztnode.netstack import tcp as tcb
+
+EPHEMERAL_LOW: Final = 49152
+
+EPHEMERAL_HIGH: Final = 65535
+
+#: RFC 4861 section 6.1.2 / 7.1.1: NDP messages must arrive with hop limit 255.
+NDP_HOP_LIMIT: Final = 255
+
+ALL_NODES_MAC: Final = 0x333300000001
+
+TCP_FIXED: Final = struct.Struct(">HHIIBBH")
+
+TCP_HEADER: Final = struct.Struct(">HHIIBBHxxxx")
+
+TS_VALUES: Final = struct.Struct(">II")
+
+TS_OPTION: Final = struct.Struct(">III")
+
+TS_FUSED: Final = struct.Struct(">HBBII")
+
+MSS_OPTION: Final = struct.Struct(">BBH")
+
+IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
+
+IP6_HEADER: Final = struct.Struct(">IHBB16s16s")
+
+#: How long a connection reuses its next hop's MAC before resolving it again.
+MAC_REMEMBER_MS: Final = 1000
+
+#: Destinations whose next hop is remembered at most (then the memory starts over).
+HOP_CACHE_SIZE: Final = 4096
+
+#: Bound on self-addressed exchanges turned around within one ``frames_to_send`` call.
+LOOPBACK_ROUNDS: Final = 64
+
+LIMITED_BROADCAST: Final = IPv4Address("255.255.255.255")
+
+ALL_HOSTS: Final = IPv4Address("224.0.0.1")
+
+IPAddr = IPv4Address | IPv6Address
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(slots=True)
+class StackConfig:
+    """Tunables of one stack (defaults follow Linux where RFCs leave a choice)."""
+
+    #: Connection defaults. Buffers are larger than TcpConfig's: the receiver handles a burst
+    #: of datagrams before it answers, so more than one such burst must fit in a window.
+    tcp: tcb.TcpConfig = field(
+        default_factory=lambda: tcb.TcpConfig(
+            send_buffer=1 << 20, recv_buffer=1 << 20, ooo_limit=1 << 20
+        )
+    )
+    ttl: int = 64
+    #: Connections half-open or waiting in a listener's accept queue (Linux somaxconn).
+    max_backlog: int = 4096
+    #: Datagrams queued per UDP socket before new ones are dropped (counted).
+    udp_queue_bytes: int = 256 * 1024
+    #: ICMP errors we send per second at most (RFC 1812 4.3.2.8 asks for a limit).
+    icmp_errors_per_s: int = 100
+    arp_retries: int = 3
+    arp_retry_ms: int = 1000
+    #: With ``IpStack.segmentation_offload`` on: how many MSS-sized pieces one outgoing TCP
+    #: segment may carry for the layer below to cut (see :class:`TcpBurst`).
+    gso_segments: int = 16

@@ -1,0 +1,351 @@
+"""TCP demultiplexing and emission: segments to their connection (the established-connection
+fast path first), listeners with their backlogs, each connection's timers and output turned into
+IP packets (or offload bursts), and RFC 6528 initial sequence numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import logging
+from collections.abc import Callable
+from ipaddress import (
+    IPv6Address,
+)
+from typing import TYPE_CHECKING
+
+from ztnode.netstack import tcp as tcb
+from ztnode.netstack.checksum import ones_sum
+from ztnode.netstack.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6
+from ztnode.netstack.handles import (
+    AcceptReady,
+    TcpListener,
+    TcpSocket,
+    TcpSocketEvent,
+)
+from ztnode.netstack.ipproto import PROTO_TCP
+from ztnode.netstack.stackconfig import (
+    IP4_HEADER,
+    IP6_HEADER,
+    MAC_REMEMBER_MS,
+    TCP_FIXED,
+    TCP_HEADER,
+    TS_OPTION,
+    TS_VALUES,
+    IPAddr,
+)
+from ztnode.netstack.tcpwire import TcpSegmentHeader
+from ztnode.netstack.tso import TcpBurst, pseudo_sum, tcp_options
+
+log = logging.getLogger("ztnode.netstack")
+
+if TYPE_CHECKING:
+    from ztnode.netstack.stack import IpStack
+
+
+class TcpMux:
+    """See the module docstring."""
+
+    def __init__(self, rt: IpStack) -> None:
+        self.rt = rt
+
+    def _isn_for(self, key: tuple[bytes, int, bytes, int], now: int) -> Callable[[], int]:
+        """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock."""
+
+        def isn() -> int:
+            h = hashlib.blake2b(digest_size=4, key=self.rt._isn_key)
+            h.update(key[0] + key[1].to_bytes(2, "big") + key[2] + key[3].to_bytes(2, "big"))
+            return (int.from_bytes(h.digest(), "big") + now * 250) & 0xFFFFFFFF
+
+        return isn
+
+    def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
+        base = self.rt.config.tcp
+        cfg = tcb.TcpConfig(**{f: getattr(base, f) for f in base.__dataclass_fields__})
+        cfg.mtu = self.rt.mtu
+        cfg.ipv6 = isinstance(remote, IPv6Address)
+        cfg.gso_segments = self.rt.config.gso_segments if self.rt.segmentation_offload else 1
+        return cfg
+
+    def receive_fast(self, src: bytes, dst: bytes, body: memoryview, now: int) -> bool:
+        """An established connection's segment, parsed without the codec objects. False
+        sends the packet down the full path (no connection, unusual options)."""
+        n = len(body)
+        sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(body, 0)
+        s = self.rt._tcp.get((dst, dport, src, sport))
+        if s is None:
+            return False
+        hlen = (off >> 4) << 2
+        ts: tuple[int, int] | None = None
+        if hlen == 32 and body[20] == 1 and body[21] == 1 and body[22] == 8 and body[23] == 10:
+            ts = TS_VALUES.unpack_from(body, 24)
+        elif hlen != 20:
+            return False
+        if hlen > n:
+            self.rt._count("malformed")
+            return True
+        psum = pseudo_sum(src, dst, PROTO_TCP, n)
+        if ones_sum(body, psum) != 0xFFFF:
+            self.rt._count("tcp_checksum")
+            return True
+        seg = tcb.Segment(
+            seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), None, None, False, (), ts
+        )
+        s.conn.receive_segment(seg, now)
+        # Serviced at the next frames_to_send (once per received burst), not per segment: one
+        # ACK then covers the whole burst (stretch ACKs; the sender counts bytes, RFC 3465)
+        # and the application is woken once.
+        self.rt._dirty.add(s)
+        return True
+
+    def receive(self, src: IPAddr, dst: IPAddr, body: memoryview, now: int) -> None:
+        if dst.packed not in self.rt._mine:
+            self.rt._count("tcp_not_unicast")
+            return
+        h, data = TcpSegmentHeader.parse(body, src, dst)
+        seg = tcb.Segment(
+            h.seq,
+            h.ack,
+            h.flags & 0x3F,
+            h.window,
+            bytes(data),
+            h.mss,
+            h.window_scale,
+            h.sack_permitted,
+            h.sack_blocks,
+            h.timestamps,
+        )
+        key = (dst.packed, h.dst_port, src.packed, h.src_port)
+        s = self.rt._tcp.get(key)
+        if s is None:
+            if seg.flags & 0x3F & ~0x08 == 0x02:  # a bare SYN (PSH tolerated)
+                lst = self.rt._listeners.get((dst.version == 6, dst.packed, h.dst_port))
+                if lst is None:
+                    lst = self.rt._listeners.get((dst.version == 6, b"", h.dst_port))
+                if lst is not None:
+                    self._passive_open(lst, key, (dst, h.dst_port), (src, h.src_port), seg, now)
+                    return
+            self.rt._count("tcp_no_connection")
+            rst = tcb.reset_for(seg)
+            if rst is not None:
+                self._emit_segment(dst, h.dst_port, src, h.src_port, rst, now)
+            return
+        s.conn.receive_segment(seg, now)
+        self.service(s, now)
+
+    def _passive_open(
+        self,
+        lst: TcpListener,
+        key: tuple[bytes, int, bytes, int],
+        local: tuple[IPAddr, int],
+        remote: tuple[IPAddr, int],
+        seg: tcb.Segment,
+        now: int,
+    ) -> None:
+        if lst.embryonic + len(lst.queue) >= lst.backlog:
+            self.rt._count("tcp_backlog_full")  # like Linux: drop the SYN, the client retries
+            return
+        conn = tcb.TcpConnection(self.config_for(remote[0]), isn=self._isn_for(key, now))
+        conn.listen()
+        s = TcpSocket(self.rt, conn, local, remote, lst)
+        self.rt._ports[PROTO_TCP][local[1]] = self.rt._ports[PROTO_TCP].get(local[1], 0) + 1
+        self.rt._tcp[key] = s
+        lst.embryonic += 1
+        conn.receive_segment(seg, now)
+        self.service(s, now)
+
+    def service(self, s: TcpSocket, now: int) -> None:
+        """After anything touched a connection: send its segments, surface its events,
+        re-arm its timer, and forget it once closed."""
+        conn = s.conn
+        try:
+            segs = conn.segments_to_send(now)
+        except Exception:
+            log.exception("TCP output failed")
+            conn.abort(now)
+            segs = []
+        for seg in segs:
+            self.emit(s, seg, now)
+        events = self.rt._events
+        closed = False
+        while (e := conn.next_event()) is not None:
+            if isinstance(e, tcb.ClosedEvent):
+                closed = True
+            lst = s.listener
+            if lst is not None and s.user is None:
+                if isinstance(e, tcb.ConnectedEvent):
+                    lst.embryonic -= 1
+                    if lst.closed:
+                        conn.abort(now)
+                        continue
+                    lst.queue.append(s)
+                    if len(lst.queue) == 1:
+                        events.append(AcceptReady(lst))
+                    continue
+                if isinstance(e, tcb.ClosedEvent) and s not in lst.queue:
+                    lst.embryonic -= 1
+                if not isinstance(e, tcb.ClosedEvent):
+                    continue  # nobody holds this connection yet: accept() checks its state
+            events.append(TcpSocketEvent(s, e))
+        if closed:
+            if self.rt._tcp.get(s.key) is s:
+                del self.rt._tcp[s.key]
+                self.rt._release_port(PROTO_TCP, s.local[1])
+                b, n = self.rt._retransmitted_closed
+                self.rt._retransmitted_closed = (
+                    b + conn.retransmitted_bytes,
+                    n + conn.retransmitted_segments,
+                )
+            s._timer_at = None
+            return
+        t = conn.get_timer()
+        if t != s._timer_at:
+            s._timer_at = t
+            if t is not None:
+                heapq.heappush(self.rt._timers, (t, next(self.rt._timer_seq), s))
+
+    def emit(self, s: TcpSocket, seg: tcb.Segment, now: int) -> None:
+        """One segment of a connection, built straight into its frame buffer (the codec
+        objects cost more than the rest of the send path for a small segment)."""
+        opts = b""
+        if seg.mss is not None or seg.wscale is not None or seg.sack_permitted or seg.sack_blocks:
+            opts = tcp_options(seg)
+            if len(opts) > 40:
+                self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
+                return
+        payload = seg.payload
+        thl = 20 + len(opts) if opts else (32 if seg.ts is not None else 20)
+        v6 = s.ipv6
+        ihl = 40 if v6 else 20
+        n = len(payload)
+        mss = s.conn.snd_mss
+        # Several MSS of new data (never a SYN or RST): the layer below cuts it (offload).
+        if (
+            n > mss
+            and self.rt.segmentation_offload
+            and ihl + thl + mss <= self.rt.mtu
+            and not seg.flags & 0x06
+        ):
+            self._emit_burst(s, seg, opts, thl, mss, now)
+            return
+        if ihl + thl + n > self.rt.mtu:
+            self._emit_segment(s.local[0], s.local[1], s.remote[0], s.remote[1], seg, now)
+            return
+        buf = bytearray(ihl + thl + n)
+        TCP_HEADER.pack_into(
+            buf, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
+        )
+        if opts:
+            buf[ihl + 20 : ihl + thl] = opts
+        elif seg.ts is not None:
+            TS_OPTION.pack_into(buf, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
+        buf[ihl + thl :] = payload
+        lpk, rpk = s.key[0], s.key[2]
+        tcp_len = thl + n
+        ck = ~ones_sum(memoryview(buf)[ihl:], pseudo_sum(lpk, rpk, PROTO_TCP, tcp_len)) & 0xFFFF
+        buf[ihl + 16] = ck >> 8
+        buf[ihl + 17] = ck & 0xFF
+        if v6:
+            IP6_HEADER.pack_into(
+                buf, 0, 0x60000000, tcp_len, PROTO_TCP, self.rt.config.ttl, lpk, rpk
+            )
+            ethertype = ETHERTYPE_IPV6
+        else:
+            self.rt._ip_id = ident = (self.rt._ip_id + 1) & 0xFFFF
+            IP4_HEADER.pack_into(
+                buf,
+                0,
+                0x45,
+                0,
+                20 + tcp_len,
+                ident,
+                0x4000,
+                self.rt.config.ttl,
+                PROTO_TCP,
+                0,
+                lpk,
+                rpk,
+            )
+            ck = ~ones_sum(memoryview(buf)[:20]) & 0xFFFF
+            buf[10] = ck >> 8
+            buf[11] = ck & 0xFF
+            ethertype = ETHERTYPE_IPV4
+        packet = bytes(buf)
+        known = s._mac
+        if known is not None and known[1] == self.rt._generation and now < known[2]:
+            self.rt._out.append((known[0], ethertype, packet))
+            return
+        try:
+            mac = self.rt.output.resolve(s.remote[0], s.local[0], ethertype, [packet], now)
+        except OSError:
+            self.rt._count("tcp_unroutable")
+            return
+        if mac is not None:
+            self.rt._out.append((mac, ethertype, packet))
+            # Remembered for a second at most, so an expired neighbor entry is asked for again
+            # within that time, as the resolution above would.
+            s._mac = (mac, self.rt._generation, now + MAC_REMEMBER_MS)
+
+    def _emit_burst(
+        self, s: TcpSocket, seg: tcb.Segment, opts: bytes, thl: int, mss: int, now: int
+    ) -> None:
+        """A segment of several MSS for the layer below to cut into ``mss``-byte pieces and
+        build (segmentation offload): its headers once (:class:`TcpBurst`)."""
+        v6 = s.ipv6
+        ihl = 40 if v6 else 20
+        hdr = bytearray(ihl + thl)
+        TCP_HEADER.pack_into(
+            hdr, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
+        )
+        if opts:
+            hdr[ihl + 20 :] = opts
+        elif seg.ts is not None:
+            TS_OPTION.pack_into(hdr, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
+        lpk, rpk = s.key[0], s.key[2]
+        pieces = -(-len(seg.payload) // mss)
+        if v6:
+            IP6_HEADER.pack_into(hdr, 0, 0x60000000, 0, PROTO_TCP, self.rt.config.ttl, lpk, rpk)
+            ethertype = ETHERTYPE_IPV6
+            ident = 0
+        else:
+            ident = (self.rt._ip_id + 1) & 0xFFFF
+            self.rt._ip_id = (self.rt._ip_id + pieces) & 0xFFFF
+            IP4_HEADER.pack_into(
+                hdr, 0, 0x45, 0, 0, ident, 0x4000, self.rt.config.ttl, PROTO_TCP, 0, lpk, rpk
+            )
+            ethertype = ETHERTYPE_IPV4
+        burst = TcpBurst(bytes(hdr), ident, bytes(seg.payload), mss, seg.flags)
+        known = s._mac
+        if known is not None and known[1] == self.rt._generation and now < known[2]:
+            self.rt._out.append((known[0], ethertype, burst))
+            return
+        try:
+            mac = self.rt.output.resolve(s.remote[0], s.local[0], ethertype, burst.packets, now)
+        except OSError:
+            self.rt._count("tcp_unroutable")
+            return
+        if mac is not None:
+            self.rt._out.append((mac, ethertype, burst))
+            s._mac = (mac, self.rt._generation, now + MAC_REMEMBER_MS)
+
+    def _emit_segment(
+        self, lip: IPAddr, lport: int, rip: IPAddr, rport: int, seg: tcb.Segment, now: int
+    ) -> None:
+        h = TcpSegmentHeader(
+            lport,
+            rport,
+            seg.seq,
+            seg.ack,
+            int(seg.flags),
+            seg.window,
+            0,
+            seg.mss,
+            seg.wscale,
+            seg.sack_permitted,
+            seg.sack_blocks,
+            seg.ts,
+        )
+        wire = h.encode(seg.payload, lip, rip)
+        try:
+            self.rt.output.send_ip(rip, PROTO_TCP, wire, now, src=lip)
+        except OSError:
+            self.rt._count("tcp_unroutable")

@@ -1,0 +1,97 @@
+"""Segmentation offload's Python side: a large TCP segment with its headers built once
+(:class:`TcpBurst`), cut into MSS-sized packets by :meth:`TcpBurst.packets` (the reference the C cut
+in ``accel/csrc/tx_tcp.c`` is checked against, and the fallback where it is not built)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ztnode.netstack import tcp as tcb
+from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
+from ztnode.netstack.ipproto import PROTO_TCP
+from ztnode.netstack.stackconfig import (
+    MSS_OPTION,
+    TS_FUSED,
+    TS_VALUES,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpBurst:
+    """One outgoing TCP segment longer than a packet, for the layer below to cut into pieces
+    of ``seg_size`` payload bytes (segmentation offload, Linux's GSO).
+
+    ``header`` is the IP and TCP header of the first piece as it would be sent alone (its
+    length, checksum and IPv4 ident fields are rewritten per piece); piece ``i`` starts at
+    sequence number ``seq + i * seg_size``, has IPv4 ident ``ip_id + i`` and the flags of the
+    header, except that only the last piece keeps PSH and FIN (``flags_last``).
+    :meth:`packets` is the reference cut, used wherever the C one is not.
+    """
+
+    header: bytes
+    ip_id: int
+    payload: bytes
+    seg_size: int
+    flags_last: int
+
+    def packets(self) -> list[bytes]:
+        h = self.header
+        v6 = h[0] >> 4 == 6
+        ihl = 40 if v6 else 20
+        thl = len(h) - ihl
+        seq0 = int.from_bytes(h[ihl + 4 : ihl + 8], "big")
+        src, dst = (h[8:24], h[24:40]) if v6 else (h[12:16], h[16:20])
+        payload = self.payload
+        size = self.seg_size
+        out: list[bytes] = []
+        starts = range(0, len(payload), size) or range(1)  # no payload: the header alone
+        for i, off in enumerate(starts):
+            chunk = payload[off : off + size]
+            tcp_len = thl + len(chunk)
+            buf = bytearray(h)
+            buf += chunk
+            struct.pack_into(">I", buf, ihl + 4, (seq0 + off) & 0xFFFFFFFF)
+            last = i == len(starts) - 1
+            buf[ihl + 13] = self.flags_last if last else self.flags_last & ~0x09
+            buf[ihl + 16 : ihl + 18] = b"\0\0"
+            ck = ~ones_sum(memoryview(buf)[ihl:], pseudo_sum(src, dst, PROTO_TCP, tcp_len))
+            struct.pack_into(">H", buf, ihl + 16, ck & 0xFFFF)
+            if v6:
+                struct.pack_into(">H", buf, 4, tcp_len)
+            else:
+                struct.pack_into(">HH", buf, 2, 20 + tcp_len, (self.ip_id + i) & 0xFFFF)
+                buf[10:12] = b"\0\0"
+                struct.pack_into(">H", buf, 10, ~ones_sum(memoryview(buf)[:20]) & 0xFFFF)
+            out.append(bytes(buf))
+        return out
+
+
+Frame = tuple[int, int, "bytes | TcpBurst"]
+
+
+def tcp_options(seg: tcb.Segment) -> bytes:
+    """The option bytes of a segment, laid out as ``tcpwire.TcpSegmentHeader.options_bytes``
+    lays them out (MSS; SACK-permitted fused with timestamps; window scale; SACK blocks), padded
+    to a multiple of four."""
+    parts: list[bytes] = []
+    if seg.mss is not None:
+        parts.append(MSS_OPTION.pack(2, 4, seg.mss))
+    if seg.ts is not None:
+        parts.append(
+            TS_FUSED.pack(0x0402 if seg.sack_permitted else 0x0101, 8, 10, seg.ts[0], seg.ts[1])
+        )
+    elif seg.sack_permitted:
+        parts.append(b"\x01\x01\x04\x02")
+    if seg.wscale is not None:
+        parts.append(bytes((1, 3, 3, seg.wscale)))
+    if seg.sack_blocks:
+        parts.append(bytes((1, 1, 5, 2 + 8 * len(seg.sack_blocks))))
+        parts.extend(TS_VALUES.pack(a, b) for a, b in seg.sack_blocks)
+    return b"".join(parts)
+
+
+def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
+    if len(src) == 4:
+        return pseudo_header_sum_v4(src, dst, proto, length)
+    return pseudo_header_sum_v6(src, dst, proto, length)
