@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from tests.conftest import test_identities
+from tests.helpers.data import test_identities
 from ztnode.testing.world import LocalWorld
 from ztnode.transport import burst
 from ztnode.transport.udp import UdpEndpoint

@@ -31,8 +31,8 @@ from ztnode.sockets.blocking import (
     BlockingNetwork,
     BlockingNode,
     Socket,
-    _Signal,
 )
+from ztnode.sockets.blocking.signals import _Signal
 from ztnode.testing.blocking import BlockingLocalWorld
 
 pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, TypeVar, cast
 
 from ztnode.controller.model import (
     ApiError,
@@ -97,6 +99,21 @@ class _MemberStatus:
         return self.last_request is not None and now - self.last_request < ONLINE_WINDOW
 
 
+_M = TypeVar("_M", bound=Callable[..., Any])
+
+
+def _locked(method: _M) -> _M:
+    """Run a Controller method under its lock: the host answers config requests on a worker
+    thread while pushes, revocations and the HTTP API run on the event loop."""
+
+    @functools.wraps(method)
+    def wrapper(self: Controller, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_M, wrapper)
+
+
 class Controller:
     """A ZeroTier network controller for the networks whose ids begin with our address.
 
@@ -125,6 +142,7 @@ class Controller:
         self._revocations: list[RevocationPush] = []
         self._last_prune = 0
         self._members_cache: dict[int, dict[str, JsonObject]] | None = None
+        self._lock = threading.RLock()
 
     @property
     def address(self) -> int:
@@ -138,6 +156,7 @@ class Controller:
     def serves(self, network_id: int) -> bool:
         return 0 <= network_id <= _NWID_MASK and (network_id >> 24) == self.address
 
+    @_locked
     def handle_request(
         self,
         member: Identity,
@@ -160,6 +179,7 @@ class Controller:
             status.physical_address = physical_address
         return self._serve(member, network_id, bytes(metadata), now, real=True)
 
+    @_locked
     def pending_pushes(self, now: int) -> list[ConfigPush]:
         """Configs for the members that edits concern (built now, from the current data)."""
         if not self._push_queue:
@@ -184,6 +204,7 @@ class Controller:
             self._members_cache = None
         return out
 
+    @_locked
     def pending_revocations(self, now: int) -> list[RevocationPush]:
         del now
         out, self._revocations = self._revocations, []
@@ -203,6 +224,7 @@ class Controller:
         for key in stale:
             del self._status[key]
 
+    @_locked
     def has_recent_member(self, network_id: int, member: int, now: int) -> bool:
         status = self._status.get((network_id, member))
         return (
@@ -440,15 +462,18 @@ class Controller:
                 f"(its id must start with {address_hex(self.address)})",
             )
 
+    @_locked
     def network_ids(self) -> list[int]:
         return self.store.network_ids()
 
+    @_locked
     def get_network(self, nwid: int) -> JsonObject:
         network = self.store.get_network(nwid)
         if network is None:
             raise ApiError(404, f"no network {nwid_hex(nwid)}")
         return network
 
+    @_locked
     def new_network_id(self) -> int:
         """An unused id: our address, then 24 random bits (never all zero)."""
         prefix = self.address << 24
@@ -459,6 +484,7 @@ class Controller:
                 return nwid
         raise ApiError(503, "no free network id found")
 
+    @_locked
     def create_network(self, body: object, now: int, nwid: int | None = None) -> JsonObject:
         """A new network from a POST body, with a random id unless ``nwid`` is given (then it
         must be ours and unused)."""
@@ -473,6 +499,7 @@ class Controller:
         self._queue_push(nwid, None, now)
         return network
 
+    @_locked
     def update_network(self, nwid: int, body: object, now: int) -> JsonObject:
         """Create or change a network (POST ``/controller/network/<nwid>``); members online
         get the new config at once if anything changed."""
@@ -486,6 +513,7 @@ class Controller:
             self._queue_push(nwid, None, now)
         return network
 
+    @_locked
     def delete_network(self, nwid: int, now: int) -> JsonObject:
         """Erase a network and its members; every member is revoked at those online."""
         with self.store.transaction():
@@ -497,15 +525,18 @@ class Controller:
         self._forget(nwid, None)
         return old
 
+    @_locked
     def member_revisions(self, nwid: int) -> dict[str, int]:
         """``{address: revision}`` for GET ``/controller/network/<nwid>/member``."""
         self.get_network(nwid)
         return {m["id"]: int(m.get("revision", 0)) for m in self.store.members(nwid)}
 
+    @_locked
     def members(self, nwid: int) -> list[JsonObject]:
         self.get_network(nwid)
         return self.store.members(nwid)
 
+    @_locked
     def get_member(self, nwid: int, address: int) -> JsonObject:
         self.get_network(nwid)
         member = self.store.get_member(nwid, address)
@@ -513,6 +544,7 @@ class Controller:
             raise ApiError(404, f"no member {address_hex(address)} in network {nwid_hex(nwid)}")
         return member
 
+    @_locked
     def update_member(self, nwid: int, address: int, body: object, now: int) -> JsonObject:
         """Create or change a member; it gets a new config at once if it is online, and a
         member that loses its authorisation is revoked at every member online."""
@@ -532,6 +564,7 @@ class Controller:
                 self._revoke_withdrawn(nwid, address, current, member, now)
         return member
 
+    @_locked
     def delete_member(self, nwid: int, address: int, now: int) -> JsonObject:
         """Erase a member; if it was authorised it is revoked at every member online."""
         self.get_network(nwid)

@@ -51,6 +51,7 @@ class Drop(StrEnum):
     TOO_LONG = "too_long"  # a datagram longer than any packet (the burst reader's slots)
     STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"
+    CONFIG_QUEUE_FULL = "config_request_queue_full"  # requests waiting for the controller
 
 
 class Counters:

@@ -26,7 +26,9 @@ ZeroTierOne splits its core:
 * :class:`~ztnode.core.validator.IdentityValidator`: new identities' rate gate and validation;
 * :class:`~ztnode.core.housekeeper.Housekeeper`: keepalives, expiry, pruning, online state;
 * :class:`~ztnode.core.vl2.Vl2`: joined networks, configs, credentials, frames;
-* :class:`~ztnode.core.multicaster.Multicaster`: multicast groups and frames.
+* :class:`~ztnode.core.multicaster.Multicaster`: multicast groups and frames;
+* :class:`~ztnode.core.controller_link.ControllerLink`: the hosted controller's requests
+  (answered off the receive path when the host asks), pushes and revocations.
 
 Anything wrong with a received packet is a counted drop (``counters``), never an exception out of
 ``receive``.
@@ -41,7 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ztnode.core import events as ev
-from ztnode.core.controller_iface import HostedController
+from ztnode.core.controller_iface import ConfigAnswer, HostedController
+from ztnode.core.controller_link import ControllerLink
 from ztnode.core.counters import Counters, Drop
 from ztnode.core.expect import ExpectedReplies
 from ztnode.core.housekeeper import Housekeeper
@@ -49,7 +52,7 @@ from ztnode.core.multicaster import Multicaster
 from ztnode.core.network import Network
 from ztnode.core.path import Path
 from ztnode.core.peer import Peer
-from ztnode.core.records import Addr, FrameRoute, Inbound, InboundKind, Outgoing
+from ztnode.core.records import Addr, ConfigRequest, FrameRoute, Inbound, InboundKind, Outgoing
 from ztnode.core.relay import Relay
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.switch import Switch
@@ -83,6 +86,11 @@ class NodeConfig:
     identity_validation_interval: int = 2_000
     """At most one new-identity validation per this many ms per source IP bucket (as the
     reference on x86-64); 0 disables the gate (tests, private worlds)."""
+
+    defer_config_requests: bool = False
+    """If set, config requests to the hosted controller wait for the host to answer them off
+    the receive path (``config_requests_to_serve`` / ``config_request_answered``): the
+    controller's database reads and commits never run inside ``receive()``."""
 
     defer_identity_validation: bool = False
     """If set, HELLOs from new identities wait while the host validates the identity elsewhere
@@ -138,6 +146,7 @@ class Node:
         self.housekeeper = Housekeeper(self, now)
         self.vl2 = Vl2(self)
         self.multicaster = Multicaster(self)
+        self.controller_link = ControllerLink(self)
         self.switch.install_handlers()
         self.housekeeper.make_upstream_peers()
 
@@ -151,7 +160,7 @@ class Node:
     def receive_datagram(
         self, data: bytes | bytearray | memoryview, local: Addr, remote: Addr, now: int
     ) -> None:
-        self.switch.receive(Inbound(InboundKind.DATAGRAM, data, local, remote), now)
+        self.switch.receive_datagram(data, local, remote, now)
 
     def datagrams_to_send(self, now: int) -> list[Outgoing]:
         out, self.out = self.out, []
@@ -174,7 +183,7 @@ class Node:
     def handle_timer(self, now: int) -> None:
         self.now = now
         try:
-            self.vl2.flush_controller(now)
+            self.controller_link.flush_controller(now)
             tick = self.whois.next_tick
             if tick is not None and now >= tick:
                 self.whois.tick(now)
@@ -308,7 +317,17 @@ class Node:
 
     def flush_controller(self, now: int) -> None:
         """Send the config pushes and revocations the hosted controller has queued."""
-        self.vl2.flush_controller(now)
+        self.controller_link.flush_controller(now)
+
+    def config_requests_to_serve(self) -> list[ConfigRequest]:
+        """Config requests for the hosted controller (only with ``defer_config_requests``)."""
+        return self.controller_link.requests_to_serve()
+
+    def config_request_answered(
+        self, request: ConfigRequest, answer: ConfigAnswer | None, now: int
+    ) -> None:
+        """The hosted controller's answer to a request from ``config_requests_to_serve``."""
+        self.controller_link.answered(request, answer, now)
 
     def multicast_subscribe(self, network_id: int, mac: int, adi: int, now: int) -> None:
         """Join a multicast group on a network; it is announced (LIKE) at once."""

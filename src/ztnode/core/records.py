@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ztnode.core.path import Path
     from ztnode.core.peer import Peer
     from ztnode.crypto.keys import SymmetricKey
+    from ztnode.identity import Identity
 
 Addr = tuple[str, int]
 
@@ -55,6 +56,23 @@ class Inbound(NamedTuple):
     stands_for: int = 1
     """For AUTHENTICATED: how many packets of the sender this one stands for (the transport may
     join consecutive ones of a flow); each is counted as received."""
+
+
+class ConfigRequest(NamedTuple):
+    """A network config request for the hosted controller, waiting for the host to answer it
+    off the receive path (see :mod:`ztnode.core.controller_link`)."""
+
+    member: Identity
+    network_id: int
+    metadata: bytes
+    in_re: int | None
+    """The request's packet id (the answer is in reply to it); None for our own request."""
+    physical: Addr | None
+    """The member's physical address when the request came straight from it."""
+
+    def arguments(self, now: int) -> tuple[Identity, int, bytes, int, Addr | None]:
+        """The arguments of ``HostedController.handle_request``."""
+        return (self.member, self.network_id, self.metadata, now, self.physical)
 
 
 class Rx(NamedTuple):

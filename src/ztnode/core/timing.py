@@ -42,6 +42,7 @@ USER_MESSAGE_RESERVED_MAX: Final = 0xFFFF
 MAX_API_ECHOES: Final = 4096  # ECHOs sent through the API whose OK we still await
 
 # VL2.
+MAX_PENDING_CONFIG_REQUESTS: Final = 256  # config requests waiting for the host to answer
 MULTICAST_LIKE_EXPIRE: Final = 600_000
 GATED_FRAME_QUEUE: Final = 64
 LIKES_PER_PACKET: Final = 64  # 18 bytes each: well inside one unfragmented packet

@@ -45,7 +45,6 @@ from ztnode.wire.credentials import (
     Capability,
     CertificateOfMembership,
     CertificateOfOwnership,
-    CredentialType,
     NetworkCredentials,
     Tag,
 )
@@ -53,7 +52,6 @@ from ztnode.wire.mac import address_from_mac, first_octet_for_network
 from ztnode.wire.netconf import (
     NetworkConfig,
     NetworkConfigRequestMetadata,
-    split_config_chunks,
 )
 from ztnode.wire.verbs import (
     Error,
@@ -61,7 +59,6 @@ from ztnode.wire.verbs import (
     NetconfAck,
     NetworkConfigChunk,
     NetworkConfigRequest,
-    OkNetworkConfigRequest,
 )
 
 if TYPE_CHECKING:
@@ -206,50 +203,14 @@ class Vl2:
             ev.FrameReceived(network_id, source, source_mac, dest_mac, ethertype, payload)
         )
 
-    def flush_controller(self, now: int) -> None:
-        """Send the config pushes and revocations the hosted controller has queued."""
-        ctl = self.rt.controller
-        if ctl is None:
-            return
-        for push in ctl.pending_pushes(now):
-            if push.member == self.rt.address:
-                net = self.rt.networks.get(push.config.network_id)
-                if net is not None:
-                    self.apply_config(net, push.config, push.config.encode(), now)
-            else:
-                self._send_config(push.member, push.config, None, now)
-        for rp in ctl.pending_revocations(now):
-            body = NetworkCredentials(revocations=(rp.revocation,)).encode()
-            for r in rp.recipients:
-                if r == self.rt.address:
-                    net = self.rt.networks.get(rp.network_id)
-                    if net is not None:
-                        net.add_revocation(rp.revocation)
-                else:
-                    self.rt.switch.send(r, Verb.NETWORK_CREDENTIALS, body, now, compress=True)
-            target = rp.revocation.target
-            if rp.revocation.credential_type == CredentialType.COM and target != self.rt.address:
-                # Tell the member itself at once: an ERROR in re a config request needs no
-                # expected packet id, so its status becomes ACCESS_DENIED now rather than at its
-                # next refresh (the reference only lets it find out then).
-                err = Error(
-                    Verb.NETWORK_CONFIG_REQUEST, 0, ErrorCode.NETWORK_ACCESS_DENIED, rp.network_id
-                )
-                self.rt.switch.send(target, Verb.ERROR, err.encode(), now)
-
     def request_config(self, net: Network, now: int) -> None:
         net.last_request_sent = now
         net.unanswered_requests += 1
         metadata = NetworkConfigRequestMetadata().encode()
         if net.controller == self.rt.address:
             # Our own network: served in-process, as Node.cpp does for a local controller.
-            ctl = self.rt.controller
-            if ctl is None or not ctl.serves(net.id):
+            if not self.rt.controller_link.request_own(net.id, metadata, now):
                 self.set_status(net, NetworkStatus.NOT_FOUND)
-                return
-            answer = ctl.handle_request(self.rt.identity.public(), net.id, metadata, now, None)
-            if answer is not None:
-                self._apply_answer(net, answer, now)
             return
         cfg = net.config
         req = NetworkConfigRequest(
@@ -262,57 +223,14 @@ class Vl2:
             net.controller, Verb.NETWORK_CONFIG_REQUEST, req.encode(), now, compress=True
         )
 
-    def _apply_answer(self, net: Network, answer: ConfigAnswer, now: int) -> None:
+    def apply_answer(self, net: Network, answer: ConfigAnswer, now: int) -> None:
+        """Our own controller's answer to our own request."""
         if answer.config is not None:
             self.apply_config(net, answer.config, answer.config.encode(), now)
         elif answer.error is not None:
             status = ERROR_STATUS.get(int(answer.error))
             if status is not None:
                 self.set_status(net, status)
-
-    def do_config_request(self, rx: Rx) -> None:
-        peer, payload, path, pid, hops, now = rx.peer, rx.payload, rx.path, rx.pid, rx.hops, rx.now
-        req = NetworkConfigRequest.decode(payload)
-        ctl = self.rt.controller
-        if ctl is None:
-            err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, pid, req.network_id)
-            self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
-        elif ctl.serves(req.network_id):
-            physical = path.remote if hops == 0 else None
-            answer = ctl.handle_request(peer.identity, req.network_id, req.metadata, now, physical)
-            if answer is not None and answer.config is not None:
-                self._send_config(peer.address, answer.config, pid, now)
-            elif answer is not None and answer.error is not None:
-                err = Error(
-                    Verb.NETWORK_CONFIG_REQUEST,
-                    pid,
-                    answer.error,
-                    req.network_id,
-                    dictionary=answer.error_dictionary
-                    if answer.error == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED
-                    else None,
-                )
-                self.rt.switch.send(peer.address, Verb.ERROR, err.encode(), now)
-        self.rt.vl1.received(peer, path, hops, Verb.NETWORK_CONFIG_REQUEST, now)
-
-    def _send_config(self, member: int, config: NetworkConfig, in_re: int | None, now: int) -> None:
-        """Sign and send a config in chunks: OK chunks in reply, NETWORK_CONFIG when pushed."""
-        raw = config.encode()
-        update_id = int.from_bytes(self.rt.random_bytes(8), "big") or 1
-        for c in split_config_chunks(raw):
-            chunk = NetworkConfigChunk.signed(
-                config.network_id,
-                bytes(c.data),
-                update_id=update_id,
-                total_length=len(raw),
-                chunk_index=c.offset,
-                sign=self.rt.identity.sign,
-            )
-            if in_re is not None:
-                body = OkNetworkConfigRequest(in_re, chunk).encode()
-                self.rt.switch.send(member, Verb.OK, body, now, compress=True)
-            else:
-                self.rt.switch.send(member, Verb.NETWORK_CONFIG, chunk.encode(), now, compress=True)
 
     def controller_identity(self, net: Network, now: int) -> Identity | None:
         if net.controller == self.rt.address:

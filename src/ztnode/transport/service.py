@@ -27,7 +27,7 @@ from typing import Any
 
 from ztnode.core import events as ev
 from ztnode.core.node import Node, NodeConfig
-from ztnode.core.records import Inbound, InboundKind
+from ztnode.core.records import ConfigRequest, Inbound, InboundKind
 from ztnode.crypto import SymmetricKey
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
@@ -199,6 +199,9 @@ class NodeService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        # The hosted controller answers config requests here, off the event loop (its
+        # database reads and fsync'd commits); one thread, so requests are answered in order.
+        self._controller_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -234,6 +237,7 @@ class NodeService:
         node_config = NodeConfig(
             allow_loopback=self.config.allow_loopback,
             defer_identity_validation=self.config.validate_in_process_pool,
+            defer_config_requests=self.config.controller,
             identity_validation_interval=self.config.identity_validation_interval,
         )
         if self.config.validate_in_process_pool:
@@ -249,6 +253,9 @@ class NodeService:
             from ztnode.controller import open_controller
 
             self.controller = hosted = open_controller(identity, self.home.path, os.urandom)
+            self._controller_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ztnode-controller"
+            )
         self.node = Node(
             identity,
             planet,
@@ -278,6 +285,12 @@ class NodeService:
         if self.node is not None:
             self.save_peers()
         self.close_endpoints()
+        if self._controller_pool is not None:
+            # Requests still being answered finish first: the database closes after them.
+            ctl_pool, self._controller_pool = self._controller_pool, None
+            await asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(ctl_pool.shutdown, wait=True, cancel_futures=True)
+            )
         if self.controller is not None:
             self.controller.close()
             self.controller = None
@@ -453,6 +466,12 @@ class NodeService:
             for ident in node.identities_to_validate():
                 fut = self._loop.run_in_executor(self._pool, _validate_in_worker, ident.to_string())
                 fut.add_done_callback(functools.partial(self._validated, ident))
+        if self._controller_pool is not None and self.controller is not None:
+            ctl = self.controller
+            for request in node.config_requests_to_serve():
+                args = request.arguments(self.clock.now())
+                cfut = self._loop.run_in_executor(self._controller_pool, ctl.handle_request, *args)
+                cfut.add_done_callback(functools.partial(self._config_answered, request))
         deadline = host.get_timer()
         armed = self._timer_at
         # Re-arm only for an earlier deadline. A later one (TCP pushes its timers out on every
@@ -485,6 +504,17 @@ class NodeService:
             log.exception("identity validation failed to run")
             ok = False
         self.node.identity_validated(ident, ok, self.clock.now())
+        self._pump()
+
+    def _config_answered(self, request: ConfigRequest, fut: asyncio.Future[Any]) -> None:
+        if self.node is None or self._closing or fut.cancelled():
+            return
+        try:
+            answer = fut.result()
+        except Exception:
+            log.exception("the controller failed to answer a config request")
+            return
+        self.node.config_request_answered(request, answer, self.clock.now())
         self._pump()
 
     def _send_with_ttl(self, ep: UdpEndpoint, data: bytes, remote: Addr, ttl: int) -> None:

@@ -1,0 +1,280 @@
+"""``BlockingNode`` and ``BlockingNetwork``: a node and its networks for threads, the asyncio
+objects running on a :class:`~ztnode.sockets.blocking.loop.LoopThread`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket as _socket
+import threading
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from ipaddress import IPv4Interface, IPv6Interface
+from typing import Any, cast
+
+from ztnode.sockets.aio import Network, Node
+from ztnode.sockets.blocking.common import (
+    _GLOBAL_DEFAULT_TIMEOUT,
+    AF_INET,
+    AF_INET6,
+    SOCK_STREAM,
+    T,
+)
+from ztnode.sockets.blocking.facade import Socket
+from ztnode.sockets.blocking.loop import LoopThread
+from ztnode.sockets.blocking.options import _SOL
+from ztnode.sockets.blocking.roles import _Role
+from ztnode.wire.world import World
+
+
+class BlockingNetwork:
+    """A joined network, for threads: its addresses and sockets on it."""
+
+    def __init__(self, node: BlockingNode, network: Network) -> None:
+        self.node = node
+        self.network = network
+        self._roles: weakref.WeakSet[_Role] = weakref.WeakSet()
+        self._roles_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<BlockingNetwork {self.id_hex}>"
+
+    def _track(self, role: _Role) -> None:
+        with self._roles_lock:
+            self._roles.add(role)
+
+    def _gone(self, code: int) -> None:
+        with self._roles_lock:
+            roles = list(self._roles)
+        for r in roles:
+            r.gone(code)
+
+    @property
+    def id(self) -> int:
+        return self.network.id
+
+    @property
+    def id_hex(self) -> str:
+        return self.network.id_hex
+
+    @property
+    def status(self) -> str:
+        return self.node._thread.call(lambda: self.network.status)
+
+    @property
+    def addresses(self) -> list[IPv4Interface | IPv6Interface]:
+        return self.node._thread.call(lambda: list(self.network.addresses))
+
+    @property
+    def mac(self) -> str:
+        return self.node._thread.call(lambda: self.network.mac)
+
+    def address(self, family: int = 4) -> str:
+        """Our first address of the family on this network: 4 or AF_INET, 6 or AF_INET6."""
+        fam = 6 if family in (6, AF_INET6) else 4
+        return self.node._thread.call(lambda: self.network.address(fam))
+
+    def wait_ready(self, timeout: float | None = 60.0) -> None:
+        self.node._thread.run(self.network.wait_ready(timeout))
+
+    def socket(self, family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0) -> Socket:
+        """Like ``socket.socket(family, type, proto)``, on this network."""
+        return Socket(self, family, type, proto)
+
+    def create_connection(
+        self,
+        address: tuple[str, int],
+        timeout: float | object | None = _GLOBAL_DEFAULT_TIMEOUT,
+        source_address: tuple[str, int] | None = None,
+        *,
+        all_errors: bool = False,
+    ) -> Socket:
+        """Like ``socket.create_connection``; ``HTTPConnection._create_connection`` can be set
+        to it so that ``http.client`` runs over this network."""
+        host = address[0]
+        family = AF_INET6 if ":" in host else AF_INET
+        sock = self.socket(family, SOCK_STREAM)
+        try:
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(cast(float | None, timeout))
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def create_server(
+        self,
+        address: tuple[str, int],
+        *,
+        family: int = AF_INET,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+    ) -> Socket:
+        """Like ``socket.create_server``: a bound, listening TCP socket."""
+        sock = self.socket(family, SOCK_STREAM)
+        try:
+            sock.setsockopt(_SOL, _socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(_SOL, _socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(128 if backlog is None else backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def ping(self, host: str, timeout: float = 2.0) -> float:
+        """One ICMP echo; the round trip in seconds, or TimeoutError."""
+        return self.node._thread.run(self.network.ping(host, timeout=timeout))
+
+
+class BlockingNode:
+    """A ZeroTier node for programs without asyncio: the asyncio :class:`Node` on an event loop
+    in a background thread. Arguments are :class:`~ztnode.sockets.aio.Node`'s."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        port: int = 0,
+        planet: World | bytes | str | os.PathLike[str] | None = None,
+        allow_loopback: bool = False,
+        bind: Iterable[str] = ("0.0.0.0",),
+        controller: bool = False,
+        sockets: Iterable[_socket.socket] = (),
+        identity_validation_interval: int | None = None,
+    ) -> None:
+        node = Node(
+            home,
+            port=port,
+            planet=planet,
+            allow_loopback=allow_loopback,
+            bind=bind,
+            controller=controller,
+            sockets=sockets,
+            identity_validation_interval=identity_validation_interval,
+        )
+        self._setup(node, LoopThread(f"ztnode-{os.fspath(home)}"), owns_thread=True)
+
+    def _setup(self, node: Node, thread: LoopThread, *, owns_thread: bool) -> None:
+        self.node = node
+        self._thread = thread
+        self._owns_thread = owns_thread
+        self._networks: dict[int, BlockingNetwork] = {}
+        self._started = False
+
+    @classmethod
+    def adopt(cls, node: Node, thread: LoopThread) -> BlockingNode:
+        """The blocking view of a started asyncio node whose loop already runs in ``thread``
+        (several nodes can share one loop thread); :meth:`detach` before stopping the node."""
+        self = cls.__new__(cls)
+        self._setup(node, thread, owns_thread=False)
+        self._started = True
+        return self
+
+    def __repr__(self) -> str:
+        return f"<BlockingNode {self.node.service.config.home}>"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The node's event loop, for asyncio code that runs beside blocking sockets."""
+        return self._thread.loop
+
+    # lifecycle
+
+    def start(self, timeout: float | None = None) -> BlockingNode:
+        if self._started:
+            return self
+        self._thread.start()
+        try:
+            self._thread.run(self.node.start(), timeout)
+        except BaseException:
+            if self._owns_thread:
+                self._thread.stop()
+            raise
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        """Stop the node; its sockets' pending and later calls fail with ECONNABORTED."""
+        if not self._started:
+            return
+        self.detach()
+        try:
+            with contextlib.suppress(OSError):
+                self._thread.run(self.node.stop())
+        finally:
+            if self._owns_thread:
+                self._thread.stop()
+
+    def detach(self) -> None:
+        """Fail this view's sockets' pending and later calls with ECONNABORTED without stopping
+        the asyncio node (for an adopted node, whose owner stops it)."""
+        self._started = False
+        for net in list(self._networks.values()):
+            net._gone(errno.ECONNABORTED)
+
+    def __enter__(self) -> BlockingNode:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the node's loop (for example an asyncio server on a network)."""
+        return self._thread.run(coro, timeout)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run a function on the node's loop thread, where the asyncio objects live."""
+        return self._thread.call(fn)
+
+    # state
+
+    @property
+    def address(self) -> str:
+        return self._thread.call(lambda: self.node.address)
+
+    @property
+    def online(self) -> bool:
+        return self._thread.call(lambda: self.node.online)
+
+    @property
+    def port(self) -> int:
+        return self._thread.call(lambda: self.node.port)
+
+    def wait_online(self, timeout: float = 30.0) -> None:
+        self._thread.run(self.node.wait_online(timeout))
+
+    def join(
+        self, network_id: int | str, *, timeout: float | None = 60.0, wait: bool = True
+    ) -> BlockingNetwork:
+        """Join a network; with ``wait``, return once it is OK and has its addresses."""
+        net = self._thread.run(self.node.join(network_id, timeout=timeout, wait=wait))
+        return self.wrap(net)
+
+    def wrap(self, net: Network) -> BlockingNetwork:
+        """The blocking view of one of this node's asyncio networks (one view per network)."""
+        wrapped = self._networks.get(net.id)
+        if wrapped is None or wrapped.network is not net:
+            wrapped = self._networks[net.id] = BlockingNetwork(self, net)
+        return wrapped
+
+    def leave(self, network_id: int | str) -> bool:
+        net = self.network(network_id)
+        if net is not None:
+            net._gone(errno.ENETDOWN)
+            self._networks.pop(net.id, None)
+        return self._thread.run(self.node.leave(network_id))
+
+    def network(self, network_id: int | str) -> BlockingNetwork | None:
+        net = self._thread.call(lambda: self.node.network(network_id))
+        return self.wrap(net) if net is not None else None
+
+    @property
+    def networks(self) -> list[BlockingNetwork]:
+        return [self.wrap(n) for n in self._thread.call(lambda: self.node.networks)]
