@@ -1,0 +1,71 @@
+"""A client of a running node's local API (address and token from its home directory), with
+the errors a command reports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ztnode.cli.common import EXIT_OK, _fail
+
+
+def _api_target(args: argparse.Namespace) -> tuple[int, str]:
+    home = Path(args.home)
+    port = args.api_port
+    if port is None:
+        port_file = home / "ztnode.port"
+        port = int(port_file.read_text().strip()) if port_file.exists() else 9993
+    token_file = home / "authtoken.secret"
+    token = args.token or (token_file.read_text().strip() if token_file.exists() else "")
+    return port, token
+
+
+def _api_get(
+    args: argparse.Namespace, path: str, method: str = "GET", body: Any = None
+) -> tuple[int, Any]:
+    from ztnode.transport.httpapi import fetch_json
+
+    port, token = _api_target(args)
+    return asyncio.run(fetch_json("127.0.0.1", port, method, path, token, body))
+
+
+class _ApiFailure(Exception):
+    """The local API could not be reached or refused; the message is for the user."""
+
+
+def _api_json(args: argparse.Namespace, path: str, method: str = "GET", send: Any = None) -> Any:
+    """Call the running node's local API, printing the answer raw with ``--json``."""
+    try:
+        status, body = _api_get(args, path, method, send)
+    except (OSError, ValueError) as e:
+        raise _ApiFailure(f"cannot reach the node's local API: {e}") from None
+    if status != 200:
+        raise _ApiFailure(f"local API answered {status}: {body}")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    return body
+
+
+def _node_clock(args: argparse.Namespace) -> int:
+    """The node's clock (``/status``), against which its path times are meaningful."""
+    try:
+        status, body = _api_get(args, "/status")
+        if status == 200 and isinstance(body.get("clock"), int):
+            return int(body["clock"])
+    except (OSError, ValueError):
+        pass
+    return int(time.time() * 1000)
+
+
+def _listing_or_exit(args: argparse.Namespace, path: str) -> Any:
+    """A list from the local API for a text listing, or an exit code (an error, or ``-j``,
+    whose JSON ``_api_json`` already printed)."""
+    try:
+        body = _api_json(args, path)
+    except _ApiFailure as e:
+        return _fail(str(e))
+    return EXIT_OK if args.json else body

@@ -1,0 +1,250 @@
+"""``zerotier-cli``'s commands against a running node's local API: info, peers, listpeers,
+networks, join, leave, set, listmoons, orbit, deorbit, metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from typing import Any
+
+from ztnode.cli.apiclient import (
+    _api_get,
+    _api_json,
+    _api_target,
+    _ApiFailure,
+    _listing_or_exit,
+    _node_clock,
+)
+from ztnode.cli.common import EXIT_OK, _fail
+from ztnode.cli.prometheus import parse_prometheus
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, "/status")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        state = "ONLINE" if body.get("online") else "OFFLINE"
+        print(f"200 info {body['address']} {body['version']} {state}")
+    return EXIT_OK
+
+
+def _peer_rows(peers: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """Per peer what ``zerotier-cli`` shows: its version (``-`` when unknown) and its
+    preferred path with the milliseconds since the last send and receive (``-1`` if never)."""
+    rows = []
+    for p in peers:
+        major = p.get("versionMajor", -1)
+        ver = f"{major}.{p.get('versionMinor')}.{p.get('versionRev')}" if major >= 0 else "-"
+        best = next((q for q in p.get("paths", ()) if q.get("preferred")), None)
+        path = None
+        if best is not None:
+            tx = now - best["lastSend"] if best.get("lastSend") else -1
+            rx = now - best["lastReceive"] if best.get("lastReceive") else -1
+            path = (str(best["address"]), max(tx, -1), max(rx, -1))
+        rows.append(
+            {
+                "address": p.get("address", "-"),
+                "version": ver,
+                "role": p.get("role", "-"),
+                "latency": int(p.get("latency", 0)),
+                "path": path,
+                "tunneled": bool(p.get("tunneled")),
+            }
+        )
+    return rows
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    body = _listing_or_exit(args, "/peer")
+    if isinstance(body, int):
+        return body
+    print("200 peers")
+    print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")
+    for r in _peer_rows(body, _node_clock(args)):
+        if r["path"] is None:
+            link = "RELAY"
+        else:
+            where, tx, rx = r["path"]
+            link = f"{'RELAY ' if r['tunneled'] else 'DIRECT   '}{tx:<8} {rx:<8} {where}"
+        print(f"{r['address']} {r['version']:<6} {r['role']:<6} {r['latency']:>5} {link}")
+    return EXIT_OK
+
+
+def cmd_listpeers(args: argparse.Namespace) -> int:
+    body = _listing_or_exit(args, "/peer")
+    if isinstance(body, int):
+        return body
+    print("200 listpeers <ztaddr> <path> <latency> <version> <role>")
+    for r in _peer_rows(body, _node_clock(args)):
+        path = "-" if r["path"] is None else "{};{};{}".format(*r["path"])
+        print(f"200 listpeers {r['address']} {path} {r['latency']} {r['version']} {r['role']}")
+    return EXIT_OK
+
+
+def _network_arg(text: str) -> str:
+    t = text.strip().lower()
+    if len(t) != 16 or any(c not in "0123456789abcdef" for c in t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a network id (16 hex digits)")
+    return t
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    try:
+        body = _api_json(args, f"/network/{args.network}", "POST", {})
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print(f"200 join OK ({body['status']})")
+    return EXIT_OK
+
+
+def cmd_leave(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, f"/network/{args.network}", "DELETE")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 leave OK")
+    return EXIT_OK
+
+
+def cmd_networks(args: argparse.Namespace) -> int:
+    body = _listing_or_exit(args, "/network")
+    if isinstance(body, int):
+        return body
+    print("200 listnetworks <nwid> <name> <mac> <status> <type> <dev> <ZT assigned ips>")
+    for n in body:
+        ips = ",".join(n["assignedAddresses"]) or "-"
+        print(
+            f"200 listnetworks {n['nwid']} {n['name'] or '-'} {n['mac']} {n['status']} "
+            f"{n['type']} {n.get('portDeviceName') or '-'} {ips}"
+        )
+    return EXIT_OK
+
+
+_SETTING_KEYS = ("allowManaged", "allowGlobal", "allowDefault", "allowDNS")
+
+
+_TRUE = ("1", "true", "t", "yes", "y", "on")
+
+
+_FALSE = ("0", "false", "f", "no", "n", "off")
+
+
+def _setting_arg(text: str) -> tuple[str, bool]:
+    key, sep, value = text.partition("=")
+    if key not in _SETTING_KEYS or not sep:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use {'|'.join(_SETTING_KEYS)}=0|1 (zerotier-cli's names)"
+        )
+    v = value.strip().lower()
+    if v in _TRUE:
+        return key, True
+    if v in _FALSE:
+        return key, False
+    raise argparse.ArgumentTypeError(f"{text!r}: the value must be 0 or 1 (or true/false)")
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    """Local settings of a joined network (``POST /network/<nwid>`` with JSON booleans). The
+    API would join an unknown network, as ZeroTierOne's does; the command refuses instead."""
+    try:
+        status, _ = _api_get(args, f"/network/{args.network}")
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    if status == 404:
+        return _fail(f"not a member of network {args.network} (join it first)")
+    try:
+        body = _api_json(args, f"/network/{args.network}", "POST", dict(args.settings))
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        values = " ".join(f"{k}={int(bool(body.get(k)))}" for k in _SETTING_KEYS)
+        print(f"200 set {body['nwid']} {values}")
+    return EXIT_OK
+
+
+def _world_id_arg(text: str) -> int:
+    t = text.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{1,16}", t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a moon id (1 to 16 hex digits)")
+    return int(t, 16)
+
+
+def _seed_arg(text: str) -> str:
+    t = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{1,10}", t) or int(t, 16) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed (the address of one of the moon's roots, 10 hex digits)"
+        )
+    return f"{int(t, 16):010x}"
+
+
+def _moon_path(world_id: int) -> str:
+    """``/moon/<id>``: 10 digits when the id fits, which is all ZeroTierOne's route takes."""
+    return f"/moon/{world_id:010x}" if world_id < 1 << 40 else f"/moon/{world_id:016x}"
+
+
+def cmd_listmoons(args: argparse.Namespace) -> int:
+    body = _listing_or_exit(args, "/moon")
+    if isinstance(body, int):
+        return body
+    print("200 listmoons <id> <timestamp> <roots>")
+    for m in body:
+        if m.get("waiting"):
+            print(f"200 listmoons {m['id']} - WAITING")
+            continue
+        roots = ",".join(
+            r["identity"].split(":", 1)[0] + "@" + ";".join(r.get("stableEndpoints") or ["-"])
+            for r in m.get("roots", ())
+        )
+        print(f"200 listmoons {m['id']} {m['timestamp']} {roots or '-'}")
+    return EXIT_OK
+
+
+def cmd_orbit(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, _moon_path(args.world_id), "POST", {"seed": args.seed})
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 orbit OK")
+    return EXIT_OK
+
+
+def cmd_deorbit(args: argparse.Namespace) -> int:
+    try:
+        _api_json(args, _moon_path(args.world_id), "DELETE")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        print("200 deorbit OK")
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from ztnode.transport.httpapi import fetch_raw
+
+    port, token = _api_target(args)
+    try:
+        status, _ctype, payload = asyncio.run(
+            fetch_raw("127.0.0.1", port, "GET", "/metrics", token)
+        )
+    except (OSError, ValueError) as e:
+        return _fail(f"cannot reach the node's local API: {e}")
+    text = payload.decode("utf-8", "replace")
+    if status != 200:
+        return _fail(f"local API answered {status}: {' '.join(text.split())}")
+    if args.json:
+        try:
+            print(json.dumps(parse_prometheus(text), indent=2))
+        except ValueError as e:
+            return _fail(f"unreadable metrics: {e}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK

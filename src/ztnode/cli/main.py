@@ -1,0 +1,200 @@
+"""The argument parser and ``main``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ztnode._version import __version__
+from ztnode.cli.common import EXIT_OK, EXIT_USAGE
+from ztnode.cli.controller import _add_controller_parser
+from ztnode.cli.identity import cmd_identity_new, cmd_identity_public, cmd_identity_validate
+from ztnode.cli.local import (
+    _network_arg,
+    _seed_arg,
+    _setting_arg,
+    _world_id_arg,
+    cmd_deorbit,
+    cmd_info,
+    cmd_join,
+    cmd_leave,
+    cmd_listmoons,
+    cmd_listpeers,
+    cmd_metrics,
+    cmd_networks,
+    cmd_orbit,
+    cmd_peers,
+    cmd_set,
+)
+from ztnode.cli.logsetup import LOG_SUBSYSTEMS
+from ztnode.cli.run import cmd_demo, cmd_node
+from ztnode.cli.worlds import cmd_world_make, cmd_world_show
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ztnode",
+        description="A ZeroTier 1.x node with in-process sockets, a root server and a controller.",
+    )
+    p.add_argument("--version", action="version", version=f"ztnode {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    ident = sub.add_parser("identity", help="create, inspect and validate ZeroTier identities")
+    isub = ident.add_subparsers(dest="identity_command", metavar="ACTION")
+
+    new = isub.add_parser(
+        "new", help="generate an identity (prints the secret form unless --out is given)"
+    )
+    new.add_argument("--out", metavar="FILE", help="write the secret form here (mode 0600)")
+    new.add_argument(
+        "--public-out", metavar="FILE", help="with --out, also write the public form here"
+    )
+    new.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    new.set_defaults(func=cmd_identity_new)
+
+    pub = isub.add_parser("public", help="print the public form of an identity")
+    pub.add_argument("identity", metavar="FILE_OR_STRING")
+    pub.set_defaults(func=cmd_identity_public)
+
+    val = isub.add_parser(
+        "validate", help="check that an identity's address derives from its key (exit 0 if valid)"
+    )
+    val.add_argument("identity", metavar="FILE_OR_STRING")
+    val.add_argument("-q", "--quiet", action="store_true", help="no output, exit code only")
+    val.set_defaults(func=cmd_identity_validate)
+
+    world = sub.add_parser("world", help="make, update and inspect planets and moons")
+    wsub = world.add_subparsers(dest="world_command", metavar="ACTION")
+    make = wsub.add_parser(
+        "make",
+        help="create and sign a planet or moon (an update when --previous is given)",
+        description=(
+            "Signs with --signing-key (the key the previous revision names; created if missing) "
+            "and embeds --next-key (default: the same key) as the key future updates need. "
+            "Rotating keys: sign the next revision with the old key and --next-key NEW."
+        ),
+    )
+    make.add_argument("--type", choices=("planet", "moon"), default="planet")
+    make.add_argument("--id", help="world id (decimal or 0x hex); moons default to the first root")
+    make.add_argument("--timestamp", type=int, help="revision timestamp in ms (default: now)")
+    make.add_argument(
+        "--root",
+        action="append",
+        required=True,
+        metavar="IDENTITY=IP/PORT[,IP/PORT...]",
+        help="a root: identity string or file, then its stable endpoints (repeat per root)",
+    )
+    make.add_argument("--signing-key", required=True, metavar="FILE")
+    make.add_argument("--next-key", metavar="FILE")
+    make.add_argument("--previous", metavar="FILE", help="the revision this one updates")
+    make.add_argument("--out", required=True, metavar="FILE")
+    make.set_defaults(func=cmd_world_make)
+    show = wsub.add_parser("show", help="print a planet or moon file as JSON")
+    show.add_argument("file")
+    show.set_defaults(func=cmd_world_show)
+
+    demo = sub.add_parser(
+        "demo", help="a local world (root, controller, two members) shown working end to end"
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the world running and say how to reach it"
+    )
+    demo.add_argument("--home", help="where to keep its state (default: a temporary directory)")
+    demo.set_defaults(func=cmd_demo)
+
+    node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
+    node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")
+    node.add_argument("--port", type=int, default=9993, help="UDP port (0 = any)")
+    node.add_argument("--planet", help="a planet file to use instead of ZeroTier's")
+    node.add_argument(
+        "--allow-loopback",
+        action="store_true",
+        help="accept loopback paths (single-machine worlds only)",
+    )
+    node.add_argument("--bind", action="append", help="address to bind (repeatable)")
+    node.add_argument("--api-port", type=int, default=0, help="local API port (0 = any)")
+    node.add_argument(
+        "--controller",
+        action="store_true",
+        help="also be the network controller for networks whose ids start with our address",
+    )
+    node.add_argument("-v", "--verbose", action="store_true", help="log level debug for ztnode")
+    node.add_argument(
+        "--log-level",
+        metavar="SPEC",
+        help="levels per subsystem, e.g. info,netstack=debug,core=warning (after $ZTNODE_LOG; "
+        f"subsystems: {', '.join(s.removeprefix('ztnode.') for s in LOG_SUBSYSTEMS)})",
+    )
+    node.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text (default) or JSON objects ($ZTNODE_LOG_FORMAT)",
+    )
+    node.set_defaults(func=cmd_node)
+
+    api_common = argparse.ArgumentParser(add_help=False)
+    api_common.add_argument("--home", default=".", help="the node's state directory")
+    api_common.add_argument("--api-port", type=int, help="local API port (default: from --home)")
+    api_common.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
+    api_common.add_argument("-j", "--json", action="store_true", help="print JSON")
+    for name, func, helptext, takes_network in (
+        ("info", cmd_info, "show a running node's address and status", False),
+        ("peers", cmd_peers, "list a running node's peers", False),
+        ("listpeers", cmd_listpeers, "list peers in zerotier-cli's listpeers lines", False),
+        ("networks", cmd_networks, "list the networks a running node has joined", False),
+        ("listnetworks", cmd_networks, "the same as networks (zerotier-cli's name)", False),
+        ("join", cmd_join, "join a network", True),
+        ("leave", cmd_leave, "leave a network", True),
+        ("listmoons", cmd_listmoons, "list the moons a running node orbits", False),
+        ("metrics", cmd_metrics, "print a running node's metrics (Prometheus text)", False),
+    ):
+        c = sub.add_parser(name, help=helptext, parents=[api_common])
+        if takes_network:
+            c.add_argument("network", type=_network_arg, metavar="NWID")
+        c.set_defaults(func=func)
+    c = sub.add_parser(
+        "set",
+        parents=[api_common],
+        help="change a joined network's local settings (allowManaged=0 ...)",
+        description="allowManaged: take the controller's addresses and routes (default 1); "
+        "allowGlobal: managed routes into public address space (0); allowDefault: a managed "
+        "default route (0); allowDNS: use the network's DNS settings (0; stored and reported, "
+        "ztnode has no resolver).",
+    )
+    c.add_argument("network", type=_network_arg, metavar="NWID")
+    c.add_argument(
+        "settings", nargs="+", type=_setting_arg, metavar="allowManaged|allowGlobal|...=0|1"
+    )
+    c.set_defaults(func=cmd_set)
+    c = sub.add_parser(
+        "orbit", parents=[api_common], help="orbit a moon, asking one of its roots for it"
+    )
+    c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
+    c.add_argument("seed", type=_seed_arg, metavar="SEED")
+    c.set_defaults(func=cmd_orbit)
+    c = sub.add_parser("deorbit", parents=[api_common], help="stop orbiting a moon")
+    c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
+    c.set_defaults(func=cmd_deorbit)
+    _add_controller_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        rc: int = func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into a closed reader (e.g. `| head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    return rc

@@ -1,0 +1,95 @@
+"""``ztnode demo`` and ``ztnode node``: the commands that run a node in this process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ztnode._version import __version__
+from ztnode.cli.common import EXIT_OK, _fail
+from ztnode.cli.logsetup import configure_logging
+from ztnode.errors import ZtError
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ztnode.demo import run_demo
+
+    # Piped output (CI logs, tests) gets a width that fits the tables instead of 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    base = Path(args.home) if args.home else None
+    if os.environ.get("ZTNODE_LOG"):
+        try:
+            configure_logging(default=logging.WARNING)
+        except ValueError as e:
+            return _fail(f"ZTNODE_LOG: {e}")
+    try:
+        return asyncio.run(run_demo(console, keep=args.keep, base=base))
+    except (OSError, TimeoutError, ZtError) as e:
+        return _fail(f"demo failed: {e}")
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from ztnode.transport.localapi import serve_local_api
+    from ztnode.transport.service import NodeService, ServiceConfig
+    from ztnode.wire.world import World
+
+    try:
+        configure_logging(
+            args.log_level,
+            args.log_format,
+            default=logging.DEBUG if args.verbose else logging.INFO,
+        )
+    except ValueError as e:
+        return _fail(f"logging: {e}")
+    home = Path(args.home)
+    planet = None
+    if args.planet:
+        try:
+            planet = World.from_bytes(Path(args.planet).read_bytes())
+        except (ZtError, OSError) as e:
+            return _fail(f"--planet: {e}")
+    bind = tuple(args.bind) if args.bind else ("0.0.0.0", "::")
+    config = ServiceConfig(
+        home=home,
+        port=args.port,
+        bind=bind,
+        planet=planet,
+        allow_loopback=args.allow_loopback,
+        controller=args.controller,
+    )
+
+    async def run() -> int:
+        service = NodeService(config)
+        try:
+            node = await service.start()
+        except (ZtError, OSError) as e:
+            return _fail(f"cannot start: {e}")
+        try:
+            api, api_port = await serve_local_api(service, args.api_port)
+        except OSError as e:
+            await service.stop()
+            return _fail(f"cannot serve the local API on port {args.api_port}: {e}")
+        print(
+            f"ztnode {__version__} node {node.identity.address:010x} on UDP port "
+            f"{service.port}, local API on 127.0.0.1:{api_port}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await api.close()
+        await service.stop()
+        (home / "ztnode.port").unlink(missing_ok=True)
+        print("stopped; state saved", flush=True)
+        return EXIT_OK
+
+    return asyncio.run(run())
