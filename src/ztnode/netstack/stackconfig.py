@@ -30,10 +30,6 @@ TS_VALUES: Final = struct.Struct(">II")
 
 TS_OPTION: Final = struct.Struct(">III")
 
-TS_FUSED: Final = struct.Struct(">HBBII")
-
-MSS_OPTION: Final = struct.Struct(">BBH")
-
 IP4_HEADER: Final = struct.Struct(">BBHHHBBH4s4s")
 
 IP6_HEADER: Final = struct.Struct(">IHBB16s16s")

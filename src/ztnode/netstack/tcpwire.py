@@ -68,8 +68,8 @@ OPT_TIMESTAMPS: Final = 8
 
 _HDR: Final = struct.Struct(">HHIIBBHHH")
 _MSS: Final = struct.Struct(">BBH")
-_TS: Final = struct.Struct(">BBII")
 _II: Final = struct.Struct(">II")
+_TS_FUSED: Final = struct.Struct(">HBBII")  # two leading bytes (NOP NOP or SACKP) and TS
 _FLAG_NAMES: Final = ((FIN, "F"), (SYN, "S"), (RST, "R"), (PSH, "P"), (ACK, "A"), (URG, "U"))
 _FLAG_NAMES_ECN: Final = ((ECE, "E"), (CWR, "C"), (NS, "N"))
 
@@ -77,6 +77,37 @@ _FLAG_NAMES_ECN: Final = ((ECE, "E"), (CWR, "C"), (NS, "N"))
 def flags_to_str(flags: int) -> str:
     """tcpdump-style flag letters (``S``, ``S.`` is not used: ``A`` means ACK)."""
     return "".join(c for f, c in _FLAG_NAMES + _FLAG_NAMES_ECN if flags & f) or "."
+
+
+def encode_options(
+    mss: int | None,
+    timestamps: tuple[int, int] | None,
+    sack_permitted: bool,
+    window_scale: int | None,
+    sack_blocks: tuple[tuple[int, int], ...] | None,
+) -> bytes:
+    """TCP options padded to a multiple of 4 with NOP alignment as Linux does; the one encoder
+    for the codec and the stack's segment emission.
+
+    Order and layout: MSS; SACK-permitted fused with timestamps when both are present
+    (``SACKP TS`` is 12 bytes, no padding), else NOP NOP TS and NOP NOP SACKP; NOP WS;
+    NOP NOP SACK. A SYN from this encoder is byte-identical to Linux's
+    ``MSS, SACKP, TS, NOP, WS`` except that the NOP precedes WS.
+    """
+    parts: list[bytes] = []
+    if mss is not None:
+        parts.append(_MSS.pack(OPT_MSS, 4, mss))
+    if timestamps is not None:
+        lead = 0x0402 if sack_permitted else 0x0101
+        parts.append(_TS_FUSED.pack(lead, OPT_TIMESTAMPS, 10, timestamps[0], timestamps[1]))
+    elif sack_permitted:
+        parts.append(b"\x01\x01\x04\x02")
+    if window_scale is not None:
+        parts.append(bytes((OPT_NOP, OPT_WINDOW_SCALE, 3, window_scale)))
+    if sack_blocks:
+        parts.append(bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(sack_blocks))))
+        parts.extend(_II.pack(a, b) for a, b in sack_blocks)
+    return b"".join(parts)
 
 
 @final
@@ -218,30 +249,10 @@ class TcpSegmentHeader:
         return cls.parse(data, verify_checksum=False)[0]
 
     def options_bytes(self) -> bytes:
-        """The encoded options, padded to a multiple of 4 with NOP alignment as Linux does.
-
-        Order and layout: MSS; SACK-permitted fused with timestamps when both are present
-        (``SACKP TS`` is 12 bytes, no padding), else NOP NOP TS and NOP NOP SACKP; NOP WS;
-        NOP NOP SACK. A SYN from this codec is byte-identical to Linux's
-        ``MSS, SACKP, TS, NOP, WS`` except that the NOP precedes WS.
-        """
-        parts: list[bytes] = []
-        if self.mss is not None:
-            parts.append(_MSS.pack(OPT_MSS, 4, self.mss))
-        if self.timestamps is not None:
-            ts = _TS.pack(OPT_TIMESTAMPS, 10, *self.timestamps)
-            if self.sack_permitted:
-                parts.append(b"\x04\x02" + ts)
-            else:
-                parts.append(b"\x01\x01" + ts)
-        elif self.sack_permitted:
-            parts.append(b"\x01\x01\x04\x02")
-        if self.window_scale is not None:
-            parts.append(bytes((OPT_NOP, OPT_WINDOW_SCALE, 3, self.window_scale)))
-        if self.sack_blocks:
-            parts.append(bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(self.sack_blocks))))
-            parts.extend(_II.pack(a, b) for a, b in self.sack_blocks)
-        opts = b"".join(parts)
+        """The encoded options (see :func:`encode_options`); at most 40 bytes."""
+        opts = encode_options(
+            self.mss, self.timestamps, self.sack_permitted, self.window_scale, self.sack_blocks
+        )
         if len(opts) > TCP_MAX_OPTIONS_LEN:
             raise ValueError(f"TCP options need {len(opts)} bytes, at most 40 fit")
         return opts

@@ -10,11 +10,7 @@ from dataclasses import dataclass
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
 from ztnode.netstack.ipproto import PROTO_TCP
-from ztnode.netstack.stackconfig import (
-    MSS_OPTION,
-    TS_FUSED,
-    TS_VALUES,
-)
+from ztnode.netstack.tcpwire import encode_options
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,24 +67,8 @@ Frame = tuple[int, int, "bytes | TcpBurst"]
 
 
 def tcp_options(seg: tcb.Segment) -> bytes:
-    """The option bytes of a segment, laid out as ``tcpwire.TcpSegmentHeader.options_bytes``
-    lays them out (MSS; SACK-permitted fused with timestamps; window scale; SACK blocks), padded
-    to a multiple of four."""
-    parts: list[bytes] = []
-    if seg.mss is not None:
-        parts.append(MSS_OPTION.pack(2, 4, seg.mss))
-    if seg.ts is not None:
-        parts.append(
-            TS_FUSED.pack(0x0402 if seg.sack_permitted else 0x0101, 8, 10, seg.ts[0], seg.ts[1])
-        )
-    elif seg.sack_permitted:
-        parts.append(b"\x01\x01\x04\x02")
-    if seg.wscale is not None:
-        parts.append(bytes((1, 3, 3, seg.wscale)))
-    if seg.sack_blocks:
-        parts.append(bytes((1, 1, 5, 2 + 8 * len(seg.sack_blocks))))
-        parts.extend(TS_VALUES.pack(a, b) for a, b in seg.sack_blocks)
-    return b"".join(parts)
+    """The option bytes of a segment, from the codec's one encoder."""
+    return encode_options(seg.mss, seg.ts, seg.sack_permitted, seg.wscale, seg.sack_blocks)
 
 
 def pseudo_sum(src: bytes, dst: bytes, proto: int, length: int) -> int:
