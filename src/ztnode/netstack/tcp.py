@@ -45,6 +45,7 @@ from typing import Final
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
+from ztnode.netstack.tcp_rto import RtoEstimator
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
     CAN_CONNECT,
@@ -362,14 +363,11 @@ class TcpConnection:
         self._segs_since_ack = 0
         self._delack_deadline: int | None = None
 
-        # --- RTO (RFC 6298) ---
-        self.srtt: float | None = None
-        self.rttvar = 0.0
-        self.rto = self.config.initial_rto_ms
+        # --- RTO (RFC 6298): the estimator owns SRTT/RTTVAR/RTO and Karn's timed segment ---
+        cfg = self.config
+        self.rtt = RtoEstimator(cfg.initial_rto_ms, cfg.min_rto_ms, cfg.max_rto_ms)
         self._rto_deadline: int | None = None
         self._retries = 0
-        self._rtt_seq: int | None = None  # segment being timed: ACK beyond this yields a sample
-        self._rtt_time = 0
 
         # --- loss recovery (RFC 5681, 6582, 6675) ---
         self.cc: CongestionControl = self.config.congestion_control(self.snd_mss)
@@ -466,6 +464,21 @@ class TcpConnection:
             if cur < self.config.recv_buffer // 2 and free - cur >= self._rcv_sws_threshold():
                 self._ack_now = True
         return out
+
+    @property
+    def srtt(self) -> float | None:
+        """Smoothed RTT in ms (RFC 6298), None before the first sample."""
+        return self.rtt.srtt
+
+    @property
+    def rttvar(self) -> float:
+        """RTT variation in ms (RFC 6298)."""
+        return self.rtt.rttvar
+
+    @property
+    def rto(self) -> int:
+        """The current retransmission timeout in ms, backoff included."""
+        return self.rtt.rto
 
     @property
     def wants_output(self) -> bool:
@@ -746,7 +759,7 @@ class TcpConnection:
             # snd_nxt 0 re-sends our SYN, now carrying the ACK.
             self._set_state(TcpState.SYN_RECEIVED)
             self.snd_nxt = 0
-            self._rtt_seq = None
+            self.rtt.timed_seq = None
 
     def _rx_other(self, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.4 for SYN-RECEIVED and the synchronized states."""
@@ -926,12 +939,12 @@ class TcpConnection:
         flight = self.snd_max - self.snd_una
         # RTT sample: from the echoed timestamp when negotiated (RFC 7323 section 4.1, valid
         # even for retransmissions), else RFC 6298 section 3 with Karn's rule.
+        rtt = self.rtt
         if self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
-            self._rtt_sample(seq_diff(self._ts_now(now), seg.ts[1]))
-            self._rtt_seq = None
-        elif self._rtt_seq is not None and ack_u > self._rtt_seq:
-            self._rtt_sample(now - self._rtt_time)
-            self._rtt_seq = None
+            rtt.sample(seq_diff(self._ts_now(now), seg.ts[1]))
+            rtt.timed_seq = None
+        else:
+            rtt.on_ack(ack_u, now)
         self.snd_una = ack_u
         self.snd_nxt = max(self.snd_nxt, ack_u)
         data_end = self._sbuf_start + len(self._sbuf)
@@ -964,12 +977,12 @@ class TcpConnection:
                     self._force_rxt = True
         else:
             self.dupacks = 0
-            self.cc.on_ack(acked, flight, now, self.srtt)
+            self.cc.on_ack(acked, flight, now, rtt.srtt)
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
         if self.snd_una >= self.snd_max:
             self._rto_deadline = None
         else:
-            self._rto_deadline = now + self.rto
+            self._rto_deadline = now + rtt.rto
 
     def _maybe_dupack(self, seg: Segment, now: int) -> None:
         """RFC 5681 section 2 "duplicate acknowledgment", RFC 6675's SACK variant."""
@@ -994,7 +1007,7 @@ class TcpConnection:
         self._recover = self.snd_max
         self._high_rxt = self.snd_una
         self._lost_hint = self.snd_una + self.snd_mss
-        self._rtt_seq = None
+        self.rtt.timed_seq = None
         self.cc.on_loss(self.snd_max - self.snd_una, now)
         self._count("fast_retransmit")
 
@@ -1324,13 +1337,11 @@ class TcpConnection:
         if retransmit:
             self.retransmitted_bytes += n
             self.retransmitted_segments += 1
-            if self._rtt_seq is not None and seq_u <= self._rtt_seq:
-                self._rtt_seq = None  # Karn: the timed segment is ambiguous now
-        elif self._rtt_seq is None:
-            self._rtt_seq = seq_u
-            self._rtt_time = now
+            self.rtt.on_retransmit(seq_u)
+        else:
+            self.rtt.start_timing(seq_u, now)
         if self._rto_deadline is None:
-            self._rto_deadline = now + self.rto  # RFC 6298 5.1
+            self._rto_deadline = now + self.rtt.rto  # RFC 6298 5.1
         self._persist_deadline = None
         return self._make_segment(seq_u, payload, flags, now)
 
@@ -1355,13 +1366,12 @@ class TcpConnection:
         RFC 7323 2.2, RFC 2018 section 2). On SYN,ACK only options the peer offered appear."""
         flags = _SYN | (_ACK if ack else _NONE)
         offer_ws = self.config.window_scaling and (not ack or self._ws_enabled)
-        if self.snd_max == 0 and self._rtt_seq is None:
-            self._rtt_seq = 0
-            self._rtt_time = now
+        if self.snd_max == 0:
+            self.rtt.start_timing(0, now)
         self.snd_nxt = 1
         self.snd_max = max(self.snd_max, 1)
         if self._rto_deadline is None:
-            self._rto_deadline = now + self.rto
+            self._rto_deadline = now + self.rtt.rto
         seg = Segment(
             seq=self.iss,
             ack=self._wire_rcv(self.rcv_nxt) if ack else 0,
@@ -1415,18 +1425,6 @@ class TcpConnection:
         else:
             self._count("challenge_ack_limited")
 
-    def _rtt_sample(self, r: int) -> None:
-        """RFC 6298 section 2.2/2.3 with alpha = 1/8, beta = 1/4, G = 1 ms."""
-        r_f = float(max(r, 0))
-        if self.srtt is None:
-            self.srtt = r_f
-            self.rttvar = r_f / 2
-        else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r_f)
-            self.srtt = 0.875 * self.srtt + 0.125 * r_f
-        rto = int(self.srtt + max(1.0, 4 * self.rttvar) + 0.5)
-        self.rto = min(max(rto, self.config.min_rto_ms), self.config.max_rto_ms)
-
     def _on_rto(self, now: int) -> None:
         """RFC 6298 section 5.4-5.6: retransmit the earliest unacked segment, back off, and
         (RFC 5681 3.1) collapse cwnd; go-back-N from SND.UNA, forgetting SACK state (RFC 2018
@@ -1439,7 +1437,7 @@ class TcpConnection:
             # it, so switch to the persist timer, which probes and does not count retries while
             # the peer answers (RFC 1122 4.2.2.17).
             self.snd_nxt = self.snd_una
-            self._rtt_seq = None
+            self.rtt.timed_seq = None
             self._arm_persist(now)
             return
         self._retries += 1
@@ -1457,7 +1455,7 @@ class TcpConnection:
             self._to_closed()
             return
         self._count("rto")
-        self.rto = min(self.rto * 2, self.config.max_rto_ms)
+        self.rtt.back_off()
         if self.snd_una >= 1:
             self.cc.on_rto(self.snd_max - self.snd_una, now)
         self.in_recovery = False
@@ -1468,13 +1466,13 @@ class TcpConnection:
         # while the peer has not reneged, which shows as a SACKed block at SND.UNA.
         if self._scoreboard and self._scoreboard[0][0] <= self.snd_una:
             self._scoreboard.clear()
-        self._rtt_seq = None
+        self.rtt.timed_seq = None
         self.snd_nxt = self.snd_una
-        self._rto_deadline = now + self.rto
+        self._rto_deadline = now + self.rtt.rto
 
     def _arm_persist(self, now: int) -> None:
         if self._persist_deadline is None:
-            t = max(self.rto, self.config.min_rto_ms) << min(self._persist_backoff, 10)
+            t = max(self.rtt.rto, self.config.min_rto_ms) << min(self._persist_backoff, 10)
             self._persist_deadline = now + min(t, self.config.max_rto_ms)
 
     def _on_persist(self, now: int) -> None:
@@ -1591,25 +1589,23 @@ class TcpConnection:
 
     def _ack_of_syn(self, seg: Segment, now: int) -> None:
         ack_u = self._unwrap_snd(seg.ack)
-        if self._rtt_seq == 0 and ack_u >= 1:
-            self._rtt_sample(now - self._rtt_time)
-            self._rtt_seq = None
+        rtt = self.rtt
+        if rtt.timed_seq == 0 and ack_u >= 1:
+            rtt.on_ack(ack_u, now)
         elif self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
-            self._rtt_sample(seq_diff(self._ts_now(now), seg.ts[1]))
-        elif self.srtt is None and self._retries > 0:
-            # RFC 6298 section 5.7: the SYN timed out and no RTT was measured, so data starts
-            # with a conservative 3 s RTO rather than whatever the backoff left.
-            self.rto = max(self.config.min_rto_ms, min(3000, self.config.max_rto_ms))
+            rtt.sample(seq_diff(self._ts_now(now), seg.ts[1]))
+        elif self._retries > 0:
+            rtt.after_syn_timeout()  # RFC 6298 5.7
         self.snd_una = max(self.snd_una, 1)
         self.snd_nxt = max(self.snd_nxt, 1)
         self._retries = 0
-        self._rto_deadline = None if self.snd_max <= 1 else now + self.rto
+        self._rto_deadline = None if self.snd_max <= 1 else now + rtt.rto
 
     def _reset_tcb(self) -> None:
         self.snd_una = self.snd_nxt = self.snd_max = 0
         self._rto_deadline = None
         self._retries = 0
-        self._rtt_seq = None
+        self.rtt.timed_seq = None
         self._ack_now = False
         self._delack_deadline = None
 

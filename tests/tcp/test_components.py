@@ -1,0 +1,49 @@
+"""Unit tests of the components split out of ``TcpConnection`` (each owns its state and is
+checked here on its own, apart from the connection that drives it)."""
+
+from __future__ import annotations
+
+from ztnode.netstack.tcp_rto import RtoEstimator
+
+
+def test_rto_first_sample_and_smoothing() -> None:
+    """RFC 6298 2.2/2.3: the first sample sets SRTT = R, RTTVAR = R/2; later ones smooth."""
+    e = RtoEstimator(1000, 200, 60_000)
+    e.sample(100)
+    assert e.srtt == 100.0 and e.rttvar == 50.0 and e.rto == 300
+    e.sample(100)
+    assert e.srtt == 100.0 and e.rttvar == 37.5 and e.rto == 250
+
+
+def test_rto_clamped_and_backed_off() -> None:
+    e = RtoEstimator(1000, 200, 4000)
+    e.sample(1)
+    assert e.rto == 200  # min_rto
+    for _ in range(10):
+        e.back_off()
+    assert e.rto == 4000  # max_rto
+
+
+def test_rto_karn_timing() -> None:
+    """One segment timed at a time; a retransmission at or below it cancels the sample."""
+    e = RtoEstimator(1000, 1, 60_000)
+    e.start_timing(10, now=0)
+    e.start_timing(20, now=5)  # already timing: ignored
+    assert e.timed_seq == 10 and e.timed_at == 0
+    e.on_ack(10, now=50)  # does not cover the timed segment
+    assert e.srtt is None
+    e.on_retransmit(10)
+    assert e.timed_seq is None
+    e.start_timing(30, now=100)
+    e.on_ack(31, now=140)
+    assert e.srtt == 40.0 and e.timed_seq is None
+
+
+def test_rto_after_syn_timeout_only_without_sample() -> None:
+    e = RtoEstimator(1000, 200, 60_000)
+    e.back_off()
+    e.after_syn_timeout()
+    assert e.rto == 3000
+    e.sample(10)
+    e.after_syn_timeout()
+    assert e.rto == 200
