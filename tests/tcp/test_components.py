@@ -4,6 +4,7 @@ checked here on its own, apart from the connection that drives it)."""
 from __future__ import annotations
 
 from ztnode.netstack.tcp_rto import RtoEstimator
+from ztnode.netstack.tcp_sack import SackScoreboard
 
 
 def test_rto_first_sample_and_smoothing() -> None:
@@ -47,3 +48,32 @@ def test_rto_after_syn_timeout_only_without_sample() -> None:
     e.sample(10)
     e.after_syn_timeout()
     assert e.rto == 200
+
+
+def test_sack_scoreboard_merges_and_trims() -> None:
+    """RFC 2018: ranges merge when they touch or overlap; the cumulative ACK trims them."""
+    sb = SackScoreboard()
+    sb.add(300, 400)
+    sb.add(100, 200)
+    sb.add(200, 250)
+    assert sb.blocks == [(100, 250), (300, 400)]
+    sb.add(240, 310)
+    assert sb.blocks == [(100, 400)]
+    assert sb.sacked_bytes() == 300 and sb.sacked_below(150) == 50
+    sb.acked_to(150)
+    assert sb.blocks == [(150, 400)]
+    sb.forget_if_reneged(150)
+    assert sb.blocks == []
+
+
+def test_sack_lost_ranges_and_pipe_terms() -> None:
+    """RFC 6675 IsLost: a hole is lost once DupThresh * SMSS bytes are SACKed above it."""
+    sb = SackScoreboard()
+    blocks = sb.blocks
+    sb.add(200, 300)
+    assert sb.lost_ranges(0, 1000, 0, 100) == []  # one segment SACKed above: not yet
+    sb.add(400, 600)
+    assert sb.lost_ranges(0, 1000, 0, 100) == [(0, 200)]
+    assert sb.lost_ranges(0, 1000, 350, 100) == [(0, 200), (300, 350)]
+    assert sb.lost_not_retransmitted([(0, 200), (300, 350)], 100) == 150
+    assert sb.blocks is blocks  # never rebound: the connection holds a reference

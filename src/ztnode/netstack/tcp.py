@@ -46,6 +46,7 @@ from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
 from ztnode.netstack.tcp_rto import RtoEstimator
+from ztnode.netstack.tcp_sack import DUP_THRESH, SackScoreboard
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
     CAN_CONNECT,
@@ -91,8 +92,6 @@ DEFAULT_MSS_V4: Final = 536
 DEFAULT_MSS_V6: Final = 1220
 #: The timestamps option as sent on every segment: NOP NOP TS (RFC 7323 appendix A).
 TIMESTAMP_OPTION_SPACE: Final = 12
-#: RFC 6675 section 5: DupThresh.
-DUP_THRESH: Final = 3
 #: RFC 2018 section 3: at most 4 blocks fit in 40 option bytes; 3 leave room for timestamps.
 MAX_SACK_BLOCKS: Final = 3
 
@@ -377,7 +376,9 @@ class TcpConnection:
         self._recover = 0
         self._high_rxt = 0
         self._lost_hint = 0
-        self._scoreboard: list[tuple[int, int]] = []  # sorted, merged SACKed ranges > snd_una
+        self.sack = SackScoreboard()
+        # The scoreboard's own list (never rebound): a plain reference for the fast path's test.
+        self._scoreboard = self.sack.blocks
 
         # --- persist, keepalive, TIME-WAIT, FIN-WAIT-2 ---
         self._persist_deadline: int | None = None
@@ -957,10 +958,8 @@ class TcpConnection:
                 self._events.append(WritableEvent())
         self._retries = 0
         self._persist_backoff = 0
-        while self._scoreboard and self._scoreboard[0][1] <= ack_u:
-            self._scoreboard.pop(0)
-        if self._scoreboard and self._scoreboard[0][0] < ack_u:
-            self._scoreboard[0] = (ack_u, self._scoreboard[0][1])
+        if self._scoreboard:
+            self.sack.acked_to(ack_u)
         if self.in_recovery:
             if ack_u >= self._recover:
                 self.in_recovery = False
@@ -996,7 +995,7 @@ class TcpConnection:
         # RFC 6675 section 5 step 4: DupThresh dupacks, or more than (DupThresh - 1) * SMSS
         # SACKed above SND.UNA; RFC 6582 step 1: not again before ``recover`` is acked.
         lost = self.dupacks >= DUP_THRESH or (
-            self._peer_sack and self._sacked_bytes() >= DUP_THRESH * self.snd_mss
+            self._peer_sack and self.sack.sacked_bytes() >= DUP_THRESH * self.snd_mss
         )
         if lost and self.snd_una >= self._recover:
             self._enter_recovery(now)
@@ -1015,63 +1014,28 @@ class TcpConnection:
         """Merge the peer's SACK blocks (RFC 2018 section 4) into the scoreboard."""
         if not seg.sack_blocks or not self._peer_sack:
             return
-        base = self._wire_snd(self.snd_una)
-        sb = self._scoreboard
+        una = self.snd_una
+        base = self._wire_snd(una)
         for left, right in seg.sack_blocks:
-            lu = self.snd_una + seq_diff(left, base)
-            ru = self.snd_una + seq_diff(right, base)
-            if not (self.snd_una <= lu < ru <= self.snd_max):
-                continue  # D-SACK (RFC 2883) or garbage: ignore
-            i = bisect.bisect_left(sb, lu, key=_first)
-            if i > 0 and sb[i - 1][1] >= lu:
-                i -= 1
-            j = i
-            while j < len(sb) and sb[j][0] <= ru:
-                lu = min(lu, sb[j][0])
-                ru = max(ru, sb[j][1])
-                j += 1
-            sb[i:j] = [(lu, ru)]
-
-    def _sacked_bytes(self) -> int:
-        return sum(r - left for left, r in self._scoreboard)
+            lu = una + seq_diff(left, base)
+            ru = una + seq_diff(right, base)
+            if una <= lu < ru <= self.snd_max:  # else D-SACK (RFC 2883) or garbage: ignore
+                self.sack.add(lu, ru)
 
     def _lost_ranges(self) -> list[tuple[int, int]]:
-        """Holes deemed lost: RFC 6675 IsLost (un-SACKed bytes with at least DupThresh * SMSS
-        SACKed above them, which tolerates mild reordering), plus the segment at SND.UNA on
-        entering recovery and, without SACK, after each partial ACK (RFC 6582)."""
-        sack_limit = 0
-        acc = 0
-        for left, right in reversed(self._scoreboard):
-            acc += right - left
-            if acc >= DUP_THRESH * self.snd_mss:
-                sack_limit = left
-                break
-        limit = max(sack_limit, self._lost_hint)
-        limit = min(limit, self.snd_max)
-        holes: list[tuple[int, int]] = []
-        pos = self.snd_una
-        for left, right in self._scoreboard:
-            if left >= limit:
-                break
-            if left > pos:
-                holes.append((pos, left))
-            pos = max(pos, right)
-        if pos < limit:
-            holes.append((pos, limit))
-        return holes
+        """The holes loss recovery resends (see :meth:`SackScoreboard.lost_ranges`)."""
+        return self.sack.lost_ranges(self.snd_una, self.snd_max, self._lost_hint, self.snd_mss)
 
     def _pipe(self, holes: list[tuple[int, int]]) -> int:
         """RFC 6675 section 4 "pipe": outstanding bytes not SACKed and not deemed lost, plus
-        retransmissions (those below HighRxt)."""
+        retransmissions (those below HighRxt). Without SACK each dupack stands for one
+        segment that left the network (RFC 5681 3.2)."""
         flight = self.snd_max - self.snd_una
-        sacked = self._sacked_bytes()
-        if not self._peer_sack:
+        if self._peer_sack:
+            sacked = self.sack.sacked_bytes()
+        else:
             sacked = min(self.dupacks * self.snd_mss, flight)
-        lost_not_rxt = 0
-        for left, right in holes:
-            lo = max(left, self._high_rxt)
-            if right > lo:
-                lost_not_rxt += right - lo
+        lost_not_rxt = self.sack.lost_not_retransmitted(holes, self._high_rxt)
         return max(flight - sacked - lost_not_rxt, 0)
 
     def _update_window(self, seg: Segment, force: bool = False) -> None:
@@ -1259,15 +1223,7 @@ class TcpConnection:
                             break
                     if self.snd_nxt >= self.snd_max:
                         continue
-                sacked_below = (
-                    sum(
-                        min(r, self.snd_nxt) - left
-                        for left, r in self._scoreboard
-                        if left < self.snd_nxt
-                    )
-                    if self._scoreboard
-                    else 0
-                )
+                sacked_below = self.sack.sacked_below(self.snd_nxt) if self._scoreboard else 0
                 cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
                 if self.snd_nxt == self.snd_max and self.dupacks:
                     # Limited transmit (RFC 3042): the first two dupacks each release one new
@@ -1464,8 +1420,7 @@ class TcpConnection:
         # RFC 2018 section 8 lets a receiver renege on SACKed data, and says to forget SACK
         # state on a timeout; like Linux we keep it (skipping SACKed data when resending) only
         # while the peer has not reneged, which shows as a SACKed block at SND.UNA.
-        if self._scoreboard and self._scoreboard[0][0] <= self.snd_una:
-            self._scoreboard.clear()
+        self.sack.forget_if_reneged(self.snd_una)
         self.rtt.timed_seq = None
         self.snd_nxt = self.snd_una
         self._rto_deadline = now + self.rtt.rto
