@@ -4,6 +4,7 @@ checked here on its own, apart from the connection that drives it)."""
 from __future__ import annotations
 
 from ztnode.netstack.tcp_rto import RtoEstimator
+from ztnode.netstack.tcp_rxqueue import ReceiveQueue
 from ztnode.netstack.tcp_sack import SackScoreboard
 
 
@@ -77,3 +78,25 @@ def test_sack_lost_ranges_and_pipe_terms() -> None:
     assert sb.lost_ranges(0, 1000, 350, 100) == [(0, 200), (300, 350)]
     assert sb.lost_not_retransmitted([(0, 200), (300, 350)], 100) == 150
     assert sb.blocks is blocks  # never rebound: the connection holds a reference
+
+
+def test_receive_queue_overlaps_first_copy_wins_and_drains() -> None:
+    q = ReceiveQueue()
+    buf, ooo = q.buf, q.ooo
+    assert q.insert(10, b"AAAAA", 1000)  # 10..15
+    assert q.insert(8, b"bbbbbbbbbb", 1000)  # 8..18: only 8..10 and 15..18 are new
+    assert q.ooo == [(8, b"bb"), (10, b"AAAAA"), (15, b"bbb")] and q.ooo_bytes == 10
+    assert q.sack_runs(3) == [(8, 18)]
+    q.buf += b"xy"
+    assert q.drain(8) == 18 and bytes(q.buf) == b"xybbAAAAAbbb" and q.ooo_bytes == 0
+    assert q.recent == [] and q.buf is buf and q.ooo is ooo
+    assert q.read(3) == b"xyb" and bytes(q.buf) == b"bAAAAAbbb"
+
+
+def test_receive_queue_bound_and_sack_order() -> None:
+    q = ReceiveQueue()
+    assert q.insert(100, bytes(10), 25)
+    assert q.insert(200, bytes(10), 25)
+    assert not q.insert(300, bytes(10), 25)  # would exceed the byte bound
+    assert q.sack_runs(3) == [(200, 210), (100, 110)]  # most recent first (RFC 2018)
+    assert q.sack_runs(1) == [(200, 210)]

@@ -34,7 +34,6 @@ Segments for which no connection exists are answered with ``reset_for(seg)``.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
 from ztnode.netstack.tcp_rto import RtoEstimator
+from ztnode.netstack.tcp_rxqueue import ReceiveQueue
 from ztnode.netstack.tcp_sack import DUP_THRESH, SackScoreboard
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
@@ -349,13 +349,14 @@ class TcpConnection:
         self._ts_enabled = False
         self._ts_recent = 0
         self._last_ack_sent = 0
-        self._rbuf = bytearray()
-        self._ooo: list[tuple[int, bytes]] = []  # sorted, disjoint (start, data), start > rcv_nxt
-        self._ooo_bytes = 0
+        self.rxq = ReceiveQueue()
+        # The queue's own buffers (mutated in place, never rebound): plain references for the
+        # in-order append and the header-prediction test.
+        self._rbuf = self.rxq.buf
+        self._ooo = self.rxq.ooo
         self._rcv_fin_seq: int | None = None
         self._eof = False
         self._read_closed = False
-        self._sack_recent: list[int] = []  # starts of OOO blocks, most recently changed first
 
         # --- ACK generation ---
         self._ack_now = False
@@ -454,8 +455,7 @@ class TcpConnection:
         """
         if not self._rbuf:
             return b""
-        out = bytes(self._rbuf[:max_bytes])
-        del self._rbuf[:max_bytes]
+        out = self.rxq.read(max_bytes)
         if self.state in RECEIVES_TEXT:
             free = self.config.recv_buffer - len(self._rbuf)
             cur = max(self._rcv_adv - self.rcv_nxt, 0)
@@ -1060,15 +1060,8 @@ class TcpConnection:
             had_ooo = bool(self._ooo)
             self._rbuf += data
             self.rcv_nxt += len(data)
-            # Pull whatever the out-of-order queue now continues.
-            while self._ooo and self._ooo[0][0] <= self.rcv_nxt:
-                start, chunk = self._ooo.pop(0)
-                self._ooo_bytes -= len(chunk)
-                end = start + len(chunk)
-                if end > self.rcv_nxt:
-                    self._rbuf += chunk[self.rcv_nxt - start :]
-                    self.rcv_nxt = end
-            self._sack_recent = [s for s in self._sack_recent if s > self.rcv_nxt]
+            if had_ooo or self.rxq.recent:
+                self.rcv_nxt = self.rxq.drain(self.rcv_nxt)  # what the OOO queue continues
             if was_empty:
                 self._events.append(DataAvailableEvent())
             # RFC 5681 4.2 / RFC 9293 3.8.6.3: ACK at once when a gap is filled, otherwise at
@@ -1082,73 +1075,24 @@ class TcpConnection:
             if self._rcv_fin_seq is not None and self._rcv_fin_seq == self.rcv_nxt:
                 self._rx_fin(self.rcv_nxt, now)
         else:
-            self._ooo_insert(seq_u, data)
+            if not self.rxq.insert(seq_u, data, self.config.ooo_limit):
+                self._count("ooo_full")
             # RFC 5681 4.2: each out-of-order segment triggers its own immediate duplicate ACK
             # (the sender counts them), so it cannot be folded into a pending ACK flag.
             self._out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
 
-    def _ooo_insert(self, start: int, data: bytes) -> None:
-        """Insert into the bounded out-of-order queue, trimming overlaps (first copy wins)."""
-        end = start + len(data)
-        q = self._ooo
-        i = bisect.bisect_left(q, start, key=_first)
-        pieces: list[tuple[int, bytes]] = []
-        pos = start
-        for s, d in q[max(i - 1, 0) :]:
-            e = s + len(d)
-            if s >= end:
-                break
-            if e <= pos:
-                continue
-            if s > pos:
-                pieces.append((pos, data[pos - start : s - start]))
-            pos = max(pos, e)
-        if pos < end:
-            pieces.append((pos, data[pos - start :]))
-        if not pieces:
-            self._touch_sack(start)
-            return
-        total = sum(len(d) for _, d in pieces)
-        if self._ooo_bytes + total > self.config.ooo_limit or len(q) + len(pieces) > 4096:
-            self._count("ooo_full")
-            return
-        for piece in pieces:
-            bisect.insort(q, piece, key=_first)
-        self._ooo_bytes += total
-        self._touch_sack(pieces[0][0])
-
-    def _touch_sack(self, start: int) -> None:
-        if start in self._sack_recent:
-            self._sack_recent.remove(start)
-        self._sack_recent.insert(0, start)
-        del self._sack_recent[16:]
-
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 section 4: the first block holds the most recently received segment, the
-        rest repeat recently reported blocks; blocks are maximal contiguous OOO runs."""
+        """The SACK blocks to carry (RFC 2018 section 4), as wire sequence numbers."""
         if not self._ooo or not self._peer_sack:
             return ()
-        runs: list[tuple[int, int]] = []
-        for s, d in self._ooo:
-            e = s + len(d)
-            if runs and runs[-1][1] == s:
-                runs[-1] = (runs[-1][0], e)
-            else:
-                runs.append((s, e))
-        chosen: list[tuple[int, int]] = []
-        for s in self._sack_recent:
-            for run in runs:
-                if run[0] <= s < run[1] and run not in chosen:
-                    chosen.append(run)
-                    break
-            if len(chosen) == MAX_SACK_BLOCKS:
-                break
-        for run in runs:
-            if len(chosen) == MAX_SACK_BLOCKS:
-                break
-            if run not in chosen:
-                chosen.append(run)
-        return tuple((self._wire_rcv(s), self._wire_rcv(e)) for s, e in chosen)
+        return tuple(
+            (self._wire_rcv(s), self._wire_rcv(e)) for s, e in self.rxq.sack_runs(MAX_SACK_BLOCKS)
+        )
+
+    @property
+    def _ooo_bytes(self) -> int:
+        """Bytes held in the out-of-order queue."""
+        return self.rxq.ooo_bytes
 
     def _rx_fin(self, fin_u: int, now: int, *, acked: bool = False) -> None:
         """RFC 9293 3.10.7.4 "eighth": act on the FIN once everything before it has arrived."""
