@@ -773,20 +773,7 @@ class TcpConnection:
         plen = len(payload) + (1 if fl & _FIN else 0)
 
         if fl & _SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & _RST:
-            # SYN-RECEIVED sees the peer's SYN again: a retransmission (answer with our SYN,ACK
-            # again) or, after a simultaneous open, its SYN,ACK (RFC 9293 figure 8), which
-            # completes the handshake just like the final ACK would.
-            ack_u = self._unwrap_snd(seg.ack)
-            if fl & _ACK and 0 < ack_u <= self.snd_max:
-                self._ack_of_syn(seg, now)
-                if self.state is TcpState.SYN_RECEIVED:
-                    self._set_state(TcpState.ESTABLISHED)
-                self._events.append(ConnectedEvent())
-                self._update_window(seg, force=True)
-                self._ack_now = True
-            else:
-                self._count("dup_syn")
-                self.snd_nxt = 0
+            self._rx_syn_again(seg, now)
             return
 
         # RFC 7323 section 4.3 (2): remember the TSval of a segment at or left of the edge we
@@ -807,21 +794,7 @@ class TcpConnection:
         if fl & _RST:
             self._rx_rst(seq_u, wnd, now)
             return
-        acceptable: bool
-        if plen == 0:
-            acceptable = (
-                (seq_u == self.rcv_nxt)
-                if wnd == 0
-                else (self.rcv_nxt <= seq_u < self.rcv_nxt + wnd)
-            )
-        elif wnd == 0:
-            acceptable = seq_u == self.rcv_nxt  # RFC 9293: still process the ACK, trim the text
-        else:
-            end = seq_u + plen - 1
-            acceptable = (self.rcv_nxt <= seq_u < self.rcv_nxt + wnd) or (
-                self.rcv_nxt <= end < self.rcv_nxt + wnd
-            )
-        if not acceptable:
+        if not self._acceptable(seq_u, plen, wnd):
             self._count("unacceptable")
             if self.state is TcpState.TIME_WAIT and fl & _FIN:
                 self._arm_time_wait(now)
@@ -843,35 +816,65 @@ class TcpConnection:
         if self.state is TcpState.CLOSED:
             return
 
-        # seventh: text; eighth: FIN
-        fin = bool(fl & _FIN)
-        if payload or fin:
-            if seq_u < self.rcv_nxt:  # trim the already-received front
-                cut = self.rcv_nxt - seq_u
-                if cut > len(payload):  # only an already-processed FIN remained
-                    fin = False
-                payload = payload[cut:]
-                seq_u = self.rcv_nxt
-            right = self.rcv_nxt + wnd
-            if seq_u + len(payload) > right:
-                payload = payload[: max(right - seq_u, 0)]
+        if payload or fl & _FIN:  # seventh: text; eighth: FIN
+            self._rx_text_fin(seg, seq_u, wnd, now)
+
+    def _rx_syn_again(self, seg: Segment, now: int) -> None:
+        """SYN-RECEIVED sees the peer's SYN again: a retransmission (answer with our SYN,ACK
+        again) or, after a simultaneous open, its SYN,ACK (RFC 9293 figure 8), which completes
+        the handshake just like the final ACK would."""
+        ack_u = self._unwrap_snd(seg.ack)
+        if seg.flags & _ACK and 0 < ack_u <= self.snd_max:
+            self._ack_of_syn(seg, now)
+            if self.state is TcpState.SYN_RECEIVED:
+                self._set_state(TcpState.ESTABLISHED)
+            self._events.append(ConnectedEvent())
+            self._update_window(seg, force=True)
+            self._ack_now = True
+        else:
+            self._count("dup_syn")
+            self.snd_nxt = 0
+
+    def _acceptable(self, seq_u: int, plen: int, wnd: int) -> bool:
+        """RFC 9293 3.10.7.4 "first": the segment acceptability test (four cases)."""
+        nxt = self.rcv_nxt
+        if plen == 0:
+            return (seq_u == nxt) if wnd == 0 else (nxt <= seq_u < nxt + wnd)
+        if wnd == 0:
+            return seq_u == nxt  # RFC 9293: still process the ACK, trim the text
+        end = seq_u + plen - 1
+        return (nxt <= seq_u < nxt + wnd) or (nxt <= end < nxt + wnd)
+
+    def _rx_text_fin(self, seg: Segment, seq_u: int, wnd: int, now: int) -> None:
+        """RFC 9293 3.10.7.4 "seventh" (text) and "eighth" (FIN), trimmed to the window."""
+        payload = seg.payload
+        fin = bool(seg.flags & _FIN)
+        if seq_u < self.rcv_nxt:  # trim the already-received front
+            cut = self.rcv_nxt - seq_u
+            if cut > len(payload):  # only an already-processed FIN remained
                 fin = False
-            out_of_order = bool(payload) and seq_u > self.rcv_nxt
-            if payload:
-                if self.state in RECEIVES_TEXT:
-                    if self._read_closed:
-                        self._count("data_after_close")
-                        self.abort(now)
-                        return
-                    self._rx_text(seq_u, payload, now)
-                else:
-                    self._count("text_after_fin")
-                    self._ack_now = True
-            elif seg.payload:
-                self._ack_now = True  # duplicate or out-of-window data: ACK it (RFC 9293)
-            if fin:
-                # Out-of-order text was already answered by its own duplicate ACK.
-                self._rx_fin(seq_u + len(payload), now, acked=out_of_order)
+            payload = payload[cut:]
+            seq_u = self.rcv_nxt
+        right = self.rcv_nxt + wnd
+        if seq_u + len(payload) > right:
+            payload = payload[: max(right - seq_u, 0)]
+            fin = False
+        out_of_order = bool(payload) and seq_u > self.rcv_nxt
+        if payload:
+            if self.state in RECEIVES_TEXT:
+                if self._read_closed:
+                    self._count("data_after_close")
+                    self.abort(now)
+                    return
+                self._rx_text(seq_u, payload, now)
+            else:
+                self._count("text_after_fin")
+                self._ack_now = True
+        elif seg.payload:
+            self._ack_now = True  # duplicate or out-of-window data: ACK it (RFC 9293)
+        if fin:
+            # Out-of-order text was already answered by its own duplicate ACK.
+            self._rx_fin(seq_u + len(payload), now, acked=out_of_order)
 
     def _rx_rst(self, seq_u: int, wnd: int, now: int) -> None:
         """RFC 9293 3.10.7.4 "second", as hardened by RFC 5961 section 3.2: only an exact
