@@ -12,10 +12,10 @@ fields length" (0), ``7f`` x 8. Verification always rebuilds those bytes from th
 as the reference does, so a record decoded from non-canonical bytes verifies exactly when the
 reference would accept it.
 
-Wire details shared by Capability / Tag / COO / Revocation: a signature block is ``[1] 1 [2] 96
-[96] sig``; a block whose type byte is not 1 is skipped (``[2] len [len]``) and leaves an all-zero
-signature; a trailing ``[2] n [n]`` of extra fields is skipped. Readers raise only
-:class:`~ztnode.errors.DecodeError` and check counts against the bytes left.
+The framing these records share (signature blocks, extension skip, whole-buffer
+``decode``/``encode``, the marker-signed read/write/sign/verify) is in
+:mod:`ztnode.wire.credential_base`; each class here declares only its own fields. Readers raise
+only :class:`~ztnode.errors.DecodeError` and check counts against the bytes left.
 
 Identities are typed structurally (:class:`SigningIdentity`, :class:`VerifyingIdentity`,
 :class:`PublicIdentity`), which ``ztnode.identity.Identity`` satisfies; tests may use fakes.
@@ -33,13 +33,22 @@ from typing import ClassVar, Final, Protocol, Self
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.wire.buffer import Buf, Reader, Writer
 from ztnode.wire.constants import Verb
+from ztnode.wire.credential_base import (
+    EMPTY_SIGNATURE,
+    SIGNATURE_LENGTH,
+    CredentialCodec,
+    MarkerSigned,
+    SigningIdentity,
+    VerifyingIdentity,
+    check_signature,
+    controller_for,
+    marker_signing_message,
+    read_signature,
+    skip_extra,
+    write_signature,
+)
 from ztnode.wire.mac import MAC_MASK
 from ztnode.wire.rules import MAX_CAPABILITY_RULES, Rule, read_rules, write_rules
-
-SIGNATURE_LENGTH: Final = 96
-SIGNATURE_TYPE_ED25519: Final = 1
-EMPTY_SIGNATURE: Final = bytes(SIGNATURE_LENGTH)
-_SIGN_MARKER: Final = b"\x7f" * 8
 
 COM_FORMAT: Final = 1
 COM_MAX_QUALIFIERS: Final = 8  # ZT_NETWORK_COM_MAX_QUALIFIERS
@@ -76,24 +85,6 @@ class VerifyResult(IntEnum):
     BAD = -1
 
 
-class SigningIdentity(Protocol):
-    """What signing needs: the signer's address and its 96-byte signature primitive."""
-
-    @property
-    def address(self) -> int: ...
-
-    def sign(self, msg: bytes) -> bytes: ...
-
-
-class VerifyingIdentity(Protocol):
-    """What checking a signature needs."""
-
-    @property
-    def address(self) -> int: ...
-
-    def verify(self, msg: bytes, sig: bytes) -> bool: ...
-
-
 class PublicIdentity(Protocol):
     """What the COM identity hash needs: the address and the 64-byte C25519 public key."""
 
@@ -102,11 +93,6 @@ class PublicIdentity(Protocol):
 
     @property
     def public_key(self) -> bytes: ...
-
-
-def controller_for(nwid: int) -> int:
-    """The controller address of a network: its top 40 bits."""
-    return (nwid >> 24) & 0xFF_FFFF_FFFF
 
 
 def identity_hash_words(identity: PublicIdentity) -> tuple[int, int, int, int]:
@@ -121,42 +107,6 @@ def identity_hash_words(identity: PublicIdentity) -> tuple[int, int, int, int]:
         int.from_bytes(digest[16:24], "big"),
         int.from_bytes(digest[24:32], "big"),
     )
-
-
-def _read_signature(reader: Reader, what: str) -> bytes:
-    kind = reader.u8(f"{what} signature type")
-    if kind == SIGNATURE_TYPE_ED25519:
-        n = reader.u16(f"{what} signature length")
-        if n != SIGNATURE_LENGTH:
-            raise DecodeError(f"{what}: Ed25519 signature of length {n}, expected 96")
-        return reader.raw(SIGNATURE_LENGTH, f"{what} signature")
-    reader.skip(reader.u16(f"{what} signature length"), f"{what} signature")
-    return EMPTY_SIGNATURE
-
-
-def _check_signature(sig: bytes) -> None:
-    """Refuse a malformed signature before anything is written, so a failed ``write`` leaves
-    the caller's writer untouched."""
-    if len(sig) != SIGNATURE_LENGTH:
-        raise LocalProtocolError(f"a signature is 96 bytes, not {len(sig)}")
-
-
-def _write_signature(writer: Writer, sig: bytes) -> None:
-    writer.u8(SIGNATURE_TYPE_ED25519).u16(SIGNATURE_LENGTH).raw(sig)
-
-
-def _skip_extra(reader: Reader, what: str) -> None:
-    reader.skip(reader.u16(f"{what} extra length"), f"{what} extra fields")
-
-
-def _verify_simple(
-    signed_by: int, nwid: int, msg: bytes, sig: bytes, signer: VerifyingIdentity
-) -> bool:
-    """The shared check of Tag/COO/Revocation: signed by this network's controller, by the
-    identity given, with a good signature."""
-    if signed_by == 0 or signed_by != controller_for(nwid) or signer.address != signed_by:
-        return False
-    return signer.verify(msg, sig)
 
 
 # --- certificate of membership ---------------------------------------------------------------
@@ -185,12 +135,14 @@ class ComQualifier:
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateOfMembership:
+class CertificateOfMembership(CredentialCodec):
     """A COM: ``[1] 1 [2] q (q x [8] id [8] value [8] maxDelta) [5] signedBy [96 sig if signed]``.
 
     Qualifier ids must be non-decreasing and at most 8 qualifiers are allowed. A controller-issued
     COM (:meth:`issue`) has 7 and is 272 bytes signed.
     """
+
+    LABEL: ClassVar[str] = "COM"
 
     qualifiers: tuple[ComQualifier, ...]
     signed_by: int = 0
@@ -321,18 +273,6 @@ class CertificateOfMembership:
                 raise LocalProtocolError("a signed COM needs a 96-byte signature")
             writer.raw(self.signature)
 
-    @classmethod
-    def decode(cls, data: Buf) -> Self:
-        r = Reader(data)
-        v = cls.read(r)
-        r.expect_end("COM")
-        return v
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self.write(w)
-        return bytes(w.buf)
-
 
 # --- capability ------------------------------------------------------------------------------
 
@@ -347,7 +287,7 @@ class CustodyEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class Capability:
+class Capability(CredentialCodec):
     """A signed, named rule set a member may use after the base rules (§5.1).
 
     Wire: ``[8] nwid [8] ts [4] id [2] ruleCount rules [1] mccl`` then custody entries
@@ -355,6 +295,8 @@ class Capability:
     the same bytes (custody excluded). The controller issues ``mccl`` 1 with one entry
     (controller to member).
     """
+
+    LABEL: ClassVar[str] = "capability"
 
     id: int
     network_id: int
@@ -377,10 +319,8 @@ class Capability:
         writer.u8(self.max_custody_chain_length)
 
     def signing_message(self) -> bytes:
-        w = Writer(_SIGN_MARKER)
-        self._write_body(w)
-        w.u16(0).raw(_SIGN_MARKER)
-        return bytes(w.buf)
+        """What every hop signs: the body framed for signing (custody excluded)."""
+        return marker_signing_message(self._write_body)
 
     def sign(self, identity: SigningIdentity, to: int) -> Capability:
         """Append a custody hop from ``identity`` to ``to`` (the reference's ``sign(from, to)``).
@@ -446,8 +386,8 @@ class Capability:
             if len(custody) >= mccl:
                 raise DecodeError("capability: chain of custody longer than its maximum")
             frm = reader.address("custody from")
-            custody.append(CustodyEntry(to, frm, _read_signature(reader, "custody")))
-        _skip_extra(reader, "capability")
+            custody.append(CustodyEntry(to, frm, read_signature(reader, "custody")))
+        skip_extra(reader, "capability")
         return cls(cid, nwid, ts, rules, mccl, tuple(custody))
 
     def write(self, writer: Writer) -> None:
@@ -456,67 +396,23 @@ class Capability:
         for hop in self.custody:
             if hop.to == 0:
                 raise LocalProtocolError("a custody hop with recipient 0 would end the chain")
-            _check_signature(hop.signature)
+            check_signature(hop.signature)
         self._write_body(writer)
         for hop in self.custody:
             writer.address(hop.to).address(hop.from_)
-            _write_signature(writer, hop.signature)
+            write_signature(writer, hop.signature)
         writer.address(0).u16(0)
-
-    @classmethod
-    def decode(cls, data: Buf) -> Self:
-        r = Reader(data)
-        v = cls.read(r)
-        r.expect_end("capability")
-        return v
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self.write(w)
-        return bytes(w.buf)
 
 
 # --- tag -------------------------------------------------------------------------------------
 
 
-class _MarkerSigned:
-    """The signing scheme Tag, CertificateOfOwnership and Revocation share.
-
-    Each signs its serialisation "for signing": a 0x7f marker, the body (with ``signed_by`` set to
-    the signer, so the signer's address is itself signed), an empty u16 extension and the marker
-    again; verification also demands that the signer be the network's controller.
-    """
-
-    __slots__ = ()
-    network_id: int
-    signed_by: int
-    signature: bytes
-
-    def _write_body(self, writer: Writer) -> None:
-        raise TypeError(f"{type(self).__name__} must define _write_body")
-
-    def signing_message(self) -> bytes:
-        w = Writer(_SIGN_MARKER)
-        self._write_body(w)
-        w.u16(0).raw(_SIGN_MARKER)
-        return bytes(w.buf)
-
-    def sign(self, identity: SigningIdentity) -> Self:
-        """Set ``signed_by`` to the signer (it is part of the signed bytes) and sign."""
-        unsigned: Self = replace(self, signed_by=identity.address)  # type: ignore[type-var]
-        signature = identity.sign(unsigned.signing_message())
-        return replace(unsigned, signature=signature)  # type: ignore[type-var]
-
-    def verify(self, signer: VerifyingIdentity) -> bool:
-        return _verify_simple(
-            self.signed_by, self.network_id, self.signing_message(), self.signature, signer
-        )
-
-
 @dataclass(frozen=True, slots=True)
-class Tag(_MarkerSigned):
+class Tag(MarkerSigned):
     """A signed (id, value) pair describing a member, 135 bytes on the wire (§5.2):
     ``[8] nwid [8] ts [4] id [4] value [5] issuedTo [5] signedBy [sig block] [2] extra``."""
+
+    LABEL: ClassVar[str] = "tag"
 
     id: int
     value: int
@@ -531,34 +427,14 @@ class Tag(_MarkerSigned):
         writer.address(self.issued_to).address(self.signed_by)
 
     @classmethod
-    def read(cls, reader: Reader) -> Self:
+    def _read_body(cls, reader: Reader) -> Self:
         nwid = reader.u64("tag nwid")
         ts = reader.i64("tag timestamp")
         tid = reader.u32("tag id")
         value = reader.u32("tag value")
         issued_to = reader.address("tag issued to")
         signed_by = reader.address("tag signer")
-        sig = _read_signature(reader, "tag")
-        _skip_extra(reader, "tag")
-        return cls(tid, value, nwid, ts, issued_to, signed_by, sig)
-
-    def write(self, writer: Writer) -> None:
-        _check_signature(self.signature)
-        self._write_body(writer)
-        _write_signature(writer, self.signature)
-        writer.u16(0)
-
-    @classmethod
-    def decode(cls, data: Buf) -> Self:
-        r = Reader(data)
-        v = cls.read(r)
-        r.expect_end("tag")
-        return v
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self.write(w)
-        return bytes(w.buf)
+        return cls(tid, value, nwid, ts, issued_to, signed_by)
 
 
 # --- certificate of ownership ----------------------------------------------------------------
@@ -602,7 +478,7 @@ class OwnedThing:
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateOfOwnership(_MarkerSigned):
+class CertificateOfOwnership(MarkerSigned):
     """Proof that a member owns IPs or MACs, used by the rules' "sender IP/MAC authenticated"
     characteristics (§5.3). The controller issues one (id 1) listing all static IPs.
 
@@ -610,6 +486,8 @@ class CertificateOfOwnership(_MarkerSigned):
     [5] signedBy [sig block] [2] extra``, at most 16 things. (A reference reader given more than 16
     stops consuming things after 16 and misparses the rest; such input is a DecodeError here.)
     """
+
+    LABEL: ClassVar[str] = "COO"
 
     network_id: int
     timestamp: int
@@ -638,7 +516,7 @@ class CertificateOfOwnership(_MarkerSigned):
         writer.address(self.issued_to).address(self.signed_by)
 
     @classmethod
-    def read(cls, reader: Reader) -> Self:
+    def _read_body(cls, reader: Reader) -> Self:
         nwid = reader.u64("COO nwid")
         ts = reader.i64("COO timestamp")
         flags = reader.u64("COO flags")
@@ -652,37 +530,19 @@ class CertificateOfOwnership(_MarkerSigned):
         )
         issued_to = reader.address("COO issued to")
         signed_by = reader.address("COO signer")
-        sig = _read_signature(reader, "COO")
-        _skip_extra(reader, "COO")
-        return cls(nwid, ts, cid, issued_to, things, flags, signed_by, sig)
-
-    def write(self, writer: Writer) -> None:
-        _check_signature(self.signature)
-        self._write_body(writer)
-        _write_signature(writer, self.signature)
-        writer.u16(0)
-
-    @classmethod
-    def decode(cls, data: Buf) -> Self:
-        r = Reader(data)
-        v = cls.read(r)
-        r.expect_end("COO")
-        return v
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self.write(w)
-        return bytes(w.buf)
+        return cls(nwid, ts, cid, issued_to, things, flags, signed_by)
 
 
 # --- revocation ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation(_MarkerSigned):
+class Revocation(MarkerSigned):
     """Revokes a member's credentials issued at or before ``threshold`` (§5.4), 152 bytes:
     ``[4] 0 [4] id [8] nwid [4] 0 [4] credId [8] threshold [8] flags [5] target [5] signedBy
     [1] type [sig block] [2] extra``. The two reserved words are ignored on read."""
+
+    LABEL: ClassVar[str] = "revocation"
 
     id: int
     network_id: int
@@ -704,7 +564,7 @@ class Revocation(_MarkerSigned):
         writer.address(self.target).address(self.signed_by).u8(self.credential_type)
 
     @classmethod
-    def read(cls, reader: Reader) -> Self:
+    def _read_body(cls, reader: Reader) -> Self:
         reader.skip(4, "revocation reserved")
         rid = reader.u32("revocation id")
         nwid = reader.u64("revocation nwid")
@@ -715,27 +575,7 @@ class Revocation(_MarkerSigned):
         target = reader.address("revocation target")
         signed_by = reader.address("revocation signer")
         ctype = reader.u8("revocation credential type")
-        sig = _read_signature(reader, "revocation")
-        _skip_extra(reader, "revocation")
-        return cls(rid, nwid, cred_id, threshold, flags, target, ctype, signed_by, sig)
-
-    def write(self, writer: Writer) -> None:
-        _check_signature(self.signature)
-        self._write_body(writer)
-        _write_signature(writer, self.signature)
-        writer.u16(0)
-
-    @classmethod
-    def decode(cls, data: Buf) -> Self:
-        r = Reader(data)
-        v = cls.read(r)
-        r.expect_end("revocation")
-        return v
-
-    def encode(self) -> bytes:
-        w = Writer()
-        self.write(w)
-        return bytes(w.buf)
+        return cls(rid, nwid, cred_id, threshold, flags, target, ctype, signed_by)
 
 
 # --- NETWORK_CREDENTIALS payload -------------------------------------------------------------
