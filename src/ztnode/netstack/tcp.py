@@ -1142,36 +1142,18 @@ class TcpConnection:
             return  # nothing new, nothing to repeat, FIN sent or not due: the common ACK case
         mss = self.snd_mss
         nodelay = self.config.nodelay
+        fin_due = self._fin_seq is not None
         for _ in range(10_000):
             limit: int | None = None
             if self.in_recovery:
-                holes = self._lost_ranges()
-                room = self.cc.cwnd - self._pipe(holes)
-                if room >= mss or self._force_rxt:
-                    self._force_rxt = False
-                    rx = next(
-                        ((max(a, self._high_rxt), b) for a, b in holes if b > self._high_rxt), None
-                    )
-                    if rx is not None:
-                        n = min(mss, rx[1] - rx[0])
-                        out.append(self._emit(rx[0], n, now, retransmit=True))
-                        self._high_rxt = rx[0] + n
-                        continue
+                room = self._retransmit_hole(now, out)
+                if room is None:
+                    continue
                 cwnd_room = room
+            elif self._scoreboard:
+                cwnd_room, limit = self._room_after_timeout()
             else:
-                if self.snd_nxt < self.snd_max and self._scoreboard:
-                    # Timeout recovery: skip what the peer SACKed (as Linux's loss state does)
-                    # and stop each segment at the next SACKed block.
-                    for left, right in self._scoreboard:
-                        if left <= self.snd_nxt < right:
-                            self.snd_nxt = right
-                        elif left > self.snd_nxt:
-                            limit = left
-                            break
-                    if self.snd_nxt >= self.snd_max:
-                        continue
-                sacked_below = self.sack.sacked_below(self.snd_nxt) if self._scoreboard else 0
-                cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
+                cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una)
                 if self.snd_nxt == self.snd_max and self.dupacks:
                     # Limited transmit (RFC 3042): the first two dupacks each release one new
                     # segment, so that a small window still produces DupThresh dupacks.
@@ -1211,10 +1193,8 @@ class TcpConnection:
                 # tail only when it is the end of the data and nothing would hold it back.
                 big = min(gso * mss, avail, wnd_room, cwnd_room)
                 if big > mss:
-                    if not (big == avail and (nodelay or self._fin_seq is not None)):
-                        big -= big % mss
-                    n = big
-                    fin = self._fin_seq is not None and self.snd_nxt + n == self._fin_seq
+                    n = big if big == avail and (nodelay or fin_due) else big - big % mss
+                    fin = fin_due and self.snd_nxt + n == self._fin_seq
             self._sws_override = False
             retransmit = self.snd_nxt < self.snd_max
             out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))
@@ -1226,6 +1206,44 @@ class TcpConnection:
                 and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
             ):
                 break  # all data is out and no FIN is due: another round would find nothing
+
+    def _retransmit_hole(self, now: int, out: list[Segment]) -> int | None:
+        """In loss recovery (RFC 6675 section 5 "NextSeg" rule 1, RFC 6582): resend the next
+        lost hole above HighRxt if the pipe leaves room (or NewReno forces it). None when a
+        segment went out; else the congestion-window room left for new data."""
+        holes = self._lost_ranges()
+        room = self.cc.cwnd - self._pipe(holes)
+        if room >= self.snd_mss or self._force_rxt:
+            self._force_rxt = False
+            high = self._high_rxt
+            rx = next(((max(a, high), b) for a, b in holes if b > high), None)
+            if rx is not None:
+                n = min(self.snd_mss, rx[1] - rx[0])
+                out.append(self._emit(rx[0], n, now, retransmit=True))
+                self._high_rxt = rx[0] + n
+                return None
+        return room
+
+    def _room_after_timeout(self) -> tuple[int, int | None]:
+        """Congestion-window room, and where the next segment must stop, while SACKed data is
+        outstanding outside recovery: after a timeout, skip what the peer SACKed (as Linux's
+        loss state does) and stop each segment at the next SACKed block; SACKed bytes below
+        SND.NXT are not in flight."""
+        limit: int | None = None
+        if self.snd_nxt < self.snd_max:
+            for left, right in self._scoreboard:
+                if left <= self.snd_nxt < right:
+                    self.snd_nxt = right
+                elif left > self.snd_nxt:
+                    limit = left
+                    break
+            if self.snd_nxt >= self.snd_max:
+                limit = None
+        sacked_below = self.sack.sacked_below(self.snd_nxt)
+        cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
+        if self.snd_nxt == self.snd_max and self.dupacks:
+            cwnd_room += min(self.dupacks, 2) * self.snd_mss  # limited transmit (RFC 3042)
+        return cwnd_room, limit
 
     def _emit(
         self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False
