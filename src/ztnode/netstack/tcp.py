@@ -322,8 +322,13 @@ class TcpConnection:
         self._passive = False
         self.our_mss = mss_for_mtu(self.config.mtu, ipv6=self.config.ipv6)
         self.snd_mss = DEFAULT_MSS_V6 if self.config.ipv6 else DEFAULT_MSS_V4
+        self._init_send_side()
+        self._init_receive_side()
+        self._init_recovery_and_timers()
 
-        # --- send side (unwrapped: the SYN is 0, the first data byte is 1) ---
+    def _init_send_side(self) -> None:
+        """Send-side fields (unwrapped: the SYN is 0, the first data byte is 1); part of
+        ``__init__``, kept apart so each side's state reads as one list."""
         self.iss = 0
         self.snd_una = 0
         self.snd_nxt = 0
@@ -339,7 +344,8 @@ class TcpConnection:
         self._want_writable = False
         self._peer_sack = False
 
-        # --- receive side (unwrapped: the peer's SYN is 0) ---
+    def _init_receive_side(self) -> None:
+        """Receive-side fields (unwrapped: the peer's SYN is 0) and ACK generation."""
         self.irs = 0
         self.rcv_nxt = 0
         self._rcv_adv = 0  # right edge of the window we last advertised
@@ -363,7 +369,9 @@ class TcpConnection:
         self._segs_since_ack = 0
         self._delack_deadline: int | None = None
 
-        # --- RTO (RFC 6298): the estimator owns SRTT/RTTVAR/RTO and Karn's timed segment ---
+    def _init_recovery_and_timers(self) -> None:
+        """Retransmission, loss recovery, the other timers and the counters."""
+        # RTO (RFC 6298): the estimator owns SRTT/RTTVAR/RTO and Karn's timed segment.
         cfg = self.config
         self.rtt = RtoEstimator(cfg.initial_rto_ms, cfg.min_rto_ms, cfg.max_rto_ms)
         self._rto_deadline: int | None = None
