@@ -6,6 +6,7 @@ from __future__ import annotations
 from ztnode.netstack.tcp_rto import RtoEstimator
 from ztnode.netstack.tcp_rxqueue import ReceiveQueue
 from ztnode.netstack.tcp_sack import SackScoreboard
+from ztnode.netstack.tcp_sendbuf import SendBuffer
 
 
 def test_rto_first_sample_and_smoothing() -> None:
@@ -100,3 +101,14 @@ def test_receive_queue_bound_and_sack_order() -> None:
     assert not q.insert(300, bytes(10), 25)  # would exceed the byte bound
     assert q.sack_runs(3) == [(200, 210), (100, 110)]  # most recent first (RFC 2018)
     assert q.sack_runs(1) == [(200, 210)]
+
+
+def test_send_buffer_write_slice_ack() -> None:
+    b = SendBuffer()
+    data = b.data
+    assert b.write(b"hello world", 8) == 8 and b.end() == 9  # seq 1..8 buffered
+    assert b.slice(3, 4) == b"llo " and b.slice(3, 0) == b""
+    assert b.acked_to(1) == 0  # an ACK of the SYN frees nothing
+    assert b.acked_to(4) == 3 and b.start == 4 and bytes(b.data) == b"lo wo"
+    assert b.acked_to(100) == 5 and b.end() == 9  # beyond the data (a FIN): all freed
+    assert b.data is data

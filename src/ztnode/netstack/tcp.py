@@ -47,6 +47,7 @@ from ztnode.netstack.tcp_cc import CongestionControl, NewReno
 from ztnode.netstack.tcp_rto import RtoEstimator
 from ztnode.netstack.tcp_rxqueue import ReceiveQueue
 from ztnode.netstack.tcp_sack import DUP_THRESH, SackScoreboard
+from ztnode.netstack.tcp_sendbuf import SendBuffer
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
     CAN_CONNECT,
@@ -338,8 +339,8 @@ class TcpConnection:
         self._snd_wl1 = 0  # unwrapped receive-side seq of the last window update
         self._snd_wl2 = 0  # unwrapped send-side ack of the last window update
         self.snd_wscale = 0
-        self._sbuf = bytearray()
-        self._sbuf_start = 1  # unwrapped seq of _sbuf[0]
+        self.sndbuf = SendBuffer()
+        self._sbuf = self.sndbuf.data  # never rebound: a plain reference for the send loop
         self._fin_seq: int | None = None  # unwrapped seq of our FIN once shutdown() was called
         self._want_writable = False
         self._peer_sack = False
@@ -437,12 +438,9 @@ class TcpConnection:
             raise LocalProtocolError("send() after shutdown()/close()")
         if self.state not in CAN_SEND:
             raise LocalProtocolError(f"send() on a connection in {self.state.name}")
-        room = self.config.send_buffer - len(self._sbuf)
-        n = min(room, len(data))
+        n = self.sndbuf.write(data, self.config.send_buffer)
         if n < len(data):
             self._want_writable = True
-        if n > 0:
-            self._sbuf += data[:n]
         return n
 
     @property
@@ -524,7 +522,7 @@ class TcpConnection:
             self._set_state(TcpState.LAST_ACK)
         else:
             return
-        self._fin_seq = self._sbuf_start + len(self._sbuf)
+        self._fin_seq = self.sndbuf.end()
 
     def close(self, now: int) -> None:
         """Full close: ``shutdown`` plus "we will not read". Like Linux (and RFC 2525 2.17), if
@@ -959,14 +957,9 @@ class TcpConnection:
             rtt.on_ack(ack_u, now)
         self.snd_una = ack_u
         self.snd_nxt = max(self.snd_nxt, ack_u)
-        data_end = self._sbuf_start + len(self._sbuf)
-        n = min(ack_u, data_end) - self._sbuf_start
-        if n > 0:
-            del self._sbuf[:n]
-            self._sbuf_start += n
-            if self._want_writable:
-                self._want_writable = False
-                self._events.append(WritableEvent())
+        if self.sndbuf.acked_to(ack_u) and self._want_writable:
+            self._want_writable = False
+            self._events.append(WritableEvent())
         self._retries = 0
         self._persist_backoff = 0
         if self._scoreboard:
@@ -1144,7 +1137,7 @@ class TcpConnection:
         if (
             not self.in_recovery
             and self.snd_nxt >= self.snd_max
-            and self.snd_nxt >= self._sbuf_start + len(self._sbuf)
+            and self.snd_nxt >= self.sndbuf.start + len(self._sbuf)
             and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
         ):
             return  # nothing new, nothing to repeat, FIN sent or not due: the common ACK case
@@ -1166,7 +1159,7 @@ class TcpConnection:
                     # Limited transmit (RFC 3042): the first two dupacks each release one new
                     # segment, so that a small window still produces DupThresh dupacks.
                     cwnd_room += min(self.dupacks, 2) * mss
-            data_end = self._sbuf_start + len(self._sbuf)
+            data_end = self.sndbuf.start + len(self._sbuf)
             avail = max(data_end - self.snd_nxt, 0)
             if not self.in_recovery and limit is not None:
                 avail = min(avail, limit - self.snd_nxt)
@@ -1256,12 +1249,12 @@ class TcpConnection:
     def _emit(
         self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False
     ) -> Segment:
-        off = seq_u - self._sbuf_start
-        payload = bytes(self._sbuf[off : off + n]) if n else b""
+        sb = self.sndbuf
+        payload = sb.slice(seq_u, n)
         flags = _ACK
         if fin:
             flags |= _FIN
-        if n and seq_u + n == self._sbuf_start + len(self._sbuf):
+        if n and seq_u + n == sb.start + len(sb.data):
             flags |= _PSH
         if retransmit:
             self.retransmitted_bytes += n
@@ -1474,7 +1467,7 @@ class TcpConnection:
     def _choose_iss(self) -> None:
         self.iss = self._isn_source() & SEQ_MASK
         self.snd_una = self.snd_nxt = self.snd_max = 0
-        self._sbuf_start = 1
+        self.sndbuf.start = 1
         ws = 0
         if self.config.window_scaling:
             while (0xFFFF << ws) < self.config.recv_buffer and ws < MAX_WSCALE:
