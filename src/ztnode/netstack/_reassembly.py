@@ -185,19 +185,8 @@ class Reassembler(Generic[K, M]):
             self.dropped += 1
             self._poison(key, d)
             return None
-        # Make room: evict the oldest other datagrams; if this one alone is too big, drop it.
-        if self._bytes + n > self.max_bytes:
-            for other in list(dgrams):
-                if self._bytes + n <= self.max_bytes:
-                    break
-                if other != key and dgrams[other].size:
-                    # Poisoned (empty) entries free nothing; keep them blocking their key.
-                    self._remove(other)
-                    self.evicted += 1
-            if self._bytes + n > self.max_bytes:
-                self.dropped += 1
-                self._remove(key)
-                return None
+        if self._bytes + n > self.max_bytes and not self._make_room(key, n):
+            return None
         frags[offset] = data
         d.size += n
         d.total = total
@@ -211,6 +200,23 @@ class Reassembler(Generic[K, M]):
             payload = b"".join(frags[o] for o in sorted(frags))
             return d.meta, payload
         return None
+
+    def _make_room(self, key: K, n: int) -> bool:
+        """Free room for ``n`` more bytes by evicting the oldest other datagrams; if this one
+        alone is too big, drop it (False)."""
+        dgrams = self._dgrams
+        for other in list(dgrams):
+            if self._bytes + n <= self.max_bytes:
+                break
+            if other != key and dgrams[other].size:
+                # Poisoned (empty) entries free nothing; keep them blocking their key.
+                self._remove(other)
+                self.evicted += 1
+        if self._bytes + n > self.max_bytes:
+            self.dropped += 1
+            self._remove(key)
+            return False
+        return True
 
 
 __all__ = ["Reassembler"]

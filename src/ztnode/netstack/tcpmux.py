@@ -269,7 +269,12 @@ class TcpMux:
             buf[10] = ck >> 8
             buf[11] = ck & 0xFF
             ethertype = ETHERTYPE_IPV4
-        packet = bytes(buf)
+        self._queue_packet(s, ethertype, bytes(buf), now)
+
+    def _queue_packet(self, s: TcpSocket, ethertype: int, packet: bytes, now: int) -> None:
+        """Queue one built packet of ``s`` for its next hop's MAC: the socket's remembered one
+        while still valid, else whatever neighbor resolution answers (which may queue the
+        packet itself while it asks)."""
         known = s._mac
         if known is not None and known[1] == self.rt._generation and now < known[2]:
             self.rt._out.append((known[0], ethertype, packet))
