@@ -26,6 +26,14 @@ RFC 6675) and NewReno fallback (RFC 6582), limited transmit (RFC 3042); congesti
 behind ``tcp_cc.CongestionControl`` (NewReno by default, CUBIC per RFC 9438); zero-window
 probing (RFC 9293 3.8.6.1); keepalives (RFC 1122 4.2.3.6); TIME-WAIT with a configurable MSL.
 
+State lives with the part that owns it, as in aioquic's recovery and stream modules: the RFC
+6298 estimator in ``tcp_rto.RtoEstimator``, the SACK scoreboard in ``tcp_sack.SackScoreboard``,
+in-order and out-of-order received data in ``tcp_rxqueue.ReceiveQueue``, unacknowledged
+application bytes in ``tcp_sendbuf.SendBuffer``, cwnd in ``tcp_cc``, the legal transitions in
+``tcp_states``. The connection keeps the decisions (acceptability, ACK timing, when to enter and
+leave recovery, what to send) and, for the per-segment paths, plain references to the
+components' lists and buffers, which those never rebind.
+
 A LISTEN connection turns itself into the connection for the first SYN it accepts (the RFC
 model); a stack that serves many clients keeps a listening socket of its own and gives each
 arriving SYN a fresh ``TcpConnection`` on which it calls ``listen()`` then ``receive_segment``.
