@@ -23,7 +23,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
-from typing import ClassVar, Final, Protocol, Self
+from typing import ClassVar, Final, Protocol, Self, TypeVar
 
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.wire.buffer import Buf, Reader, Writer
@@ -98,11 +98,14 @@ def marker_signing_message(write_body: Callable[[Writer], None]) -> bytes:
 class CredentialCodec:
     """Whole-buffer ``decode``/``encode`` on top of a class's ``read``/``write``.
 
-    ``LABEL`` names the record in :class:`DecodeError` messages for trailing bytes.
+    ``LABEL`` names the record in :class:`DecodeError` messages for trailing bytes; ``MIN_SIZE``
+    is its smallest encoding, which bounds a wire count before anything is allocated
+    (:func:`read_counted`).
     """
 
     __slots__ = ()
     LABEL: ClassVar[str]
+    MIN_SIZE: ClassVar[int] = 1
 
     @classmethod
     @abstractmethod
@@ -125,6 +128,25 @@ class CredentialCodec:
         w = Writer()
         self.write(w)
         return bytes(w.buf)
+
+
+_C = TypeVar("_C", bound=CredentialCodec)
+
+
+def read_counted(reader: Reader, kind: type[_C], into: list[_C], count: str, items: str) -> None:
+    """A ``[2] n`` then n records of ``kind``, appended to ``into`` one by one so that a caller
+    decoding partially keeps those read before a bad one. ``count`` and ``items`` name the count
+    and the records in errors."""
+    n = reader.count(reader.u16(count), kind.MIN_SIZE, items)
+    for _ in range(n):
+        into.append(kind.read(reader))
+
+
+def write_counted(writer: Writer, records: tuple[CredentialCodec, ...]) -> None:
+    """A ``[2] n`` then the n records."""
+    writer.u16(len(records))
+    for record in records:
+        record.write(writer)
 
 
 class MarkerSigned(CredentialCodec):
@@ -194,7 +216,9 @@ __all__ = [
     "check_signature",
     "controller_for",
     "marker_signing_message",
+    "read_counted",
     "read_signature",
     "skip_extra",
+    "write_counted",
     "write_signature",
 ]

@@ -43,8 +43,10 @@ from ztnode.wire.credential_base import (
     check_signature,
     controller_for,
     marker_signing_message,
+    read_counted,
     read_signature,
     skip_extra,
+    write_counted,
     write_signature,
 )
 from ztnode.wire.mac import MAC_MASK
@@ -57,12 +59,6 @@ COO_MAX_THINGS: Final = 16  # ZT_CERTIFICATEOFOWNERSHIP_MAX_THINGS
 COO_THING_VALUE_SIZE: Final = 16
 REVOCATION_FLAG_FAST_PROPAGATE: Final = 0x1
 _UNBOUNDED_DELTA: Final = 0xFFFF_FFFF_FFFF_FFFF
-
-# Smallest possible encodings, used to bound wire counts before allocating (Reader.count).
-_CAPABILITY_MIN_SIZE: Final = 8 + 8 + 4 + 2 + 1 + 5 + 2
-_TAG_MIN_SIZE: Final = 8 + 8 + 4 + 4 + 5 + 5 + 3 + 2
-_COO_MIN_SIZE: Final = 8 + 8 + 8 + 4 + 2 + 5 + 5 + 3 + 2
-_REVOCATION_MIN_SIZE: Final = 4 + 4 + 8 + 4 + 4 + 8 + 8 + 5 + 5 + 1 + 3 + 2
 
 
 class CredentialType(IntEnum):
@@ -297,6 +293,7 @@ class Capability(CredentialCodec):
     """
 
     LABEL: ClassVar[str] = "capability"
+    MIN_SIZE: ClassVar[int] = 8 + 8 + 4 + 2 + 1 + 5 + 2
 
     id: int
     network_id: int
@@ -413,6 +410,7 @@ class Tag(MarkerSigned):
     ``[8] nwid [8] ts [4] id [4] value [5] issuedTo [5] signedBy [sig block] [2] extra``."""
 
     LABEL: ClassVar[str] = "tag"
+    MIN_SIZE: ClassVar[int] = 8 + 8 + 4 + 4 + 5 + 5 + 3 + 2
 
     id: int
     value: int
@@ -488,6 +486,7 @@ class CertificateOfOwnership(MarkerSigned):
     """
 
     LABEL: ClassVar[str] = "COO"
+    MIN_SIZE: ClassVar[int] = 8 + 8 + 8 + 4 + 2 + 5 + 5 + 3 + 2
 
     network_id: int
     timestamp: int
@@ -543,6 +542,7 @@ class Revocation(MarkerSigned):
     [1] type [sig block] [2] extra``. The two reserved words are ignored on read."""
 
     LABEL: ClassVar[str] = "revocation"
+    MIN_SIZE: ClassVar[int] = 4 + 4 + 8 + 4 + 4 + 8 + 8 + 5 + 5 + 1 + 3 + 2
 
     id: int
     network_id: int
@@ -632,24 +632,16 @@ class NetworkCredentials:
             reader.skip(1)
             if reader.at_end():
                 return result(None)
-            n = reader.count(reader.u16("capability count"), _CAPABILITY_MIN_SIZE, "caps")
-            for _ in range(n):
-                caps.append(Capability.read(reader))
+            read_counted(reader, Capability, caps, "capability count", "caps")
             if reader.at_end():
                 return result(None)
-            n = reader.count(reader.u16("tag count"), _TAG_MIN_SIZE, "tags")
-            for _ in range(n):
-                tags.append(Tag.read(reader))
+            read_counted(reader, Tag, tags, "tag count", "tags")
             if reader.at_end():
                 return result(None)
-            n = reader.count(reader.u16("revocation count"), _REVOCATION_MIN_SIZE, "revocations")
-            for _ in range(n):
-                revs.append(Revocation.read(reader))
+            read_counted(reader, Revocation, revs, "revocation count", "revocations")
             if reader.at_end():
                 return result(None)
-            n = reader.count(reader.u16("COO count"), _COO_MIN_SIZE, "COOs")
-            for _ in range(n):
-                coos.append(CertificateOfOwnership.read(reader))
+            read_counted(reader, CertificateOfOwnership, coos, "COO count", "COOs")
         except DecodeError as e:
             return result(e)
         return result(None)
@@ -658,18 +650,10 @@ class NetworkCredentials:
         for com in self.coms:
             com.write(writer)
         writer.u8(0)
-        writer.u16(len(self.capabilities))
-        for cap in self.capabilities:
-            cap.write(writer)
-        writer.u16(len(self.tags))
-        for tag in self.tags:
-            tag.write(writer)
-        writer.u16(len(self.revocations))
-        for rev in self.revocations:
-            rev.write(writer)
-        writer.u16(len(self.certificates_of_ownership))
-        for coo in self.certificates_of_ownership:
-            coo.write(writer)
+        write_counted(writer, self.capabilities)
+        write_counted(writer, self.tags)
+        write_counted(writer, self.revocations)
+        write_counted(writer, self.certificates_of_ownership)
 
     def encode(self) -> bytes:
         w = Writer()
