@@ -7,9 +7,9 @@ lives here once and each credential class declares only its own fields:
   the record as ``LABEL`` in the error) and ``encode`` (``write`` into a fresh buffer). A subclass
   supplies ``read``/``write`` and its ``LABEL``.
 - :class:`MarkerSigned`: the scheme of Tag, CertificateOfOwnership and Revocation. The record is
-  ``body [sig block] [2] extra``; the subclass gives ``_write_body`` and ``_read_body`` (its
-  fields, in wire order, ending with ``signed_by``) and inherits ``read``, ``write``,
-  ``signing_message``, ``sign`` and ``verify`` (signed by the network's controller).
+  ``body [sig block] [2] extra``; the subclass gives ``_write_body`` and a ``read`` of its
+  fields (in wire order, ending with ``signed_by``) that ends in ``_read_tail``, and inherits
+  ``write``, ``signing_message``, ``sign`` and ``verify`` (signed by the network's controller).
 - The signature block helpers, shared with Capability's custody hops.
 
 Wire details: a signature block is ``[1] 1 [2] 96 [96] sig``; a block whose type byte is not 1 is
@@ -168,16 +168,13 @@ class MarkerSigned(CredentialCodec):
         """The record's own fields, up to and including ``signed_by``."""
 
     @classmethod
-    @abstractmethod
-    def _read_body(cls, reader: Reader) -> Self:
-        """The fields :meth:`_write_body` writes, as an instance with the empty signature."""
-
-    @classmethod
-    def read(cls, reader: Reader) -> Self:
-        body = cls._read_body(reader)
+    def _read_tail(cls, reader: Reader) -> bytes:
+        """What follows the body on the wire: the signature block (returned) and the skipped
+        extension. A subclass's ``read`` reads its fields up to ``signed_by`` and passes this
+        as the signature, so no record is built twice."""
         sig = read_signature(reader, cls.LABEL)
         skip_extra(reader, cls.LABEL)
-        return replace(body, signature=sig)  # type: ignore[type-var]
+        return sig
 
     def write(self, writer: Writer) -> None:
         check_signature(self.signature)

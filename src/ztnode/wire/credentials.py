@@ -425,14 +425,14 @@ class Tag(MarkerSigned):
         writer.address(self.issued_to).address(self.signed_by)
 
     @classmethod
-    def _read_body(cls, reader: Reader) -> Self:
+    def read(cls, reader: Reader) -> Self:
         nwid = reader.u64("tag nwid")
         ts = reader.i64("tag timestamp")
         tid = reader.u32("tag id")
         value = reader.u32("tag value")
         issued_to = reader.address("tag issued to")
         signed_by = reader.address("tag signer")
-        return cls(tid, value, nwid, ts, issued_to, signed_by)
+        return cls(tid, value, nwid, ts, issued_to, signed_by, cls._read_tail(reader))
 
 
 # --- certificate of ownership ----------------------------------------------------------------
@@ -515,7 +515,7 @@ class CertificateOfOwnership(MarkerSigned):
         writer.address(self.issued_to).address(self.signed_by)
 
     @classmethod
-    def _read_body(cls, reader: Reader) -> Self:
+    def read(cls, reader: Reader) -> Self:
         nwid = reader.u64("COO nwid")
         ts = reader.i64("COO timestamp")
         flags = reader.u64("COO flags")
@@ -529,7 +529,8 @@ class CertificateOfOwnership(MarkerSigned):
         )
         issued_to = reader.address("COO issued to")
         signed_by = reader.address("COO signer")
-        return cls(nwid, ts, cid, issued_to, things, flags, signed_by)
+        sig = cls._read_tail(reader)
+        return cls(nwid, ts, cid, issued_to, things, flags, signed_by, sig)
 
 
 # --- revocation ------------------------------------------------------------------------------
@@ -564,7 +565,7 @@ class Revocation(MarkerSigned):
         writer.address(self.target).address(self.signed_by).u8(self.credential_type)
 
     @classmethod
-    def _read_body(cls, reader: Reader) -> Self:
+    def read(cls, reader: Reader) -> Self:
         reader.skip(4, "revocation reserved")
         rid = reader.u32("revocation id")
         nwid = reader.u64("revocation nwid")
@@ -575,7 +576,8 @@ class Revocation(MarkerSigned):
         target = reader.address("revocation target")
         signed_by = reader.address("revocation signer")
         ctype = reader.u8("revocation credential type")
-        return cls(rid, nwid, cred_id, threshold, flags, target, ctype, signed_by)
+        sig = cls._read_tail(reader)
+        return cls(rid, nwid, cred_id, threshold, flags, target, ctype, signed_by, sig)
 
 
 # --- NETWORK_CREDENTIALS payload -------------------------------------------------------------
