@@ -308,8 +308,10 @@ OPTION_SEGMENTS = st.builds(
 
 @given(OPTION_SEGMENTS)
 def test_fast_path_tcp_options_match_the_codec(o: tuple) -> None:  # type: ignore[type-arg]
-    """The stack builds segments without the codec objects; its option bytes must be the
-    codec's, byte for byte (the codec is checked against scapy and Linux's layout)."""
+    """The stack builds segments without the codec objects; both now share one encoder
+    (``tcpwire.encode_options``, checked against scapy and Linux's layout by the codec's tests),
+    so what this proves is that a TCB segment's fields reach it as the header's do: a swapped
+    or dropped field (MSS for window scale, timestamps, SACK blocks) fails here."""
     from ztnode.netstack import tcp as tcb
     from ztnode.netstack.tcpwire import TcpSegmentHeader
     from ztnode.netstack.tso import tcp_options as _tcp_options
