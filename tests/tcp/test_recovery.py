@@ -95,7 +95,7 @@ def test_sack_blocks_generated_from_out_of_order_queue() -> None:
     """RFC 2018 section 4: first block = most recent arrival; blocks are maximal runs."""
     c, p = established()
     base = p.seq
-    assert c.rcv_wscale > 0
+    assert c.rwnd.wscale > 0
 
     def at(off: int, n: int = 100) -> Segment:
         return Segment(
@@ -154,7 +154,7 @@ def test_window_scaling_large_transfer() -> None:
     big = TcpConfig(recv_buffer=4 << 20, send_buffer=4 << 20)
     p = Pair(a_config=big, b_config=big, link=LinkParams(delay_ms=50))
     p.handshake()
-    assert p.b.rcv_wscale == 7 and p.a.snd_wscale == 7  # 0xFFFF << 6 < 4 MiB (RFC 7323 2.3)
+    assert p.b.rwnd.wscale == 7 and p.a.snd_wscale == 7  # 0xFFFF << 6 < 4 MiB (RFC 7323 2.3)
     data = random.Random(3).randbytes(16 << 20)
     assert transfer(p, "a", data) == data
     assert p.a._max_snd_wnd > 0xFFFF
@@ -166,7 +166,7 @@ def test_window_scaling_off_when_peer_does_not_offer() -> None:
     p.handshake()
     synack = p.segments("b>a")[0]
     assert synack.wscale is None  # RFC 7323 2.2: not in the SYN,ACK unless in the SYN
-    assert p.b.rcv_wscale == 0 and p.a.snd_wscale == 0
+    assert p.b.rwnd.wscale == 0 and p.a.snd_wscale == 0
     data = bytes(300_000)
     assert transfer(p, "a", data) == data
 

@@ -52,10 +52,19 @@ from typing import Final
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
+from ztnode.netstack.tcp_options import (
+    DEFAULT_MSS_V4,
+    DEFAULT_MSS_V6,
+    SynAgreement,
+    Timestamps,
+    wanted_wscale,
+)
+from ztnode.netstack.tcp_rcvwnd import ReceiveWindow
+from ztnode.netstack.tcp_recovery import LossRecovery
 from ztnode.netstack.tcp_rto import RtoEstimator
 from ztnode.netstack.tcp_rxqueue import ReceiveQueue
-from ztnode.netstack.tcp_sack import DUP_THRESH, SackScoreboard
 from ztnode.netstack.tcp_sendbuf import SendBuffer
+from ztnode.netstack.tcp_seq import SEQ_MASK, seq_add, seq_diff, seq_le, seq_lt
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
     CAN_CONNECT,
@@ -66,6 +75,7 @@ from ztnode.netstack.tcp_states import (
     TcpState,
     check_transition,
 )
+from ztnode.netstack.tcp_timers import PersistAction, TcpTimers
 
 __all__ = [
     "ClosedEvent",
@@ -89,45 +99,8 @@ __all__ = [
     "seq_lt",
 ]
 
-SEQ_MOD: Final = 1 << 32
-SEQ_MASK: Final = SEQ_MOD - 1
-_HALF: Final = 1 << 31
-
-#: RFC 7323 section 2.3: the shift count is capped at 14 (a 1 GiB window).
-MAX_WSCALE: Final = 14
-#: RFC 9293 section 3.7.1: the MSS assumed when the peer sends no MSS option (IPv4); RFC 8200
-#: section 5 gives 1280 - 60 = 1220 for IPv6.
-DEFAULT_MSS_V4: Final = 536
-DEFAULT_MSS_V6: Final = 1220
-#: The timestamps option as sent on every segment: NOP NOP TS (RFC 7323 appendix A).
-TIMESTAMP_OPTION_SPACE: Final = 12
 #: RFC 2018 section 3: at most 4 blocks fit in 40 option bytes; 3 leave room for timestamps.
 MAX_SACK_BLOCKS: Final = 3
-
-
-# ---------------------------------------------------------------------------------------------
-# Sequence-number arithmetic (RFC 9293 section 3.4, RFC 1982 serial numbers)
-# ---------------------------------------------------------------------------------------------
-
-
-def seq_add(a: int, n: int) -> int:
-    """``a + n`` modulo 2**32."""
-    return (a + n) & SEQ_MASK
-
-
-def seq_diff(a: int, b: int) -> int:
-    """The signed distance ``a - b`` in sequence space, in ``[-2**31, 2**31)``."""
-    return ((a - b + _HALF) & SEQ_MASK) - _HALF
-
-
-def seq_lt(a: int, b: int) -> bool:
-    """``a < b`` in sequence space (RFC 9293 section 3.4 "=<" and "<" on 32-bit wraparound)."""
-    return seq_diff(a, b) < 0
-
-
-def seq_le(a: int, b: int) -> bool:
-    """``a <= b`` in sequence space."""
-    return seq_diff(a, b) <= 0
 
 
 def mss_for_mtu(mtu: int, *, ipv6: bool = False) -> int:
@@ -357,12 +330,10 @@ class TcpConnection:
         """Receive-side fields (unwrapped: the peer's SYN is 0) and ACK generation."""
         self.irs = 0
         self.rcv_nxt = 0
-        self._rcv_adv = 0  # right edge of the window we last advertised
-        self.rcv_wscale = 0
+        self.rwnd = ReceiveWindow(self.config.recv_buffer, self.our_mss)
         self._want_wscale = 0
         self._ws_enabled = False
-        self._ts_enabled = False
-        self._ts_recent = 0
+        self.ts = Timestamps()
         self._last_ack_sent = 0
         self.rxq = ReceiveQueue()
         # The queue's own buffers (mutated in place, never rebound): plain references for the
@@ -376,38 +347,17 @@ class TcpConnection:
         # --- ACK generation ---
         self._ack_now = False
         self._segs_since_ack = 0
-        self._delack_deadline: int | None = None
 
     def _init_recovery_and_timers(self) -> None:
         """Retransmission, loss recovery, the other timers and the counters."""
         # RTO (RFC 6298): the estimator owns SRTT/RTTVAR/RTO and Karn's timed segment.
         cfg = self.config
         self.rtt = RtoEstimator(cfg.initial_rto_ms, cfg.min_rto_ms, cfg.max_rto_ms)
-        self._rto_deadline: int | None = None
+        self.timers = TcpTimers()
         self._retries = 0
 
-        # --- loss recovery (RFC 5681, 6582, 6675) ---
-        self.cc: CongestionControl = self.config.congestion_control(self.snd_mss)
-        self.dupacks = 0
-        self.in_recovery = False
-        self._force_rxt = False
-        self._recover = 0
-        self._high_rxt = 0
-        self._lost_hint = 0
-        self.sack = SackScoreboard()
-        # The scoreboard's own list (never rebound): a plain reference for the fast path's test.
-        self._scoreboard = self.sack.blocks
-
-        # --- persist, keepalive, TIME-WAIT, FIN-WAIT-2 ---
-        self._persist_deadline: int | None = None
-        self._persist_backoff = 0
-        self._sws_override = False
-        self._probes_unanswered = 0
-        self._last_rcv = 0
-        self._ka_sent = 0
-        self._ka_last = 0
-        self._tw_deadline: int | None = None
-        self._fw2_deadline: int | None = None
+        # Loss recovery and congestion control; made again once the SYNs fix MSS and SACK.
+        self.recovery = LossRecovery(cfg.congestion_control(self.snd_mss), self.snd_mss, sack=False)
 
         self._challenge_start = 0
         self._challenge_sent = 0
@@ -433,7 +383,7 @@ class TcpConnection:
             raise LocalProtocolError(f"connect() needs CLOSED, connection is {self.state.name}")
         self._passive = False
         self._choose_iss()
-        self._last_rcv = now
+        self.timers.heard(now)
         self._set_state(TcpState.SYN_SENT)
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
@@ -470,14 +420,10 @@ class TcpConnection:
         if not self._rbuf:
             return b""
         out = self.rxq.read(max_bytes)
-        if self.state in RECEIVES_TEXT:
-            free = self.config.recv_buffer - len(self._rbuf)
-            cur = max(self._rcv_adv - self.rcv_nxt, 0)
-            # Announce the opened window at once only when the offered window had fallen below
-            # half the buffer (as Linux does); otherwise it rides on the next ACK. Either way the
-            # increase obeys receiver SWS avoidance.
-            if cur < self.config.recv_buffer // 2 and free - cur >= self._rcv_sws_threshold():
-                self._ack_now = True
+        if self.state in RECEIVES_TEXT and self.rwnd.worth_announcing(
+            self.rcv_nxt, len(self._rbuf)
+        ):
+            self._ack_now = True
         return out
 
     @property
@@ -494,6 +440,11 @@ class TcpConnection:
     def rto(self) -> int:
         """The current retransmission timeout in ms, backoff included."""
         return self.rtt.rto
+
+    @property
+    def cc(self) -> CongestionControl:
+        """The congestion controller (owned by :attr:`recovery`)."""
+        return self.recovery.cc
 
     @property
     def wants_output(self) -> bool:
@@ -571,7 +522,7 @@ class TcpConnection:
             self.config.keepalive_interval_ms = interval_ms
         if count is not None:
             self.config.keepalive_count = count
-        self._ka_sent = 0
+        self.timers.ka_sent = 0
 
     def set_buffer_sizes(self, send: int | None = None, recv: int | None = None) -> None:
         """SO_SNDBUF/SO_RCVBUF. The receive size fixes the window scale, so set it before
@@ -581,7 +532,7 @@ class TcpConnection:
         if recv is not None:
             if self.state not in (TcpState.CLOSED, TcpState.LISTEN):
                 raise LocalProtocolError("set the receive buffer before connecting")
-            self.config.recv_buffer = recv
+            self.config.recv_buffer = self.rwnd.size = recv
 
     # =========================================================================================
     # Outputs
@@ -593,42 +544,27 @@ class TcpConnection:
 
     def get_timer(self) -> int | None:
         """The earliest deadline (ms) at which ``handle_timer`` must be called, or None."""
-        best: int | None = None
-        for d in (
-            self._rto_deadline,
-            self._delack_deadline,
-            self._persist_deadline,
-            self._keepalive_deadline(),
-            self._tw_deadline,
-            self._fw2_deadline,
-        ):
-            if d is not None and (best is None or d < best):
-                best = d
-        return best
+        return self.timers.earliest(self._keepalive_deadline())
 
     def handle_timer(self, now: int) -> None:
         """Fire every deadline that is due."""
-        if self._tw_deadline is not None and now >= self._tw_deadline:
-            self._tw_deadline = None
+        t = self.timers
+        if (t.time_wait is not None and now >= t.time_wait) or (
+            t.fin_wait_2 is not None and now >= t.fin_wait_2
+        ):
             self._to_closed()
             return
-        if self._fw2_deadline is not None and now >= self._fw2_deadline:
-            self._fw2_deadline = None
-            self._to_closed()
-            return
-        if self._rto_deadline is not None and now >= self._rto_deadline:
+        if t.rto is not None and now >= t.rto:
             self._on_rto(now)
-        if self._is_closed():
-            return
-        if self._persist_deadline is not None and now >= self._persist_deadline:
+        if not self._is_closed() and t.persist is not None and now >= t.persist:
             self._on_persist(now)
         if self._is_closed():
             return
         ka = self._keepalive_deadline()
         if ka is not None and now >= ka:
             self._on_keepalive(now)
-        if self._delack_deadline is not None and now >= self._delack_deadline:
-            self._delack_deadline = None
+        if t.delack is not None and now >= t.delack:
+            t.delack = None
             self._ack_now = True
 
     def segments_to_send(self, now: int) -> list[Segment]:
@@ -678,23 +614,24 @@ class TcpConnection:
         a duplicate-ACK candidate. Such a segment is processed with exactly the effects of
         :meth:`_rx_other`, minus the tests it cannot need. False: nothing was done, and the
         general path decides."""
+        rec = self.recovery
         if (
             seg.flags & ~_PSH != _ACK
             or seg.sack_blocks
-            or self.in_recovery
-            or self._scoreboard
+            or rec.active
+            or rec.blocks
             or self._ooo
             or self._fin_seq is not None
             or self._rcv_fin_seq is not None
             or self._read_closed
-            or (seg.ts is None) is self._ts_enabled
+            or (seg.ts is None) is self.ts.enabled
         ):
             return False
         rcv_nxt = self.rcv_nxt
         if seg.seq != (self.irs + rcv_nxt) & SEQ_MASK:
             return False
         payload = seg.payload
-        if len(payload) > self._rcv_adv - rcv_nxt:
+        if len(payload) > self.rwnd.edge - rcv_nxt:
             return False  # beyond the window (or a closed one): trimming is the general path's
         ack_u = self._unwrap_snd(seg.ack)
         una = self.snd_una
@@ -704,16 +641,10 @@ class TcpConnection:
             or (ack_u == una and not payload and self.snd_max != una)
         ):
             return False  # old, unsent, or a possible duplicate ACK to count
-        ts = seg.ts
-        if (
-            ts is not None
-            and rcv_nxt <= self._last_ack_sent
-            and seq_diff(ts[0], self._ts_recent) >= 0
-        ):
-            self._ts_recent = ts[0]
-        self._last_rcv = now
-        self._ka_sent = 0
-        self._probes_unanswered = 0
+        if seg.ts is not None:
+            self.ts.remember(seg.ts[0], rcv_nxt, self._last_ack_sent)
+        self.timers.heard(now)
+        self.timers.probes_unanswered = 0
         if ack_u > una:
             self._ack_new_data(ack_u, seg, now)
         self._update_window(seg)
@@ -783,26 +714,15 @@ class TcpConnection:
         payload = seg.payload
         if fl & _SYN:
             seq_u += 1  # text and FIN start after the SYN
-        wnd = max(self._rcv_adv - self.rcv_nxt, 0)
+        wnd = self.rwnd.room(self.rcv_nxt)
         plen = len(payload) + (1 if fl & _FIN else 0)
 
         if fl & _SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & _RST:
             self._rx_syn_again(seg, now)
             return
 
-        # RFC 7323 section 4.3 (2): remember the TSval of a segment at or left of the edge we
-        # last ACKed, before the acceptability test, so that the ACK answering a duplicate
-        # (whose first copy's ACK was lost) echoes the duplicate's TSval rather than a stale one
-        # that would fake a huge RTT. PAWS (section 5) is not implemented: our windows never
-        # approach 2**31 bytes.
-        if (
-            self._ts_enabled
-            and seg.ts is not None
-            and not fl & (_RST | _SYN)
-            and seq_u <= self._last_ack_sent
-            and seq_diff(seg.ts[0], self._ts_recent) >= 0
-        ):
-            self._ts_recent = seg.ts[0]
+        if self.ts.enabled and seg.ts is not None and not fl & (_RST | _SYN):
+            self.ts.remember(seg.ts[0], seq_u, self._last_ack_sent)  # before acceptability
 
         # first: sequence number check
         if fl & _RST:
@@ -814,8 +734,7 @@ class TcpConnection:
                 self._arm_time_wait(now)
             self._ack_now = True
             return
-        self._last_rcv = now
-        self._ka_sent = 0
+        self.timers.heard(now)
         # fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 section 4.2)
         if fl & _SYN:
             self._challenge_ack("challenge_syn", now)
@@ -930,7 +849,7 @@ class TcpConnection:
         if ack_u < self.snd_una - max(self._max_snd_wnd, 1):
             self._challenge_ack("challenge_old_ack", now)
             return False
-        self._probes_unanswered = 0
+        self.timers.probes_unanswered = 0
         self._process_sack(seg)
         if ack_u > self.snd_una:
             self._ack_new_data(ack_u, seg, now)
@@ -958,8 +877,9 @@ class TcpConnection:
         # RTT sample: from the echoed timestamp when negotiated (RFC 7323 section 4.1, valid
         # even for retransmissions), else RFC 6298 section 3 with Karn's rule.
         rtt = self.rtt
-        if self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
-            rtt.sample(seq_diff(self._ts_now(now), seg.ts[1]))
+        sample = self.ts.rtt_sample(now, seg.ts)
+        if sample is not None:
+            rtt.sample(sample)
             rtt.timed_seq = None
         else:
             rtt.on_ack(ack_u, now)
@@ -969,31 +889,13 @@ class TcpConnection:
             self._want_writable = False
             self._events.append(WritableEvent())
         self._retries = 0
-        self._persist_backoff = 0
-        if self._scoreboard:
-            self.sack.acked_to(ack_u)
-        if self.in_recovery:
-            if ack_u >= self._recover:
-                self.in_recovery = False
-                self.dupacks = 0
-                self.cc.on_recovery_exit(self.snd_max - self.snd_una, now)
-            else:
-                # Partial ACK (RFC 6582 3.2 step 5): the next hole is lost too.
-                self._high_rxt = max(self._high_rxt, ack_u)
-                if not self._peer_sack:
-                    # NewReno: resend the first unacknowledged segment at once, whatever the
-                    # pipe says (RFC 6582 3.2 step 5).
-                    self.dupacks = 0
-                    self._lost_hint = ack_u + self.snd_mss
-                    self._force_rxt = True
-        else:
-            self.dupacks = 0
-            self.cc.on_ack(acked, flight, now, rtt.srtt)
+        self.timers.persist_backoff = 0
+        self.recovery.on_ack(ack_u, acked, flight, self.snd_max, now, rtt.srtt)
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
         if self.snd_una >= self.snd_max:
-            self._rto_deadline = None
+            self.timers.rto = None
         else:
-            self._rto_deadline = now + rtt.rto
+            self.timers.rto = now + rtt.rto
 
     def _maybe_dupack(self, seg: Segment, now: int) -> None:
         """RFC 5681 section 2 "duplicate acknowledgment", RFC 6675's SACK variant."""
@@ -1001,54 +903,24 @@ class TcpConnection:
             return
         if not seg.sack_blocks and (seg.window << self.snd_wscale) != self.snd_wnd:
             return
-        self.dupacks += 1
-        if self.in_recovery:
-            return
-        # RFC 6675 section 5 step 4: DupThresh dupacks, or more than (DupThresh - 1) * SMSS
-        # SACKed above SND.UNA; RFC 6582 step 1: not again before ``recover`` is acked.
-        lost = self.dupacks >= DUP_THRESH or (
-            self._peer_sack and self.sack.sacked_bytes() >= DUP_THRESH * self.snd_mss
-        )
-        if lost and self.snd_una >= self._recover:
-            self._enter_recovery(now)
-
-    def _enter_recovery(self, now: int) -> None:
-        """Fast retransmit (RFC 5681 3.2 / RFC 6675 section 5 steps 4.1-4.3)."""
-        self.in_recovery = True
-        self._recover = self.snd_max
-        self._high_rxt = self.snd_una
-        self._lost_hint = self.snd_una + self.snd_mss
-        self.rtt.timed_seq = None
-        self.cc.on_loss(self.snd_max - self.snd_una, now)
-        self._count("fast_retransmit")
+        if self.recovery.on_duplicate(self.snd_una, self.snd_max, now):
+            self.rtt.timed_seq = None  # Karn: the timed segment may be resent
+            self._count("fast_retransmit")
 
     def _process_sack(self, seg: Segment) -> None:
-        """Merge the peer's SACK blocks (RFC 2018 section 4) into the scoreboard."""
+        """Hand the peer's SACK blocks (RFC 2018 section 4), unwrapped, to loss recovery."""
         if not seg.sack_blocks or not self._peer_sack:
             return
         una = self.snd_una
         base = self._wire_snd(una)
-        for left, right in seg.sack_blocks:
-            lu = una + seq_diff(left, base)
-            ru = una + seq_diff(right, base)
-            if una <= lu < ru <= self.snd_max:  # else D-SACK (RFC 2883) or garbage: ignore
-                self.sack.add(lu, ru)
-
-    def _lost_ranges(self) -> list[tuple[int, int]]:
-        """The holes loss recovery resends (see :meth:`SackScoreboard.lost_ranges`)."""
-        return self.sack.lost_ranges(self.snd_una, self.snd_max, self._lost_hint, self.snd_mss)
-
-    def _pipe(self, holes: list[tuple[int, int]]) -> int:
-        """RFC 6675 section 4 "pipe": outstanding bytes not SACKed and not deemed lost, plus
-        retransmissions (those below HighRxt). Without SACK each dupack stands for one
-        segment that left the network (RFC 5681 3.2)."""
-        flight = self.snd_max - self.snd_una
-        if self._peer_sack:
-            sacked = self.sack.sacked_bytes()
-        else:
-            sacked = min(self.dupacks * self.snd_mss, flight)
-        lost_not_rxt = self.sack.lost_not_retransmitted(holes, self._high_rxt)
-        return max(flight - sacked - lost_not_rxt, 0)
+        self.recovery.add_sack(
+            una,
+            self.snd_max,
+            [
+                (una + seq_diff(left, base), una + seq_diff(right, base))
+                for left, right in seg.sack_blocks
+            ],
+        )
 
     def _update_window(self, seg: Segment, force: bool = False) -> None:
         """SND.WND update guarded by SND.WL1/WL2 (RFC 9293 3.10.7.4)."""
@@ -1061,7 +933,7 @@ class TcpConnection:
             self._snd_wl1 = seq_u
             self._snd_wl2 = ack_u
             if self.snd_wnd > 0:
-                self._persist_deadline = None
+                self.timers.persist = None
 
     # --- receive helpers --------------------------------------------------------------------
 
@@ -1082,8 +954,8 @@ class TcpConnection:
             self._segs_since_ack += 1 if len(data) <= self.our_mss else 2
             if had_ooo or self._segs_since_ack >= 2:
                 self._ack_now = True
-            elif self._delack_deadline is None:
-                self._delack_deadline = now + self.config.delayed_ack_ms
+            elif self.timers.delack is None:
+                self.timers.delack = now + self.config.delayed_ack_ms
             if self._rcv_fin_seq is not None and self._rcv_fin_seq == self.rcv_nxt:
                 self._rx_fin(self.rcv_nxt, now)
         else:
@@ -1132,7 +1004,7 @@ class TcpConnection:
             else:
                 self._set_state(TcpState.CLOSING)
         elif st is TcpState.FIN_WAIT_2:
-            self._fw2_deadline = None
+            self.timers.fin_wait_2 = None
             self._enter_time_wait(now)
 
     # =========================================================================================
@@ -1142,8 +1014,9 @@ class TcpConnection:
     def _output_data(self, now: int, out: list[Segment]) -> None:
         """The send loop (RFC 9293 3.8.6.2.1 sender SWS + Nagle, RFC 6675 section 5 in
         recovery): retransmit lost holes first, then new data as windows allow."""
+        rec = self.recovery
         if (
-            not self.in_recovery
+            not rec.active
             and self.snd_nxt >= self.snd_max
             and self.snd_nxt >= self.sndbuf.start + len(self._sbuf)
             and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
@@ -1154,22 +1027,18 @@ class TcpConnection:
         fin_due = self._fin_seq is not None
         for _ in range(10_000):
             limit: int | None = None
-            if self.in_recovery:
-                room = self._retransmit_hole(now, out)
-                if room is None:
+            if rec.active:
+                start, hole, cwnd_room = rec.next_hole(self.snd_una, self.snd_max)
+                if hole:
+                    out.append(self._emit(start, hole, now, retransmit=True))
                     continue
-                cwnd_room = room
-            elif self._scoreboard:
-                cwnd_room, limit = self._room_after_timeout()
             else:
-                cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una)
-                if self.snd_nxt == self.snd_max and self.dupacks:
-                    # Limited transmit (RFC 3042): the first two dupacks each release one new
-                    # segment, so that a small window still produces DupThresh dupacks.
-                    cwnd_room += min(self.dupacks, 2) * mss
+                if rec.blocks and self.snd_nxt < self.snd_max:
+                    self.snd_nxt, limit = rec.skip_sacked(self.snd_nxt, self.snd_max)
+                cwnd_room = rec.send_room(self.snd_una, self.snd_nxt, self.snd_max)
             data_end = self.sndbuf.start + len(self._sbuf)
             avail = max(data_end - self.snd_nxt, 0)
-            if not self.in_recovery and limit is not None:
+            if limit is not None:
                 avail = min(avail, limit - self.snd_nxt)
             wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
             n = max(min(mss, avail, wnd_room, cwnd_room), 0)
@@ -1177,24 +1046,29 @@ class TcpConnection:
             if self._fin_seq is not None and self.snd_nxt > self._fin_seq:
                 break
             if n == 0 and not fin:
-                if avail > 0 and self.snd_wnd == 0 and self._rto_deadline is None:
+                if avail > 0 and self.snd_wnd == 0 and self.timers.rto is None:
                     self._arm_persist(now)
                 break
             # Retransmissions after a timeout (SND.NXT < SND.MAX) are exempt: that data was
             # already judged sendable once, and holding it back could stall forever.
-            if n < mss and not fin and not self._sws_override and self.snd_nxt >= self.snd_max:
+            if (
+                n < mss
+                and not fin
+                and not self.timers.sws_override
+                and self.snd_nxt >= self.snd_max
+            ):
                 if n == avail:
                     if not nodelay and self.snd_nxt > self.snd_una:
                         break  # Nagle (RFC 9293 3.7.4): wait for the ACK of what is in flight
                 elif n < self._max_snd_wnd // 2:
-                    if wnd_room < mss and self.snd_wnd and self._rto_deadline is None:
+                    if wnd_room < mss and self.snd_wnd and self.timers.rto is None:
                         self._arm_persist(now)
                     break  # sender SWS avoidance (RFC 9293 3.8.6.2.1)
             gso = self.config.gso_segments
             if (
                 gso > 1
                 and n == mss
-                and not self.in_recovery
+                and not rec.active
                 and limit is None
                 and self.snd_nxt >= self.snd_max
             ):
@@ -1204,55 +1078,17 @@ class TcpConnection:
                 if big > mss:
                     n = big if big == avail and (nodelay or fin_due) else big - big % mss
                     fin = fin_due and self.snd_nxt + n == self._fin_seq
-            self._sws_override = False
+            self.timers.sws_override = False
             retransmit = self.snd_nxt < self.snd_max
             out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))
             self.snd_nxt += n + (1 if fin else 0)
             self.snd_max = max(self.snd_max, self.snd_nxt)
             if (
                 n == avail
-                and not self.in_recovery
+                and not rec.active
                 and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
             ):
                 break  # all data is out and no FIN is due: another round would find nothing
-
-    def _retransmit_hole(self, now: int, out: list[Segment]) -> int | None:
-        """In loss recovery (RFC 6675 section 5 "NextSeg" rule 1, RFC 6582): resend the next
-        lost hole above HighRxt if the pipe leaves room (or NewReno forces it). None when a
-        segment went out; else the congestion-window room left for new data."""
-        holes = self._lost_ranges()
-        room = self.cc.cwnd - self._pipe(holes)
-        if room >= self.snd_mss or self._force_rxt:
-            self._force_rxt = False
-            high = self._high_rxt
-            rx = next(((max(a, high), b) for a, b in holes if b > high), None)
-            if rx is not None:
-                n = min(self.snd_mss, rx[1] - rx[0])
-                out.append(self._emit(rx[0], n, now, retransmit=True))
-                self._high_rxt = rx[0] + n
-                return None
-        return room
-
-    def _room_after_timeout(self) -> tuple[int, int | None]:
-        """Congestion-window room, and where the next segment must stop, while SACKed data is
-        outstanding outside recovery: after a timeout, skip what the peer SACKed (as Linux's
-        loss state does) and stop each segment at the next SACKed block; SACKed bytes below
-        SND.NXT are not in flight."""
-        limit: int | None = None
-        if self.snd_nxt < self.snd_max:
-            for left, right in self._scoreboard:
-                if left <= self.snd_nxt < right:
-                    self.snd_nxt = right
-                elif left > self.snd_nxt:
-                    limit = left
-                    break
-            if self.snd_nxt >= self.snd_max:
-                limit = None
-        sacked_below = self.sack.sacked_below(self.snd_nxt)
-        cwnd_room = self.cc.cwnd - (self.snd_nxt - self.snd_una - sacked_below)
-        if self.snd_nxt == self.snd_max and self.dupacks:
-            cwnd_room += min(self.dupacks, 2) * self.snd_mss  # limited transmit (RFC 3042)
-        return cwnd_room, limit
 
     def _emit(
         self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False
@@ -1270,9 +1106,9 @@ class TcpConnection:
             self.rtt.on_retransmit(seq_u)
         else:
             self.rtt.start_timing(seq_u, now)
-        if self._rto_deadline is None:
-            self._rto_deadline = now + self.rtt.rto  # RFC 6298 5.1
-        self._persist_deadline = None
+        if self.timers.rto is None:
+            self.timers.rto = now + self.rtt.rto  # RFC 6298 5.1
+        self.timers.persist = None
         return self._make_segment(seq_u, payload, flags, now)
 
     def _make_segment(self, seq_u: int, payload: bytes, flags: int, now: int) -> Segment:
@@ -1280,15 +1116,15 @@ class TcpConnection:
             seq=self._wire_snd(seq_u),
             ack=self._wire_rcv(self.rcv_nxt),
             flags=flags,
-            window=self._window_field(),
+            window=self.rwnd.field(self.rcv_nxt, len(self._rbuf)),
             payload=payload,
             sack_blocks=self._sack_blocks(),
-            ts=(self._ts_now(now), self._ts_recent) if self._ts_enabled else None,
+            ts=self.ts.option(now),
         )
         self._last_ack_sent = self.rcv_nxt
         self._ack_now = False
         self._segs_since_ack = 0
-        self._delack_deadline = None
+        self.timers.delack = None
         return seg
 
     def _make_syn(self, now: int, *, ack: bool) -> Segment:
@@ -1300,43 +1136,25 @@ class TcpConnection:
             self.rtt.start_timing(0, now)
         self.snd_nxt = 1
         self.snd_max = max(self.snd_max, 1)
-        if self._rto_deadline is None:
-            self._rto_deadline = now + self.rtt.rto
+        if self.timers.rto is None:
+            self.timers.rto = now + self.rtt.rto
         seg = Segment(
             seq=self.iss,
             ack=self._wire_rcv(self.rcv_nxt) if ack else 0,
             flags=flags,
-            window=min(self.config.recv_buffer, 0xFFFF),
+            window=self.rwnd.syn_field(self.rcv_nxt),
             mss=self.our_mss,
             wscale=self._want_wscale if offer_ws else None,
             sack_permitted=self.config.sack and (not ack or self._peer_sack),
-            ts=(self._ts_now(now), self._ts_recent if ack else 0)
-            if self.config.timestamps and (not ack or self._ts_enabled)
+            ts=(self.ts.value(now), self.ts.recent if ack else 0)
+            if self.config.timestamps and (not ack or self.ts.enabled)
             else None,
         )
-        self._rcv_adv = self.rcv_nxt + min(self.config.recv_buffer, 0xFFFF)
         self._last_ack_sent = self.rcv_nxt
         if ack:
             self._ack_now = False
-            self._delack_deadline = None
+            self.timers.delack = None
         return seg
-
-    def _window_field(self) -> int:
-        """The 16-bit window to advertise, with receiver SWS avoidance (RFC 9293 3.8.6.2.2)
-        and never moving the right edge left (RFC 9293 3.8.6, RFC 7323 2.4)."""
-        ws = self.rcv_wscale
-        free = self.config.recv_buffer - len(self._rbuf)
-        cur = max(self._rcv_adv - self.rcv_nxt, 0)
-        if free - cur >= self._rcv_sws_threshold():
-            field_ = free >> ws
-        else:
-            field_ = (cur + (1 << ws) - 1) >> ws
-        field_ = min(field_, 0xFFFF)
-        self._rcv_adv = max(self._rcv_adv, self.rcv_nxt + (field_ << ws))
-        return field_
-
-    def _rcv_sws_threshold(self) -> int:
-        return min(self.config.recv_buffer // 2, self.our_mss)
 
     # =========================================================================================
     # Timers
@@ -1359,7 +1177,7 @@ class TcpConnection:
         """RFC 6298 section 5.4-5.6: retransmit the earliest unacked segment, back off, and
         (RFC 5681 3.1) collapse cwnd; go-back-N from SND.UNA, forgetting SACK state (RFC 2018
         section 8: the receiver may have reneged)."""
-        self._rto_deadline = None
+        self.timers.rto = None
         if self.snd_una >= self.snd_max:
             return
         if self.snd_una >= 1 and self.snd_wnd == 0:
@@ -1377,51 +1195,32 @@ class TcpConnection:
             else self.config.max_retries
         )
         if self._retries > limit:
-            self._events.append(TimedOutEvent())
             if self.state in SYNCHRONIZED:
-                self._out.append(
-                    Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0)
-                )
-            self._to_closed()
+                self._time_out()
+            else:
+                self._events.append(TimedOutEvent())
+                self._to_closed()
             return
         self._count("rto")
         self.rtt.back_off()
-        if self.snd_una >= 1:
-            self.cc.on_rto(self.snd_max - self.snd_una, now)
-        self.in_recovery = False
-        self._recover = self.snd_max
-        self.dupacks = 0
-        # RFC 2018 section 8 lets a receiver renege on SACKed data, and says to forget SACK
-        # state on a timeout; like Linux we keep it (skipping SACKed data when resending) only
-        # while the peer has not reneged, which shows as a SACKed block at SND.UNA.
-        self.sack.forget_if_reneged(self.snd_una)
+        self.recovery.on_timeout(self.snd_una, self.snd_max, now)
         self.rtt.timed_seq = None
         self.snd_nxt = self.snd_una
-        self._rto_deadline = now + self.rtt.rto
+        self.timers.rto = now + self.rtt.rto
 
     def _arm_persist(self, now: int) -> None:
-        if self._persist_deadline is None:
-            t = max(self.rtt.rto, self.config.min_rto_ms) << min(self._persist_backoff, 10)
-            self._persist_deadline = now + min(t, self.config.max_rto_ms)
+        cfg = self.config
+        self.timers.arm_persist(now, self.rtt.rto, cfg.min_rto_ms, cfg.max_rto_ms)
 
     def _on_persist(self, now: int) -> None:
-        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17): keep probing while the
-        receiver answers; give up after ``max_retries`` unanswered probes."""
-        self._persist_deadline = None
-        if self.snd_wnd > 0:
-            # A small, non-zero window that SWS avoidance refused to fill: after a persist
-            # interval send into it anyway (RFC 9293 3.8.6.2.1, the "override timeout").
-            self._sws_override = True
-            return
-        self._probes_unanswered += 1
-        if self._probes_unanswered > self.config.max_retries:
-            self._events.append(TimedOutEvent())
-            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
-            self._to_closed()
-            return
-        self._probe(now)
-        self._persist_backoff += 1
-        self._arm_persist(now)
+        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), see
+        :meth:`TcpTimers.persist_fired`."""
+        action = self.timers.persist_fired(self.snd_wnd, self.config.max_retries)
+        if action is PersistAction.GIVE_UP:
+            self._time_out()
+        elif action is PersistAction.PROBE:
+            self._probe(now)
+            self._arm_persist(now)
 
     def _probe(self, now: int) -> None:
         """A segment the receiver finds unacceptable (SEQ = SND.UNA - 1, no text), which makes
@@ -1435,38 +1234,39 @@ class TcpConnection:
             TcpState.CLOSE_WAIT,
         ):
             return None
-        if self.snd_max > self.snd_una or self._persist_deadline is not None:
+        if self.snd_max > self.snd_una or self.timers.persist is not None:
             return None
-        if self._ka_sent == 0:
-            return self._last_rcv + self.config.keepalive_idle_ms
-        return self._ka_last + self.config.keepalive_interval_ms
+        cfg = self.config
+        return self.timers.keepalive_deadline(cfg.keepalive_idle_ms, cfg.keepalive_interval_ms)
 
     def _on_keepalive(self, now: int) -> None:
         """RFC 1122 4.2.3.6: probe an idle peer; reset after ``keepalive_count`` silences."""
-        if self._ka_sent >= self.config.keepalive_count:
-            self._events.append(TimedOutEvent())
-            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
-            self._to_closed()
+        if self.timers.keepalive_fired(now, self.config.keepalive_count):
+            self._time_out()
             return
-        self._ka_sent += 1
-        self._ka_last = now
         self._count("keepalive")
         self._out.append(self._make_segment(self.snd_una - 1, b"", _ACK, now))
 
+    def _time_out(self) -> None:
+        """A prober gave up on a synchronized connection: tell the peer and the application."""
+        self._events.append(TimedOutEvent())
+        self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
+        self._to_closed()
+
     def _arm_time_wait(self, now: int) -> None:
-        self._tw_deadline = now + 2 * self.config.msl_ms
+        self.timers.time_wait = now + 2 * self.config.msl_ms
 
     def _enter_time_wait(self, now: int) -> None:
         """RFC 9293 3.10.7.4: TIME-WAIT lasts 2*MSL; other timers are off."""
         self._set_state(TcpState.TIME_WAIT)
-        self._rto_deadline = None
-        self._persist_deadline = None
-        self._fw2_deadline = None
+        self.timers.rto = None
+        self.timers.persist = None
+        self.timers.fin_wait_2 = None
         self._arm_time_wait(now)
 
     def _arm_fin_wait_2(self, now: int) -> None:
         if self.config.fin_wait_2_timeout_ms is not None:
-            self._fw2_deadline = now + self.config.fin_wait_2_timeout_ms
+            self.timers.fin_wait_2 = now + self.config.fin_wait_2_timeout_ms
 
     # =========================================================================================
     # Plumbing
@@ -1476,41 +1276,37 @@ class TcpConnection:
         self.iss = self._isn_source() & SEQ_MASK
         self.snd_una = self.snd_nxt = self.snd_max = 0
         self.sndbuf.start = 1
-        ws = 0
-        if self.config.window_scaling:
-            while (0xFFFF << ws) < self.config.recv_buffer and ws < MAX_WSCALE:
-                ws += 1
-        self._want_wscale = ws
+        self.ts.offset = self.iss + 1
+        self._want_wscale = wanted_wscale(self.config.recv_buffer, self.config.window_scaling)
 
     def _accept_syn(self, seg: Segment, now: int) -> None:
         """Record IRS and negotiate options from the peer's SYN."""
         self.irs = seg.seq
         self.rcv_nxt = 1
-        self._rcv_adv = 1
-        self._last_rcv = now
-        peer_mss = (
-            seg.mss
-            if seg.mss is not None
-            else (DEFAULT_MSS_V6 if self.config.ipv6 else DEFAULT_MSS_V4)
+        self.rwnd.edge = 1
+        self.timers.heard(now)
+        cfg = self.config
+        agreed = SynAgreement.from_peer(
+            our_mss=self.our_mss,
+            want_wscale=self._want_wscale,
+            ipv6=cfg.ipv6,
+            offer=(cfg.window_scaling, cfg.sack, cfg.timestamps),
+            peer_mss=seg.mss,
+            peer_wscale=seg.wscale,
+            peer_sack=seg.sack_permitted,
+            peer_ts=seg.ts is not None,
         )
-        self.snd_mss = max(min(peer_mss, self.our_mss), 64)
-        self._ws_enabled = self.config.window_scaling and seg.wscale is not None
-        if self._ws_enabled and seg.wscale is not None:
-            self.snd_wscale = min(seg.wscale, MAX_WSCALE)
-            self.rcv_wscale = self._want_wscale
-        else:
-            self.snd_wscale = 0
-            self.rcv_wscale = 0
-        self._peer_sack = self.config.sack and seg.sack_permitted
-        self._ts_enabled = self.config.timestamps and seg.ts is not None
+        self.snd_mss = agreed.mss
+        self._ws_enabled = agreed.window_scaling
+        self.snd_wscale = agreed.snd_wscale
+        self.rwnd.wscale = agreed.rcv_wscale
+        self._peer_sack = agreed.sack
+        self.ts.enabled = agreed.timestamps
         if seg.ts is not None:
-            self._ts_recent = seg.ts[0]
-        if self._ts_enabled:
-            # RFC 6691 section 2: the MSS excludes options, so the sender leaves room for the
-            # ones it will carry on every segment; otherwise a full segment overflows the MTU
-            # and every one of them is IP-fragmented.
-            self.snd_mss = max(self.snd_mss - TIMESTAMP_OPTION_SPACE, 64)
-        self.cc = self.config.congestion_control(self.snd_mss)
+            self.ts.recent = seg.ts[0]
+        self.recovery = LossRecovery(
+            cfg.congestion_control(agreed.mss), agreed.mss, sack=agreed.sack
+        )
         self.snd_wnd = seg.window
         self._max_snd_wnd = seg.window
         self._snd_wl1 = 0
@@ -1519,24 +1315,25 @@ class TcpConnection:
     def _ack_of_syn(self, seg: Segment, now: int) -> None:
         ack_u = self._unwrap_snd(seg.ack)
         rtt = self.rtt
+        sample = self.ts.rtt_sample(now, seg.ts)
         if rtt.timed_seq == 0 and ack_u >= 1:
             rtt.on_ack(ack_u, now)
-        elif self._ts_enabled and seg.ts is not None and seg.ts[1] != 0:
-            rtt.sample(seq_diff(self._ts_now(now), seg.ts[1]))
+        elif sample is not None:
+            rtt.sample(sample)
         elif self._retries > 0:
             rtt.after_syn_timeout()  # RFC 6298 5.7
         self.snd_una = max(self.snd_una, 1)
         self.snd_nxt = max(self.snd_nxt, 1)
         self._retries = 0
-        self._rto_deadline = None if self.snd_max <= 1 else now + rtt.rto
+        self.timers.rto = None if self.snd_max <= 1 else now + rtt.rto
 
     def _reset_tcb(self) -> None:
         self.snd_una = self.snd_nxt = self.snd_max = 0
-        self._rto_deadline = None
+        self.timers.rto = None
         self._retries = 0
         self.rtt.timed_seq = None
         self._ack_now = False
-        self._delack_deadline = None
+        self.timers.delack = None
 
     def _set_state(self, new: TcpState) -> None:
         """Every state change after creation goes through here, checked against RFC 9293
@@ -1546,11 +1343,7 @@ class TcpConnection:
 
     def _to_closed(self) -> None:
         self._set_state(TcpState.CLOSED)
-        self._rto_deadline = None
-        self._delack_deadline = None
-        self._persist_deadline = None
-        self._tw_deadline = None
-        self._fw2_deadline = None
+        self.timers.stop_all()
         self._ack_now = False
         self._events.append(ClosedEvent())
 
@@ -1562,11 +1355,6 @@ class TcpConnection:
 
     def _unwrap_snd(self, wire: int) -> int:
         return self.snd_una + seq_diff(wire, self._wire_snd(self.snd_una))
-
-    def _ts_now(self, now: int) -> int:
-        """TSval: milliseconds plus a per-connection offset (RFC 7323 section 5.4 suggests
-        randomising it; the ISS serves), which also keeps 0 from meaning "no echo"."""
-        return (now + self.iss + 1) & SEQ_MASK
 
     def _is_closed(self) -> bool:
         return self.state is TcpState.CLOSED
