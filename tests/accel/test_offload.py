@@ -235,12 +235,12 @@ def test_tcb_without_offload_sends_mss_segments() -> None:
     conn = gso_conn(1)
     conn.send(b"z" * 20000)
     segs = conn.segments_to_send(10_000)
-    assert len(segs) > 1 and all(len(s.payload) <= conn.snd_mss for s in segs)
+    assert len(segs) > 1 and all(len(s.payload) <= conn.snd.mss for s in segs)
 
 
 def test_tcb_offload_sends_whole_pieces_and_holds_a_short_tail() -> None:
     conn = gso_conn(16)
-    mss = conn.snd_mss
+    mss = conn.snd.mss
     conn.send(b"z" * (3 * mss + 100))
     segs = conn.segments_to_send(10_000)
     assert [len(s.payload) for s in segs] == [3 * mss]  # Nagle holds the tail behind it
@@ -249,7 +249,7 @@ def test_tcb_offload_sends_whole_pieces_and_holds_a_short_tail() -> None:
 
 def test_tcb_offload_is_bounded_by_the_congestion_window() -> None:
     conn = gso_conn(64)
-    mss = conn.snd_mss
+    mss = conn.snd.mss
     conn.send(b"z" * (100 * mss))
     segs = conn.segments_to_send(10_000)
     assert sum(len(s.payload) for s in segs) <= conn.cc.cwnd
@@ -258,7 +258,7 @@ def test_tcb_offload_is_bounded_by_the_congestion_window() -> None:
 
 def test_tcb_offload_with_nodelay_and_fin_sends_the_tail_in_the_burst() -> None:
     conn = gso_conn(16, nodelay=True)
-    mss = conn.snd_mss
+    mss = conn.snd.mss
     conn.send(b"z" * (2 * mss + 100))
     conn.shutdown(10_000)
     segs = conn.segments_to_send(10_000)
@@ -280,7 +280,7 @@ def test_tcb_offload_transfer_over_a_lossy_link(seed: int) -> None:
     pair.handshake()
     data = random.Random(seed).randbytes(2_000_000)
     assert transfer(pair, "a", data) == data
-    assert any(len(s.payload) > pair.a.snd_mss for s in pair.segments("a>b"))
+    assert any(len(s.payload) > pair.a.snd.mss for s in pair.segments("a>b"))
 
 
 # ------------------------------------------------------------------------------ receive bursts

@@ -68,7 +68,7 @@ def test_persist_gives_up_when_probes_go_unanswered() -> None:
     p = Pair(a_config=cfg, b_config=TcpConfig(recv_buffer=4000))
     p.handshake()
     p.a.send(bytes(50_000))
-    p.run(lambda: p.a.snd_wnd == 0 and p.a.counters.get("probe", 0) >= 1)
+    p.run(lambda: p.a.snd.wnd == 0 and p.a.counters.get("probe", 0) >= 1)
     p.drop = lambda d, s: d == "b>a"  # the receiver vanishes
     p.run(lambda: p.a.state is TcpState.CLOSED, max_time=3_600_000)
     assert p.events["a"][-2:] == [TimedOutEvent(), ClosedEvent()]
@@ -151,4 +151,4 @@ def test_peer_without_options_gets_default_mss() -> None:
     c.receive_segment(pr.seg(F.SYN), 0)
     (synack,) = c.segments_to_send(0)
     assert synack.wscale is None and not synack.sack_permitted and synack.ts is None
-    assert c.snd_mss == 536  # RFC 9293 3.7.1 default for IPv4
+    assert c.snd.mss == 536  # RFC 9293 3.7.1 default for IPv4

@@ -48,7 +48,7 @@ def test_reassembly_from_any_order_with_overlaps(pieces: list[tuple[int, int]]) 
             assert out.ack == seq_add(base, len(got) + c.readable)
         got += c.recv()
     assert bytes(got) == DATA
-    assert c._ooo == [] and c._ooo_bytes == 0
+    assert c._ooo == [] and c.rxq.ooo_bytes == 0
 
 
 STATES: list[Callable[[], TcpConnection | tuple[TcpConnection, object]]] = [
@@ -86,7 +86,7 @@ def _near(c: TcpConnection, seg: Segment, k: int) -> Segment:
         return seg
     return Segment(
         seq=seq_add(c.irs, c.rcv_nxt + (seg.seq % 64) - 8),
-        ack=seq_add(c.iss, c.snd_una + (seg.ack % 64) - 8),
+        ack=seq_add(c.snd.iss, c.snd.una + (seg.ack % 64) - 8),
         flags=seg.flags,
         window=seg.window,
         payload=seg.payload,

@@ -52,14 +52,14 @@ def test_mss_negotiated_as_minimum_and_default_without_option() -> None:
     p = Pair(a_config=TcpConfig(mtu=1500), b_config=TcpConfig(mtu=2800))
     p.handshake()
     # Timestamps ride on every segment, so 12 bytes of each MSS are theirs (as Linux's 1448).
-    assert p.a.snd_mss == p.b.snd_mss == 1448
+    assert p.a.snd.mss == p.b.snd.mss == 1448
     assert max(len(s.payload) for s in [*p.segments("a>b"), Segment(0, 0, F.ACK, 0)]) <= 1448
     data = bytes(100_000)
     assert transfer(p, "b", data) == data
     assert max(len(s.payload) for s in p.segments("b>a")) == 1448
     q = Pair(a_config=TcpConfig(mtu=1500, timestamps=False), b_config=TcpConfig(mtu=2800))
     q.handshake()
-    assert q.a.snd_mss == q.b.snd_mss == 1460
+    assert q.a.snd.mss == q.b.snd.mss == 1460
 
 
 def test_fast_retransmit_on_three_dupacks_without_sack() -> None:
@@ -154,10 +154,10 @@ def test_window_scaling_large_transfer() -> None:
     big = TcpConfig(recv_buffer=4 << 20, send_buffer=4 << 20)
     p = Pair(a_config=big, b_config=big, link=LinkParams(delay_ms=50))
     p.handshake()
-    assert p.b.rwnd.wscale == 7 and p.a.snd_wscale == 7  # 0xFFFF << 6 < 4 MiB (RFC 7323 2.3)
+    assert p.b.rwnd.wscale == 7 and p.a.snd.wscale == 7  # 0xFFFF << 6 < 4 MiB (RFC 7323 2.3)
     data = random.Random(3).randbytes(16 << 20)
     assert transfer(p, "a", data) == data
-    assert p.a._max_snd_wnd > 0xFFFF
+    assert p.a.snd.max_wnd > 0xFFFF
     assert max(s.window for s in p.segments("b>a")) <= 0xFFFF
 
 
@@ -166,7 +166,7 @@ def test_window_scaling_off_when_peer_does_not_offer() -> None:
     p.handshake()
     synack = p.segments("b>a")[0]
     assert synack.wscale is None  # RFC 7323 2.2: not in the SYN,ACK unless in the SYN
-    assert p.b.rwnd.wscale == 0 and p.a.snd_wscale == 0
+    assert p.b.rwnd.wscale == 0 and p.a.snd.wscale == 0
     data = bytes(300_000)
     assert transfer(p, "a", data) == data
 

@@ -80,7 +80,7 @@ def test_syn_sent_to_closed_on_close() -> None:
 
 def test_syn_sent_to_established() -> None:
     c, _ = established()
-    assert c.snd_mss == 1460 and c.snd_wscale == 2
+    assert c.snd.mss == 1460 and c.snd.wscale == 2
 
 
 def test_syn_sent_to_syn_received_simultaneous_open() -> None:
@@ -100,7 +100,7 @@ def test_syn_received_to_established() -> None:
     c.receive_segment(p.seg(F.ACK), 10)
     assert c.state is S.ESTABLISHED
     assert ConnectedEvent() in events(c)
-    assert c.snd_wscale == 2 and c.snd_mss == 1460
+    assert c.snd.wscale == 2 and c.snd.mss == 1460
 
 
 def test_syn_received_to_fin_wait_1_on_close() -> None:

@@ -106,7 +106,7 @@ def test_delayed_ack_waits_then_acks_every_second_segment() -> None:
     assert acks[0][0] == t0 + 10 + 200  # one small segment: ACK delayed by 200 ms
     # Two full-sized segments: ACKed as soon as the second arrives (RFC 5681 4.2).
     t1 = p.now
-    p.a.send(b"w" * (2 * p.a.snd_mss))
+    p.a.send(b"w" * (2 * p.a.snd.mss))
     p.run(lambda: p.a.unacked == 0)
     assert p.now == t1 + 20
 
@@ -169,7 +169,7 @@ def test_zero_window_then_reopen_with_lost_window_update() -> None:
     data = bytes(range(256)) * 400  # 100 KiB
     accepted = p.a.send(data)
     # The receiver does not read: the window closes and the sender starts persisting.
-    p.run(lambda: p.a.snd_wnd == 0 and p.a.counters.get("probe", 0) >= 3, max_time=60_000)
+    p.run(lambda: p.a.snd.wnd == 0 and p.a.counters.get("probe", 0) >= 3, max_time=60_000)
     assert p.a.state is TcpState.ESTABLISHED
     assert p.b.readable == 16 * 1024
     # Read everything, but lose the first window update: persist probes must recover.

@@ -26,13 +26,14 @@ RFC 6675) and NewReno fallback (RFC 6582), limited transmit (RFC 3042); congesti
 behind ``tcp_cc.CongestionControl`` (NewReno by default, CUBIC per RFC 9438); zero-window
 probing (RFC 9293 3.8.6.1); keepalives (RFC 1122 4.2.3.6); TIME-WAIT with a configurable MSL.
 
-State lives with the part that owns it, as in aioquic's recovery and stream modules: the RFC
-6298 estimator in ``tcp_rto.RtoEstimator``, the SACK scoreboard in ``tcp_sack.SackScoreboard``,
-in-order and out-of-order received data in ``tcp_rxqueue.ReceiveQueue``, unacknowledged
-application bytes in ``tcp_sendbuf.SendBuffer``, cwnd in ``tcp_cc``, the legal transitions in
-``tcp_states``. The connection keeps the decisions (acceptability, ACK timing, when to enter and
-leave recovery, what to send) and, for the per-segment paths, plain references to the
-components' lists and buffers, which those never rebind.
+State lives with the part that owns it, as in aioquic's recovery and stream modules: the send
+half (send sequence space, send buffer, FIN, the send loop) in ``tcp_sender.TcpSender``; loss
+recovery, the SACK scoreboard and congestion control in ``tcp_recovery.LossRecovery``; RTT
+estimation in ``tcp_rto``; deadlines and probe counts in ``tcp_timers``; received data in
+``tcp_rxqueue.ReceiveQueue`` and the advertised window in ``tcp_rcvwnd``; SYN option agreement
+and timestamps in ``tcp_options``; the legal transitions in ``tcp_states``. The connection keeps
+the API, segment arrival (acceptability, RST/SYN/ACK checks, text and FIN), ACK timing and the
+timers' effects.
 
 A LISTEN connection turns itself into the connection for the first SYN it accepts (the RFC
 model); a stack that serves many clients keeps a listening socket of its own and gives each
@@ -59,11 +60,11 @@ from ztnode.netstack.tcp_options import (
     Timestamps,
     wanted_wscale,
 )
-from ztnode.netstack.tcp_rcvwnd import ReceiveWindow
+from ztnode.netstack.tcp_rcvwnd import ReceiveWindow, acceptable, trim
 from ztnode.netstack.tcp_recovery import LossRecovery
 from ztnode.netstack.tcp_rto import RtoEstimator
 from ztnode.netstack.tcp_rxqueue import ReceiveQueue
-from ztnode.netstack.tcp_sendbuf import SendBuffer
+from ztnode.netstack.tcp_sender import TcpSender
 from ztnode.netstack.tcp_seq import SEQ_MASK, seq_add, seq_diff, seq_le, seq_lt
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
@@ -75,7 +76,7 @@ from ztnode.netstack.tcp_states import (
     TcpState,
     check_transition,
 )
-from ztnode.netstack.tcp_timers import PersistAction, TcpTimers
+from ztnode.netstack.tcp_timers import PersistAction, SecondBudget, TcpTimers
 
 __all__ = [
     "ClosedEvent",
@@ -296,38 +297,18 @@ class TcpConnection:
 
     def __init__(self, config: TcpConfig | None = None, *, isn: Callable[[], int]) -> None:
         # A private copy: the option setters mutate it, and configs are often shared.
-        self.config = dataclasses.replace(config) if config is not None else TcpConfig()
+        self.config = cfg = dataclasses.replace(config) if config is not None else TcpConfig()
         self._isn_source = isn
         self.state = TcpState.CLOSED  # the one assignment outside _set_state
         self._events: deque[TcpEvent] = deque()
         self._out: list[Segment] = []  # control segments queued outside the output loop
         self._passive = False
-        self.our_mss = mss_for_mtu(self.config.mtu, ipv6=self.config.ipv6)
-        self.snd_mss = DEFAULT_MSS_V6 if self.config.ipv6 else DEFAULT_MSS_V4
-        self._init_send_side()
-        self._init_receive_side()
-        self._init_recovery_and_timers()
-
-    def _init_send_side(self) -> None:
-        """Send-side fields (unwrapped: the SYN is 0, the first data byte is 1); part of
-        ``__init__``, kept apart so each side's state reads as one list."""
-        self.iss = 0
-        self.snd_una = 0
-        self.snd_nxt = 0
-        self.snd_max = 0
-        self.snd_wnd = 0
-        self._max_snd_wnd = 0
-        self._snd_wl1 = 0  # unwrapped receive-side seq of the last window update
-        self._snd_wl2 = 0  # unwrapped send-side ack of the last window update
-        self.snd_wscale = 0
-        self.sndbuf = SendBuffer()
-        self._sbuf = self.sndbuf.data  # never rebound: a plain reference for the send loop
-        self._fin_seq: int | None = None  # unwrapped seq of our FIN once shutdown() was called
-        self._want_writable = False
+        self.our_mss = mss_for_mtu(cfg.mtu, ipv6=cfg.ipv6)
+        mss = DEFAULT_MSS_V6 if cfg.ipv6 else DEFAULT_MSS_V4
+        # The send half owns loss recovery, made again once the SYNs fix MSS and SACK.
+        self.snd = TcpSender(mss, LossRecovery(cfg.congestion_control(mss), mss, sack=False))
         self._peer_sack = False
-
-    def _init_receive_side(self) -> None:
-        """Receive-side fields (unwrapped: the peer's SYN is 0) and ACK generation."""
+        # Receive side (unwrapped: the peer's SYN is 0) and ACK generation.
         self.irs = 0
         self.rcv_nxt = 0
         self.rwnd = ReceiveWindow(self.config.recv_buffer, self.our_mss)
@@ -343,24 +324,12 @@ class TcpConnection:
         self._rcv_fin_seq: int | None = None
         self._eof = False
         self._read_closed = False
-
-        # --- ACK generation ---
         self._ack_now = False
         self._segs_since_ack = 0
-
-    def _init_recovery_and_timers(self) -> None:
-        """Retransmission, loss recovery, the other timers and the counters."""
-        # RTO (RFC 6298): the estimator owns SRTT/RTTVAR/RTO and Karn's timed segment.
-        cfg = self.config
         self.rtt = RtoEstimator(cfg.initial_rto_ms, cfg.min_rto_ms, cfg.max_rto_ms)
         self.timers = TcpTimers()
         self._retries = 0
-
-        # Loss recovery and congestion control; made again once the SYNs fix MSS and SACK.
-        self.recovery = LossRecovery(cfg.congestion_control(self.snd_mss), self.snd_mss, sack=False)
-
-        self._challenge_start = 0
-        self._challenge_sent = 0
+        self._challenges = SecondBudget()
         #: Counters by reason for dropped or unusual segments (observability, tests).
         self.counters: dict[str, int] = {}
         self.retransmitted_bytes = 0
@@ -392,24 +361,21 @@ class TcpConnection:
         When fewer than ``len(data)`` were accepted a ``WritableEvent`` follows once the peer
         acknowledges data. Allowed before the handshake completes (RFC 9293 3.10.2 queues it).
         """
-        if self._fin_seq is not None:
+        if self.snd.fin_seq is not None:
             raise LocalProtocolError("send() after shutdown()/close()")
         if self.state not in CAN_SEND:
             raise LocalProtocolError(f"send() on a connection in {self.state.name}")
-        n = self.sndbuf.write(data, self.config.send_buffer)
-        if n < len(data):
-            self._want_writable = True
-        return n
+        return self.snd.write(data, self.config.send_buffer)
 
     @property
     def send_buffer_free(self) -> int:
         """Bytes ``send`` would accept now."""
-        return self.config.send_buffer - len(self._sbuf)
+        return self.config.send_buffer - len(self.snd.data)
 
     @property
     def unacked(self) -> int:
         """Bytes written by the application and not yet acknowledged by the peer."""
-        return len(self._sbuf)
+        return len(self.snd.data)
 
     def recv(self, max_bytes: int = 1 << 30) -> bytes:
         """Take up to ``max_bytes`` of in-order data; ``b""`` when none is buffered.
@@ -444,7 +410,7 @@ class TcpConnection:
     @property
     def cc(self) -> CongestionControl:
         """The congestion controller (owned by :attr:`recovery`)."""
-        return self.recovery.cc
+        return self.snd.recovery.cc
 
     @property
     def wants_output(self) -> bool:
@@ -473,7 +439,7 @@ class TcpConnection:
             return
         if st is TcpState.CLOSED:
             raise LocalProtocolError("shutdown() on a closed connection")
-        if self._fin_seq is not None:
+        if self.snd.fin_seq is not None:
             return
         if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
             self._set_state(TcpState.FIN_WAIT_1)
@@ -481,7 +447,7 @@ class TcpConnection:
             self._set_state(TcpState.LAST_ACK)
         else:
             return
-        self._fin_seq = self.sndbuf.end()
+        self.snd.fin_seq = self.snd.buf.end()
 
     def close(self, now: int) -> None:
         """Full close: ``shutdown`` plus "we will not read". Like Linux (and RFC 2525 2.17), if
@@ -499,7 +465,7 @@ class TcpConnection:
     def abort(self, now: int) -> None:
         """ABORT (RFC 9293 3.10.5): send RST in synchronized states, drop everything."""
         if self.state in ABORT_SENDS_RST:
-            self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
+            self._out.append(Segment(seq=self.snd.wire(self.snd.max), ack=0, flags=_RST, window=0))
         if self.state is not TcpState.CLOSED:
             self._to_closed()
 
@@ -573,15 +539,15 @@ class TcpConnection:
         out = self._out
         self._out = []
         st = self.state
-        if st is TcpState.SYN_SENT and self.snd_nxt == 0:
+        if st is TcpState.SYN_SENT and self.snd.nxt == 0:
             out.append(self._make_syn(now, ack=False))
-        elif st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT) and self.snd_una == 0:
-            if self.snd_nxt == 0:  # SYN-RECEIVED (or closed while in it): (re)send SYN,ACK
+        elif st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT) and self.snd.una == 0:
+            if self.snd.nxt == 0:  # SYN-RECEIVED (or closed while in it): (re)send SYN,ACK
                 out.append(self._make_syn(now, ack=True))
         elif st in SYNCHRONIZED and st is not TcpState.TIME_WAIT:
             self._output_data(now, out)
         if self._ack_now and st not in (TcpState.CLOSED, TcpState.LISTEN, TcpState.SYN_SENT):
-            out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
+            out.append(self._make_segment(self.snd.nxt, b"", _ACK, now))
         return out
 
     # =========================================================================================
@@ -614,14 +580,15 @@ class TcpConnection:
         a duplicate-ACK candidate. Such a segment is processed with exactly the effects of
         :meth:`_rx_other`, minus the tests it cannot need. False: nothing was done, and the
         general path decides."""
-        rec = self.recovery
+        snd = self.snd
+        rec = snd.recovery
         if (
             seg.flags & ~_PSH != _ACK
             or seg.sack_blocks
             or rec.active
             or rec.blocks
             or self._ooo
-            or self._fin_seq is not None
+            or snd.fin_seq is not None
             or self._rcv_fin_seq is not None
             or self._read_closed
             or (seg.ts is None) is self.ts.enabled
@@ -633,18 +600,15 @@ class TcpConnection:
         payload = seg.payload
         if len(payload) > self.rwnd.edge - rcv_nxt:
             return False  # beyond the window (or a closed one): trimming is the general path's
-        ack_u = self._unwrap_snd(seg.ack)
-        una = self.snd_una
-        if (
-            ack_u < una
-            or ack_u > self.snd_max
-            or (ack_u == una and not payload and self.snd_max != una)
-        ):
+        una = snd.una
+        ack_u = una + seq_diff(seg.ack, (snd.iss + una) & SEQ_MASK)
+        if ack_u < una or ack_u > snd.max or (ack_u == una and not payload and snd.max != una):
             return False  # old, unsent, or a possible duplicate ACK to count
         if seg.ts is not None:
             self.ts.remember(seg.ts[0], rcv_nxt, self._last_ack_sent)
-        self.timers.heard(now)
-        self.timers.probes_unanswered = 0
+        timers = self.timers
+        timers.last_heard = now
+        timers.ka_sent = timers.probes_unanswered = 0
         if ack_u > una:
             self._ack_new_data(ack_u, seg, now)
         self._update_window(seg)
@@ -673,8 +637,8 @@ class TcpConnection:
         """RFC 9293 3.10.7.3, with the RFC 5961 section 3 rule that a RST must ack our SYN."""
         fl = seg.flags
         if fl & _ACK:
-            ack_u = self._unwrap_snd(seg.ack)
-            if ack_u <= 0 or ack_u > self.snd_max:
+            ack_u = self.snd.unwrap(seg.ack)
+            if ack_u <= 0 or ack_u > self.snd.max:
                 if not fl & _RST:
                     self._out.append(Segment(seq=seg.ack, ack=0, flags=_RST, window=0))
                 self._count("bad_ack_in_syn_sent")
@@ -704,7 +668,7 @@ class TcpConnection:
             # Simultaneous open (RFC 9293 figure 7): answer SYN,ACK with the same ISS. Making
             # snd_nxt 0 re-sends our SYN, now carrying the ACK.
             self._set_state(TcpState.SYN_RECEIVED)
-            self.snd_nxt = 0
+            self.snd.nxt = 0
             self.rtt.timed_seq = None
 
     def _rx_other(self, seg: Segment, now: int) -> None:
@@ -717,7 +681,7 @@ class TcpConnection:
         wnd = self.rwnd.room(self.rcv_nxt)
         plen = len(payload) + (1 if fl & _FIN else 0)
 
-        if fl & _SYN and self.snd_una == 0 and seg.seq == self.irs and not fl & _RST:
+        if fl & _SYN and self.snd.una == 0 and seg.seq == self.irs and not fl & _RST:
             self._rx_syn_again(seg, now)
             return
 
@@ -728,7 +692,7 @@ class TcpConnection:
         if fl & _RST:
             self._rx_rst(seq_u, wnd, now)
             return
-        if not self._acceptable(seq_u, plen, wnd):
+        if not acceptable(seq_u, plen, self.rcv_nxt, wnd):
             self._count("unacceptable")
             if self.state is TcpState.TIME_WAIT and fl & _FIN:
                 self._arm_time_wait(now)
@@ -756,8 +720,8 @@ class TcpConnection:
         """SYN-RECEIVED sees the peer's SYN again: a retransmission (answer with our SYN,ACK
         again) or, after a simultaneous open, its SYN,ACK (RFC 9293 figure 8), which completes
         the handshake just like the final ACK would."""
-        ack_u = self._unwrap_snd(seg.ack)
-        if seg.flags & _ACK and 0 < ack_u <= self.snd_max:
+        ack_u = self.snd.unwrap(seg.ack)
+        if seg.flags & _ACK and 0 < ack_u <= self.snd.max:
             self._ack_of_syn(seg, now)
             if self.state is TcpState.SYN_RECEIVED:
                 self._set_state(TcpState.ESTABLISHED)
@@ -766,32 +730,14 @@ class TcpConnection:
             self._ack_now = True
         else:
             self._count("dup_syn")
-            self.snd_nxt = 0
-
-    def _acceptable(self, seq_u: int, plen: int, wnd: int) -> bool:
-        """RFC 9293 3.10.7.4 "first": the segment acceptability test (four cases)."""
-        nxt = self.rcv_nxt
-        if plen == 0:
-            return (seq_u == nxt) if wnd == 0 else (nxt <= seq_u < nxt + wnd)
-        if wnd == 0:
-            return seq_u == nxt  # RFC 9293: still process the ACK, trim the text
-        end = seq_u + plen - 1
-        return (nxt <= seq_u < nxt + wnd) or (nxt <= end < nxt + wnd)
+            self.snd.nxt = 0
 
     def _rx_text_fin(self, seg: Segment, seq_u: int, wnd: int, now: int) -> None:
         """RFC 9293 3.10.7.4 "seventh" (text) and "eighth" (FIN), trimmed to the window."""
-        payload = seg.payload
-        fin = bool(seg.flags & _FIN)
-        if seq_u < self.rcv_nxt:  # trim the already-received front
-            cut = self.rcv_nxt - seq_u
-            if cut > len(payload):  # only an already-processed FIN remained
-                fin = False
-            payload = payload[cut:]
-            seq_u = self.rcv_nxt
-        right = self.rcv_nxt + wnd
-        if seq_u + len(payload) > right:
-            payload = payload[: max(right - seq_u, 0)]
-            fin = False
+        first, last, fin = trim(seq_u, len(seg.payload), self.rcv_nxt, wnd)
+        fin = fin and bool(seg.flags & _FIN)
+        payload = seg.payload[first:last]
+        seq_u += first
         out_of_order = bool(payload) and seq_u > self.rcv_nxt
         if payload:
             if self.state in RECEIVES_TEXT:
@@ -831,10 +777,10 @@ class TcpConnection:
 
     def _rx_ack(self, seg: Segment, now: int) -> bool:
         """RFC 9293 3.10.7.4 "fifth" plus RFC 5961 section 5.2; False means drop the segment."""
-        ack_u = self._unwrap_snd(seg.ack)
+        ack_u = self.snd.unwrap(seg.ack)
         st = self.state
         if st is TcpState.SYN_RECEIVED:
-            if 0 < ack_u <= self.snd_max:
+            if 0 < ack_u <= self.snd.max:
                 self._ack_of_syn(seg, now)
                 self._set_state(TcpState.ESTABLISHED)
                 self._events.append(ConnectedEvent())
@@ -842,21 +788,21 @@ class TcpConnection:
             else:
                 self._out.append(Segment(seq=seg.ack, ack=0, flags=_RST, window=0))
                 return False
-        if ack_u > self.snd_max:
+        if ack_u > self.snd.max:
             self._count("ack_of_unsent")
             self._ack_now = True
             return False
-        if ack_u < self.snd_una - max(self._max_snd_wnd, 1):
+        if ack_u < self.snd.una - max(self.snd.max_wnd, 1):
             self._challenge_ack("challenge_old_ack", now)
             return False
         self.timers.probes_unanswered = 0
         self._process_sack(seg)
-        if ack_u > self.snd_una:
+        if ack_u > self.snd.una:
             self._ack_new_data(ack_u, seg, now)
-        elif ack_u == self.snd_una:
+        elif ack_u == self.snd.una:
             self._maybe_dupack(seg, now)
         self._update_window(seg)
-        if self._fin_seq is not None and self.snd_una > self._fin_seq:
+        if self.snd.fin_seq is not None and self.snd.una > self.snd.fin_seq:
             st = self.state
             if st is TcpState.FIN_WAIT_1:
                 self._set_state(TcpState.FIN_WAIT_2)
@@ -872,8 +818,6 @@ class TcpConnection:
     # --- ACK processing helpers -------------------------------------------------------------
 
     def _ack_new_data(self, ack_u: int, seg: Segment, now: int) -> None:
-        acked = ack_u - self.snd_una
-        flight = self.snd_max - self.snd_una
         # RTT sample: from the echoed timestamp when negotiated (RFC 7323 section 4.1, valid
         # even for retransmissions), else RFC 6298 section 3 with Karn's rule.
         rtt = self.rtt
@@ -883,57 +827,39 @@ class TcpConnection:
             rtt.timed_seq = None
         else:
             rtt.on_ack(ack_u, now)
-        self.snd_una = ack_u
-        self.snd_nxt = max(self.snd_nxt, ack_u)
-        if self.sndbuf.acked_to(ack_u) and self._want_writable:
-            self._want_writable = False
+        if self.snd.acked(ack_u, now, rtt.srtt):
             self._events.append(WritableEvent())
         self._retries = 0
         self.timers.persist_backoff = 0
-        self.recovery.on_ack(ack_u, acked, flight, self.snd_max, now, rtt.srtt)
         # RFC 6298 5.2/5.3: stop the timer when all is acked, else restart it.
-        if self.snd_una >= self.snd_max:
+        if self.snd.una >= self.snd.max:
             self.timers.rto = None
         else:
             self.timers.rto = now + rtt.rto
 
     def _maybe_dupack(self, seg: Segment, now: int) -> None:
         """RFC 5681 section 2 "duplicate acknowledgment", RFC 6675's SACK variant."""
-        if self.snd_max == self.snd_una or seg.payload or seg.flags & (_SYN | _FIN):
+        if seg.flags & (_SYN | _FIN) or not self.snd.is_duplicate(
+            bool(seg.payload), seg.window, bool(seg.sack_blocks)
+        ):
             return
-        if not seg.sack_blocks and (seg.window << self.snd_wscale) != self.snd_wnd:
-            return
-        if self.recovery.on_duplicate(self.snd_una, self.snd_max, now):
+        if self.snd.recovery.on_duplicate(self.snd.una, self.snd.max, now):
             self.rtt.timed_seq = None  # Karn: the timed segment may be resent
             self._count("fast_retransmit")
 
     def _process_sack(self, seg: Segment) -> None:
         """Hand the peer's SACK blocks (RFC 2018 section 4), unwrapped, to loss recovery."""
-        if not seg.sack_blocks or not self._peer_sack:
-            return
-        una = self.snd_una
-        base = self._wire_snd(una)
-        self.recovery.add_sack(
-            una,
-            self.snd_max,
-            [
-                (una + seq_diff(left, base), una + seq_diff(right, base))
-                for left, right in seg.sack_blocks
-            ],
-        )
+        if seg.sack_blocks and self._peer_sack:
+            self.snd.add_sack(seg.sack_blocks)
 
     def _update_window(self, seg: Segment, force: bool = False) -> None:
         """SND.WND update guarded by SND.WL1/WL2 (RFC 9293 3.10.7.4)."""
         seq_u = self.rcv_nxt + seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt))
-        ack_u = self._unwrap_snd(seg.ack)
-        if force or self._snd_wl1 < seq_u or (self._snd_wl1 == seq_u and self._snd_wl2 <= ack_u):
-            shift = 0 if seg.flags & _SYN else self.snd_wscale
-            self.snd_wnd = seg.window << shift
-            self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
-            self._snd_wl1 = seq_u
-            self._snd_wl2 = ack_u
-            if self.snd_wnd > 0:
-                self.timers.persist = None
+        syn = bool(seg.flags & _SYN)
+        if self.snd.update_window(
+            seq_u, self.snd.unwrap(seg.ack), seg.window, syn=syn, force=force
+        ):
+            self.timers.persist = None
 
     # --- receive helpers --------------------------------------------------------------------
 
@@ -963,7 +889,7 @@ class TcpConnection:
                 self._count("ooo_full")
             # RFC 5681 4.2: each out-of-order segment triggers its own immediate duplicate ACK
             # (the sender counts them), so it cannot be folded into a pending ACK flag.
-            self._out.append(self._make_segment(self.snd_nxt, b"", _ACK, now))
+            self._out.append(self._make_segment(self.snd.nxt, b"", _ACK, now))
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
         """The SACK blocks to carry (RFC 2018 section 4), as wire sequence numbers."""
@@ -972,11 +898,6 @@ class TcpConnection:
         return tuple(
             (self._wire_rcv(s), self._wire_rcv(e)) for s, e in self.rxq.sack_runs(MAX_SACK_BLOCKS)
         )
-
-    @property
-    def _ooo_bytes(self) -> int:
-        """Bytes held in the out-of-order queue."""
-        return self.rxq.ooo_bytes
 
     def _rx_fin(self, fin_u: int, now: int, *, acked: bool = False) -> None:
         """RFC 9293 3.10.7.4 "eighth": act on the FIN once everything before it has arrived."""
@@ -999,7 +920,7 @@ class TcpConnection:
         if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
             self._set_state(TcpState.CLOSE_WAIT)
         elif st is TcpState.FIN_WAIT_1:
-            if self._fin_seq is not None and self.snd_una > self._fin_seq:
+            if self.snd.fin_seq is not None and self.snd.una > self.snd.fin_seq:
                 self._enter_time_wait(now)
             else:
                 self._set_state(TcpState.CLOSING)
@@ -1012,88 +933,23 @@ class TcpConnection:
     # =========================================================================================
 
     def _output_data(self, now: int, out: list[Segment]) -> None:
-        """The send loop (RFC 9293 3.8.6.2.1 sender SWS + Nagle, RFC 6675 section 5 in
-        recovery): retransmit lost holes first, then new data as windows allow."""
-        rec = self.recovery
-        if (
-            not rec.active
-            and self.snd_nxt >= self.snd_max
-            and self.snd_nxt >= self.sndbuf.start + len(self._sbuf)
-            and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
+        """Our data, as the send half decides (:meth:`TcpSender.output`)."""
+        if self.snd.idle():
+            return
+
+        def emit(seq_u: int, n: int, retransmit: bool, fin: bool) -> None:
+            out.append(self._emit(seq_u, n, now, retransmit=retransmit, fin=fin))
+
+        cfg = self.config
+        if self.snd.output(
+            emit, nodelay=cfg.nodelay, gso=cfg.gso_segments, rto_running=self.timers.rto is not None
         ):
-            return  # nothing new, nothing to repeat, FIN sent or not due: the common ACK case
-        mss = self.snd_mss
-        nodelay = self.config.nodelay
-        fin_due = self._fin_seq is not None
-        for _ in range(10_000):
-            limit: int | None = None
-            if rec.active:
-                start, hole, cwnd_room = rec.next_hole(self.snd_una, self.snd_max)
-                if hole:
-                    out.append(self._emit(start, hole, now, retransmit=True))
-                    continue
-            else:
-                if rec.blocks and self.snd_nxt < self.snd_max:
-                    self.snd_nxt, limit = rec.skip_sacked(self.snd_nxt, self.snd_max)
-                cwnd_room = rec.send_room(self.snd_una, self.snd_nxt, self.snd_max)
-            data_end = self.sndbuf.start + len(self._sbuf)
-            avail = max(data_end - self.snd_nxt, 0)
-            if limit is not None:
-                avail = min(avail, limit - self.snd_nxt)
-            wnd_room = self.snd_una + self.snd_wnd - self.snd_nxt
-            n = max(min(mss, avail, wnd_room, cwnd_room), 0)
-            fin = self._fin_seq is not None and self.snd_nxt + n == self._fin_seq
-            if self._fin_seq is not None and self.snd_nxt > self._fin_seq:
-                break
-            if n == 0 and not fin:
-                if avail > 0 and self.snd_wnd == 0 and self.timers.rto is None:
-                    self._arm_persist(now)
-                break
-            # Retransmissions after a timeout (SND.NXT < SND.MAX) are exempt: that data was
-            # already judged sendable once, and holding it back could stall forever.
-            if (
-                n < mss
-                and not fin
-                and not self.timers.sws_override
-                and self.snd_nxt >= self.snd_max
-            ):
-                if n == avail:
-                    if not nodelay and self.snd_nxt > self.snd_una:
-                        break  # Nagle (RFC 9293 3.7.4): wait for the ACK of what is in flight
-                elif n < self._max_snd_wnd // 2:
-                    if wnd_room < mss and self.snd_wnd and self.timers.rto is None:
-                        self._arm_persist(now)
-                    break  # sender SWS avoidance (RFC 9293 3.8.6.2.1)
-            gso = self.config.gso_segments
-            if (
-                gso > 1
-                and n == mss
-                and not rec.active
-                and limit is None
-                and self.snd_nxt >= self.snd_max
-            ):
-                # Offload: as many full pieces as the windows allow, in one segment; a short
-                # tail only when it is the end of the data and nothing would hold it back.
-                big = min(gso * mss, avail, wnd_room, cwnd_room)
-                if big > mss:
-                    n = big if big == avail and (nodelay or fin_due) else big - big % mss
-                    fin = fin_due and self.snd_nxt + n == self._fin_seq
-            self.timers.sws_override = False
-            retransmit = self.snd_nxt < self.snd_max
-            out.append(self._emit(self.snd_nxt, n, now, retransmit=retransmit, fin=fin))
-            self.snd_nxt += n + (1 if fin else 0)
-            self.snd_max = max(self.snd_max, self.snd_nxt)
-            if (
-                n == avail
-                and not rec.active
-                and (self._fin_seq is None or self.snd_nxt > self._fin_seq)
-            ):
-                break  # all data is out and no FIN is due: another round would find nothing
+            self._arm_persist(now)
 
     def _emit(
         self, seq_u: int, n: int, now: int, *, retransmit: bool, fin: bool = False
     ) -> Segment:
-        sb = self.sndbuf
+        sb = self.snd.buf
         payload = sb.slice(seq_u, n)
         flags = _ACK
         if fin:
@@ -1113,7 +969,7 @@ class TcpConnection:
 
     def _make_segment(self, seq_u: int, payload: bytes, flags: int, now: int) -> Segment:
         seg = Segment(
-            seq=self._wire_snd(seq_u),
+            seq=self.snd.wire(seq_u),
             ack=self._wire_rcv(self.rcv_nxt),
             flags=flags,
             window=self.rwnd.field(self.rcv_nxt, len(self._rbuf)),
@@ -1132,14 +988,14 @@ class TcpConnection:
         RFC 7323 2.2, RFC 2018 section 2). On SYN,ACK only options the peer offered appear."""
         flags = _SYN | (_ACK if ack else _NONE)
         offer_ws = self.config.window_scaling and (not ack or self._ws_enabled)
-        if self.snd_max == 0:
+        if self.snd.max == 0:
             self.rtt.start_timing(0, now)
-        self.snd_nxt = 1
-        self.snd_max = max(self.snd_max, 1)
+        self.snd.nxt = 1
+        self.snd.max = max(self.snd.max, 1)
         if self.timers.rto is None:
             self.timers.rto = now + self.rtt.rto
         seg = Segment(
-            seq=self.iss,
+            seq=self.snd.iss,
             ack=self._wire_rcv(self.rcv_nxt) if ack else 0,
             flags=flags,
             window=self.rwnd.syn_field(self.rcv_nxt),
@@ -1164,11 +1020,7 @@ class TcpConnection:
         """Send a challenge ACK, at most ``challenge_ack_limit`` per second (RFC 5961 section 7,
         which keeps the challenges themselves from being an amplifier or a side channel)."""
         self._count(reason)
-        if now - self._challenge_start >= 1000:
-            self._challenge_start = now
-            self._challenge_sent = 0
-        if self._challenge_sent < self.config.challenge_ack_limit:
-            self._challenge_sent += 1
+        if self._challenges.take(now, self.config.challenge_ack_limit):
             self._ack_now = True
         else:
             self._count("challenge_ack_limited")
@@ -1178,13 +1030,13 @@ class TcpConnection:
         (RFC 5681 3.1) collapse cwnd; go-back-N from SND.UNA, forgetting SACK state (RFC 2018
         section 8: the receiver may have reneged)."""
         self.timers.rto = None
-        if self.snd_una >= self.snd_max:
+        if self.snd.una >= self.snd.max:
             return
-        if self.snd_una >= 1 and self.snd_wnd == 0:
+        if self.snd.una >= 1 and self.snd.wnd == 0:
             # The peer closed its window on data in flight: nothing may be retransmitted into
             # it, so switch to the persist timer, which probes and does not count retries while
             # the peer answers (RFC 1122 4.2.2.17).
-            self.snd_nxt = self.snd_una
+            self.snd.nxt = self.snd.una
             self.rtt.timed_seq = None
             self._arm_persist(now)
             return
@@ -1203,9 +1055,9 @@ class TcpConnection:
             return
         self._count("rto")
         self.rtt.back_off()
-        self.recovery.on_timeout(self.snd_una, self.snd_max, now)
+        self.snd.recovery.on_timeout(self.snd.una, self.snd.max, now)
         self.rtt.timed_seq = None
-        self.snd_nxt = self.snd_una
+        self.snd.nxt = self.snd.una
         self.timers.rto = now + self.rtt.rto
 
     def _arm_persist(self, now: int) -> None:
@@ -1215,8 +1067,10 @@ class TcpConnection:
     def _on_persist(self, now: int) -> None:
         """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), see
         :meth:`TcpTimers.persist_fired`."""
-        action = self.timers.persist_fired(self.snd_wnd, self.config.max_retries)
-        if action is PersistAction.GIVE_UP:
+        action = self.timers.persist_fired(self.snd.wnd, self.config.max_retries)
+        if action is PersistAction.OVERRIDE:
+            self.snd.sws_override = True
+        elif action is PersistAction.GIVE_UP:
             self._time_out()
         elif action is PersistAction.PROBE:
             self._probe(now)
@@ -1226,7 +1080,7 @@ class TcpConnection:
         """A segment the receiver finds unacceptable (SEQ = SND.UNA - 1, no text), which makes
         it answer with its current window (the Linux probe form, RFC 9293 3.10.7.4)."""
         self._count("probe")
-        self._out.append(self._make_segment(self.snd_una - 1, b"", _ACK, now))
+        self._out.append(self._make_segment(self.snd.una - 1, b"", _ACK, now))
 
     def _keepalive_deadline(self) -> int | None:
         if not self.config.keepalive or self.state not in (
@@ -1234,7 +1088,7 @@ class TcpConnection:
             TcpState.CLOSE_WAIT,
         ):
             return None
-        if self.snd_max > self.snd_una or self.timers.persist is not None:
+        if self.snd.max > self.snd.una or self.timers.persist is not None:
             return None
         cfg = self.config
         return self.timers.keepalive_deadline(cfg.keepalive_idle_ms, cfg.keepalive_interval_ms)
@@ -1245,12 +1099,12 @@ class TcpConnection:
             self._time_out()
             return
         self._count("keepalive")
-        self._out.append(self._make_segment(self.snd_una - 1, b"", _ACK, now))
+        self._out.append(self._make_segment(self.snd.una - 1, b"", _ACK, now))
 
     def _time_out(self) -> None:
         """A prober gave up on a synchronized connection: tell the peer and the application."""
         self._events.append(TimedOutEvent())
-        self._out.append(Segment(seq=self._wire_snd(self.snd_max), ack=0, flags=_RST, window=0))
+        self._out.append(Segment(seq=self.snd.wire(self.snd.max), ack=0, flags=_RST, window=0))
         self._to_closed()
 
     def _arm_time_wait(self, now: int) -> None:
@@ -1273,10 +1127,8 @@ class TcpConnection:
     # =========================================================================================
 
     def _choose_iss(self) -> None:
-        self.iss = self._isn_source() & SEQ_MASK
-        self.snd_una = self.snd_nxt = self.snd_max = 0
-        self.sndbuf.start = 1
-        self.ts.offset = self.iss + 1
+        self.snd.restart(self._isn_source())
+        self.ts.offset = self.snd.iss + 1
         self._want_wscale = wanted_wscale(self.config.recv_buffer, self.config.window_scaling)
 
     def _accept_syn(self, seg: Segment, now: int) -> None:
@@ -1296,24 +1148,24 @@ class TcpConnection:
             peer_sack=seg.sack_permitted,
             peer_ts=seg.ts is not None,
         )
-        self.snd_mss = agreed.mss
+        self.snd.mss = agreed.mss
         self._ws_enabled = agreed.window_scaling
-        self.snd_wscale = agreed.snd_wscale
+        self.snd.wscale = agreed.snd_wscale
         self.rwnd.wscale = agreed.rcv_wscale
         self._peer_sack = agreed.sack
         self.ts.enabled = agreed.timestamps
         if seg.ts is not None:
             self.ts.recent = seg.ts[0]
-        self.recovery = LossRecovery(
+        self.snd.recovery = LossRecovery(
             cfg.congestion_control(agreed.mss), agreed.mss, sack=agreed.sack
         )
-        self.snd_wnd = seg.window
-        self._max_snd_wnd = seg.window
-        self._snd_wl1 = 0
+        self.snd.wnd = seg.window
+        self.snd.max_wnd = seg.window
+        self.snd.wl1 = 0
         self._ack_now = True
 
     def _ack_of_syn(self, seg: Segment, now: int) -> None:
-        ack_u = self._unwrap_snd(seg.ack)
+        ack_u = self.snd.unwrap(seg.ack)
         rtt = self.rtt
         sample = self.ts.rtt_sample(now, seg.ts)
         if rtt.timed_seq == 0 and ack_u >= 1:
@@ -1322,13 +1174,13 @@ class TcpConnection:
             rtt.sample(sample)
         elif self._retries > 0:
             rtt.after_syn_timeout()  # RFC 6298 5.7
-        self.snd_una = max(self.snd_una, 1)
-        self.snd_nxt = max(self.snd_nxt, 1)
+        self.snd.una = max(self.snd.una, 1)
+        self.snd.nxt = max(self.snd.nxt, 1)
         self._retries = 0
-        self.timers.rto = None if self.snd_max <= 1 else now + rtt.rto
+        self.timers.rto = None if self.snd.max <= 1 else now + rtt.rto
 
     def _reset_tcb(self) -> None:
-        self.snd_una = self.snd_nxt = self.snd_max = 0
+        self.snd.una = self.snd.nxt = self.snd.max = 0
         self.timers.rto = None
         self._retries = 0
         self.rtt.timed_seq = None
@@ -1347,14 +1199,8 @@ class TcpConnection:
         self._ack_now = False
         self._events.append(ClosedEvent())
 
-    def _wire_snd(self, u: int) -> int:
-        return (self.iss + u) & SEQ_MASK
-
     def _wire_rcv(self, u: int) -> int:
         return (self.irs + u) & SEQ_MASK
-
-    def _unwrap_snd(self, wire: int) -> int:
-        return self.snd_una + seq_diff(wire, self._wire_snd(self.snd_una))
 
     def _is_closed(self) -> bool:
         return self.state is TcpState.CLOSED

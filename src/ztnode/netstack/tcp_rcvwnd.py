@@ -55,3 +55,28 @@ class ReceiveWindow:
         SWS step; otherwise it rides on the next ACK."""
         cur = self.room(rcv_nxt)
         return cur < self.size // 2 and (self.size - buffered) - cur >= self._threshold()
+
+
+def acceptable(seq_u: int, plen: int, nxt: int, wnd: int) -> bool:
+    """RFC 9293 3.10.7.4 "first": the four-case acceptability test of a segment starting at
+    ``seq_u`` and occupying ``plen`` sequence numbers, against RCV.NXT ``nxt`` and RCV.WND
+    ``wnd``. With a zero window only a segment at RCV.NXT passes (its ACK is processed and its
+    text trimmed away)."""
+    if plen == 0:
+        return (seq_u == nxt) if wnd == 0 else (nxt <= seq_u < nxt + wnd)
+    if wnd == 0:
+        return seq_u == nxt
+    end = seq_u + plen - 1
+    return (nxt <= seq_u < nxt + wnd) or (nxt <= end < nxt + wnd)
+
+
+def trim(seq_u: int, length: int, nxt: int, wnd: int) -> tuple[int, int, bool]:
+    """The part of ``length`` bytes at ``seq_u`` that lies in ``[nxt, nxt + wnd)``, as offsets
+    ``(first, last)`` into them, and whether a FIN right after them is still to be processed:
+    not when it lies before RCV.NXT (already seen) nor when the text was cut at the right edge
+    (the FIN is beyond the window too)."""
+    first = max(nxt - seq_u, 0)
+    fin_ok = first <= length
+    first = min(first, length)
+    last = max(min(length, nxt + wnd - seq_u), first)
+    return first, last, fin_ok and last == length

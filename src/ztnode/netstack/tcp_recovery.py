@@ -107,6 +107,10 @@ class LossRecovery:
         self.recover = snd_max
         self.high_rxt = una
         self.lost_hint = una + self.mss
+        # Step 4.3 (and RFC 5681 3.2 step 2): the segment at SND.UNA goes out now, whatever
+        # the pipe says; waiting for the pipe to drain below the halved cwnd would hold the
+        # fast retransmit back by about half a window of further dupacks.
+        self.force_rxt = True
         self.cc.on_loss(snd_max - una, now)
         return True
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["PersistAction", "TcpTimers"]
+__all__ = ["PersistAction", "SecondBudget", "TcpTimers"]
 
 
 class PersistAction(Enum):
@@ -42,7 +42,6 @@ class TcpTimers:
         "persist_backoff",
         "probes_unanswered",
         "rto",
-        "sws_override",
         "time_wait",
     )
 
@@ -54,8 +53,6 @@ class TcpTimers:
         self.fin_wait_2: int | None = None
         self.persist_backoff = 0
         self.probes_unanswered = 0
-        #: Set by a persist timeout on a small open window; the next segment ignores SWS rules.
-        self.sws_override = False
         #: When the peer was last heard from (an acceptable segment), for keepalive.
         self.last_heard = 0
         self.ka_sent = 0
@@ -92,7 +89,6 @@ class TcpTimers:
         after ``max_probes`` unanswered probes."""
         self.persist = None
         if snd_wnd > 0:
-            self.sws_override = True
             return PersistAction.OVERRIDE
         self.probes_unanswered += 1
         if self.probes_unanswered > max_probes:
@@ -116,3 +112,24 @@ class TcpTimers:
         self.ka_sent += 1
         self.ka_last = now
         return False
+
+
+class SecondBudget:
+    """At most ``limit`` events in each one-second window, as RFC 5961 section 7 limits
+    challenge ACKs so that the challenges cannot be an amplifier or a side channel."""
+
+    __slots__ = ("start", "used")
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.used = 0
+
+    def take(self, now: int, limit: int) -> bool:
+        """Spend one event at ``now`` (ms); False when this second's budget is gone."""
+        if now - self.start >= 1000:
+            self.start = now
+            self.used = 0
+        if self.used >= limit:
+            return False
+        self.used += 1
+        return True

@@ -217,7 +217,7 @@ class TcpMux:
         v6 = s.ipv6
         ihl = 40 if v6 else 20
         n = len(payload)
-        mss = s.conn.snd_mss
+        mss = s.conn.snd.mss
         # Several MSS of new data (never a SYN or RST): the layer below cuts it (offload).
         if (
             n > mss
