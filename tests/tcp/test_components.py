@@ -188,9 +188,8 @@ def test_receive_window_never_retracts_and_opens_by_sws_steps() -> None:
 
 def test_syn_agreement() -> None:
     a = SynAgreement.from_peer(
-        our_mss=1460, want_wscale=7, ipv6=False, offer=(True, True, True),
-        peer_mss=None, peer_wscale=20, peer_sack=True, peer_ts=True,
-    )  # fmt: skip
+        (True, True, True), (None, 20, True, True), our_mss=1460, want_wscale=7, ipv6=False
+    )
     assert (
         a.mss == DEFAULT_MSS_V4 - TIMESTAMP_OPTION_SPACE
         and a.snd_wscale == 14
@@ -198,9 +197,8 @@ def test_syn_agreement() -> None:
     )
     assert a.sack and a.timestamps and a.window_scaling
     b = SynAgreement.from_peer(
-        our_mss=1460, want_wscale=7, ipv6=False, offer=(False, False, False),
-        peer_mss=9000, peer_wscale=3, peer_sack=True, peer_ts=True,
-    )  # fmt: skip
+        (False, False, False), (9000, 3, True, True), our_mss=1460, want_wscale=7, ipv6=False
+    )
     assert (b.mss, b.snd_wscale, b.rcv_wscale, b.sack, b.timestamps) == (1460, 0, 0, False, False)
     assert wanted_wscale(0xFFFF, True) == 0 and wanted_wscale(0x10000, True) == 1
     assert wanted_wscale(1 << 40, True) == 14 and wanted_wscale(1 << 20, False) == 0

@@ -68,9 +68,11 @@ from ztnode.netstack.tcp_sender import TcpSender
 from ztnode.netstack.tcp_seq import SEQ_MASK, seq_add, seq_diff, seq_le, seq_lt
 from ztnode.netstack.tcp_states import (
     ABORT_SENDS_RST,
+    AFTER_CLOSE,
     CAN_CONNECT,
     CAN_LISTEN,
     CAN_SEND,
+    KEEPALIVE_STATES,
     RECEIVES_TEXT,
     SYNCHRONIZED,
     TcpState,
@@ -439,14 +441,10 @@ class TcpConnection:
             return
         if st is TcpState.CLOSED:
             raise LocalProtocolError("shutdown() on a closed connection")
-        if self.snd.fin_seq is not None:
-            return
-        if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
-            self._set_state(TcpState.FIN_WAIT_1)
-        elif st is TcpState.CLOSE_WAIT:
-            self._set_state(TcpState.LAST_ACK)
-        else:
-            return
+        after = AFTER_CLOSE.get(st)
+        if self.snd.fin_seq is not None or after is None:
+            return  # our FIN is queued already
+        self._set_state(after)
         self.snd.fin_seq = self.snd.buf.end()
 
     def close(self, now: int) -> None:
@@ -522,9 +520,9 @@ class TcpConnection:
             return
         if t.rto is not None and now >= t.rto:
             self._on_rto(now)
-        if not self._is_closed() and t.persist is not None and now >= t.persist:
+        if self.state is not TcpState.CLOSED and t.persist is not None and now >= t.persist:
             self._on_persist(now)
-        if self._is_closed():
+        if self.state is TcpState.CLOSED:
             return
         ka = self._keepalive_deadline()
         if ka is not None and now >= ka:
@@ -917,16 +915,13 @@ class TcpConnection:
         self._ack_now = True
         self._events.append(PeerClosedEvent())
         st = self.state
+        our_fin_acked = self.snd.fin_seq is not None and self.snd.una > self.snd.fin_seq
         if st in (TcpState.SYN_RECEIVED, TcpState.ESTABLISHED):
             self._set_state(TcpState.CLOSE_WAIT)
-        elif st is TcpState.FIN_WAIT_1:
-            if self.snd.fin_seq is not None and self.snd.una > self.snd.fin_seq:
-                self._enter_time_wait(now)
-            else:
-                self._set_state(TcpState.CLOSING)
-        elif st is TcpState.FIN_WAIT_2:
-            self.timers.fin_wait_2 = None
+        elif st is TcpState.FIN_WAIT_2 or (st is TcpState.FIN_WAIT_1 and our_fin_acked):
             self._enter_time_wait(now)
+        elif st is TcpState.FIN_WAIT_1:
+            self._set_state(TcpState.CLOSING)
 
     # =========================================================================================
     # Output
@@ -1076,30 +1071,26 @@ class TcpConnection:
             self._probe(now)
             self._arm_persist(now)
 
-    def _probe(self, now: int) -> None:
+    def _probe(self, now: int, reason: str = "probe") -> None:
         """A segment the receiver finds unacceptable (SEQ = SND.UNA - 1, no text), which makes
         it answer with its current window (the Linux probe form, RFC 9293 3.10.7.4)."""
-        self._count("probe")
+        self._count(reason)
         self._out.append(self._make_segment(self.snd.una - 1, b"", _ACK, now))
 
     def _keepalive_deadline(self) -> int | None:
-        if not self.config.keepalive or self.state not in (
-            TcpState.ESTABLISHED,
-            TcpState.CLOSE_WAIT,
-        ):
+        cfg = self.config
+        if not cfg.keepalive or self.state not in KEEPALIVE_STATES:
             return None
         if self.snd.max > self.snd.una or self.timers.persist is not None:
-            return None
-        cfg = self.config
+            return None  # data in flight or a closed window: those timers watch the peer
         return self.timers.keepalive_deadline(cfg.keepalive_idle_ms, cfg.keepalive_interval_ms)
 
     def _on_keepalive(self, now: int) -> None:
         """RFC 1122 4.2.3.6: probe an idle peer; reset after ``keepalive_count`` silences."""
         if self.timers.keepalive_fired(now, self.config.keepalive_count):
             self._time_out()
-            return
-        self._count("keepalive")
-        self._out.append(self._make_segment(self.snd.una - 1, b"", _ACK, now))
+        else:
+            self._probe(now, "keepalive")
 
     def _time_out(self) -> None:
         """A prober gave up on a synchronized connection: tell the peer and the application."""
@@ -1113,9 +1104,7 @@ class TcpConnection:
     def _enter_time_wait(self, now: int) -> None:
         """RFC 9293 3.10.7.4: TIME-WAIT lasts 2*MSL; other timers are off."""
         self._set_state(TcpState.TIME_WAIT)
-        self.timers.rto = None
-        self.timers.persist = None
-        self.timers.fin_wait_2 = None
+        self.timers.rto = self.timers.persist = self.timers.fin_wait_2 = None
         self._arm_time_wait(now)
 
     def _arm_fin_wait_2(self, now: int) -> None:
@@ -1139,29 +1128,20 @@ class TcpConnection:
         self.timers.heard(now)
         cfg = self.config
         agreed = SynAgreement.from_peer(
+            (cfg.window_scaling, cfg.sack, cfg.timestamps),
+            (seg.mss, seg.wscale, seg.sack_permitted, seg.ts is not None),
             our_mss=self.our_mss,
             want_wscale=self._want_wscale,
             ipv6=cfg.ipv6,
-            offer=(cfg.window_scaling, cfg.sack, cfg.timestamps),
-            peer_mss=seg.mss,
-            peer_wscale=seg.wscale,
-            peer_sack=seg.sack_permitted,
-            peer_ts=seg.ts is not None,
         )
-        self.snd.mss = agreed.mss
+        recovery = LossRecovery(cfg.congestion_control(agreed.mss), agreed.mss, sack=agreed.sack)
+        self.snd.agreed(agreed.mss, agreed.snd_wscale, seg.window, recovery)
         self._ws_enabled = agreed.window_scaling
-        self.snd.wscale = agreed.snd_wscale
         self.rwnd.wscale = agreed.rcv_wscale
         self._peer_sack = agreed.sack
         self.ts.enabled = agreed.timestamps
         if seg.ts is not None:
             self.ts.recent = seg.ts[0]
-        self.snd.recovery = LossRecovery(
-            cfg.congestion_control(agreed.mss), agreed.mss, sack=agreed.sack
-        )
-        self.snd.wnd = seg.window
-        self.snd.max_wnd = seg.window
-        self.snd.wl1 = 0
         self._ack_now = True
 
     def _ack_of_syn(self, seg: Segment, now: int) -> None:
@@ -1201,9 +1181,6 @@ class TcpConnection:
 
     def _wire_rcv(self, u: int) -> int:
         return (self.irs + u) & SEQ_MASK
-
-    def _is_closed(self) -> bool:
-        return self.state is TcpState.CLOSED
 
     def _count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1

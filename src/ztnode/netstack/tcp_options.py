@@ -64,19 +64,18 @@ class SynAgreement:
     @classmethod
     def from_peer(
         cls,
+        offer: tuple[bool, bool, bool],
+        peer: tuple[int | None, int | None, bool, bool],
         *,
         our_mss: int,
         want_wscale: int,
         ipv6: bool,
-        offer: tuple[bool, bool, bool],
-        peer_mss: int | None,
-        peer_wscale: int | None,
-        peer_sack: bool,
-        peer_ts: bool,
     ) -> SynAgreement:
-        """``offer`` is what our config allows: (window scaling, SACK, timestamps). An option
+        """``offer`` is what our config allows (window scaling, SACK, timestamps); ``peer``
+        what the peer's SYN carried (MSS, window scale, SACK-permitted, a timestamp). An option
         is in force only when both sides offer it (RFC 7323 2.2 and 3.2, RFC 2018 section 2)."""
         ws_ok, sack_ok, ts_ok = offer
+        peer_mss, peer_wscale, peer_sack, peer_ts = peer
         if peer_mss is None:
             peer_mss = DEFAULT_MSS_V6 if ipv6 else DEFAULT_MSS_V4
         mss = max(min(peer_mss, our_mss), MIN_SMSS)

@@ -87,6 +87,15 @@ class TcpSender:
         """The unwrapped send sequence number nearest SND.UNA for a wire value (an ACK)."""
         return self.una + seq_diff(wire, self.wire(self.una))
 
+    def agreed(self, mss: int, wscale: int, window: int, recovery: LossRecovery) -> None:
+        """The SYN exchange fixed SMSS and the peer's window scale, and its SYN opened the
+        window (never scaled, RFC 7323 2.2); recovery is made anew for that MSS and SACK."""
+        self.mss = mss
+        self.wscale = wscale
+        self.wnd = self.max_wnd = window
+        self.wl1 = 0
+        self.recovery = recovery
+
     def restart(self, iss: int) -> None:
         """A new ISS (connect, or a SYN accepted in LISTEN): nothing is sent yet."""
         self.iss = iss & SEQ_MASK

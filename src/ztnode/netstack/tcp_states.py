@@ -86,6 +86,15 @@ CAN_CONNECT: Final = frozenset({S.CLOSED, S.LISTEN})
 CAN_SEND: Final = frozenset({S.SYN_SENT, S.SYN_RECEIVED, S.ESTABLISHED, S.CLOSE_WAIT})
 #: Segment text is accepted into the receive buffer (3.10.7.4 "seventh").
 RECEIVES_TEXT: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.SYN_RECEIVED})
+#: CLOSE with our FIN still to send (3.10.4): where the connection goes.
+AFTER_CLOSE: Final = {
+    S.SYN_RECEIVED: S.FIN_WAIT_1,
+    S.ESTABLISHED: S.FIN_WAIT_1,
+    S.CLOSE_WAIT: S.LAST_ACK,
+}
+#: Keepalive probes an idle peer in these (RFC 1122 4.2.3.6: the connection is open both ways
+#: or the peer alone has closed its side).
+KEEPALIVE_STATES: Final = frozenset({S.ESTABLISHED, S.CLOSE_WAIT})
 #: ABORT sends a RST from these (3.10.5).
 ABORT_SENDS_RST: Final = frozenset(
     {S.SYN_RECEIVED, S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT}
