@@ -22,6 +22,7 @@ from ztnode.wire.credentials import CertificateOfMembership, CredentialType, Rev
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.mac import mac_from_address
 from ztnode.wire.netconf import NetworkConfig, NetworkType
+from ztnode.wire.rules import ActionAccept
 
 IDS = test_identities()
 
@@ -132,6 +133,7 @@ class MiniController:
             name="test",
             com=com,
             static_ips=(ip, rfc4193_address(self.network_id, member.address)),
+            rules=(ActionAccept(),),  # a controller's default network (an empty list drops all)
         )
 
     def handle_request(

@@ -52,6 +52,9 @@ class Drop(StrEnum):
     STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"
     CONFIG_QUEUE_FULL = "config_request_queue_full"  # requests waiting for the controller
+    RULES_OUTBOUND = "rules_outbound"  # a frame we were to send, dropped by the network's rules
+    RULES_INBOUND = "rules_inbound"  # a frame received, dropped by the network's rules
+    BRIDGING_NOT_ALLOWED = "bridging_not_allowed"  # EXT_FRAME with foreign MACs, no bridge role
 
 
 class Counters:
@@ -77,8 +80,8 @@ class Counters:
         # Authenticated packets by cipher suite: proof of what peers actually use with us.
         self.ciphers_in: Counter[str] = Counter()
 
-    def drop(self, reason: Drop) -> None:
-        self.drops[reason.value] += 1
+    def drop(self, reason: Drop, n: int = 1) -> None:
+        self.drops[reason.value] += n
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -111,6 +111,10 @@ class Multicaster:
                 adi = int.from_bytes(payload[24:28], "big")  # ARP: one group per target IP
             elif not cfg.enable_broadcast:
                 return False
+        if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
+            net, 0, dest_mac, ethertype, payload, now
+        ):
+            return True  # the rules' first pass (destination unknown, copies allowed) dropped it
         group = (dest_mac, adi)
         known = net.members_of(group, now)
         limit = cfg.multicast_limit
@@ -146,6 +150,10 @@ class Multicaster:
             if r == self.rt.address or r in pending.sent_to:
                 continue
             pending.sent_to.add(r)
+            if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
+                net, r, mac, pending.ethertype, pending.payload, now, no_tee=True
+            ):
+                continue  # each recipient is filtered again, without copies
             if net.should_push_credentials(r, now):
                 self.rt.vl2.push_credentials(net, r, now)
             self.rt.switch.send(r, Verb.MULTICAST_FRAME, body, now, compress=True)
@@ -186,7 +194,7 @@ class Multicaster:
                 peer.last_trust_established = now
                 path.last_trust_established = now
                 self.rt.vl2.deliver_frame(
-                    net.id, peer.address, source, m.dest_mac, m.ethertype, m.payload
+                    net, peer.address, source, m.dest_mac, m.ethertype, m.payload, now
                 )
         self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now)
 

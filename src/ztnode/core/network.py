@@ -8,11 +8,16 @@ wire; this module owns the per-network state machines: config chunk assembly and
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeVar
 
+from ztnode.core.enforcer import Enforcer
+from ztnode.core.filter import Party
 from ztnode.identity import Identity
 from ztnode.wire.credentials import (
     Capability,
@@ -103,6 +108,10 @@ class Membership:
     #: The last gate verdict and the two certificates it was reached with: every frame asks,
     #: and the answer only changes when either certificate is replaced.
     agreement: tuple[CertificateOfMembership, CertificateOfMembership, bool] | None = None
+    #: Bumped whenever a tag, capability, ownership certificate or revocation is filed, so the
+    #: rules' view of this member (``party``, keyed by config generation and this) is rebuilt.
+    credentials_version: int = 0
+    party: tuple[tuple[int, int], Party] | None = None
 
 
 @dataclass
@@ -117,9 +126,13 @@ class _Assembly:
 class Network:
     """One network we have joined."""
 
-    def __init__(self, network_id: int, me: int) -> None:
+    def __init__(self, network_id: int, me: int, random32: Callable[[], int] | None = None) -> None:
         self.id = network_id
         self.me = me
+        if random32 is None:  # tests: a fixed stream per network (the node injects its own)
+            random32 = functools.partial(random.Random(network_id ^ me).getrandbits, 32)
+        #: The rules in force (see :mod:`ztnode.core.enforcer`), configured with each config.
+        self.enforcer = Enforcer(me, network_id, random32, self.ndp_prefixes)
         self.mac = mac_from_address(me, network_id)
         self.status = NetworkStatus.REQUESTING_CONFIGURATION
         self.config: NetworkConfig | None = None
@@ -203,7 +216,24 @@ class Network:
             return False
         self.config = config
         self.config_bytes = raw
+        self.enforcer.configure(config)
         return True
+
+    def ndp_prefixes(self, cfg: NetworkConfig) -> tuple[bytes, ...]:
+        """With NDP emulation on, the IPv6 prefixes whose addresses count as owned by whoever
+        sends from them: the 6plane /40 and rfc4193 /88 of this network, each only when our
+        own config carries our address in it (node/Membership.hpp:110-160)."""
+        if not cfg.flags & NetconfFlag.ENABLE_IPV6_NDP_EMULATION:
+            return ()
+        ours = {a.ip for a in cfg.static_ips}
+        out: list[bytes] = []
+        for mine, keep in (
+            (sixplane_address(self.id, self.me), 5),
+            (rfc4193_address(self.id, self.me), 11),
+        ):
+            if mine.ip in ours:
+                out.append(mine.ip.packed[:keep])
+        return tuple(out)
 
     def assigned_addresses(self) -> list[InetAddress]:
         return list(self.config.static_ips) if self.config is not None else []
@@ -254,6 +284,8 @@ class Network:
         if m.com_revocation_threshold < rev.threshold:
             m.com_revocation_threshold = rev.threshold
             changed = True
+        if changed:
+            m.credentials_version += 1
         return changed
 
     def add_tag(self, tag: Tag) -> bool:
@@ -261,7 +293,10 @@ class Network:
 
     def add_capability(self, cap: Capability) -> bool:
         m = self.membership(cap.issued_to)
-        return self._add_keyed(m.capabilities, CredentialType.CAPABILITY, cap)
+        added = self._add_keyed(m.capabilities, CredentialType.CAPABILITY, cap)
+        if added:
+            self.enforcer.note_capability(cap)
+        return added
 
     def add_coo(self, coo: CertificateOfOwnership) -> bool:
         return self._add_keyed(self.membership(coo.issued_to).coos, CredentialType.COO, coo)
@@ -275,6 +310,7 @@ class Network:
         if old is not None and old.timestamp > cred.timestamp:
             return False
         held[cred.id] = cred
+        m.credentials_version += 1
         return True
 
     # -- multicast (§7) --------------------------------------------------------------------

@@ -311,6 +311,18 @@ class Node:
         :meth:`Vl2.frame_route`); None when only :meth:`send_frame` can send there."""
         return self.vl2.frame_route(network_id, dest_mac, now)
 
+    def filter_burst(
+        self, network_id: int, dest_mac: int, ethertype: int, first: bytes, last: bytes, pieces: int
+    ) -> bool | None:
+        """The rules on a burst of ``pieces`` TCP frames judged by its first and last piece
+        (see :meth:`Vl2.filter_burst`): True send all, False all dropped, None judge each."""
+        return self.vl2.filter_burst(network_id, dest_mac, ethertype, first, last, pieces)
+
+    def coalescing_allowed(self, network_id: int) -> bool:
+        """May received TCP segments of this network be joined before the rules see them?"""
+        net = self.networks.get(network_id)
+        return net is not None and net.enforcer.coalesce_safe
+
     def send_routed(self, route: FrameRoute, datagrams: list[bytes], packets: int) -> None:
         """Queue datagrams made with ``route`` (``packets`` packets, maybe fragmented)."""
         self.switch.emit_datagrams(route.local, route.remote, datagrams, packets)

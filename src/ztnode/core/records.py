@@ -103,3 +103,6 @@ class FrameRoute(NamedTuple):
     """The 28-byte packet header template: destination, source and verb FRAME filled."""
     network_id: int
     mtu: int
+    filtered: bool = False
+    """The network's rules are not accept-all: before cutting, ask
+    :meth:`ztnode.core.node.Node.filter_burst` about the burst's first and last piece."""

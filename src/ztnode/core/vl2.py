@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Final
 from ztnode.core import events as ev
 from ztnode.core.controller_iface import ConfigAnswer
 from ztnode.core.counters import Drop
+from ztnode.core.filter import Decision
+from ztnode.core.filter import Frame as FilterFrame
 from ztnode.core.network import (
     Network,
     NetworkStatus,
@@ -48,7 +50,7 @@ from ztnode.wire.credentials import (
     NetworkCredentials,
     Tag,
 )
-from ztnode.wire.mac import address_from_mac, first_octet_for_network
+from ztnode.wire.mac import address_from_mac, first_octet_for_network, mac_from_address
 from ztnode.wire.netconf import (
     NetworkConfig,
     NetworkConfigRequestMetadata,
@@ -59,6 +61,7 @@ from ztnode.wire.verbs import (
     NetconfAck,
     NetworkConfigChunk,
     NetworkConfigRequest,
+    OkExtFrame,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +89,7 @@ class _GatedFrame:
     ethertype: int
     payload: bytes
     created: int
+    extended: bool
 
 
 class Vl2:
@@ -106,7 +110,9 @@ class Vl2:
         net = self.rt.networks.get(network_id)
         if net is not None:
             return net
-        net = self.rt.networks[network_id] = Network(network_id, self.rt.address)
+        net = self.rt.networks[network_id] = Network(
+            network_id, self.rt.address, lambda: self.rt.rng.getrandbits(32)
+        )
         self.rt.events.append(ev.NetworkStatusChanged(network_id, net.status.value))
         if cached_config:
             try:
@@ -151,12 +157,51 @@ class Vl2:
         dest = self.member_for_mac(network_id, dest_mac)
         if dest is None:
             return False
+        if not net.enforcer.accept_all and not self.outbound_allowed(
+            net, dest, dest_mac, ethertype, payload, now
+        ):
+            return True  # the rules dropped it: sent nowhere, as on any member
         if net.should_push_credentials(dest, now):
             self.push_credentials(net, dest, now)
         # Frame(network_id, ethertype, payload).encode(), without the objects (the hot path).
         body = b"".join((network_id.to_bytes(8, "big"), ethertype.to_bytes(2, "big"), payload))
         self.rt.switch.send(dest, Verb.FRAME, body, now)
         return True
+
+    def outbound_allowed(
+        self,
+        net: Network,
+        dest: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+        *,
+        no_tee: bool = False,
+    ) -> bool:
+        """The network's rules on a frame we send to ``dest`` (0 for a multicast's first
+        pass): sends the TEE/WATCH/REDIRECT copies they ask for; False, counted, when the frame
+        must not go (dropped, or redirected elsewhere)."""
+        frame = FilterFrame(ethertype, payload, net.mac, dest_mac)
+        membership = net.memberships.get(dest) if dest else None
+        d = net.enforcer.outbound(dest, frame, membership, no_tee=no_tee)
+        self.send_copies(net, d, frame, now)
+        if not d.accept:
+            self.rt.counters.drop(Drop.RULES_OUTBOUND)
+        return bool(d.accept)
+
+    def send_copies(self, net: Network, d: Decision, frame: FilterFrame, now: int) -> None:
+        """The EXT_FRAMEs a rules decision asks for, each with its flags and length."""
+        for c in d.copies:
+            body = ExtFrame(
+                net.id,
+                c.flags,
+                frame.mac_dest,
+                frame.mac_source,
+                frame.ethertype,
+                bytes(frame.data[: c.length]),
+            ).encode()
+            self.rt.switch.send(c.dest, Verb.EXT_FRAME, body, now, compress=True)
 
     def member_for_mac(self, network_id: int, mac: int) -> int | None:
         """The other member a unicast MAC of this network stands for; None for a MAC that is
@@ -175,6 +220,9 @@ class Vl2:
         net = self.rt.networks.get(network_id)
         if net is None or net.config is None or dest_mac >> 40 & 0x01:
             return None
+        enforcer = net.enforcer
+        if not enforcer.accept_all and not enforcer.burst_safe:
+            return None  # rules that judge (or copy) each frame: every piece via send_frame
         dest = self.member_for_mac(network_id, dest_mac)
         peer = self.rt.peers.get(dest) if dest is not None else None
         if dest is None or peer is None:
@@ -186,22 +234,103 @@ class Vl2:
             self.push_credentials(net, dest, now)
         header = bytes(pk.new_packet(bytes(8), dest, self.rt.address, Verb.FRAME))
         cipher = self.rt.switch.cipher_for(peer)
-        return FrameRoute(peer.key, cipher, path.local, path.remote, header, net.id, self.rt.mtu)
+        return FrameRoute(
+            peer.key,
+            cipher,
+            path.local,
+            path.remote,
+            header,
+            net.id,
+            self.rt.mtu,
+            not enforcer.accept_all,
+        )
+
+    def filter_burst(
+        self, network_id: int, dest_mac: int, ethertype: int, first: bytes, last: bytes, pieces: int
+    ) -> bool | None:
+        """A TCP burst for a :class:`FrameRoute` with ``filtered`` set: its pieces differ only
+        in sequence numbers, checksums, IPv4 idents and the last piece's length and PSH/FIN,
+        and the network's rules are burst-safe (nothing that reads those or acts per frame),
+        so the first piece speaks for all but the last. True when both pass, False (every
+        piece counted) when neither does, None when they differ: the caller then sends piece by
+        piece through :meth:`send_frame`."""
+        net = self.rt.networks.get(network_id)
+        dest = self.member_for_mac(network_id, dest_mac)
+        if net is None or dest is None:
+            return None
+        membership = net.memberships.get(dest)
+        enforcer = net.enforcer
+        head = enforcer.outbound(
+            dest, FilterFrame(ethertype, first, net.mac, dest_mac), membership, weight=pieces - 1
+        ).accept
+        tail = enforcer.outbound(
+            dest, FilterFrame(ethertype, last, net.mac, dest_mac), membership
+        ).accept
+        if head and tail:
+            return True
+        if not head and not tail:
+            self.rt.counters.drop(Drop.RULES_OUTBOUND, pieces)
+            return False
+        return None
 
     def deliver_frame(
         self,
-        network_id: int,
+        net: Network,
         source: int,
         source_mac: int,
         dest_mac: int,
         ethertype: int,
         payload: bytes,
-    ) -> None:
-        """Every frame received from a member in good standing, unicast or multicast, reaches
-        the host here, as a :class:`~ztnode.core.events.FrameReceived` event."""
+        now: int,
+        *,
+        extended: bool = False,
+    ) -> bool:
+        """Every frame received from a member in good standing, unicast or multicast, passes
+        the network's rules here (inbound) and then reaches the host as a
+        :class:`~ztnode.core.events.FrameReceived` event. ``extended`` frames (EXT_FRAME) carry
+        their own MACs, so unless the rules super-accept them (we are a TEE/REDIRECT target)
+        a foreign source MAC needs a bridging sender and a foreign destination MAC needs us to
+        bridge or to be a multicast (node/IncomingPacket.cpp:915-945). False when not
+        delivered."""
+        if extended and source_mac in (0, net.mac):
+            return False  # no source, or our own MAC coming back: ignored (IncomingPacket.cpp:910)
+        accept = 1
+        if not net.enforcer.accept_all:
+            frame = FilterFrame(ethertype, payload, source_mac, dest_mac)
+            d = net.enforcer.inbound(source, frame, net.membership(source))
+            self.send_copies(net, d, frame, now)
+            accept = d.accept
+            if not accept:
+                self.rt.counters.drop(Drop.RULES_INBOUND)
+                return False
+        if (
+            extended
+            and accept == 1
+            and not self._bridging_allows(net, source, source_mac, dest_mac)
+        ):
+            return False
         self.rt.events.append(
-            ev.FrameReceived(network_id, source, source_mac, dest_mac, ethertype, payload)
+            ev.FrameReceived(net.id, source, source_mac, dest_mac, ethertype, payload)
         )
+        return True
+
+    def _bridging_allows(self, net: Network, source: int, source_mac: int, dest_mac: int) -> bool:
+        cfg = net.config
+        if cfg is None:
+            return False
+        if source_mac != mac_from_address(source, net.id):
+            ok = cfg.permits_bridging(source)
+        elif dest_mac != net.mac:
+            ok = (
+                cfg.multicast_limit > 0
+                if dest_mac >> 40 & 0x01
+                else cfg.permits_bridging(self.rt.address)
+            )
+        else:
+            ok = True
+        if not ok:
+            self.rt.counters.drop(Drop.BRIDGING_NOT_ALLOWED)
+        return ok
 
     def request_config(self, net: Network, now: int) -> None:
         net.last_request_sent = now
@@ -337,7 +466,7 @@ class Vl2:
         x = ExtFrame.decode(rx.payload)
         if x.com is not None:
             self.accept_com(x.network_id, x.com, rx.now)
-        self.do_frame(
+        admitted = self.do_frame(
             rx.peer,
             x.network_id,
             x.from_mac,
@@ -350,6 +479,9 @@ class Vl2:
             rx.now,
             Verb.EXT_FRAME,
         )
+        if admitted and x.ack_requested:  # a WATCH copy asks for an OK (ignored by its sender)
+            ok = OkExtFrame(rx.pid, x.network_id).encode()
+            self.rt.switch.send_on(rx.peer, rx.path, Verb.OK, ok, rx.now, expect=False)
 
     def do_credentials(self, rx: Rx) -> None:
         peer, payload, path, hops, now = rx.peer, rx.payload, rx.path, rx.hops, rx.now
@@ -427,14 +559,26 @@ class Vl2:
         hops: int,
         now: int,
         verb: int,
-    ) -> None:
+    ) -> bool:
+        """A FRAME or EXT_FRAME: past the membership gate to :meth:`deliver_frame`, or held a
+        few seconds while the sender's credentials are asked for. True when the gate admitted
+        it."""
         net = self.rt.networks.get(network_id)
+        admitted = False
         if net is not None:
-            if net.gate(peer.address, peer.identity):
+            admitted = net.gate(peer.address, peer.identity)
+            if admitted:
                 peer.last_trust_established = now
                 path.last_trust_established = now
                 self.deliver_frame(
-                    network_id, peer.address, source_mac, dest_mac, ethertype, payload
+                    net,
+                    peer.address,
+                    source_mac,
+                    dest_mac,
+                    ethertype,
+                    payload,
+                    now,
+                    extended=verb == Verb.EXT_FRAME,
                 )
             else:
                 # Not (yet) a member in good standing: ask for its credentials and keep the
@@ -446,10 +590,18 @@ class Vl2:
                     self._gated_frames.popleft()
                 self._gated_frames.append(
                     _GatedFrame(
-                        peer.address, network_id, source_mac, dest_mac, ethertype, payload, now
+                        peer.address,
+                        network_id,
+                        source_mac,
+                        dest_mac,
+                        ethertype,
+                        payload,
+                        now,
+                        verb == Verb.EXT_FRAME,
                     )
                 )
         self.rt.vl1.received(peer, path, hops, verb, now)
+        return admitted
 
     def _retry_gated_frames(self, now: int) -> None:
         if not self._gated_frames:
@@ -464,7 +616,14 @@ class Vl2:
                 continue
             if net.gate(peer.address, peer.identity):
                 self.deliver_frame(
-                    g.network_id, g.source, g.source_mac, g.dest_mac, g.ethertype, g.payload
+                    net,
+                    g.source,
+                    g.source_mac,
+                    g.dest_mac,
+                    g.ethertype,
+                    g.payload,
+                    now,
+                    extended=g.extended,
                 )
             else:
                 keep.append(g)

@@ -116,10 +116,14 @@ class Host:
 
     def coalescing_networks(self) -> list[int]:
         """Networks whose received TCP segments the transport may join (Linux's GRO): those
-        with an IP stack, which takes segments of any length, and no raw-frame tap, which
-        must see the frames as they were sent."""
+        with an IP stack, which takes segments of any length, no raw-frame tap, which must
+        see the frames as they were sent, and rules that judge a joined segment as they would
+        its pieces."""
         taps = self.frame_taps
-        return [nwid for nwid in self.stacks if not taps.get(nwid)]
+        node = self.node
+        return [
+            nwid for nwid in self.stacks if not taps.get(nwid) and node.coalescing_allowed(nwid)
+        ]
 
     def handle_timer(self, now: int) -> None:
         node = self.node
@@ -195,7 +199,15 @@ class Host:
         route = node.frame_route(nwid, dst_mac, now)
         if route is None:
             return False
-        pieces = -(-len(seg.payload) // seg.seg_size)
+        pieces = seg.count()
+        if route.filtered:
+            verdict = node.filter_burst(
+                nwid, dst_mac, ethertype, seg.piece(0), seg.piece(pieces - 1), pieces
+            )
+            if verdict is None:
+                return False  # the rules part the burst: the caller sends piece by piece
+            if not verdict:
+                return True  # dropped by the rules, every piece counted
         datagrams = accel.tcp_pieces(
             route.key,
             route.cipher,

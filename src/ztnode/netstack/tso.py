@@ -31,36 +31,40 @@ class TcpBurst:
     seg_size: int
     flags_last: int
 
+    def count(self) -> int:
+        """How many pieces the cut makes (one, the header alone, when there is no payload)."""
+        return max(-(-len(self.payload) // self.seg_size), 1)
+
     def packets(self) -> list[bytes]:
+        return [self.piece(i) for i in range(self.count())]
+
+    def piece(self, i: int) -> bytes:
+        """Piece ``i`` as sent: its slice of the payload, sequence number, flags, lengths,
+        IPv4 ident and checksums."""
         h = self.header
         v6 = h[0] >> 4 == 6
         ihl = 40 if v6 else 20
         thl = len(h) - ihl
         seq0 = int.from_bytes(h[ihl + 4 : ihl + 8], "big")
         src, dst = (h[8:24], h[24:40]) if v6 else (h[12:16], h[16:20])
-        payload = self.payload
-        size = self.seg_size
-        out: list[bytes] = []
-        starts = range(0, len(payload), size) or range(1)  # no payload: the header alone
-        for i, off in enumerate(starts):
-            chunk = payload[off : off + size]
-            tcp_len = thl + len(chunk)
-            buf = bytearray(h)
-            buf += chunk
-            struct.pack_into(">I", buf, ihl + 4, (seq0 + off) & 0xFFFFFFFF)
-            last = i == len(starts) - 1
-            buf[ihl + 13] = self.flags_last if last else self.flags_last & ~0x09
-            buf[ihl + 16 : ihl + 18] = b"\0\0"
-            ck = ~ones_sum(memoryview(buf)[ihl:], pseudo_sum(src, dst, PROTO_TCP, tcp_len))
-            struct.pack_into(">H", buf, ihl + 16, ck & 0xFFFF)
-            if v6:
-                struct.pack_into(">H", buf, 4, tcp_len)
-            else:
-                struct.pack_into(">HH", buf, 2, 20 + tcp_len, (self.ip_id + i) & 0xFFFF)
-                buf[10:12] = b"\0\0"
-                struct.pack_into(">H", buf, 10, ~ones_sum(memoryview(buf)[:20]) & 0xFFFF)
-            out.append(bytes(buf))
-        return out
+        off = i * self.seg_size
+        chunk = self.payload[off : off + self.seg_size]
+        tcp_len = thl + len(chunk)
+        buf = bytearray(h)
+        buf += chunk
+        struct.pack_into(">I", buf, ihl + 4, (seq0 + off) & 0xFFFFFFFF)
+        last = i == self.count() - 1
+        buf[ihl + 13] = self.flags_last if last else self.flags_last & ~0x09
+        buf[ihl + 16 : ihl + 18] = b"\0\0"
+        ck = ~ones_sum(memoryview(buf)[ihl:], pseudo_sum(src, dst, PROTO_TCP, tcp_len))
+        struct.pack_into(">H", buf, ihl + 16, ck & 0xFFFF)
+        if v6:
+            struct.pack_into(">H", buf, 4, tcp_len)
+        else:
+            struct.pack_into(">HH", buf, 2, 20 + tcp_len, (self.ip_id + i) & 0xFFFF)
+            buf[10:12] = b"\0\0"
+            struct.pack_into(">H", buf, 10, ~ones_sum(memoryview(buf)[:20]) & 0xFFFF)
+        return bytes(buf)
 
 
 Frame = tuple[int, int, "bytes | TcpBurst"]

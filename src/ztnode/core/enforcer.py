@@ -1,0 +1,207 @@
+"""A joined network's rules in force: which frames VL2 may send and deliver.
+
+:mod:`ztnode.core.filter` is the stateless engine; this module keeps, per network, what the
+engine is run with and what it decided:
+
+* from our config: the base rules, our capabilities (tried in id order), our tags and ownership
+  certificates, the "unsupported match" flag, and the network's NDP-emulated IPv6 prefixes;
+* per other member, the :class:`~ztnode.core.filter.Party` its credentials make (tags and
+  ownership certificates in force, §5.5: timestamp within ``ctmd`` of our config's and above
+  any revocation) and the capabilities it presented that are in force; cached on the membership
+  and rebuilt when its credentials or our config change;
+* counts of what was decided, by direction and outcome, for ``/metrics``.
+
+It also answers two questions the send paths ask before the per-frame work: whether the rules
+accept everything (a default network: nothing to evaluate) and whether a burst of TCP pieces
+may be judged by its first and last piece (no rule that tells equal-looking pieces apart or
+copies frames).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from ztnode.core.filter import (
+    Decision,
+    FilterEnv,
+    Frame,
+    Party,
+    Verdict,
+    filter_inbound,
+    filter_outbound,
+    is_accept_all,
+)
+from ztnode.wire.credentials import Capability, CredentialType
+from ztnode.wire.netconf import NetconfFlag, NetworkConfig
+from ztnode.wire.rules import Characteristic, MatchCharacteristics, Rule, RuleType
+
+if TYPE_CHECKING:
+    from ztnode.core.network import Membership
+
+__all__ = ["Enforcer"]
+
+#: Rule types that can tell apart pieces of one TCP burst which differ only in sequence
+#: numbers, lengths, checksums and the last piece's PSH/FIN (or that act per frame): with any of
+#: them every piece is judged alone.
+_PER_FRAME_TYPES: Final = frozenset(
+    (
+        RuleType.ACTION_TEE,
+        RuleType.ACTION_WATCH,
+        RuleType.ACTION_REDIRECT,
+        RuleType.MATCH_RANDOM,
+        RuleType.MATCH_INTEGER_RANGE,
+    )
+)
+
+
+def _burst_safe(rules: tuple[Rule, ...] | list[Rule]) -> bool:
+    return not any(r.type_code in _PER_FRAME_TYPES for r in rules)
+
+
+def _coalesce_safe(rules: tuple[Rule, ...] | list[Rule]) -> bool:
+    """Received segments joined by the transport are judged as one frame: its size and its PSH
+    bit are the joined segment's, so rules reading either must see every piece."""
+    return _burst_safe(rules) and not any(
+        r.type_code == RuleType.MATCH_FRAME_SIZE_RANGE
+        or (isinstance(r, MatchCharacteristics) and r.mask & Characteristic.TCP_PSH)
+        for r in rules
+    )
+
+
+class Enforcer:
+    """The rules of one network as this member applies them (see the module docstring)."""
+
+    def __init__(
+        self,
+        me: int,
+        network_id: int,
+        random32: Callable[[], int],
+        ndp_prefixes: Callable[[NetworkConfig], tuple[bytes, ...]],
+    ) -> None:
+        self.me = me
+        self.network_id = network_id
+        self._random32 = random32
+        self._ndp_prefixes = ndp_prefixes
+        self.config: NetworkConfig | None = None
+        self.rules: tuple[Rule, ...] = ()
+        self.capabilities: tuple[Capability, ...] = ()
+        self.env = FilterEnv(me, Party(), random32)
+        self.accept_all = False
+        self.burst_safe = True
+        self.prefixes: tuple[bytes, ...] = ()
+        #: May the transport join received TCP segments (GRO) before the rules see them?
+        self.coalesce_safe = True
+        #: Bumped on every config: cached parties of other members from before are stale.
+        self.generation = 0
+        #: Decisions by ``(direction, outcome)``: ``("out"|"in", "accept"|"drop"|...)``.
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def configure(self, cfg: NetworkConfig) -> None:
+        """A new config: its rules, our capabilities and credentials take effect now."""
+        self.config = cfg
+        self.rules = cfg.rules
+        self.capabilities = tuple(sorted(cfg.capabilities, key=lambda c: c.id))
+        own = Party({t.id: t.value for t in cfg.tags}, cfg.certificates_of_ownership)
+        unsupported = bool(cfg.flags & NetconfFlag.RULES_RESULT_OF_UNSUPPORTED_MATCH)
+        self.env = FilterEnv(self.me, own, self._random32, unsupported)
+        self.accept_all = is_accept_all(cfg.rules)
+        self.burst_safe = _burst_safe(cfg.rules) and all(
+            _burst_safe(c.rules) for c in self.capabilities
+        )
+        self.prefixes = self._ndp_prefixes(cfg)
+        self.coalesce_safe = self.accept_all or (
+            _coalesce_safe(cfg.rules) and all(_coalesce_safe(c.rules) for c in self.capabilities)
+        )
+        self.generation += 1
+
+    def note_capability(self, cap: Capability) -> None:
+        """A member presented a capability: if its rules could judge a joined TCP segment
+        differently from its pieces, stop joining them (until the next config)."""
+        if not self.accept_all and not _coalesce_safe(cap.rules):
+            self.coalesce_safe = False
+
+    # --- the other member's credentials ---------------------------------------------------------
+
+    def _in_force(self, m: Membership, kind: CredentialType, cred_id: int, ts: int) -> bool:
+        cfg = self.config
+        if cfg is None or abs(ts - cfg.timestamp) > cfg.credential_time_max_delta:
+            return False
+        threshold = m.thresholds.get((int(kind), cred_id))
+        return threshold is None or ts > threshold
+
+    def party(self, m: Membership) -> Party:
+        """What the rules see of a member: tags and ownership certificates in force."""
+        cached = m.party
+        if cached is not None and cached[0] == (self.generation, m.credentials_version):
+            return cached[1]
+        tags = {
+            t.id: t.value
+            for t in m.tags.values()
+            if self._in_force(m, CredentialType.TAG, t.id, t.timestamp)
+        }
+        coos = tuple(
+            c for c in m.coos.values() if self._in_force(m, CredentialType.COO, c.id, c.timestamp)
+        )
+        p = Party(tags, coos, self.prefixes)
+        m.party = ((self.generation, m.credentials_version), p)
+        return p
+
+    def presented_capabilities(self, m: Membership) -> list[Capability]:
+        """The capabilities a member presented that are in force, in id order."""
+        return sorted(
+            (
+                c
+                for c in m.capabilities.values()
+                if self._in_force(m, CredentialType.CAPABILITY, c.id, c.timestamp)
+            ),
+            key=lambda c: c.id,
+        )
+
+    # --- decisions ----------------------------------------------------------------------------
+
+    def outbound(
+        self,
+        dest: int,
+        frame: Frame,
+        membership: Membership | None,
+        *,
+        no_tee: bool = False,
+        weight: int = 1,
+    ) -> Decision:
+        """A frame we send to member ``dest`` (0: multicast first pass or unknown bridge)."""
+        remote = self.party(membership) if membership is not None else None
+        d = filter_outbound(
+            self.rules,
+            self.capabilities,
+            self.env,
+            zt_dest=dest,
+            frame=frame,
+            remote=remote,
+            no_tee=no_tee,
+        )
+        if weight:
+            self.counts["out", _outcome(d)] += weight
+        return d
+
+    def inbound(self, source: int, frame: Frame, membership: Membership) -> Decision:
+        """A frame member ``source`` sent us."""
+        d = filter_inbound(
+            self.rules,
+            self.presented_capabilities(membership),
+            self.env,
+            zt_source=source,
+            frame=frame,
+            remote=self.party(membership),
+        )
+        self.counts["in", _outcome(d)] += 1
+        return d
+
+
+def _outcome(d: Decision) -> str:
+    if d.accept:
+        return "accept" if d.capability is None else "accept_capability"
+    if any(c.flags in (0x04, 0x0A) for c in d.copies):
+        return "redirect"
+    return "drop" if d.verdict == Verdict.DROP else "no_match"
