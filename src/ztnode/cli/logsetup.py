@@ -24,6 +24,7 @@ LOG_LEVELS = {
 #: The loggers ztnode has (``logging.getLogger`` names), for the help text and typo warnings.
 LOG_SUBSYSTEMS = (
     "ztnode.core",
+    "ztnode.rules",
     "ztnode.netstack",
     "ztnode.host",
     "ztnode.sockets",

@@ -40,7 +40,10 @@ from ztnode.wire.rules import Characteristic, MatchCharacteristics, Rule, RuleTy
 if TYPE_CHECKING:
     from ztnode.core.network import Membership
 
-__all__ = ["Enforcer"]
+__all__ = ["LOG_LINES_PER_SECOND", "Enforcer"]
+
+#: Debug lines about dropped frames per network and second (the rest are only counted).
+LOG_LINES_PER_SECOND: Final = 20
 
 #: Rule types that can tell apart pieces of one TCP burst which differ only in sequence
 #: numbers, lengths, checksums and the last piece's PSH/FIN (or that act per frame): with any of
@@ -97,6 +100,17 @@ class Enforcer:
         self.generation = 0
         #: Decisions by ``(direction, outcome)``: ``("out"|"in", "accept"|"drop"|...)``.
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._log_second = 0
+        self._log_lines = 0
+
+    def may_log(self, now: int) -> bool:
+        """At most LOG_LINES_PER_SECOND debug lines a second about dropped frames: a flood of
+        frames the rules drop must not become a flood of log lines."""
+        if now - self._log_second >= 1000:
+            self._log_second = now
+            self._log_lines = 0
+        self._log_lines += 1
+        return self._log_lines <= LOG_LINES_PER_SECOND
 
     def configure(self, cfg: NetworkConfig) -> None:
         """A new config: its rules, our capabilities and credentials take effect now."""

@@ -12,6 +12,7 @@ Multicast frames are the :class:`~ztnode.core.multicaster.Multicaster`'s.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -50,7 +51,12 @@ from ztnode.wire.credentials import (
     NetworkCredentials,
     Tag,
 )
-from ztnode.wire.mac import address_from_mac, first_octet_for_network, mac_from_address
+from ztnode.wire.mac import (
+    address_from_mac,
+    first_octet_for_network,
+    mac_from_address,
+    mac_to_str,
+)
 from ztnode.wire.netconf import (
     NetworkConfig,
     NetworkConfigRequestMetadata,
@@ -67,6 +73,9 @@ from ztnode.wire.verbs import (
 if TYPE_CHECKING:
     from ztnode.core.node import Node
 
+#: Dropped frames, one debug line each (``--log-level rules=debug``), rate-limited per network.
+rules_log = logging.getLogger("ztnode.rules")
+
 
 # What an ERROR from a network's controller in answer to our config request means (§2.4).
 # UNSUPPORTED_OPERATION (the controller's node hosts no controller) is NOT_FOUND, as in 1.14.1:
@@ -78,6 +87,24 @@ ERROR_STATUS: Final = {
     int(ErrorCode.NETWORK_ACCESS_DENIED): NetworkStatus.ACCESS_DENIED,
     int(ErrorCode.NETWORK_AUTHENTICATION_REQUIRED): NetworkStatus.AUTHENTICATION_REQUIRED,
 }
+
+
+def _log_drop(net: Network, way: str, member: int, d: Decision, frame: FilterFrame) -> None:
+    """One debug line per dropped frame (``ztnode.rules``, rate-limited by the enforcer)."""
+    why = (
+        f"rule {d.rule} ({d.verdict.name})" if d.rule >= 0 else "no rule or capability accepting it"
+    )
+    rules_log.debug(
+        "network %016x: frame %s %010x dropped by %s: ethertype 0x%04x, %d bytes, %s -> %s",
+        net.id,
+        way,
+        member,
+        why,
+        frame.ethertype,
+        len(frame.data),
+        mac_to_str(frame.mac_source),
+        mac_to_str(frame.mac_dest),
+    )
 
 
 @dataclass
@@ -188,6 +215,8 @@ class Vl2:
         self.send_copies(net, d, frame, now)
         if not d.accept:
             self.rt.counters.drop(Drop.RULES_OUTBOUND)
+            if rules_log.isEnabledFor(logging.DEBUG) and net.enforcer.may_log(now):
+                _log_drop(net, "outbound to", dest, d, frame)
         return bool(d.accept)
 
     def send_copies(self, net: Network, d: Decision, frame: FilterFrame, now: int) -> None:
@@ -302,6 +331,8 @@ class Vl2:
             accept = d.accept
             if not accept:
                 self.rt.counters.drop(Drop.RULES_INBOUND)
+                if rules_log.isEnabledFor(logging.DEBUG) and net.enforcer.may_log(now):
+                    _log_drop(net, "inbound from", source, d, frame)
                 return False
         if (
             extended

@@ -37,6 +37,7 @@ from ztnode.transport.service import NodeService
 from ztnode.transport.state import SETTING_NAMES, NetworkSettings
 from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION, Verb
 from ztnode.wire.mac import mac_to_str
+from ztnode.wire.rules import rules_to_json
 from ztnode.wire.world import World
 
 
@@ -112,6 +113,7 @@ def network_json(
             }
             for r in (cfg.routes if cfg is not None else ())
         ],
+        "rules": rules_to_json(cfg.rules) if cfg is not None else [],
         "status": net.status.value,
         "type": "PUBLIC" if cfg is not None and cfg.is_public else "PRIVATE",
         "stackAddresses": [str(a) for a in stack.addresses] if stack is not None else [],
@@ -188,8 +190,8 @@ def render_metrics(node: Node, host: Host | None, now: int) -> str:
     (received packets by verb; ztnode does not count sent packets by verb), ``zt_data`` (UDP
     bytes), ``zt_num_networks``, ``zt_network_multicast_groups_subscribed``,
     ``zt_peer_path_count``. ztnode's own, as ``ztnode_*``: datagrams, drops by reason, peers by
-    role, paths, the cipher suites of authenticated packets, online, and per network the IP
-    stack's drops and TCP retransmissions (connections gone included).
+    role, paths, the cipher suites of authenticated packets, online, and per network what its
+    rules decided, the IP stack's drops and TCP retransmissions (connections gone included).
     """
     c = node.counters
     m = _Exposition()
@@ -271,6 +273,16 @@ def render_metrics(node: Node, host: Host | None, now: int) -> str:
         [({"status": "alive"}, alive_total), ({"status": "dead"}, dead_total)],
     )
     m.family("ztnode_online", "gauge", "1 when the node is online", [({}, int(node.online))])
+    m.family(
+        "ztnode_network_filter_total",
+        "counter",
+        "frames judged by the network's rules, by direction and outcome",
+        [
+            ({"network_id": f"{nwid:016x}", "direction": d, "outcome": o}, n)
+            for nwid, net in nets
+            for (d, o), n in sorted(net.enforcer.counts.items())
+        ],
+    )
     stacks = sorted(host.stacks.items()) if host is not None else []
     rexmit = [(f"{nwid:016x}", st.tcp_retransmits()) for nwid, st in stacks]
     m.family(
