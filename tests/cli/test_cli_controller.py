@@ -159,6 +159,31 @@ def test_members(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert d["authorized"] is False and d["lastDeauthorizedTime"] > 0
 
 
+def test_rules_script(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nwid = run_json(capsys, home, "network", "create")["id"]
+    script = home / "rules.zt"
+    script.write_text(
+        "tag dept id 1000 enum 1 eng enum 2 ops default eng;\n"
+        "cap ssh id 7 accept ipprotocol tcp dport 22; ;\n"
+        "drop not tdiff dept 0;\n"
+        "accept;\n"
+    )
+    rc, out, err = run(capsys, home, "network", "rules", nwid, str(script))
+    assert rc == 0, err
+    assert "3 rules, 1 capabilities, 1 tags" in out
+    net = run_json(capsys, home, "network", "show", nwid)
+    assert net["rules"][0]["type"] == "MATCH_TAGS_DIFFERENCE" and net["rules"][0]["not"] is True
+    assert net["capabilities"][0]["id"] == 7 and net["tags"] == [{"id": 1000, "default": 1}]
+    assert net["rulesSource"] == script.read_text()
+    # An error names the file, line and column, exits 2, and changes nothing.
+    script.write_text("drop dport 99999;\naccept;\n")
+    rc, out, err = run(capsys, home, "network", "rules", nwid, str(script))
+    assert rc == 2 and "line 1 column 11: Invalid numeric range." in err
+    assert run_json(capsys, home, "network", "show", nwid)["rules"] == net["rules"]
+    rc = main(["controller", "network", "rules", nwid, str(script), "--check"])
+    assert rc == 2
+
+
 def test_errors_exit_2_one_line(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     nwid = run_json(capsys, home, "network", "create")["id"]
     missing = f"{CTL_HEX}000999"

@@ -109,6 +109,40 @@ def cmd_controller_network_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_controller_network_rules(args: argparse.Namespace) -> int:
+    """Compile a rules script (ZeroTier's rules language) and, unless ``--check``, make it the
+    network's rules, capabilities and tags (the script itself kept as ``rulesSource``)."""
+    from ztnode.controller.rulescript import RuleScriptError, compile_rules
+
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            script = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        return _fail(f"cannot read {args.file}: {e}")
+    try:
+        compiled = compile_rules(script)
+    except RuleScriptError as e:
+        return _fail(f"{args.file} line {e.line} column {e.column}: {e.message}")
+    body = {**compiled.network_json(), "rulesSource": script}
+    if args.check:
+        if not _controller_json(args, compiled.as_json()):
+            print(
+                f"{args.file}: {len(compiled.rules)} rules, {len(compiled.capabilities)} "
+                f"capabilities, {len(compiled.tags)} tags"
+            )
+        return EXIT_OK
+    try:
+        net = _controller_call(args, "POST", f"/controller/network/{args.network}", body)
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not _controller_json(args, net):
+        print(
+            f"network {net['id']}: {len(compiled.rules)} rules, {len(compiled.capabilities)} "
+            f"capabilities, {len(compiled.tags)} tags (revision {net.get('revision')})"
+        )
+    return EXIT_OK
+
+
 def cmd_controller_network_delete(args: argparse.Namespace) -> int:
     try:
         old = _controller_call(args, "DELETE", f"/controller/network/{args.network}")
@@ -212,6 +246,17 @@ def _add_controller_parser(sub: Any) -> None:
         if name != "list":
             c.add_argument("network", type=_network_arg, metavar="NWID")
         c.set_defaults(func=func)
+    rules = nsub.add_parser(
+        "rules",
+        parents=[common],
+        help="compile a rules script (ZeroTier's rules language) and apply it",
+    )
+    rules.add_argument("network", type=_network_arg, metavar="NWID")
+    rules.add_argument("file", metavar="FILE", help="the script")
+    rules.add_argument(
+        "--check", action="store_true", help="only compile and report (no node needed)"
+    )
+    rules.set_defaults(func=cmd_controller_network_rules)
 
     mem = csub.add_parser("member", help="list, authorize, deauthorize and change members")
     msub = mem.add_subparsers(dest="controller_action", metavar="ACTION")
