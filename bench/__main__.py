@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import crypto_bench, node_bench, tcp_bench
+from bench import crypto_bench, node_bench, rules_bench, tcp_bench
 from ztnode import __version__
 
 
@@ -33,7 +33,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    ap.add_argument("--only", choices=("crypto", "identity", "node", "transport", "tcp"))
+    ap.add_argument("--only", choices=("crypto", "identity", "node", "transport", "tcp", "rules"))
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = ap.parse_args()
     q = args.quick
@@ -43,6 +43,7 @@ def main() -> int:
         "node": lambda: node_bench.echo_rows(500 if q else 5000),
         "transport": lambda: node_bench.transport_rows(200 if q else 1000),
         "tcp": lambda: tcp_bench.rows(q),
+        "rules": lambda: rules_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,

@@ -8,6 +8,7 @@ node has a core of its own. Requests::
     {"op": "bulk", "host": H, "port": P, "bytes": N}    -> {"seconds": s, "bytes": N}
     {"op": "connect", "host": H, "port": P, "count": K} -> {"ms": [...]}
     {"op": "rtt", "host": H, "port": P, "count": K}     -> {"ms": [...]}
+    {"op": "revision"}                                  -> {"revision": R} (of the config held)
     {"op": "stop"}
 
 The sink answers each connection's EOF with the byte count it read, so ``bulk`` times the
@@ -119,6 +120,11 @@ async def main() -> None:
                     reply({"ip4": net.address(4), "ip6": net.address(6)})
                 elif op == "cpu":
                     reply({"cpu": time.process_time()})
+                elif op == "revision":
+                    core = node.service.node
+                    held = core.network(net.id) if core is not None and net is not None else None
+                    cfg = held.config if held is not None else None
+                    reply({"revision": cfg.revision if cfg is not None else -1})
                 elif op == "stop":
                     reply({})
                     break

@@ -28,10 +28,13 @@ from ztnode.core.filter import (
     FilterEnv,
     Frame,
     Party,
+    Prepared,
+    Program,
     Verdict,
     filter_inbound,
     filter_outbound,
     is_accept_all,
+    prepare,
 )
 from ztnode.wire.credentials import Capability, CredentialType
 from ztnode.wire.netconf import NetconfFlag, NetworkConfig
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LOG_LINES_PER_SECOND", "Enforcer"]
 
+#: Prepared capabilities of other members kept per network (each a handful of rules).
+PREPARED_CAPS_MAX: Final = 1024
 #: Debug lines about dropped frames per network and second (the rest are only counted).
 LOG_LINES_PER_SECOND: Final = 20
 
@@ -90,6 +95,11 @@ class Enforcer:
         self.config: NetworkConfig | None = None
         self.rules: tuple[Rule, ...] = ()
         self.capabilities: tuple[Capability, ...] = ()
+        self.program = Program.of(())
+        self.own_caps: list[Prepared] = []
+        #: Members' capabilities prepared for evaluation, by identity of the credential (at
+        #: most PREPARED_CAPS_MAX; cleared when full, rebuilt on use).
+        self._prepared: dict[int, tuple[Capability, Prepared]] = {}
         self.env = FilterEnv(me, Party(), random32)
         self.accept_all = False
         self.burst_safe = True
@@ -117,6 +127,8 @@ class Enforcer:
         self.config = cfg
         self.rules = cfg.rules
         self.capabilities = tuple(sorted(cfg.capabilities, key=lambda c: c.id))
+        self.program = Program.of(cfg.rules)
+        self.own_caps = [prepare(c) for c in self.capabilities]
         own = Party({t.id: t.value for t in cfg.tags}, cfg.certificates_of_ownership)
         unsupported = bool(cfg.flags & NetconfFlag.RULES_RESULT_OF_UNSUPPORTED_MATCH)
         self.env = FilterEnv(self.me, own, self._random32, unsupported)
@@ -162,16 +174,20 @@ class Enforcer:
         m.party = ((self.generation, m.credentials_version), p)
         return p
 
-    def presented_capabilities(self, m: Membership) -> list[Capability]:
-        """The capabilities a member presented that are in force, in id order."""
-        return sorted(
-            (
-                c
-                for c in m.capabilities.values()
-                if self._in_force(m, CredentialType.CAPABILITY, c.id, c.timestamp)
-            ),
-            key=lambda c: c.id,
-        )
+    def presented_capabilities(self, m: Membership) -> list[Prepared]:
+        """The capabilities a member presented that are in force, prepared, in id order."""
+        out: list[Prepared] = []
+        for c in m.capabilities.values():
+            if not self._in_force(m, CredentialType.CAPABILITY, c.id, c.timestamp):
+                continue
+            held = self._prepared.get(id(c))
+            if held is None or held[0] is not c:
+                if len(self._prepared) >= PREPARED_CAPS_MAX:
+                    self._prepared.clear()
+                held = self._prepared[id(c)] = (c, prepare(c))
+            out.append(held[1])
+        out.sort(key=lambda p: p[0])
+        return out
 
     # --- decisions ----------------------------------------------------------------------------
 
@@ -187,8 +203,8 @@ class Enforcer:
         """A frame we send to member ``dest`` (0: multicast first pass or unknown bridge)."""
         remote = self.party(membership) if membership is not None else None
         d = filter_outbound(
-            self.rules,
-            self.capabilities,
+            self.program,
+            self.own_caps,
             self.env,
             zt_dest=dest,
             frame=frame,
@@ -202,7 +218,7 @@ class Enforcer:
     def inbound(self, source: int, frame: Frame, membership: Membership) -> Decision:
         """A frame member ``source`` sent us."""
         d = filter_inbound(
-            self.rules,
+            self.program,
             self.presented_capabilities(membership),
             self.env,
             zt_source=source,

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
-from typing import Final
+from typing import Any, Final
 
 from ztnode.wire.credentials import Capability, CertificateOfOwnership
 from ztnode.wire.rules import (
@@ -67,11 +67,14 @@ __all__ = [
     "FilterEnv",
     "Frame",
     "Party",
+    "Prepared",
+    "Program",
     "Verdict",
     "evaluate",
     "filter_inbound",
     "filter_outbound",
     "is_accept_all",
+    "prepare",
 ]
 
 ETHERTYPE_IPV4: Final = 0x0800
@@ -215,6 +218,7 @@ class _Evaluation:
         "run",
         "skip_drop",
         "super_accept",
+        "v4",
         "zt_source",
     )
 
@@ -233,6 +237,8 @@ class _Evaluation:
         self.zt_source = zt_source
         self.frame = frame
         self.data = frame.data
+        #: An IPv4 frame with a whole fixed header: the IPv4 matches look at it.
+        self.v4 = frame.ethertype == ETHERTYPE_IPV4 and len(frame.data) >= 20
         self.run = run
         self.super_accept = False
         self.skip_drop = False
@@ -240,38 +246,27 @@ class _Evaluation:
         self._ipv6_done = False
         self._owned: int | None = None
 
-    def go(self, rules: Sequence[Rule]) -> Verdict:
+    def go(self, program: Program) -> Verdict:
         set_matches = 1
         me = self.env.me
-        for index, rule in enumerate(rules):
-            code = rule.type_code
+        for index, (code, not_, or_, matcher, rule, target) in enumerate(program.steps):
             if code <= ACTION_MAX_ID:
                 if set_matches:
                     verdict = self._action(rule, code)
                     if verdict is not None:
                         self.run.rule = index
                         return verdict
-                elif (
-                    self.inbound
-                    and isinstance(rule, _ForwardAction)
-                    and rule.address & _ADDRESS_MASK == me
-                ):
+                elif target == me and self.inbound:
                     # Not taken, but naming us: frames we accept at all are super-accepted.
                     self.super_accept = True
                 set_matches = 1
                 continue
-            if not set_matches and not rule.or_:
+            if not set_matches and not or_:
                 continue  # an AND on a failed set cannot succeed
-            matcher = _MATCHERS.get(code)
             # An unknown match type's result is the network's choice (config flag 0x08).
             r = int(self.env.unsupported_match) if matcher is None else matcher(self, rule)
-            if r == _HARD_YES:
-                m = 1
-            elif r == _HARD_NO:
-                m = 0
-            else:
-                m = r ^ (1 if rule.not_ else 0)
-            set_matches = (set_matches | m) if rule.or_ else (set_matches & m)
+            m = r - 2 if r > 1 else r ^ not_  # hard answers (2, 3) ignore the NOT bit
+            set_matches = (set_matches | m) if or_ else (set_matches & m)
         return Verdict.NO_MATCH
 
     def _action(self, rule: Rule, code: int) -> Verdict | None:
@@ -320,9 +315,6 @@ class _Evaluation:
             self._ipv6 = _walk_ipv6(self.data)
             self._ipv6_done = True
         return self._ipv6
-
-    def is_ipv4(self) -> bool:
-        return self.frame.ethertype == ETHERTYPE_IPV4 and len(self.data) >= 20
 
     def byte(self, i: int) -> int:
         d = self.data
@@ -376,44 +368,38 @@ def _walk_ipv6(d: bytes) -> tuple[int, int] | None:
     return None
 
 
+_AUTH_BITS: Final = Characteristic.SENDER_IP_AUTHENTICATED | Characteristic.SENDER_MAC_AUTHENTICATED
 _FORWARDS: Final = frozenset((RuleType.ACTION_TEE, RuleType.ACTION_WATCH, RuleType.ACTION_REDIRECT))
 
 
 # --- matchers: each returns 0/1 (before NOT) or _HARD_NO/_HARD_YES ---------------------------
 
 
-def _m_zt_source(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _ZeroTierAddressMatch)
+def _m_zt_source(ev: _Evaluation, rule: _ZeroTierAddressMatch) -> int:
     return int(rule.address == ev.zt_source)
 
 
-def _m_zt_dest(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _ZeroTierAddressMatch)
+def _m_zt_dest(ev: _Evaluation, rule: _ZeroTierAddressMatch) -> int:
     return int(rule.address == ev.run.zt_dest)
 
 
-def _m_vlan_id(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchVlanId)
+def _m_vlan_id(ev: _Evaluation, rule: MatchVlanId) -> int:
     return int(rule.vlan_id == ev.frame.vlan_id & 0xFFFF)
 
 
-def _m_vlan_pcp(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchVlanPcp)
+def _m_vlan_pcp(ev: _Evaluation, rule: MatchVlanPcp) -> int:
     return int(rule.pcp == 0)  # not supported by the reference: only 0 matches
 
 
-def _m_vlan_dei(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchVlanDei)
+def _m_vlan_dei(ev: _Evaluation, rule: MatchVlanDei) -> int:
     return int(rule.dei == 0)
 
 
-def _m_mac_source(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _MacMatch)
+def _m_mac_source(ev: _Evaluation, rule: _MacMatch) -> int:
     return int(rule.mac == ev.frame.mac_source)
 
 
-def _m_mac_dest(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _MacMatch)
+def _m_mac_dest(ev: _Evaluation, rule: _MacMatch) -> int:
     return int(rule.mac == ev.frame.mac_dest)
 
 
@@ -425,10 +411,9 @@ def _ipv4_contains(rule: _Ipv4Match, addr: int) -> bool:
     return (addr >> shift) == (int(rule.ip) >> shift)
 
 
-def _m_ipv4(offset: int) -> Callable[[_Evaluation, Rule], int]:
-    def match(ev: _Evaluation, rule: Rule) -> int:
-        assert isinstance(rule, _Ipv4Match)
-        if not ev.is_ipv4():
+def _m_ipv4(offset: int) -> Callable[[_Evaluation, _Ipv4Match], int]:
+    def match(ev: _Evaluation, rule: _Ipv4Match) -> int:
+        if not ev.v4:
             return _HARD_NO
         addr = int.from_bytes(ev.data[offset : offset + 4], "big")
         return int(_ipv4_contains(rule, addr))
@@ -436,9 +421,8 @@ def _m_ipv4(offset: int) -> Callable[[_Evaluation, Rule], int]:
     return match
 
 
-def _m_ipv6(offset: int) -> Callable[[_Evaluation, Rule], int]:
-    def match(ev: _Evaluation, rule: Rule) -> int:
-        assert isinstance(rule, _Ipv6Match)
+def _m_ipv6(offset: int) -> Callable[[_Evaluation, _Ipv6Match], int]:
+    def match(ev: _Evaluation, rule: _Ipv6Match) -> int:
         d = ev.data
         if ev.frame.ethertype != ETHERTYPE_IPV6 or len(d) < 40:
             return _HARD_NO
@@ -450,10 +434,9 @@ def _m_ipv6(offset: int) -> Callable[[_Evaluation, Rule], int]:
     return match
 
 
-def _m_ip_tos(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchIpTos)
+def _m_ip_tos(ev: _Evaluation, rule: MatchIpTos) -> int:
     d = ev.data
-    if ev.is_ipv4():
+    if ev.v4:
         tos = d[1] & rule.mask
     elif ev.frame.ethertype == ETHERTYPE_IPV6 and len(d) >= 40:
         tos = (((d[0] << 4) & 0xF0) | ((d[1] >> 4) & 0x0F)) & rule.mask
@@ -462,9 +445,8 @@ def _m_ip_tos(ev: _Evaluation, rule: Rule) -> int:
     return int(rule.start <= tos <= rule.end)
 
 
-def _m_ip_protocol(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchIpProtocol)
-    if ev.is_ipv4():
+def _m_ip_protocol(ev: _Evaluation, rule: MatchIpProtocol) -> int:
+    if ev.v4:
         return int(rule.protocol == ev.data[9])
     if ev.frame.ethertype == ETHERTYPE_IPV6:
         p = ev.ipv6_payload()
@@ -472,8 +454,7 @@ def _m_ip_protocol(ev: _Evaluation, rule: Rule) -> int:
     return _HARD_NO
 
 
-def _m_ethertype(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchEthertype)
+def _m_ethertype(ev: _Evaluation, rule: MatchEthertype) -> int:
     return int(rule.ethertype == ev.frame.ethertype)
 
 
@@ -485,10 +466,9 @@ def _icmp_at(ev: _Evaluation, rule: MatchIcmp, pos: int) -> int:
     return _HARD_YES
 
 
-def _m_icmp(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchIcmp)
+def _m_icmp(ev: _Evaluation, rule: MatchIcmp) -> int:
     d = ev.data
-    if ev.is_ipv4():
+    if ev.v4:
         ihl = (d[0] & 0xF) * 4
         if d[9] != 1 or len(d) < ihl + 2:
             return _HARD_NO
@@ -501,11 +481,10 @@ def _m_icmp(ev: _Evaluation, rule: Rule) -> int:
     return _HARD_NO
 
 
-def _m_port(dest: bool) -> Callable[[_Evaluation, Rule], int]:
-    def match(ev: _Evaluation, rule: Rule) -> int:
-        assert isinstance(rule, _RangeMatch)
+def _m_port(dest: bool) -> Callable[[_Evaluation, _RangeMatch], int]:
+    def match(ev: _Evaluation, rule: _RangeMatch) -> int:
         d = ev.data
-        if ev.is_ipv4():
+        if ev.v4:
             hl = 4 * (d[0] & 0xF)
             port = -1
             if d[9] in _PORT_PROTOCOLS and len(d) > hl + 4:
@@ -527,17 +506,17 @@ def _m_port(dest: bool) -> Callable[[_Evaluation, Rule], int]:
     return match
 
 
-def _m_characteristics(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchCharacteristics)
+def _m_characteristics(ev: _Evaluation, rule: MatchCharacteristics) -> int:
     cf = Characteristic.INBOUND if ev.inbound else 0
     mac_dest = ev.frame.mac_dest
     if mac_dest >> 40 & 0x01:
         cf |= Characteristic.MULTICAST
     if mac_dest == 0xFFFF_FFFF_FFFF:
         cf |= Characteristic.BROADCAST
-    cf |= ev.ownership()
+    if rule.mask & _AUTH_BITS:  # the certificate lookups only when a rule asks
+        cf |= ev.ownership()
     d = ev.data
-    if ev.is_ipv4() and d[9] == 6:
+    if ev.v4 and d[9] == 6:
         hl = 4 * (d[0] & 0xF)
         cf |= ev.byte(hl + 13) | ((ev.byte(hl + 12) & 0x0F) << 8)
     elif ev.frame.ethertype == ETHERTYPE_IPV6:
@@ -547,18 +526,15 @@ def _m_characteristics(ev: _Evaluation, rule: Rule) -> int:
     return int(cf & rule.mask != 0)
 
 
-def _m_frame_size(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchFrameSizeRange)
+def _m_frame_size(ev: _Evaluation, rule: MatchFrameSizeRange) -> int:
     return int(rule.start <= len(ev.data) <= rule.end)
 
 
-def _m_random(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchRandom)
+def _m_random(ev: _Evaluation, rule: MatchRandom) -> int:
     return int((ev.env.random32() & 0xFFFF_FFFF) <= rule.probability)
 
 
-def _m_tags(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _TagMatch)
+def _m_tags(ev: _Evaluation, rule: _TagMatch) -> int:
     local = ev.env.own.tags.get(rule.tag_id)
     if local is None:
         return _HARD_NO
@@ -583,8 +559,7 @@ def _m_tags(ev: _Evaluation, rule: Rule) -> int:
     return int(local == v and remote == v)  # MATCH_TAGS_EQUAL
 
 
-def _m_tag_side(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, _TagMatch)
+def _m_tag_side(ev: _Evaluation, rule: _TagMatch) -> int:
     if ev.super_accept:
         ev.skip_drop = True
         return _HARD_YES
@@ -601,8 +576,7 @@ def _m_tag_side(ev: _Evaluation, rule: Rule) -> int:
     return _HARD_NO if local is None else int(local == rule.value)
 
 
-def _m_integer_range(ev: _Evaluation, rule: Rule) -> int:
-    assert isinstance(rule, MatchIntegerRange)
+def _m_integer_range(ev: _Evaluation, rule: MatchIntegerRange) -> int:
     bits = rule.bits
     nbytes = (bits + 7) // 8
     d = ev.data
@@ -621,7 +595,7 @@ def _m_integer_range(ev: _Evaluation, rule: Rule) -> int:
     return int(rule.start <= value <= (rule.start + rule.delta) & _U64)
 
 
-_MATCHERS: Final[dict[int, Callable[[_Evaluation, Rule], int]]] = {
+_MATCHERS: Final[dict[int, Callable[[_Evaluation, Any], int]]] = {
     RuleType.MATCH_SOURCE_ZEROTIER_ADDRESS: _m_zt_source,
     RuleType.MATCH_DEST_ZEROTIER_ADDRESS: _m_zt_dest,
     RuleType.MATCH_VLAN_ID: _m_vlan_id,
@@ -655,9 +629,43 @@ _MATCHERS: Final[dict[int, Callable[[_Evaluation, Rule], int]]] = {
 
 # --- the entry points --------------------------------------------------------------------------
 
+Step = tuple[int, int, bool, "Callable[[_Evaluation, Any], int] | None", Rule, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A rule list prepared once (per config, per capability) rather than per frame: each
+    entry's type code, NOT bit (0 or 1), OR bit and matcher, the rule itself, and for
+    TEE/WATCH/REDIRECT the 40-bit target (-1 for others)."""
+
+    steps: tuple[Step, ...]
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule]) -> Program:
+        return cls(
+            tuple(
+                (
+                    r.type_code,
+                    1 if r.not_ else 0,
+                    r.or_,
+                    _MATCHERS.get(r.type_code),
+                    r,
+                    r.address & _ADDRESS_MASK if isinstance(r, _ForwardAction) else -1,
+                )
+                for r in rules
+            )
+        )
+
+
+Rules = Sequence[Rule] | Program
+
+
+def _program(rules: Rules) -> Program:
+    return rules if isinstance(rules, Program) else Program.of(rules)
+
 
 def evaluate(
-    rules: Sequence[Rule],
+    rules: Rules,
     env: FilterEnv,
     *,
     inbound: bool,
@@ -669,7 +677,7 @@ def evaluate(
     """One rule list against one frame (``_doZtFilter``): the verdict and the run's outputs
     (possibly changed destination, TEE/WATCH target and length, QoS bucket, deciding rule)."""
     run = _Run(zt_dest=zt_dest)
-    verdict = _Evaluation(env, remote, inbound, zt_source, frame, run).go(rules)
+    verdict = _Evaluation(env, remote, inbound, zt_source, frame, run).go(_program(rules))
     return verdict, run
 
 
@@ -680,8 +688,8 @@ def _tee(run: _Run, watch_flag: int, tee_flag: int) -> tuple[Copy, ...]:
 
 
 def filter_outbound(
-    rules: Sequence[Rule],
-    capabilities: Sequence[Capability],
+    rules: Rules,
+    capabilities: Sequence[Capability | Prepared],
     env: FilterEnv,
     *,
     zt_dest: int,
@@ -700,9 +708,9 @@ def filter_outbound(
     cap_id: int | None = None
     accept = 0
     if verdict == Verdict.NO_MATCH:
-        for cap in sorted(capabilities, key=_cap_id):
+        for cap_id_, cap_program in _prepared(capabilities):
             v, crun = evaluate(
-                cap.rules,
+                cap_program,
                 env,
                 inbound=False,
                 zt_source=env.me,
@@ -712,7 +720,7 @@ def filter_outbound(
             )
             if v in (Verdict.NO_MATCH, Verdict.DROP):
                 continue  # a capability's DROP only ends that capability
-            accept, cap_id, final = 1, cap.id, crun
+            accept, cap_id, final = 1, cap_id_, crun
             if not no_tee:
                 copies.extend(_tee(crun, FLAG_WATCH_OUT, FLAG_TEE_OUT))
             break
@@ -731,8 +739,8 @@ def filter_outbound(
 
 
 def filter_inbound(
-    rules: Sequence[Rule],
-    capabilities: Sequence[Capability],
+    rules: Rules,
+    capabilities: Sequence[Capability | Prepared],
     env: FilterEnv,
     *,
     zt_source: int,
@@ -751,9 +759,9 @@ def filter_inbound(
     cap_id: int | None = None
     accept = 0
     if verdict == Verdict.NO_MATCH:
-        for cap in sorted(capabilities, key=_cap_id):
+        for cap_id_, cap_program in _prepared(capabilities):
             v, crun = evaluate(
-                cap.rules,
+                cap_program,
                 env,
                 inbound=True,
                 zt_source=zt_source,
@@ -764,7 +772,7 @@ def filter_inbound(
             if v in (Verdict.NO_MATCH, Verdict.DROP):
                 continue
             accept = 2 if v == Verdict.SUPER_ACCEPT else 1
-            cap_id, final = cap.id, crun
+            cap_id, final = cap_id_, crun
             copies.extend(_tee(crun, FLAG_WATCH_IN, FLAG_TEE_IN))
             break
     elif verdict == Verdict.DROP:
@@ -780,5 +788,17 @@ def filter_inbound(
     return Decision(accept, tuple(copies), run.rule, cap_id, verdict)
 
 
-def _cap_id(cap: Capability) -> int:
-    return cap.id
+#: A capability ready for evaluation: its id and its rules' program.
+Prepared = tuple[int, Program]
+
+
+def prepare(cap: Capability) -> Prepared:
+    return cap.id, Program.of(cap.rules)
+
+
+def _prepared(caps: Sequence[Capability | Prepared]) -> list[Prepared]:
+    """Capabilities in id order (the reference's own order for ours; its hash-table order,
+    which is unspecified, for a member's)."""
+    out = [c if isinstance(c, tuple) else prepare(c) for c in caps]
+    out.sort(key=lambda p: p[0])
+    return out
