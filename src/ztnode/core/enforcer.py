@@ -33,6 +33,7 @@ from ztnode.core.filter import (
     Verdict,
     filter_inbound,
     filter_outbound,
+    ipv6_payload,
     is_accept_all,
     prepare,
 )
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LOG_LINES_PER_SECOND", "Enforcer"]
 
+#: Decisions remembered per network, by flow (cleared when full, and on every config).
+FLOW_CACHE_MAX: Final = 4096
 #: Prepared capabilities of other members kept per network (each a handful of rules).
 PREPARED_CAPS_MAX: Final = 1024
 #: Debug lines about dropped frames per network and second (the rest are only counted).
@@ -66,6 +69,60 @@ _PER_FRAME_TYPES: Final = frozenset(
 
 def _burst_safe(rules: tuple[Rule, ...] | list[Rule]) -> bool:
     return not any(r.type_code in _PER_FRAME_TYPES for r in rules)
+
+
+def _flow_safe(rules: tuple[Rule, ...] | list[Rule]) -> bool:
+    """Rules whose decision is the same for every frame of a flow with the same headers (see
+    ``_flow_key``): nothing random, nothing reading the payload or the frame's length, and no
+    copies (whose length is the frame's)."""
+    return _burst_safe(rules) and not any(
+        r.type_code == RuleType.MATCH_FRAME_SIZE_RANGE for r in rules
+    )
+
+
+def _flow_key(
+    inbound: bool, member: int, frame: Frame, m: Membership | None, generation: int
+) -> tuple[object, ...] | None:
+    """Everything a flow-safe rule list can read of a frame, as a dictionary key: the
+    addressing, the member's credentials version, and the header bytes the matches look at
+    (IPv4 or IPv6 header fields, then ports and TCP flags, or ICMP type and code). None for
+    frames not worth caching (ARP, ICMPv6 with its NDP special cases, other ethertypes)."""
+    d = frame.data
+    et = frame.ethertype
+    n = len(d)
+    if et == 0x0800 and n >= 20:
+        hl = (d[0] & 0x0F) * 4
+        proto = d[9]
+        head = bytes(d[0:2]) + bytes(d[9:10]) + bytes(d[12:20])
+    elif et == 0x86DD and n >= 40:
+        walked = ipv6_payload(d)
+        if walked is None or walked[1] == 0x3A:
+            return None
+        hl, proto = walked
+        head = bytes(d[0:2]) + bytes(d[6:7]) + bytes(d[8:40]) + bytes((hl & 0xFF, hl >> 8, proto))
+    else:
+        return None
+    if proto == 6:
+        tail = bytes(d[hl : hl + 4]) + bytes(d[hl + 12 : hl + 14])
+    elif proto in (17, 132, 136):
+        tail = bytes(d[hl : hl + 4])
+    elif proto == 1:
+        tail = bytes(d[hl : hl + 2])
+    else:
+        tail = b""
+    creds = m.credentials_version if m is not None else -1
+    return (
+        inbound,
+        member,
+        creds,
+        generation,
+        frame.mac_source,
+        frame.mac_dest,
+        et,
+        n > hl + 4,
+        n > hl + 14,
+        head + tail,
+    )
 
 
 def _coalesce_safe(rules: tuple[Rule, ...] | list[Rule]) -> bool:
@@ -99,7 +156,10 @@ class Enforcer:
         self.own_caps: list[Prepared] = []
         #: Members' capabilities prepared for evaluation, by identity of the credential (at
         #: most PREPARED_CAPS_MAX; cleared when full, rebuilt on use).
-        self._prepared: dict[int, tuple[Capability, Prepared]] = {}
+        self._prepared: dict[int, tuple[Capability, Prepared, bool]] = {}
+        #: Decisions by flow (see ``_flow_key``) while the rules allow it (``cacheable``).
+        self._flows: dict[tuple[object, ...], Decision] = {}
+        self.cacheable = False
         self.env = FilterEnv(me, Party(), random32)
         self.accept_all = False
         self.burst_safe = True
@@ -137,6 +197,10 @@ class Enforcer:
             _burst_safe(c.rules) for c in self.capabilities
         )
         self.prefixes = self._ndp_prefixes(cfg)
+        self.cacheable = not self.accept_all and (
+            _flow_safe(cfg.rules) and all(_flow_safe(c.rules) for c in self.capabilities)
+        )
+        self._flows.clear()
         self.coalesce_safe = self.accept_all or (
             _coalesce_safe(cfg.rules) and all(_coalesce_safe(c.rules) for c in self.capabilities)
         )
@@ -176,7 +240,12 @@ class Enforcer:
 
     def presented_capabilities(self, m: Membership) -> list[Prepared]:
         """The capabilities a member presented that are in force, prepared, in id order."""
+        return self._presented(m)[0]
+
+    def _presented(self, m: Membership) -> tuple[list[Prepared], bool]:
+        """:meth:`presented_capabilities`, and whether all of them allow the flow cache."""
         out: list[Prepared] = []
+        cacheable = True
         for c in m.capabilities.values():
             if not self._in_force(m, CredentialType.CAPABILITY, c.id, c.timestamp):
                 continue
@@ -184,10 +253,11 @@ class Enforcer:
             if held is None or held[0] is not c:
                 if len(self._prepared) >= PREPARED_CAPS_MAX:
                     self._prepared.clear()
-                held = self._prepared[id(c)] = (c, prepare(c))
+                held = self._prepared[id(c)] = (c, prepare(c), _flow_safe(c.rules))
             out.append(held[1])
+            cacheable = cacheable and held[2]
         out.sort(key=lambda p: p[0])
-        return out
+        return out, cacheable
 
     # --- decisions ----------------------------------------------------------------------------
 
@@ -202,6 +272,14 @@ class Enforcer:
     ) -> Decision:
         """A frame we send to member ``dest`` (0: multicast first pass or unknown bridge)."""
         remote = self.party(membership) if membership is not None else None
+        key = None
+        if self.cacheable:
+            key = _flow_key(False, dest, frame, membership, self.generation)
+            d = self._flows.get(key) if key is not None else None
+            if d is not None:
+                if weight:
+                    self.counts["out", _outcome(d)] += weight
+                return d
         d = filter_outbound(
             self.program,
             self.own_caps,
@@ -211,20 +289,38 @@ class Enforcer:
             remote=remote,
             no_tee=no_tee,
         )
+        if key is not None:
+            self._remember(key, d)
         if weight:
             self.counts["out", _outcome(d)] += weight
         return d
 
+    def _remember(self, key: tuple[object, ...], d: Decision) -> None:
+        if len(self._flows) >= FLOW_CACHE_MAX:
+            self._flows.clear()
+            self.counts["cache", "flushed"] += 1
+        self._flows[key] = d
+
     def inbound(self, source: int, frame: Frame, membership: Membership) -> Decision:
         """A frame member ``source`` sent us."""
+        key = None
+        caps, caps_cacheable = self._presented(membership)
+        if self.cacheable and caps_cacheable:
+            key = _flow_key(True, source, frame, membership, self.generation)
+            d = self._flows.get(key) if key is not None else None
+            if d is not None:
+                self.counts["in", _outcome(d)] += 1
+                return d
         d = filter_inbound(
             self.program,
-            self.presented_capabilities(membership),
+            caps,
             self.env,
             zt_source=source,
             frame=frame,
             remote=self.party(membership),
         )
+        if key is not None:
+            self._remember(key, d)
         self.counts["in", _outcome(d)] += 1
         return d
 

@@ -73,6 +73,7 @@ __all__ = [
     "evaluate",
     "filter_inbound",
     "filter_outbound",
+    "ipv6_payload",
     "is_accept_all",
     "prepare",
 ]
@@ -312,7 +313,7 @@ class _Evaluation:
         """(offset, protocol) of an IPv6 frame's transport header after the extension headers
         the reference walks (node/Network.cpp:44-72); None when malformed or not IPv6."""
         if not self._ipv6_done:
-            self._ipv6 = _walk_ipv6(self.data)
+            self._ipv6 = ipv6_payload(self.data)
             self._ipv6_done = True
         return self._ipv6
 
@@ -352,7 +353,9 @@ class _Evaluation:
         return bits
 
 
-def _walk_ipv6(d: bytes) -> tuple[int, int] | None:
+def ipv6_payload(d: bytes) -> tuple[int, int] | None:
+    """(offset, protocol) of an IPv6 packet's transport header past the extension headers the
+    reference steps over (0, 43, 60, 135); None when malformed."""
     n = len(d)
     if n < 40:
         return None
