@@ -13,6 +13,7 @@ Everything is seeded (``random.Random`` and derandomized hypothesis), so failure
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from collections import Counter
@@ -497,6 +498,7 @@ def test_flood_of_unknown_sources_and_fragments_keeps_memory_bounded() -> None:
         )
     )
     n_sources = 3_000
+    paths_before = len(b.paths)
     for i in range(n_sources):
         src = rng.randrange(1, 2**40 - 1)
         buf = pk.new_packet(rng.randbytes(8), b.address, src, Verb.ECHO, rng.randbytes(40))
@@ -516,6 +518,7 @@ def test_flood_of_unknown_sources_and_fragments_keeps_memory_bounded() -> None:
         if i % 500 == 0:
             # Every half virtual second, as a flood would spread out.
             w.run_for(100)
+        assert len(b.paths) <= paths_before  # nothing kept for a source before it authenticates
         assert len(b.whois.rx_queue) <= RX_QUEUE_SIZE
         assert len(b.whois.tx_queue) <= TX_QUEUE_SIZE
         assert len(b.whois.pending) <= MAX_WHOIS_PENDING
@@ -528,7 +531,7 @@ def test_flood_of_unknown_sources_and_fragments_keeps_memory_bounded() -> None:
     assert len(to_root) <= n_sources + RX_QUEUE_SIZE * 12, len(to_root)
     assert len(b.whois.pending) <= 2 * RX_QUEUE_SIZE
     assert not b.whois.rx_queue
-    w.run_for(60_000)  # housekeeping forgets the paths the flood created
+    w.run_for(60_000)
     assert len(b.paths) <= 4, len(b.paths)
     assert b.reassembler.pending == 0
     healthy(w)
@@ -620,3 +623,20 @@ def test_fuzz_random_and_mutated_packets() -> None:
         assert seen[reason], seen
     w.run_for(30_000)
     healthy(w)
+
+
+def test_identity_gate_table_is_bounded() -> None:
+    """New identities from ever new source prefixes (spoofed) land in the per-prefix rate gate,
+    whose keys are the reference's 14-bit bucket hash: at most 16 384 entries, whatever the
+    number of prefixes."""
+    from ztnode.core.path import Path
+
+    w = online_world()
+    b = w.leaves[1]
+    b.config = dataclasses.replace(b.config, identity_validation_interval=2_000)  # on
+    v = b.validator
+    allowed = 0
+    for i in range(40_000):
+        remote = (f"{20 + (i >> 16)}.{(i >> 8) & 0xFF}.{i & 0xFF}.1", 9993)  # a /24 each
+        allowed += v.gate_ok(Path(("0.0.0.0", 9993), remote), w.net.now)
+    assert len(v._gate) <= 1 << 14 and allowed <= 1 << 14

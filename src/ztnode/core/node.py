@@ -371,7 +371,28 @@ class Node:
         p = self.paths.get(key)
         if p is None:
             p = self.paths[key] = Path(local, remote)
+            p.kept = True
         return p
+
+    def path_probe(self, local: Addr, remote: Addr) -> Path:
+        """The interned Path for a pair if there is one, else a transient one that nothing
+        keeps (for datagrams not yet authenticated; see :class:`Path`)."""
+        p = self.paths.get((local, remote))
+        return p if p is not None else Path(local, remote)
+
+    def adopt_path(self, path: Path) -> Path:
+        """A packet on ``path`` authenticated: intern it (or return the Path already interned
+        for the same pair, carrying over what the transient one saw)."""
+        if path.kept:
+            return path
+        key = (path.local, path.remote)
+        held = self.paths.get(key)
+        if held is None:
+            path.kept = True
+            self.paths[key] = path
+            return path
+        held.last_in = max(held.last_in, path.last_in)
+        return held
 
     def local_for(self, remote: Addr) -> Addr | None:
         """A bound local socket of the remote address's family."""

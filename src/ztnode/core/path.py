@@ -23,10 +23,17 @@ _QUALITY_AGE_CAP: Final = 140_000
 
 
 class Path:
-    """Shared by every peer that uses the same (local, remote) pair; interned by the node."""
+    """Shared by every peer that uses the same (local, remote) pair; interned by the node.
+
+    A datagram from an address the node has no path for gets a *transient* Path (``kept``
+    False), held by nobody once the datagram is handled: nothing is stored for a source until
+    one of its packets authenticates (``Node.adopt_path``), so junk from spoofed addresses
+    costs no memory."""
 
     __slots__ = (
         "_inet",
+        "_scope",
+        "kept",
         "last_hello_sent",
         "last_in",
         "last_out",
@@ -34,7 +41,6 @@ class Path:
         "latency",
         "local",
         "remote",
-        "scope",
     )
 
     def __init__(self, local: Addr, remote: Addr) -> None:
@@ -46,10 +52,19 @@ class Path:
         self.last_hello_sent = -(10**12)
         self.latency = LATENCY_UNKNOWN
         self._inet: InetAddress | None = None
-        try:
-            self.scope = ip_scope(ipaddress.ip_address(remote[0]))
-        except ValueError:
-            self.scope = IpScope.NONE
+        self._scope: IpScope | None = None
+        #: Interned in the node's path table (see the class docstring).
+        self.kept = False
+
+    @property
+    def scope(self) -> IpScope:
+        """The remote address's scope, worked out on first use (not for every junk datagram)."""
+        if self._scope is None:
+            try:
+                self._scope = ip_scope(ipaddress.ip_address(self.remote[0]))
+            except ValueError:
+                self._scope = IpScope.NONE
+        return self._scope
 
     @property
     def inet(self) -> InetAddress:

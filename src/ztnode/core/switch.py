@@ -105,7 +105,7 @@ class Switch:
         try:
             if kind == InboundKind.AUTHENTICATED:
                 return self._receive_authenticated(inbound, now)
-            path = rt.path_for(inbound.local, inbound.remote)
+            path = rt.path_probe(inbound.local, inbound.remote)
             path.last_in = now
             self._decode_whole(_as_bytearray(data), path, now)
         except DecodeError:
@@ -125,7 +125,7 @@ class Switch:
         c.packets_in += 1
         c.bytes_in += len(data)
         try:
-            path = rt.path_for(local, remote)
+            path = rt.path_probe(local, remote)
             path.last_in = now
             n = len(data)
             if n > 16 and data[13] == 0xFF:
@@ -303,6 +303,8 @@ class Switch:
         """Every authenticated packet, decompressed, ends here: FRAME on its fast path, other
         verbs through the table; unknown verbs (and VL2 traffic for networks we have not
         joined) only refresh the peer, like the reference."""
+        if not path.kept:  # the first authenticated packet on this address: keep the path
+            path = self.rt.adopt_path(path)
         verb = buf[27] & 0x1F
         self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
         pid = int.from_bytes(buf[0:8], "big")

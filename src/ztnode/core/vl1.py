@@ -131,6 +131,8 @@ class Vl1:
     def _after_hello(
         self, peer: Peer, buf: bytearray, tail: int | None, path: Path, hops: int, now: int
     ) -> None:
+        if not path.kept:  # authenticated now: the path is worth keeping
+            path = self.rt.adopt_path(path)
         if tail is not None:
             start = IDX_PAYLOAD + tail
             pk.crypt_field(buf, peer.key, start, len(buf) - start)
@@ -390,6 +392,8 @@ class Vl1:
 
     def received(self, peer: Peer, path: Path, hops: int, verb: int, now: int) -> None:
         """Path learning and direct-path pushes after any authenticated packet (9.1, 9.8)."""
+        if not path.kept:
+            path = self.rt.adopt_path(path)
         peer.last_receive = now
         if verb in (
             Verb.FRAME,
