@@ -52,6 +52,7 @@ class Drop(StrEnum):
     STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"
     CONFIG_QUEUE_FULL = "config_request_queue_full"  # requests waiting for the controller
+    REPLAYED = "replayed"  # an authenticated packet whose id this peer's window has seen
     RULES_OUTBOUND = "rules_outbound"  # a frame we were to send, dropped by the network's rules
     RULES_INBOUND = "rules_inbound"  # a frame received, dropped by the network's rules
     BRIDGING_NOT_ALLOWED = "bridging_not_allowed"  # EXT_FRAME with foreign MACs, no bridge role

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ztnode.core.path import Path
+from ztnode.core.replay import ReplayWindow
 from ztnode.crypto import SymmetricKey
 from ztnode.identity import Identity
 
@@ -55,6 +56,7 @@ class Peer:
         "last_whois_answered",
         "paths",
         "push_cutoff_count",
+        "replay",
         "unconfirmed",
         "unconfirmed_at",
         "version",
@@ -70,6 +72,8 @@ class Peer:
         self.unconfirmed_at = 0
         self.address = identity.address
         self.key = key
+        #: Packet ids accepted recently (replay protection, see :mod:`ztnode.core.replay`).
+        self.replay = ReplayWindow()
         self.version: tuple[int, int, int, int] = (0, 0, 0, 0)  # proto, major, minor, revision
         self.paths: list[PeerPath] = []
         self.last_receive = 0

@@ -153,6 +153,9 @@ class Switch:
         if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
             c.drop(Drop.STALE_KEY)
             return False
+        if not peer.replay.accept(int.from_bytes(packet[0:8], "big"), now):
+            c.drop(Drop.REPLAYED)
+            return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
         flags = packet[18]
@@ -256,6 +259,9 @@ class Switch:
             return
         if not pk.dearmor(buf, peer.key):
             self.rt.counters.drop(Drop.MAC_FAILED)
+            return
+        if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
+            self.rt.counters.drop(Drop.REPLAYED)
             return
         self.rt.counters.ciphers_in[CIPHER_LABELS[cipher]] += 1
         if buf[27] & 0x80:

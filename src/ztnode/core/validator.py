@@ -69,7 +69,11 @@ class IdentityValidator:
                 self.rt.counters.drop(Drop.IDENTITY_INVALID)
                 return
             self.rt.add_peer(identity, key, now)
+        peer = self.rt.peers[identity.address]
         for buf, path in pending.packets:
+            if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
+                self.rt.counters.drop(Drop.REPLAYED)  # the same HELLO queued twice
+                continue
             try:
                 self.rt.vl1.do_hello(buf, path, buf[18] & 7, now, authenticated=True)
             except DecodeError:

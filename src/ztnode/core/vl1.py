@@ -121,9 +121,13 @@ class Vl1:
                     return
                 self.rt.validator.remember_valid(ident)
             peer = self.rt.add_peer(ident, key, now)
+            peer.replay.accept(int.from_bytes(buf[0:8], "big"), now)  # its first packet
         elif not authenticated:
             if not pk.dearmor(buf, peer.key):
                 self.rt.counters.drop(Drop.MAC_FAILED)
+                return
+            if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
+                self.rt.counters.drop(Drop.REPLAYED)  # a HELLO sent again by a third party
                 return
             self.rt.counters.ciphers_in[CIPHER_LABELS[(buf[18] >> 3) & 7]] += 1
         self._after_hello(peer, buf, tail, path, hops, now)
