@@ -456,3 +456,41 @@ def test_http_keep_alive_serves_several_requests_on_one_connection() -> None:
             await api.close()
 
     run(main)
+
+
+def test_api_limits_connections_and_request_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local process cannot starve the node through its API: connections beyond the limit are
+    answered 503 and closed, and wrong tokens beyond their budget are answered 429 while the
+    right token keeps working."""
+    from ztnode.transport import httpapi
+
+    monkeypatch.setattr(httpapi, "MAX_CONNECTIONS", 4)
+
+    async def main() -> None:
+        api, port = await _start_api()
+        held: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(4):
+                _r, w = await asyncio.open_connection("127.0.0.1", port)
+                held.append(w)
+            await asyncio.sleep(0.05)
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 503 ")
+            w.close()
+            for w in held:
+                w.close()
+            await asyncio.sleep(0.05)
+            assert api.refused["connections"] == 1
+            # Wrong tokens: beyond their budget they get 429; the right token still passes.
+            statuses = [
+                (await fetch_json("127.0.0.1", port, "GET", "/status", "wrong"))[0]
+                for _ in range(httpapi.MAX_AUTH_FAILURES_PER_SECOND + 5)
+            ]
+            assert statuses.count(401) >= 1 and statuses[-1] == 429
+            assert api.refused["auth"] >= 1
+            assert (await fetch_json("127.0.0.1", port, "GET", "/status", "s3cret"))[0] == 200
+        finally:
+            await api.close()
+
+    run(main)

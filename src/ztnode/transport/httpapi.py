@@ -16,6 +16,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,14 @@ log = logging.getLogger("ztnode.api")
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 4 * 1024 * 1024
 IDLE_TIMEOUT = 30.0
+#: Connections served at once; more are answered 503 and closed (a local process opening
+#: thousands must not starve the node's event loop).
+MAX_CONNECTIONS = 64
+#: Requests answered per second in all (beyond: 429 until the next second), and requests with
+#: a wrong token per second (beyond: those get 429; requests with the right token still pass,
+#: so a guesser cannot lock out the node's own tools).
+MAX_REQUESTS_PER_SECOND = 2000
+MAX_AUTH_FAILURES_PER_SECOND = 20
 
 _REASONS = {
     200: "OK",
@@ -35,6 +44,7 @@ _REASONS = {
     405: "Method Not Allowed",
     409: "Conflict",
     413: "Payload Too Large",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -96,6 +106,12 @@ class JsonApi:
         self.path_tokens: dict[str, str] = {}
         self.routes: list[_Route] = []
         self._server: asyncio.Server | None = None
+        self._connections = 0
+        self._second = 0
+        self._requests = 0
+        self._auth_failures = 0
+        #: Requests refused by the limits above, by reason (for tests and logs).
+        self.refused: dict[str, int] = {}
 
     def route(self, method: str, template: str, handler: Handler) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
@@ -130,8 +146,27 @@ class JsonApi:
         extra = self.path_tokens.get(req.path.rstrip("/"))
         return extra is not None and hmac.compare_digest(given.encode(), extra.encode())
 
+    def _refuse(self, why: str) -> None:
+        self.refused[why] = self.refused.get(why, 0) + 1
+
+    def _over_budget(self) -> bool:
+        """Count one request against this second's budgets; True when it must wait."""
+        second = int(time.monotonic())
+        if second != self._second:
+            self._second, self._requests, self._auth_failures = second, 0, 0
+        self._requests += 1
+        return self._requests > MAX_REQUESTS_PER_SECOND
+
     async def dispatch(self, req: Request) -> tuple[int, Any]:
+        if self._over_budget():
+            self._refuse("rate")
+            return 429, {"error": "too many requests; try again in a second"}
         if not self._authorized(req):
+            # A guesser is slowed down; a client with the right token is never locked out.
+            self._auth_failures += 1
+            if self._auth_failures > MAX_AUTH_FAILURES_PER_SECOND:
+                self._refuse("auth")
+                return 429, {"error": "too many wrong tokens; try again in a second"}
             return 401, {"error": "missing or wrong auth token (X-ZT1-Auth)"}
         allowed: list[str] = []
         for r in self.routes:
@@ -154,6 +189,13 @@ class JsonApi:
         return 404, {"error": f"no such resource: {req.path}"}
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connections >= MAX_CONNECTIONS:
+            self._refuse("connections")
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._respond(writer, 503, {"error": "too many connections"}, close=True)
+            writer.close()
+            return
+        self._connections += 1
         try:
             while True:
                 try:
@@ -171,6 +213,7 @@ class JsonApi:
                 if close:
                     return
         finally:
+            self._connections -= 1
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
