@@ -232,6 +232,29 @@ def test_identity_is_created_once_and_reused(
     assert made == [1]
 
 
+def test_secret_files_readable_by_others_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = HomeDir(tmp_path / "home")
+    home.ensure()
+    home.load_or_create_identity()
+    token = home.auth_token()
+    assert stat.S_IMODE((home.path / "authtoken.secret").stat().st_mode) == 0o600
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ztnode.state"):
+        HomeDir(home.path).load_or_create_identity()
+        assert HomeDir(home.path).auth_token() == token
+    assert not caplog.records  # 0600: nothing to say
+    for name in ("identity.secret", "authtoken.secret"):
+        (home.path / name).chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="ztnode.state"):
+        HomeDir(home.path).load_or_create_identity()  # still starts: warned, not refused
+        assert HomeDir(home.path).auth_token() == token
+    text = caplog.text
+    assert "identity.secret is accessible to others (mode 644)" in text
+    assert "authtoken.secret is accessible to others (mode 644)" in text
+
+
 def test_planet_override_is_saved_and_bad_files_fall_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

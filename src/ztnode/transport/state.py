@@ -27,6 +27,24 @@ from ztnode.wire.world import DEFAULT_PLANET, World
 
 log = logging.getLogger("ztnode.state")
 
+
+def check_private(path: Path) -> bool:
+    """Warn when a secret file (identity, API token) can be read or written by others than its
+    owner, as a copied or hand-made file may be; ztnode writes them 0600. False when it is
+    exposed. The node still starts: refusing would lock an operator out of their own node."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return True
+    if mode & 0o077:
+        log.warning(
+            "%s is accessible to others (mode %o): it holds a secret; chmod 600 it",
+            path,
+            mode & 0o777,
+        )
+        return False
+    return True
+
 PEER_CACHE_VERSION = 2
 
 #: Network settings: field name -> the name in ``local.conf`` and ``/network``, as ZeroTierOne
@@ -121,6 +139,7 @@ class HomeDir:
     def load_or_create_identity(self) -> Identity:
         secret = self.path / "identity.secret"
         if secret.exists():
+            check_private(secret)
             ident = Identity.from_string(secret.read_text().strip())
             if not ident.has_private:
                 raise DecodeError(f"{secret} holds no private key")
@@ -270,6 +289,7 @@ class HomeDir:
     def _token(self, name: str) -> str:
         f = self.path / name
         if f.exists():
+            check_private(f)
             token = f.read_text().strip()
             if token:
                 return token
