@@ -15,11 +15,9 @@ Formats (node/Identity.cpp, Identity.hpp):
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import os
 import re
-import secrets
 from collections.abc import Callable
 from typing import Final
 
@@ -35,6 +33,7 @@ from ztnode.crypto.c25519 import (
 )
 from ztnode.crypto.idhash import FIRST_BYTE_LESS_THAN, identity_hash
 from ztnode.errors import CryptoError, DecodeError, LocalProtocolError
+from ztnode.fsutil import write_atomic
 from ztnode.wire.buffer import Buf, Reader, Writer
 from ztnode.wire.constants import ADDRESS_LENGTH, ADDRESS_RESERVED_PREFIX
 
@@ -324,7 +323,7 @@ class Identity:
         if include_private and self._private is None:
             raise LocalProtocolError("cannot save a secret identity without its private key")
         data = self.to_string(include_private).encode("ascii")
-        _write_atomic(os.fspath(path), data, 0o600 if include_private else 0o644)
+        write_atomic(path, data, 0o600 if include_private else 0o644)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Identity:
@@ -373,29 +372,6 @@ class Identity:
     def __reduce__(self) -> tuple[type[Identity], tuple[int, bytes, bytes | None]]:
         # The cached key objects are not picklable; rebuild from the parts.
         return (Identity, (self._address, self._public, self._private))
-
-
-def _write_atomic(path: str, data: bytes, mode: int) -> None:
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Make the rename itself durable: losing identity.secret in a crash changes our address.
-    with contextlib.suppress(OSError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 __all__ = [

@@ -13,13 +13,13 @@ crash never leaves a half-written identity or planet behind.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Final
 
 from ztnode.errors import DecodeError
+from ztnode.fsutil import remove_stale_temps, write_atomic
 from ztnode.identity import Identity, address_to_str
 from ztnode.wire.buffer import Reader, Writer
 from ztnode.wire.inetaddr import InetAddress
@@ -44,6 +44,7 @@ def check_private(path: Path) -> bool:
         )
         return False
     return True
+
 
 PEER_CACHE_VERSION = 2
 
@@ -110,29 +111,16 @@ class NetworkSettings:
         return cls(**values)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 class HomeDir:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
     def ensure(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.path)  # left by a process killed mid-write
         for sub in ("moons.d", "peers.d", "networks.d"):
             (self.path / sub).mkdir(exist_ok=True)
+            remove_stale_temps(self.path / sub)
 
     # identity ---------------------------------------------------------------------------
 
