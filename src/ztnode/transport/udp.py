@@ -76,10 +76,20 @@ class UdpEndpoint:
         self._writing = False
         self._closed = False
         sock.setblocking(False)
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            # A smaller buffer than asked for only costs throughput under bursts.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+        for opt, force in (
+            (socket.SO_RCVBUF, getattr(socket, "SO_RCVBUFFORCE", None)),
+            (socket.SO_SNDBUF, getattr(socket, "SO_SNDBUFFORCE", None)),
+        ):
+            # The *FORCE options pass the system's cap (net.core.rmem_max) when we may (as
+            # root), so a burst of junk does not overflow the buffer the legitimate traffic
+            # shares; otherwise the capped size. A smaller buffer only costs bursts.
+            try:
+                if force is None:
+                    raise OSError
+                sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER_BYTES)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
         self.loop.add_reader(sock.fileno(), self._on_readable)
 
     @classmethod
