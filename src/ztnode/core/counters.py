@@ -53,6 +53,7 @@ class Drop(StrEnum):
     INTERNAL_ERROR = "internal_error"
     CONFIG_QUEUE_FULL = "config_request_queue_full"  # requests waiting for the controller
     REPLAYED = "replayed"  # an authenticated packet whose id this peer's window has seen
+    LIKE_TABLE_FULL = "like_table_full"  # a MULTICAST_LIKE past the LIKE tables' bound
     RULES_OUTBOUND = "rules_outbound"  # a frame we were to send, dropped by the network's rules
     RULES_INBOUND = "rules_inbound"  # a frame received, dropped by the network's rules
     BRIDGING_NOT_ALLOWED = "bridging_not_allowed"  # EXT_FRAME with foreign MACs, no bridge role

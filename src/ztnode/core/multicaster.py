@@ -1,13 +1,15 @@
 """Multicast (ZeroTierOne's Multicaster, protocol-network.md §7): our subscriptions and their
 announcements (MULTICAST_LIKE), gathering members, sending multicast and broadcast frames with
 the pending queue for groups still being gathered, receiving MULTICAST_FRAME, and the root's
-table of who likes what (bounded by ``MULTICAST_LIKE_EXPIRE``, pruned by housekeeping)."""
+table of who likes what (``MAX_ROOT_LIKES`` entries at most, each for ``MULTICAST_LIKE_EXPIRE``,
+pruned by housekeeping)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
 from ztnode.core.counters import Drop
+from ztnode.core.likes import LikeTable
 from ztnode.core.network import (
     BROADCAST_MAC,
     MULTICAST_GATHER_INTERVAL,
@@ -22,6 +24,7 @@ from ztnode.core.peer import (
 from ztnode.core.records import Rx
 from ztnode.core.timing import (
     LIKES_PER_PACKET,
+    MAX_ROOT_LIKES,
     MULTICAST_LIKE_EXPIRE,
 )
 from ztnode.errors import LocalProtocolError
@@ -55,7 +58,8 @@ class Multicaster:
 
     def __init__(self, rt: Node) -> None:
         self.rt = rt
-        self._likes: dict[tuple[int, int, int], dict[int, int]] = {}
+        #: Root role: every member's LIKEs, to answer gathers (bounded, see ``MAX_ROOT_LIKES``).
+        self._likes: LikeTable[tuple[int, int, int]] = LikeTable(MAX_ROOT_LIKES)
 
     def subscribe(self, network_id: int, mac: int, adi: int, now: int) -> None:
         """Join a multicast group on a network; it is announced (LIKE) at once."""
@@ -74,14 +78,7 @@ class Multicaster:
 
     def prune(self, now: int) -> None:
         """Root role: forget LIKEs past ``MULTICAST_LIKE_EXPIRE`` (housekeeping)."""
-        for group in list(self._likes):
-            members = {
-                a: t for a, t in self._likes[group].items() if now - t < MULTICAST_LIKE_EXPIRE
-            }
-            if members:
-                self._likes[group] = members
-            else:
-                del self._likes[group]
+        self._likes.expire(now, MULTICAST_LIKE_EXPIRE)
 
     def announce(self, net: Network, now: int, groups: list[tuple[int, int]] | None = None) -> None:
         """MULTICAST_LIKE our groups to the network's controller and to the roots, which answer
@@ -204,11 +201,13 @@ class Multicaster:
         for sub in like.subscriptions:
             if self.rt.topology.am_upstream:
                 key = (sub.network_id, sub.mac, sub.adi)
-                self._likes.setdefault(key, {})[peer.address] = now
+                if not self._likes.note(key, peer.address, now):
+                    self.rt.counters.drop(Drop.LIKE_TABLE_FULL)
             net = self.rt.networks.get(sub.network_id)
             if net is not None and self._may_like(net, peer, now):
                 group = (sub.mac, sub.adi)
-                net.learn_member(group, peer.address, now)
+                if not net.learn_member(group, peer.address, now):
+                    self.rt.counters.drop(Drop.LIKE_TABLE_FULL)
                 self.send_pending(net, group, [peer.address], now)
         self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_LIKE, now)
 
@@ -226,7 +225,7 @@ class Multicaster:
         net = self.rt.networks.get(g.network_id)
         live: list[int] = []
         if g.gather_limit > 0 and self.rt.topology.am_upstream:
-            members = self._likes.get((g.network_id, g.mac, g.adi), {})
+            members = self._likes.members((g.network_id, g.mac, g.adi))
             live = [
                 a
                 for a, t in members.items()
@@ -247,5 +246,5 @@ class Multicaster:
 
     def subscribers(self, network_id: int, mac: int, adi: int, now: int) -> list[int]:
         """Root role: the members that recently announced (LIKE) a multicast group."""
-        members = self._likes.get((network_id, mac, adi), {})
+        members = self._likes.members((network_id, mac, adi))
         return sorted(a for a, t in members.items() if now - t < MULTICAST_LIKE_EXPIRE)

@@ -18,6 +18,7 @@ from typing import Final, TypeVar
 
 from ztnode.core.enforcer import Enforcer
 from ztnode.core.filter import Party
+from ztnode.core.likes import LikeTable
 from ztnode.identity import Identity
 from ztnode.wire.credentials import (
     Capability,
@@ -59,6 +60,8 @@ MULTICAST_LIKE_EXPIRE: Final = 600_000
 MULTICAST_GATHER_INTERVAL: Final = 60_000
 MULTICAST_PENDING_TIMEOUT: Final = 5_000
 MULTICAST_PENDING_MAX: Final = 32  # per group, as the reference's outbound queue
+#: (group, member) LIKE entries a network keeps (ten minutes each); new ones past it are refused.
+MAX_NETWORK_LIKES: Final = 65_536
 BROADCAST_MAC: Final = 0xFFFFFFFFFFFF
 
 Group = tuple[int, int]  # (MAC, ADI)
@@ -144,7 +147,8 @@ class Network:
         self._assemblies: dict[int, _Assembly] = {}
         self._assembly_counter = 0
         self.subscriptions: set[Group] = set()
-        self.multicast_members: dict[Group, dict[int, int]] = {}
+        #: Members' LIKEs of this network's groups (bounded, see MAX_NETWORK_LIKES).
+        self.multicast_members: LikeTable[Group] = LikeTable(MAX_NETWORK_LIKES)
         self.last_gather: dict[Group, int] = {}
         self.pending_multicasts: list[PendingMulticast] = []
         self.last_announce = -(10**12)
@@ -322,25 +326,16 @@ class Network:
             groups.add((BROADCAST_MAC, 0))
         return sorted(groups)
 
-    def learn_member(self, group: Group, address: int, now: int) -> None:
-        if address != self.me:
-            self.multicast_members.setdefault(group, {})[address] = now
+    def learn_member(self, group: Group, address: int, now: int) -> bool:
+        """A member LIKEs a group; False when the table is full (the caller counts it)."""
+        return address == self.me or self.multicast_members.note(group, address, now)
 
     def members_of(self, group: Group, now: int) -> list[int]:
-        held = self.multicast_members.get(group, {})
+        held = self.multicast_members.members(group)
         return [a for a, t in held.items() if now - t < MULTICAST_LIKE_EXPIRE]
 
     def expire_multicast(self, now: int) -> None:
-        for group in list(self.multicast_members):
-            live = {
-                a: t
-                for a, t in self.multicast_members[group].items()
-                if now - t < MULTICAST_LIKE_EXPIRE
-            }
-            if live:
-                self.multicast_members[group] = live
-            else:
-                del self.multicast_members[group]
+        self.multicast_members.expire(now, MULTICAST_LIKE_EXPIRE)
         self.pending_multicasts = [
             p for p in self.pending_multicasts if now - p.created < MULTICAST_PENDING_TIMEOUT
         ]

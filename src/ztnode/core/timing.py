@@ -42,6 +42,8 @@ USER_MESSAGE_RESERVED_MAX: Final = 0xFFFF
 MAX_API_ECHOES: Final = 4096  # ECHOs sent through the API whose OK we still await
 
 # VL2.
+#: (group, member) LIKE entries a root keeps to answer gathers; new ones past it are refused.
+MAX_ROOT_LIKES: Final = 262_144
 MAX_PENDING_CONFIG_REQUESTS: Final = 256  # config requests waiting for the host to answer
 MULTICAST_LIKE_EXPIRE: Final = 600_000
 GATED_FRAME_QUEUE: Final = 64
