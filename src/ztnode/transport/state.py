@@ -27,6 +27,8 @@ from ztnode.wire.world import DEFAULT_PLANET, World
 
 log = logging.getLogger("ztnode.state")
 
+_TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
 
 def check_private(path: Path) -> bool:
     """Warn when a secret file (identity, API token) can be read or written by others than its
@@ -281,6 +283,8 @@ class HomeDir:
             token = f.read_text().strip()
             if token:
                 return token
-        token = secrets.token_urlsafe(18)
+        # 24 lower-case letters and digits, as ZeroTierOne makes it: never starting with "-",
+        # which a command line would take for an option (``--token -x...``).
+        token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(24))
         write_atomic(f, token.encode(), mode=0o600)
         return token
