@@ -295,6 +295,10 @@ class Sink:
     plains: list[tuple[bytes, int, int]] = field(default_factory=list)
     truncated: list[int] = field(default_factory=list)
     accept_key: bool = True
+    #: Packet ids the records stood for (the packet's own, or every joined one's).
+    ids: list[int] = field(default_factory=list)
+    #: Packet ids of what was sent (set by ``run_flow``).
+    sent_ids: list[int] = field(default_factory=list)
 
     def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
         assert remote[0] == "127.0.0.1"
@@ -311,9 +315,12 @@ class Sink:
         pieces: int,
         wire: int,
         frames: int,
+        packet_ids: tuple[int, ...] = (),
     ) -> bool:
         assert key is self.key
+        assert len(packet_ids) == (frames if frames > 1 else 0)
         self.plains.append((bytes(packet), pieces, frames))
+        self.ids += packet_ids or (int.from_bytes(packet[0:8], "big"),)
         return self.accept_key
 
     def key_for(self, address: int) -> SymmetricKey | None:
@@ -495,9 +502,12 @@ def run_flow(
     reader = burst.BurstReader(rx, ME)
     deliver_with(reader, tx, armored(frame_packet(b"x", 1, v6=v6), key), sink)
     sink.wholes.clear()
+    sink.ids.clear()
     wire: list[bytes] = []
     for i, s in enumerate(segments):
-        wire += armored(frame_packet(s, 100 + i, v6=v6), key)
+        datagrams = armored(frame_packet(s, 100 + i, v6=v6), key)
+        sink.sent_ids.append(int.from_bytes(datagrams[0][0:8], "big"))
+        wire += datagrams
     deliver_with(reader, tx, wire, sink)
     reader.close()
     return sink
@@ -679,6 +689,8 @@ def test_joined_records_carry_exactly_the_segments_sent(
         seen_flags |= th.flags & 0x3F
     assert bytes(got[i] for i in range(len(stream))) == stream
     assert seen_flags == functools.reduce(operator.or_, flags[: len(sizes)])
+    # Every packet's id is reported, joined or not (the node checks each against replays).
+    assert sorted(sink.ids) == sorted(sink.sent_ids)
 
 
 def test_ipv4_mapped_senders_are_named_as_recvfrom_names_them(key: SymmetricKey) -> None:

@@ -53,3 +53,42 @@ def test_captured_datagrams_sent_again_are_dropped() -> None:
     assert [e for e in w.net.events[id(a)] if isinstance(e, ev.EchoReply)] == replies
     w.run_for(200)
     assert echo(w, a, b, b"after the replays")
+
+
+def test_joined_inputs_are_checked_packet_by_packet() -> None:
+    """An input the transport authenticated and joined from several packets carries every
+    packet's id: all replays, it is dropped; some fresh, it goes on, each replay counted."""
+    from ztnode.core.records import Inbound, InboundKind
+    from ztnode.wire import packet as pk
+    from ztnode.wire.constants import Verb
+
+    w = online_world()
+    a, b = w.leaves
+    peer = b.peer(a.address)
+    assert peer is not None
+    body = (0x1122334455667788).to_bytes(8, "big") + (0x0800).to_bytes(2, "big") + bytes(40)
+    clear = bytes(pk.new_packet(bytes(8), b.address, a.address, Verb.FRAME, body))
+
+    def inbound(ids: tuple[int, ...]) -> Inbound:
+        return Inbound(
+            InboundKind.AUTHENTICATED,
+            bytearray(clear),
+            w.addresses[b.address],
+            w.addresses[a.address],
+            len(ids),
+            -1,
+            peer.key,
+            len(ids),
+            ids,
+        )
+
+    replayed = b.counters.drops["replayed"]
+    frames = b.counters.verbs_in["FRAME"]
+    assert b.receive(inbound((11, 12, 13)), w.net.now)
+    assert b.counters.verbs_in["FRAME"] == frames + 3
+    assert b.receive(inbound((11, 12, 13)), w.net.now)  # all three again: dropped
+    assert b.counters.drops["replayed"] == replayed + 3
+    assert b.counters.verbs_in["FRAME"] == frames + 3
+    assert b.receive(inbound((13, 14)), w.net.now)  # one fresh: on it goes, one replay counted
+    assert b.counters.drops["replayed"] == replayed + 4
+    assert b.counters.verbs_in["FRAME"] == frames + 5

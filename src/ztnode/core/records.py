@@ -56,6 +56,9 @@ class Inbound(NamedTuple):
     stands_for: int = 1
     """For AUTHENTICATED: how many packets of the sender this one stands for (the transport may
     join consecutive ones of a flow); each is counted as received."""
+    packet_ids: tuple[int, ...] = ()
+    """For AUTHENTICATED inputs standing for several packets: every one's packet id (checked
+    against the sender's replay window); empty means the packet's own."""
 
 
 class ConfigRequest(NamedTuple):

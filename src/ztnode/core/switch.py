@@ -153,8 +153,7 @@ class Switch:
         if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
             c.drop(Drop.STALE_KEY)
             return False
-        if not peer.replay.accept(int.from_bytes(packet[0:8], "big"), now):
-            c.drop(Drop.REPLAYED)
+        if not self._fresh(peer, inbound.packet_ids, packet, now):
             return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
@@ -171,6 +170,25 @@ class Switch:
                 return True
         self._dispatch(peer, packet, path, flags & 7, now)
         return True
+
+    def _fresh(self, peer: Peer, ids: tuple[int, ...], packet: bytearray, now: int) -> bool:
+        """Replay check of a C-authenticated input: its packet's id, or every id of the packets
+        the transport joined into it. A joined input is dropped only when all its packets are
+        replays (a replay joins only onto other replays in practice: a replayed segment
+        continues no fresh flow); each replay among them is counted."""
+        window = peer.replay
+        if not ids:
+            if window.accept(int.from_bytes(packet[0:8], "big"), now):
+                return True
+            self.rt.counters.drop(Drop.REPLAYED)
+            return False
+        fresh = 0
+        for pid in ids:
+            if window.accept(pid, now):
+                fresh += 1
+            else:
+                self.rt.counters.drop(Drop.REPLAYED)
+        return fresh > 0
 
     def prune(self, now: int) -> None:
         """Forget beacon answers older than a minute (housekeeping)."""

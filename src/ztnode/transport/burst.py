@@ -61,8 +61,8 @@ _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
 _TRUNCATED: Final = _lib.ZT_RX_TRUNCATED if _lib is not None else 3
 #: A record as C writes it: kind, off, len, pieces, frames, wire_bytes, src, family, port,
-#: ip_hi, ip_lo, scope (twelve native uint64s).
-_REC: Final = struct.Struct("=12Q")
+#: ip_hi, ip_lo, scope, ids (thirteen native uint64s).
+_REC: Final = struct.Struct("=13Q")
 
 
 class BurstSink(Protocol):
@@ -82,8 +82,10 @@ class BurstSink(Protocol):
         pieces: int,
         wire_bytes: int,
         frames: int,
+        packet_ids: tuple[int, ...] = (),
     ) -> bool:
-        """A packet ``key`` authenticated and decrypted (``frames`` FRAMEs joined into one).
+        """A packet ``key`` authenticated and decrypted (``frames`` FRAMEs joined into one,
+        whose packet ids are ``packet_ids`` when there are several).
 
         Return False when ``key`` is no longer the sender's key: the record is then dropped
         and the cache entry forgotten."""
@@ -115,6 +117,8 @@ class BurstReader:
         self._view = memoryview(self._arena)
         self._recs = _ffi.new("zt_rx_rec[]", _lib.ZT_RX_MAX_DGRAMS)
         self._recs_mem = memoryview(_ffi.buffer(self._recs)).cast("B")
+        #: Packet ids of the PLAIN records (one per packet, joined ones included).
+        self._ids = _ffi.new("uint64_t[]", _lib.ZT_RX_MAX_DGRAMS)
         if _ffi.sizeof("zt_rx_rec") != _REC.size:
             raise RuntimeError("zt_rx_rec does not have the layout this module reads")
         #: Keys cached in C, kept alive here for as long as C holds their AES contexts.
@@ -209,6 +213,7 @@ class BurstReader:
             len(self._arena),
             self._recs,
             _lib.ZT_RX_MAX_DGRAMS,
+            self._ids,
             BURST,
             1 if nets else 0,
         )
@@ -216,14 +221,18 @@ class BurstReader:
             raise OSError(-n, os.strerror(-n))
         view = self._view
         remote = self._remote
-        for kind, off, size, pieces, frames, wire, src, *where in _REC.iter_unpack(
+        ids = self._ids
+        for kind, off, size, pieces, frames, wire, src, *where, first in _REC.iter_unpack(
             self._recs_mem[: n * _REC.size]
         ):
             key = tuple(where)
             if kind == _PLAIN:
                 k = self._keys.get(src)
                 packet = bytearray(view[off : off + size])
-                if k is None or not sink.on_plain(packet, k, remote(key), pieces, wire, frames):
+                joined = tuple(ids[first : first + frames]) if frames > 1 else ()
+                if k is None or not sink.on_plain(
+                    packet, k, remote(key), pieces, wire, frames, joined
+                ):
                     self.stale_key_drops += 1
                     self.forget(src)
             elif kind == _DATAGRAM:

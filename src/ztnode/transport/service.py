@@ -154,13 +154,22 @@ class _EndpointSink:
         pieces: int,
         wire_bytes: int,
         frames: int,
+        packet_ids: tuple[int, ...] = (),
     ) -> bool:
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is None or local is None:
             return True  # shutting down: nothing to judge, nothing stale
         inbound = Inbound(
-            InboundKind.AUTHENTICATED, packet, local, remote, pieces, wire_bytes, key, frames
+            InboundKind.AUTHENTICATED,
+            packet,
+            local,
+            remote,
+            pieces,
+            wire_bytes,
+            key,
+            frames,
+            packet_ids,
         )
         return engine.receive(inbound, self._service.clock.now())
 

@@ -187,6 +187,8 @@ typedef struct {
     size_t pos;
     zt_rx_rec *recs;
     int nrec;
+    uint64_t *ids; /* packet ids of PLAIN records, at most one per datagram */
+    unsigned int nids;
     int gro;
     zt_rx_flow flow;
 } zt_rx_out;
@@ -209,6 +211,9 @@ static zt_rx_rec *zt_rx_new_rec(zt_rx_out *o, int kind, int dgram, size_t len, u
     r->frames = 1;
     r->wire_bytes = wire;
     r->src = 0;
+    r->ids = o->nids;
+    if (kind == ZT_RX_PLAIN)
+        o->ids[o->nids++] = zt_be64(o->arena + o->pos);
     zt_rx_fill_addr(o->rx, dgram, r);
     o->pos += len;
     return r;
@@ -268,7 +273,9 @@ static void zt_rx_emit_whole(zt_rx_out *o, int one, const zt_rx_group *g)
                     memcmp(c->opts, f.opts, 12) == 0 && !(c->flags & 0x08) &&
                     c->ihl + c->tcp_len + add <= ZT_RX_GRO_MAX_IP &&
                     zt_same_sender(rx, c->sender, sender)) {
-                    /* The payload moves down over its own headers onto the end of the record. */
+                    /* Its packet id first (right after the record's own ids), then its payload
+                     * moves down over its own headers onto the end of the record. */
+                    o->ids[o->nids++] = zt_be64(p);
                     memmove(p, p + f.ip_off + f.ihl + f.thl, add);
                     last->len += add;
                     last->pieces += pieces;
@@ -310,13 +317,13 @@ static void zt_rx_emit_whole(zt_rx_out *o, int one, const zt_rx_group *g)
  * Returns the number of records (0: nothing to read), or -errno from recvmmsg, or
  * ZT_RX_EARGS when the arena or record array is too small for max_dgrams. */
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
-                int max_recs, int max_dgrams, int gro)
+                int max_recs, uint64_t *ids, int max_dgrams, int gro)
 {
     zt_rx_info info[ZT_RX_MAX_DGRAMS];
     zt_rx_group groups[ZT_RX_MAX_DGRAMS];
     zt_rx_out o;
     int n, i, k, ngroups = 0;
-    if (max_dgrams < 1 || max_dgrams > ZT_RX_MAX_DGRAMS || max_recs < max_dgrams ||
+    if (max_dgrams < 1 || max_dgrams > ZT_RX_MAX_DGRAMS || max_recs < max_dgrams || ids == NULL ||
         arena_len < (size_t)max_dgrams * ZT_RX_SLOT)
         return ZT_RX_EARGS;
     for (i = 0; i < max_dgrams; i++) {
@@ -431,6 +438,8 @@ int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx
     o.pos = 0;
     o.recs = recs;
     o.nrec = 0;
+    o.ids = ids;
+    o.nids = 0;
     o.gro = gro && rx->nnets > 0;
     o.flow.valid = 0;
     for (i = 0; i < n; i++) {
@@ -472,10 +481,10 @@ int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx
 #else /* not Linux: no recvmmsg; the caller keeps its per-datagram path */
 
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
-                int max_recs, int max_dgrams, int gro)
+                int max_recs, uint64_t *ids, int max_dgrams, int gro)
 {
     (void)rx; (void)fd; (void)arena; (void)arena_len; (void)recs; (void)max_recs;
-    (void)max_dgrams; (void)gro;
+    (void)ids; (void)max_dgrams; (void)gro;
     return ZT_RX_EUNSUPPORTED;
 }
 

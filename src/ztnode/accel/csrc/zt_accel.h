@@ -36,8 +36,10 @@
 #define ZT_RX_SLOT 16384
 #define ZT_RX_ARENA (ZT_RX_MAX_DGRAMS * ZT_RX_SLOT)
 
-/* Record kinds. Records are twelve uint64_t fields, no padding, so Python reads a burst's
- * records with one struct.iter_unpack("=12Q") instead of a foreign attribute access per field. */
+/* Record kinds. Records are thirteen uint64_t fields, no padding, so Python reads a burst's
+ * records with one struct.iter_unpack("=13Q") instead of a foreign attribute access per field.
+ * A PLAIN record's `ids` is where, in the ids array the caller passes, the packet ids of the
+ * `frames` packets it stands for begin (one each: replay checks need every one). */
 #define ZT_RX_DATAGRAM 0
 #define ZT_RX_WHOLE 1
 #define ZT_RX_PLAIN 2
@@ -65,6 +67,7 @@ typedef struct {
     uint64_t ip_hi;
     uint64_t ip_lo;
     uint64_t scope;
+    uint64_t ids;
 } zt_rx_rec;
 
 typedef struct {
@@ -98,7 +101,7 @@ int zt_rx_set_peer(zt_rx *rx, uint64_t addr, zt_aes_ctx *aes, const unsigned cha
 void zt_rx_forget(zt_rx *rx, uint64_t addr);
 int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n);
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
-                int max_recs, int max_dgrams, int gro);
+                int max_recs, uint64_t *ids, int max_dgrams, int gro);
 
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *zthdr, const unsigned char *pids, size_t npids,
