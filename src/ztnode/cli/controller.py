@@ -123,23 +123,21 @@ def cmd_controller_network_rules(args: argparse.Namespace) -> int:
         compiled = compile_rules(script)
     except RuleScriptError as e:
         return _fail(f"{args.file} line {e.line} column {e.column}: {e.message}")
-    body = {**compiled.network_json(), "rulesSource": script}
+    counts = (
+        f"{len(compiled.rules)} rules, {len(compiled.capabilities)} capabilities, "
+        f"{len(compiled.tags)} tags"
+    )
     if args.check:
         if not _controller_json(args, compiled.as_json()):
-            print(
-                f"{args.file}: {len(compiled.rules)} rules, {len(compiled.capabilities)} "
-                f"capabilities, {len(compiled.tags)} tags"
-            )
+            print(f"{args.file}: {counts}")
         return EXIT_OK
+    body = {**compiled.network_json(), "rulesSource": script}
     try:
         net = _controller_call(args, "POST", f"/controller/network/{args.network}", body)
     except _ApiFailure as e:
         return _fail(str(e))
     if not _controller_json(args, net):
-        print(
-            f"network {net['id']}: {len(compiled.rules)} rules, {len(compiled.capabilities)} "
-            f"capabilities, {len(compiled.tags)} tags (revision {net.get('revision')})"
-        )
+        print(f"network {net['id']}: {counts} (revision {net.get('revision')})")
     return EXIT_OK
 
 

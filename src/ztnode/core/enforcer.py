@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ztnode.core.filter import (
+    FLAG_REDIRECT_IN,
+    FLAG_REDIRECT_OUT,
     Decision,
     FilterEnv,
     Frame,
@@ -271,7 +273,6 @@ class Enforcer:
         weight: int = 1,
     ) -> Decision:
         """A frame we send to member ``dest`` (0: multicast first pass or unknown bridge)."""
-        remote = self.party(membership) if membership is not None else None
         key = None
         if self.cacheable:
             key = _flow_key(False, dest, frame, membership, self.generation)
@@ -286,7 +287,7 @@ class Enforcer:
             self.env,
             zt_dest=dest,
             frame=frame,
-            remote=remote,
+            remote=self.party(membership) if membership is not None else None,
             no_tee=no_tee,
         )
         if key is not None:
@@ -328,6 +329,6 @@ class Enforcer:
 def _outcome(d: Decision) -> str:
     if d.accept:
         return "accept" if d.capability is None else "accept_capability"
-    if any(c.flags in (0x04, 0x0A) for c in d.copies):
+    if any(c.flags in (FLAG_REDIRECT_OUT, FLAG_REDIRECT_IN) for c in d.copies):
         return "redirect"
     return "drop" if d.verdict == Verdict.DROP else "no_match"

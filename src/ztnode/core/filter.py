@@ -185,7 +185,6 @@ class Decision:
     qos: int = DEFAULT_QOS_BUCKET
 
 
-#: A default network's rule list: one ACCEPT.
 def is_accept_all(rules: Sequence[Rule]) -> bool:
     """True for rule lists that accept every frame without looking at it (a leading
     unconditional ACCEPT, as the controller's default), so callers may skip evaluation."""
@@ -703,42 +702,9 @@ def filter_outbound(
     """A frame we are about to send to ``zt_dest`` (0 for multicast or an unknown bridge):
     base rules, then our own capabilities in id order; ``no_tee`` for the per-recipient passes
     of a multicast, whose first pass already sent the copies (``filterOutgoingPacket``)."""
-    verdict, run = evaluate(
-        rules, env, inbound=False, zt_source=env.me, zt_dest=zt_dest, frame=frame, remote=remote
+    return _decide(
+        rules, capabilities, env, False, env.me, zt_dest, frame, remote, copies=not no_tee
     )
-    copies: list[Copy] = []
-    final = run
-    cap_id: int | None = None
-    accept = 0
-    if verdict == Verdict.NO_MATCH:
-        for cap_id_, cap_program in _prepared(capabilities):
-            v, crun = evaluate(
-                cap_program,
-                env,
-                inbound=False,
-                zt_source=env.me,
-                zt_dest=zt_dest,
-                frame=frame,
-                remote=remote,
-            )
-            if v in (Verdict.NO_MATCH, Verdict.DROP):
-                continue  # a capability's DROP only ends that capability
-            accept, cap_id, final = 1, cap_id_, crun
-            if not no_tee:
-                copies.extend(_tee(crun, FLAG_WATCH_OUT, FLAG_TEE_OUT))
-            break
-    elif verdict == Verdict.DROP:
-        return Decision(0, rule=run.rule, verdict=verdict, qos=run.qos)
-    else:
-        accept = 2 if verdict == Verdict.SUPER_ACCEPT else 1
-    if not accept:
-        return Decision(0, rule=run.rule, verdict=verdict, qos=final.qos)
-    if not no_tee:
-        copies.extend(_tee(run, FLAG_WATCH_OUT, FLAG_TEE_OUT))
-    if final.zt_dest != zt_dest and final.zt_dest:
-        copies.append(Copy(final.zt_dest, FLAG_REDIRECT_OUT, len(frame.data)))
-        accept = 0  # redirected: not sent to the original destination
-    return Decision(accept, tuple(copies), run.rule, cap_id, verdict, final.qos)
 
 
 def filter_inbound(
@@ -753,42 +719,71 @@ def filter_inbound(
     """A frame received from member ``zt_source``: base rules, then the capabilities that
     member presented and that are in force (``filterIncomingPacket``). ``capabilities`` are
     tried in id order (the reference's hash-table order is unspecified)."""
-    me = env.me
-    verdict, run = evaluate(
-        rules, env, inbound=True, zt_source=zt_source, zt_dest=me, frame=frame, remote=remote
+    return _decide(rules, capabilities, env, True, zt_source, env.me, frame, remote, copies=True)
+
+
+def _decide(
+    rules: Rules,
+    capabilities: Sequence[Capability | Prepared],
+    env: FilterEnv,
+    inbound: bool,
+    zt_source: int,
+    zt_dest: int,
+    frame: Frame,
+    remote: Party | None,
+    *,
+    copies: bool,
+) -> Decision:
+    """The two wrappers' shared logic. Their differences, as in the reference: copies carry
+    the outbound or inbound flags; a capability's super-accept counts as such only inbound."""
+    watch, tee, redirect = (
+        (FLAG_WATCH_IN, FLAG_TEE_IN, FLAG_REDIRECT_IN)
+        if inbound
+        else (FLAG_WATCH_OUT, FLAG_TEE_OUT, FLAG_REDIRECT_OUT)
     )
-    copies: list[Copy] = []
+    verdict, run = evaluate(
+        rules,
+        env,
+        inbound=inbound,
+        zt_source=zt_source,
+        zt_dest=zt_dest,
+        frame=frame,
+        remote=remote,
+    )
+    if verdict == Verdict.DROP:
+        return Decision(0, rule=run.rule, verdict=verdict, qos=run.qos)
+    out: list[Copy] = []
     final = run
     cap_id: int | None = None
     accept = 0
     if verdict == Verdict.NO_MATCH:
-        for cap_id_, cap_program in _prepared(capabilities):
+        for prepared_id, program in _prepared(capabilities):
             v, crun = evaluate(
-                cap_program,
+                program,
                 env,
-                inbound=True,
+                inbound=inbound,
                 zt_source=zt_source,
-                zt_dest=me,
+                zt_dest=zt_dest,
                 frame=frame,
                 remote=remote,
             )
             if v in (Verdict.NO_MATCH, Verdict.DROP):
-                continue
-            accept = 2 if v == Verdict.SUPER_ACCEPT else 1
-            cap_id, final = cap_id_, crun
-            copies.extend(_tee(crun, FLAG_WATCH_IN, FLAG_TEE_IN))
+                continue  # a capability's DROP only ends that capability
+            accept = 2 if inbound and v == Verdict.SUPER_ACCEPT else 1
+            cap_id, final = prepared_id, crun
+            if copies:
+                out.extend(_tee(crun, watch, tee))
             break
-    elif verdict == Verdict.DROP:
-        return Decision(0, rule=run.rule, verdict=verdict)
+        if not accept:
+            return Decision(0, rule=run.rule, verdict=verdict, qos=run.qos)
     else:
         accept = 2 if verdict == Verdict.SUPER_ACCEPT else 1
-    if not accept:
-        return Decision(0, rule=run.rule, verdict=verdict)
-    copies.extend(_tee(run, FLAG_WATCH_IN, FLAG_TEE_IN))
-    if final.zt_dest != me and final.zt_dest:
-        copies.append(Copy(final.zt_dest, FLAG_REDIRECT_IN, len(frame.data)))
-        accept = 0
-    return Decision(accept, tuple(copies), run.rule, cap_id, verdict)
+    if copies:
+        out.extend(_tee(run, watch, tee))
+    if final.zt_dest != zt_dest and final.zt_dest:
+        out.append(Copy(final.zt_dest, redirect, len(frame.data)))
+        accept = 0  # redirected: not delivered where it was going
+    return Decision(accept, tuple(out), run.rule, cap_id, verdict, final.qos)
 
 
 #: A capability ready for evaluation: its id and its rules' program.

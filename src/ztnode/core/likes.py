@@ -57,9 +57,6 @@ class LikeTable(Generic[K]):
                 del self._groups[group]
         self.entries = count
 
-    def groups(self) -> list[K]:
-        return list(self._groups)
-
     def __contains__(self, group: object) -> bool:
         return group in self._groups
 

@@ -112,10 +112,6 @@ class TcpSender:
             self.want_writable = True
         return n
 
-    def data_end(self) -> int:
-        """One past the last byte the application queued."""
-        return self.buf.start + len(self.data)
-
     # --- acknowledgments ----------------------------------------------------------------------
 
     def acked(self, ack_u: int, now: int, srtt: float | None) -> bool:
@@ -160,10 +156,6 @@ class TcpSender:
         self.wl1 = seq_u
         self.wl2 = ack_u
         return self.wnd > 0
-
-    def go_back(self) -> None:
-        """After a retransmission timeout: resend from SND.UNA (go-back-N)."""
-        self.nxt = self.una
 
     # --- the send loop ------------------------------------------------------------------------
 

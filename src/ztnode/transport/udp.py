@@ -83,13 +83,14 @@ class UdpEndpoint:
             # The *FORCE options pass the system's cap (net.core.rmem_max) when we may (as
             # root), so a burst of junk does not overflow the buffer the legitimate traffic
             # shares; otherwise the capped size. A smaller buffer only costs bursts.
-            try:
-                if force is None:
-                    raise OSError
-                sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER_BYTES)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER_BYTES)
+            for which in (force, opt):
+                if which is None:
+                    continue
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, which, SOCKET_BUFFER_BYTES)
+                    break
+                except OSError:
+                    continue
         self.loop.add_reader(sock.fileno(), self._on_readable)
 
     @classmethod
