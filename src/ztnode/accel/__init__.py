@@ -49,7 +49,7 @@ MODULE: Final = "ztnode.accel._zt_accel"
 PATH_ENV: Final = "ZTNODE_ACCEL_PATH"
 # Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
 # different meaning is ignored rather than trusted.
-ABI: Final = 2
+ABI: Final = 3
 
 _CIPHER_AES: Final = 3
 

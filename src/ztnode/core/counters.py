@@ -49,6 +49,10 @@ class Drop(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     NOT_A_MEMBER = "not_a_member"
     TOO_LONG = "too_long"  # a datagram longer than any packet (the burst reader's slots)
+    DUPLICATE_FRAGMENT = "duplicate_fragment"  # a piece already held (the C reassembly table)
+    REASSEMBLY_EVICTED = "reassembly_evicted"  # pieces pushed out of a full reassembly table
+    REASSEMBLY_EXPIRED = "reassembly_expired"  # pieces of a packet that never became whole
+    UNAUTHENTICATED_GATE = "unauthenticated_gate"  # over the transport's rate for such work
     STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"
     CONFIG_QUEUE_FULL = "config_request_queue_full"  # requests waiting for the controller

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ztnode.core import events as ev
@@ -161,6 +161,17 @@ class Node:
         self, data: bytes | bytearray | memoryview, local: Addr, remote: Addr, now: int
     ) -> None:
         self.switch.receive_datagram(data, local, remote, now)
+
+    def transport_dropped(
+        self, reasons: Mapping[str, int], datagrams: int, wire_bytes: int
+    ) -> None:
+        """What the transport refused on its own (see :meth:`Switch.transport_dropped`)."""
+        self.switch.transport_dropped(reasons, datagrams, wire_bytes)
+
+    @property
+    def relaying(self) -> bool:
+        """We relay for others (a root), so the transport passes packets for known peers."""
+        return self.topology.am_upstream
 
     def datagrams_to_send(self, now: int) -> list[Outgoing]:
         out, self.out = self.out, []
@@ -360,6 +371,8 @@ class Node:
         decoded on the next queue tick, which is due at once (not here: we may be inside a
         handler for this very peer)."""
         peer = Peer(ident, key, now)
+        if ident.address in self.peers:  # replaced: whoever cached the old key must drop it
+            self.events.append(ev.PeerRemoved(ident.address))
         self.peers[ident.address] = peer
         self.events.append(ev.PeerAdded(ident.address))
         self.whois.peer_added(now)

@@ -35,8 +35,6 @@ class InboundKind(IntEnum):
     AUTHENTICATED = 2
     """A whole packet already authenticated and decrypted with ``key`` (still to be checked
     against the sender's current key)."""
-    TOO_LONG = 3
-    """A datagram longer than any packet, discarded by the transport: only counted."""
 
 
 class Inbound(NamedTuple):

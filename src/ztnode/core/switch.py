@@ -99,9 +99,6 @@ class Switch:
         c = rt.counters
         c.packets_in += inbound.pieces
         c.bytes_in += inbound.wire_bytes if inbound.wire_bytes >= 0 else len(data)
-        if kind == InboundKind.TOO_LONG:
-            c.drop(Drop.TOO_LONG)
-            return True
         try:
             if kind == InboundKind.AUTHENTICATED:
                 return self._receive_authenticated(inbound, now)
@@ -114,6 +111,17 @@ class Switch:
             log.exception("internal error on a packet from %s", inbound.remote)
             c.drop(Drop.INTERNAL_ERROR)
         return True
+
+    def transport_dropped(
+        self, reasons: Mapping[str, int], datagrams: int, wire_bytes: int
+    ) -> None:
+        """Datagrams the transport refused before the node saw them (the C receive guard),
+        counted as if they had been dropped here; ``reasons`` are :class:`Drop` values."""
+        c = self.rt.counters
+        c.packets_in += datagrams
+        c.bytes_in += wire_bytes
+        for reason, n in reasons.items():
+            c.drop(Drop(reason), n)
 
     def receive_datagram(
         self, data: bytes | bytearray | memoryview, local: Addr, remote: Addr, now: int

@@ -10,12 +10,21 @@ in-order segments of one TCP flow carried in FRAMEs into one large segment (Linu
 fresh IP and TCP checksums after verifying every original one. Python then does its per-packet
 work once per joined run instead of once per segment.
 
-Nothing here decides protocol questions. What the C side does not handle plainly (relayed
-packets, pieces of packets split across bursts, unknown peers, HELLO, cipher 0 or 2, a MAC that
-fails with the cached key) comes back as the raw datagram or the whole armored packet, and the
-node's ordinary path judges it exactly as before. The key cache is only a cache: every decrypted
-record names the key that opened it, and the sink refuses it unless that key is still the
-peer's (a record opened with a stale key is dropped and counted; the cache entry is dropped).
+It is also the node's first line against floods (``rx_guard.c``): datagrams that cannot be
+ZeroTier packets for us are refused in C and counted by reason (:data:`DROP_REASONS`, handed to
+the sink as counts after each burst); pieces of fragmented packets wait in a bounded C table,
+where orphans cannot push out the packets of known peers; a packet that fails its MAC under a
+cached key is a forgery and goes no further; and what C cannot authenticate (HELLO from a new
+identity, packets from peers whose key is not cached, packets to relay, beacons) reaches Python
+only through a token bucket per source prefix and one per socket (:class:`GatePolicy`). Traffic
+from known peers is authenticated in C and never waits behind that.
+
+Nothing here decides protocol questions: what passes comes back as the raw datagram or the whole
+armored packet, and the node's ordinary path judges it exactly as before. The key cache is only
+a cache: every decrypted record names the key that opened it, and the sink refuses it unless
+that key is still the peer's (a record opened with a stale key is dropped and counted; the cache
+entry is dropped). The node forgets a peer's key here whenever the peer goes, which is what
+makes a MAC failure under a cached key a forgery.
 
 Available on Linux with the accelerator built; otherwise :data:`AVAILABLE` is False and
 :class:`~ztnode.transport.udp.UdpEndpoint` reads one datagram at a time.
@@ -26,7 +35,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ztnode import accel
@@ -59,10 +69,43 @@ BURST: Final = 32
 _DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
-_TRUNCATED: Final = _lib.ZT_RX_TRUNCATED if _lib is not None else 3
 #: A record as C writes it: kind, off, len, pieces, frames, wire_bytes, src, family, port,
 #: ip_hi, ip_lo, scope, ids (thirteen native uint64s).
 _REC: Final = struct.Struct("=13Q")
+
+
+#: The C drop counters (fields of ``zt_rx_stats``), each with the node's drop reason name.
+DROP_REASONS: Final = {
+    "truncated": "too_long",
+    "too_long": "too_long",
+    "too_short": "too_short",
+    "from_self": "from_self",
+    "bad_fragment": "bad_fragment",
+    "dup_fragment": "duplicate_fragment",
+    "reasm_evicted": "reassembly_evicted",
+    "reasm_expired": "reassembly_expired",
+    "bad_cipher": "unsupported_cipher",
+    "mac_dropped": "mac_failed",
+    "gated_prefix": "unauthenticated_gate",
+    "gated_global": "unauthenticated_gate",
+    "not_for_us": "not_for_us",
+}
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What C passes to Python unauthenticated: records per second (and burst) per source
+    prefix (IPv4 /24, IPv6 /48) and for the whole socket. A burst of 0 turns a gate off.
+
+    The defaults bound the Python path to a few percent of one core of unauthenticated work
+    (tens of microseconds each: a HELLO's identity decoded, a WHOIS queued), whatever a flood
+    offers, and still admit thousands of new peers a second to a root; a new peer's first
+    packets may be refused while a flood lasts, and its retries get through."""
+
+    prefix_rate: int = _lib.ZT_RX_GATE_PREFIX_RATE if _lib is not None else 200
+    prefix_burst: int = _lib.ZT_RX_GATE_PREFIX_BURST if _lib is not None else 400
+    global_rate: int = _lib.ZT_RX_GATE_GLOBAL_RATE if _lib is not None else 2000
+    global_burst: int = _lib.ZT_RX_GATE_GLOBAL_BURST if _lib is not None else 4000
 
 
 class BurstSink(Protocol):
@@ -96,8 +139,14 @@ class BurstSink(Protocol):
     def coalescing_networks(self) -> Iterable[int]:
         """Networks whose FRAMEs may be joined: an IP stack takes them and nothing taps them."""
 
-    def on_truncated(self, remote: Addr, wire_bytes: int) -> None:
-        """A datagram longer than any ZeroTier packet could be: dropped."""
+    def relaying(self) -> bool:
+        """True for a root: packets for peers whose key is cached then pass ungated."""
+
+    def now(self) -> int:
+        """The clock (ms) the gates and the reassembly table run on."""
+
+    def on_dropped(self, reasons: Mapping[str, int], datagrams: int, wire_bytes: int) -> None:
+        """Datagrams refused in C since the last call: counts by drop reason name."""
 
 
 class BurstReader:
@@ -126,7 +175,25 @@ class BurstReader:
         self._refused: set[int] = set()  # addresses the full C table could not take
         self._addrs: dict[tuple[int, ...], Addr] = {}
         self._networks: tuple[int, ...] = ()
+        self._relay = False
+        self._policy = GatePolicy()
+        self._dropped = 0
+        self._counted = dict.fromkeys(DROP_REASONS, 0)
+        self._dropped_bytes = 0
         self.stale_key_drops = 0
+
+    def set_policy(self, policy: GatePolicy) -> None:
+        """Change the gates' rates (their buckets start full)."""
+        assert _lib is not None
+        self._policy = policy
+        self._apply_policy()
+
+    def _apply_policy(self) -> None:
+        assert _lib is not None
+        p = self._policy
+        _lib.zt_rx_set_policy(
+            self._rx, self._relay, p.prefix_rate, p.prefix_burst, p.global_rate, p.global_burst
+        )
 
     @property
     def stats(self) -> dict[str, int]:
@@ -138,9 +205,10 @@ class BurstReader:
             "decrypted": int(s.decrypted),
             "mac_failed": int(s.mac_failed),
             "coalesced": int(s.coalesced),
-            "truncated": int(s.truncated),
+            "dropped": int(s.dropped),
+            "reassembly_held": int(s.reasm_held),
             "stale_key_drops": self.stale_key_drops,
-        }
+        } | {name: int(getattr(s, name)) for name in DROP_REASONS}
 
     def forget(self, address: int) -> None:
         """Drop a cached key (its peer went away or changed)."""
@@ -176,8 +244,8 @@ class BurstReader:
             self._addrs[key] = addr
         return addr
 
-    def _learn(self, address: int, sink: BurstSink) -> None:
-        """Cache the sender's key after the node handled one of its packets."""
+    def learn(self, address: int, sink: BurstSink) -> None:
+        """Cache a peer's key: after the node handled one of its packets, or learned it."""
         if address in self._refused:
             return
         key = sink.key_for(address)
@@ -205,7 +273,12 @@ class BurstReader:
                 nets = ()
                 _lib.zt_rx_set_networks(self._rx, [], 0)
             self._networks = nets
-        before = self._stats.datagrams
+        relay = sink.relaying()
+        if relay != self._relay:
+            self._relay = relay
+            self._apply_policy()
+        stats = self._stats
+        before = stats.datagrams
         n = _lib.zt_rx_burst(
             self._rx,
             self._fd,
@@ -216,6 +289,7 @@ class BurstReader:
             self._ids,
             BURST,
             1 if nets else 0,
+            sink.now(),
         )
         if n < 0:
             raise OSError(-n, os.strerror(-n))
@@ -237,12 +311,33 @@ class BurstReader:
                     self.forget(src)
             elif kind == _DATAGRAM:
                 sink.on_datagram(view[off : off + size], remote(key))
-            elif kind == _WHOLE:
-                sink.on_whole(bytearray(view[off : off + size]), remote(key), pieces, wire)
-                self._learn(src, sink)
             else:
-                sink.on_truncated(remote(key), wire)
-        return int(self._stats.datagrams - before)
+                sink.on_whole(bytearray(view[off : off + size]), remote(key), pieces, wire)
+                self.learn(src, sink)
+        if stats.dropped != self._dropped:
+            self._report_drops(sink)
+        return int(stats.datagrams - before)
+
+    def _report_drops(self, sink: BurstSink) -> None:
+        s = self._stats
+        reasons: dict[str, int] = {}
+        for field, reason in DROP_REASONS.items():
+            now = int(getattr(s, field))
+            if now != self._counted[field]:
+                reasons[reason] = reasons.get(reason, 0) + now - self._counted[field]
+                self._counted[field] = now
+        dropped, wire = int(s.dropped), int(s.dropped_bytes)
+        sink.on_dropped(reasons, dropped - self._dropped, wire - self._dropped_bytes)
+        self._dropped, self._dropped_bytes = dropped, wire
 
 
-__all__ = ["AVAILABLE", "BURST", "DISABLE_ENV", "REASON", "BurstReader", "BurstSink"]
+__all__ = [
+    "AVAILABLE",
+    "BURST",
+    "DISABLE_ENV",
+    "DROP_REASONS",
+    "REASON",
+    "BurstReader",
+    "BurstSink",
+    "GatePolicy",
+]

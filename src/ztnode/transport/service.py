@@ -20,7 +20,7 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,11 +182,17 @@ class _EndpointSink:
         engine = self._service.host
         return engine.coalescing_networks() if engine is not None else []
 
-    def on_truncated(self, remote: Addr, wire_bytes: int) -> None:
-        engine = self._service.host
-        if engine is not None:
-            inbound = Inbound(InboundKind.TOO_LONG, b"", ("", 0), remote, 1, wire_bytes)
-            engine.receive(inbound, self._service.clock.now())
+    def relaying(self) -> bool:
+        node = self._service.node
+        return node is not None and node.relaying
+
+    def now(self) -> int:
+        return self._service.clock.now()
+
+    def on_dropped(self, reasons: Mapping[str, int], datagrams: int, wire_bytes: int) -> None:
+        node = self._service.node
+        if node is not None:
+            node.transport_dropped(reasons, datagrams, wire_bytes)
 
 
 class NodeService:
@@ -567,6 +573,12 @@ class NodeService:
         elif isinstance(event, ev.PeerRemoved):
             for ep in self.endpoints.values():
                 ep.forget_peer(event.address)
+        elif isinstance(event, ev.PeerAdded):
+            # Its key goes to the transport at once (its packets then skip the gate for
+            # unauthenticated work); a peer replaced under the same address had its old key
+            # forgotten first (PeerRemoved).
+            for ep in self.endpoints.values():
+                ep.learn_peer(event.address)
         elif isinstance(event, ev.IdentityCollision):
             log.error(
                 "root %010x reports an identity collision: this address is taken; "

@@ -132,6 +132,11 @@ class UdpEndpoint:
     def burst_stats(self) -> dict[str, int] | None:
         return None if self._reader is None else self._reader.stats
 
+    def learn_peer(self, address: int) -> None:
+        """A peer was learned: its key goes to the burst reader's cache."""
+        if self._reader is not None and self._sink is not None:
+            self._reader.learn(address, self._sink)
+
     def forget_peer(self, address: int) -> None:
         """A peer went away: its key must leave the burst reader's cache."""
         if self._reader is not None:

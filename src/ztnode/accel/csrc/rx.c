@@ -1,5 +1,6 @@
 /* The receive engine's state: the object that owns the burst buffers, its key cache of known
- * peers and the networks whose TCP segments may be joined. The burst itself is rx_burst.c. */
+ * peers, the networks whose TCP segments may be joined and the guard's policy. The burst itself
+ * is rx_burst.c; reassembly and rate gates are rx_guard.c. */
 #include "zt_internal.h"
 
 #include <stdlib.h>
@@ -9,25 +10,32 @@
 
 zt_rx *zt_rx_new(uint64_t self_addr)
 {
-    zt_rx *rx = calloc(1, sizeof(zt_rx));
+    zt_rx *rx;
+    size_t i;
+    if (sodium_init() < 0)
+        return NULL;
+    rx = calloc(1, sizeof(zt_rx));
     if (rx == NULL)
         return NULL;
     rx->slots = malloc(ZT_RX_ARENA);
-    if (rx->slots == NULL) {
-        free(rx);
+    rx->frag_bufs = malloc((size_t)ZT_RX_REASM_SETS * ZT_RX_REASM_WAYS * ZT_ACCEL_MAX_PACKET);
+    if (rx->slots == NULL || rx->frag_bufs == NULL) {
+        zt_rx_free(rx);
         return NULL;
     }
+    for (i = 0; i < (size_t)ZT_RX_REASM_SETS * ZT_RX_REASM_WAYS; i++)
+        rx->frags[i].buf = rx->frag_bufs + i * ZT_ACCEL_MAX_PACKET;
+    randombytes_buf(rx->salt, sizeof rx->salt);
     rx->self = self_addr;
+    zt_rx_set_policy(rx, 0, ZT_RX_GATE_PREFIX_RATE, ZT_RX_GATE_PREFIX_BURST,
+                     ZT_RX_GATE_GLOBAL_RATE, ZT_RX_GATE_GLOBAL_BURST);
 #ifdef __linux__
-    {
-        int i;
-        for (i = 0; i < ZT_RX_MAX_DGRAMS; i++) {
-            rx->iov[i].iov_base = rx->slots + (size_t)i * ZT_RX_SLOT;
-            rx->iov[i].iov_len = ZT_RX_SLOT;
-            rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
-            rx->msgs[i].msg_hdr.msg_iovlen = 1;
-            rx->msgs[i].msg_hdr.msg_name = &rx->names[i];
-        }
+    for (i = 0; i < ZT_RX_MAX_DGRAMS; i++) {
+        rx->iov[i].iov_base = rx->slots + i * ZT_RX_SLOT;
+        rx->iov[i].iov_len = ZT_RX_SLOT;
+        rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
+        rx->msgs[i].msg_hdr.msg_iovlen = 1;
+        rx->msgs[i].msg_hdr.msg_name = &rx->names[i];
     }
 #endif
     return rx;
@@ -37,6 +45,8 @@ void zt_rx_free(zt_rx *rx)
 {
     if (rx == NULL)
         return;
+    sodium_memzero(rx->peers, sizeof rx->peers);
+    free(rx->frag_bufs);
     free(rx->slots);
     free(rx);
 }
@@ -55,38 +65,71 @@ zt_rx_stats *zt_rx_get_stats(zt_rx *rx)
     return &rx->stats;
 }
 
-/* Cache a peer's key (replacing any older one). -1 when the table is full: not cached. The
- * caller keeps the key's owner (and so `aes`) alive until zt_rx_forget or zt_rx_free. */
+/* SipHash under the engine's secret salt: where an address or packet id lands in a table. */
+uint64_t zt_rx_hash(const zt_rx *rx, const unsigned char *p, size_t n)
+{
+    unsigned char h[crypto_shorthash_BYTES];
+    uint64_t v = 0;
+    int i;
+    crypto_shorthash(h, p, n, rx->salt);
+    for (i = 0; i < 8; i++)
+        v |= (uint64_t)h[i] << (8 * i);
+    return v;
+}
+
+static zt_rx_peer *zt_rx_peer_set(zt_rx *rx, uint64_t addr)
+{
+    unsigned char a[8];
+    int i;
+    for (i = 0; i < 8; i++)
+        a[i] = (unsigned char)(addr >> (8 * i));
+    return &rx->peers[(zt_rx_hash(rx, a, 8) % ZT_RX_PEER_SETS) * ZT_RX_PEER_WAYS];
+}
+
+/* Cache a peer's key (replacing any older one). -1 when its set is full: not cached. The caller
+ * keeps the key's owner (and so `aes`) alive until zt_rx_forget or zt_rx_free. */
 int zt_rx_set_peer(zt_rx *rx, uint64_t addr, zt_aes_ctx *aes, const unsigned char *salsa_key)
 {
-    int i, free_slot = -1;
-    for (i = 0; i < ZT_RX_PEERS; i++) {
-        if (rx->peers[i].used && rx->peers[i].addr == addr) {
-            free_slot = i;
+    zt_rx_peer *set = zt_rx_peer_set(rx, addr);
+    int i, slot = -1;
+    for (i = 0; i < ZT_RX_PEER_WAYS; i++) {
+        if (set[i].used && set[i].addr == addr) {
+            slot = i;
             break;
         }
-        if (!rx->peers[i].used && free_slot < 0)
-            free_slot = i;
+        if (!set[i].used && slot < 0)
+            slot = i;
     }
-    if (free_slot < 0)
+    if (slot < 0)
         return -1;
-    rx->peers[free_slot].addr = addr;
-    rx->peers[free_slot].aes = aes;
-    memcpy(rx->peers[free_slot].salsa, salsa_key, SALSA_KEY_BYTES);
-    rx->peers[free_slot].used = 1;
+    set[slot].addr = addr;
+    set[slot].aes = aes;
+    memcpy(set[slot].salsa, salsa_key, SALSA_KEY_BYTES);
+    set[slot].used = 1;
     return 0;
 }
 
 void zt_rx_forget(zt_rx *rx, uint64_t addr)
 {
+    zt_rx_peer *set = zt_rx_peer_set(rx, addr);
     int i;
-    for (i = 0; i < ZT_RX_PEERS; i++) {
-        if (rx->peers[i].used && rx->peers[i].addr == addr) {
-            sodium_memzero(rx->peers[i].salsa, SALSA_KEY_BYTES);
-            rx->peers[i].used = 0;
-            rx->peers[i].aes = NULL;
+    for (i = 0; i < ZT_RX_PEER_WAYS; i++) {
+        if (set[i].used && set[i].addr == addr) {
+            sodium_memzero(set[i].salsa, SALSA_KEY_BYTES);
+            set[i].used = 0;
+            set[i].aes = NULL;
         }
     }
+}
+
+zt_rx_peer *zt_rx_peer_for(zt_rx *rx, uint64_t addr)
+{
+    zt_rx_peer *set = zt_rx_peer_set(rx, addr);
+    int i;
+    for (i = 0; i < ZT_RX_PEER_WAYS; i++)
+        if (set[i].used && set[i].addr == addr)
+            return &set[i];
+    return NULL;
 }
 
 /* The networks whose FRAMEs may be coalesced (an IP stack receives them and nothing taps the
@@ -100,15 +143,6 @@ int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n)
     return 0;
 }
 
-zt_rx_peer *zt_rx_peer_for(zt_rx *rx, uint64_t addr)
-{
-    int i;
-    for (i = 0; i < ZT_RX_PEERS; i++)
-        if (rx->peers[i].used && rx->peers[i].addr == addr)
-            return &rx->peers[i];
-    return NULL;
-}
-
 int zt_rx_gro_net(const zt_rx *rx, uint64_t nwid)
 {
     int i;
@@ -118,3 +152,24 @@ int zt_rx_gro_net(const zt_rx *rx, uint64_t nwid)
     return 0;
 }
 
+/* Whether we relay (packets for cached peers then pass ungated) and the gates' rates; the
+ * buckets start full. */
+void zt_rx_set_policy(zt_rx *rx, int relay, uint32_t prefix_rate, uint32_t prefix_burst,
+                      uint32_t global_rate, uint32_t global_burst)
+{
+    size_t i;
+    rx->relay = relay != 0;
+    if (rx->prefix_rate == prefix_rate && rx->prefix_burst == prefix_burst &&
+        rx->global_rate == global_rate && rx->global_burst == global_burst)
+        return;
+    rx->prefix_rate = prefix_rate;
+    rx->prefix_burst = prefix_burst;
+    rx->global_rate = global_rate;
+    rx->global_burst = global_burst;
+    for (i = 0; i < ZT_RX_GATE_BUCKETS; i++) {
+        rx->gate[i].tokens = prefix_burst;
+        rx->gate[i].last = 0;
+    }
+    rx->global.tokens = global_burst;
+    rx->global.last = 0;
+}

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 2
+#define ZT_ACCEL_ABI 3
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -36,6 +36,24 @@
 #define ZT_RX_SLOT 16384
 #define ZT_RX_ARENA (ZT_RX_MAX_DGRAMS * ZT_RX_SLOT)
 
+/* The receive guard (rx_guard.c): pieces of fragmented packets wait in a table of
+ * ZT_RX_REASM_SETS x ZT_RX_REASM_WAYS entries for at most ZT_RX_REASM_TIMEOUT_MS; what cannot be
+ * authenticated in C passes a token bucket per source prefix (IPv4 /24, IPv6 /48, hashed into
+ * ZT_RX_GATE_BUCKETS) and one for the whole socket before Python sees it. Rates are per second,
+ * bursts in records; a burst of 0 turns that bucket off (everything passes). */
+#define ZT_RX_REASM_SETS 64
+#define ZT_RX_REASM_WAYS 4
+#define ZT_RX_REASM_TIMEOUT_MS 5000
+#define ZT_RX_GATE_BUCKETS 4096
+#define ZT_RX_GATE_PREFIX_RATE 200
+#define ZT_RX_GATE_PREFIX_BURST 400
+#define ZT_RX_GATE_GLOBAL_RATE 2000
+#define ZT_RX_GATE_GLOBAL_BURST 4000
+/* Senders that authenticated lately (a hashed table): a member relays only on paths it trusts,
+ * and trust needs authenticated traffic, so packets not for us from anyone else are refused. */
+#define ZT_RX_TRUSTED 4096
+#define ZT_RX_TRUSTED_MS 600000
+
 /* Record kinds. Records are thirteen uint64_t fields, no padding, so Python reads a burst's
  * records with one struct.iter_unpack("=13Q") instead of a foreign attribute access per field.
  * A PLAIN record's `ids` is where, in the ids array the caller passes, the packet ids of the
@@ -43,7 +61,6 @@
 #define ZT_RX_DATAGRAM 0
 #define ZT_RX_WHOLE 1
 #define ZT_RX_PLAIN 2
-#define ZT_RX_TRUNCATED 3
 
 #define ZT_RX_EUNSUPPORTED (-1000)
 #define ZT_RX_EARGS (-1001)
@@ -77,7 +94,23 @@ typedef struct {
     uint64_t decrypted;
     uint64_t mac_failed;
     uint64_t coalesced;
-    uint64_t truncated;
+    uint64_t truncated;        /* longer than a slot: dropped */
+    /* Datagrams dropped in C, by reason (a reassembly's pieces count one each), and in all. */
+    uint64_t too_short;
+    uint64_t too_long;
+    uint64_t from_self;
+    uint64_t bad_fragment;
+    uint64_t dup_fragment;
+    uint64_t reasm_evicted;
+    uint64_t reasm_expired;
+    uint64_t bad_cipher;
+    uint64_t mac_dropped;      /* a cached peer's key refused it */
+    uint64_t gated_prefix;     /* unauthenticated, over its source prefix's rate */
+    uint64_t gated_global;     /* unauthenticated, over the socket's rate */
+    uint64_t not_for_us;       /* to relay, from a sender that never authenticated (a member) */
+    uint64_t dropped;
+    uint64_t dropped_bytes;
+    uint64_t reasm_held;       /* pieces waiting in the reassembly table now */
 } zt_rx_stats;
 /* cdef-end */
 
@@ -100,8 +133,10 @@ zt_rx_stats *zt_rx_get_stats(zt_rx *rx);
 int zt_rx_set_peer(zt_rx *rx, uint64_t addr, zt_aes_ctx *aes, const unsigned char *salsa_key);
 void zt_rx_forget(zt_rx *rx, uint64_t addr);
 int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n);
+void zt_rx_set_policy(zt_rx *rx, int relay, uint32_t prefix_rate, uint32_t prefix_burst,
+                      uint32_t global_rate, uint32_t global_burst);
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
-                int max_recs, uint64_t *ids, int max_dgrams, int gro);
+                int max_recs, uint64_t *ids, int max_dgrams, int gro, uint64_t now_ms);
 
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *zthdr, const unsigned char *pids, size_t npids,

@@ -37,15 +37,20 @@
 
 #define CIPHER_POLY1305_NONE 0
 #define CIPHER_POLY1305_SALSA2012 1
+#define CIPHER_TRUSTED_PATH 2
 #define CIPHER_AES_GMAC_SIV 3
 
 #define SALSA_KEY_BYTES 32
 #define SALSA_BLOCK 64
 #define MAC_BYTES 8
 
-/* The receive engine's bounds: cached peer keys, networks whose segments may be joined, and the
- * largest IP packet a joined segment may become. */
-#define ZT_RX_PEERS 64
+/* The receive engine's bounds: cached peer keys (a hashed table of sets, so a lookup is a few
+ * compares however many peers), networks whose segments may be joined, and the largest IP
+ * packet a joined segment may become. */
+#define ZT_RX_PEER_SETS 1024
+#define ZT_RX_PEER_WAYS 4
+#define ZT_RX_PEERS (ZT_RX_PEER_SETS * ZT_RX_PEER_WAYS)
+#define ZT_RX_SALT_BYTES 16
 #define ZT_RX_NETS 16
 #define ZT_RX_GRO_MAX_IP 65000
 
@@ -55,7 +60,9 @@
 #define FRAG_INDICATOR 0xff
 #define FLAG_FRAGMENTED 0x40
 #define MAX_FRAGMENTS 16
+#define VERB_HELLO 0x01
 #define VERB_FRAME 0x06
+#define BEACON_LENGTH 13
 
 
 typedef struct {
@@ -86,9 +93,40 @@ typedef struct {
     int sender;            /* datagram index whose source address the record carries */
 } zt_rx_flow;
 
+/* A packet being reassembled: its pieces' bytes in `buf` (a head whole, fragments without their
+ * header), in arrival order, with where each piece landed. */
+typedef struct {
+    uint64_t pid;
+    uint64_t born;         /* ms, when its first piece arrived */
+    unsigned char name[28];  /* a sockaddr_in6 at most */
+    unsigned int namelen;  /* the sender, as recvmmsg named it; 0 when the entry is free */
+    unsigned int have;     /* bit k: piece k is here */
+    unsigned int total;    /* pieces in all, once a fragment said; 0 before */
+    unsigned int trusted;  /* its head came from a peer whose key is cached */
+    unsigned int fill;
+    unsigned int wire;     /* datagram bytes of the pieces held */
+    uint16_t off[MAX_FRAGMENTS];
+    uint16_t len[MAX_FRAGMENTS];
+    unsigned char *buf;    /* ZT_ACCEL_MAX_PACKET bytes */
+} zt_rx_frag;
+
+typedef struct {
+    uint64_t last;         /* ms of the last refill */
+    uint32_t tokens;
+} zt_rx_bucket;
+
 struct zt_rx {
     uint64_t self;
+    unsigned char salt[ZT_RX_SALT_BYTES]; /* keys the table hashes, so no one can aim at a set */
     zt_rx_peer peers[ZT_RX_PEERS];
+    zt_rx_frag frags[ZT_RX_REASM_SETS * ZT_RX_REASM_WAYS];
+    unsigned char *frag_bufs;
+    zt_rx_bucket gate[ZT_RX_GATE_BUCKETS];
+    zt_rx_bucket global;
+    uint32_t prefix_rate, prefix_burst, global_rate, global_burst;
+    uint64_t trusted[ZT_RX_TRUSTED]; /* sender hash | 0, and when it last authenticated */
+    uint64_t trusted_at[ZT_RX_TRUSTED];
+    int relay;             /* we relay for others (a root): packets for cached peers pass */
     uint64_t nets[ZT_RX_NETS];
     int nnets;
     unsigned char *slots;
@@ -127,5 +165,19 @@ ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned in
 /* rx.c */
 ZT_HIDDEN zt_rx_peer *zt_rx_peer_for(zt_rx *rx, uint64_t addr);
 ZT_HIDDEN int zt_rx_gro_net(const zt_rx *rx, uint64_t nwid);
+ZT_HIDDEN uint64_t zt_rx_hash(const zt_rx *rx, const unsigned char *p, size_t n);
+
+/* rx_guard.c */
+ZT_HIDDEN void zt_rx_drop(zt_rx *rx, uint64_t *reason, unsigned int datagrams, unsigned int bytes);
+ZT_HIDDEN int zt_rx_gate(zt_rx *rx, const void *from, unsigned int wire, uint64_t now);
+ZT_HIDDEN void zt_rx_trust(zt_rx *rx, const void *from, unsigned int namelen, uint64_t now);
+ZT_HIDDEN int zt_rx_trusted(const zt_rx *rx, const void *from, unsigned int namelen, uint64_t now);
+ZT_HIDDEN zt_rx_frag *zt_rx_frag_piece(zt_rx *rx, const void *from, unsigned int namelen,
+                                       uint64_t pid, const unsigned char *d, size_t n,
+                                       int no, int total, int trusted, uint64_t now);
+ZT_HIDDEN void zt_rx_frag_assemble(const zt_rx_frag *f, unsigned char *dst);
+ZT_HIDDEN unsigned int zt_rx_frag_size(const zt_rx_frag *f);
+ZT_HIDDEN unsigned int zt_rx_frag_pieces(const zt_rx_frag *f);
+ZT_HIDDEN void zt_rx_frag_release(zt_rx *rx, zt_rx_frag *f);
 
 #endif
