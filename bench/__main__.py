@@ -33,7 +33,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    ap.add_argument("--only", choices=("crypto", "identity", "node", "transport", "tcp", "rules"))
+    ap.add_argument("--only", choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules"))
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = ap.parse_args()
     q = args.quick
@@ -42,6 +42,7 @@ def main() -> int:
         "identity": lambda: crypto_bench.identity_rows(3 if q else 15, 5 if q else 30),
         "node": lambda: node_bench.echo_rows(500 if q else 5000),
         "transport": lambda: node_bench.transport_rows(200 if q else 1000),
+        "guard": lambda: node_bench.guard_rows(2000 if q else 20000),
         "tcp": lambda: tcp_bench.rows(q),
         "rules": lambda: rules_bench.rows(q),
     }
