@@ -33,7 +33,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
-    ap.add_argument("--only", choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules"))
+    ap.add_argument(
+        "--only", choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules")
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = ap.parse_args()
     q = args.quick

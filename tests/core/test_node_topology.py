@@ -124,3 +124,19 @@ def test_root_keeps_multicast_subscriptions_and_answers_gathers() -> None:
     # Subscriptions expire after 10 minutes without a renewed LIKE.
     w.run_for(610_000)
     assert root.multicast_subscribers(nwid, mac, adi, w.net.now) == []
+
+
+def test_the_peer_table_is_bounded_and_says_so() -> None:
+    """Past ``max_peers`` a new identity is refused and counted; roots are always admitted."""
+    w = LocalWorld.build(test_identities(), roots=1, leaves=3)
+    assert w.run_until(w.all_online, 15_000)  # the root is a peer of every leaf
+    a, b, c = w.leaves
+    a.config = NodeConfig(identity_validation_interval=0, max_peers=2)
+    a.send_echo(b.address, b"one", w.net.now)
+    assert w.run_until(lambda: a.peer(b.address) is not None and b.peer(a.address), 30_000)
+    assert len(a.peers) == 2
+    a.send_echo(c.address, b"two", w.net.now)  # c's identity comes back: no room for it
+    w.run_for(10_000)
+    assert a.peer(c.address) is None
+    assert a.counters.drops["peer_table_full"] > 0
+    assert len(a.peers) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ztnode.budget import SecondBudget
 from ztnode.netstack.tcp_cc import NewReno
 from ztnode.netstack.tcp_options import (
     DEFAULT_MSS_V4,
@@ -23,7 +24,7 @@ from ztnode.netstack.tcp_rxqueue import ReceiveQueue
 from ztnode.netstack.tcp_sack import SackScoreboard
 from ztnode.netstack.tcp_sendbuf import SendBuffer
 from ztnode.netstack.tcp_sender import TcpSender
-from ztnode.netstack.tcp_timers import PersistAction, SecondBudget, TcpTimers
+from ztnode.netstack.tcp_timers import PersistAction, TcpTimers
 
 
 def test_rto_first_sample_and_smoothing() -> None:

@@ -52,6 +52,7 @@ class Drop(StrEnum):
     DUPLICATE_FRAGMENT = "duplicate_fragment"  # a piece already held (the C reassembly table)
     REASSEMBLY_EVICTED = "reassembly_evicted"  # pieces pushed out of a full reassembly table
     REASSEMBLY_EXPIRED = "reassembly_expired"  # pieces of a packet that never became whole
+    PEER_TABLE_FULL = "peer_table_full"  # a new identity past NodeConfig.max_peers
     UNAUTHENTICATED_GATE = "unauthenticated_gate"  # over the transport's rate for such work
     STALE_KEY = "stale_key"  # decrypted by the transport with a key the peer no longer has
     INTERNAL_ERROR = "internal_error"

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
+from ztnode.budget import SecondBudget
 from ztnode.core.filter import (
     FLAG_REDIRECT_IN,
     FLAG_REDIRECT_OUT,
@@ -172,17 +173,12 @@ class Enforcer:
         self.generation = 0
         #: Decisions by ``(direction, outcome)``: ``("out"|"in", "accept"|"drop"|...)``.
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._log_second = 0
-        self._log_lines = 0
+        self._log_budget = SecondBudget()
 
     def may_log(self, now: int) -> bool:
         """At most LOG_LINES_PER_SECOND debug lines a second about dropped frames: a flood of
         frames the rules drop must not become a flood of log lines."""
-        if now - self._log_second >= 1000:
-            self._log_second = now
-            self._log_lines = 0
-        self._log_lines += 1
-        return self._log_lines <= LOG_LINES_PER_SECOND
+        return self._log_budget.take(now, LOG_LINES_PER_SECOND)
 
     def configure(self, cfg: NetworkConfig) -> None:
         """A new config: its rules, our capabilities and credentials take effect now."""

@@ -39,6 +39,10 @@ from ztnode.wire.credentials import Capability, CertificateOfOwnership
 from ztnode.wire.rules import (
     ACTION_MAX_ID,
     Characteristic,
+    ForwardAction,
+    Ipv4Match,
+    Ipv6Match,
+    MacMatch,
     MatchCharacteristics,
     MatchEthertype,
     MatchFrameSizeRange,
@@ -50,15 +54,11 @@ from ztnode.wire.rules import (
     MatchVlanDei,
     MatchVlanId,
     MatchVlanPcp,
+    RangeMatch,
     Rule,
     RuleType,
-    _ForwardAction,
-    _Ipv4Match,
-    _Ipv6Match,
-    _MacMatch,
-    _RangeMatch,
-    _TagMatch,
-    _ZeroTierAddressMatch,
+    TagMatch,
+    ZeroTierAddressMatch,
 )
 
 __all__ = [
@@ -282,13 +282,13 @@ class _Evaluation:
             return Verdict.DROP
         if code == RuleType.ACTION_ACCEPT:
             return Verdict.SUPER_ACCEPT if self.super_accept else Verdict.ACCEPT
-        if code in _FORWARDS and isinstance(rule, _ForwardAction):
+        if code in _FORWARDS and isinstance(rule, ForwardAction):
             return self._forward(rule, code)
         if code == RuleType.ACTION_BREAK:
             return Verdict.NO_MATCH
         return None  # reserved actions are no-ops
 
-    def _forward(self, rule: _ForwardAction, code: int) -> Verdict | None:
+    def _forward(self, rule: ForwardAction, code: int) -> Verdict | None:
         target = rule.address & _ADDRESS_MASK
         run = self.run
         if target == self.zt_source:
@@ -377,11 +377,11 @@ _FORWARDS: Final = frozenset((RuleType.ACTION_TEE, RuleType.ACTION_WATCH, RuleTy
 # --- matchers: each returns 0/1 (before NOT) or _HARD_NO/_HARD_YES ---------------------------
 
 
-def _m_zt_source(ev: _Evaluation, rule: _ZeroTierAddressMatch) -> int:
+def _m_zt_source(ev: _Evaluation, rule: ZeroTierAddressMatch) -> int:
     return int(rule.address == ev.zt_source)
 
 
-def _m_zt_dest(ev: _Evaluation, rule: _ZeroTierAddressMatch) -> int:
+def _m_zt_dest(ev: _Evaluation, rule: ZeroTierAddressMatch) -> int:
     return int(rule.address == ev.run.zt_dest)
 
 
@@ -397,15 +397,15 @@ def _m_vlan_dei(ev: _Evaluation, rule: MatchVlanDei) -> int:
     return int(rule.dei == 0)
 
 
-def _m_mac_source(ev: _Evaluation, rule: _MacMatch) -> int:
+def _m_mac_source(ev: _Evaluation, rule: MacMatch) -> int:
     return int(rule.mac == ev.frame.mac_source)
 
 
-def _m_mac_dest(ev: _Evaluation, rule: _MacMatch) -> int:
+def _m_mac_dest(ev: _Evaluation, rule: MacMatch) -> int:
     return int(rule.mac == ev.frame.mac_dest)
 
 
-def _ipv4_contains(rule: _Ipv4Match, addr: int) -> bool:
+def _ipv4_contains(rule: Ipv4Match, addr: int) -> bool:
     bits = rule.prefix
     if bits == 0:
         return True
@@ -413,8 +413,8 @@ def _ipv4_contains(rule: _Ipv4Match, addr: int) -> bool:
     return (addr >> shift) == (int(rule.ip) >> shift)
 
 
-def _m_ipv4(offset: int) -> Callable[[_Evaluation, _Ipv4Match], int]:
-    def match(ev: _Evaluation, rule: _Ipv4Match) -> int:
+def _m_ipv4(offset: int) -> Callable[[_Evaluation, Ipv4Match], int]:
+    def match(ev: _Evaluation, rule: Ipv4Match) -> int:
         if not ev.v4:
             return _HARD_NO
         addr = int.from_bytes(ev.data[offset : offset + 4], "big")
@@ -423,8 +423,8 @@ def _m_ipv4(offset: int) -> Callable[[_Evaluation, _Ipv4Match], int]:
     return match
 
 
-def _m_ipv6(offset: int) -> Callable[[_Evaluation, _Ipv6Match], int]:
-    def match(ev: _Evaluation, rule: _Ipv6Match) -> int:
+def _m_ipv6(offset: int) -> Callable[[_Evaluation, Ipv6Match], int]:
+    def match(ev: _Evaluation, rule: Ipv6Match) -> int:
         d = ev.data
         if ev.frame.ethertype != ETHERTYPE_IPV6 or len(d) < 40:
             return _HARD_NO
@@ -483,8 +483,8 @@ def _m_icmp(ev: _Evaluation, rule: MatchIcmp) -> int:
     return _HARD_NO
 
 
-def _m_port(dest: bool) -> Callable[[_Evaluation, _RangeMatch], int]:
-    def match(ev: _Evaluation, rule: _RangeMatch) -> int:
+def _m_port(dest: bool) -> Callable[[_Evaluation, RangeMatch], int]:
+    def match(ev: _Evaluation, rule: RangeMatch) -> int:
         d = ev.data
         if ev.v4:
             hl = 4 * (d[0] & 0xF)
@@ -536,7 +536,7 @@ def _m_random(ev: _Evaluation, rule: MatchRandom) -> int:
     return int((ev.env.random32() & 0xFFFF_FFFF) <= rule.probability)
 
 
-def _m_tags(ev: _Evaluation, rule: _TagMatch) -> int:
+def _m_tags(ev: _Evaluation, rule: TagMatch) -> int:
     local = ev.env.own.tags.get(rule.tag_id)
     if local is None:
         return _HARD_NO
@@ -561,7 +561,7 @@ def _m_tags(ev: _Evaluation, rule: _TagMatch) -> int:
     return int(local == v and remote == v)  # MATCH_TAGS_EQUAL
 
 
-def _m_tag_side(ev: _Evaluation, rule: _TagMatch) -> int:
+def _m_tag_side(ev: _Evaluation, rule: TagMatch) -> int:
     if ev.super_accept:
         ev.skip_drop = True
         return _HARD_YES
@@ -652,7 +652,7 @@ class Program:
                     r.or_,
                     _MATCHERS.get(r.type_code),
                     r,
-                    r.address & _ADDRESS_MASK if isinstance(r, _ForwardAction) else -1,
+                    r.address & _ADDRESS_MASK if isinstance(r, ForwardAction) else -1,
                 )
                 for r in rules
             )

@@ -92,6 +92,11 @@ class NodeConfig:
     the receive path (``config_requests_to_serve`` / ``config_request_answered``): the
     controller's database reads and commits never run inside ``receive()``."""
 
+    max_peers: int = 65_536
+    """The peer table's bound. A new identity past it is refused (counted as
+    ``peer_table_full``) until housekeeping expires idle peers; roots are always admitted.
+    ZeroTierOne has no bound: it relies on the cost of making valid identities."""
+
     defer_identity_validation: bool = False
     """If set, HELLOs from new identities wait while the host validates the identity elsewhere
     (``identities_to_validate`` / ``identity_validated``), so the memory-hard hash never
@@ -284,6 +289,8 @@ class Node:
         """
         if identity.address == self.address or identity.address in self.peers:
             return
+        if not self.peer_room(identity.address):
+            return
         try:
             key = SymmetricKey(self.identity.agree(identity))
         except CryptoError:
@@ -365,6 +372,18 @@ class Node:
         return self.multicaster.subscribers(network_id, mac, adi, now)
 
     # ------------------------------------------------------------------ shared by the parts
+
+    def peer_room(self, address: int) -> bool:
+        """Whether a peer at ``address`` may be added (see ``NodeConfig.max_peers``); counted
+        when not."""
+        if (
+            len(self.peers) < self.config.max_peers
+            or address in self.peers
+            or address in self.topology.upstream_identities
+        ):
+            return True
+        self.counters.drop(Drop.PEER_TABLE_FULL)
+        return False
 
     def add_peer(self, ident: Identity, key: SymmetricKey, now: int) -> Peer:
         """Learn a peer (its identity already trusted); packets waiting for it go out or get

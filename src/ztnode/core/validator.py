@@ -63,6 +63,8 @@ class IdentityValidator:
         # it was just used for this identity) and be dropped, so learn the peer here and
         # finish the HELLOs as authenticated.
         if identity.address not in self.rt.peers:
+            if not self.rt.peer_room(identity.address):
+                return
             try:
                 key = SymmetricKey(self.rt.identity.agree(identity))
             except CryptoError:

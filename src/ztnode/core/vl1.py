@@ -99,6 +99,8 @@ class Vl1:
             self._hello_collision(buf, ident, path, now)
             return
         if peer is None:
+            if not self.rt.peer_room(src):
+                return
             if not self.rt.validator.gate_ok(path, now):
                 self.rt.counters.drop(Drop.RATE_LIMITED)
                 return

@@ -113,6 +113,9 @@ class WhoisQueue:
 
     def answered(self, ident: Identity, now: int) -> None:
         """OK(WHOIS) from a root: trusted without validation, as in the reference (9.3)."""
+        if not self.rt.peer_room(ident.address):
+            self.pending.pop(ident.address, None)
+            return
         try:
             key = SymmetricKey(self.rt.identity.agree(ident))
         except CryptoError:

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from enum import IntFlag
 from typing import Final
 
+from ztnode.budget import SecondBudget
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcpwire as wire
 from ztnode.netstack.tcp_cc import CongestionControl, NewReno
@@ -78,7 +79,7 @@ from ztnode.netstack.tcp_states import (
     TcpState,
     check_transition,
 )
-from ztnode.netstack.tcp_timers import PersistAction, SecondBudget, TcpTimers
+from ztnode.netstack.tcp_timers import PersistAction, TcpTimers
 
 __all__ = [
     "ClosedEvent",
@@ -309,7 +310,6 @@ class TcpConnection:
         mss = DEFAULT_MSS_V6 if cfg.ipv6 else DEFAULT_MSS_V4
         # The send half owns loss recovery, made again once the SYNs fix MSS and SACK.
         self.snd = TcpSender(mss, LossRecovery(cfg.congestion_control(mss), mss, sack=False))
-        self._peer_sack = False
         # Receive side (unwrapped: the peer's SYN is 0) and ACK generation.
         self.irs = 0
         self.rcv_nxt = 0
@@ -847,7 +847,7 @@ class TcpConnection:
 
     def _process_sack(self, seg: Segment) -> None:
         """Hand the peer's SACK blocks (RFC 2018 section 4), unwrapped, to loss recovery."""
-        if seg.sack_blocks and self._peer_sack:
+        if seg.sack_blocks and self.snd.recovery.sack:
             self.snd.add_sack(seg.sack_blocks)
 
     def _update_window(self, seg: Segment, force: bool = False) -> None:
@@ -891,7 +891,7 @@ class TcpConnection:
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
         """The SACK blocks to carry (RFC 2018 section 4), as wire sequence numbers."""
-        if not self._ooo or not self._peer_sack:
+        if not self._ooo or not self.snd.recovery.sack:
             return ()
         return tuple(
             (self._wire_rcv(s), self._wire_rcv(e)) for s, e in self.rxq.sack_runs(MAX_SACK_BLOCKS)
@@ -996,7 +996,7 @@ class TcpConnection:
             window=self.rwnd.syn_field(self.rcv_nxt),
             mss=self.our_mss,
             wscale=self._want_wscale if offer_ws else None,
-            sack_permitted=self.config.sack and (not ack or self._peer_sack),
+            sack_permitted=self.config.sack and (not ack or self.snd.recovery.sack),
             ts=(self.ts.value(now), self.ts.recent if ack else 0)
             if self.config.timestamps and (not ack or self.ts.enabled)
             else None,
@@ -1138,7 +1138,6 @@ class TcpConnection:
         self.snd.agreed(agreed.mss, agreed.snd_wscale, seg.window, recovery)
         self._ws_enabled = agreed.window_scaling
         self.rwnd.wscale = agreed.rcv_wscale
-        self._peer_sack = agreed.sack
         self.ts.enabled = agreed.timestamps
         if seg.ts is not None:
             self.ts.recent = seg.ts[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["PersistAction", "SecondBudget", "TcpTimers"]
+__all__ = ["PersistAction", "TcpTimers"]
 
 
 class PersistAction(Enum):
@@ -112,24 +112,3 @@ class TcpTimers:
         self.ka_sent += 1
         self.ka_last = now
         return False
-
-
-class SecondBudget:
-    """At most ``limit`` events in each one-second window, as RFC 5961 section 7 limits
-    challenge ACKs so that the challenges cannot be an amplifier or a side channel."""
-
-    __slots__ = ("start", "used")
-
-    def __init__(self) -> None:
-        self.start = 0
-        self.used = 0
-
-    def take(self, now: int, limit: int) -> bool:
-        """Spend one event at ``now`` (ms); False when this second's budget is gone."""
-        if now - self.start >= 1000:
-            self.start = now
-            self.used = 0
-        if self.used >= limit:
-            return False
-        self.used += 1
-        return True

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ztnode.budget import SecondBudget
+
 log = logging.getLogger("ztnode.api")
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -107,9 +109,8 @@ class JsonApi:
         self.routes: list[_Route] = []
         self._server: asyncio.Server | None = None
         self._connections = 0
-        self._second = 0
-        self._requests = 0
-        self._auth_failures = 0
+        self._requests = SecondBudget()
+        self._auth_failures = SecondBudget()
         #: Requests refused by the limits above, by reason (for tests and logs).
         self.refused: dict[str, int] = {}
 
@@ -149,22 +150,14 @@ class JsonApi:
     def _refuse(self, why: str) -> None:
         self.refused[why] = self.refused.get(why, 0) + 1
 
-    def _over_budget(self) -> bool:
-        """Count one request against this second's budgets; True when it must wait."""
-        second = int(time.monotonic())
-        if second != self._second:
-            self._second, self._requests, self._auth_failures = second, 0, 0
-        self._requests += 1
-        return self._requests > MAX_REQUESTS_PER_SECOND
-
     async def dispatch(self, req: Request) -> tuple[int, Any]:
-        if self._over_budget():
+        now = int(time.monotonic() * 1000)
+        if not self._requests.take(now, MAX_REQUESTS_PER_SECOND):
             self._refuse("rate")
             return 429, {"error": "too many requests; try again in a second"}
         if not self._authorized(req):
             # A guesser is slowed down; a client with the right token is never locked out.
-            self._auth_failures += 1
-            if self._auth_failures > MAX_AUTH_FAILURES_PER_SECOND:
+            if not self._auth_failures.take(now, MAX_AUTH_FAILURES_PER_SECOND):
                 self._refuse("auth")
                 return 429, {"error": "too many wrong tokens; try again in a second"}
             return 401, {"error": "missing or wrong auth token (X-ZT1-Auth)"}

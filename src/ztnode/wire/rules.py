@@ -190,7 +190,7 @@ class ActionPriority(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class _ForwardAction(Rule):
+class ForwardAction(Rule):
     """TEE / WATCH / REDIRECT: ``[8] address [4] flags [2] length`` (length unused by REDIRECT).
 
     ``address`` is a full u64 on the wire; the engine compares it with 40-bit addresses.
@@ -209,22 +209,22 @@ class _ForwardAction(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class ActionTee(_ForwardAction):
+class ActionTee(ForwardAction):
     TYPE = RuleType.ACTION_TEE
 
 
 @dataclass(frozen=True, slots=True)
-class ActionWatch(_ForwardAction):
+class ActionWatch(ForwardAction):
     TYPE = RuleType.ACTION_WATCH
 
 
 @dataclass(frozen=True, slots=True)
-class ActionRedirect(_ForwardAction):
+class ActionRedirect(ForwardAction):
     TYPE = RuleType.ACTION_REDIRECT
 
 
 @dataclass(frozen=True, slots=True)
-class _ZeroTierAddressMatch(Rule):
+class ZeroTierAddressMatch(Rule):
     """``[5] address``."""
 
     address: int
@@ -238,12 +238,12 @@ class _ZeroTierAddressMatch(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchSourceZeroTierAddress(_ZeroTierAddressMatch):
+class MatchSourceZeroTierAddress(ZeroTierAddressMatch):
     TYPE = RuleType.MATCH_SOURCE_ZEROTIER_ADDRESS
 
 
 @dataclass(frozen=True, slots=True)
-class MatchDestZeroTierAddress(_ZeroTierAddressMatch):
+class MatchDestZeroTierAddress(ZeroTierAddressMatch):
     TYPE = RuleType.MATCH_DEST_ZEROTIER_ADDRESS
 
 
@@ -293,7 +293,7 @@ class MatchVlanDei(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class _MacMatch(Rule):
+class MacMatch(Rule):
     """``[6] mac`` (48-bit int, first octet most significant)."""
 
     mac: int
@@ -307,17 +307,17 @@ class _MacMatch(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchMacSource(_MacMatch):
+class MatchMacSource(MacMatch):
     TYPE = RuleType.MATCH_MAC_SOURCE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchMacDest(_MacMatch):
+class MatchMacDest(MacMatch):
     TYPE = RuleType.MATCH_MAC_DEST
 
 
 @dataclass(frozen=True, slots=True)
-class _Ipv4Match(Rule):
+class Ipv4Match(Rule):
     """``[4] ip [1] prefix bits`` (the prefix byte is kept raw, even above 32)."""
 
     ip: IPv4Address
@@ -332,17 +332,17 @@ class _Ipv4Match(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpv4Source(_Ipv4Match):
+class MatchIpv4Source(Ipv4Match):
     TYPE = RuleType.MATCH_IPV4_SOURCE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpv4Dest(_Ipv4Match):
+class MatchIpv4Dest(Ipv4Match):
     TYPE = RuleType.MATCH_IPV4_DEST
 
 
 @dataclass(frozen=True, slots=True)
-class _Ipv6Match(Rule):
+class Ipv6Match(Rule):
     """``[16] ip [1] prefix bits`` (the engine compares the rule IP unmasked: keep host bits 0)."""
 
     ip: IPv6Address
@@ -357,12 +357,12 @@ class _Ipv6Match(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpv6Source(_Ipv6Match):
+class MatchIpv6Source(Ipv6Match):
     TYPE = RuleType.MATCH_IPV6_SOURCE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpv6Dest(_Ipv6Match):
+class MatchIpv6Dest(Ipv6Match):
     TYPE = RuleType.MATCH_IPV6_DEST
 
 
@@ -435,7 +435,7 @@ class MatchIcmp(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class _RangeMatch(Rule):
+class RangeMatch(Rule):
     """``[2] start [2] end``, inclusive."""
 
     start: int
@@ -450,17 +450,17 @@ class _RangeMatch(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpSourcePortRange(_RangeMatch):
+class MatchIpSourcePortRange(RangeMatch):
     TYPE = RuleType.MATCH_IP_SOURCE_PORT_RANGE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchIpDestPortRange(_RangeMatch):
+class MatchIpDestPortRange(RangeMatch):
     TYPE = RuleType.MATCH_IP_DEST_PORT_RANGE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchFrameSizeRange(_RangeMatch):
+class MatchFrameSizeRange(RangeMatch):
     TYPE = RuleType.MATCH_FRAME_SIZE_RANGE
 
 
@@ -495,7 +495,7 @@ class MatchRandom(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class _TagMatch(Rule):
+class TagMatch(Rule):
     """``[4] tag id [4] value``."""
 
     tag_id: int
@@ -510,37 +510,37 @@ class _TagMatch(Rule):
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagsDifference(_TagMatch):
+class MatchTagsDifference(TagMatch):
     TYPE = RuleType.MATCH_TAGS_DIFFERENCE
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagsBitwiseAnd(_TagMatch):
+class MatchTagsBitwiseAnd(TagMatch):
     TYPE = RuleType.MATCH_TAGS_BITWISE_AND
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagsBitwiseOr(_TagMatch):
+class MatchTagsBitwiseOr(TagMatch):
     TYPE = RuleType.MATCH_TAGS_BITWISE_OR
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagsBitwiseXor(_TagMatch):
+class MatchTagsBitwiseXor(TagMatch):
     TYPE = RuleType.MATCH_TAGS_BITWISE_XOR
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagsEqual(_TagMatch):
+class MatchTagsEqual(TagMatch):
     TYPE = RuleType.MATCH_TAGS_EQUAL
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagSender(_TagMatch):
+class MatchTagSender(TagMatch):
     TYPE = RuleType.MATCH_TAG_SENDER
 
 
 @dataclass(frozen=True, slots=True)
-class MatchTagReceiver(_TagMatch):
+class MatchTagReceiver(TagMatch):
     TYPE = RuleType.MATCH_TAG_RECEIVER
 
 
@@ -741,11 +741,11 @@ def rule_to_json(rule: Rule, *, quirks: bool = True) -> JsonObject:
             r["flags"] = rule.flags
             if not quirks:
                 r["length"] = rule.length
-        case _ForwardAction():
+        case ForwardAction():
             r["address"] = f"{rule.address & _MASK40:010x}"
             r["flags"] = rule.flags
             r["length"] = rule.length
-        case _ZeroTierAddressMatch():
+        case ZeroTierAddressMatch():
             r["zt"] = f"{rule.address & _MASK40:010x}"
         case MatchVlanId():
             r["vlanId"] = rule.vlan_id
@@ -753,9 +753,9 @@ def rule_to_json(rule: Rule, *, quirks: bool = True) -> JsonObject:
             r["vlanPcp"] = rule.pcp
         case MatchVlanDei():
             r["vlanDei"] = rule.dei
-        case _MacMatch():
+        case MacMatch():
             r["mac"] = ":".join(f"{b:02x}" for b in rule.mac.to_bytes(6, "big"))
-        case _Ipv4Match() | _Ipv6Match():
+        case Ipv4Match() | Ipv6Match():
             r["ip"] = f"{_ntop(rule.ip)}/{rule.prefix}"
         case MatchIpTos():
             r["mask"] = rule.mask
@@ -768,14 +768,14 @@ def rule_to_json(rule: Rule, *, quirks: bool = True) -> JsonObject:
         case MatchIcmp():
             r["icmpType"] = rule.icmp_type
             r["icmpCode"] = rule.code if rule.matches_code else None
-        case _RangeMatch():
+        case RangeMatch():
             r["start"] = rule.start
             r["end"] = rule.end
         case MatchCharacteristics():
             r["mask"] = f"{rule.mask:016x}"
         case MatchRandom():
             r["probability"] = rule.probability
-        case _TagMatch():
+        case TagMatch():
             r["id"] = rule.tag_id
             r["value"] = rule.value
         case MatchIntegerRange():
@@ -941,12 +941,12 @@ def rule_from_json(obj: object, *, quirks: bool = True) -> Rule | None:
         if quirks:
             return None
         rule = ActionPriority(not_=not_, or_=or_)
-    elif issubclass(cls, _ForwardAction):
+    elif issubclass(cls, ForwardAction):
         address = _hex_u64(_json_str(obj.get("address"), "0")) & _MASK40
         # The reference ignores a REDIRECT's length; without quirks it survives a round trip.
         length = 0 if (cls is ActionRedirect and quirks) else num("length", 0xFFFF)
         rule = cls(address, num("flags", 0xFFFF_FFFF), length, not_=not_, or_=or_)
-    elif issubclass(cls, _ZeroTierAddressMatch):
+    elif issubclass(cls, ZeroTierAddressMatch):
         rule = cls(_hex_u64(_json_str(obj.get("zt"), "0")) & _MASK40, not_=not_, or_=or_)
     elif cls is MatchVlanId:
         rule = MatchVlanId(num("vlanId", 0xFFFF), not_=not_, or_=or_)
@@ -954,12 +954,12 @@ def rule_from_json(obj: object, *, quirks: bool = True) -> Rule | None:
         rule = MatchVlanPcp(num("vlanPcp", 0xFF), not_=not_, or_=or_)
     elif cls is MatchVlanDei:
         rule = MatchVlanDei(num("vlanDei", 0xFF), not_=not_, or_=or_)
-    elif issubclass(cls, _MacMatch):
+    elif issubclass(cls, MacMatch):
         rule = cls(_unhex_mac(_json_str(obj.get("mac"), "0")), not_=not_, or_=or_)
-    elif issubclass(cls, _Ipv4Match):
+    elif issubclass(cls, Ipv4Match):
         packed, port = _json_ip(_json_str(obj.get("ip"), "0.0.0.0"), v6=False)
         rule = cls(IPv4Address(packed), min(port & 0xFF, 32), not_=not_, or_=or_)
-    elif issubclass(cls, _Ipv6Match):
+    elif issubclass(cls, Ipv6Match):
         packed, port = _json_ip(_json_str(obj.get("ip"), "::0"), v6=True)
         rule = cls(IPv6Address(packed), min(port & 0xFF, 128), not_=not_, or_=or_)
     elif cls is MatchIpTos:
@@ -977,7 +977,7 @@ def rule_from_json(obj: object, *, quirks: bool = True) -> Rule | None:
         else:
             c = _json_int(code, 0) & 0xFF
             rule = MatchIcmp(num("icmpType", 0xFF), c, ICMP_FLAG_MATCH_CODE, not_=not_, or_=or_)
-    elif issubclass(cls, _RangeMatch):
+    elif issubclass(cls, RangeMatch):
         start = num("start", 0xFFFF)
         rule = cls(start, num("end", 0xFFFF, start), not_=not_, or_=or_)
     elif cls is MatchCharacteristics:
@@ -993,7 +993,7 @@ def rule_from_json(obj: object, *, quirks: bool = True) -> Rule | None:
         rule = MatchCharacteristics(mask, not_=not_, or_=or_)
     elif cls is MatchRandom:
         rule = MatchRandom(num("probability", 0xFFFF_FFFF), not_=not_, or_=or_)
-    elif issubclass(cls, _TagMatch):
+    elif issubclass(cls, TagMatch):
         rule = cls(num("id", 0xFFFF_FFFF), num("value", 0xFFFF_FFFF), not_=not_, or_=or_)
     elif cls is MatchIntegerRange:
         if quirks:
@@ -1047,7 +1047,11 @@ __all__ = [
     "ActionTee",
     "ActionWatch",
     "Characteristic",
+    "ForwardAction",
+    "Ipv4Match",
+    "Ipv6Match",
     "JsonObject",
+    "MacMatch",
     "MatchCharacteristics",
     "MatchDestZeroTierAddress",
     "MatchEthertype",
@@ -1076,9 +1080,12 @@ __all__ = [
     "MatchVlanDei",
     "MatchVlanId",
     "MatchVlanPcp",
+    "RangeMatch",
     "Rule",
     "RuleType",
+    "TagMatch",
     "UnknownRule",
+    "ZeroTierAddressMatch",
     "decode_rules",
     "encode_rules",
     "read_rule",
