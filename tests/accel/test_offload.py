@@ -359,6 +359,22 @@ def deliver_with(
             break
 
 
+def learned(
+    link: tuple[socket.socket, socket.socket],
+    key: SymmetricKey,
+    sink: Sink | None = None,
+    policy: burst.GatePolicy | None = None,
+) -> tuple[burst.BurstReader, Sink]:
+    """A reader (with ``policy``) that has seen one packet from PEER: PEER's key is cached."""
+    sink = sink if sink is not None else Sink(key)
+    reader = burst.BurstReader(link[0], ME)
+    if policy is not None:
+        reader.set_policy(policy)
+    deliver_with(reader, link[1], armored(frame_packet(b"x", 1, v6=False), key), sink)
+    sink.wholes.clear()
+    return reader, sink
+
+
 @pytest.mark.e2e
 def test_unknown_sender_gives_the_armored_packet_then_its_key_is_cached(
     link: tuple[socket.socket, socket.socket], key: SymmetricKey
@@ -448,11 +464,8 @@ def test_duplicate_and_inconsistent_pieces_are_refused(
 def test_a_failed_mac_with_the_cached_key_is_dropped_in_c(
     link: tuple[socket.socket, socket.socket], key: SymmetricKey
 ) -> None:
-    rx, tx = link
-    sink = Sink(key)
-    reader = burst.BurstReader(rx, ME)
-    deliver_with(reader, tx, armored(frame_packet(b"x", 1, v6=False), key), sink)
-    sink.wholes.clear()
+    reader, sink = learned(link, key)
+    tx = link[1]
     other = SymmetricKey(bytes(48))
     forged = armored(frame_packet(b"z" * 2000, 2, v6=False), other)
     deliver_with(reader, tx, forged, sink)
@@ -467,11 +480,8 @@ def test_a_clear_hello_failing_the_cached_key_goes_to_the_node(
     link: tuple[socket.socket, socket.socket], key: SymmetricKey
 ) -> None:
     """Another identity claiming a known address: a collision the node must judge."""
-    rx, tx = link
-    sink = Sink(key)
-    reader = burst.BurstReader(rx, ME)
-    deliver_with(reader, tx, armored(frame_packet(b"x", 1, v6=False), key), sink)
-    sink.wholes.clear()
+    reader, sink = learned(link, key)
+    tx = link[1]
     hello = bytearray(frame_packet(b"h" * 50, 3, v6=False))
     hello[27] = Verb.HELLO
     (wire,) = armored(hello, SymmetricKey(bytes(48)), Cipher.POLY1305_NONE)

@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.accel.conftest import need
-from tests.accel.test_offload import ME, PEER, Sink, armored, deliver_with, frame_packet
+from tests.accel.test_offload import (
+    ME,
+    PEER,
+    Sink,
+    armored,
+    deliver_with,
+    frame_packet,
+    learned,
+)
 from ztnode.crypto import SymmetricKey
 from ztnode.transport import burst
 from ztnode.wire import packet as pk
@@ -36,11 +44,6 @@ def reader_for(link: Link, policy: burst.GatePolicy | None = None) -> burst.Burs
     if policy is not None:
         reader.set_policy(policy)
     return reader
-
-
-def learn(reader: burst.BurstReader, link: Link, sink: Sink) -> None:
-    deliver_with(reader, link[1], armored(frame_packet(b"x", 1, v6=False), KEY), sink)
-    sink.wholes.clear()
 
 
 def strangers(n: int, first_pid: int = 1000) -> list[bytes]:
@@ -75,9 +78,7 @@ def test_the_socket_gate_bounds_what_every_prefix_together_sends(link: Link) -> 
 
 @pytest.mark.e2e
 def test_known_peers_pass_whatever_the_gates_say(link: Link) -> None:
-    reader = reader_for(link, burst.GatePolicy(global_rate=1, global_burst=1))
-    sink = Sink(KEY)
-    learn(reader, link, sink)  # takes the one token
+    reader, sink = learned(link, KEY, Sink(KEY), burst.GatePolicy(global_rate=1, global_burst=1))
     deliver_with(reader, link[1], strangers(5), sink)
     wire = [armored(frame_packet(b"k" * 100, 50 + i, v6=False), KEY)[0] for i in range(20)]
     deliver_with(reader, link[1], wire, sink)
@@ -87,9 +88,9 @@ def test_known_peers_pass_whatever_the_gates_say(link: Link) -> None:
 
 @pytest.mark.e2e
 def test_a_root_relays_for_cached_peers_ungated(link: Link) -> None:
-    reader = reader_for(link, burst.GatePolicy(global_rate=1, global_burst=1))
-    sink = Sink(KEY, relay=True)
-    learn(reader, link, sink)
+    reader, sink = learned(
+        link, KEY, Sink(KEY, relay=True), burst.GatePolicy(global_rate=1, global_burst=1)
+    )
     # Not for us: to the cached peer (relayed) and to a stranger (a root judges it, through the
     # gate, whose token is gone).
     to_peer = [armored(frame_packet(b"r", 60 + i, v6=False, dest=PEER), KEY)[0] for i in range(5)]
@@ -102,9 +103,7 @@ def test_a_root_relays_for_cached_peers_ungated(link: Link) -> None:
 
 @pytest.mark.e2e
 def test_orphan_pieces_do_not_push_out_a_known_peers_packet(link: Link) -> None:
-    reader = reader_for(link)
-    sink = Sink(KEY, networks=[])
-    learn(reader, link, sink)
+    reader, sink = learned(link, KEY, Sink(KEY, networks=[]))
     wire = armored(frame_packet(b"y" * 3000, 80, v6=False), KEY)
     assert len(wire) == 3
     rng = random.Random(3)
@@ -127,9 +126,7 @@ def test_orphan_pieces_do_not_push_out_a_known_peers_packet(link: Link) -> None:
 
 @pytest.mark.e2e
 def test_an_incomplete_packet_expires(link: Link) -> None:
-    reader = reader_for(link)
-    sink = Sink(KEY)
-    learn(reader, link, sink)
+    reader, sink = learned(link, KEY, Sink(KEY))
     wire = armored(frame_packet(b"y" * 3000, 90, v6=False), KEY)
     deliver_with(reader, link[1], wire[:1], sink)
     sink.clock += 5001
@@ -213,9 +210,7 @@ def test_c_burst_reader_authenticates_what_the_python_path_does(
         else:
             k = (j + 1) % len(datagrams)
             datagrams[j], datagrams[k] = datagrams[k], datagrams[j]
-    reader = reader_for(link)
-    sink = Sink(KEY, networks=[])
-    learn(reader, link, sink)
+    reader, sink = learned(link, KEY, Sink(KEY, networks=[]))
     sink.plains.clear()
     deliver_with(reader, link[1], datagrams, sink)
     reader.close()
