@@ -1,0 +1,84 @@
+"""UDP for asyncio on a ZeroTier network: the datagram transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+from ztnode.netstack.stack import UdpSocket
+from ztnode.sockets.addresses import literal
+
+if TYPE_CHECKING:
+    from ztnode.sockets.aio import Network
+
+__all__: list[str] = []
+
+
+class _UdpTransport(asyncio.DatagramTransport):
+    def __init__(self, net: Network, sock: UdpSocket, protocol: asyncio.DatagramProtocol) -> None:
+        super().__init__()
+        self._net = net
+        self._sock = sock
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._closed = False
+        sock.user = self
+        net._transports.add(self)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._sock.local_endpoint
+        if name == "peername":
+            r = self._sock.remote
+            return (str(r[0]), r[1]) if r is not None else default
+        if name == "ztnode_socket":
+            return self._sock
+        return default
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        if self._closed:
+            return
+        proto = self._protocol
+        assert isinstance(proto, asyncio.DatagramProtocol)
+        try:
+            if addr is None:
+                self._sock.send(bytes(data), self._net.node._now())
+            else:
+                host, port = addr[0], addr[1]
+                self._sock.sendto(bytes(data), literal(host), int(port), self._net.node._now())
+        except OSError as e:
+            proto.error_received(e)
+            return
+        self._net.node.service.flush_soon()
+
+    def readable(self) -> None:
+        proto = self._protocol
+        assert isinstance(proto, asyncio.DatagramProtocol)
+        while not self._closed and (item := self._sock.recv()) is not None:
+            proto.datagram_received(item[0], item[1])
+        err = self._sock.take_error()
+        if err and not self._closed:
+            proto.error_received(OSError(err, os.strerror(err)))
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close()
+        self._net._transports.discard(self)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def get_write_buffer_size(self) -> int:
+        return 0
