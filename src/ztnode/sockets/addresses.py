@@ -8,9 +8,10 @@ resolves no names), IPv6 socket addresses as 4-tuples ``(host, port, flowinfo, s
 from __future__ import annotations
 
 import errno
+import socket
 from ipaddress import ip_address
 
-__all__ = ["literal"]
+__all__ = ["ip_family", "literal"]
 
 
 def literal(host: str) -> str:
@@ -22,3 +23,16 @@ def literal(host: str) -> str:
             errno.EINVAL, f"{host!r} is not an IP address (names are not resolved on ZeroTier)"
         ) from None
     return host
+
+
+def ip_family(family: int) -> int:
+    """4, 6 or 0 (both) from a family as asyncio and socket spell it: ``socket.AF_INET``,
+    ``AF_INET6``, ``AF_UNSPEC``, or the short 4 and 6 this API has always taken. Anything else
+    is a ValueError, never a silent IPv4."""
+    if family in (socket.AF_INET, 4):
+        return 4
+    if family in (socket.AF_INET6, 6):
+        return 6
+    if family == socket.AF_UNSPEC:
+        return 0
+    raise ValueError(f"family must be AF_INET, AF_INET6 or AF_UNSPEC, not {family!r}")

@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import socket
+import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
@@ -36,9 +37,10 @@ from ztnode.netstack.stack import (
     TcpSocketEvent,
     UdpReadable,
 )
-from ztnode.sockets.addresses import literal
+from ztnode.sockets.addresses import ip_family, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
+from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.wire.world import World
 
@@ -446,32 +448,59 @@ class Network:
 
     async def create_connection(
         self,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
         host: str,
         port: int,
         *,
+        ssl: SslArg = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
         local_port: int = 0,
         timeout: float | None = None,
-    ) -> tuple[asyncio.Transport, asyncio.Protocol]:
-        """Like ``loop.create_connection``, on this network."""
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """Like ``loop.create_connection``, on this network: ``ssl`` (a context, or True for
+        a default one) makes it TLS, checked against ``server_hostname`` or ``host``;
+        ``timeout`` bounds the TCP handshake."""
         loop = asyncio.get_running_loop()
         host = literal(host)
+        tls = client_options(
+            ssl, host, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
+        )
         sock = self.stack.tcp_connect(host, port, self.node._now(), local_port=local_port)
-        pending = _Connecting(loop)
+        pending = _Connecting(loop, sock.remote_endpoint)
         sock.user = pending
         self.node.service.flush_soon()
         try:
             await asyncio.wait_for(asyncio.shield(pending.future), timeout)
-        except BaseException:
+        except TimeoutError:
             pending.future.cancel()  # nobody will read it now
+            sock.abort(self.node._now())
+            self.node.service.flush_soon()
+            raise TimeoutError(
+                errno.ETIMEDOUT, f"connecting to {host} port {port}: timed out after {timeout} s"
+            ) from None
+        except BaseException:
+            pending.future.cancel()
             sock.abort(self.node._now())
             self.node.service.flush_soon()
             raise
         protocol = protocol_factory()
-        transport = _TcpTransport(self, sock, protocol)
-        protocol.connection_made(transport)
+        if tls is None:
+            transport = _TcpTransport(self, sock, protocol)
+            protocol.connection_made(transport)
+            transport.read_ready()
+            return transport, protocol
+        tls_proto, waiter = tls.wrap(protocol)
+        transport = _TcpTransport(self, sock, tls_proto)
+        tls_proto.connection_made(transport)
         transport.read_ready()
-        return transport, protocol
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return tls.app_transport(tls_proto), protocol
 
     async def open_connection(
         self,
@@ -479,41 +508,49 @@ class Network:
         port: int,
         *,
         limit: int = 2**16,
-        local_port: int = 0,
-        timeout: float | None = None,
+        **kwargs: Any,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Like ``asyncio.open_connection``: stock reader and writer over this network."""
+        """Like ``asyncio.open_connection``: stock reader and writer over this network (the
+        keyword arguments are :meth:`create_connection`'s, TLS included)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=limit, loop=loop)
         proto = asyncio.StreamReaderProtocol(reader, loop=loop)
-        transport, _ = await self.create_connection(
-            lambda: proto, host, port, local_port=local_port, timeout=timeout
-        )
+        transport, _ = await self.create_connection(lambda: proto, host, port, **kwargs)
         writer = asyncio.StreamWriter(transport, proto, reader, loop)
         return reader, writer
 
     async def create_server(
         self,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
         host: str | None = None,
         port: int = 0,
         *,
-        backlog: int = 128,
         family: int = 4,
+        backlog: int = 128,
+        ssl: _ssl.SSLContext | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
     ) -> TcpServer:
-        """Like ``loop.create_server``. ``family`` 6 (or an IPv6 ``host``) listens on IPv6;
-        ``family`` 0 with no ``host`` listens on IPv4 and IPv6 on one port."""
+        """Like ``loop.create_server``. ``family`` ``socket.AF_INET6`` (or 6, or an IPv6
+        ``host``) listens on IPv6; ``socket.AF_UNSPEC`` (or 0) with no ``host`` listens on IPv4
+        and IPv6 on one port; ``ssl`` makes every accepted connection TLS."""
+        tls = server_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        fam = ip_family(family)
         stack = self.stack
-        if family == 0 and host is None:
+        if fam == 0 and host is None:
             v4 = stack.tcp_listen(None, port, backlog, ipv6=False)
             try:
                 v6 = stack.tcp_listen(None, v4.port, backlog, ipv6=True)
             except OSError:
                 v4.close(self.node._now())
                 raise
-            return TcpServer(self, [v4, v6], protocol_factory)
-        ipv6 = family == 6 or (host is not None and ":" in host)
-        return TcpServer(self, [stack.tcp_listen(host, port, backlog, ipv6=ipv6)], protocol_factory)
+            return TcpServer(self, [v4, v6], protocol_factory, tls)
+        if host is not None:
+            host = literal(host)
+        ipv6 = fam == 6 or (host is not None and ":" in host)
+        listener = stack.tcp_listen(host, port, backlog, ipv6=ipv6)
+        return TcpServer(self, [listener], protocol_factory, tls)
 
     async def start_server(
         self,
@@ -522,19 +559,17 @@ class Network:
         port: int = 0,
         *,
         limit: int = 2**16,
-        backlog: int = 128,
-        family: int = 4,
+        **kwargs: Any,
     ) -> TcpServer:
-        """Like ``asyncio.start_server``: the callback gets a stock reader and writer."""
+        """Like ``asyncio.start_server``: the callback gets a stock reader and writer (the
+        keyword arguments are :meth:`create_server`'s, TLS included)."""
         loop = asyncio.get_running_loop()
 
         def factory() -> asyncio.Protocol:
             reader = asyncio.StreamReader(limit=limit, loop=loop)
             return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-        return await self.create_server(factory, host, port, backlog=backlog, family=family)
-
-    # ---- UDP
+        return await self.create_server(factory, host, port, **kwargs)
 
     async def create_datagram_endpoint(
         self,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.stack import TcpListener, TcpSocket
+from ztnode.sockets.tls import TlsOptions, log_failed_handshake
 
 if TYPE_CHECKING:
     from ztnode.sockets.aio import Network
@@ -33,10 +34,12 @@ _LOW_WATER = 64 * 1024
 
 
 class _Connecting:
-    """Stands in for the transport until the handshake ends."""
+    """Stands in for the transport until the handshake ends; its errors name the address, as
+    the kernel's messages do not but every user wants."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, remote: tuple[str, int]) -> None:
         self.future: asyncio.Future[None] = loop.create_future()
+        self._to = f"{remote[0]} port {remote[1]}"
 
     def tcp_event(self, e: tcb.TcpEvent) -> None:
         if self.future.done():
@@ -44,15 +47,26 @@ class _Connecting:
         if isinstance(e, tcb.ConnectedEvent):
             self.future.set_result(None)
         elif isinstance(e, tcb.ConnectionResetEvent):
-            self.future.set_exception(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+            self.future.set_exception(
+                ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {self._to} refused")
+            )
         elif isinstance(e, tcb.TimedOutEvent):
-            self.future.set_exception(TimeoutError(errno.ETIMEDOUT, "connection timed out"))
+            self.future.set_exception(
+                TimeoutError(errno.ETIMEDOUT, f"connection to {self._to} timed out")
+            )
         elif isinstance(e, tcb.ClosedEvent):
-            self.future.set_exception(ConnectionAbortedError(errno.ECONNABORTED, "closed"))
+            self.future.set_exception(
+                ConnectionAbortedError(errno.ECONNABORTED, f"connection to {self._to} aborted")
+            )
 
 
 class _TcpTransport(asyncio.Transport):
-    def __init__(self, net: Network, sock: TcpSocket, protocol: asyncio.Protocol) -> None:
+    """A stream transport for ``Protocol`` and ``BufferedProtocol`` alike; TLS runs over it
+    (``loop.start_tls`` accepts it, see :mod:`ztnode.sockets.tls`)."""
+
+    _start_tls_compatible = True
+
+    def __init__(self, net: Network, sock: TcpSocket, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
         self._net = net
         self._service = net.node.service
@@ -119,16 +133,29 @@ class _TcpTransport(asyncio.Transport):
             return
         sock = self._sock
         proto = self._protocol
-        assert isinstance(proto, asyncio.Protocol)
-        while self._reading and not self._lost:
-            data = sock.recv(1 << 20)
-            if not data:
-                break
-            proto.data_received(data)
+        if isinstance(proto, asyncio.BufferedProtocol):
+            while self._reading and not self._lost and self._protocol is proto:
+                buf = memoryview(proto.get_buffer(-1)).cast("B")
+                if not len(buf):
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                data = sock.recv(len(buf))
+                if not data:
+                    break
+                buf[: len(data)] = data
+                proto.buffer_updated(len(data))
+        else:
+            assert isinstance(proto, asyncio.Protocol)
+            while self._reading and not self._lost and self._protocol is proto:
+                data = sock.recv(1 << 20)
+                if not data:
+                    break
+                proto.data_received(data)
+        proto = self._protocol
         if sock.needs_flush:
             self._service.flush_soon()  # reading opened the window: announce it
         if self._reading and not self._lost and sock.conn.at_eof and not self._eof_delivered:
             self._eof_delivered = True
+            assert isinstance(proto, asyncio.Protocol | asyncio.BufferedProtocol)
             keep_open = proto.eof_received()
             if not keep_open:
                 self.close()
@@ -187,6 +214,15 @@ class _TcpTransport(asyncio.Transport):
         self._sock.abort(self._net.node._now())
         self._service.flush_soon()
         self._lose(None)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        """Abort with ``exc`` for the protocol: what asyncio's TLS protocol calls on a fatal
+        error (the name of the selector transports' method)."""
+        if self._lost:
+            return
+        self._sock.abort(self._net.node._now())
+        self._service.flush_soon()
+        self._lose(exc if isinstance(exc, Exception) else None)
 
     # --- events from the stack
 
@@ -262,11 +298,13 @@ class TcpServer(asyncio.AbstractServer):
         self,
         net: Network,
         listeners: list[TcpListener],
-        factory: Callable[[], asyncio.Protocol],
+        factory: Callable[[], asyncio.BaseProtocol],
+        tls: TlsOptions | None = None,
     ) -> None:
         self._net = net
         self._listeners = listeners
         self._factory = factory
+        self._tls = tls
         self._closed = asyncio.get_running_loop().create_future()
         for lst in listeners:
             lst.user = self
@@ -295,8 +333,14 @@ class TcpServer(asyncio.AbstractServer):
                     log.exception("server protocol factory failed")
                     sock.abort(self._net.node._now())
                     continue
-                transport = _TcpTransport(self._net, sock, protocol)
-                protocol.connection_made(transport)
+                if self._tls is None:
+                    transport = _TcpTransport(self._net, sock, protocol)
+                    protocol.connection_made(transport)
+                else:  # the protocol meets its client when the handshake is done
+                    tls_proto, waiter = self._tls.wrap(protocol)
+                    waiter.add_done_callback(log_failed_handshake)
+                    transport = _TcpTransport(self._net, sock, tls_proto)
+                    tls_proto.connection_made(transport)
                 transport.read_ready()
         self._net.node.service.flush_soon()
 
