@@ -12,6 +12,9 @@ What users import (via ``ztnode``)::
         conn = http.client.HTTPConnection("10.147.20.5", 80)
         conn._create_connection = net.create_connection  # http.client over ZeroTier
 
+        tls = ssl.create_default_context().wrap_socket(net.create_connection((host, 443)),
+                                                        server_hostname=host)  # TLS too
+
 Programs that take a socket object (``http.client`` as above, ``socketserver`` with its
 ``socket`` attribute replaced, ``selectors`` loops) work unchanged: methods, flags, timeouts
 and the ``OSError`` subclasses with their errno values follow the stdlib on Linux.
@@ -41,8 +44,12 @@ nothing does.
 
 from __future__ import annotations
 
+from ztnode.sockets.blocking import tls as _tls
 from ztnode.sockets.blocking.facade import Socket
 from ztnode.sockets.blocking.loop import LoopThread
 from ztnode.sockets.blocking.node import BlockingNetwork, BlockingNode
+from ztnode.sockets.blocking.tls import TlsSocket
 
-__all__ = ["BlockingNetwork", "BlockingNode", "LoopThread", "Socket"]
+_tls.install()  # context.wrap_socket() takes ztnode sockets from now on (see blocking/tls.py)
+
+__all__ = ["BlockingNetwork", "BlockingNode", "LoopThread", "Socket", "TlsSocket"]

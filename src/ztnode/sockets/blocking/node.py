@@ -8,11 +8,13 @@ import contextlib
 import errno
 import os
 import socket as _socket
+import ssl
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, cast
+from urllib.request import OpenerDirector
 
 from ztnode.sockets.aio import Network, Node
 from ztnode.sockets.blocking.common import (
@@ -26,6 +28,7 @@ from ztnode.sockets.blocking.facade import Socket
 from ztnode.sockets.blocking.loop import LoopThread
 from ztnode.sockets.blocking.options import _SOL
 from ztnode.sockets.blocking.roles import _Role
+from ztnode.sockets.blocking.web import url_opener
 from ztnode.wire.world import World
 
 
@@ -127,6 +130,11 @@ class BlockingNetwork:
             sock.close()
             raise
         return sock
+
+    def url_opener(self, *, context: ssl.SSLContext | None = None) -> OpenerDirector:
+        """A ``urllib`` opener over this network, https:// included (see
+        :func:`ztnode.sockets.blocking.web.url_opener`)."""
+        return url_opener(self, context=context)
 
     def ping(self, host: str, timeout: float = 2.0) -> float:
         """One ICMP echo; the round trip in seconds, or TimeoutError."""
