@@ -31,6 +31,11 @@ def run(coro_fn, tmp_path: Path, timeout: float = 120.0) -> None:  # type: ignor
     asyncio.run(main())
 
 
+def sockaddr(host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """What the stdlib's asyncio gives: IPv6 addresses as 4-tuples."""
+    return (host, port, 0, 0) if ":" in host else (host, port)
+
+
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(65536):
         writer.write(data)
@@ -68,7 +73,7 @@ def test_stream_echo_and_bulk(
     async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
         server = await b.start_server(_echo, port=7000, family=family)
         reader, writer = await a.open_connection(b.address(family), 7000)
-        assert writer.get_extra_info("peername") == (b.address(family), 7000)
+        assert writer.get_extra_info("peername") == sockaddr(b.address(family), 7000)
         writer.write(b"hello\n")
         assert await reader.readline() == b"hello\n"
         data = random.Random(family).randbytes(3_000_000)
@@ -143,7 +148,7 @@ def test_datagram_endpoints(tmp_path: Path) -> None:
             assert isinstance(cp, Client)
             ct.sendto(b"ping")
             data, addr = await asyncio.wait_for(cp.got.get(), 5)
-            assert data == b"PING" and addr == (b.address(family), 5300)
+            assert data == b"PING" and addr == sockaddr(b.address(family), 5300)
             st.close()
             ct.close()
 
@@ -272,5 +277,30 @@ def test_world_grows_by_a_member(tmp_path: Path) -> None:
         assert await net.ping(a.address(4), timeout=3) > 0
         outsider, none = await w.add_member(IDS[4], authorize=False)
         assert none is None and outsider.address == f"{IDS[4].address:010x}"
+
+    run(body, tmp_path)
+
+
+def test_server_sockets_and_families_as_asyncio_gives_them(tmp_path: Path) -> None:
+    import socket
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        both = await b.start_server(_echo, port=0, family=socket.AF_UNSPEC)
+        assert [s.family for s in both.sockets] == [socket.AF_INET, socket.AF_INET6]
+        port = both.sockets[0].getsockname()[1]
+        assert both.sockets[1].getsockname() == ("::", port, 0, 0)
+        v6 = await b.start_server(_echo, port=0, family=socket.AF_INET6)
+        (only,) = v6.sockets
+        assert only.family == socket.AF_INET6 and len(only.getsockname()) == 4
+        r, wr = await a.open_connection(b.address(6), only.getsockname()[1])
+        assert wr.get_extra_info("sockname") == sockaddr(
+            a.address(6), wr.get_extra_info("sockname")[1]
+        )
+        wr.write(b"six")
+        assert await r.readexactly(3) == b"six"
+        wr.close()
+        for server in (both, v6):
+            server.close()
+            await server.wait_closed()
 
     run(body, tmp_path)

@@ -11,7 +11,7 @@ import errno
 import socket
 from ipaddress import ip_address
 
-__all__ = ["ip_family", "literal"]
+__all__ = ["ip_family", "literal", "sockaddr"]
 
 
 def literal(host: str) -> str:
@@ -36,3 +36,12 @@ def ip_family(family: int) -> int:
     if family == socket.AF_UNSPEC:
         return 0
     raise ValueError(f"family must be AF_INET, AF_INET6 or AF_UNSPEC, not {family!r}")
+
+
+def sockaddr(endpoint: tuple[str, int]) -> tuple[str, int] | tuple[str, int, int, int]:
+    """An endpoint as the stdlib hands socket addresses out: ``(host, port)`` for IPv4,
+    ``(host, port, flowinfo, scope_id)`` for IPv6."""
+    host, port = endpoint[0], endpoint[1]
+    if ":" in host:
+        return (host, port, 0, 0)
+    return (host, port)

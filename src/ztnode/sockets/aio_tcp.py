@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.stack import TcpListener, TcpSocket
+from ztnode.sockets.addresses import sockaddr
 from ztnode.sockets.tls import TlsOptions, log_failed_handshake
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ztnode.sockets")
 
-__all__ = ["TcpServer"]
+__all__ = ["ListeningSocket", "TcpServer"]
 
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
@@ -89,9 +91,9 @@ class _TcpTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
-            return self._sock.remote_endpoint
+            return sockaddr(self._sock.remote_endpoint)
         if name == "sockname":
-            return self._sock.local_endpoint
+            return sockaddr(self._sock.local_endpoint)
         if name == "ztnode_socket":
             return self._sock
         if name == "network":
@@ -290,6 +292,30 @@ class _TcpTransport(asyncio.Transport):
         asyncio.get_running_loop().call_soon(self._protocol.connection_lost, exc)
 
 
+class ListeningSocket:
+    """What :attr:`TcpServer.sockets` lists, as asyncio lists its ``TransportSocket``
+    objects: enough of a socket for code that asks where a server listens."""
+
+    type = socket.SOCK_STREAM
+    proto = socket.IPPROTO_TCP
+
+    def __init__(self, listener: TcpListener) -> None:
+        self._listener = listener
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if self._listener.ipv6 else socket.AF_INET
+
+    def getsockname(self) -> tuple[str, int] | tuple[str, int, int, int]:
+        return sockaddr(self._listener.local_endpoint)
+
+    def fileno(self) -> int:
+        return -1  # no OS descriptor: the socket lives in ztnode's stack
+
+    def __repr__(self) -> str:
+        return f"<ztnode.ListeningSocket {self.family.name} {self.getsockname()}>"
+
+
 class TcpServer(asyncio.AbstractServer):
     """Listening sockets on a network (``asyncio.Server``'s interface): one per address
     family it serves (IPv4, IPv6, or both on the same port)."""
@@ -315,8 +341,9 @@ class TcpServer(asyncio.AbstractServer):
         return self._listeners[0].port
 
     @property
-    def sockets(self) -> tuple[()]:
-        return ()
+    def sockets(self) -> tuple[ListeningSocket, ...]:
+        """As ``asyncio.Server.sockets``: one socket-like object per listening address."""
+        return tuple(ListeningSocket(lst) for lst in self._listeners)
 
     def address(self) -> tuple[str, int]:
         return self._listeners[0].local_endpoint

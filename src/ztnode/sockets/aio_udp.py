@@ -7,7 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ztnode.netstack.stack import UdpSocket
-from ztnode.sockets.addresses import literal
+from ztnode.sockets.addresses import literal, sockaddr
 
 if TYPE_CHECKING:
     from ztnode.sockets.aio import Network
@@ -27,10 +27,10 @@ class _UdpTransport(asyncio.DatagramTransport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "sockname":
-            return self._sock.local_endpoint
+            return sockaddr(self._sock.local_endpoint)
         if name == "peername":
             r = self._sock.remote
-            return (str(r[0]), r[1]) if r is not None else default
+            return sockaddr((str(r[0]), r[1])) if r is not None else default
         if name == "ztnode_socket":
             return self._sock
         return default
@@ -55,7 +55,7 @@ class _UdpTransport(asyncio.DatagramTransport):
         proto = self._protocol
         assert isinstance(proto, asyncio.DatagramProtocol)
         while not self._closed and (item := self._sock.recv()) is not None:
-            proto.datagram_received(item[0], item[1])
+            proto.datagram_received(item[0], sockaddr(item[1]))
         err = self._sock.take_error()
         if err and not self._closed:
             proto.error_received(OSError(err, os.strerror(err)))
