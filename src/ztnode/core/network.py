@@ -143,6 +143,10 @@ class Network:
         self.last_config_update = 0
         self.last_request_sent = -(10**12)
         self.unanswered_requests = 0
+        #: Answers from the controller so far (configs and refusals): a caller that saw n of
+        #: them can tell a fresh answer from a stale one (a refusal from before it was
+        #: authorized, say).
+        self.answers = 0
         self.memberships: dict[int, Membership] = {}
         self._assemblies: dict[int, _Assembly] = {}
         self._assembly_counter = 0

@@ -89,6 +89,10 @@ ERROR_STATUS: Final = {
 }
 
 
+#: Statuses that mean the controller said no (a join asks again when it finds one).
+REFUSED: Final = frozenset(ERROR_STATUS.values())
+
+
 def _log_drop(net: Network, way: str, member: int, d: Decision, frame: FilterFrame) -> None:
     """One debug line per dropped frame (``ztnode.rules``, rate-limited by the enforcer)."""
     why = (
@@ -136,6 +140,9 @@ class Vl2:
             raise LocalProtocolError(f"{network_id:#x} is not a network id")
         net = self.rt.networks.get(network_id)
         if net is not None:
+            if net.status in REFUSED and not net.is_adhoc:
+                # Joining again asks again: the refusal may predate an authorization.
+                self.request_config(net, now)
             return net
         net = self.rt.networks[network_id] = Network(
             network_id, self.rt.address, lambda: self.rt.rng.getrandbits(32)
@@ -444,6 +451,7 @@ class Vl2:
     def apply_config(self, net: Network, cfg: NetworkConfig, raw: bytes, now: int) -> None:
         before = [str(a) for a in net.assigned_addresses()]
         old_status = net.status
+        net.answers += 1
         changed = net.set_config(cfg, raw, now)
         if net.status != old_status:
             self.rt.events.append(ev.NetworkStatusChanged(net.id, net.status.value))
@@ -467,6 +475,8 @@ class Vl2:
                 self.rt.events.append(ev.AddressRemoved(net.id, a))
 
     def set_status(self, net: Network, status: NetworkStatus) -> None:
+        """The controller's refusal (or another status): counted as an answer."""
+        net.answers += 1
         if net.status != status:
             net.status = status
             self.rt.events.append(ev.NetworkStatusChanged(net.id, status.value))

@@ -40,6 +40,7 @@ from ztnode.netstack.stack import (
 from ztnode.sockets.addresses import ip_family, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
+from ztnode.sockets.controller import ControllerApi
 from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.wire.world import World
@@ -214,12 +215,18 @@ class Node:
         self._callbacks: list[tuple[type[ev.Event], Callable[[Any], None]]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
+        self._controller_api: ControllerApi | None = None
 
     # lifecycle
 
     async def start(self) -> Node:
         if self._started:
             return self
+        if any(s.fileno() < 0 for s in self.service.config.sockets):
+            raise RuntimeError(
+                "this node was given its UDP sockets, and they closed when it stopped: "
+                "make a new Node with new sockets to start again"
+            )
         self.service.stack_event_handler = _Dispatcher()
         self._unsubscribe = self.service.subscribe(self._on_event)
         port_file = self.service.config.home / _PORT_FILE
@@ -237,6 +244,14 @@ class Node:
             with contextlib.suppress(OSError):
                 port_file.write_text(f"{self.service.port}\n")
         self._started = True
+        # Networks the home remembers (networks.d) are joined again: here they are, as objects
+        # (the same objects as before a restart of this node).
+        core_networks = self._core.networks
+        for nwid in core_networks:
+            if nwid not in self._networks:
+                self._networks[nwid] = Network(self, nwid)
+        for nwid in [n for n in self._networks if n not in core_networks]:
+            del self._networks[nwid]
         return self
 
     async def stop(self) -> None:
@@ -280,8 +295,22 @@ class Node:
         return f"{self._core.address:010x}"
 
     @property
+    def controller(self) -> ControllerApi:
+        """The network controller this node hosts (``controller=True``): networks and
+        members in Python (:class:`~ztnode.sockets.controller.ControllerApi`)."""
+        if self._controller_api is None:
+            self._controller_api = ControllerApi(self)
+        return self._controller_api
+
+    @property
+    def started(self) -> bool:
+        """Between ``start()`` and ``stop()``: a stopped node can be started again."""
+        return self._started
+
+    @property
     def online(self) -> bool:
-        return bool(self._core.online)
+        """Started, and in touch with a root."""
+        return self._started and bool(self._core.online)
 
     @property
     def port(self) -> int:
@@ -291,16 +320,31 @@ class Node:
         await self._wait_for(lambda: self.online, timeout, "the node did not come online")
 
     async def join(
-        self, network_id: int | str, *, timeout: float | None = 60.0, wait: bool = True
+        self,
+        network_id: int | str,
+        *,
+        timeout: float | None = 60.0,
+        wait: bool = True,
+        wait_authorized: bool = False,
     ) -> Network:
-        """Join a network; with ``wait``, return once it is OK and has its addresses."""
+        """Join a network; with ``wait``, return once it is OK and has its addresses.
+
+        A refusal from the controller raises PermissionError at once, unless
+        ``wait_authorized``: then the join waits through ACCESS_DENIED until someone authorizes
+        this node (the controller pushes the new config) or ``timeout`` passes. Joining again a
+        network that was refused asks the controller again, so a refusal from before the
+        authorization is never taken for the answer."""
+        if not self._started:
+            raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
         nwid = _parse_nwid(network_id)
+        core_net = self._core.network(nwid)
+        seen = core_net.answers if core_net is not None else 0
         self.service.join(nwid)
         net = self._networks.get(nwid)
         if net is None:
             net = self._networks[nwid] = Network(self, nwid)
         if wait:
-            await net.wait_ready(timeout)
+            await net.wait_ready(timeout, wait_authorized=wait_authorized, _answers_seen=seen)
         return net
 
     async def leave(self, network_id: int | str) -> bool:
@@ -315,7 +359,8 @@ class Node:
 
     @property
     def networks(self) -> list[Network]:
-        return list(self._networks.values())
+        """The networks joined (none while the node is stopped)."""
+        return list(self._networks.values()) if self._started else []
 
     # internals
 
@@ -399,6 +444,10 @@ class Network:
 
     @property
     def status(self) -> str:
+        """ZeroTier's status of the network (OK, ACCESS_DENIED, ...), NOT_JOINED after
+        ``leave``, STOPPED while the node is stopped."""
+        if not self.node.started:
+            return "STOPPED"
         net = self.node._core.network(self.id)
         return str(net.status) if net is not None else "NOT_JOINED"
 
@@ -431,18 +480,55 @@ class Network:
                 return str(a.ip)
         raise OSError(errno.EADDRNOTAVAIL, f"no IPv{family} address on {self.id:016x}")
 
-    async def wait_ready(self, timeout: float | None = 60.0) -> None:
-        """Until the config is OK and at least one address is assigned."""
+    async def wait_ready(
+        self,
+        timeout: float | None = 60.0,
+        *,
+        wait_authorized: bool = False,
+        _answers_seen: int | None = None,
+    ) -> None:
+        """Until the config is OK and at least one address is assigned. A refusal raises
+        PermissionError, unless ``wait_authorized`` (see :meth:`Node.join`); a refusal the
+        controller gave before this call (``_answers_seen`` answers ago) does not count.
+        A timeout says why: the node offline, still refused, or still waiting for a config."""
+        core = self.node._core
+        net = core.network(self.id)
+        if _answers_seen is None:
+            _answers_seen = net.answers if net is not None else 0
+        refused = (NetworkStatus.ACCESS_DENIED, NetworkStatus.NOT_FOUND)
 
         def ready() -> bool:
+            current = core.network(self.id)
             st = self.status
-            if st in (NetworkStatus.ACCESS_DENIED, NetworkStatus.NOT_FOUND):
-                raise PermissionError(f"network {self.id:016x}: {st}")
+            fresh = current is not None and current.answers > _answers_seen
+            if fresh and st in refused and not wait_authorized:
+                raise PermissionError(self._refusal(st))
             return st == NetworkStatus.OK and bool(self.addresses)
 
-        await self.node._wait_for(
-            ready, timeout, f"network {self.id:016x} not ready ({self.status})"
+        try:
+            await self.node._wait_for(ready, timeout, "")
+        except TimeoutError:
+            raise TimeoutError(self._not_ready(timeout)) from None
+
+    def _refusal(self, status: str) -> str:
+        me = self.node.address
+        if status == NetworkStatus.NOT_FOUND:
+            return f"network {self.id:016x}: NOT_FOUND: its controller does not know it"
+        return (
+            f"network {self.id:016x}: ACCESS_DENIED: this node ({me}) is not authorized "
+            "on it (authorize it at the controller; join(..., wait_authorized=True) waits)"
         )
+
+    def _not_ready(self, timeout: float | None) -> str:
+        st = self.status
+        if not self.node.online:
+            return (
+                f"network {self.id:016x} not ready after {timeout} s: the node is offline "
+                "(no root has answered), so the network's controller cannot be reached"
+            )
+        if st in (NetworkStatus.ACCESS_DENIED, NetworkStatus.NOT_FOUND):
+            return f"{self._refusal(st)}; still so after {timeout} s"
+        return f"network {self.id:016x} not ready after {timeout} s ({st})"
 
     # ---- TCP
 

@@ -91,19 +91,14 @@ class LocalZtWorld:
             identity_validation_interval=0,
         )
         await self.root.start()
-        ctl = self.root.service.controller
-        clock = self.root.service.clock
-        created = ctl.create_network(self.network_spec, clock.now())
+        created = self.root.controller.create_network(self.network_spec)
         self.network_id = int(str(created["id"]), 16)
         self.members = [
             Node(h, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",)) for h in homes[1:]
         ]
         for m in self.members:
             await m.start()
-            ctl.update_member(
-                self.network_id, int(m.address, 16), {"authorized": True}, clock.now()
-            )
-        self.root.service.controller_changed()
+            self.authorize(m)
         self.networks = list(
             await asyncio.wait_for(
                 asyncio.gather(*(m.join(self.network_id) for m in self.members)), timeout
@@ -129,13 +124,20 @@ class LocalZtWorld:
         self.members.append(node)
         if not authorize:
             return node, None
-        ctl = self.root.service.controller
-        now = self.root.service.clock.now()
-        ctl.update_member(self.network_id, int(node.address, 16), {"authorized": True}, now)
-        self.root.service.controller_changed()
+        self.authorize(node)
         net = await node.join(self.network_id, timeout=timeout)
         self.networks.append(net)
         return node, net
+
+    def authorize(self, node: Node, *, authorized: bool = True) -> None:
+        """Authorize (or deauthorize) a node on this world's network; pushed at once."""
+        if self.root is None:
+            raise RuntimeError("start the world first")
+        ctl = self.root.controller
+        if authorized:
+            ctl.authorize(self.network_id, node.address)
+        else:
+            ctl.deauthorize(self.network_id, node.address)
 
     async def stop(self) -> None:
         for m in self.members:

@@ -224,6 +224,7 @@ class NodeService:
 
     async def start(self) -> Node:
         self._loop = asyncio.get_running_loop()
+        self._closing = False  # a service stopped before starts again from scratch
         self.home.ensure()
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)
