@@ -94,6 +94,11 @@ class IpOutput:
         return hop
 
     def _route_lookup(self, dst: IPAddr) -> IPAddr | None:
+        return self.route_match(dst)[0]
+
+    def route_match(self, dst: IPAddr) -> tuple[IPAddr | None, int]:
+        """The next hop and the prefix length that matched (-1: no route); link-local IPv6
+        matches with length 0."""
         best: IPAddr | None = None
         best_len = -1
         ifaces: list[IPv4Interface] | list[IPv6Interface] = (
@@ -108,8 +113,8 @@ class IpOutput:
                 best_len = net.prefixlen
                 best = dst if r.via is None else r.via
         if best is None and isinstance(dst, IPv6Address) and dst.is_link_local:
-            return dst
-        return best
+            return dst, 0
+        return best, best_len
 
     def mac_for_zerotier_ipv6(self, ip: IPv6Address) -> int | None:
         """rfc4193 and 6plane addresses embed the member's ZeroTier address, so its MAC is

@@ -384,6 +384,17 @@ class IpStack:
             return False
         return self.output.source_for(dst) is not None and self.output.next_hop(dst) is not None
 
+    def route_length(self, host: str) -> int:
+        """How specific this stack's route to ``host`` is (its prefix length), -1 for none:
+        a host with several networks sends on the one with the longest match."""
+        try:
+            dst = self._parse_ip(host, None)
+        except OSError:
+            return -1
+        if self.output.source_for(dst) is None:
+            return -1
+        return self.output.route_match(dst)[1]
+
     def tcp_retransmits(self) -> tuple[int, int]:
         """(bytes, segments) of TCP data retransmitted on this stack, over its connections
         alive and gone (for metrics; counted only here, never on the data path)."""

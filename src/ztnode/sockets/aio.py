@@ -357,6 +357,27 @@ class Node:
     def network(self, network_id: int | str) -> Network | None:
         return self._networks.get(_parse_nwid(network_id))
 
+    def network_for(self, host: str) -> Network | None:
+        """The joined network that reaches ``host`` (an IP literal): the one whose assigned
+        subnets or managed routes match it most specifically; None if none does. Networks
+        joined by other means (the local API) are found too."""
+        host = literal(host)
+        hosts = self.service.host
+        if not self._started or hosts is None:
+            return None
+        best: tuple[int, int] | None = None
+        for nwid in self._core.networks:
+            stack = hosts.stack(nwid)
+            length = stack.route_length(host) if stack is not None else -1
+            if length >= 0 and (best is None or length > best[0]):
+                best = (length, nwid)
+        if best is None:
+            return None
+        net = self._networks.get(best[1])
+        if net is None:
+            net = self._networks[best[1]] = Network(self, best[1])
+        return net
+
     @property
     def networks(self) -> list[Network]:
         """The networks joined (none while the node is stopped)."""
