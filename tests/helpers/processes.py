@@ -122,7 +122,13 @@ class Proc:
 
 @contextlib.contextmanager
 def node(
-    home: Path, planet: Path, ident: Identity, port: int = 0, *, controller: bool = False
+    home: Path,
+    planet: Path,
+    ident: Identity,
+    port: int = 0,
+    *,
+    controller: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Proc]:
     """Run ``ztnode node`` with a fixed identity; wait (bounded) for its API; always kill it."""
     home.mkdir(exist_ok=True)
@@ -136,6 +142,7 @@ def node(
     ]  # fmt: skip
     if controller:
         argv.append("--controller")
+    argv += extra
     with log.open("ab") as f:
         proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:

@@ -120,6 +120,33 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also be the network controller for networks whose ids start with our address",
     )
+    proxy = node.add_argument_group(
+        "proxies", "let other programs on this machine reach the overlay (see docs/api.md)"
+    )
+    proxy.add_argument(
+        "--socks5", metavar="[HOST:]PORT", help="a SOCKS5 proxy (default host 127.0.0.1)"
+    )
+    proxy.add_argument("--http-proxy", metavar="[HOST:]PORT", help="an HTTP proxy (CONNECT too)")
+    proxy.add_argument(
+        "--proxy-auth",
+        metavar="USER:PASSWORD",
+        help="credentials both proxies ask for (made and kept in HOME/proxy.secret when a "
+        "proxy listens beyond loopback and none are given)",
+    )
+    proxy.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="[BIND:]PORT:OVERLAY_ADDR:OPORT",
+        help="a local TCP port carried to an overlay address (repeatable)",
+    )
+    proxy.add_argument(
+        "--publish",
+        action="append",
+        default=[],
+        metavar="NWID:OPORT:HOST:PORT",
+        help="an overlay TCP port carried to a local address (repeatable)",
+    )
     node.add_argument("-v", "--verbose", action="store_true", help="log level debug for ztnode")
     node.add_argument(
         "--log-level",

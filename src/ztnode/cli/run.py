@@ -36,8 +36,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from ztnode.cli.proxies import parse_plan, start_plan
+    from ztnode.sockets.aio import Node
     from ztnode.transport.localapi import serve_local_api
-    from ztnode.transport.service import NodeService, ServiceConfig
     from ztnode.wire.world import World
 
     try:
@@ -55,39 +56,57 @@ def cmd_node(args: argparse.Namespace) -> int:
             planet = World.from_bytes(Path(args.planet).read_bytes())
         except (ZtError, OSError) as e:
             return _fail(f"--planet: {e}")
+    try:
+        plan = parse_plan(
+            home, args.socks5, args.http_proxy, args.proxy_auth, args.forward, args.publish
+        )
+    except (ValueError, OSError) as e:
+        return _fail(str(e))
     bind = tuple(args.bind) if args.bind else ("0.0.0.0", "::")
-    config = ServiceConfig(
-        home=home,
-        port=args.port,
-        bind=bind,
-        planet=planet,
-        allow_loopback=args.allow_loopback,
-        controller=args.controller,
-    )
 
     async def run() -> int:
-        service = NodeService(config)
+        node = Node(
+            home,
+            port=args.port,
+            planet=planet,
+            allow_loopback=args.allow_loopback,
+            bind=bind,
+            controller=args.controller,
+        )
         try:
-            node = await service.start()
-        except (ZtError, OSError) as e:
+            await node.start()
+        except (ZtError, OSError, RuntimeError) as e:
             return _fail(f"cannot start: {e}")
+        service = node.service
         try:
             api, api_port = await serve_local_api(service, args.api_port)
         except OSError as e:
-            await service.stop()
+            await node.stop()
             return _fail(f"cannot serve the local API on port {args.api_port}: {e}")
+        try:
+            closers, lines = await start_plan(node, plan)
+        except OSError as e:
+            await api.close()
+            await node.stop()
+            return _fail(f"cannot start the proxies: {e}")
         print(
-            f"ztnode {__version__} node {node.identity.address:010x} on UDP port "
+            f"ztnode {__version__} node {node.address} on UDP port "
             f"{service.port}, local API on 127.0.0.1:{api_port}",
             flush=True,
         )
+        for line in lines:
+            print(line, flush=True)
+        if plan.credentials is not None and not args.proxy_auth:
+            print(f"proxy credentials in {home / 'proxy.secret'}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        for close in reversed(closers):
+            await close()
         await api.close()
-        await service.stop()
+        await node.stop()
         (home / "ztnode.port").unlink(missing_ok=True)
         print("stopped; state saved", flush=True)
         return EXIT_OK
