@@ -164,3 +164,34 @@ def test_controller_writes_killed_at_random(tmp_path: Path) -> None:
         finally:
             ctl.close()
     assert len(names) > 1
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def test_a_killed_node_takes_its_validation_worker_with_it(tmp_path: Path) -> None:
+    """SIGKILL leaves no process behind: the identity-validation worker (forked when the
+    root validated the member's identity) ends with its parent, although the parent's event
+    loop had taken over SIGTERM before the fork."""
+    from tests.helpers.processes import wait_for, world
+
+    with world(tmp_path) as (ctl, _member, _planet):
+        pid = ctl.proc.pid
+        workers = _children(pid)
+        assert workers, "the root validated no identity in a worker"
+        os.kill(pid, signal.SIGKILL)
+        ctl.proc.wait(timeout=10)
+        wait_for(
+            lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 10, "the workers to end"
+        )

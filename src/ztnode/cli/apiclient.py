@@ -14,11 +14,26 @@ from ztnode.cli.common import EXIT_OK, _fail
 
 
 def _api_target(args: argparse.Namespace) -> tuple[int, str]:
+    """The API port and token from the node's home. A home that does not exist, or where no
+    node runs, is said so (an OSError the caller reports) rather than a refused connection to
+    a guessed port."""
     home = Path(args.home)
     port = args.api_port
     if port is None:
-        port_file = home / "ztnode.port"
-        port = int(port_file.read_text().strip()) if port_file.exists() else 9993
+        if not home.is_dir():
+            raise FileNotFoundError(f"{home} does not exist: no node runs with this home")
+        # Ours, then ZeroTierOne's port file; a ZeroTierOne home without one uses 9993.
+        for name in ("ztnode.port", "zerotier-one.port"):
+            port_file = home / name
+            if port_file.exists():
+                port = int(port_file.read_text().strip())
+                break
+        else:
+            if not (home / "authtoken.secret").exists():
+                raise FileNotFoundError(
+                    f"no node runs with home {home} (start one: ztnode node --home {home})"
+                )
+            port = 9993
     token_file = home / "authtoken.secret"
     token = args.token or (token_file.read_text().strip() if token_file.exists() else "")
     return port, token
@@ -33,6 +48,12 @@ def _api_get(
     return asyncio.run(fetch_json("127.0.0.1", port, method, path, token, body))
 
 
+def _unreachable(e: Exception) -> str:
+    if isinstance(e, FileNotFoundError) and e.args and isinstance(e.args[0], str):
+        return e.args[0]
+    return f"cannot reach the node's local API: {e}"
+
+
 class _ApiFailure(Exception):
     """The local API could not be reached or refused; the message is for the user."""
 
@@ -42,7 +63,7 @@ def _api_json(args: argparse.Namespace, path: str, method: str = "GET", send: An
     try:
         status, body = _api_get(args, path, method, send)
     except (OSError, ValueError) as e:
-        raise _ApiFailure(f"cannot reach the node's local API: {e}") from None
+        raise _ApiFailure(_unreachable(e)) from None
     if status != 200:
         raise _ApiFailure(f"local API answered {status}: {body}")
     if args.json:

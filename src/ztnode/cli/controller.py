@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ztnode.cli.apiclient import _api_get, _ApiFailure
+from ztnode.cli.apiclient import _api_get, _ApiFailure, _unreachable
 from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.local import _network_arg
 
@@ -24,7 +24,7 @@ def _controller_call(args: argparse.Namespace, method: str, path: str, send: Any
     try:
         status, body = _api_get(args, path, method, send)
     except (OSError, ValueError) as e:
-        raise _ApiFailure(f"cannot reach the node's local API: {e}") from None
+        raise _ApiFailure(_unreachable(e)) from None
     if status != 200:
         msg = body.get("error") if isinstance(body, dict) else None
         text = " ".join(str(msg if msg is not None else body).split())

@@ -36,9 +36,15 @@ def cmd_identity_new(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.exists() and not args.force:
             return _fail(f"{out} exists; use --force to overwrite it")
-        ident.save(out, include_private=True)
-        if args.public_out:
-            ident.save(Path(args.public_out), include_private=False)
+        try:  # the folder too, as a user asking for root/identity.secret expects
+            out.parent.mkdir(parents=True, exist_ok=True)
+            ident.save(out, include_private=True)
+            if args.public_out:
+                public_out = Path(args.public_out)
+                public_out.parent.mkdir(parents=True, exist_ok=True)
+                ident.save(public_out, include_private=False)
+        except OSError as e:
+            return _fail(f"cannot write the identity: {e}")
         print(ident.to_string())
     else:
         print(ident.to_string(include_private=True))

@@ -32,6 +32,7 @@ LOG_SUBSYSTEMS = (
     "ztnode.state",
     "ztnode.api",
     "ztnode.controller",
+    "ztnode.proxy",
 )
 
 

@@ -33,6 +33,17 @@ from ztnode.cli.run import cmd_demo, cmd_node
 from ztnode.cli.worlds import cmd_world_make, cmd_world_show
 
 
+def _port_arg(text: str) -> int:
+    """A port number, 0-65535, as argparse wants its types (a clear usage error otherwise)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ztnode",
@@ -106,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
     node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")
-    node.add_argument("--port", type=int, default=9993, help="UDP port (0 = any)")
+    node.add_argument("--port", type=_port_arg, default=9993, help="UDP port (0 = any)")
     node.add_argument("--planet", help="a planet file to use instead of ZeroTier's")
     node.add_argument(
         "--allow-loopback",
@@ -114,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept loopback paths (single-machine worlds only)",
     )
     node.add_argument("--bind", action="append", help="address to bind (repeatable)")
-    node.add_argument("--api-port", type=int, default=0, help="local API port (0 = any)")
+    node.add_argument("--api-port", type=_port_arg, default=0, help="local API port (0 = any)")
     node.add_argument(
         "--controller",
         action="store_true",
@@ -163,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     api_common = argparse.ArgumentParser(add_help=False)
     api_common.add_argument("--home", default=".", help="the node's state directory")
-    api_common.add_argument("--api-port", type=int, help="local API port (default: from --home)")
+    api_common.add_argument(
+        "--api-port", type=_port_arg, help="local API port (default: from --home)"
+    )
     api_common.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
     api_common.add_argument("-j", "--json", action="store_true", help="print JSON")
     for name, func, helptext, takes_network in (

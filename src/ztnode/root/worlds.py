@@ -67,9 +67,15 @@ def parse_root_spec(spec: str) -> Root:
     if not sep:
         raise LocalProtocolError(f"root {spec!r}: expected IDENTITY=ip/port[,ip/port...]")
     ident_text = ident_part.strip()
-    p = Path(ident_text)
-    if ":" not in ident_text and p.is_file():
-        ident_text = p.read_text().strip()
+    if ":" not in ident_text:  # not an identity string: a file that holds one
+        p = Path(ident_text)
+        try:
+            ident_text = p.read_text().strip()
+        except OSError as err:
+            raise LocalProtocolError(
+                f"root {ident_part!r}: not an identity string, and no readable file "
+                f"({err.strerror or err})"
+            ) from None
     ident = Identity.from_string(ident_text).public()
     endpoints = tuple(InetAddress.parse(e.strip()) for e in eps_part.split(",") if e.strip())
     for e in endpoints:

@@ -57,8 +57,16 @@ def _worker_init() -> None:
       stopped, so the node could not have its port back on restart. (The pool's own pipes are
       pipes, not sockets, and are kept.)
     * It ends with its parent, even one killed by SIGKILL that had no chance to stop the pool
-      (Linux's PR_SET_PDEATHSIG).
+      (Linux's PR_SET_PDEATHSIG). The signal dispositions a fork inherits are reset first: the
+      parent's event loop may have routed SIGTERM to its wake-up descriptor (a forked child
+      would then ignore the death signal and outlive its parent), and Ctrl-C, which reaches
+      the whole process group, is the parent's to handle (a worker would print a
+      KeyboardInterrupt traceback).
     """
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
