@@ -114,3 +114,21 @@ def test_the_controller_in_python(tmp_path: Path) -> None:
                 _ = m.controller.networks()
 
     asyncio.run(main())
+
+
+def test_a_connect_to_an_address_nobody_holds_fails_fast_with_ehostunreach(
+    tmp_path: Path,
+) -> None:
+    import errno
+
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=1, identities=IDS[:3]) as w:
+            (net,) = w.networks
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with pytest.raises(OSError, match="10.147.17.250 port 80.*no host answers") as e:
+                await net.open_connection("10.147.17.250", 80)
+            assert e.value.errno == errno.EHOSTUNREACH
+            assert loop.time() - t0 < 10  # about three ARP tries, a second apart
+
+    asyncio.run(main())

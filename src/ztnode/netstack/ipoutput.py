@@ -46,6 +46,7 @@ from ztnode.netstack.stackconfig import (
     NDP_HOP_LIMIT,
     IPAddr,
 )
+from ztnode.netstack.tcp_states import TcpState
 from ztnode.wire.mac import BROADCAST_MAC, mac_from_address
 
 if TYPE_CHECKING:
@@ -246,6 +247,21 @@ class IpOutput:
                 self.solicit(ip, None, now)
             if failed:
                 self.rt._count("neighbor_unresolved")
+                for ip in failed:
+                    self.neighbor_failed(ip, now)
+
+    def neighbor_failed(self, hop: IPAddr, now: int) -> None:
+        """Nobody answered for ``hop``: connects through it fail with EHOSTUNREACH, and a
+        connected UDP socket sending through it learns EHOSTUNREACH on its next call."""
+        rt = self.rt
+        for s in list(rt._tcp.values()):
+            if s.conn.state is TcpState.SYN_SENT and self.next_hop(s.remote[0]) == hop:
+                s.conn.neighbor_failed(now)
+                rt.tcp.service(s, now)
+        for u in list(rt._udp.values()):
+            if u.remote is not None and self.next_hop(u.remote[0]) == hop:
+                u.error = errno.EHOSTUNREACH
+                rt._events.append(UdpReadable(u))
 
     def learn(self, ip: IPAddr, mac: int, now: int) -> None:
         self.rt._generation += 1

@@ -205,6 +205,12 @@ class TimedOutEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class HostUnreachableEvent:
+    """The handshake's next hop never answered ARP or neighbor solicitation (EHOSTUNREACH,
+    as Linux fails a connect after its neighbor entry fails)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ClosedEvent:
     """The connection reached CLOSED; always the last event."""
 
@@ -216,6 +222,7 @@ TcpEvent = (
     | PeerClosedEvent
     | ConnectionResetEvent
     | TimedOutEvent
+    | HostUnreachableEvent
     | ClosedEvent
 )
 
@@ -465,6 +472,15 @@ class TcpConnection:
         if self.state in ABORT_SENDS_RST:
             self._out.append(Segment(seq=self.snd.wire(self.snd.max), ack=0, flags=_RST, window=0))
         if self.state is not TcpState.CLOSED:
+            self._to_closed()
+
+    def neighbor_failed(self, now: int) -> None:
+        """The next hop could not be resolved. A connection still in SYN_SENT gives up at once
+        with HostUnreachableEvent (Linux's EHOSTUNREACH in about 3 s, not the SYN timeout of
+        about two minutes); a synchronized one keeps retransmitting, as Linux does (the
+        neighbor may come back)."""
+        if self.state is TcpState.SYN_SENT:
+            self._events.append(HostUnreachableEvent())
             self._to_closed()
 
     def set_nodelay(self, on: bool) -> None:

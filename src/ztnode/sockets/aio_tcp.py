@@ -56,6 +56,14 @@ class _Connecting:
             self.future.set_exception(
                 TimeoutError(errno.ETIMEDOUT, f"connection to {self._to} timed out")
             )
+        elif isinstance(e, tcb.HostUnreachableEvent):
+            self.future.set_exception(
+                OSError(
+                    errno.EHOSTUNREACH,
+                    f"connecting to {self._to}: no host answers at that address "
+                    "(address resolution failed)",
+                )
+            )
         elif isinstance(e, tcb.ClosedEvent):
             self.future.set_exception(
                 ConnectionAbortedError(errno.ECONNABORTED, f"connection to {self._to} aborted")
