@@ -126,9 +126,33 @@ def test_a_connect_to_an_address_nobody_holds_fails_fast_with_ehostunreach(
             (net,) = w.networks
             loop = asyncio.get_running_loop()
             t0 = loop.time()
-            with pytest.raises(OSError, match="10.147.17.250 port 80.*no host answers") as e:
+            with pytest.raises(OSError, match=r"10\.147\.17\.250 port 80.*no host answers") as e:
                 await net.open_connection("10.147.17.250", 80)
             assert e.value.errno == errno.EHOSTUNREACH
             assert loop.time() - t0 < 10  # about three ARP tries, a second apart
 
     asyncio.run(main())
+
+
+def test_a_reset_while_writing_is_the_writers_error_not_a_logged_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+            a, b = w.networks
+
+            async def reset_soon(r: asyncio.StreamReader, wr: asyncio.StreamWriter) -> None:
+                await r.readexactly(1000)
+                wr.transport.abort()  # RST while the client keeps writing
+
+            server = await b.start_server(reset_soon, port=9000)
+            _, writer = await a.open_connection(b.address(4), 9000)
+            with pytest.raises(ConnectionResetError):
+                for _ in range(2000):  # bounded: the reset ends it long before
+                    writer.write(bytes(10_000))
+                    await writer.drain()
+            server.close()
+
+    with caplog.at_level("ERROR", logger="ztnode"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -19,6 +19,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.stack import TcpListener, TcpSocket
 from ztnode.sockets.addresses import sockaddr
@@ -182,7 +183,7 @@ class _TcpTransport(asyncio.Transport):
         if self._buf:
             self._buf += data
         else:
-            n = self._sock.send(data)
+            n = self._send(data)
             if n < len(data):
                 self._buf += memoryview(data)[n:]
             self._service.flush_soon()
@@ -252,9 +253,18 @@ class _TcpTransport(asyncio.Transport):
 
     # --- internals
 
+    def _send(self, data: bytes | bytearray | memoryview) -> int:
+        """Into the TCP send buffer. A connection that ended under us (a reset whose event
+        is still on its way) takes nothing more: the bytes are dropped, as a kernel socket's
+        are after a reset, and the protocol hears of the end from that event."""
+        try:
+            return self._sock.send(data)
+        except LocalProtocolError:
+            return len(data)
+
     def _push(self) -> None:
         if self._buf:
-            n = self._sock.send(self._buf)
+            n = self._send(self._buf)
             if n:
                 del self._buf[:n]
                 self._service.flush_soon()
