@@ -7,6 +7,7 @@ pump) drains them with ``Node.next_event()``. Addresses are 40-bit ints; physica
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 Addr = tuple[str, int]
@@ -172,3 +173,44 @@ class FrameReceived(Event):
     dest_mac: int
     ethertype: int
     payload: bytes
+
+
+# ------------------------------------------------------------------------------------- reprs
+# Events are printed by users and in logs: ZeroTier's own forms (10-hex-digit addresses,
+# 16-hex-digit network ids, colon MACs) and byte counts instead of whole configs and frames.
+
+_ADDRESS_FIELDS = frozenset({"address", "source", "reporter"})
+_ID_FIELDS = frozenset({"network_id", "world_id"})
+_MAC_FIELDS = frozenset({"source_mac", "dest_mac"})
+
+
+def _field_text(name: str, value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if name in _ADDRESS_FIELDS:
+            return f"{value:010x}"
+        if name in _ID_FIELDS:
+            return f"{value:016x}"
+        if name in _MAC_FIELDS:
+            return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
+        if name == "ethertype":
+            return f"0x{value:04x}"
+    return repr(value)
+
+
+def _event_repr(self: Event) -> str:
+    parts = [
+        f"{f.name}={_field_text(f.name, getattr(self, f.name))}" for f in dataclasses.fields(self)
+    ]
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _install_reprs(base: type[Event]) -> None:
+    for cls in base.__subclasses__():
+        cls.__repr__ = _event_repr  # type: ignore[method-assign,assignment]
+        _install_reprs(cls)
+
+
+Event.__repr__ = _event_repr  # type: ignore[method-assign,assignment]
+_install_reprs(Event)
