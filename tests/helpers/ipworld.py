@@ -12,7 +12,7 @@ from tests.helpers.data import test_identities
 from ztnode.controller import open_controller
 from ztnode.core.network import NetworkStatus
 from ztnode.netstack.host import Host
-from ztnode.netstack.stack import IpStack, TcpSocket
+from ztnode.netstack.stack import IpStack, TcpListener, TcpSocket
 from ztnode.netstack.tcp import TcpState
 from ztnode.testing.fakenet import LinkProfile
 from ztnode.testing.world import LocalWorld, seeded_random_bytes
@@ -87,10 +87,23 @@ class IpWorld:
         return self.w.net.take_events(h)
 
 
+def _settled(sock: TcpSocket, lst: TcpListener) -> bool:
+    return (sock.state == TcpState.ESTABLISHED and bool(lst.queue)) or (
+        sock.state == TcpState.CLOSED
+    )
+
+
 def ip_connect(world: IpWorld, client: Host, server: Host, host: str, port: int) -> TcpSocket:
+    """A connection from ``client`` to a listener on ``server``. On a lossy world every ARP
+    try may be lost, and then the connect fails with EHOSTUNREACH as on Linux: it is tried
+    again (at most three times)."""
     lst = world.stack(server).tcp_listen(None, port, ipv6=":" in host)
-    sock = world.stack(client).tcp_connect(host, port, world.now)
-    assert world.run_until(lambda: sock.state == TcpState.ESTABLISHED and bool(lst.queue), 10_000)
+    for _ in range(3):
+        sock = world.stack(client).tcp_connect(host, port, world.now)
+        world.run_until(lambda s=sock: _settled(s, lst), 10_000)
+        if sock.state != TcpState.CLOSED:
+            break
+    assert sock.state == TcpState.ESTABLISHED and bool(lst.queue)
     peer = lst.accept()
     assert peer is not None and peer.state == TcpState.ESTABLISHED
     assert peer.remote == sock.local and peer.local == sock.remote
