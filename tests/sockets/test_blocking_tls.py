@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.helpers.data import test_identities
-from tests.helpers.tls import TestCa, make_ca
 from ztnode.sockets.blocking import BlockingNetwork, TlsSocket
 from ztnode.testing.blocking import BlockingLocalWorld
+from ztnode.testing.tls import TestCa, make_ca
 
 pytestmark = pytest.mark.e2e
 

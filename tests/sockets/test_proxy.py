@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.data import test_identities
-from tests.helpers.tls import TestCa, make_ca
 from ztnode.sockets.aio import Network, Node
 from ztnode.sockets.proxy import Credentials, HttpProxy, PortForward, PortPublish, Socks5Proxy
 from ztnode.testing.local import LocalZtWorld
+from ztnode.testing.tls import TestCa, make_ca
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.data import test_identities
-from tests.helpers.tls import TestCa, make_ca
 from ztnode.sockets.aio import Network
 from ztnode.testing.local import LocalZtWorld
+from ztnode.testing.tls import TestCa, make_ca
 
 pytestmark = pytest.mark.e2e
 

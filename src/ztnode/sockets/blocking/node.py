@@ -141,6 +141,25 @@ class BlockingNetwork:
         return self.node._thread.run(self.network.ping(host, timeout=timeout))
 
 
+class _OnLoop:
+    """An object whose methods are called on the loop thread (for the controller API)."""
+
+    def __init__(self, target: object, thread: LoopThread) -> None:
+        self._target = target
+        self._thread = thread
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+        thread = self._thread
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return thread.call(lambda: attr(*args, **kwargs))
+
+        return call
+
+
 class BlockingNode:
     """A ZeroTier node for programs without asyncio: the asyncio :class:`Node` on an event loop
     in a background thread. Arguments are :class:`~ztnode.sockets.aio.Node`'s."""
@@ -259,11 +278,25 @@ class BlockingNode:
         self._thread.run(self.node.wait_online(timeout))
 
     def join(
-        self, network_id: int | str, *, timeout: float | None = 60.0, wait: bool = True
+        self,
+        network_id: int | str,
+        *,
+        timeout: float | None = 60.0,
+        wait: bool = True,
+        wait_authorized: bool = False,
     ) -> BlockingNetwork:
-        """Join a network; with ``wait``, return once it is OK and has its addresses."""
-        net = self._thread.run(self.node.join(network_id, timeout=timeout, wait=wait))
-        return self.wrap(net)
+        """Join a network; with ``wait``, return once it is OK and has its addresses
+        (``wait_authorized``: through ACCESS_DENIED, see ``Node.join``)."""
+        join = self.node.join(
+            network_id, timeout=timeout, wait=wait, wait_authorized=wait_authorized
+        )
+        return self.wrap(self._thread.run(join))
+
+    @property
+    def controller(self) -> Any:
+        """The hosted controller (``controller=True``), its methods run on the node's loop:
+        those of :class:`~ztnode.sockets.controller.ControllerApi`."""
+        return _OnLoop(self.node.controller, self._thread)
 
     def wrap(self, net: Network) -> BlockingNetwork:
         """The blocking view of one of this node's asyncio networks (one view per network)."""

@@ -1,5 +1,8 @@
-"""A throwaway certificate authority for TLS tests: a CA, and a server certificate it signs for
-the overlay addresses a test uses (IP subject alternative names, as HTTPS clients check them)."""
+"""A throwaway certificate authority for TLS on a local world: a CA, and a server certificate
+it signs for overlay addresses (IP subject alternative names, as HTTPS clients check them).
+
+For tests, examples and trying TLS out (``docs/api.md`` uses it); a real deployment has real
+certificates."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+__all__ = ["TestCa", "make_ca"]
 
 
 @dataclass
@@ -32,7 +37,7 @@ class TestCa:
         return ctx
 
 
-TestCa.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+TestCa.__test__ = False  # type: ignore[attr-defined]  # pytest: a helper, not a test
 
 
 def make_ca(directory: Path, ips: list[str], names: tuple[str, ...] = ("server.test",)) -> TestCa:
