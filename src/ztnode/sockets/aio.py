@@ -41,6 +41,7 @@ from ztnode.sockets.addresses import ip_family, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
 from ztnode.sockets.controller import ControllerApi
+from ztnode.sockets.loopshim import patch_loop
 from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.wire.world import World
@@ -377,6 +378,15 @@ class Node:
         if net is None:
             net = self._networks[best[1]] = Network(self, best[1])
         return net
+
+    def patch_loop(
+        self, loop: asyncio.AbstractEventLoop | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """A ``with`` block in which the event loop's ``create_connection`` and
+        ``create_server`` (and so ``asyncio.open_connection``, ``start_server`` and the
+        libraries built on them: websockets, aiohttp's server...) use this node for overlay
+        addresses (:mod:`ztnode.sockets.loopshim`)."""
+        return patch_loop(self, loop)
 
     @property
     def networks(self) -> list[Network]:

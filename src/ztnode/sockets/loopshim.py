@@ -1,0 +1,115 @@
+"""Libraries on the overlay without glue: the event loop's connect and listen, routed by address.
+
+Why: websockets, aiohttp's server, asyncpg, aioredis and most asyncio libraries open their
+connections with ``loop.create_connection(factory, host, port, ...)`` and listen with
+``loop.create_server(factory, host, port, ...)`` (``asyncio.open_connection`` and
+``asyncio.start_server`` do too). Inside :func:`patch_loop`, a connection to an address that one
+of the node's networks routes goes over that network, and a server asked to listen on one of the
+node's overlay addresses listens there; every other call is the loop's own, unchanged (kernel
+sockets, names, ``sock=``). Nothing global changes: the patch is on one loop object, for the
+duration of the ``with`` block, and patches of several nodes on one loop stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ztnode.sockets.aio import Network, Node
+
+__all__ = ["patch_loop"]
+
+_ORIGINAL = object()
+
+
+def _ip_literal(host: object) -> str | None:
+    if not isinstance(host, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
+def _network_holding(node: Node, host: str) -> Network | None:
+    """The network on which ``host`` is one of this node's own addresses."""
+    ip = ipaddress.ip_address(host)
+    for net in node.networks:
+        if any(iface.ip == ip for iface in net.addresses):
+            return net
+    return None
+
+
+@contextlib.contextmanager
+def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
+    """Route the loop's ``create_connection`` and ``create_server`` through ``node`` where the
+    address belongs to one of its networks (module docstring)."""
+    loop = loop if loop is not None else asyncio.get_running_loop()
+    saved = {
+        name: vars(loop).get(name, _ORIGINAL) for name in ("create_connection", "create_server")
+    }
+    inner_connect: Callable[..., Any] = loop.create_connection
+    inner_serve: Callable[..., Any] = loop.create_server
+
+    async def create_connection(
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        ip = _ip_literal(host) if kwargs.get("sock") is None else None
+        net = node.network_for(ip) if ip is not None and node.started else None
+        if net is None or ip is None or port is None:
+            result: tuple[asyncio.Transport, asyncio.BaseProtocol] = await inner_connect(
+                protocol_factory, host, port, **kwargs
+            )
+            return result
+        local = kwargs.get("local_addr")
+        return await net.create_connection(
+            protocol_factory,
+            ip,
+            port,
+            ssl=kwargs.get("ssl"),
+            server_hostname=kwargs.get("server_hostname"),
+            ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+            ssl_shutdown_timeout=kwargs.get("ssl_shutdown_timeout"),
+            local_port=int(local[1]) if local else 0,
+        )
+
+    async def create_server(
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: Any = None,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        ip = _ip_literal(host) if kwargs.get("sock") is None else None
+        net = _network_holding(node, ip) if ip is not None and node.started else None
+        if net is None or ip is None:
+            return await inner_serve(protocol_factory, host, port, **kwargs)
+        family = kwargs.get("family", socket.AF_UNSPEC)
+        return await net.create_server(
+            protocol_factory,
+            ip,
+            port or 0,
+            family=family if family != socket.AF_UNSPEC else (6 if ":" in ip else 4),
+            backlog=kwargs.get("backlog", 100),
+            ssl=kwargs.get("ssl"),
+            ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+            ssl_shutdown_timeout=kwargs.get("ssl_shutdown_timeout"),
+        )
+
+    setattr(loop, "create_connection", create_connection)  # noqa: B010 (an instance patch)
+    setattr(loop, "create_server", create_server)  # noqa: B010
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is _ORIGINAL:
+                vars(loop).pop(name, None)
+            else:
+                setattr(loop, name, previous)
