@@ -11,11 +11,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.helpers.data import test_identities
+from tests.helpers.httpserver import greeting_handler
 from tests.helpers.processes import (
     CTL_ID,
     MEMBER_HEX,
@@ -36,16 +36,7 @@ pytestmark = pytest.mark.e2e
 SRV_ID = test_identities()[2]
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = f"local server says {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+_Hello = greeting_handler("local server says")
 
 
 def printed_port(log: Path, what: str) -> int:

@@ -5,7 +5,6 @@ wrapped by the stdlib's own ``SSLSocket``."""
 
 from __future__ import annotations
 
-import http.server
 import socket
 import socketserver
 import ssl
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.data import test_identities
+from tests.helpers.httpserver import greeting_handler
 from ztnode.sockets.blocking import BlockingNetwork, TlsSocket
 from ztnode.testing.blocking import BlockingLocalWorld
 from ztnode.testing.tls import TestCa, make_ca
@@ -109,18 +109,7 @@ def test_certificate_errors_are_the_stdlibs(world: BlockingLocalWorld, ca: TestC
         ssl.create_default_context().wrap_socket(a.socket())
 
 
-class _Hello(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        body = f"secure {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+_Hello = greeting_handler("secure")
 
 
 def https_server(b: BlockingNetwork, ca: TestCa) -> socketserver.TCPServer:

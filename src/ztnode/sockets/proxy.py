@@ -212,13 +212,17 @@ def _socks_reply(code: int, bound: tuple[str, int] | None = None) -> bytes:
     return bytes((_SOCKS_VERSION, code, 0, atyp)) + ip.packed + struct.pack("!H", port)
 
 
-class Socks5Proxy(_LocalServer):
-    """SOCKS5 into the overlay (module docstring)."""
+class _Proxy(_LocalServer, abc.ABC):
+    """A proxy: where it connects (a node's networks) and what it asks clients for."""
 
     def __init__(self, node: Node, credentials: Credentials | None = None) -> None:
         super().__init__()
         self.node = node
         self.credentials = credentials
+
+
+class Socks5Proxy(_Proxy):
+    """SOCKS5 into the overlay (module docstring)."""
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(HEAD_TIMEOUT):
@@ -306,13 +310,8 @@ def _split_host_port(authority: str, default_port: int) -> tuple[str, int]:
 _HOP_BY_HOP = frozenset({"proxy-authorization", "proxy-connection", "connection", "keep-alive"})
 
 
-class HttpProxy(_LocalServer):
+class HttpProxy(_Proxy):
     """An HTTP proxy into the overlay: CONNECT tunnels and absolute-form requests."""
-
-    def __init__(self, node: Node, credentials: Credentials | None = None) -> None:
-        super().__init__()
-        self.node = node
-        self.credentials = credentials
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
