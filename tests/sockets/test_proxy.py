@@ -244,3 +244,45 @@ def test_port_forwards_both_ways(tmp_path: Path) -> None:
         local.close()
 
     run(body, tmp_path)
+
+
+def test_grpc_through_the_http_proxy_to_a_published_server(tmp_path: Path) -> None:
+    """grpcio opens its own sockets (no loop to patch): its client goes through the HTTP
+    proxy (CONNECT, grpc's own ``grpc.http_proxy`` option) to a gRPC server of this machine
+    that another member publishes on the overlay."""
+    grpc = pytest.importorskip("grpc")
+    from concurrent import futures
+
+    def upper(request: bytes, context: object) -> bytes:
+        return request.upper()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.method_handlers_generic_handler(
+        "demo.Shout", {"Upper": grpc.unary_unary_rpc_method_handler(upper)}
+    )
+    server.add_generic_rpc_handlers((handler,))
+    local_port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+
+    async def body(node: Node, a: Network, b: Network, ca: TestCa) -> None:
+        pub = PortPublish(b, 50051, "127.0.0.1", local_port)
+        await pub.start()
+        http = HttpProxy(node)
+        _, hport = await http.start("127.0.0.1", 0)
+
+        def call() -> bytes:
+            options = [("grpc.http_proxy", f"http://127.0.0.1:{hport}")]
+            with grpc.insecure_channel(f"{b.address(4)}:50051", options=options) as channel:
+                rpc = channel.unary_unary("/demo.Shout/Upper")
+                return bytes(rpc(b"grpc over the overlay", timeout=20))
+
+        try:
+            assert await asyncio.to_thread(call) == b"GRPC OVER THE OVERLAY"
+        finally:
+            await http.close()
+            await pub.close()
+
+    try:
+        run(body, tmp_path)
+    finally:
+        server.stop(None)
