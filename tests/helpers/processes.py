@@ -129,6 +129,7 @@ def node(
     *,
     controller: bool = False,
     extra: tuple[str, ...] = (),
+    new_session: bool = False,
 ) -> Iterator[Proc]:
     """Run ``ztnode node`` with a fixed identity; wait (bounded) for its API; always kill it."""
     home.mkdir(exist_ok=True)
@@ -144,7 +145,13 @@ def node(
         argv.append("--controller")
     argv += extra
     with log.open("ab") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=new_session,  # its own process group, for a Ctrl-C to all of it
+        )
     try:
         port_file = home / "ztnode.port"
         deadline = time.monotonic() + START_TIMEOUT

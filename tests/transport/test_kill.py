@@ -195,3 +195,30 @@ def test_a_killed_node_takes_its_validation_worker_with_it(tmp_path: Path) -> No
         wait_for(
             lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 10, "the workers to end"
         )
+
+
+def test_ctrl_c_to_the_process_group_stops_cleanly_and_quietly(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches the node and its identity-validation worker alike: the node
+    stops cleanly (exit 0, state saved) and nothing prints a traceback."""
+    from tests.helpers.processes import (
+        CTL_ID,
+        MEMBER_ID,
+        free_udp_port,
+        node,
+        online,
+        wait_for,
+        write_planet,
+    )
+
+    port = free_udp_port()
+    planet = tmp_path / "planet"
+    write_planet(planet, CTL_ID, port)
+    with node(tmp_path / "ctl", planet, CTL_ID, port, controller=True, new_session=True) as ctl:
+        with node(tmp_path / "member", planet, MEMBER_ID) as member:
+            wait_for(lambda: online(member), 15, "the member to come online")
+        assert _children(ctl.proc.pid), "the root validated no identity in a worker"
+        os.killpg(ctl.proc.pid, signal.SIGINT)
+        assert ctl.proc.wait(timeout=20) == 0
+    text = ctl.log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert "stopped; state saved" in text
