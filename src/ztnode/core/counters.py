@@ -62,6 +62,7 @@ class Drop(StrEnum):
     RULES_OUTBOUND = "rules_outbound"  # a frame we were to send, dropped by the network's rules
     RULES_INBOUND = "rules_inbound"  # a frame received, dropped by the network's rules
     BRIDGING_NOT_ALLOWED = "bridging_not_allowed"  # EXT_FRAME with foreign MACs, no bridge role
+    NO_BRIDGE = "no_bridge"  # a frame for a MAC no member has, on a network with no bridge
 
 
 class Counters:

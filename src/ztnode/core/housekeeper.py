@@ -163,6 +163,8 @@ class Housekeeper:
         rt.relay.prune(now)
         rt.multicaster.prune(now)
         rt.reassembler.expire(now)
+        for net in rt.networks.values():
+            net.bridge_routes.prune(now)
 
     def set_online(self, online: bool) -> None:
         if online != self.online:

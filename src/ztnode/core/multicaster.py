@@ -128,7 +128,10 @@ class Multicaster:
                 if t != self.rt.address:
                     self.rt.switch.send(t, Verb.MULTICAST_GATHER, body, now)
         self.rt.rng.shuffle(known)
-        recipients = known[:limit]
+        # Active bridges get every multicast (the LANs behind them may hold the group) and
+        # count toward the limit, as in Multicaster::send.
+        bridges = [b for b in net.bridges() if b not in known]
+        recipients = bridges + known[: max(0, limit - len(bridges))]
         pending = PendingMulticast(group, ethertype, payload, net.mac, now, set())
         self._deliver(net, pending, recipients, now)
         if len(known) < limit:
@@ -184,10 +187,13 @@ class Multicaster:
                 or not m.dest_mac >> 40 & 0x01
                 or source in (0, net.mac)
                 or source >> 40 & 0x01
-                or source != sender_mac  # a bridged source needs bridging, not supported yet
             ):
                 self.rt.counters.drop(Drop.MALFORMED)
+            elif source != sender_mac and not cfg.permits_bridging(peer.address):
+                self.rt.counters.drop(Drop.BRIDGING_NOT_ALLOWED)  # a bridged source, no bridge
             else:
+                if source != sender_mac:  # a host behind this bridge: learn where it sits
+                    net.bridge_routes.learn(source, peer.address, now)
                 peer.last_trust_established = now
                 path.last_trust_established = now
                 self.rt.vl2.deliver_frame(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeVar
 
+from ztnode.core.bridges import BridgeRoutes
 from ztnode.core.enforcer import Enforcer
 from ztnode.core.filter import Party
 from ztnode.core.likes import LikeTable
@@ -154,6 +155,8 @@ class Network:
         #: Members' LIKEs of this network's groups (bounded, see MAX_NETWORK_LIKES).
         self.multicast_members: LikeTable[Group] = LikeTable(MAX_NETWORK_LIKES)
         self.last_gather: dict[Group, int] = {}
+        #: Foreign MACs learned behind the network's active bridges (bounded, aged).
+        self.bridge_routes = BridgeRoutes()
         self.pending_multicasts: list[PendingMulticast] = []
         self.last_announce = -(10**12)
 
@@ -222,10 +225,19 @@ class Network:
         self.unanswered_requests = 0
         if raw == self.config_bytes:
             return False
+        old = self.config
         self.config = config
         self.config_bytes = raw
         self.enforcer.configure(config)
+        if old is not None:  # a member no longer a bridge carries nothing any more
+            for bridge in set(old.active_bridges()) - set(config.active_bridges()):
+                self.bridge_routes.forget_bridge(bridge)
         return True
+
+    def bridges(self) -> list[int]:
+        """The network's active bridges other than ourselves."""
+        cfg = self.config
+        return [b for b in cfg.active_bridges() if b != self.me] if cfg is not None else []
 
     def ndp_prefixes(self, cfg: NetworkConfig) -> tuple[bytes, ...]:
         """With NDP emulation on, the IPv6 prefixes whose addresses count as owned by whoever

@@ -89,6 +89,10 @@ ERROR_STATUS: Final = {
 }
 
 
+#: At most this many bridges get a frame for a MAC no bridge was learned for (the reference's
+#: ZT_MAX_BRIDGE_SPAM).
+BRIDGE_FANOUT: Final = 32
+
 #: Statuses that mean the controller said no (a join asks again when it finds one).
 REFUSED: Final = frozenset(ERROR_STATUS.values())
 
@@ -190,7 +194,9 @@ class Vl2:
             return self.rt.multicaster.send_frame(net, dest_mac, ethertype, payload, now)
         dest = self.member_for_mac(network_id, dest_mac)
         if dest is None:
-            return False
+            return dest_mac != net.mac and self._send_bridged(
+                net, dest_mac, ethertype, payload, now
+            )
         if not net.enforcer.accept_all and not self.outbound_allowed(
             net, dest, dest_mac, ethertype, payload, now
         ):
@@ -200,6 +206,38 @@ class Vl2:
         # Frame(network_id, ethertype, payload).encode(), without the objects (the hot path).
         body = b"".join((network_id.to_bytes(8, "big"), ethertype.to_bytes(2, "big"), payload))
         self.rt.switch.send(dest, Verb.FRAME, body, now)
+        return True
+
+    def _send_bridged(
+        self, net: Network, dest_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        """A unicast frame to a MAC that is no member's: to the bridge it was learned behind,
+        else to every active bridge (at most BRIDGE_FANOUT, chosen at random), as EXT_FRAMEs
+        (Switch::onLocalEthernet). No bridge: nowhere (False, counted)."""
+        bridges = net.bridges()
+        route = net.bridge_routes.lookup(dest_mac, now)
+        if route is not None and route in bridges:
+            targets = [route]
+        elif len(bridges) > BRIDGE_FANOUT:
+            targets = self.rt.rng.sample(bridges, BRIDGE_FANOUT)
+        else:
+            targets = bridges
+        if not targets:
+            self.rt.counters.drop(Drop.NO_BRIDGE)
+            return False
+        if not net.enforcer.accept_all and not self.outbound_allowed(
+            net, 0, dest_mac, ethertype, payload, now
+        ):
+            return True  # the rules' first pass (no destination yet) dropped it
+        body = ExtFrame(net.id, 0, dest_mac, net.mac, ethertype, payload).encode()
+        for bridge in targets:
+            if not net.enforcer.accept_all and not self.outbound_allowed(
+                net, bridge, dest_mac, ethertype, payload, now, no_tee=True
+            ):
+                continue
+            if net.should_push_credentials(bridge, now):
+                self.push_credentials(net, bridge, now)
+            self.rt.switch.send(bridge, Verb.EXT_FRAME, body, now, compress=True)
         return True
 
     def outbound_allowed(
@@ -344,7 +382,7 @@ class Vl2:
         if (
             extended
             and accept == 1
-            and not self._bridging_allows(net, source, source_mac, dest_mac)
+            and not self._bridging_allows(net, source, source_mac, dest_mac, now)
         ):
             return False
         self.rt.events.append(
@@ -352,12 +390,16 @@ class Vl2:
         )
         return True
 
-    def _bridging_allows(self, net: Network, source: int, source_mac: int, dest_mac: int) -> bool:
+    def _bridging_allows(
+        self, net: Network, source: int, source_mac: int, dest_mac: int, now: int
+    ) -> bool:
         cfg = net.config
         if cfg is None:
             return False
         if source_mac != mac_from_address(source, net.id):
             ok = cfg.permits_bridging(source)
+            if ok:  # the MAC sits behind this bridge (Network::learnBridgeRoute)
+                net.bridge_routes.learn(source_mac, source, now)
         elif dest_mac != net.mac:
             ok = (
                 cfg.multicast_limit > 0

@@ -1,0 +1,109 @@
+"""Bridging in an in-memory world (virtual time): our controller marks member c an active
+bridge; frames a LAN host (foreign MAC X) sends through c reach a, a's answers go back to c,
+multicasts reach the bridge, and nobody but a bridge may speak for a foreign MAC
+(node/IncomingPacket.cpp, node/Switch.cpp, node/Multicaster.cpp, protocol-network.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_rules_world import ACCEPT, RulesWorld
+from ztnode.wire.constants import Verb
+from ztnode.wire.mac import BROADCAST_MAC
+from ztnode.wire.verbs import ExtFrame, MulticastFrame
+
+pytestmark = pytest.mark.slow
+
+X = 0x02DEADBEEF01  # a host on the LAN behind the bridge
+Y = 0x02DEADBEEF02  # a MAC nobody has announced yet
+ETH_IPV4 = 0x0800
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> RulesWorld:
+    w = RulesWorld(tmp_path, [ACCEPT])
+    w.member(w.c, {"activeBridge": True})
+    # Other members learn of the new bridge with their next config (refreshed each minute).
+    assert w.run_until(lambda: _bridges(w.a, w) == [w.c.node.address], 130_000)
+    return w
+
+
+def _bridges(h: object, w: RulesWorld) -> list[int]:
+    net = h.node.network(w.nwid)  # type: ignore[attr-defined]
+    return net.bridges() if net is not None else []
+
+
+def _introduce(w: RulesWorld, sender: object, to: object) -> None:
+    """The sender's credentials first, as a real sender pushes them before a multicast."""
+    net = sender.node.network(w.nwid)  # type: ignore[attr-defined]
+    sender.node.vl2.push_credentials(net, to.node.address, w.now)  # type: ignore[attr-defined]
+    w.run_until(lambda: False, 500)
+
+
+def _frames(w: RulesWorld, h: object) -> list[tuple[int, int, bytes]]:
+    return [(f.source_mac, f.dest_mac, f.payload) for f in w.frames[h.node.address]]  # type: ignore[attr-defined]
+
+
+def test_a_lan_host_behind_the_bridge_is_reached_both_ways(world: RulesWorld) -> None:
+    w = world
+    a, b, c = w.a, w.b, w.c
+    a_mac = a.node.network(w.nwid).mac
+    # X speaks through c (c's side of the bridge port is not this test's business).
+    body = ExtFrame(w.nwid, 0, a_mac, X, ETH_IPV4, b"from the lan").encode()
+    c.node.switch.send(a.node.address, Verb.EXT_FRAME, body, w.now)
+    assert w.run_until(lambda: (X, a_mac, b"from the lan") in _frames(w, a), 5_000)
+    assert a.node.network(w.nwid).bridge_routes.lookup(X, w.now) == c.node.address
+    # a answers X: the frame goes to c (learned), as EXT_FRAME, and c hands it to its port.
+    assert a.node.send_frame(w.nwid, X, ETH_IPV4, b"to the lan", w.now)
+    assert w.run_until(lambda: (a_mac, X, b"to the lan") in _frames(w, c), 5_000)
+    assert not any(f[2] == b"to the lan" for f in _frames(w, b))
+    # A MAC never seen goes to every active bridge.
+    assert a.node.send_frame(w.nwid, Y, ETH_IPV4, b"who has Y", w.now)
+    assert w.run_until(lambda: (a_mac, Y, b"who has Y") in _frames(w, c), 5_000)
+
+
+def test_only_a_bridge_may_speak_for_a_foreign_mac(world: RulesWorld) -> None:
+    w = world
+    a, b = w.a, w.b
+    a_mac = a.node.network(w.nwid).mac
+    body = ExtFrame(w.nwid, 0, a_mac, X, ETH_IPV4, b"forged").encode()
+    b.node.switch.send(a.node.address, Verb.EXT_FRAME, body, w.now)
+    w.run_until(lambda: w.drops(a, "bridging_not_allowed") > 0, 5_000)
+    assert w.drops(a, "bridging_not_allowed") == 1
+    assert not any(f[2] == b"forged" for f in _frames(w, a))
+    assert a.node.network(w.nwid).bridge_routes.lookup(X, w.now) is None
+    forged = MulticastFrame.create(
+        w.nwid, BROADCAST_MAC, 0, ETH_IPV4, b"forged mc", source_mac=X
+    ).encode()
+    _introduce(w, b, a)
+    b.node.switch.send(a.node.address, Verb.MULTICAST_FRAME, forged, w.now)
+    w.run_until(lambda: w.drops(a, "bridging_not_allowed") > 1, 5_000)
+    assert w.drops(a, "bridging_not_allowed") == 2
+
+
+def test_multicasts_reach_the_bridge_and_bridged_multicasts_are_learned(
+    world: RulesWorld,
+) -> None:
+    w = world
+    a, c = w.a, w.c
+    a_mac = a.node.network(w.nwid).mac
+    # A broadcast from a reaches c although c never announced the group: bridges get all.
+    assert a.node.send_frame(w.nwid, BROADCAST_MAC, 0x88B5, b"to everyone", w.now)
+    assert w.run_until(lambda: (a_mac, BROADCAST_MAC, b"to everyone") in _frames(w, c), 5_000)
+    # A broadcast from X through c reaches a, and teaches a where X is.
+    bridged = MulticastFrame.create(
+        w.nwid, BROADCAST_MAC, 0, 0x88B5, b"lan broadcast", source_mac=X
+    ).encode()
+    _introduce(w, c, a)
+    c.node.switch.send(a.node.address, Verb.MULTICAST_FRAME, bridged, w.now)
+    assert w.run_until(lambda: (X, BROADCAST_MAC, b"lan broadcast") in _frames(w, a), 5_000)
+    assert a.node.network(w.nwid).bridge_routes.lookup(X, w.now) == c.node.address
+
+
+def test_no_bridge_means_nowhere_and_a_counted_drop(tmp_path: Path) -> None:
+    w = RulesWorld(tmp_path, [ACCEPT])
+    a = w.a
+    assert not a.node.send_frame(w.nwid, Y, ETH_IPV4, b"lost", w.now)
+    assert w.drops(a, "no_bridge") == 1
