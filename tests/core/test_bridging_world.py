@@ -107,3 +107,70 @@ def test_no_bridge_means_nowhere_and_a_counted_drop(tmp_path: Path) -> None:
     a = w.a
     assert not a.node.send_frame(w.nwid, Y, ETH_IPV4, b"lost", w.now)
     assert w.drops(a, "no_bridge") == 1
+
+
+# --------------------------------------------------------------------- this node as a bridge
+
+LAN_IP = "10.9.9.200"  # host X on the segment bridged through c
+
+
+def _lan_frames(port_out: list[bytes]) -> list[object]:
+    from scapy.layers.l2 import Ether
+
+    return [Ether(f) for f in port_out]
+
+
+def test_a_segment_bridged_through_c_reaches_a_and_c_itself(world: RulesWorld) -> None:
+    from scapy.layers.inet import ICMP, IP
+    from scapy.layers.l2 import ARP, Ether
+
+    from ztnode.errors import LocalProtocolError
+
+    w = world
+    a, c = w.a, w.c
+    out: list[bytes] = []
+    with pytest.raises(LocalProtocolError, match="not an active bridge"):
+        a.attach_bridge(w.nwid, out.append)
+    port = c.attach_bridge(w.nwid, out.append)
+    x_mac = "02:de:ad:be:ef:01"
+    a_ip, c_ip = w.ip(a), w.ip(c)
+
+    def from_lan(pkt: object) -> None:
+        c.bridge_input(w.nwid, bytes(pkt), w.now)  # type: ignore[call-overload]
+        c.flush(w.now)
+
+    # X asks for a's MAC: the broadcast crosses the bridge; a answers X through c.
+    from_lan(
+        Ether(src=x_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=x_mac, psrc=LAN_IP, pdst=a_ip)
+    )
+
+    def arp_reply_from(ip: str) -> bytes | None:
+        for f in _lan_frames(out):
+            if ARP in f and f[ARP].op == 2 and f[ARP].psrc == ip:  # type: ignore[index]
+                return str(f[ARP].hwsrc).encode()  # type: ignore[index]
+        return None
+
+    assert w.run_until(lambda: arp_reply_from(a_ip) is not None, 5_000)
+    a_mac = arp_reply_from(a_ip)
+    assert a_mac is not None
+    # X pings a; the reply comes back to the segment.
+    from_lan(
+        Ether(src=x_mac, dst=a_mac.decode())
+        / IP(src=LAN_IP, dst=a_ip)
+        / ICMP(type=8, id=7, seq=1)
+        / b"lan ping"
+    )
+
+    def echo_reply_from(ip: str) -> bool:
+        return any(
+            IP in f and ICMP in f and f[IP].src == ip and f[ICMP].type == 0  # type: ignore[index]
+            for f in _lan_frames(out)
+        )
+
+    assert w.run_until(lambda: echo_reply_from(a_ip), 5_000)
+    # c's own stack answers X too (not through the network: straight onto the segment).
+    from_lan(
+        Ether(src=x_mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=x_mac, psrc=LAN_IP, pdst=c_ip)
+    )
+    assert w.run_until(lambda: arp_reply_from(c_ip) is not None, 5_000)
+    assert port.counters["from_segment"] == 3 and port.counters["refused"] == 0

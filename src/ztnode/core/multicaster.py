@@ -97,8 +97,16 @@ class Multicaster:
                     self.rt.switch.send(t, Verb.MULTICAST_LIKE, body, now, compress=True)
 
     def send_frame(
-        self, net: Network, dest_mac: int, ethertype: int, payload: bytes, now: int
+        self,
+        net: Network,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+        *,
+        source_mac: int | None = None,
     ) -> bool:
+        """A multicast (``source_mac``: a bridged host's, carried in the frame)."""
         cfg = net.config
         if cfg is None or cfg.multicast_limit == 0:
             return False
@@ -109,7 +117,7 @@ class Multicaster:
             elif not cfg.enable_broadcast:
                 return False
         if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
-            net, 0, dest_mac, ethertype, payload, now
+            net, 0, dest_mac, ethertype, payload, now, source_mac=source_mac
         ):
             return True  # the rules' first pass (destination unknown, copies allowed) dropped it
         group = (dest_mac, adi)
@@ -132,7 +140,7 @@ class Multicaster:
         # count toward the limit, as in Multicaster::send.
         bridges = [b for b in net.bridges() if b not in known]
         recipients = bridges + known[: max(0, limit - len(bridges))]
-        pending = PendingMulticast(group, ethertype, payload, net.mac, now, set())
+        pending = PendingMulticast(group, ethertype, payload, source_mac or net.mac, now, set())
         self._deliver(net, pending, recipients, now)
         if len(known) < limit:
             same = [p for p in net.pending_multicasts if p.group == group]
@@ -145,13 +153,23 @@ class Multicaster:
         self, net: Network, pending: PendingMulticast, recipients: list[int], now: int
     ) -> None:
         mac, adi = pending.group
-        body = MulticastFrame.create(net.id, mac, adi, pending.ethertype, pending.payload).encode()
+        bridged = pending.source_mac if pending.source_mac != net.mac else None
+        body = MulticastFrame.create(
+            net.id, mac, adi, pending.ethertype, pending.payload, source_mac=bridged
+        ).encode()
         for r in recipients:
             if r == self.rt.address or r in pending.sent_to:
                 continue
             pending.sent_to.add(r)
             if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
-                net, r, mac, pending.ethertype, pending.payload, now, no_tee=True
+                net,
+                r,
+                mac,
+                pending.ethertype,
+                pending.payload,
+                now,
+                no_tee=True,
+                source_mac=bridged,
             ):
                 continue  # each recipient is filtered again, without copies
             if net.should_push_credentials(r, now):

@@ -324,6 +324,20 @@ class Node:
         """Send an Ethernet frame to another member (see :meth:`Vl2.send_frame`)."""
         return self.vl2.send_frame(network_id, dest_mac, ethertype, payload, now)
 
+    def send_bridged_frame(
+        self,
+        network_id: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+    ) -> bool:
+        """A frame from an Ethernet segment we bridge (see :meth:`Vl2.send_bridged_frame`)."""
+        return self.vl2.send_bridged_frame(
+            network_id, source_mac, dest_mac, ethertype, payload, now
+        )
+
     def frame_route(self, network_id: int, dest_mac: int, now: int) -> FrameRoute | None:
         """What a frame cutter outside the core needs to send FRAMEs to one member itself (see
         :meth:`Vl2.frame_route`); None when only :meth:`send_frame` can send there."""

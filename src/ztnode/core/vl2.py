@@ -208,8 +208,60 @@ class Vl2:
         self.rt.switch.send(dest, Verb.FRAME, body, now)
         return True
 
+    def send_bridged_frame(
+        self,
+        network_id: int,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+    ) -> bool:
+        """A frame from an Ethernet segment this node bridges onto the network (any source
+        MAC): to a member as EXT_FRAME (a FRAME cannot carry a foreign source), to the bridge
+        a foreign MAC sits behind, to every bridge for an unknown one, or as a multicast with
+        its source (Switch::onLocalEthernet). Only an active bridge may: otherwise
+        LocalProtocolError, with what to do. False when it can go nowhere."""
+        net = self.rt.networks.get(network_id)
+        if net is None or net.config is None:
+            return False
+        if source_mac == net.mac:
+            return self.send_frame(network_id, dest_mac, ethertype, payload, now)
+        if not net.config.permits_bridging(self.rt.address):
+            raise LocalProtocolError(
+                f"network {network_id:016x}: this member is not an active bridge, so it may "
+                "not send frames from other MACs (mark it activeBridge at the controller)"
+            )
+        if source_mac >> 40 & 0x01 or source_mac == 0:
+            raise LocalProtocolError(f"{source_mac:012x} is not a unicast source MAC")
+        if dest_mac >> 40 & 0x01:
+            return self.rt.multicaster.send_frame(
+                net, dest_mac, ethertype, payload, now, source_mac=source_mac
+            )
+        dest = self.member_for_mac(network_id, dest_mac)
+        if dest is None:
+            return dest_mac != net.mac and self._send_bridged(
+                net, dest_mac, ethertype, payload, now, source_mac=source_mac
+            )
+        if not net.enforcer.accept_all and not self.outbound_allowed(
+            net, dest, dest_mac, ethertype, payload, now, source_mac=source_mac
+        ):
+            return True
+        if net.should_push_credentials(dest, now):
+            self.push_credentials(net, dest, now)
+        body = ExtFrame(net.id, 0, dest_mac, source_mac, ethertype, payload).encode()
+        self.rt.switch.send(dest, Verb.EXT_FRAME, body, now, compress=True)
+        return True
+
     def _send_bridged(
-        self, net: Network, dest_mac: int, ethertype: int, payload: bytes, now: int
+        self,
+        net: Network,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+        *,
+        source_mac: int | None = None,
     ) -> bool:
         """A unicast frame to a MAC that is no member's: to the bridge it was learned behind,
         else to every active bridge (at most BRIDGE_FANOUT, chosen at random), as EXT_FRAMEs
@@ -226,13 +278,13 @@ class Vl2:
             self.rt.counters.drop(Drop.NO_BRIDGE)
             return False
         if not net.enforcer.accept_all and not self.outbound_allowed(
-            net, 0, dest_mac, ethertype, payload, now
+            net, 0, dest_mac, ethertype, payload, now, source_mac=source_mac
         ):
             return True  # the rules' first pass (no destination yet) dropped it
-        body = ExtFrame(net.id, 0, dest_mac, net.mac, ethertype, payload).encode()
+        body = ExtFrame(net.id, 0, dest_mac, source_mac or net.mac, ethertype, payload).encode()
         for bridge in targets:
             if not net.enforcer.accept_all and not self.outbound_allowed(
-                net, bridge, dest_mac, ethertype, payload, now, no_tee=True
+                net, bridge, dest_mac, ethertype, payload, now, no_tee=True, source_mac=source_mac
             ):
                 continue
             if net.should_push_credentials(bridge, now):
@@ -250,11 +302,13 @@ class Vl2:
         now: int,
         *,
         no_tee: bool = False,
+        source_mac: int | None = None,
     ) -> bool:
         """The network's rules on a frame we send to ``dest`` (0 for a multicast's first
-        pass): sends the TEE/WATCH/REDIRECT copies they ask for; False, counted, when the frame
-        must not go (dropped, or redirected elsewhere)."""
-        frame = FilterFrame(ethertype, payload, net.mac, dest_mac)
+        pass; ``source_mac`` for a bridged frame, else ours): sends the TEE/WATCH/REDIRECT
+        copies they ask for; False, counted, when the frame must not go (dropped, or
+        redirected elsewhere)."""
+        frame = FilterFrame(ethertype, payload, source_mac or net.mac, dest_mac)
         membership = net.memberships.get(dest) if dest else None
         d = net.enforcer.outbound(dest, frame, membership, no_tee=no_tee)
         self.send_copies(net, d, frame, now)

@@ -37,6 +37,8 @@ from ztnode import accel
 from ztnode.core import events as ev
 from ztnode.core.node import Node
 from ztnode.core.records import Inbound, Outgoing
+from ztnode.errors import LocalProtocolError
+from ztnode.netstack.bridge import BridgePort, FrameOutput
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
 from ztnode.netstack.tso import TcpBurst
 from ztnode.wire.inetaddr import IpScope, ip_scope
@@ -98,6 +100,8 @@ class Host:
         self._events: deque[HostEvent] = deque()
         self.frame_taps: dict[int, list[FrameTap]] = {}
         self.policies: dict[int, ManagedPolicy] = {}
+        #: Ethernet segments bridged onto networks through this node (one port per network).
+        self.bridge_ports: dict[int, BridgePort] = {}
 
     # ------------------------------------------------------------------ five verbs
 
@@ -162,12 +166,45 @@ class Host:
         self.policies[network_id] = policy
         self._configure(network_id, now)
 
+    def attach_bridge(self, network_id: int, output: FrameOutput) -> BridgePort:
+        """Bridge an Ethernet segment onto a network: frames for it go to ``output``, frames
+        from it come in through :meth:`bridge_input` (see :mod:`ztnode.netstack.bridge`).
+        LocalProtocolError unless the network's config marks this member an active bridge."""
+        net = self.node.network(network_id)
+        if net is None or net.config is None:
+            raise LocalProtocolError(f"network {network_id:016x} has no configuration yet")
+        if not net.config.permits_bridging(self.node.address):
+            raise LocalProtocolError(
+                f"network {network_id:016x}: this member ({self.node.address:010x}) is not an "
+                "active bridge; mark it activeBridge at the controller to bridge onto it"
+            )
+        if network_id in self.bridge_ports:
+            raise LocalProtocolError(f"network {network_id:016x} already has a bridge port")
+        port = self.bridge_ports[network_id] = BridgePort(self.node, network_id, output)
+        return port
+
+    def detach_bridge(self, network_id: int) -> None:
+        self.bridge_ports.pop(network_id, None)
+
+    def bridge_input(self, network_id: int, frame: bytes, now: int) -> None:
+        """A frame from a bridged segment (then call :meth:`flush`)."""
+        port = self.bridge_ports.get(network_id)
+        if port is None:
+            return
+        stack = self.stacks.get(network_id)
+        port.from_segment(frame, stack, now)
+        if stack is not None:
+            self._stack_events(stack)
+
     def flush(self, now: int) -> None:
         """Hand every frame the stacks queued to the node, and collect their events."""
         node = self.node
         for nwid, stack in self.stacks.items():
             frames = stack.frames_to_send(now)
+            port = self.bridge_ports.get(nwid)
             for dst_mac, ethertype, payload in frames:
+                if port is not None and self._to_segment(port, dst_mac, ethertype, payload, now):
+                    continue
                 if isinstance(payload, TcpBurst):
                     if self._send_cut(nwid, dst_mac, ethertype, payload, now):
                         continue
@@ -227,6 +264,20 @@ class Host:
         node.send_routed(route, datagrams, pieces)
         return True
 
+    @staticmethod
+    def _to_segment(
+        port: BridgePort, dst_mac: int, ethertype: int, payload: bytes | TcpBurst, now: int
+    ) -> bool:
+        """Our stack's frame onto the bridged segment where it belongs; True when that was
+        all (its destination is on the segment)."""
+        multicast = bool(dst_mac >> 40 & 0x01)
+        if not multicast and port.segment.lookup(dst_mac, now) is None:
+            return False  # not the segment's: the network takes it, whole (cut or not)
+        pieces = payload.packets() if isinstance(payload, TcpBurst) else (payload,)
+        for one in pieces:
+            port.from_stack(dst_mac, ethertype, one, now)
+        return not multicast
+
     def _stack_events(self, stack: IpStack) -> None:
         events = self._events
         while (e := stack.next_event()) is not None:
@@ -237,6 +288,9 @@ class Host:
         events = self._events
         while (e := node.next_event()) is not None:
             if isinstance(e, ev.FrameReceived):
+                port = self.bridge_ports.get(e.network_id)
+                if port is not None:
+                    port.from_network(e.source_mac, e.dest_mac, e.ethertype, e.payload)
                 for tap in self.frame_taps.get(e.network_id, ()):
                     try:
                         tap(e)
