@@ -557,7 +557,12 @@ class Controller:
         )
         if current is None or member["revision"] != current.get("revision"):
             self.store.put_member(member)
-            self._queue_push(nwid, address, now)
+            was_bridge = bool(current and current.get("activeBridge"))
+            # Every member's config lists the active bridges: a change there goes to all of
+            # them at once (ZeroTierOne lets the others learn it at their next refresh, up to
+            # a minute in which their bridged frames are refused).
+            everyone = bool(member.get("activeBridge")) != was_bridge
+            self._queue_push(nwid, None if everyone else address, now)
             if current is not None and current.get("authorized") and not member["authorized"]:
                 self._queue_revocation(nwid, [address], now)
             elif current is not None and member["authorized"]:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from ztnode.core import events as ev
 from ztnode.core.network import NetworkStatus
+from ztnode.netstack.bridge import BridgePort
 from ztnode.netstack.stack import (
     AcceptReady,
     IpStack,
@@ -40,6 +41,7 @@ from ztnode.netstack.stack import (
 from ztnode.sockets.addresses import ip_family, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
+from ztnode.sockets.bridgeports import FramePort
 from ztnode.sockets.controller import ControllerApi
 from ztnode.sockets.loopshim import patch_loop
 from ztnode.sockets.tls import SslArg, client_options, server_options
@@ -48,7 +50,7 @@ from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.sockets")
 
-__all__ = ["EventStream", "Network", "Node", "TcpServer"]
+__all__ = ["Bridge", "EventStream", "Network", "Node", "TcpServer"]
 
 StreamCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
 _PORT_FILE = "ztnode.udp-port"
@@ -455,6 +457,26 @@ class Node:
 # ---------------------------------------------------------------------------------------------
 
 
+class Bridge:
+    """A segment bridged onto a network (what :meth:`Network.bridge` returns)."""
+
+    def __init__(self, network: Network, port: FramePort, attached: BridgePort) -> None:
+        self.network = network
+        self.port = port
+        self._attached = attached
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Frames from the segment, to it, dropped, refused by the network."""
+        return dict(self._attached.counters)
+
+    async def close(self) -> None:
+        host = self.network.node.service.host
+        if host is not None:
+            host.detach_bridge(self.network.id)
+        await self.port.close()
+
+
 class Network:
     """A joined network: its status and addresses, and sockets on it."""
 
@@ -560,6 +582,39 @@ class Network:
         if st in (NetworkStatus.ACCESS_DENIED, NetworkStatus.NOT_FOUND):
             return f"{self._refusal(st)}; still so after {timeout} s"
         return f"network {self.id:016x} not ready after {timeout} s ({st})"
+
+    # ---- bridging
+
+    async def bridge(self, port: FramePort) -> Bridge:
+        """Bridge an Ethernet segment onto this network through ``port`` (a
+        :class:`~ztnode.sockets.bridgeports.TapPort`, a
+        :class:`~ztnode.sockets.bridgeports.StreamPort` for a VM, or any
+        :class:`~ztnode.sockets.bridgeports.FramePort`): hosts on the segment become
+        reachable on the network and reach it, and this node's own sockets reach them (see
+        :mod:`ztnode.netstack.bridge`). The controller must mark this member an active bridge
+        (``activeBridge``); otherwise LocalProtocolError says so."""
+        service = self.node.service
+        host = service.host
+        if host is None or not self.node.started:
+            raise RuntimeError("the node is not started")
+        nwid = self.id
+
+        def deliver(frame: bytes) -> None:
+            h = service.host
+            if h is not None:
+                h.bridge_input(nwid, frame, self.node._now())
+                service.flush_soon()
+
+        def send(frame: bytes) -> None:
+            port.send(frame)
+
+        attached = host.attach_bridge(nwid, send)
+        try:
+            await port.open(deliver)
+        except BaseException:
+            host.detach_bridge(nwid)
+            raise
+        return Bridge(self, port, attached)
 
     # ---- TCP
 
