@@ -16,10 +16,13 @@ import os
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TypeVar
 
 CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 _counter = itertools.count()
 
 
@@ -130,6 +133,39 @@ class NetNamespace:
         if not result:
             raise TimeoutError(f"could not create a socket in {self.name}")
         return result[0]
+
+    def in_namespace(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run in a short-lived thread that entered this namespace (what it creates,
+        sockets and TAP devices, stays in the namespace)."""
+        result: list[T] = []
+        error: list[BaseException] = []
+
+        def enter_and_run() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns into {self.name}: {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+                result.append(fn())
+            except BaseException as e:
+                error.append(e)
+
+        t = threading.Thread(target=enter_and_run, name=f"setns-{self.name}")
+        t.start()
+        t.join(30)
+        if error:
+            raise error[0]
+        if not result:
+            raise TimeoutError(f"nothing came back from {self.name}")
+        return result[0]
+
+    def ip(self, *args: str) -> None:
+        """``ip`` inside this namespace."""
+        _ip("-n", self.name, *args)
 
     def close(self) -> None:
         subprocess.run(
