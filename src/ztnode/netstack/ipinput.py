@@ -28,6 +28,7 @@ from ztnode.netstack.icmp import (
     decode_icmp6,
     quote_ipv4,
 )
+from ztnode.netstack.igmp import MLD_QUERY, PROTO_IGMP
 from ztnode.netstack.ipproto import PROTO_ICMP, PROTO_TCP, PROTO_UDP
 from ztnode.netstack.ipv4 import IPv4Header
 from ztnode.netstack.ipv6 import (
@@ -122,6 +123,8 @@ class IpInput:
             self.rt.udp.receive(hdr.src, hdr.dst, body, payload, now)
         elif proto == PROTO_ICMP:
             self._rx_icmp4(hdr, body, now)
+        elif proto == PROTO_IGMP:
+            self.rt.reporter.igmp_received(bytes(body), now)
         else:
             self.rt._count("unknown_protocol")
             if hdr.dst.packed in self.rt._mine and self.rt.output.icmp_error_allowed(now):
@@ -227,6 +230,8 @@ class IpInput:
             self.rt.output.icmp_unreachable(msg.original, 6, msg.code, now)
         elif isinstance(msg, Icmp6PacketTooBig):
             self.rt._count("packet_too_big")
+        elif body[0] == MLD_QUERY:
+            self.rt.reporter.mld_received(bytes(body), now)
         else:
             self.rt._count("icmp6_ignored")
 

@@ -58,6 +58,7 @@ from ztnode.netstack.icmp import (
     Icmp4Echo,
     Icmp6Echo,
 )
+from ztnode.netstack.igmp import GroupReporter
 from ztnode.netstack.ipinput import IpInput
 from ztnode.netstack.ipoutput import IpOutput, Route
 from ztnode.netstack.ipproto import PROTO_ICMP, PROTO_TCP, PROTO_UDP
@@ -68,6 +69,7 @@ from ztnode.netstack.ipv6 import (
 )
 from ztnode.netstack.multicast import (
     multicast_mac,
+    solicited_node_address,
     solicited_node_mac,
 )
 from ztnode.netstack.stackconfig import (
@@ -157,6 +159,14 @@ class IpStack:
         self._retransmitted_closed = (0, 0)
         #: The adapter's object for this stack (the user-facing network), like sockets' ``user``.
         self.user: object = None
+        self.reporter = GroupReporter(
+            mac,
+            lambda dst, ethertype, packet: self._out.append((dst, ethertype, packet)),
+            lambda: self._v4[0].ip if self._v4 else None,
+            lambda: bool(self._v6),
+            random_bytes,
+        )
+        self._reported: tuple[int, int] = (-1, -1)
         self.output = IpOutput(self)
         self.input = IpInput(self)
         self.udp = UdpMux(self)
@@ -217,9 +227,20 @@ class IpStack:
 
     # ----------------------------------------------------------------- host interface
 
+    def ip_groups(self) -> set[IPAddr]:
+        """The IP multicast groups IGMP/MLD report: joined groups and the solicited-node
+        group of each IPv6 address."""
+        out: set[IPAddr] = set(self._groups)
+        out |= {solicited_node_address(a.ip) for a in self._v6}
+        return out
+
     def frames_to_send(self, now: int) -> list[Frame]:
         """Frames ``(dst_mac, ethertype, payload)`` to hand to the node, oldest first; with
         ``segmentation_offload`` on, a payload may be a :class:`TcpBurst` to cut."""
+        key = (self.groups_version, self._generation)
+        if key != self._reported:  # groups or addresses changed: IGMP/MLD say so
+            self._reported = key
+            self.reporter.update(self.ip_groups(), now)
         for _ in range(LOOPBACK_ROUNDS):
             if self._dirty:
                 dirty = self._dirty
@@ -253,6 +274,7 @@ class IpStack:
         for d in (
             self.arp.next_deadline(),
             self.ndp.next_deadline(),
+            self.reporter.next_deadline(),
             self.reasm4.engine.next_deadline(),
             self.reasm6.engine.next_deadline(),
         ):
@@ -274,6 +296,7 @@ class IpStack:
                 s.conn.abort(now)
             self.tcp.service(s, now)
         self.output.resolve_due(now)
+        self.reporter.due(now)
         self.reasm4.expire(now)
         self.reasm6.expire(now)
 
