@@ -105,34 +105,14 @@ class NetNamespace:
         bind: tuple[str, int] | None = None,
     ) -> socket.socket:
         """A socket that lives in this namespace, created from a short-lived helper thread."""
-        result: list[socket.socket] = []
-        error: list[BaseException] = []
 
-        def enter_and_create() -> None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-                try:
-                    if libc.setns(fd, CLONE_NEWNET) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, f"setns into {self.name}: {os.strerror(err)}")
-                finally:
-                    os.close(fd)
-                s = socket.socket(family, kind)
-                if bind is not None:
-                    s.bind(bind)
-                result.append(s)
-            except BaseException as e:
-                error.append(e)
+        def create() -> socket.socket:
+            s = socket.socket(family, kind)
+            if bind is not None:
+                s.bind(bind)
+            return s
 
-        t = threading.Thread(target=enter_and_create, name=f"setns-{self.name}")
-        t.start()
-        t.join(30)
-        if error:
-            raise error[0]
-        if not result:
-            raise TimeoutError(f"could not create a socket in {self.name}")
-        return result[0]
+        return self.in_namespace(create)
 
     def in_namespace(self, fn: Callable[[], T]) -> T:
         """``fn()`` run in a short-lived thread that entered this namespace (what it creates,
