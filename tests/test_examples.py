@@ -58,6 +58,11 @@ EXPECTED: dict[str, list[str]] = {
         r"client: recv b'hello, blocking world\\n'",
         r"client: readline b'two\\n'",
     ],
+    "vm_bridge": [
+        rf"vm: ARP who-has 10\.147\.17\.250 from {V4}",
+        r"64 bytes from 10\.147\.17\.250: icmp_seq=2 time=[\d.]+ ms",
+        r"bridge: \{'from_segment': \d+, 'to_segment': \d+, 'dropped': 0, 'refused': 0\}",
+    ],
     "events": [
         r"NetworkStatusChanged +network_id=[0-9a-f]{16} status=OK",
         rf"AddressAdded +network_id=[0-9a-f]{{16}} address={V4}/24",

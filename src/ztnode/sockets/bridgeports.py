@@ -177,11 +177,15 @@ class StreamPort:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._writer is not None:
+            self._writer.close()  # the reader ends with the connection, not by cancellation
+        tasks = list(self._tasks)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=2.0)
+            for t in stuck:
+                t.cancel()
+        if self._server is not None:
             await self._server.wait_closed()
-        for t in list(self._tasks):
-            t.cancel()
-            with contextlib.suppress(BaseException):
-                await t
         if self.path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
