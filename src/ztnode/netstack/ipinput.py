@@ -16,6 +16,7 @@ from ztnode.netstack.handles import (
     PingReply,
 )
 from ztnode.netstack.icmp import (
+    ICMP4_CODE_FRAGMENTATION_NEEDED,
     ICMP4_CODE_PROTOCOL_UNREACHABLE,
     Icmp4DestinationUnreachable,
     Icmp4Echo,
@@ -147,7 +148,10 @@ class IpInput:
                     PingReply(self.rt, str(hdr.src), msg.identifier, msg.sequence, msg.data)
                 )
         elif isinstance(msg, Icmp4DestinationUnreachable):
-            self.rt.output.icmp_unreachable(msg.original, 4, msg.code, now)
+            if msg.code == ICMP4_CODE_FRAGMENTATION_NEEDED:
+                self.rt.output.path_mtu_reported(msg.original, 4, msg.next_hop_mtu, now)
+            else:
+                self.rt.output.icmp_unreachable(msg.original, 4, msg.code, now)
         else:
             self.rt._count("icmp4_ignored")
 
@@ -230,6 +234,7 @@ class IpInput:
             self.rt.output.icmp_unreachable(msg.original, 6, msg.code, now)
         elif isinstance(msg, Icmp6PacketTooBig):
             self.rt._count("packet_too_big")
+            self.rt.output.path_mtu_reported(msg.original, 6, msg.mtu, now)
         elif body[0] == MLD_QUERY:
             self.rt.reporter.mld_received(bytes(body), now)
         else:

@@ -28,7 +28,7 @@ from ztnode.netstack.icmp import (
     ICMP6_CODE_PORT_UNREACHABLE,
     NeighborSolicitation,
 )
-from ztnode.netstack.ipproto import PROTO_UDP
+from ztnode.netstack.ipproto import PROTO_TCP, PROTO_UDP
 from ztnode.netstack.ipv4 import IPv4Header
 from ztnode.netstack.ipv4 import fragment as fragment4
 from ztnode.netstack.ipv6 import (
@@ -149,27 +149,28 @@ class IpOutput:
                     f"no {('IPv4', 'IPv6')[dst.version == 6]} address on this network",
                 )
         ttl = hop_limit if hop_limit is not None else self.rt.config.ttl
+        mtu = self.rt.pmtu.mtu_for(dst, self.rt.mtu, now)
         if isinstance(dst, IPv4Address):
             assert isinstance(src, IPv4Address)
             self.rt._ip_id = (self.rt._ip_id + 1) & 0xFFFF
             hdr = IPv4Header(src, dst, proto, ttl=ttl, identification=self.rt._ip_id)
-            if 20 + len(payload) <= self.rt.mtu:
+            if 20 + len(payload) <= mtu:
                 packets = [hdr.encode(payload)]
             else:
                 try:
-                    packets = fragment4(hdr, payload, self.rt.mtu)
+                    packets = fragment4(hdr, payload, mtu)
                 except ValueError as e:
                     raise OSError(errno.EMSGSIZE, str(e)) from None
             ethertype = ETHERTYPE_IPV4
         else:
             assert isinstance(src, IPv6Address)
             h6 = IPv6Header(src, dst, proto, hop_limit=ttl)
-            if 40 + len(payload) <= self.rt.mtu:
+            if 40 + len(payload) <= mtu:
                 packets = [h6.encode(payload)]
             else:
                 ident = int.from_bytes(self.rt._random_bytes(4), "big")
                 try:
-                    packets = fragment6(h6, payload, self.rt.mtu, ident)
+                    packets = fragment6(h6, payload, mtu, ident)
                 except ValueError as e:
                     raise OSError(errno.EMSGSIZE, str(e)) from None
             ethertype = ETHERTYPE_IPV6
@@ -278,6 +279,50 @@ class IpOutput:
             return False
         self._icmp_budget -= 1
         return True
+
+    def path_mtu_reported(self, quoted: bytes, version: int, mtu: int, now: int) -> None:
+        """An ICMP "fragmentation needed" or "packet too big" quoting one of our datagrams:
+        the destination's path MTU falls, and TCP connections to it shrink their segments. A
+        report quoting a TCP segment counts only if that segment could be ours in flight (a
+        connection of ours, its sequence number between SND.UNA and SND.MAX), as Linux checks,
+        so an off-path forger cannot shrink our connections."""
+        qsrc: IPAddr
+        qdst: IPAddr
+        # The quote is the start of a datagram too big to pass: its header says a length the
+        # quote does not have, so it is read field by field rather than parsed whole.
+        ihl = (quoted[0] & 0x0F) * 4 if quoted else 0
+        if version == 4:
+            if len(quoted) < 28 or quoted[0] >> 4 != 4 or ihl < 20 or len(quoted) < ihl + 8:
+                self.rt._count("icmp_bad_quote")
+                return
+            proto = quoted[9]
+            qsrc, qdst = IPv4Address(quoted[12:16]), IPv4Address(quoted[16:20])
+            qbody = memoryview(quoted)[ihl:]
+        else:
+            if len(quoted) < 48 or quoted[0] >> 4 != 6:
+                self.rt._count("icmp_bad_quote")
+                return
+            proto = quoted[6]
+            qsrc, qdst = IPv6Address(quoted[8:24]), IPv6Address(quoted[24:40])
+            qbody = memoryview(quoted)[40:]
+        if mtu <= 0:
+            return  # an old router that gives no MTU: nothing reliable to learn
+        if proto == PROTO_TCP:
+            if len(qbody) < 8:
+                return
+            sport, dport, seq = struct.unpack_from(">HHI", qbody, 0)
+            s = self.rt._tcp.get((qsrc.packed, sport, qdst.packed, dport))
+            if s is None or not s.conn.snd.in_flight(seq):
+                self.rt._count("pmtu_report_refused")
+                return
+        lowered = self.rt.pmtu.learn(qdst, mtu, self.rt.mtu, now)
+        if lowered is None:
+            return
+        self.rt._count("pmtu_lowered")
+        self.rt._generation += 1
+        for sock in list(self.rt._tcp.values()):
+            if sock.remote[0] == qdst and sock.conn.path_mtu(lowered):
+                self.rt._dirty.add(sock)
 
     def icmp_unreachable(self, quoted: bytes, version: int, code: int, now: int) -> None:
         """Port unreachable quoting one of our UDP datagrams: ECONNREFUSED for a connected

@@ -72,6 +72,7 @@ from ztnode.netstack.multicast import (
     solicited_node_address,
     solicited_node_mac,
 )
+from ztnode.netstack.pmtu import PathMtu
 from ztnode.netstack.stackconfig import (
     ALL_NODES_MAC,
     EPHEMERAL_HIGH,
@@ -167,6 +168,7 @@ class IpStack:
             random_bytes,
         )
         self._reported: tuple[int, int] = (-1, -1)
+        self.pmtu = PathMtu()
         self.output = IpOutput(self)
         self.input = IpInput(self)
         self.udp = UdpMux(self)
@@ -194,7 +196,14 @@ class IpStack:
         self._generation += 1
 
     def set_mtu(self, mtu: int) -> None:
+        """The network's MTU, applied live: connections whose segments no longer fit shrink
+        them (and resend what was in flight)."""
+        lowered = mtu < self.mtu
         self.mtu = mtu
+        if lowered:
+            for s in list(self._tcp.values()):
+                if s.conn.path_mtu(mtu):
+                    self._dirty.add(s)
 
     def multicast_groups(self) -> set[tuple[int, int]]:
         """The ZeroTier multicast groups (MAC, ADI) this stack needs to receive.

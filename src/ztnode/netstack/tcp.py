@@ -57,6 +57,8 @@ from ztnode.netstack.tcp_cc import CongestionControl, NewReno
 from ztnode.netstack.tcp_options import (
     DEFAULT_MSS_V4,
     DEFAULT_MSS_V6,
+    MIN_SMSS,
+    TIMESTAMP_OPTION_SPACE,
     SynAgreement,
     Timestamps,
     wanted_wscale,
@@ -473,6 +475,27 @@ class TcpConnection:
             self._out.append(Segment(seq=self.snd.wire(self.snd.max), ack=0, flags=_RST, window=0))
         if self.state is not TcpState.CLOSED:
             self._to_closed()
+
+    def path_mtu(self, mtu: int) -> bool:
+        """Packets above ``mtu`` bytes do not reach the peer (Path MTU Discovery, RFC 1191
+        and RFC 8201, or the network's MTU lowered live): segments shrink to fit, and what
+        was in flight goes again at the new size, as after a timeout but without its
+        back-off (the big segments were dropped, not congested). True when the MSS fell."""
+        overhead = (40 if self.config.ipv6 else 20) + 20
+        if self.ts.enabled:
+            overhead += TIMESTAMP_OPTION_SPACE
+        mss = max(mtu - overhead, MIN_SMSS)
+        snd = self.snd
+        if mss >= snd.mss:
+            return False
+        snd.mss = mss
+        snd.recovery.mss = mss
+        snd.recovery.cc.mss = mss
+        if self.state in SYNCHRONIZED and snd.max > snd.una:
+            self.rtt.timed_seq = None  # Karn: nothing resent is timed
+            snd.nxt = snd.una
+        self._count("pmtu_mss_lowered")
+        return True
 
     def neighbor_failed(self, now: int) -> None:
         """The next hop could not be resolved. A connection still in SYN_SENT gives up at once

@@ -28,6 +28,7 @@ class CongestionControl(Protocol):
 
     cwnd: int
     ssthresh: int
+    mss: int  # lowered by path MTU discovery
 
     def on_ack(self, acked: int, flight: int, now: int, rtt_ms: float | None = None) -> None:
         """New data was cumulatively acknowledged outside loss recovery; ``rtt_ms`` is the

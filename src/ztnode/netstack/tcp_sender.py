@@ -87,6 +87,11 @@ class TcpSender:
         """The unwrapped send sequence number nearest SND.UNA for a wire value (an ACK)."""
         return self.una + seq_diff(wire, self.wire(self.una))
 
+    def in_flight(self, wire: int) -> bool:
+        """Whether a wire sequence number lies in what was sent and not yet acknowledged
+        (an ICMP error quoting it may be about one of our segments)."""
+        return self.una <= self.unwrap(wire) < max(self.max, self.una + 1)
+
     def agreed(self, mss: int, wscale: int, window: int, recovery: LossRecovery) -> None:
         """The SYN exchange fixed SMSS and the peer's window scale, and its SYN opened the
         window (never scaled, RFC 7323 2.2); recovery is made anew for that MSS and SACK."""

@@ -61,7 +61,7 @@ class TcpMux:
     def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
         base = self.rt.config.tcp
         cfg = tcb.TcpConfig(**{f: getattr(base, f) for f in base.__dataclass_fields__})
-        cfg.mtu = self.rt.mtu
+        cfg.mtu = self.rt.pmtu.peek(remote, self.rt.mtu)  # a path MTU learned, if smaller
         cfg.ipv6 = isinstance(remote, IPv6Address)
         cfg.gso_segments = self.rt.config.gso_segments if self.rt.segmentation_offload else 1
         return cfg
