@@ -1,0 +1,134 @@
+"""Issue 13's interop acceptance: libzt 1.8.4 reaches a host behind a ztnode bridge.
+
+One namespace (layout "bridge"): our root+controller on ``192.168.217.1``, our bridge member (an
+in-process :class:`ztnode.sockets.aio.Node`, ``activeBridge`` at the controller) on
+``192.168.218.1``, libzt on ``192.168.219.1``. Our member bridges a TAP device; the TAP sits on a
+Linux bridge ``lanbr`` on which the namespace's kernel owns ``10.147.26.250``, a host of the
+"LAN" that runs a UDP echo. libzt sends a UDP request to that host: its core must put the ARP
+request on the network's active bridges (as ZeroTierOne's Multicaster does), our bridge must
+carry it to the LAN, and the kernel's answers (ARP reply, echo) come back through our bridge as
+frames from a foreign MAC that libzt accepts because the controller marks our member a bridge.
+IPv4 only (LIBZT_PEER.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.data import test_identities
+from tests.interop.conftest import need_root
+from tests.interop.netns import NetNamespace
+from tests.interop.peer import LibztPeer
+from tests.interop.world import controller_world, start_libzt_member, wait_libzt_addresses
+from ztnode.sockets.aio import Node
+from ztnode.sockets.bridgeports import TapPort
+
+IDS = test_identities()
+ROOT_ID, OUR_ID, LIBZT_ID = IDS[0], IDS[1], IDS[2]
+SLOT_ROOT, SLOT_OURS, SLOT_LIBZT = 0, 1, 2
+P_OURS, P_LIBZT = 29970, 29971
+SUBNET = "10.147.26"
+LAN_IP = f"{SUBNET}.250"
+ECHO_PORT = 7007
+NETWORK: dict[str, Any] = {
+    "name": "libzt-bridge-interop",
+    "private": True,
+    "v4AssignMode": {"zt": True},
+    "v6AssignMode": {"rfc4193": False, "6plane": False, "zt": False},
+    "ipAssignmentPools": [{"ipRangeStart": f"{SUBNET}.1", "ipRangeEnd": f"{SUBNET}.100"}],
+    "routes": [{"target": f"{SUBNET}.0/24", "via": None}],
+}
+
+
+async def kernel_echo(sock: socket.socket, got: list[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        data, addr = await loop.sock_recvfrom(sock, 2048)
+        got.append(data)
+        await loop.sock_sendto(sock, data, addr)
+
+
+def test_libzt_reaches_a_host_behind_our_bridge(libzt_installed: None, tmp_path: Path) -> None:
+    need_root()
+    with (
+        NetNamespace(layout="bridge", count=3) as ns,
+        controller_world(ns, tmp_path, ROOT_ID, ns.addresses[SLOT_ROOT]) as world,
+    ):
+        fd, tap = ns.in_namespace(lambda: TapPort.create("ztlan%d"))
+        ns.ip("link", "add", "lanbr", "type", "bridge")
+        ns.ip("link", "set", tap, "master", "lanbr")
+        ns.ip("link", "set", tap, "up")
+        ns.ip("link", "set", "lanbr", "up")
+        ns.ip("addr", "add", f"{LAN_IP}/24", "dev", "lanbr")
+        echo_sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM, bind=(LAN_IP, ECHO_PORT))
+        echo_sock.setblocking(False)
+        nwid: str = world.api.call("POST", "/controller/network", NETWORK)["id"]
+        for ident, body in ((OUR_ID, {"activeBridge": True}), (LIBZT_ID, {})):
+            member = f"/controller/network/{nwid}/member/{ident.address:010x}"
+            world.api.call("POST", member, {"authorized": True, **body})
+        try:
+            with LibztPeer(netns=ns.name) as lz:
+                asyncio.run(scenario(ns, world, nwid, tmp_path, lz, fd, tap, echo_sock))
+        finally:
+            echo_sock.close()
+
+
+async def scenario(
+    ns: NetNamespace,
+    world: Any,
+    nwid: str,
+    tmp_path: Path,
+    lz: LibztPeer,
+    fd: int,
+    tap: str,
+    echo_sock: socket.socket,
+) -> None:
+    home = tmp_path / "ours"
+    home.mkdir()
+    OUR_ID.save(home / "identity.secret", include_private=True)
+    sock = ns.socket(bind=(ns.addresses[SLOT_OURS], P_OURS))
+    node = Node(home, planet=world.planet, sockets=(sock,))
+    await node.start()
+    got: list[bytes] = []
+    echo = asyncio.ensure_future(kernel_echo(echo_sock, got))
+    try:
+        join = asyncio.ensure_future(node.join(nwid, timeout=40))
+        await asyncio.to_thread(
+            start_libzt_member,
+            lz,
+            tmp_path / "libzt",
+            LIBZT_ID,
+            world.planet,
+            P_LIBZT,
+            nwid,
+            [n for j, n in enumerate(ns.interfaces) if j != SLOT_LIBZT],
+        )
+        await asyncio.to_thread(wait_libzt_addresses, lz, nwid, 40)
+        net = await join
+        bridge = await net.bridge(TapPort(tap, fd=fd))
+        req = await asyncio.to_thread(
+            lz.call,
+            "udp_request",
+            30,
+            addr=LAN_IP,
+            port=ECHO_PORT,
+            payload=b"libzt to the lan".hex(),
+            tries=15,
+            interval=1.0,
+        )
+        try:
+            await asyncio.to_thread(lz.wait_job, req["job"], 30)
+        except Exception as e:
+            raise AssertionError(
+                f"libzt got no echo from the LAN host: {e}; the host got {got}; "
+                f"bridge {bridge.counters}; our drops {dict(node.service.node.counters.drops)}"  # type: ignore[union-attr]
+            ) from None
+        assert b"libzt to the lan" in got
+        assert bridge.counters["refused"] == 0
+        await bridge.close()
+    finally:
+        echo.cancel()
+        await node.stop()
