@@ -161,3 +161,45 @@ def test_mld_reports_solicited_node_groups_from_the_link_local_address() -> None
     s.handle_timer(when)
     (v2,) = mld_sent(s, when)
     assert [(r.rtype, r.dst) for r in v2[ICMPv6MLReport2].records] == [(2, sn)]
+
+
+def test_source_specific_joins_report_their_sources_and_filter_input() -> None:
+    from scapy.layers.inet import UDP
+
+    s = make()
+    s.frames_to_send(0)
+    s1, s2, s3 = IPv4Address("10.9.0.7"), IPv4Address("10.9.0.8"), IPv4Address("10.9.0.9")
+    s.join_group(GROUP, s1)
+
+    def records(now: int) -> list[tuple[int, str, list[str]]]:
+        (p,) = igmp_sent(s, now)
+        recs = IGMPv3(bytes(p[IP].payload))[IGMPv3mr].records
+        return [(r.rtype, r.maddr, list(r.srcaddrs)) for r in recs]
+
+    assert records(10) == [(5, str(GROUP), [str(s1)])]  # ALLOW_NEW_SOURCES
+    s.join_group(GROUP, s2)
+    assert records(20) == [(5, str(GROUP), [str(s2)])]
+    s.leave_group(GROUP, s1)
+    assert records(30) == [(6, str(GROUP), [str(s1)])]  # BLOCK_OLD_SOURCES
+    s.handle_timer(1030)  # the repeats: only the last change still holds
+    assert [r[0] for r in records(1030)] == [6]
+    query = IGMPv3(type=0x11, mrcode=10) / IGMPv3mq(gaddr="0.0.0.0")
+    s.receive_frame(
+        0x0200000000AA,
+        0x01005E000001,
+        ETH_IP4,
+        bytes(IP(src="10.9.0.254", dst="224.0.0.1", ttl=1) / query),
+        2000,
+    )
+    when = s.get_timer()
+    assert when is not None
+    s.handle_timer(when)
+    assert records(when) == [(1, str(GROUP), [str(s2)])]  # MODE_IS_INCLUDE
+    # Datagrams to the group: from s2 taken, from s3 filtered.
+    sock = s.udp_bind(None, 5000)
+    for src in (s2, s3):
+        dgram = IP(src=str(src), dst=str(GROUP)) / UDP(sport=9, dport=5000) / b"x"
+        s.receive_frame(0x0200000000BB, 0x01005E010203, ETH_IP4, bytes(dgram), 3000)
+    got = sock.recv()
+    assert got is not None and got[1][0] == str(s2) and sock.recv() is None
+    assert s.counters["multicast_source_filtered"] == 1

@@ -15,7 +15,9 @@ nobody reported; their routers ask (queries) and expect answers. So, as a Linux 
 IGMP goes to 224.0.0.22 (v3) or the group (v2; leaves to 224.0.0.2) with TTL 1 and the Router
 Alert option; MLD to ff02::16 (v2) or the group (v1; done to ff02::2), hop limit 1, the Router
 Alert hop-by-hop option, from the link-local address made from our MAC (RFC 3810 section 5).
-224.0.0.1 and ff02::1 are never reported. Any-source joins (EXCLUDE mode with no sources).
+224.0.0.1 and ff02::1 are never reported. Any-source joins are EXCLUDE mode with no
+sources; source-specific joins INCLUDE mode with their sources (ALLOW/BLOCK records as sources
+come and go), reported as plain joins to older queriers, which know no sources.
 """
 
 from __future__ import annotations
@@ -68,19 +70,53 @@ def link_local_from_mac(mac: int) -> IPv6Address:
     return IPv6Address(b"\xfe\x80" + bytes(6) + eui)
 
 
+Sources = frozenset[IPAddr] | None  # None: any source (ASM); a set: only those (SSM)
+_MISSING: Final = frozenset({IPv4Address("0.0.0.0")})  # a group not joined at all (sentinel)
+
+# Record types beyond the any-source ones (RFC 3376 4.2.12).
+MODE_IS_INCLUDE: Final = 1
+ALLOW_NEW_SOURCES: Final = 5
+BLOCK_OLD_SOURCES: Final = 6
+
+Record = tuple[int, IPAddr, tuple[IPAddr, ...]]  # (type, group, sources)
+
+
 @dataclass
 class _Pending:
-    """A message to send at ``at``: records for one family and version."""
+    """Records to send at ``at`` (one family), each valid while its group is in ``states``."""
 
     at: int
     v6: bool
-    kind: int  # a record type, or 0 for current-state answers
-    groups: tuple[IPAddr, ...]
+    records: list[Record]
+    states: dict[IPAddr, Sources]
+
+
+def _changes(group: IPAddr, old: Sources, new: Sources) -> list[Record]:
+    """The state-change records from ``old`` to ``new`` (RFC 3376 section 5.1)."""
+    if old == new:
+        return []
+    if new is None:  # now any source
+        return [(CHANGE_TO_EXCLUDE, group, ())]
+    if new is _MISSING:
+        return (
+            [(CHANGE_TO_INCLUDE, group, ())]
+            if old is None
+            else [(BLOCK_OLD_SOURCES, group, tuple(sorted(old, key=str)))]
+        )
+    if old is None:  # from any source to some: say which
+        return [(CHANGE_TO_INCLUDE, group, tuple(sorted(new, key=str)))]
+    before = frozenset() if old is _MISSING else old
+    out: list[Record] = []
+    if new - before:
+        out.append((ALLOW_NEW_SOURCES, group, tuple(sorted(new - before, key=str))))
+    if before - new:
+        out.append((BLOCK_OLD_SOURCES, group, tuple(sorted(before - new, key=str))))
+    return out
 
 
 class GroupReporter:
     """The IGMP/MLD side of one stack (module docstring). ``emit`` queues a frame; the
-    addresses come from ``source_v4`` / the stack's MAC; ``random`` gives 2 random bytes."""
+    addresses come from ``source_v4`` / the stack's MAC; ``random`` gives random bytes."""
 
     def __init__(
         self,
@@ -95,7 +131,7 @@ class GroupReporter:
         self._source_v4 = source_v4
         self._has_v6 = has_v6
         self._random = random
-        self.groups: set[IPAddr] = set()
+        self.groups: dict[IPAddr, Sources] = {}
         self._pending: list[_Pending] = []
         self._v2_querier_until = -(10**12)  # IGMPv2 compatibility
         self._v1_mld_querier_until = -(10**12)  # MLDv1 compatibility
@@ -103,18 +139,21 @@ class GroupReporter:
 
     # --- the stack's group set
 
-    def update(self, groups: set[IPAddr], now: int) -> None:
-        """The stack's groups now (joined IP groups and solicited-node groups): what changed
-        is reported, at once and again ``UNSOLICITED_MS`` later."""
-        joined = sorted((g for g in groups - self.groups if self._reported(g)), key=str)
-        left = sorted((g for g in self.groups - groups if self._reported(g)), key=str)
-        self.groups = set(groups)
+    def update(self, groups: dict[IPAddr, Sources], now: int) -> None:
+        """The stack's groups now, each with its sources (None: any): what changed is
+        reported, at once and again ``UNSOLICITED_MS`` later."""
+        old = self.groups
+        self.groups = dict(groups)
         for v6 in (False, True):
-            for kind, gs in ((CHANGE_TO_EXCLUDE, joined), (CHANGE_TO_INCLUDE, left)):
-                mine = tuple(g for g in gs if isinstance(g, IPv6Address) == v6)
-                if mine:
-                    self._send(v6, kind, mine, now)
-                    self._pending.append(_Pending(now + UNSOLICITED_MS, v6, kind, mine))
+            records: list[Record] = []
+            for g in sorted(set(old) | set(groups), key=str):
+                if isinstance(g, IPv6Address) != v6 or not self._reported(g):
+                    continue
+                records += _changes(g, old.get(g, _MISSING), groups.get(g, _MISSING))
+            if records:
+                states = {r[1]: self.groups.get(r[1], _MISSING) for r in records}
+                self._send(v6, records, now)
+                self._pending.append(_Pending(now + UNSOLICITED_MS, v6, records, states))
 
     @staticmethod
     def _reported(group: IPAddr) -> bool:
@@ -131,8 +170,7 @@ class GroupReporter:
             self._v2_querier_until = now + OLDER_QUERIER_MS
             max_ms = (body[1] or 100) * 100
         else:
-            code = body[1]
-            max_ms = _decode_code(code, 8) * 100
+            max_ms = _decode_code(body[1], 8) * 100
         self._answer(False, group, max_ms, now)
 
     def mld_received(self, body: bytes, now: int) -> None:
@@ -148,24 +186,21 @@ class GroupReporter:
 
     def _answer(self, v6: bool, group: IPAddr, max_ms: int, now: int) -> None:
         if group.is_unspecified:
-            groups = tuple(
-                sorted(
-                    (
-                        g
-                        for g in self.groups
-                        if isinstance(g, IPv6Address) == v6 and self._reported(g)
-                    ),
-                    key=str,
-                )
-            )
-        elif group in self.groups and self._reported(group):
-            groups = (group,)
+            asked = [g for g in self.groups if isinstance(g, IPv6Address) == v6]
         else:
-            return
-        if not groups:
+            asked = [group] if group in self.groups else []
+        records = [self._current(g) for g in sorted(asked, key=str) if self._reported(g)]
+        if not records:
             return
         delay = int.from_bytes(self._random(2), "big") % max(1, max_ms)
-        self._pending.append(_Pending(now + delay, v6, 0, groups))
+        states = {r[1]: self.groups[r[1]] for r in records}
+        self._pending.append(_Pending(now + delay, v6, records, states))
+
+    def _current(self, group: IPAddr) -> Record:
+        sources = self.groups[group]
+        if sources is None:
+            return (MODE_IS_EXCLUDE, group, ())
+        return (MODE_IS_INCLUDE, group, tuple(sorted(sources, key=str)))
 
     # --- timers
 
@@ -178,50 +213,61 @@ class GroupReporter:
             return
         self._pending = [p for p in self._pending if p.at > now]
         for p in ready:
-            groups = tuple(
-                g for g in p.groups if (g in self.groups) == (p.kind != CHANGE_TO_INCLUDE)
-            )
-            if groups:
-                self._send(p.v6, p.kind or MODE_IS_EXCLUDE, groups, now)
+            # Only what still describes the group: a later change made its own records.
+            records = [r for r in p.records if self.groups.get(r[1], _MISSING) == p.states[r[1]]]
+            if records:
+                self._send(p.v6, records, now)
 
     # --- messages
 
-    def _send(self, v6: bool, kind: int, groups: tuple[IPAddr, ...], now: int) -> None:
+    def _send(self, v6: bool, records: list[Record], now: int) -> None:
         if v6:
-            self._send_mld(kind, [g for g in groups if isinstance(g, IPv6Address)], now)
+            self._send_mld([r for r in records if isinstance(r[1], IPv6Address)], now)
         else:
-            self._send_igmp(kind, [g for g in groups if isinstance(g, IPv4Address)], now)
+            self._send_igmp([r for r in records if isinstance(r[1], IPv4Address)], now)
 
-    def _send_mld(self, kind: int, groups: list[IPv6Address], now: int) -> None:
-        if not self._has_v6():
+    @staticmethod
+    def _encode_records(records: list[Record]) -> bytes:
+        return b"".join(
+            struct.pack("!BBH", kind, 0, len(srcs)) + g.packed + b"".join(s.packed for s in srcs)
+            for kind, g, srcs in records
+        )
+
+    def _still_joined(self, group: IPAddr) -> bool:
+        return group in self.groups
+
+    def _send_mld(self, records: list[Record], now: int) -> None:
+        if not records or not self._has_v6():
             return
-        if now < self._v1_mld_querier_until:
-            for g in groups:
-                leave = kind == CHANGE_TO_INCLUDE
-                dst = ALL_ROUTERS_V6 if leave else g
-                msg = struct.pack("!BBHH2x", _MLDV1_DONE if leave else _MLDV1_REPORT, 0, 0, 0)
+        if now < self._v1_mld_querier_until:  # MLDv1: no sources, a report or a done
+            for _, g, _ in records:
+                assert isinstance(g, IPv6Address)
+                joined = self._still_joined(g)
+                dst = g if joined else ALL_ROUTERS_V6
+                msg = struct.pack("!BBHH2x", _MLDV1_REPORT if joined else _MLDV1_DONE, 0, 0, 0)
                 self._mld(dst, msg + g.packed)
             return
-        records = b"".join(struct.pack("!BBH", kind, 0, 0) + g.packed for g in groups)
-        msg = struct.pack("!BBH2xH", _MLDV2_REPORT, 0, 0, len(groups)) + records
-        self._mld(MLDV2_ROUTERS, msg)
+        body = self._encode_records(records)
+        self._mld(MLDV2_ROUTERS, struct.pack("!BBH2xH", _MLDV2_REPORT, 0, 0, len(records)) + body)
 
-    def _send_igmp(self, kind: int, groups: list[IPv4Address], now: int) -> None:
+    def _send_igmp(self, records: list[Record], now: int) -> None:
         src = self._source_v4()
-        if src is None:
+        if not records or src is None:
             return
-        if now < self._v2_querier_until:
-            for g in groups:
-                leave = kind == CHANGE_TO_INCLUDE
-                dst = ALL_ROUTERS_V4 if leave else g
+        if now < self._v2_querier_until:  # IGMPv2: no sources, a report or a leave
+            for _, g, _ in records:
+                assert isinstance(g, IPv4Address)
+                joined = self._still_joined(g)
+                dst = g if joined else ALL_ROUTERS_V4
                 v2 = bytearray(
-                    struct.pack("!BBH", _IGMPV2_LEAVE if leave else _IGMPV2_REPORT, 0, 0) + g.packed
+                    struct.pack("!BBH", _IGMPV2_REPORT if joined else _IGMPV2_LEAVE, 0, 0)
+                    + g.packed
                 )
                 struct.pack_into("!H", v2, 2, _csum(bytes(v2)))
                 self._igmp(src, dst, bytes(v2))
             return
-        records = b"".join(struct.pack("!BBH", kind, 0, 0) + g.packed for g in groups)
-        v3 = bytearray(struct.pack("!BxH2xH", _IGMPV3_REPORT, 0, len(groups)) + records)
+        body = self._encode_records(records)
+        v3 = bytearray(struct.pack("!BxH2xH", _IGMPV3_REPORT, 0, len(records)) + body)
         struct.pack_into("!H", v3, 2, _csum(bytes(v3)))
         self._igmp(src, IGMPV3_ROUTERS, bytes(v3))
 

@@ -87,7 +87,7 @@ class IpInput:
         if dst.packed in self.rt._mine:
             return True
         if dst.is_multicast:
-            return dst in self.rt._groups or dst == ALL_HOSTS
+            return dst in self.rt._groups or dst in self.rt._sources or dst == ALL_HOSTS
         return self.is_broadcast_v4(dst)
 
     def rx_ipv4(self, src_mac: int, payload: bytes, now: int) -> None:
@@ -121,6 +121,9 @@ class IpInput:
         if proto == PROTO_TCP:
             self.rt.tcp.receive(hdr.src, hdr.dst, body, now)
         elif proto == PROTO_UDP:
+            if hdr.dst in self.rt._sources and not self.rt.takes_multicast(hdr.dst, hdr.src):
+                self.rt._count("multicast_source_filtered")
+                return
             self.rt.udp.receive(hdr.src, hdr.dst, body, payload, now)
         elif proto == PROTO_ICMP:
             self._rx_icmp4(hdr, body, now)
@@ -159,7 +162,7 @@ class IpInput:
         if dst.packed in self.rt._mine:
             return True
         if dst.is_multicast:
-            if dst == ALL_NODES or dst in self.rt._groups:
+            if dst == ALL_NODES or dst in self.rt._groups or dst in self.rt._sources:
                 return True
             return any(dst == solicited_node_address(a.ip) for a in self.rt._v6)
         return False
@@ -197,6 +200,9 @@ class IpInput:
         if nh == PROTO_TCP:
             self.rt.tcp.receive(hdr.src, hdr.dst, body, now)
         elif nh == PROTO_UDP:
+            if hdr.dst in self.rt._sources and not self.rt.takes_multicast(hdr.dst, hdr.src):
+                self.rt._count("multicast_source_filtered")
+                return
             self.rt.udp.receive(hdr.src, hdr.dst, body, payload, now)
         elif nh == NH_ICMPV6:
             self._rx_icmp6(src_mac, hdr, body, now)

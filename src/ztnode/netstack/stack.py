@@ -136,6 +136,8 @@ class IpStack:
         #: remembered next-hop MAC (TcpSocket._mac) is good only for the same generation.
         self._generation = 0
         self._groups: dict[IPAddr, int] = {}  # joined multicast groups (refcounted)
+        #: Source-specific joins: group -> source -> refcount.
+        self._sources: dict[IPAddr, dict[IPAddr, int]] = {}
         #: Bumped whenever ``multicast_groups()`` may have changed, so hosts re-sync cheaply.
         self.groups_version = 0
         self._out: list[Frame] = []
@@ -217,16 +219,36 @@ class IpStack:
         if self._v6:
             out.add((ALL_NODES_MAC, 0))
         out |= {(multicast_mac(g), 0) for g in self._groups}
+        out |= {(multicast_mac(g), 0) for g in self._sources}
         return out
 
-    def join_group(self, group: IPAddr) -> None:
-        """IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP (reference-counted)."""
+    def join_group(self, group: IPAddr, source: IPAddr | None = None) -> None:
+        """IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP (reference-counted); with ``source``,
+        IP_ADD_SOURCE_MEMBERSHIP / MCAST_JOIN_SOURCE_GROUP: only that sender's datagrams to
+        the group are taken (unless the group is also joined from any source)."""
         if not group.is_multicast:
             raise LocalProtocolError(f"{group} is not a multicast address")
-        self._groups[group] = self._groups.get(group, 0) + 1
+        if source is not None:
+            if source.version != group.version or source.is_multicast:
+                raise LocalProtocolError(f"{source} is not a unicast source for {group}")
+            sources = self._sources.setdefault(group, {})
+            sources[source] = sources.get(source, 0) + 1
+        else:
+            self._groups[group] = self._groups.get(group, 0) + 1
         self.groups_version += 1
 
-    def leave_group(self, group: IPAddr) -> None:
+    def leave_group(self, group: IPAddr, source: IPAddr | None = None) -> None:
+        if source is not None:
+            sources = self._sources.get(group, {})
+            n = sources.get(source, 0)
+            if n <= 1:
+                sources.pop(source, None)
+                if not sources:
+                    self._sources.pop(group, None)
+            else:
+                sources[source] = n - 1
+            self.groups_version += 1
+            return
         n = self._groups.get(group, 0)
         if n <= 1:
             self._groups.pop(group, None)
@@ -234,13 +256,25 @@ class IpStack:
             self._groups[group] = n - 1
         self.groups_version += 1
 
+    def takes_multicast(self, group: IPAddr, source: IPAddr) -> bool:
+        """Whether a datagram from ``source`` to ``group`` is for us: the group joined from
+        any source, or from this one."""
+        if group in self._groups:
+            return True
+        return source in self._sources.get(group, ())
+
     # ----------------------------------------------------------------- host interface
 
-    def ip_groups(self) -> set[IPAddr]:
-        """The IP multicast groups IGMP/MLD report: joined groups and the solicited-node
-        group of each IPv6 address."""
-        out: set[IPAddr] = set(self._groups)
-        out |= {solicited_node_address(a.ip) for a in self._v6}
+    def ip_groups(self) -> dict[IPAddr, frozenset[IPAddr] | None]:
+        """What IGMP/MLD report: each group with the sources joined (None: any source),
+        including the solicited-node group of each IPv6 address."""
+        out: dict[IPAddr, frozenset[IPAddr] | None] = {
+            g: frozenset(srcs) for g, srcs in self._sources.items()
+        }
+        for g in self._groups:
+            out[g] = None
+        for a in self._v6:
+            out[solicited_node_address(a.ip)] = None
         return out
 
     def frames_to_send(self, now: int) -> list[Frame]:

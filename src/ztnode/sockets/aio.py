@@ -769,15 +769,17 @@ class Network:
         """This network's events (status, addresses, config updates, leaving)."""
         return self.node.events(*kinds, maxsize=maxsize, network=self.id)
 
-    def join_group(self, group: str) -> None:
+    def join_group(self, group: str, *, source: str | None = None) -> None:
         """IP_ADD_MEMBERSHIP: receive datagrams sent to an IPv4 or IPv6 multicast group (mDNS
-        on 224.0.0.251, LLMNR on 224.0.0.252, ...) with a UDP endpoint bound to its port.
-        ZeroTier carries the membership as a multicast LIKE; no IGMP/MLD report is needed."""
-        self.stack.join_group(ip_address(group))
+        on 224.0.0.251, LLMNR on 224.0.0.252, ...) with a UDP endpoint bound to its port; with
+        ``source``, only that sender's (IP_ADD_SOURCE_MEMBERSHIP, source-specific multicast).
+        ZeroTier carries the membership as a multicast LIKE, and IGMP/MLD tell the switches
+        of bridged LANs."""
+        self.stack.join_group(ip_address(group), ip_address(source) if source else None)
         self.node.service.flush_soon()
 
-    def leave_group(self, group: str) -> None:
-        self.stack.leave_group(ip_address(group))
+    def leave_group(self, group: str, *, source: str | None = None) -> None:
+        self.stack.leave_group(ip_address(group), ip_address(source) if source else None)
         self.node.service.flush_soon()
 
     # ---- ICMP
