@@ -4,7 +4,8 @@ One namespace (layout "bridge"): our root+controller on ``192.168.217.1``, our b
 in-process :class:`ztnode.sockets.aio.Node`, ``activeBridge`` at the controller) on
 ``192.168.218.1``, libzt on ``192.168.219.1``. Our member bridges a TAP device; the TAP sits on a
 Linux bridge ``lanbr`` on which the namespace's kernel owns ``10.147.26.250``, a host of the
-"LAN" that runs a UDP echo. libzt sends a UDP request to that host: its core must put the ARP
+"LAN" that runs a UDP and a TCP echo. libzt sends a UDP request, then 200 KB over TCP, to
+that host: its core must put the ARP
 request on the network's active bridges (as ZeroTierOne's Multicaster does), our bridge must
 carry it to the LAN, and the kernel's answers (ARP reply, echo) come back through our bridge as
 frames from a foreign MAC that libzt accepts because the controller marks our member a bridge.
@@ -33,6 +34,8 @@ P_OURS, P_LIBZT = 29970, 29971
 SUBNET = "10.147.26"
 LAN_IP = f"{SUBNET}.250"
 ECHO_PORT = 7007
+TCP_PORT = 7008
+TCP_BYTES = 200_000
 NETWORK: dict[str, Any] = {
     "name": "libzt-bridge-interop",
     "private": True,
@@ -41,6 +44,19 @@ NETWORK: dict[str, Any] = {
     "ipAssignmentPools": [{"ipRangeStart": f"{SUBNET}.1", "ipRangeEnd": f"{SUBNET}.100"}],
     "routes": [{"target": f"{SUBNET}.0/24", "via": None}],
 }
+
+
+async def kernel_tcp_echo(listener: socket.socket) -> None:
+    """The LAN host's TCP echo (the namespace's kernel): one connection at a time."""
+    loop = asyncio.get_running_loop()
+    while True:
+        conn, _ = await loop.sock_accept(listener)
+        conn.setblocking(False)
+        try:
+            while data := await loop.sock_recv(conn, 65536):
+                await loop.sock_sendall(conn, data)
+        finally:
+            conn.close()
 
 
 async def kernel_echo(sock: socket.socket, got: list[bytes]) -> None:
@@ -65,15 +81,19 @@ def test_libzt_reaches_a_host_behind_our_bridge(libzt_installed: None, tmp_path:
         ns.ip("addr", "add", f"{LAN_IP}/24", "dev", "lanbr")
         echo_sock = ns.socket(socket.AF_INET, socket.SOCK_DGRAM, bind=(LAN_IP, ECHO_PORT))
         echo_sock.setblocking(False)
+        listener = ns.socket(socket.AF_INET, socket.SOCK_STREAM, bind=(LAN_IP, TCP_PORT))
+        listener.listen(4)
+        listener.setblocking(False)
         nwid: str = world.api.call("POST", "/controller/network", NETWORK)["id"]
         for ident, body in ((OUR_ID, {"activeBridge": True}), (LIBZT_ID, {})):
             member = f"/controller/network/{nwid}/member/{ident.address:010x}"
             world.api.call("POST", member, {"authorized": True, **body})
         try:
             with LibztPeer(netns=ns.name) as lz:
-                asyncio.run(scenario(ns, world, nwid, tmp_path, lz, fd, tap, echo_sock))
+                asyncio.run(scenario(ns, world, nwid, tmp_path, lz, fd, tap, echo_sock, listener))
         finally:
             echo_sock.close()
+            listener.close()
 
 
 async def scenario(
@@ -85,6 +105,7 @@ async def scenario(
     fd: int,
     tap: str,
     echo_sock: socket.socket,
+    listener: socket.socket,
 ) -> None:
     home = tmp_path / "ours"
     home.mkdir()
@@ -94,6 +115,7 @@ async def scenario(
     await node.start()
     got: list[bytes] = []
     echo = asyncio.ensure_future(kernel_echo(echo_sock, got))
+    tcp_echo = asyncio.ensure_future(kernel_tcp_echo(listener))
     try:
         join = asyncio.ensure_future(node.join(nwid, timeout=40))
         await asyncio.to_thread(
@@ -127,8 +149,22 @@ async def scenario(
                 f"bridge {bridge.counters}; our drops {dict(node.service.node.counters.drops)}"  # type: ignore[union-attr]
             ) from None
         assert b"libzt to the lan" in got
+        # TCP too: 200 KB echoed by the LAN host through the bridge, byte for byte.
+        job = await asyncio.to_thread(
+            lz.call,
+            "tcp_client",
+            30,
+            addr=LAN_IP,
+            port=TCP_PORT,
+            mode="echo_check",
+            bytes=TCP_BYTES,
+            seed=5,
+        )
+        result = await asyncio.to_thread(lz.wait_job, job["job"], 60)
+        assert result["bytes"] == TCP_BYTES and result["match"], result
         assert bridge.counters["refused"] == 0
         await bridge.close()
     finally:
         echo.cancel()
+        tcp_echo.cancel()
         await node.stop()
