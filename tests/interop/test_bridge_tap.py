@@ -6,7 +6,9 @@ bridge member; the host pings the member back. Nothing leaves the namespace and 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from tests.helpers.data import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import NetNamespace
-from ztnode.sockets.bridgeports import TapPort
+from ztnode.sockets.bridgeports import StreamPort, TapPort
 from ztnode.testing.local import DEFAULT_NETWORK, LocalZtWorld
 
 IDS = test_identities()
@@ -89,3 +91,76 @@ def test_a_kernel_host_behind_a_tap_bridge_port(tmp_path: Path) -> None:
 
 
 pytestmark = pytest.mark.e2e
+
+
+async def qemu_stand_in(host: str, port: int, tap_fd: int) -> None:
+    """What QEMU does with ``-netdev stream``: frames between a NIC and the stream. Here the
+    NIC is a TAP device in the namespace whose kernel owns the LAN host's address, so the host
+    behind the VM socket is a real kernel, not a simulation."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(host, port)
+    os.set_blocking(tap_fd, False)
+
+    def from_tap() -> None:
+        while True:
+            try:
+                frame = os.read(tap_fd, 65536)
+            except BlockingIOError:
+                return
+            writer.write(struct.pack("!I", len(frame)) + frame)
+
+    loop.add_reader(tap_fd, from_tap)
+    try:
+        while True:
+            (n,) = struct.unpack("!I", await reader.readexactly(4))
+            os.write(tap_fd, await reader.readexactly(n))
+    finally:
+        loop.remove_reader(tap_fd)
+        writer.close()
+
+
+def test_a_kernel_host_behind_a_vm_socket_port(tmp_path: Path) -> None:
+    need_root()
+    with NetNamespace() as ns:
+        fd, tap = ns.in_namespace(lambda: TapPort.create("ztvm%d"))
+        ns.ip("link", "set", tap, "up")
+        ns.ip("addr", "add", f"{LAN_IP}/24", "dev", tap)
+        listener = ns.socket(socket.AF_INET, socket.SOCK_STREAM, bind=(LAN_IP, 8000))
+        listener.listen(4)
+        listener.setblocking(False)
+
+        async def main() -> None:
+            async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3], network=NETWORK) as w:
+                (bridge_node, _), (bridged, other) = w.members, w.networks
+                assert w.root is not None
+                w.root.controller.update_member(
+                    w.network_id, bridge_node.address, {"activeBridge": True}
+                )
+                for _ in range(100):
+                    cfg = bridge_node._core.network(w.network_id).config
+                    if cfg.permits_bridging(int(bridge_node.address, 16)):
+                        break
+                    await asyncio.sleep(0.05)
+                port = StreamPort.listen()
+                bridge = await bridged.bridge(port)
+                host, tcp_port = port.address  # type: ignore[misc]
+                vm = asyncio.ensure_future(qemu_stand_in(host, tcp_port, fd))
+                loop = asyncio.get_running_loop()
+                try:
+                    assert await other.ping(LAN_IP, timeout=5) > 0
+                    _, writer = await other.open_connection(LAN_IP, 8000, timeout=10)
+                    conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 10)
+                    writer.write(b"through the vm socket")
+                    got = await asyncio.wait_for(loop.sock_recv(conn, 100), 10)
+                    assert got == b"through the vm socket"
+                    conn.close()
+                    writer.close()
+                finally:
+                    vm.cancel()
+                    await bridge.close()
+
+        try:
+            asyncio.run(main())
+        finally:
+            listener.close()
+            os.close(fd)
