@@ -17,9 +17,15 @@ import tempfile
 
 from ztnode import LocalZtWorld, Node
 from ztnode.sockets.bridgeports import StreamPort
+from ztnode.testing.local import DEFAULT_NETWORK
 
 VM_MAC = bytes.fromhex("02deadbeef07")
 VM_IP = "10.147.17.250"
+# Members get addresses below the VM's.
+NETWORK = {
+    **DEFAULT_NETWORK,
+    "ipAssignmentPools": [{"ipRangeStart": "10.147.17.1", "ipRangeEnd": "10.147.17.200"}],
+}
 
 
 def checksum(data: bytes) -> int:
@@ -73,7 +79,7 @@ async def stand_in_vm(host: str, port: int) -> None:
 
 async def run_local() -> None:
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2) as world:
+        async with LocalZtWorld(base, members=2, network=NETWORK) as world:
             (bridge_node, _), (bridged, other) = world.members, world.networks
             assert world.root is not None
             world.root.controller.update_member(

@@ -13,13 +13,17 @@ import pytest
 from tests.helpers.data import test_identities
 from ztnode.errors import LocalProtocolError
 from ztnode.sockets.bridgeports import StreamPort
-from ztnode.testing.local import LocalZtWorld
+from ztnode.testing.local import DEFAULT_NETWORK, LocalZtWorld
 
 pytestmark = pytest.mark.e2e
 
 IDS = test_identities()
 VM_MAC = "02:de:ad:be:ef:07"
 VM_IP = "10.147.17.250"
+NETWORK = {  # members get addresses below the VM's
+    **DEFAULT_NETWORK,
+    "ipAssignmentPools": [{"ipRangeStart": "10.147.17.1", "ipRangeEnd": "10.147.17.200"}],
+}
 
 
 class Vm:
@@ -67,7 +71,7 @@ def test_a_vm_on_a_stream_port_is_on_the_network(tmp_path: Path) -> None:
     from scapy.layers.l2 import ARP, Ether
 
     async def main() -> None:
-        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3], network=NETWORK) as w:
             (_, node_b), (a, b) = w.members, w.networks
             with pytest.raises(LocalProtocolError, match="not an active bridge"):
                 await b.bridge(StreamPort.listen())
