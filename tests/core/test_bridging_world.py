@@ -174,3 +174,21 @@ def test_a_segment_bridged_through_c_reaches_a_and_c_itself(world: RulesWorld) -
     )
     assert w.run_until(lambda: arp_reply_from(c_ip) is not None, 5_000)
     assert port.counters["from_segment"] == 3 and port.counters["refused"] == 0
+
+
+def test_a_multicast_frame_asking_for_members_gets_them(tmp_path: Path) -> None:
+    """MULTICAST_FRAME's implicit gather (gather limit > 0): the receiver answers
+    OK(MULTICAST_FRAME) with members it knows, itself included when it announces the group,
+    and the sender learns them (IncomingPacket::_doMULTICAST_FRAME)."""
+    from ipaddress import IPv4Address
+
+    w = RulesWorld(tmp_path, [ACCEPT])
+    a, b = w.a, w.b
+    group = (BROADCAST_MAC, int(IPv4Address(w.ip(a))))  # a's ARP group, which a announces
+    frame = MulticastFrame.create(
+        w.nwid, BROADCAST_MAC, group[1], 0x0806, bytes(28), gather_limit=8
+    ).encode()
+    _introduce(w, b, a)
+    b.node.switch.send(a.node.address, Verb.MULTICAST_FRAME, frame, w.now)
+    net_b = b.node.network(w.nwid)
+    assert w.run_until(lambda: a.node.address in net_b.members_of(group, w.now), 5_000)

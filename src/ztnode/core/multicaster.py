@@ -18,6 +18,7 @@ from ztnode.core.network import (
     Network,
     PendingMulticast,
 )
+from ztnode.core.path import Path
 from ztnode.core.peer import (
     Peer,
 )
@@ -34,12 +35,15 @@ from ztnode.wire.constants import (
 from ztnode.wire.mac import mac_from_address
 from ztnode.wire.verbs import (
     Error,
+    GatherResults,
     MulticastFrame,
     MulticastGather,
     MulticastLike,
     MulticastSubscription,
+    OkMulticastFrame,
     OkMulticastGather,
 )
+from ztnode.wire.verbs.replies import OK_MULTICAST_FRAME_FLAG_GATHER
 
 if TYPE_CHECKING:
     from ztnode.core.node import Node
@@ -212,12 +216,33 @@ class Multicaster:
             else:
                 if source != sender_mac:  # a host behind this bridge: learn where it sits
                     net.bridge_routes.learn(source, peer.address, now)
+                if m.gather_limit:  # an implicit gather: the sender wants members
+                    self._answer_implicit_gather(m, peer, path, pid, now)
                 peer.last_trust_established = now
                 path.last_trust_established = now
                 self.rt.vl2.deliver_frame(
                     net, peer.address, source, m.dest_mac, m.ethertype, m.payload, now
                 )
         self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now)
+
+    def _answer_implicit_gather(
+        self, m: MulticastFrame, peer: Peer, path: Path, pid: int, now: int
+    ) -> None:
+        """OK(MULTICAST_FRAME) with members of the group (flag 0x02), only when there are
+        some (IncomingPacket::_doMULTICAST_FRAME)."""
+        limit = m.gather_limit or 0
+        live = self._gather(m.network_id, m.dest_mac, m.adi, limit, peer, now)
+        if not live:
+            return
+        ok = OkMulticastFrame(
+            pid,
+            m.network_id,
+            m.dest_mac,
+            m.adi,
+            OK_MULTICAST_FRAME_FLAG_GATHER,
+            gather=GatherResults(len(live), tuple(live[:limit])),
+        )
+        self.rt.switch.send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
 
     def do_multicast_like(self, rx: Rx) -> None:
         peer, payload, path, hops, now = rx.peer, rx.payload, rx.path, rx.hops, rx.now
@@ -246,27 +271,50 @@ class Multicaster:
     def do_multicast_gather(self, rx: Rx) -> None:
         peer, payload, path, pid, hops, now = rx.peer, rx.payload, rx.path, rx.pid, rx.hops, rx.now
         g = MulticastGather.decode(payload)
-        net = self.rt.networks.get(g.network_id)
-        live: list[int] = []
-        if g.gather_limit > 0 and self.rt.topology.am_upstream:
-            members = self._likes.members((g.network_id, g.mac, g.adi))
-            live = [
-                a
-                for a, t in members.items()
-                if a != peer.address and now - t < MULTICAST_LIKE_EXPIRE
-            ]
-        elif g.gather_limit > 0 and net is not None and self._may_like(net, peer, now):
-            group = (g.mac, g.adi)
-            live = [a for a in net.members_of(group, now) if a != peer.address]
-            if group in net.announced_groups():
-                live.append(self.rt.address)
+        live = self._gather(g.network_id, g.mac, g.adi, g.gather_limit, peer, now)
         if live:
-            self.rt.rng.shuffle(live)
             ok = OkMulticastGather(
                 pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
             )
             self.rt.switch.send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
         self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_GATHER, now)
+
+    def _gather(
+        self, network_id: int, mac: int, adi: int, limit: int, peer: Peer, now: int
+    ) -> list[int]:
+        """The group's members a gather (explicit, or implied by a MULTICAST_FRAME) is told
+        of, shuffled: a root's LIKE table, or a member's own view (itself included when it
+        announces the group); never the asker."""
+        net = self.rt.networks.get(network_id)
+        live: list[int] = []
+        if limit > 0 and self.rt.topology.am_upstream:
+            members = self._likes.members((network_id, mac, adi))
+            live = [
+                a
+                for a, t in members.items()
+                if a != peer.address and now - t < MULTICAST_LIKE_EXPIRE
+            ]
+        elif limit > 0 and net is not None and self._may_like(net, peer, now):
+            group = (mac, adi)
+            live = [a for a in net.members_of(group, now) if a != peer.address]
+            if group in net.announced_groups():
+                live.append(self.rt.address)
+        self.rt.rng.shuffle(live)
+        return live
+
+    def learn_gathered(
+        self, network_id: int, mac: int, adi: int, members: tuple[int, ...], now: int
+    ) -> None:
+        """Members a gather answered with (OK(MULTICAST_GATHER) or OK(MULTICAST_FRAME)):
+        learned, and multicasts still pending for the group go to the new ones."""
+        net = self.rt.networks.get(network_id)
+        if net is None:
+            return
+        group = (mac, adi)
+        fresh = [a for a in members if a not in net.members_of(group, now)]
+        for a in members:
+            net.learn_member(group, a, now)
+        self.send_pending(net, group, fresh, now)
 
     def subscribers(self, network_id: int, mac: int, adi: int, now: int) -> list[int]:
         """Root role: the members that recently announced (LIKE) a multicast group."""

@@ -48,6 +48,7 @@ from ztnode.wire.verbs import (
     Hello,
     OkEcho,
     OkHello,
+    OkMulticastFrame,
     OkMulticastGather,
     OkNetworkConfigRequest,
     OkWhois,
@@ -227,13 +228,10 @@ class Vl1:
         elif isinstance(ok, OkNetworkConfigRequest):
             self.rt.vl2.config_chunk(peer, ok.chunk, in_re_id, now, pushed=False, path=path)
         elif isinstance(ok, OkMulticastGather):
-            net = self.rt.networks.get(ok.network_id)
-            if net is not None:
-                group = (ok.mac, ok.adi)
-                fresh = [a for a in ok.members if a not in net.members_of(group, now)]
-                for a in ok.members:
-                    net.learn_member(group, a, now)
-                self.rt.multicaster.send_pending(net, group, fresh, now)
+            self.rt.multicaster.learn_gathered(ok.network_id, ok.mac, ok.adi, ok.members, now)
+        elif isinstance(ok, OkMulticastFrame) and ok.gather is not None:  # implicit gather
+            members = ok.gather.members
+            self.rt.multicaster.learn_gathered(ok.network_id, ok.mac, ok.adi, members, now)
         self.received(peer, path, hops, Verb.OK, now)
 
     def _ok_hello(self, peer: Peer, ok: OkHello, path: Path, hops: int, now: int) -> None:
