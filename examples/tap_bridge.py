@@ -60,11 +60,7 @@ async def run_local() -> None:
         with tempfile.TemporaryDirectory() as base:
             async with LocalZtWorld(base, members=2, network=NETWORK) as world:
                 (bridge_node, _), (bridged, other) = world.members, world.networks
-                assert world.root is not None
-                world.root.controller.update_member(
-                    world.network_id, bridge_node.address, {"activeBridge": True}
-                )
-                await asyncio.sleep(0.5)  # the new config reaches the bridge member
+                await world.make_bridge(bridge_node)  # activeBridge at the controller
                 bridge = await bridged.bridge(TapPort(tap, fd=fd))
                 print(f"bridge: {tap} (in namespace {ns}) on {bridged.id_hex}")
                 for seq in range(3):

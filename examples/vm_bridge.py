@@ -81,11 +81,7 @@ async def run_local() -> None:
     with tempfile.TemporaryDirectory() as base:
         async with LocalZtWorld(base, members=2, network=NETWORK) as world:
             (bridge_node, _), (bridged, other) = world.members, world.networks
-            assert world.root is not None
-            world.root.controller.update_member(
-                world.network_id, bridge_node.address, {"activeBridge": True}
-            )
-            await asyncio.sleep(0.5)  # the new config reaches the bridge member
+            await world.make_bridge(bridge_node)  # activeBridge at the controller
             port = StreamPort.listen()
             bridge = await bridged.bridge(port)
             host, tcp_port = port.address  # type: ignore[misc]

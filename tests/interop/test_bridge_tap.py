@@ -43,15 +43,7 @@ def test_a_kernel_host_behind_a_tap_bridge_port(tmp_path: Path) -> None:
         async def main() -> None:
             async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3], network=NETWORK) as w:
                 (bridge_node, _), (bridged, other) = w.members, w.networks
-                assert w.root is not None
-                w.root.controller.update_member(
-                    w.network_id, bridge_node.address, {"activeBridge": True}
-                )
-                for _ in range(100):
-                    cfg = bridge_node._core.network(w.network_id).config
-                    if cfg.permits_bridging(int(bridge_node.address, 16)):
-                        break
-                    await asyncio.sleep(0.05)
+                await w.make_bridge(bridge_node)
                 bridge = await bridged.bridge(TapPort(tap, fd=fd))
                 loop = asyncio.get_running_loop()
                 # The other member reaches the kernel host: ICMP, then TCP.
@@ -132,15 +124,7 @@ def test_a_kernel_host_behind_a_vm_socket_port(tmp_path: Path) -> None:
         async def main() -> None:
             async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3], network=NETWORK) as w:
                 (bridge_node, _), (bridged, other) = w.members, w.networks
-                assert w.root is not None
-                w.root.controller.update_member(
-                    w.network_id, bridge_node.address, {"activeBridge": True}
-                )
-                for _ in range(100):
-                    cfg = bridge_node._core.network(w.network_id).config
-                    if cfg.permits_bridging(int(bridge_node.address, 16)):
-                        break
-                    await asyncio.sleep(0.05)
+                await w.make_bridge(bridge_node)
                 port = StreamPort.listen()
                 bridge = await bridged.bridge(port)
                 host, tcp_port = port.address  # type: ignore[misc]

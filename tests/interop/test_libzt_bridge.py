@@ -23,8 +23,8 @@ from tests.helpers.data import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztPeer
-from tests.interop.world import controller_world, start_libzt_member, wait_libzt_addresses
-from ztnode.sockets.aio import Node
+from tests.interop.world import controller_world, join_beside_libzt, our_member
+from ztnode.sockets.aio import Network, Node
 from ztnode.sockets.bridgeports import TapPort
 
 IDS = test_identities()
@@ -107,64 +107,57 @@ async def scenario(
     echo_sock: socket.socket,
     listener: socket.socket,
 ) -> None:
-    home = tmp_path / "ours"
-    home.mkdir()
-    OUR_ID.save(home / "identity.secret", include_private=True)
-    sock = ns.socket(bind=(ns.addresses[SLOT_OURS], P_OURS))
-    node = Node(home, planet=world.planet, sockets=(sock,))
-    await node.start()
     got: list[bytes] = []
     echo = asyncio.ensure_future(kernel_echo(echo_sock, got))
     tcp_echo = asyncio.ensure_future(kernel_tcp_echo(listener))
     try:
-        join = asyncio.ensure_future(node.join(nwid, timeout=40))
-        await asyncio.to_thread(
-            start_libzt_member,
-            lz,
-            tmp_path / "libzt",
-            LIBZT_ID,
-            world.planet,
-            P_LIBZT,
-            nwid,
-            [n for j, n in enumerate(ns.interfaces) if j != SLOT_LIBZT],
-        )
-        await asyncio.to_thread(wait_libzt_addresses, lz, nwid, 40)
-        net = await join
-        bridge = await net.bridge(TapPort(tap, fd=fd))
-        req = await asyncio.to_thread(
-            lz.call,
-            "udp_request",
-            30,
-            addr=LAN_IP,
-            port=ECHO_PORT,
-            payload=b"libzt to the lan".hex(),
-            tries=15,
-            interval=1.0,
-        )
-        try:
-            await asyncio.to_thread(lz.wait_job, req["job"], 30)
-        except Exception as e:
-            raise AssertionError(
-                f"libzt got no echo from the LAN host: {e}; the host got {got}; "
-                f"bridge {bridge.counters}; our drops {dict(node.service.node.counters.drops)}"  # type: ignore[union-attr]
-            ) from None
-        assert b"libzt to the lan" in got
-        # TCP too: 200 KB echoed by the LAN host through the bridge, byte for byte.
-        job = await asyncio.to_thread(
-            lz.call,
-            "tcp_client",
-            30,
-            addr=LAN_IP,
-            port=TCP_PORT,
-            mode="echo_check",
-            bytes=TCP_BYTES,
-            seed=5,
-        )
-        result = await asyncio.to_thread(lz.wait_job, job["job"], 60)
-        assert result["bytes"] == TCP_BYTES and result["match"], result
-        assert bridge.counters["refused"] == 0
-        await bridge.close()
+        async with our_member(
+            ns, world.planet, tmp_path / "ours", OUR_ID, SLOT_OURS, P_OURS
+        ) as node:
+            net, _ = await join_beside_libzt(
+                ns, node, world.planet, nwid, lz, tmp_path / "libzt", LIBZT_ID, SLOT_LIBZT, P_LIBZT
+            )
+            await bridged_checks(node, net, lz, fd, tap, got)
     finally:
         echo.cancel()
         tcp_echo.cancel()
-        await node.stop()
+
+
+async def bridged_checks(
+    node: Node, net: Network, lz: LibztPeer, fd: int, tap: str, got: list[bytes]
+) -> None:
+    """libzt's UDP and then TCP reach the LAN host behind our bridge, and come back."""
+    bridge = await net.bridge(TapPort(tap, fd=fd))
+    req = await asyncio.to_thread(
+        lz.call,
+        "udp_request",
+        30,
+        addr=LAN_IP,
+        port=ECHO_PORT,
+        payload=b"libzt to the lan".hex(),
+        tries=15,
+        interval=1.0,
+    )
+    try:
+        await asyncio.to_thread(lz.wait_job, req["job"], 30)
+    except Exception as e:
+        raise AssertionError(
+            f"libzt got no echo from the LAN host: {e}; the host got {got}; "
+            f"bridge {bridge.counters}; our drops {dict(node.service.node.counters.drops)}"  # type: ignore[union-attr]
+        ) from None
+    assert b"libzt to the lan" in got
+    # TCP too: 200 KB echoed by the LAN host through the bridge, byte for byte.
+    job = await asyncio.to_thread(
+        lz.call,
+        "tcp_client",
+        30,
+        addr=LAN_IP,
+        port=TCP_PORT,
+        mode="echo_check",
+        bytes=TCP_BYTES,
+        seed=5,
+    )
+    result = await asyncio.to_thread(lz.wait_job, job["job"], 60)
+    assert result["bytes"] == TCP_BYTES and result["match"], result
+    assert bridge.counters["refused"] == 0
+    await bridge.close()

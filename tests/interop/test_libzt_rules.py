@@ -36,8 +36,8 @@ from tests.interop.peer import LibztPeer
 from tests.interop.world import (
     ControllerWorld,
     controller_world,
-    start_libzt_member,
-    wait_libzt_addresses,
+    join_beside_libzt,
+    our_member,
 )
 from ztnode.sockets.aio import Network, Node
 from ztnode.wire.rules import Characteristic
@@ -211,30 +211,10 @@ def test_rules_enforced_alike_by_ztnode_and_libzt(libzt_installed: None, tmp_pat
 async def _scenario(
     ns: NetNamespace, world: ControllerWorld, nwid: str, tmp_path: Path, lz: LibztPeer
 ) -> None:
-    home = tmp_path / "ours"
-    home.mkdir()
-    OUR_ID.save(home / "identity.secret", include_private=True)
-    sock = ns.socket(bind=(ns.addresses[SLOT_OURS], P_OURS))
-    node = Node(home, planet=world.planet, sockets=(sock,))
-    try:
-        await node.start()
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        join = asyncio.ensure_future(node.join(nwid, timeout=40))
-        await asyncio.to_thread(
-            start_libzt_member,
-            lz,
-            tmp_path / "libzt",
-            LIBZT_ID,
-            world.planet,
-            P_LIBZT,
-            nwid,
-            [n for j, n in enumerate(ns.interfaces) if j != SLOT_LIBZT],
+    async with our_member(ns, world.planet, tmp_path / "ours", OUR_ID, SLOT_OURS, P_OURS) as node:
+        net, lz_ip = await join_beside_libzt(
+            ns, node, world.planet, nwid, lz, tmp_path / "libzt", LIBZT_ID, SLOT_LIBZT, P_LIBZT
         )
-        lz_ip = (await asyncio.to_thread(wait_libzt_addresses, lz, nwid, 40))[4]
-        net = await join
         s = Scene(world, nwid, node, net, lz, lz_ip)
         try:
             await _checks(s)
@@ -242,8 +222,6 @@ async def _scenario(
             e.add_note("; ".join(s.log))
             e.add_note(f"our drops {s.drops}")
             raise
-    finally:
-        await node.stop()
 
 
 async def _checks(s: Scene) -> None:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from tests.interop.netns import NetNamespace
 from tests.interop.peer import LibztPeer
 from ztnode.identity import Identity
 from ztnode.root.worlds import KeyPair
+from ztnode.sockets.aio import Network, Node
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import Root, World, WorldType
 
@@ -212,3 +213,59 @@ def wait_libzt_addresses(
         if time.monotonic() >= deadline:
             raise AssertionError(f"libzt not ready on {nwid} within {timeout} s: {st}")
         time.sleep(0.1)
+
+
+# -------------------------------------------------------------- our member beside a libzt one
+
+
+@contextlib.asynccontextmanager
+async def our_member(
+    ns: NetNamespace, planet: World, home: Path, ident: Identity, slot: int, port: int
+) -> AsyncIterator[Node]:
+    """Our in-process node on the namespace's address ``slot`` (a socket made inside it),
+    started with a fixed identity; stopped on exit."""
+    home.mkdir(parents=True, exist_ok=True)
+    ident.save(home / "identity.secret", include_private=True)
+    sock = ns.socket(bind=(ns.addresses[slot], port))
+    node = Node(home, planet=planet, sockets=(sock,))
+    try:
+        await node.start()
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def join_beside_libzt(
+    ns: NetNamespace,
+    node: Node,
+    planet: World,
+    nwid: str,
+    lz: LibztPeer,
+    lz_home: Path,
+    lz_ident: Identity,
+    lz_slot: int,
+    lz_port: int,
+) -> tuple[Network, str]:
+    """Our node and a libzt member join ``nwid`` side by side: our Network and libzt's IPv4
+    address, once both are ready (libzt told to ignore every interface but its own)."""
+    join = asyncio.ensure_future(node.join(nwid, timeout=40))
+    try:
+        await asyncio.to_thread(
+            start_libzt_member,
+            lz,
+            lz_home,
+            lz_ident,
+            planet,
+            lz_port,
+            nwid,
+            [n for j, n in enumerate(ns.interfaces) if j != lz_slot],
+        )
+        lz_ip = (await asyncio.to_thread(wait_libzt_addresses, lz, nwid, 40))[4]
+        return await join, lz_ip
+    except BaseException:
+        join.cancel()
+        raise

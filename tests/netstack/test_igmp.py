@@ -61,6 +61,17 @@ def valid(p: IP) -> bool:
     )
 
 
+def query_answered_at(s: IpStack, query: object, now: int) -> int:
+    """A querier's IPv4 query reaches the stack at ``now``; the answer is due (and made) at
+    the returned time, within the query's maximum response time."""
+    packet = bytes(IP(src="10.9.0.254", dst="224.0.0.1", ttl=1) / query)  # type: ignore[operator]
+    s.receive_frame(0x0200000000AA, 0x01005E000001, ETH_IP4, packet, now)
+    when = s.get_timer()
+    assert when is not None
+    s.handle_timer(when)
+    return when
+
+
 def test_join_reports_twice_and_leave_says_so() -> None:
     s = make()
     s.frames_to_send(0)  # the address settles (no IPv6: nothing to report yet)
@@ -86,31 +97,14 @@ def test_general_query_is_answered_within_its_time_and_v2_querier_switches_versi
     s.handle_timer(1000)
     s.frames_to_send(1000)
     query = IGMPv3(type=0x11, mrcode=50) / IGMPv3mq(gaddr="0.0.0.0")  # 5 s
-    s.receive_frame(
-        0x0200000000AA,
-        0x01005E000001,
-        ETH_IP4,
-        bytes(IP(src="10.9.0.254", dst="224.0.0.1", ttl=1) / query),
-        2000,
-    )
-    deadline = s.get_timer()
-    assert deadline is not None and 2000 <= deadline <= 7000
-    s.handle_timer(deadline)
+    deadline = query_answered_at(s, query, 2000)
+    assert 2000 <= deadline <= 7000
     (answer,) = igmp_sent(s, deadline)
     records = IGMPv3(bytes(answer[IP].payload))[IGMPv3mr].records
     assert [(r.rtype, r.maddr) for r in records] == [(2, str(GROUP))]  # MODE_IS_EXCLUDE
     # An IGMPv2 querier: v2 reports to the group itself from now on.
     v2q = IGMP(type=0x11, mrcode=100, gaddr="0.0.0.0")
-    s.receive_frame(
-        0x0200000000AA,
-        0x01005E000001,
-        ETH_IP4,
-        bytes(IP(src="10.9.0.254", dst="224.0.0.1", ttl=1) / v2q),
-        10_000,
-    )
-    when = s.get_timer()
-    assert when is not None
-    s.handle_timer(when)
+    when = query_answered_at(s, v2q, 10_000)
     (v2,) = igmp_sent(s, when)
     assert v2.dst == str(GROUP) and IGMP(bytes(v2[IP].payload)).type == 0x16 and valid(v2)
     other = IPv4Address("239.9.9.9")
@@ -184,16 +178,7 @@ def test_source_specific_joins_report_their_sources_and_filter_input() -> None:
     s.handle_timer(1030)  # the repeats: only the last change still holds
     assert [r[0] for r in records(1030)] == [6]
     query = IGMPv3(type=0x11, mrcode=10) / IGMPv3mq(gaddr="0.0.0.0")
-    s.receive_frame(
-        0x0200000000AA,
-        0x01005E000001,
-        ETH_IP4,
-        bytes(IP(src="10.9.0.254", dst="224.0.0.1", ttl=1) / query),
-        2000,
-    )
-    when = s.get_timer()
-    assert when is not None
-    s.handle_timer(when)
+    when = query_answered_at(s, query, 2000)
     assert records(when) == [(1, str(GROUP), [str(s2)])]  # MODE_IS_INCLUDE
     # Datagrams to the group: from s2 taken, from s3 filtered.
     sock = s.udp_bind(None, 5000)

@@ -75,13 +75,7 @@ def test_a_vm_on_a_stream_port_is_on_the_network(tmp_path: Path) -> None:
             (_, node_b), (a, b) = w.members, w.networks
             with pytest.raises(LocalProtocolError, match="not an active bridge"):
                 await b.bridge(StreamPort.listen())
-            w.root.controller.update_member(w.network_id, node_b.address, {"activeBridge": True})  # type: ignore[union-attr]
-            for _ in range(100):  # the new config reaches b (pushed at once)
-                if b.node._core.network(w.network_id).config.permits_bridging(
-                    int(node_b.address, 16)
-                ):
-                    break
-                await asyncio.sleep(0.05)
+            await w.make_bridge(node_b)
             port = StreamPort.listen()
             bridge = await b.bridge(port)
             host, tcp_port = port.address  # type: ignore[misc]

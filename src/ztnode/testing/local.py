@@ -139,6 +139,21 @@ class LocalZtWorld:
         else:
             ctl.deauthorize(self.network_id, node.address)
 
+    async def make_bridge(self, node: Node, timeout: float = 10.0) -> None:
+        """Mark ``node`` an active bridge on this world's network and wait until its own
+        config says so (then ``network.bridge(port)`` may be called on it)."""
+        if self.root is None:
+            raise RuntimeError("start the world first")
+        self.root.controller.update_member(self.network_id, node.address, {"activeBridge": True})
+        address = int(node.address, 16)
+
+        def ready() -> bool:
+            net = node.service.node.network(self.network_id) if node.service.node else None
+            cfg = net.config if net is not None else None
+            return cfg is not None and cfg.permits_bridging(address)
+
+        await node._wait_for(ready, timeout, f"{node.address} never became a bridge")
+
     async def stop(self) -> None:
         for m in self.members:
             await m.stop()
