@@ -9,6 +9,8 @@ that host: its core must put the ARP
 request on the network's active bridges (as ZeroTierOne's Multicaster does), our bridge must
 carry it to the LAN, and the kernel's answers (ARP reply, echo) come back through our bridge as
 frames from a foreign MAC that libzt accepts because the controller marks our member a bridge.
+Then the LAN host pings libzt (ICMP through the bridge; libzt 1.8.4 has no raw sockets to
+ping from: zts_bsd_socket refuses SOCK_RAW).
 IPv4 only (LIBZT_PEER.md).
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +61,38 @@ async def kernel_tcp_echo(listener: socket.socket) -> None:
                 await loop.sock_sendall(conn, data)
         finally:
             conn.close()
+
+
+def kernel_ping(ns: NetNamespace, dst: str, tries: int = 5) -> float | None:
+    """One ICMP echo from the namespace's kernel (a raw socket bound to the LAN host's
+    address): the round trip in seconds, or None after ``tries`` unanswered requests."""
+    raw = ns.in_namespace(
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    )
+    try:
+        raw.bind((LAN_IP, 0))
+        raw.settimeout(1.0)
+        for seq in range(tries):
+            body = struct.pack("!BBHHH", 8, 0, 0, 0x7A7A, seq) + b"lan ping"
+            total = sum(struct.unpack(f"!{len(body) // 2}H", body))
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            body = body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
+            t0 = time.monotonic()
+            raw.sendto(body, (dst, 0))
+            deadline = t0 + 1.0
+            while time.monotonic() < deadline:
+                try:
+                    packet, addr = raw.recvfrom(2048)
+                except TimeoutError:
+                    break
+                ihl = (packet[0] & 0x0F) * 4
+                icmp = packet[ihl:]
+                if addr[0] == dst and icmp[0] == 0 and icmp[4:8] == body[4:8]:
+                    return time.monotonic() - t0
+        return None
+    finally:
+        raw.close()
 
 
 async def kernel_echo(sock: socket.socket, got: list[bytes]) -> None:
@@ -114,17 +150,24 @@ async def scenario(
         async with our_member(
             ns, world.planet, tmp_path / "ours", OUR_ID, SLOT_OURS, P_OURS
         ) as node:
-            net, _ = await join_beside_libzt(
+            net, lz_ip = await join_beside_libzt(
                 ns, node, world.planet, nwid, lz, tmp_path / "libzt", LIBZT_ID, SLOT_LIBZT, P_LIBZT
             )
-            await bridged_checks(node, net, lz, fd, tap, got)
+            await bridged_checks(ns, node, net, lz, lz_ip, fd, tap, got)
     finally:
         echo.cancel()
         tcp_echo.cancel()
 
 
 async def bridged_checks(
-    node: Node, net: Network, lz: LibztPeer, fd: int, tap: str, got: list[bytes]
+    ns: NetNamespace,
+    node: Node,
+    net: Network,
+    lz: LibztPeer,
+    lz_ip: str,
+    fd: int,
+    tap: str,
+    got: list[bytes],
 ) -> None:
     """libzt's UDP and then TCP reach the LAN host behind our bridge, and come back."""
     bridge = await net.bridge(TapPort(tap, fd=fd))
@@ -159,5 +202,9 @@ async def bridged_checks(
     )
     result = await asyncio.to_thread(lz.wait_job, job["job"], 60)
     assert result["bytes"] == TCP_BYTES and result["match"], result
+    # ICMP: the LAN host pings libzt, echo request and reply crossing the bridge.
+    # (libzt 1.8.4 cannot ping: zts_bsd_socket refuses SOCK_RAW with ENOBUFS.)
+    rtt = await asyncio.to_thread(kernel_ping, ns, lz_ip)
+    assert rtt is not None, f"the LAN host got no echo reply from libzt at {lz_ip}"
     assert bridge.counters["refused"] == 0
     await bridge.close()
