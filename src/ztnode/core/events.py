@@ -72,6 +72,28 @@ class PeerRelayed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BondLinkChanged(Event):
+    """A path of a bond became usable (``up``) or stopped being usable, with why."""
+
+    address: int
+    local: Addr
+    remote: Addr
+    up: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BondActiveChanged(Event):
+    """Active-backup moved a peer's traffic to another path (``previous_*`` None at first)."""
+
+    address: int
+    local: Addr
+    remote: Addr
+    previous_local: Addr | None
+    previous_remote: Addr | None
+
+
+@dataclass(frozen=True, slots=True)
 class EchoReply(Event):
     """OK(ECHO) to an ECHO sent through the API, with its measured round trip."""
 

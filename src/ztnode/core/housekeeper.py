@@ -127,6 +127,7 @@ class Housekeeper:
     def expire_paths(self, peer: Peer, now: int) -> None:
         had = bool(peer.paths)
         for gone in peer.expire_paths(now):
+            self.rt.bonds.path_removed(peer.address, gone.path)
             self.rt.events.append(
                 ev.PathDown(peer.address, gone.path.local, gone.path.remote, "expired")
             )
@@ -137,6 +138,8 @@ class Housekeeper:
         """doPingAndKeepalive: HELLO every 60 s, ECHO on idle paths; drop expired paths."""
         full = now - peer.last_sent_full_hello >= PEER_PING_PERIOD
         self.expire_paths(peer, now)
+        if self.rt.bonds.in_use:
+            self.rt.bonds.consider(peer, now)
         sent = 0
         for slot in list(peer.paths):
             p = slot.path
@@ -151,6 +154,7 @@ class Housekeeper:
         upstreams = set(self.rt.topology.upstreams)
         for a in [a for a, p in self.rt.peers.items() if a not in upstreams and not p.alive(now)]:
             del self.rt.peers[a]
+            self.rt.bonds.peer_removed(a)
             self.rt.events.append(ev.PeerRemoved(a))
         used = {s.path for p in self.rt.peers.values() for s in p.paths}
         for k in [k for k, p in self.rt.paths.items() if p not in used and not p.alive(now)]:

@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ztnode.core import events as ev
+from ztnode.core.bond import NO_FLOW, Bond, BondingSettings, BondLayer
 from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.core.controller_link import ControllerLink
 from ztnode.core.counters import Counters, Drop
@@ -152,6 +153,7 @@ class Node:
         self.vl2 = Vl2(self)
         self.multicaster = Multicaster(self)
         self.controller_link = ControllerLink(self)
+        self.bonds = BondLayer(self)
         self.switch.install_handlers()
         self.housekeeper.make_upstream_peers()
 
@@ -194,6 +196,9 @@ class Node:
             r = net.next_config_retry()
             if r is not None and r < t:
                 t = r
+        b = self.bonds.next_deadline()
+        if b is not None and b < t:
+            t = b
         return t
 
     def handle_timer(self, now: int) -> None:
@@ -204,6 +209,8 @@ class Node:
             if tick is not None and now >= tick:
                 self.whois.tick(now)
             self.housekeeper.run_due(now)
+            if self.bonds.bonds:
+                self.bonds.tick(now)
             for net in list(self.networks.values()):
                 r = net.next_config_retry()
                 if r is not None and r <= now:
@@ -225,6 +232,20 @@ class Node:
     @property
     def online(self) -> bool:
         return self.housekeeper.online
+
+    def configure_bonding(self, settings: BondingSettings, now: int) -> None:
+        """Bonding policies (``local.conf`` settings, see :mod:`ztnode.core.bond`); bonds
+        are re-formed from the peers' current paths."""
+        self.bonds.configure(settings, now)
+
+    def set_link_names(self, names: Mapping[Addr, str]) -> None:
+        """The interface each bound socket address belongs to (bond links are per
+        interface); sockets not named share the link ``""``."""
+        self.bonds.link_names = dict(names)
+
+    def bond(self, address: int) -> Bond | None:
+        """The bond with a peer, if it has one."""
+        return self.bonds.bonds.get(address)
 
     def set_local_addresses(self, addresses: list[Addr]) -> None:
         """The sockets the host has bound (needed to pick a source for new destinations)."""
@@ -298,9 +319,9 @@ class Node:
         peer = self.add_peer(identity, key, now)
         peer.version = version
         for remote in addresses:
-            local = self.local_for(remote)
-            if local is not None and self.should_use_path(identity.address, remote):
-                self.switch.confirm_path(peer, self.path_for(local, remote), now)
+            if self.should_use_path(identity.address, remote):
+                for local in self.locals_for(remote):
+                    self.switch.confirm_path(peer, self.path_for(local, remote), now)
 
     # ------------------------------------------------------------------ networks (VL2)
 
@@ -338,10 +359,18 @@ class Node:
             network_id, source_mac, dest_mac, ethertype, payload, now
         )
 
-    def frame_route(self, network_id: int, dest_mac: int, now: int) -> FrameRoute | None:
+    def frame_route(
+        self, network_id: int, dest_mac: int, now: int, flow: int = NO_FLOW, count: int = 1
+    ) -> FrameRoute | None:
         """What a frame cutter outside the core needs to send FRAMEs to one member itself (see
-        :meth:`Vl2.frame_route`); None when only :meth:`send_frame` can send there."""
-        return self.vl2.frame_route(network_id, dest_mac, now)
+        :meth:`Vl2.frame_route`); None when only :meth:`send_frame` can send there. ``flow``
+        and ``count`` (the packets it will cut) are for a bond's choice of path."""
+        return self.vl2.frame_route(network_id, dest_mac, now, flow, count)
+
+    @property
+    def bonding(self) -> bool:
+        """Some peer has a bond (hosts then classify flows for :meth:`frame_route`)."""
+        return bool(self.bonds.bonds)
 
     def filter_burst(
         self, network_id: int, dest_mac: int, ethertype: int, first: bytes, last: bytes, pieces: int
@@ -358,6 +387,8 @@ class Node:
     def send_routed(self, route: FrameRoute, datagrams: list[bytes], packets: int) -> None:
         """Queue datagrams made with ``route`` (``packets`` packets, maybe fragmented)."""
         self.switch.emit_datagrams(route.local, route.remote, datagrams, packets)
+        if self.bonds.bonds:
+            self.bonds.record_routed(route, datagrams, self.now)
 
     def flush_controller(self, now: int) -> None:
         """Send the config pushes and revocations the hosted controller has queued."""
@@ -405,6 +436,7 @@ class Node:
         handler for this very peer)."""
         peer = Peer(ident, key, now)
         if ident.address in self.peers:  # replaced: whoever cached the old key must drop it
+            self.bonds.peer_removed(ident.address)
             self.events.append(ev.PeerRemoved(ident.address))
         self.peers[ident.address] = peer
         self.events.append(ev.PeerAdded(ident.address))
@@ -439,6 +471,12 @@ class Node:
             return path
         held.last_in = max(held.last_in, path.last_in)
         return held
+
+    def locals_for(self, remote: Addr) -> list[Addr]:
+        """Every bound local socket of the remote address's family: a first contact goes out
+        of each (the reference's udpSendAll), so a path is found over every link."""
+        v6 = ":" in remote[0]
+        return [local for local in self.local_addresses if (":" in local[0]) == v6]
 
     def local_for(self, remote: Addr) -> Addr | None:
         """A bound local socket of the remote address's family."""

@@ -22,6 +22,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
+from ztnode.core.bond.flows import NO_FLOW, flow_id
+from ztnode.core.bond.settings import BondPolicy
 from ztnode.core.counters import CIPHER_LABELS, VERB_LABELS, Drop
 from ztnode.core.path import Path
 from ztnode.core.peer import (
@@ -72,6 +74,14 @@ def _bad_fragments(drops: Mapping[FragmentDrop, int]) -> int:
 
 
 _new_rx: Final = tuple.__new__
+
+
+def _frame_flow(buf: bytearray, verb: int) -> int:
+    """The flow of a received FRAME (for a bond's inbound flow learning), else NO_FLOW."""
+    if verb != Verb.FRAME or len(buf) < IDX_PAYLOAD + 10:
+        return NO_FLOW
+    ethertype = (buf[IDX_PAYLOAD + 8] << 8) | buf[IDX_PAYLOAD + 9]
+    return flow_id(ethertype, memoryview(buf)[IDX_PAYLOAD + 10 :])
 
 
 def _as_bytearray(data: bytes | bytearray | memoryview) -> bytearray:
@@ -324,7 +334,7 @@ class Switch:
             # Bonding verbs: MAC checked, then dropped without refreshing the peer, as a
             # non-bonding reference node does (protocol-multipath.md 1).
             Verb.ACK: self._no_bond,
-            Verb.QOS_MEASUREMENT: self._no_bond,
+            Verb.QOS_MEASUREMENT: rt.bonds.do_qos,
             Verb.PATH_NEGOTIATION_REQUEST: self._no_bond,
         }
 
@@ -340,6 +350,11 @@ class Switch:
         verb = buf[27] & 0x1F
         self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
         pid = int.from_bytes(buf[0:8], "big")
+        bonds = self.rt.bonds.bonds
+        if bonds and hops == 0:
+            bond = bonds.get(peer.address)
+            if bond is not None:
+                bond.record_in(path, pid, verb, len(buf), _frame_flow(buf, verb), now)
         try:
             if verb == Verb.FRAME:
                 # Decoded by hand (what Frame.decode does, minus the objects): every data
@@ -386,18 +401,29 @@ class Switch:
         *,
         compress: bool = False,
         echo_request: int | None = None,
+        flow: int = NO_FLOW,
     ) -> None:
-        """Switch::send: to the best path, else via an upstream, else queue and WHOIS."""
+        """Switch::send: to the best path, else via an upstream, else queue and WHOIS.
+        ``flow`` (see :func:`~ztnode.core.bond.flow_id`) lets a bond keep flows on a path."""
         peer = self.rt.peers.get(dest)
-        path = self.route(peer, now) if peer is not None else None
+        path = self.route(peer, now, flow) if peer is not None else None
         if peer is None or path is None:
             self.rt.whois.queue_tx(
                 dest, verb, payload, now, compress, echo_request, ask=peer is None
             )
             return
-        self.send_on(peer, path, verb, payload, now, compress=compress, echo_request=echo_request)
+        self.send_on(
+            peer, path, verb, payload, now, compress=compress, echo_request=echo_request, flow=flow
+        )
 
-    def route(self, peer: Peer, now: int) -> Path | None:
+    def route(self, peer: Peer, now: int, flow: int = NO_FLOW, count: int = 1) -> Path | None:
+        """The path for a packet (``count`` packets) to ``peer``: its bond's choice when it
+        has one, else the best direct path, else an upstream to relay."""
+        bonds = self.rt.bonds.bonds
+        if bonds and peer.address in bonds:
+            chosen = self.rt.bonds.route(peer, now, flow, count)
+            if chosen is not None:
+                return chosen
         path = peer.best_path(now)
         if path is not None:
             return path
@@ -421,6 +447,7 @@ class Switch:
         echo_request: int | None = None,
         cipher: Cipher | None = None,
         expect: bool = True,
+        flow: int = NO_FLOW,
     ) -> int:
         """Build, armor and send one packet on ``path``; returns its wire packet ID.
 
@@ -438,7 +465,17 @@ class Switch:
             self.rt.expected.expect(pid)
         if echo_request is not None:
             self.rt.vl1.expect_echo(pid, peer.address, now, echo_request)
-        self.emit(path, buf, now)
+        bond = self.rt.bonds.bonds.get(peer.address) if self.rt.bonds.bonds else None
+        if bond is None:
+            self.emit(path, buf, now)
+            return pid
+        if bond.policy == BondPolicy.BROADCAST and verb in (Verb.FRAME, Verb.EXT_FRAME):
+            targets = bond.broadcast_paths() or [path]  # the same packet on every live path
+        else:
+            targets = [path]
+        for target in targets:
+            bond.record_out(target, pid, verb, len(buf), flow, now)
+            self.emit(target, buf, now)
         return pid
 
     def emit(self, path: Path, buf: bytes | bytearray, now: int) -> None:

@@ -225,6 +225,8 @@ class Vl1:
                 self.rt.events.append(
                     ev.EchoReply(peer.address, bytes(ok.data), req.request_id, now - req.sent)
                 )
+            elif req is None and hops == 0 and self.rt.bonds.bonds:
+                self.rt.bonds.echo_answered(peer, path, in_re_id, now)
         elif isinstance(ok, OkNetworkConfigRequest):
             self.rt.vl2.config_chunk(peer, ok.chunk, in_re_id, now, pushed=False, path=path)
         elif isinstance(ok, OkMulticastGather):
@@ -353,8 +355,7 @@ class Vl1:
             if target is not None and rv.port > 0:
                 remote: Addr = (str(rv.ip), rv.port)
                 if self.rt.should_use_path(target.address, remote):
-                    local = self.rt.local_for(remote)
-                    if local is not None:
+                    for local in self.rt.locals_for(remote):
                         # Junk with a short TTL opens our NAT/firewall toward the other side
                         # without reaching it (protocol-core.md 9.7).
                         self.rt.out.append(Outgoing(local, remote, self.rt.random_bytes(4), 2))
@@ -381,17 +382,21 @@ class Vl1:
             remote = rec.address.to_sockaddr()
             if not self.rt.should_use_path(peer.address, remote):
                 continue
-            local = self.rt.local_for(remote)
-            if local is None:
-                continue
-            known = self.rt.paths.get((local, remote))
-            if known is not None and peer.find(known) is not None and known.alive(now):
+            locals_ = [
+                local
+                for local in self.rt.locals_for(remote)
+                if (known := self.rt.paths.get((local, remote))) is None
+                or peer.find(known) is None
+                or not known.alive(now)
+            ]
+            if not locals_:
                 continue
             kind = (int(rec.address.scope()), rec.address.is_ipv6())
             if per_kind.get(kind, 0) >= PUSH_DIRECT_PATHS_MAX_PER_SCOPE_AND_FAMILY:
                 continue
             per_kind[kind] = per_kind.get(kind, 0) + 1
-            self.rt.switch.contact(peer, self.rt.path_for(local, remote), now, full_hello=False)
+            for local in locals_:
+                self.rt.switch.contact(peer, self.rt.path_for(local, remote), now, full_hello=False)
         self.received(peer, path, hops, Verb.PUSH_DIRECT_PATHS, now)
 
     def received(self, peer: Peer, path: Path, hops: int, verb: int, now: int) -> None:
@@ -421,12 +426,15 @@ class Vl1:
                 had_direct = peer.direct_path_count(now) > 0
                 evicted = peer.learn(path, now)
                 if evicted is not None:
+                    self.rt.bonds.path_removed(peer.address, evicted.path)
                     self.rt.events.append(
                         ev.PathDown(
                             peer.address, evicted.path.local, evicted.path.remote, "replaced"
                         )
                     )
                 self.rt.events.append(ev.PathUp(peer.address, path.local, path.remote))
+                if self.rt.bonds.in_use:
+                    self.rt.bonds.path_learned(peer, path, now)
                 if not had_direct:
                     self.rt.events.append(ev.PeerDirect(peer.address))
             else:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ztnode.core import events as ev
+from ztnode.core.bond.flows import NO_FLOW, flow_id
+from ztnode.core.bond.settings import BondPolicy
 from ztnode.core.controller_iface import ConfigAnswer
 from ztnode.core.counters import Drop
 from ztnode.core.filter import Decision
@@ -205,7 +207,8 @@ class Vl2:
             self.push_credentials(net, dest, now)
         # Frame(network_id, ethertype, payload).encode(), without the objects (the hot path).
         body = b"".join((network_id.to_bytes(8, "big"), ethertype.to_bytes(2, "big"), payload))
-        self.rt.switch.send(dest, Verb.FRAME, body, now)
+        flow = flow_id(ethertype, payload) if dest in self.rt.bonds.bonds else NO_FLOW
+        self.rt.switch.send(dest, Verb.FRAME, body, now, flow=flow)
         return True
 
     def send_bridged_frame(
@@ -339,7 +342,9 @@ class Vl2:
         dest = address_from_mac(mac, network_id)
         return None if dest == self.rt.address else dest
 
-    def frame_route(self, network_id: int, dest_mac: int, now: int) -> FrameRoute | None:
+    def frame_route(
+        self, network_id: int, dest_mac: int, now: int, flow: int = NO_FLOW, count: int = 1
+    ) -> FrameRoute | None:
         """The route for unicast FRAMEs to one member, for a cutter outside the core (the
         host's segmentation offload), after what sending needs (our credentials, when due).
         None when only :meth:`send_frame` can send there (no config, a multicast MAC or a MAC
@@ -355,7 +360,10 @@ class Vl2:
         peer = self.rt.peers.get(dest) if dest is not None else None
         if dest is None or peer is None:
             return None
-        path = self.rt.switch.route(peer, now)
+        bond = self.rt.bonds.bonds.get(peer.address) if self.rt.bonds.bonds else None
+        if bond is not None and bond.policy == BondPolicy.BROADCAST:
+            return None  # every frame on every path: only send_frame does that
+        path = self.rt.switch.route(peer, now, flow, count)
         if path is None:
             return None
         if net.should_push_credentials(dest, now):

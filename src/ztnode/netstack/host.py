@@ -35,6 +35,7 @@ from ipaddress import (
 
 from ztnode import accel
 from ztnode.core import events as ev
+from ztnode.core.bond import BondPolicy, flow_id
 from ztnode.core.node import Node
 from ztnode.core.records import Inbound, Outgoing
 from ztnode.errors import LocalProtocolError
@@ -42,6 +43,7 @@ from ztnode.netstack.bridge import BridgePort, FrameOutput
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
 from ztnode.netstack.tso import TcpBurst
 from ztnode.wire.inetaddr import IpScope, ip_scope
+from ztnode.wire.mac import mac_from_address
 
 log = logging.getLogger("ztnode.host")
 
@@ -233,10 +235,13 @@ class Host:
         the node gives; False, with nothing sent, when there is no route or the cut declines
         (the caller then sends the Python cut's pieces one by one)."""
         node = self.node
-        route = node.frame_route(nwid, dst_mac, now)
+        pieces = seg.count()
+        if node.bonding:
+            route = node.frame_route(nwid, dst_mac, now, flow_id(ethertype, seg.header), pieces)
+        else:
+            route = node.frame_route(nwid, dst_mac, now)
         if route is None:
             return False
-        pieces = seg.count()
         if route.filtered:
             verdict = node.filter_burst(
                 nwid, dst_mac, ethertype, seg.piece(0), seg.piece(pieces - 1), pieces
@@ -309,6 +314,8 @@ class Host:
                 | ev.NetworkStatusChanged,
             ):
                 self._configure(e.network_id, now)
+            elif isinstance(e, ev.BondActiveChanged | ev.BondLinkChanged):
+                self._underlay_changed(e, now)
             elif isinstance(e, ev.NetworkLeft):
                 stack = self.stacks.pop(e.network_id, None)
                 if stack is not None:
@@ -317,6 +324,21 @@ class Host:
                 self._groups.pop(e.network_id, None)
                 self._groups_version.pop(e.network_id, None)
             events.append(e)
+
+    def _underlay_changed(self, e: ev.BondActiveChanged | ev.BondLinkChanged, now: int) -> None:
+        """A bond moved a peer's traffic off a dead link: TCP through that peer resends at
+        once. Active-backup says so when it changes its active path; the balancing policies
+        when a link goes down (their flows on it move)."""
+        if isinstance(e, ev.BondActiveChanged):
+            if e.previous_local is None:
+                return  # the first choice, nothing moved
+        else:
+            bond = self.node.bond(e.address)
+            if e.up or bond is None or bond.policy == BondPolicy.ACTIVE_BACKUP:
+                return
+        for nwid, stack in self.stacks.items():
+            stack.underlay_changed(frozenset((mac_from_address(e.address, nwid),)), now)
+            self._stack_events(stack)
 
     def _configure(self, nwid: int, now: int) -> None:
         net = self.node.network(nwid)

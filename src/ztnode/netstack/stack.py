@@ -207,6 +207,27 @@ class IpStack:
                 if s.conn.path_mtu(mtu):
                     self._dirty.add(s)
 
+    def underlay_changed(self, macs: frozenset[int], now: int) -> None:
+        """The member(s) at ``macs`` are now reached over another physical path: TCP
+        connections through them resend what the old path lost right away."""
+        out = self.output
+        for s in list(self._tcp.values()):
+            try:
+                dst = ip_address(s.remote[0])
+            except ValueError:
+                continue
+            hop = out.next_hop(dst)
+            if hop is None:
+                continue
+            mac: int | None = None
+            if isinstance(hop, IPv6Address):
+                mac = out.mac_for_zerotier_ipv6(hop)
+            if mac is None:
+                cache = self.arp if isinstance(hop, IPv4Address) else self.ndp
+                mac = cache.lookup(hop, now)
+            if mac in macs and s.conn.underlay_changed(now):
+                self._dirty.add(s)
+
     def multicast_groups(self) -> set[tuple[int, int]]:
         """The ZeroTier multicast groups (MAC, ADI) this stack needs to receive.
 

@@ -497,6 +497,19 @@ class TcpConnection:
         self._count("pmtu_mss_lowered")
         return True
 
+    def underlay_changed(self, now: int) -> bool:
+        """The physical path under this connection changed (a bond gave up a dead link):
+        what is in flight was probably lost with the old link, so it goes again now instead
+        of after a backed-off timeout (the timeout runs at once, with the back-off the dead
+        link caused undone). True when that was done."""
+        snd = self.snd
+        if self.state not in SYNCHRONIZED or snd.max <= snd.una or snd.wnd == 0:
+            return False
+        self.rtt.undo_back_off()
+        self.timers.rto = now
+        self._count("underlay_changed")
+        return True
+
     def neighbor_failed(self, now: int) -> None:
         """The next hop could not be resolved. A connection still in SYN_SENT gives up at once
         with HostUnreachableEvent (Linux's EHOSTUNREACH in about 3 s, not the SYN timeout of

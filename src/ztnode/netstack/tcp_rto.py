@@ -63,6 +63,13 @@ class RtoEstimator:
             self.sample(now - self.timed_at)
             self.timed_seq = None
 
+    def undo_back_off(self) -> None:
+        """The timeouts were the old path's fault, not congestion's (the underlay moved to
+        another link): the RTO returns to what the estimate says."""
+        if self.srtt is not None:
+            rto = int(self.srtt + max(1.0, 4 * self.rttvar) + 0.5)
+            self.rto = min(max(rto, self.min_rto), self.max_rto)
+
     def back_off(self) -> None:
         """RFC 6298 section 5.5: double the RTO after a timeout, up to the maximum."""
         self.rto = min(self.rto * 2, self.max_rto)
