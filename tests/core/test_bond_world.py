@@ -142,7 +142,7 @@ def test_a_20_mb_transfer_survives_its_link_dying(tmp_path: Path) -> None:
 def test_failback_to_the_primary_link_and_reselect_modes(tmp_path: Path) -> None:
     links = {"eth0": {"mode": "primary"}, "eth1": {"mode": "spare"}}
     w = BondWorld(tmp_path, _policy("active-backup", links=links, failoverInterval=1000))
-    tx, rx = _pair(w)
+    _pair(w)
     w.wait_bonded()
     w.run_until(lambda: False, TRIAL_MS)
     bond = w.bond(w.a, w.b)
@@ -278,13 +278,13 @@ def test_balance_aware_moves_flows_off_a_degraded_link(tmp_path: Path) -> None:
             server.queue.clear()
 
     chatter(2_000)
-    on = Counter(bond._flow_path(f).path.local[0] for f in bond.flows)  # noqa: SLF001
+    on = Counter(bond.path_of_flow(f.id).local[0] for f in bond.flows)  # type: ignore[union-attr]
     assert len(on) == 2  # flows spread over both links at first
     w.w.net.set_profile((link_ip(1, 3), 9993), (link_ip(1, 4), 9993), slow)
     chatter(40_000)  # QoS reports measure the slow link; it is avoided, flows move one a tick
     degraded = next(bp for bp in bond.paths if w.link_of(bp.path.local) == 1)
     assert degraded.qos.latency > 500 and degraded.should_avoid
-    assert all(w.link_of(bond._flow_path(f).path.local) == 0 for f in bond.flows)  # noqa: SLF001
+    assert all(w.link_of(bond.path_of_flow(f.id).local) == 0 for f in bond.flows)  # type: ignore[union-attr]
 
 
 def test_qos_reports_measure_each_links_latency(tmp_path: Path) -> None:

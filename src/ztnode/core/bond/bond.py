@@ -274,8 +274,10 @@ class Bond:
 
     # ------------------------------------------------------------------ flows
 
-    def _slot_of(self, bp: BondPath) -> int:
-        return id(bp)
+    def path_of_flow(self, fid: int) -> Path | None:
+        """Where a known flow goes now (None for a flow the bond has not seen)."""
+        flow = self.flows.get(fid)
+        return self._flow_path(flow).path if flow is not None and self.bonded else None
 
     def _flow_path(self, flow: Flow) -> BondPath:
         for bp in self.paths:
