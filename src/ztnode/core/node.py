@@ -247,6 +247,10 @@ class Node:
         """The bond with a peer, if it has one."""
         return self.bonds.bonds.get(address)
 
+    def rotate_bond(self, address: int, now: int) -> bool:
+        """``bond rotate``: an active-backup bond moves to the next path in its queue."""
+        return self.bonds.rotate(address, now)
+
     def set_local_addresses(self, addresses: list[Addr]) -> None:
         """The sockets the host has bound (needed to pick a source for new destinations)."""
         self.local_addresses = list(addresses)

@@ -22,12 +22,13 @@ import logging
 import os
 import socket
 import ssl as _ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ztnode.core import events as ev
+from ztnode.core.bond import BondingSettings
 from ztnode.core.network import NetworkStatus
 from ztnode.netstack.bridge import BridgePort
 from ztnode.netstack.stack import (
@@ -175,6 +176,10 @@ class Node:
 
     ``home`` holds its identity and state (ZeroTierOne's file names). ``planet`` is a World, its
     bytes, or a path; the default is ZeroTier's public planet. ``port`` 0 picks a free port.
+    ``bonding`` is what ``local.conf``'s ``settings`` say about bonds (the same keys:
+    ``{"defaultBondingPolicy": "active-backup"}``...), or a parsed
+    :class:`~ztnode.core.bond.BondingSettings`; by default ``local.conf`` is read. With bonds
+    (or ``bind_interfaces=True``) the node binds one socket per interface address.
     """
 
     def __init__(
@@ -188,6 +193,8 @@ class Node:
         controller: bool = False,
         sockets: Iterable[socket.socket] = (),
         identity_validation_interval: int | None = None,
+        bonding: BondingSettings | Mapping[str, Any] | None = None,
+        bind_interfaces: bool | None = None,
     ) -> None:
         world: World | None
         if planet is None or isinstance(planet, World):
@@ -204,6 +211,12 @@ class Node:
             allow_loopback=allow_loopback,
             controller=controller,
             sockets=tuple(sockets),
+            bonding=(
+                bonding
+                if bonding is None or isinstance(bonding, BondingSettings)
+                else BondingSettings.from_local_conf(bonding)
+            ),
+            bind_interfaces=bind_interfaces,
         )
         if identity_validation_interval is not None:
             config.identity_validation_interval = identity_validation_interval

@@ -22,8 +22,8 @@ SIOCGIFADDR = 0x8915
 _IFNAMSIZ = 16
 
 
-def _ipv4_addresses() -> list[ipaddress.IPv4Address]:
-    out: list[ipaddress.IPv4Address] = []
+def _ipv4_addresses() -> list[tuple[str, ipaddress.IPv4Address]]:
+    out: list[tuple[str, ipaddress.IPv4Address]] = []
     try:
         names = [name for _, name in socket.if_nameindex()]
     except OSError:
@@ -33,27 +33,35 @@ def _ipv4_addresses() -> list[ipaddress.IPv4Address]:
             req = struct.pack("256s", name.encode()[: _IFNAMSIZ - 1])
             with contextlib.suppress(OSError):
                 res = fcntl.ioctl(s.fileno(), SIOCGIFADDR, req)
-                out.append(ipaddress.IPv4Address(res[20:24]))
+                out.append((name, ipaddress.IPv4Address(res[20:24])))
     return out
 
 
-def _ipv6_addresses() -> list[ipaddress.IPv6Address]:
-    out: list[ipaddress.IPv6Address] = []
+def _ipv6_addresses() -> list[tuple[str, ipaddress.IPv6Address]]:
+    out: list[tuple[str, ipaddress.IPv6Address]] = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/net/if_inet6").read_text().splitlines():
             fields = line.split()
-            if fields:
+            if len(fields) >= 6:
                 with contextlib.suppress(ValueError):
-                    out.append(ipaddress.IPv6Address(bytes.fromhex(fields[0])))
+                    out.append((fields[5], ipaddress.IPv6Address(bytes.fromhex(fields[0]))))
     return out
+
+
+def named_interface_addresses(
+    families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
+) -> list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """(interface name, address) for every address valid as a ZeroTier path, in interface
+    order (the Binder binds one socket per address and names bond links after interfaces)."""
+    found: list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = []
+    if socket.AF_INET in families:
+        found.extend(_ipv4_addresses())
+    if socket.AF_INET6 in families:
+        found.extend(_ipv6_addresses())
+    return [(n, ip) for n, ip in dict.fromkeys(found) if is_valid_path_address(ip)]
 
 
 def interface_addresses(
     families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
 ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    if socket.AF_INET in families:
-        found.extend(_ipv4_addresses())
-    if socket.AF_INET6 in families:
-        found.extend(_ipv6_addresses())
-    return [ip for ip in dict.fromkeys(found) if is_valid_path_address(ip)]
+    return list(dict.fromkeys(ip for _, ip in named_interface_addresses(families)))

@@ -10,6 +10,8 @@ scripts and tools can drive a ztnode node:
   they mean here: :class:`~ztnode.transport.state.NetworkSettings`); ``DELETE`` leaves;
 * ``GET /moon``, ``GET /moon/<id>``; ``POST``/``PUT /moon/<id>`` with ``{"seed": "<root>"}``
   orbits (``zerotier-cli orbit``), ``DELETE /moon/<id>`` deorbits;
+* ``GET /bond/show/<address>``, ``POST /bond/rotate/<address>``: bonds (see
+  :mod:`ztnode.transport.bondapi`, which also adds the bond's fields to ``/peer``);
 * ``GET /metrics``: Prometheus text (ZeroTierOne 1.12+'s metric names where ztnode has the same
   quantity, ``ztnode_*`` for the rest), authorised by the API token or by
   ``metricstoken.secret``.
@@ -32,6 +34,7 @@ from ztnode.core.peer import PEER_PATH_EXPIRATION, Peer
 from ztnode.identity import address_from_str, address_to_str
 from ztnode.netstack.host import Host
 from ztnode.netstack.stack import IpStack
+from ztnode.transport.bondapi import add_bond_to_peer_json, bond_metrics, register_bond_routes
 from ztnode.transport.httpapi import HttpError, JsonApi, RawResponse, Request
 from ztnode.transport.service import NodeService
 from ztnode.transport.state import SETTING_NAMES, NetworkSettings
@@ -61,7 +64,7 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
                 "trustedPathId": 0,
             }
         )
-    return {
+    pj = {
         "address": address_to_str(peer.address),
         "isBonded": False,
         "latency": -1 if latency is None else latency,
@@ -74,6 +77,8 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
         "versionRev": rev if proto else -1,
         "protocolVersion": proto if proto else -1,
     }
+    add_bond_to_peer_json(node, peer, pj, now)
+    return pj
 
 
 def network_json(
@@ -307,6 +312,7 @@ def render_metrics(node: Node, host: Host | None, now: int) -> str:
             for r, n in sorted(st.counters.items())
         ],
     )
+    bond_metrics(node, m, now)
     return m.text()
 
 
@@ -511,6 +517,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
     api.route("PUT", "/moon/{id}", orbit)
     api.route("DELETE", "/moon/{id}", deorbit)
     api.route("GET", "/metrics", metrics)
+    register_bond_routes(api, service)
     return api
 
 

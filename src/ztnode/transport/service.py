@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -26,12 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from ztnode.core import events as ev
+from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
 from ztnode.crypto import SymmetricKey
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
+from ztnode.transport.binder import (
+    REFRESH_INTERVAL,
+    REFRESH_INTERVAL_BONDING,
+    Binder,
+    BindSettings,
+)
 from ztnode.transport.ifaddrs import interface_addresses
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
@@ -111,6 +119,12 @@ class ServiceConfig:
     burst_receive: bool = True
     """Read datagrams in C bursts where available (:mod:`ztnode.transport.burst`): several
     times less CPU per received TCP segment. Off: one datagram at a time, all in Python."""
+    bonding: BondingSettings | None = None
+    """Bonding policies; None reads them from ``local.conf`` (``settings``), as ZeroTierOne."""
+    bind_interfaces: bool | None = None
+    """One socket per interface address (:mod:`ztnode.transport.binder`) instead of ``bind``'s
+    wildcard sockets. None: on when bonding is configured or ``local.conf`` has
+    ``settings.bind``; never with ``sockets``."""
 
 
 class Clock:
@@ -227,6 +241,9 @@ class NodeService:
         self._controller_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self.binder: Binder | None = None
+        self._binder_timer: asyncio.TimerHandle | None = None
+        self._self_address = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -237,25 +254,30 @@ class NodeService:
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)
         moons = self.home.load_moons()
+        local = self.home.load_local_settings()
+        bonding = self.config.bonding or BondingSettings.from_local_conf(local)
+        bind_settings = BindSettings.from_local_conf(local)
+        per_interface = self.config.bind_interfaces
+        if per_interface is None:
+            per_interface = bonding.in_use or bool(bind_settings.only)
+        self._self_address = identity.address
         for sock in self.config.sockets:
             name = sock.getsockname()
             handler = self._handler_for(name[0])
             ep = UdpEndpoint(sock, handler, self._loop, self._pump)
             self.endpoints[ep.local_address] = ep
             self._enable_bursts(ep, name[0], identity.address)
-        for host in () if self.config.sockets else self.config.bind:
-            try:
-                ep = UdpEndpoint.bind(
-                    host, self.config.port, self._handler_for(host), self._loop, self._pump
+        if not self.config.sockets:
+            if per_interface:
+                extra = (
+                    [("lo", ipaddress.ip_address("127.0.0.1"))]
+                    if (self.config.allow_loopback)
+                    else []
                 )
-                self._enable_bursts(ep, host, identity.address)
-            except OSError as e:
-                if host == "::" and e.errno in (97, 99):  # no IPv6 on this host
-                    log.info("IPv6 unavailable, listening on IPv4 only")
-                    continue
-                self.close_endpoints()
-                raise
-            self.endpoints[ep.local_address] = ep
+                self.binder = Binder(bind_settings, extra=extra)
+                self._rebind()
+            else:
+                self._bind_wildcards()
         if not self.endpoints:
             raise OSError("could not bind any UDP socket")
         node_config = NodeConfig(
@@ -292,6 +314,8 @@ class NodeService:
         )
         self.host = Host(self.node)
         self.node.set_interface_addresses(self._interface_addresses())
+        self.node.configure_bonding(bonding, self.clock.now())
+        self._name_links()
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
             self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
@@ -306,6 +330,9 @@ class NodeService:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._binder_timer is not None:
+            self._binder_timer.cancel()
+            self._binder_timer = None
         if self.node is not None:
             self.save_peers()
         self.close_endpoints()
@@ -327,6 +354,64 @@ class NodeService:
             await loop.run_in_executor(
                 None, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
             )
+
+    def _bind_wildcards(self) -> None:
+        for host in self.config.bind:
+            try:
+                ep = UdpEndpoint.bind(
+                    host, self.config.port, self._handler_for(host), self._loop, self._pump
+                )
+                self._enable_bursts(ep, host, self._self_address)
+            except OSError as e:
+                if host == "::" and e.errno in (97, 99):  # no IPv6 on this host
+                    log.info("IPv6 unavailable, listening on IPv4 only")
+                    continue
+                self.close_endpoints()
+                raise
+            self.endpoints[ep.local_address] = ep
+
+    def _rebind(self) -> bool:
+        """The Binder's sockets: bind new interface addresses (all on one port), close the
+        ones that vanished. True when something changed."""
+        binder = self.binder
+        assert binder is not None
+        added, gone = binder.refresh()
+        for ip in gone:
+            binder.closed(ip)
+            for addr in [a for a in self.endpoints if a[0] == str(ip)]:
+                self.endpoints.pop(addr).close()
+        port = self.port if self.endpoints else self.config.port
+        for ip, name in added.items():
+            host = str(ip)
+            try:
+                ep = UdpEndpoint.bind(host, port, self._handler_for(host), self._loop, self._pump)
+            except OSError as e:
+                log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
+                continue
+            self._enable_bursts(ep, host, self._self_address)
+            self.endpoints[ep.local_address] = ep
+            port = ep.local_address[1]
+            binder.bound_now(ip, name)
+        return bool(added or gone)
+
+    def _name_links(self) -> None:
+        """Tell the node each socket's interface (bond links) and arm the next refresh."""
+        node, binder, loop = self.node, self.binder, self._loop
+        if node is None or binder is None or loop is None:
+            return
+        names = {a: binder.bound.get(ipaddress.ip_address(a[0]), "") for a in self.endpoints}
+        node.set_link_names(names)
+        interval = REFRESH_INTERVAL_BONDING if node.bonds.in_use else REFRESH_INTERVAL
+        self._binder_timer = loop.call_later(interval / 1000, self._refresh_binder)
+
+    def _refresh_binder(self) -> None:
+        self._binder_timer = None
+        if self.node is None or self._closing:
+            return
+        if self._rebind():
+            self.node.set_local_addresses(list(self.endpoints))
+            self.node.set_interface_addresses(self._interface_addresses())
+        self._name_links()
 
     def close_endpoints(self) -> None:
         for ep in self.endpoints.values():

@@ -12,11 +12,12 @@ crash never leaves a half-written identity or planet behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ztnode.errors import DecodeError
 from ztnode.fsutil import remove_stale_temps, write_atomic
@@ -123,6 +124,24 @@ class HomeDir:
         for sub in ("moons.d", "peers.d", "networks.d"):
             (self.path / sub).mkdir(exist_ok=True)
             remove_stale_temps(self.path / sub)
+
+    # local.conf -------------------------------------------------------------------------
+
+    def load_local_settings(self) -> dict[str, Any]:
+        """The ``settings`` object of ``local.conf`` (ZeroTierOne's node-wide settings file),
+        or ``{}`` without one. A file that is not a JSON object is an error naming it: a node
+        must not quietly run without the bonds or bindings its operator configured."""
+        f = self.path / "local.conf"
+        if not f.exists():
+            return {}
+        try:
+            conf = json.loads(f.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DecodeError(f"{f}: {e}") from None
+        settings = conf.get("settings", {}) if isinstance(conf, dict) else None
+        if not isinstance(settings, dict):
+            raise DecodeError(f'{f}: expected an object with a "settings" object')
+        return settings
 
     # identity ---------------------------------------------------------------------------
 

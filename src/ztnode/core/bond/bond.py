@@ -97,6 +97,8 @@ class Bond:
         self.last_quality_estimation = now
         self.last_flow_expiration = now
         self.last_active_change = 0
+        #: Times active-backup moved off a path it had chosen (``bond rotate`` included).
+        self.failovers = 0
         self._qos_gate_at = 0
         self._qos_gate_count = 0
         self.qos_gated = 0
@@ -591,6 +593,8 @@ class Bond:
     def _note_active(self, before: BondPath | None, now: int, work: TickWork) -> None:
         if self.active is not before:
             self.last_active_change = now
+            if before is not None:
+                self.failovers += 1
             for bp in self.paths:
                 bp.packets_in = bp.packets_out = 0
             if self.active is not None:
@@ -600,13 +604,15 @@ class Bond:
                     )
                 )
 
-    def rotate(self, now: int) -> bool:
+    def rotate(self, now: int) -> LinkChange | None:
         """``bond rotate``: active-backup moves to the next path in its failover queue."""
-        if self.policy != BondPolicy.ACTIVE_BACKUP or not self.queue:
-            return False
+        if self.policy != BondPolicy.ACTIVE_BACKUP or not self.queue or self.active is None:
+            return None
+        before = self.active
         self.active = self.queue.pop(0)
         self.last_active_change = now
-        return True
+        self.failovers += 1
+        return LinkChange("active", self.active.path, before.path)
 
 
 def _decay(value: float, limit: float) -> float:

@@ -135,6 +135,15 @@ class BondLayer:
         """ACK and PATH_NEGOTIATION_REQUEST: inert in ZeroTierOne 1.14.1, counted here."""
         self.rt.counters.drop(Drop.NO_BOND)
 
+    def rotate(self, address: int, now: int) -> bool:
+        """Move an active-backup bond to its next path (announced like a failover)."""
+        bond = self.bonds.get(address)
+        change = bond.rotate(now) if bond is not None else None
+        if change is None:
+            return False
+        self._announce(address, change)
+        return True
+
     def echo_answered(self, peer: Peer, path: Path, in_re_id: int, now: int) -> bool:
         bond = self.bonds.get(peer.address)
         return bond is not None and bond.probe_answered(path, in_re_id, now)

@@ -1,0 +1,96 @@
+"""Which local addresses get a UDP socket: one per interface address, as ZeroTierOne's Binder.
+
+A node with a wildcard socket lets the kernel pick the interface of every datagram, so it
+has one path per remote address at most and cannot keep two uplinks to the same peer apart.
+The reference instead binds the primary port on every suitable address of every interface
+(``osdep/Binder.hpp``), so paths differ by local socket, and bonds name their links after the
+interfaces. This module decides the set; the service opens and closes the sockets.
+
+What is skipped, as in the reference: addresses not usable as paths (loopback unless
+allowed, link-local, multicast), interfaces whose names start with a blacklisted prefix
+(``settings.interfacePrefixBlacklist``, plus ZeroTier's own ``zt`` adapters), and, when
+``settings.bind`` lists addresses, every address not listed. Interfaces are enumerated again
+every :data:`REFRESH_INTERVAL` ms (:data:`REFRESH_INTERVAL_BONDING` with bonds), so a new
+address (a Wi-Fi that came back) gets its socket and a vanished one loses it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ztnode.errors import DecodeError
+from ztnode.transport.ifaddrs import named_interface_addresses
+
+REFRESH_INTERVAL: Final = 30_000
+REFRESH_INTERVAL_BONDING: Final = 7_500
+ALWAYS_BLACKLISTED: Final = ("zt",)
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Enumerator = Callable[[], list[tuple[str, IpAddress]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BindSettings:
+    """``local.conf`` keys the Binder reads (``settings.bind``,
+    ``settings.interfacePrefixBlacklist``)."""
+
+    only: tuple[IpAddress, ...] = ()
+    blacklist: tuple[str, ...] = ()
+
+    @classmethod
+    def from_local_conf(cls, settings: Mapping[str, Any]) -> BindSettings:
+        only = settings.get("bind", [])
+        black = settings.get("interfacePrefixBlacklist", [])
+        if not isinstance(only, list) or not isinstance(black, list):
+            raise DecodeError("settings.bind and interfacePrefixBlacklist must be lists")
+        try:
+            addrs = tuple(ipaddress.ip_address(str(a)) for a in only)
+        except ValueError as e:
+            raise DecodeError(f"settings.bind: {e}") from None
+        return cls(addrs, tuple(str(p) for p in black))
+
+
+class Binder:
+    """The wanted (interface, address) set; :meth:`refresh` says what changed."""
+
+    def __init__(
+        self,
+        settings: BindSettings,
+        *,
+        enumerate_addresses: Enumerator = named_interface_addresses,
+        extra: Iterable[tuple[str, IpAddress]] = (),
+    ) -> None:
+        self.settings = settings
+        self._enumerate = enumerate_addresses
+        self._extra = list(extra)
+        #: Address -> interface name, as bound now.
+        self.bound: dict[IpAddress, str] = {}
+
+    def wanted(self) -> dict[IpAddress, str]:
+        black = (*ALWAYS_BLACKLISTED, *self.settings.blacklist)
+        only = set(self.settings.only)
+        out: dict[IpAddress, str] = {}
+        for name, ip in [*self._enumerate(), *self._extra]:
+            if any(name.startswith(p) for p in black):
+                continue
+            if only and ip not in only:
+                continue
+            out.setdefault(ip, name)
+        return out
+
+    def refresh(self) -> tuple[dict[IpAddress, str], list[IpAddress]]:
+        """Enumerate again: returns the addresses to bind (with their interface) and the
+        ones to close."""
+        want = self.wanted()
+        added = {ip: n for ip, n in want.items() if ip not in self.bound}
+        gone = [ip for ip in self.bound if ip not in want]
+        return added, gone
+
+    def bound_now(self, ip: IpAddress, name: str) -> None:
+        self.bound[ip] = name
+
+    def closed(self, ip: IpAddress) -> None:
+        self.bound.pop(ip, None)
