@@ -312,8 +312,8 @@ def test_three_links_fail_in_turn(tmp_path: Path) -> None:
     bond = w.bond(w.a, w.b)
     assert bond is not None and bond.active is not None
     first = w.link_of(bond.active.path.local)
-    w.cut(first)
-    assert w.run_until(lambda: w.link_of(bond.active.path.local) != first, 2_000)  # type: ignore[union-attr]
+    w.cut(first)  # idle: the reference's failoverInterval (5 s) decides
+    assert w.run_until(lambda: w.link_of(bond.active.path.local) != first, 6_000)  # type: ignore[union-attr]
     second = w.link_of(bond.active.path.local)
     st = _transfer(w, tx, rx, 1_000_000, cut_at=0.5)
     assert st["link"] == second

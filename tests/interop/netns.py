@@ -64,6 +64,8 @@ class NetNamespace:
     def _setup(self) -> None:
         n = self.name
         _ip("-n", n, "link", "set", "lo", "up")
+        if self.layout == "empty":
+            return  # interfaces come from elsewhere (LinkedPair)
         if self.layout == "single":
             _ip("-n", n, "link", "add", "nsv0", "type", "veth", "peer", "name", "nsp0")
             _ip("-n", n, "addr", "add", "192.168.217.1/24", "dev", "nsv0")
@@ -158,4 +160,53 @@ class NetNamespace:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+
+class LinkedPair:
+    """Two namespaces, ``a`` and ``b``, joined by ``links`` separate veth cables: link ``k`` is
+    ``la<k>`` (``10.<71+k>.0.1/24``) in ``a`` and ``lb<k>`` (``10.<71+k>.0.2/24``) in ``b``. Like
+    two machines with two network cards each; :meth:`cut` takes a cable's ``a`` end down (the
+    ``b`` end loses carrier), :meth:`mend` brings it back."""
+
+    def __init__(self, links: int = 2) -> None:
+        self.links = links
+        self.a = NetNamespace(layout="empty")
+        self.b = NetNamespace(layout="empty")
+
+    @staticmethod
+    def ip_of(link: int, side: str) -> str:
+        return f"10.{71 + link}.0.{1 if side == 'a' else 2}"
+
+    def __enter__(self) -> LinkedPair:
+        self.a.__enter__()
+        try:
+            self.b.__enter__()
+            for k in range(self.links):
+                _ip(
+                    "link", "add", f"la{k}", "netns", self.a.name, "type", "veth",
+                    "peer", "name", f"lb{k}", "netns", self.b.name,
+                )  # fmt: skip
+                for ns, side in ((self.a, "a"), (self.b, "b")):
+                    dev = f"l{side}{k}"
+                    ns.ip("addr", "add", f"{self.ip_of(k, side)}/24", "dev", dev)
+                    ns.ip("link", "set", dev, "up")
+                    ns.interfaces.append(dev)
+                    ns.addresses.append(self.ip_of(k, side))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def cut(self, link: int) -> None:
+        self.a.ip("link", "set", f"la{link}", "down")
+
+    def mend(self, link: int) -> None:
+        self.a.ip("link", "set", f"la{link}", "up")
+
+    def close(self) -> None:
+        self.b.close()
+        self.a.close()
+
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ztnode._version import __version__
+from ztnode.cli.bonds import add_bond_parser
 from ztnode.cli.common import EXIT_OK, EXIT_USAGE
 from ztnode.cli.controller import _add_controller_parser
 from ztnode.cli.identity import cmd_identity_new, cmd_identity_public, cmd_identity_validate
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("deorbit", parents=[api_common], help="stop orbiting a moon")
     c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
     c.set_defaults(func=cmd_deorbit)
+    add_bond_parser(sub, api_common)
     _add_controller_parser(sub)
     return p
 

@@ -46,6 +46,7 @@ from ztnode.sockets.bridgeports import FramePort
 from ztnode.sockets.controller import ControllerApi
 from ztnode.sockets.loopshim import patch_loop
 from ztnode.sockets.tls import SslArg, client_options, server_options
+from ztnode.transport.binder import Enumerator
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.wire.world import World
 
@@ -179,7 +180,9 @@ class Node:
     ``bonding`` is what ``local.conf``'s ``settings`` say about bonds (the same keys:
     ``{"defaultBondingPolicy": "active-backup"}``...), or a parsed
     :class:`~ztnode.core.bond.BondingSettings`; by default ``local.conf`` is read. With bonds
-    (or ``bind_interfaces=True``) the node binds one socket per interface address.
+    (or ``bind_interfaces=True``) the node binds one socket per interface address, found by
+    ``interfaces()`` (``[(ifname, ip), ...]``) and made by ``socket_factory(ip, port)`` when
+    given (a node whose sockets live in another network namespace).
     """
 
     def __init__(
@@ -195,6 +198,8 @@ class Node:
         identity_validation_interval: int | None = None,
         bonding: BondingSettings | Mapping[str, Any] | None = None,
         bind_interfaces: bool | None = None,
+        interfaces: Enumerator | None = None,
+        socket_factory: Callable[[str, int], socket.socket] | None = None,
     ) -> None:
         world: World | None
         if planet is None or isinstance(planet, World):
@@ -217,6 +222,8 @@ class Node:
                 else BondingSettings.from_local_conf(bonding)
             ),
             bind_interfaces=bind_interfaces,
+            interfaces=interfaces,
+            socket_factory=socket_factory,
         )
         if identity_validation_interval is not None:
             config.identity_validation_interval = identity_validation_interval

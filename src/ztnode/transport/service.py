@@ -39,8 +39,9 @@ from ztnode.transport.binder import (
     REFRESH_INTERVAL_BONDING,
     Binder,
     BindSettings,
+    Enumerator,
 )
-from ztnode.transport.ifaddrs import interface_addresses
+from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
@@ -125,6 +126,11 @@ class ServiceConfig:
     """One socket per interface address (:mod:`ztnode.transport.binder`) instead of ``bind``'s
     wildcard sockets. None: on when bonding is configured or ``local.conf`` has
     ``settings.bind``; never with ``sockets``."""
+    interfaces: Enumerator | None = None
+    """Where the Binder learns interface addresses (default: this process's network
+    namespace); with ``socket_factory``, a node whose sockets live in another namespace."""
+    socket_factory: Callable[[str, int], socket.socket] | None = None
+    """How the Binder makes a UDP socket bound to (address, port) (default: here)."""
 
 
 class Clock:
@@ -274,7 +280,11 @@ class NodeService:
                     if (self.config.allow_loopback)
                     else []
                 )
-                self.binder = Binder(bind_settings, extra=extra)
+                self.binder = Binder(
+                    bind_settings,
+                    enumerate_addresses=self.config.interfaces or named_interface_addresses,
+                    extra=extra,
+                )
                 self._rebind()
             else:
                 self._bind_wildcards()
@@ -383,8 +393,15 @@ class NodeService:
         port = self.port if self.endpoints else self.config.port
         for ip, name in added.items():
             host = str(ip)
+            factory = self.config.socket_factory
             try:
-                ep = UdpEndpoint.bind(host, port, self._handler_for(host), self._loop, self._pump)
+                if factory is not None:
+                    sock = factory(host, port)
+                    ep = UdpEndpoint(sock, self._handler_for(host), self._loop, self._pump)
+                else:
+                    ep = UdpEndpoint.bind(
+                        host, port, self._handler_for(host), self._loop, self._pump
+                    )
             except OSError as e:
                 log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
                 continue

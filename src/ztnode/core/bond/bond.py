@@ -367,8 +367,8 @@ class Bond:
         for bp in self.paths:
             if not bp.allowed():
                 continue
-            if t.fast_failover and bp.check_probes(now) and bp.eligible:
-                pass  # curate() below turns it ineligible
+            # Probe misses count only while data flows; idle, failoverInterval decides alone.
+            bp.check_probes(now, count=fast)
             quiet = now - bp.last_in
             due = quiet >= (t.monitor_interval if bp.alive else t.failover_interval)
             if fast and not due and bp.eligible:

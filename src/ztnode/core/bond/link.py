@@ -8,8 +8,9 @@ ztnode keeps that rule and adds a faster one for links that matter right now (``
 on by default): while frames flow to or from the peer, a path quiet for two round trips (at
 least :data:`PROBE_QUIET_MIN` ms) is probed with an ECHO at most every :data:`PROBE_SPACING`
 ms (the remote answers at most one ECHO per 166 ms per path), and a path whose last
-:data:`PROBES_TO_FAIL` probes all went unanswered past their timeout is dead at once. On a
-LAN a link that dies under traffic is given up in about 0.6 s (tests/core/test_bond_world.py,
+:data:`PROBES_TO_FAIL` probes (more on a lossy link) all went unanswered past their timeout
+is dead at once. On a LAN a link that dies under traffic is given up in about half a second
+(tests/core/test_bond_world.py,
 docs/performance.md). Liveness counts only *authenticated* packets from the peer on the path:
 junk spoofed from its address cannot keep a dead link in use (the reference counts every
 datagram).
@@ -28,7 +29,7 @@ from ztnode.core.path import LATENCY_UNKNOWN, Path
 PROBE_SPACING: Final = 170  # ms between probes on one path (remote answers 1 per 166 ms)
 PROBE_QUIET_MIN: Final = 100  # ms of silence on a busy path before it is probed
 PROBE_TIMEOUT_MIN: Final = 150  # ms before an unanswered probe counts as missed
-PROBES_TO_FAIL: Final = 3  # in a row: a lossy link is not given up on one unlucky pair
+PROBES_TO_FAIL: Final = 2  # in a row, on a link whose probes come back (see probes_to_fail)
 PROBE_HISTORY: Final = 64  # answered/missed probes kept for the loss estimate
 MAX_PENDING_PROBES: Final = 4
 OPTIMIZE_INTERVAL: Final = 15_000  # ZT_BOND_OPTIMIZE_INTERVAL (trial period, optimize)
@@ -133,8 +134,6 @@ class BondPath:
     def received(self, now: int) -> None:
         """An authenticated packet from the peer arrived on this path."""
         self.last_in = now
-        if self.probes:
-            self.probes.clear()
         self.missed_in_row = 0
         self.probe_failed = False
 
@@ -177,19 +176,33 @@ class BondPath:
             rtt = float(self.path.latency)
         return max(PROBE_QUIET_MIN, int(2 * rtt) if rtt is not None else 0)
 
-    def check_probes(self, now: int) -> bool:
-        """Count probes that timed out; True when the path just failed on them."""
+    def check_probes(self, now: int, *, count: bool = True) -> bool:
+        """Retire probes that timed out, counting them as misses with ``count``; True when
+        the path just failed on them (curate() then makes it ineligible)."""
         timeout = self.probe_timeout()
-        missed = [p for p in self.probes if now - p.sent >= timeout]
+        expired = [p for p in self.probes if now - p.sent >= timeout]
+        if not expired:
+            return False
+        self.probes = [p for p in self.probes if now - p.sent < timeout]
+        # A probe after which something else arrived proves nothing either way.
+        missed = [p for p in expired if p.sent >= self.last_in] if count else []
         if not missed:
             return False
         self.probe_history.extend(False for _ in missed)
-        self.probes = [p for p in self.probes if now - p.sent < timeout]
         self.missed_in_row += len(missed)
-        if self.missed_in_row >= PROBES_TO_FAIL and not self.probe_failed:
+        if self.missed_in_row >= self.probes_to_fail() and not self.probe_failed:
             self.probe_failed = True
             return True
         return False
+
+    def probes_to_fail(self) -> int:
+        """Misses in a row that kill the path: :data:`PROBES_TO_FAIL`, one more on a link
+        that has lost over 1 % of its recent probes and another over 5 %, so a lossy but
+        working link is not given up on an unlucky run."""
+        h, run = self.probe_history, self.missed_in_row
+        earlier = len(h) - run  # the loss before this run of misses (which is the question)
+        loss = (h.count(False) - run) / earlier if earlier > 0 else 0.0
+        return PROBES_TO_FAIL + (loss > 0.01) + (loss > 0.05)
 
     @property
     def rtt(self) -> float | None:
