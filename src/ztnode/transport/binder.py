@@ -11,18 +11,23 @@ allowed, link-local, multicast), interfaces whose names start with a blacklisted
 (``settings.interfacePrefixBlacklist``, plus ZeroTier's own ``zt`` adapters), and, when
 ``settings.bind`` lists addresses, every address not listed. Interfaces are enumerated again
 every :data:`REFRESH_INTERVAL` ms (:data:`REFRESH_INTERVAL_BONDING` with bonds), so a new
-address (a Wi-Fi that came back) gets its socket and a vanished one loses it.
+address (a Wi-Fi that came back) gets its socket and a vanished one loses it. On Linux each
+socket is also tied to its interface (:func:`bind_to_device`), as the reference does.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ztnode.errors import DecodeError
 from ztnode.transport.ifaddrs import named_interface_addresses
+
+log = logging.getLogger("ztnode.transport")
 
 REFRESH_INTERVAL: Final = 30_000
 REFRESH_INTERVAL_BONDING: Final = 7_500
@@ -51,6 +56,22 @@ class BindSettings:
         except ValueError as e:
             raise DecodeError(f"settings.bind: {e}") from None
         return cls(addrs, tuple(str(p) for p in black))
+
+
+def bind_to_device(sock: socket.socket, ifname: str) -> bool:
+    """Tie a bound socket to its interface (Linux ``SO_BINDTODEVICE``), as the reference's
+    Binder does: without it a socket on one card's address sends through whatever card the
+    routing table picks, and two "links" to one peer may be the same cable. Where the option
+    is missing or refused, the socket keeps working unbound (and False is returned)."""
+    opt = getattr(socket, "SO_BINDTODEVICE", None)
+    if opt is None or not ifname or ifname == "lo":
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, opt, ifname.encode())
+    except OSError as e:
+        log.debug("SO_BINDTODEVICE %s refused: %s", ifname, e)
+        return False
+    return True
 
 
 class Binder:

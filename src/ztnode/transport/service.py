@@ -40,6 +40,7 @@ from ztnode.transport.binder import (
     Binder,
     BindSettings,
     Enumerator,
+    bind_to_device,
 )
 from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
 from ztnode.transport.state import HomeDir, NetworkSettings
@@ -405,6 +406,7 @@ class NodeService:
             except OSError as e:
                 log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
                 continue
+            bind_to_device(ep.sock, name)
             self._enable_bursts(ep, host, self._self_address)
             self.endpoints[ep.local_address] = ep
             port = ep.local_address[1]

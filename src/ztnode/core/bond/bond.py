@@ -12,7 +12,10 @@ Deliberate differences, each because the reference's behaviour is an accident:
   relative quality at all, and balance-aware then indexes past its table);
 * a link configured ``"enabled": false`` carries nothing (the reference reads and ignores it);
 * ``packetsPerLink`` from a custom policy is used (the reference never copies it to bonds);
-* a path shown dead by probes is not kept eligible by its 15 s trial (see :mod:`.link`).
+* a path's 15 s trial excuses it only from the QoS requirement: a path silent past
+  failoverInterval (or dead to probes, see :mod:`.link`) is not kept eligible by its trial;
+* the avoidance of a path over a quality limit is decided afresh at each estimate (the
+  reference clears it at every other estimate, so a bad path alternates in and out).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ PEER_PATH_EXPIRATION: Final = 4 * 60_000 + 3_000
 HANDICAP_PREFERRED: Final = 500
 HANDICAP_PRIMARY: Final = 1000
 OPTIMIZE_MIN_THRESHOLD: Final = 0.10
+LEGACY_ECHO_SPACING: Final = 1_050  # ZeroTierOne < 1.10 answers one ECHO per peer per second
 BUSY_WINDOW: Final = 2_000  # frames within this long: links are probed fast (fastFailover)
 QOS_GATE_LIMIT: Final = 128
 _BALANCE: Final = frozenset(
@@ -99,6 +103,11 @@ class Bond:
         self.last_active_change = 0
         #: Times active-backup moved off a path it had chosen (``bond rotate`` included).
         self.failovers = 0
+        #: The peer answers one ECHO per second in all (ZeroTierOne before 1.10 gates ECHO
+        #: per peer, later versions per path): heartbeats are spaced for it and the fast
+        #: probing is off (its misses would be the gate's, not the link's).
+        self.legacy_echo = False
+        self._last_any_probe = -(10**12)
         self._qos_gate_at = 0
         self._qos_gate_count = 0
         self.qos_gated = 0
@@ -363,8 +372,9 @@ class Bond:
     def _monitor(self, now: int, work: TickWork) -> None:
         """Heartbeats (reference), probe timeouts and fast probes (``fastFailover``), QoS."""
         t = self.template
-        fast = t.fast_failover and self.busy(now)
-        for bp in self.paths:
+        fast = t.fast_failover and not self.legacy_echo and self.busy(now)
+        # Quietest paths first, so a per-peer ECHO budget goes where it is needed most.
+        for bp in sorted(self.paths, key=lambda b: b.last_in):
             if not bp.allowed():
                 continue
             # Probe misses count only while data flows; idle, failoverInterval decides alone.
@@ -374,6 +384,10 @@ class Bond:
             if fast and not due and bp.eligible:
                 due = quiet >= bp.probe_quiet()
             if due and now - bp.last_probe >= PROBE_SPACING:
+                if self.legacy_echo:
+                    if now - self._last_any_probe < LEGACY_ECHO_SPACING:
+                        continue
+                    self._last_any_probe = now
                 work.probes.append(bp)
             if bp.qos.needs_report(now, t.qos_interval):
                 work.reports.append((bp, bp.qos.report(now)))
@@ -397,7 +411,9 @@ class Bond:
             eligible = (
                 bp.allowed()
                 and not bp.probe_failed
-                and ((acceptable_age and up_delay_ok and qos_ok) or in_trial)
+                and acceptable_age
+                and up_delay_ok
+                and (qos_ok or in_trial)
             )
             if eligible:
                 bp.last_eligibility = now

@@ -162,6 +162,7 @@ class BondLayer:
             if peer is None:
                 del self.bonds[address]
                 continue
+            bond.legacy_echo = peer.protocol > 0 and peer.version[1:3] < (1, 10)
             work = bond.tick(now)
             for bp in work.probes:
                 if peer.wants_echo_keepalive():
