@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import crypto_bench, node_bench, rules_bench, tcp_bench
+from bench import bond_bench, crypto_bench, node_bench, rules_bench, tcp_bench
 from ztnode import __version__
 
 
@@ -34,7 +34,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     ap.add_argument(
-        "--only", choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules")
+        "--only",
+        choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules", "bond"),
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = ap.parse_args()
@@ -47,6 +48,7 @@ def main() -> int:
         "guard": lambda: node_bench.guard_rows(2000 if q else 20000),
         "tcp": lambda: tcp_bench.rows(q),
         "rules": lambda: rules_bench.rows(q),
+        "bond": lambda: bond_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,

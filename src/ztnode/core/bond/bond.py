@@ -12,6 +12,8 @@ Deliberate differences, each because the reference's behaviour is an accident:
   relative quality at all, and balance-aware then indexes past its table);
 * a link configured ``"enabled": false`` carries nothing (the reference reads and ignores it);
 * ``packetsPerLink`` from a custom policy is used (the reference never copies it to bonds);
+* balance-aware gives a new flow the least loaded acceptable path (flows per unit of
+  capacity), where the reference draws one at random;
 * a path's 15 s trial excuses it only from the QoS requirement: a path silent past
   failoverInterval (or dead to probes, see :mod:`.link`) is not kept eligible by its trial;
 * the avoidance of a path over a quality limit is decided afresh at each estimate (the
@@ -335,19 +337,23 @@ class Bond:
         chosen.assigned_flows += 1
 
     def _aware_choice(self, flow: Flow, reassign: bool) -> BondPath:
-        bonded = self.bonded
-        n = len(bonded)
-        current = next((i for i, bp in enumerate(bonded) if id(bp) == flow.slot), 0)
-        threshold = self.rng.randrange(256) / 255.0
-        best: BondPath | None = None
-        for offset in range(n):
-            idx = (current + offset) % n if reassign else (self.rng.randrange(256) + offset) % n
-            bp = bonded[idx]
-            if not bp.should_avoid and threshold <= bp.relative_capacity:
-                return bp
-            if best is None or bp.relative_quality > best.relative_quality:
-                best = bp
-        return best if best is not None else bonded[0]
+        """The acceptable (not avoided) path with the fewest flows per unit of capacity, a
+        random one among equals; with none acceptable, the best relative quality. (The
+        reference draws a path at random, which can stack every flow on one link.)"""
+        candidates = [
+            bp
+            for bp in self.bonded
+            if not bp.should_avoid and not (reassign and id(bp) == flow.slot)
+        ]
+        if not candidates:
+            return max(self.bonded, key=lambda bp: bp.relative_quality)
+
+        def load(bp: BondPath) -> float:
+            return bp.assigned_flows / max(bp.relative_capacity, 1e-6)
+
+        least = min(load(bp) for bp in candidates)
+        tied = [bp for bp in candidates if load(bp) <= least + 1e-9]
+        return tied[self.rng.randrange(len(tied))]
 
     # ------------------------------------------------------------------ periodic work
 
