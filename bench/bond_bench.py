@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -113,7 +114,7 @@ async def _pair(pair: Any, home: Path, ids: list[Any], planet: Any, nwid: str, p
             port=29993,
             bonding={"defaultBondingPolicy": policy},
             interfaces=lambda ns=ns: ns.in_namespace(named_interface_addresses),
-            socket_factory=lambda host, port, ns=ns: ns.socket(bind=(host, port)),
+            socket_factory=lambda host, port, ns=ns: ns.socket(_family(host), bind=(host, port)),
         )
         await node.start()
         nodes.append(node)
@@ -202,3 +203,7 @@ async def _failover_gap(pair: Any, a: Any, b: Any, na: Any, nb: Any, ids: list[A
     await asyncio.to_thread(pair.mend, link)
     await asyncio.sleep(8)  # the cable is back and eligible before the next run
     return gap[0] * 1000
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

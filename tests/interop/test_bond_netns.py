@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def _node(ns: NetNamespace, home: Path, ident: Identity, planet: World) -> Node:
         port=PORT,
         bonding={"defaultBondingPolicy": "active-backup"},
         interfaces=lambda: ns.in_namespace(named_interface_addresses),
-        socket_factory=lambda host, port: ns.socket(bind=(host, port)),
+        socket_factory=lambda host, port: ns.socket(_family(host), bind=(host, port)),
     )
 
 
@@ -181,3 +182,7 @@ async def _transfer_and_cut(pair: LinkedPair, a: Node, b: Node, nwid: str) -> di
         "receiver_failover_ms": bond_a.last_active_change - cut_clock if bond_a else None,
         "bytes": BYTES,
     }
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET

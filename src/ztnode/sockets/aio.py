@@ -339,6 +339,23 @@ class Node:
     def port(self) -> int:
         return self.service.port
 
+    def bonds(self) -> dict[str, dict[str, Any]]:
+        """Every bond by peer address: what ``GET /bond/show/<peer>`` returns (policy, links
+        alive, and per path its interface, eligibility, latency, jitter, flows...)."""
+        from ztnode.transport.localapi import peer_json
+
+        core, now = self._core, self.service.clock.now()
+        return {
+            f"{a:010x}": peer_json(core, core.peers[a], now)
+            for a in sorted(core.bonds.bonds)
+            if a in core.peers
+        }
+
+    def rotate_bond(self, peer: int | str) -> bool:
+        """``bond rotate``: an active-backup bond moves to the next path in its queue."""
+        address = int(peer, 16) if isinstance(peer, str) else peer
+        return bool(self.service.call(lambda n, now: n.rotate_bond(address, now)))
+
     async def wait_online(self, timeout: float = 30.0) -> None:
         await self._wait_for(lambda: self.online, timeout, "the node did not come online")
 

@@ -89,6 +89,8 @@ class Binder:
         self._extra = list(extra)
         #: Address -> interface name, as bound now.
         self.bound: dict[IpAddress, str] = {}
+        #: Addresses that could not be bound: not tried again while they stay (said once).
+        self.failed: set[IpAddress] = set()
 
     def wanted(self) -> dict[IpAddress, str]:
         black = (*ALWAYS_BLACKLISTED, *self.settings.blacklist)
@@ -106,7 +108,8 @@ class Binder:
         """Enumerate again: returns the addresses to bind (with their interface) and the
         ones to close."""
         want = self.wanted()
-        added = {ip: n for ip, n in want.items() if ip not in self.bound}
+        self.failed &= set(want)  # gone and back later: worth another try
+        added = {ip: n for ip, n in want.items() if ip not in self.bound and ip not in self.failed}
         gone = [ip for ip in self.bound if ip not in want]
         return added, gone
 

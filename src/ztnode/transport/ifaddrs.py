@@ -39,8 +39,13 @@ def _ipv4_addresses() -> list[tuple[str, ipaddress.IPv4Address]]:
 
 def _ipv6_addresses() -> list[tuple[str, ipaddress.IPv6Address]]:
     out: list[tuple[str, ipaddress.IPv6Address]] = []
+    # thread-self: a thread that entered another network namespace sees that one's addresses
+    # (/proc/net follows the process's main thread).
+    proc = Path("/proc/thread-self/net/if_inet6")
+    if not proc.exists():
+        proc = Path("/proc/net/if_inet6")
     with contextlib.suppress(OSError):
-        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+        for line in proc.read_text().splitlines():
             fields = line.split()
             if len(fields) >= 6:
                 with contextlib.suppress(ValueError):

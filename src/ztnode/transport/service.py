@@ -405,6 +405,7 @@ class NodeService:
                     )
             except OSError as e:
                 log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
+                binder.failed.add(ip)
                 continue
             bind_to_device(ep.sock, name)
             self._enable_bursts(ep, host, self._self_address)
