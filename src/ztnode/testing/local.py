@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import socket
 import time
@@ -107,10 +108,18 @@ class LocalZtWorld:
         return self
 
     async def add_member(
-        self, identity: Identity | None = None, *, authorize: bool = True, timeout: float = 60.0
+        self,
+        identity: Identity | None = None,
+        *,
+        authorize: bool = True,
+        timeout: float = 60.0,
+        local_conf: dict[str, Any] | None = None,
+        **options: Any,
     ) -> tuple[Node, Network | None]:
         """Start one more member in this world (authorized and joined unless ``authorize`` is
-        False, when it is started but not joined: its network is then None)."""
+        False, when it is started but not joined: its network is then None). ``local_conf``
+        is written to its home's ``local.conf`` first; ``options`` go to :class:`Node`
+        (``bonding=...``)."""
         if self.root is None or self.planet is None:
             raise RuntimeError("start the world first")
         home = self.base / f"member{len(self.members)}"
@@ -119,7 +128,9 @@ class LocalZtWorld:
         home.mkdir(parents=True)
         if identity is not None:
             identity.save(home / "identity.secret", include_private=True)
-        node = Node(home, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",))
+        if local_conf is not None:
+            (home / "local.conf").write_text(json.dumps(local_conf))
+        node = Node(home, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",), **options)
         await node.start()
         self.members.append(node)
         if not authorize:

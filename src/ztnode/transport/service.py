@@ -276,11 +276,10 @@ class NodeService:
             self._enable_bursts(ep, name[0], identity.address)
         if not self.config.sockets:
             if per_interface:
-                extra = (
-                    [("lo", ipaddress.ip_address("127.0.0.1"))]
-                    if (self.config.allow_loopback)
-                    else []
-                )
+                extra: list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = []
+                if self.config.allow_loopback:  # loopback paths: the ones bind lists, or .1
+                    lo = [ip for ip in bind_settings.only if ip.is_loopback]
+                    extra = [("lo", ip) for ip in lo or [ipaddress.ip_address("127.0.0.1")]]
                 self.binder = Binder(
                     bind_settings,
                     enumerate_addresses=self.config.interfaces or named_interface_addresses,

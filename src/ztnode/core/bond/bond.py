@@ -627,8 +627,13 @@ class Bond:
                 )
 
     def rotate(self, now: int) -> LinkChange | None:
-        """``bond rotate``: active-backup moves to the next path in its failover queue."""
-        if self.policy != BondPolicy.ACTIVE_BACKUP or not self.queue or self.active is None:
+        """``bond rotate``: active-backup moves to the next path in its failover queue (made
+        up to date first: a path nominated since the last tick counts)."""
+        if self.policy != BondPolicy.ACTIVE_BACKUP or self.active is None:
+            return None
+        self.queue = [bp for bp in self.queue if bp in self.paths and bp.eligible]
+        self._fill_queue()
+        if not self.queue:
             return None
         before = self.active
         self.active = self.queue.pop(0)
