@@ -333,3 +333,27 @@ def test_a_peer_without_bonding_gets_along_with_a_bonding_one(tmp_path: Path) ->
     _transfer(w, tx, rx, 1_000_000)
     assert w.b.node.bond(w.a.node.address) is None
     assert w.b.node.counters.drops.get("no_bond", 0) > 0
+
+
+def test_a_links_mtu_bounds_the_datagrams_on_it(tmp_path: Path) -> None:
+    """``links.<if>.mtu`` (and ``bond setmtu``): ZeroTier fragments at that path's MTU, the
+    other link keeps the node's (the network here has an MTU of 2800: frames fragment)."""
+    links = {"eth0": {"mode": "primary"}, "eth1": {"mode": "spare", "mtu": 1400}}
+    w = BondWorld(tmp_path, _policy("broadcast", links=links))
+    sizes: dict[int, int] = {0: 0, 1: 0}
+
+    def tap(local: tuple[str, int], remote: tuple[str, int], data: bytes) -> None:
+        if local[0] in (link_ip(0, 3), link_ip(1, 3)) and remote[0].endswith(".4"):
+            k = int(local[0].split(".")[1])
+            sizes[k] = max(sizes[k], len(data))
+
+    w.w.net.taps.append(tap)
+    tx, rx = _pair(w)
+    w.wait_bonded()
+    _transfer(w, tx, rx, 300_000)
+    # Broadcast sends one packet on both: its fragmented flag is under the MAC, so both
+    # copies are cut at the smaller MTU.
+    assert sizes[0] <= 1400 and sizes[1] <= 1400 and sizes[1] > 1000, sizes
+    w.a.node.bonds.set_mtu(1432, "eth1", link_ip(1, 4))
+    bond = w.bond(w.a, w.b)
+    assert bond is not None and {bp.path.mtu for bp in bond.paths} == {0, 1432}

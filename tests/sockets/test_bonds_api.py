@@ -146,3 +146,17 @@ def _check_cli(a: Node, b: Node, port: int, capsys: pytest.CaptureFixture[str]) 
     assert "200 rotate OK" in capsys.readouterr().out
     assert main(["bond", "0000000001", "show", *common]) != 0
     assert main(["bond", b.address, *common]) != 0  # show or rotate is needed
+    assert main(["peers", *common]) == 0
+    out = capsys.readouterr().out
+    assert "bond active-backup" in out and "active" in out and "lo " in out
+    # setmtu, as zerotier-cli: the paths on interface lo to 127.0.0.2.
+    assert main(["bond", "setmtu", "1400", "lo", "127.0.0.2", *common]) == 0
+    assert "200 setmtu OK" in capsys.readouterr().out
+    core = a.service.node
+    assert core is not None
+    bond = core.bond(int(b.address, 16))
+    assert bond is not None
+    mtus = {bp.path.remote[0]: bp.path.mtu for bp in bond.paths}
+    assert mtus["127.0.0.2"] == 1400 and mtus["127.0.0.1"] == 0
+    assert main(["bond", "setmtu", "1400", "eth9", "127.0.0.2", *common]) != 0  # no such link
+    assert main(["bond", "setmtu", "60", "lo", "127.0.0.2", *common]) != 0  # unreasonable

@@ -1,5 +1,5 @@
-"""``zerotier-cli``'s bond commands against a running node: ``bond list``, ``bond PEER show``
-and ``bond PEER rotate`` (one.cpp), with the same tables."""
+"""``zerotier-cli``'s bond commands against a running node: ``bond list``, ``bond PEER show``,
+``bond PEER rotate`` and ``bond setmtu MTU IFACE IP`` (one.cpp), with the same tables."""
 
 from __future__ import annotations
 
@@ -10,29 +10,38 @@ from ztnode.cli.apiclient import _api_json, _ApiFailure, _listing_or_exit
 from ztnode.cli.common import EXIT_OK, _fail
 
 
-def _peer_arg(text: str) -> str:
-    t = text.strip().lower()
-    if t == "list":
-        return t
-    if len(t) != 10 or any(c not in "0123456789abcdef" for c in t):
-        raise argparse.ArgumentTypeError(f"{text!r} is neither 'list' nor a peer address")
-    return t
+def _is_peer(text: str) -> bool:
+    return len(text) == 10 and all(c in "0123456789abcdef" for c in text.lower())
 
 
 def add_bond_parser(sub: Any, api_common: argparse.ArgumentParser) -> None:
     c = sub.add_parser(
         "bond",
         parents=[api_common],
-        help="show or steer a running node's bonds (list | PEER show | PEER rotate)",
+        help="show or steer a running node's bonds "
+        "(list | PEER show | PEER rotate | setmtu MTU IFACE IP)",
     )
-    c.add_argument("peer", type=_peer_arg, metavar="list|PEER")
-    c.add_argument("action", nargs="?", choices=("show", "rotate"))
+    c.add_argument("words", nargs="+", metavar="list|PEER show|PEER rotate|setmtu MTU IFACE IP")
     c.set_defaults(func=cmd_bond)
 
 
 def cmd_bond(args: argparse.Namespace) -> int:
-    if args.peer == "list":
+    words = args.words
+    if words == ["list"]:
         return _bond_list(args)
+    if words[0] == "setmtu":
+        if len(words) != 4 or not words[1].isdigit():
+            return _fail("usage: bond setmtu MTU IFACE IP")
+        try:
+            _api_json(args, "/bond/setmtu/{}/{}/{}".format(*words[1:]), "POST", {})
+        except _ApiFailure as e:
+            return _fail(str(e))
+        if not args.json:
+            print("200 setmtu OK")
+        return EXIT_OK
+    if len(words) != 2 or not _is_peer(words[0]) or words[1] not in ("show", "rotate"):
+        return _fail("usage: bond list | bond PEER show | bond PEER rotate | bond setmtu ...")
+    args.peer, args.action = words[0].lower(), words[1]
     if args.action == "rotate":
         try:
             _api_json(args, f"/bond/rotate/{args.peer}", "POST", {})
@@ -41,15 +50,13 @@ def cmd_bond(args: argparse.Namespace) -> int:
         if not args.json:
             print("200 rotate OK")
         return EXIT_OK
-    if args.action == "show":
-        try:
-            body = _api_json(args, f"/bond/show/{args.peer}")
-        except _ApiFailure as e:
-            return _fail(str(e))
-        if not args.json:
-            _print_bond(args.peer, body)
-        return EXIT_OK
-    return _fail("bond PEER needs show or rotate")
+    try:
+        body = _api_json(args, f"/bond/show/{args.peer}")
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not args.json:
+        _print_bond(args.peer, body)
+    return EXIT_OK
 
 
 def _bond_list(args: argparse.Namespace) -> int:

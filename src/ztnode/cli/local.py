@@ -65,14 +65,34 @@ def cmd_peers(args: argparse.Namespace) -> int:
         return body
     print("200 peers")
     print("<ztaddr>   <ver>  <role> <lat> <link>   <lastTX> <lastRX> <path>")
-    for r in _peer_rows(body, _node_clock(args)):
+    for r, p in zip(_peer_rows(body, _node_clock(args)), body, strict=True):
         if r["path"] is None:
             link = "RELAY"
         else:
             where, tx, rx = r["path"]
             link = f"{'RELAY ' if r['tunneled'] else 'DIRECT   '}{tx:<8} {rx:<8} {where}"
         print(f"{r['address']} {r['version']:<6} {r['role']:<6} {r['latency']:>5} {link}")
+        if p.get("isBonded"):
+            _print_bond_paths(p)
     return EXIT_OK
+
+
+def _print_bond_paths(p: dict[str, Any]) -> None:
+    """Under a bonded peer: its policy, then per path the interface, state and figures."""
+    print(
+        f"           bond {p.get('bondingPolicyStr')} {p.get('numAliveLinks')}/"
+        f"{p.get('numTotalLinks')} links"
+    )
+    for q in p.get("paths", ()):
+        if "eligible" not in q:
+            continue
+        state = "active" if q.get("active") else ("up" if q.get("eligible") else "down")
+        print(
+            f"           {q.get('ifname') or '-':<10} {state:<6} "
+            f"lat {float(q.get('latencyMean', 0)):.1f} ms  pdv "
+            f"{float(q.get('latencyVariance', 0)):.1f}  rtt {float(q.get('probeRtt', -1)):.1f}"
+            f" ms  loss {float(q.get('probeLoss', 0)):.2f}  {q.get('address')}"
+        )
 
 
 def cmd_listpeers(args: argparse.Namespace) -> int:

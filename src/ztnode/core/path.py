@@ -40,6 +40,7 @@ class Path:
         "last_trust_established",
         "latency",
         "local",
+        "mtu",
         "remote",
     )
 
@@ -55,6 +56,9 @@ class Path:
         self._scope: IpScope | None = None
         #: Interned in the node's path table (see the class docstring).
         self.kept = False
+        #: This path's physical MTU when a bond link sets one (``links.<if>.mtu``, ``bond
+        #: setmtu``); 0: the node's.
+        self.mtu = 0
 
     @property
     def scope(self) -> IpScope:

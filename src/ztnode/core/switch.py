@@ -74,6 +74,7 @@ def _bad_fragments(drops: Mapping[FragmentDrop, int]) -> int:
 
 
 _new_rx: Final = tuple.__new__
+_FRAMES: Final = (Verb.FRAME, Verb.EXT_FRAME)
 
 
 def _frame_flow(buf: bytearray, verb: int) -> int:
@@ -457,7 +458,14 @@ class Switch:
         buf = pk.new_packet(self.rt.random_bytes(8), peer.address, self.rt.address, verb, payload)
         if compress:
             pk.compress(buf)
-        if len(buf) > self.rt.mtu:
+        bond = self.rt.bonds.bonds.get(peer.address) if self.rt.bonds.bonds else None
+        targets = [path]
+        if bond is not None and bond.policy == BondPolicy.BROADCAST and verb in _FRAMES:
+            targets = bond.broadcast_paths() or targets  # the same packet on every live path
+        # One MTU for all copies: the fragmented flag is under the MAC, so it must hold on
+        # every path the packet takes.
+        mtu = min(t.mtu or self.rt.mtu for t in targets)
+        if len(buf) > mtu:
             buf[18] |= FLAG_FRAGMENTED
         pk.armor(buf, peer.key, cipher if cipher is not None else self.cipher_for(peer))
         pid = int.from_bytes(buf[0:8], "big")
@@ -465,22 +473,20 @@ class Switch:
             self.rt.expected.expect(pid)
         if echo_request is not None:
             self.rt.vl1.expect_echo(pid, peer.address, now, echo_request)
-        bond = self.rt.bonds.bonds.get(peer.address) if self.rt.bonds.bonds else None
         if bond is None:
-            self.emit(path, buf, now)
+            self.emit(path, buf, now, mtu)
             return pid
-        if bond.policy == BondPolicy.BROADCAST and verb in (Verb.FRAME, Verb.EXT_FRAME):
-            targets = bond.broadcast_paths() or [path]  # the same packet on every live path
-        else:
-            targets = [path]
         for target in targets:
             bond.record_out(target, pid, verb, len(buf), flow, now)
-            self.emit(target, buf, now)
+            self.emit(target, buf, now, mtu)
         return pid
 
-    def emit(self, path: Path, buf: bytes | bytearray, now: int) -> None:
-        if len(buf) > self.rt.mtu:
-            for chunk in split(buf, self.rt.mtu):
+    def emit(self, path: Path, buf: bytes | bytearray, now: int, mtu: int = 0) -> None:
+        """Queue one armored packet on ``path``, in fragments above ``mtu`` (default: the
+        path's own MTU, else the node's; it must agree with the packet's fragmented flag)."""
+        mtu = mtu or path.mtu or self.rt.mtu
+        if len(buf) > mtu:
+            for chunk in split(buf, mtu):
                 self.rt.out.append(Outgoing(path.local, path.remote, chunk))
         else:
             self.rt.out.append(Outgoing(path.local, path.remote, bytes(buf)))

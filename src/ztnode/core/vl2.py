@@ -377,7 +377,7 @@ class Vl2:
             path.remote,
             header,
             net.id,
-            self.rt.mtu,
+            path.mtu or self.rt.mtu,
             not enforcer.accept_all,
         )
 

@@ -6,7 +6,9 @@
   ``packetErrorRatio``, ``assignedFlowCount``, ``lastInAge``/``lastOutAge``, ``bonded``,
   ``eligible``, ``givenLinkSpeed``, ``relativeQuality`` (the reference's names);
 * ``GET /bond/show/<address>``: that peer with ``linkSelectMethod``;
-* ``POST /bond/rotate/<address>``: active-backup moves to its next path.
+* ``POST /bond/rotate/<address>``: active-backup moves to its next path;
+* ``POST /bond/setmtu/<mtu>/<ifname>/<remote ip>``: the MTU of the bonded paths on that
+  interface to that address (ZeroTier fragments above it).
 
 ztnode adds per path what its monitor measures (``probeRtt``, ``probeLoss``, bytes each way,
 ``active``) and ``/metrics`` families for each bonded path (``ztnode_bond_*``). The loss and
@@ -24,6 +26,7 @@ from ztnode.core.node import Node
 from ztnode.core.peer import Peer
 from ztnode.identity import address_from_str, address_to_str
 from ztnode.transport.httpapi import HttpError, JsonApi, Request
+from ztnode.wire.constants import MAX_PHYSMTU, MIN_PHYSMTU
 
 if TYPE_CHECKING:
     from ztnode.transport.localapi import _Exposition
@@ -181,5 +184,23 @@ def register_bond_routes(api: JsonApi, service: NodeService) -> None:
             raise HttpError(400, "only active-backup with a path in its queue rotates")
         return peer_json(node, node.peers[address], service.clock.now())
 
+    async def setmtu(req: Request) -> Any:
+        node = service.node
+        if node is None or not node.bonds.in_use:
+            raise HttpError(400, "Bonding layer isn't active yet")
+        try:
+            mtu = int(req.params["mtu"])
+        except ValueError:
+            raise HttpError(400, "the MTU is a number") from None
+        if not MIN_PHYSMTU <= mtu <= MAX_PHYSMTU:
+            raise HttpError(400, f"an MTU from {MIN_PHYSMTU} to {MAX_PHYSMTU}, please")
+        ifname, ip = req.params["ifname"], req.params["ip"]
+        if not service.call(lambda n, now: n.bonds.set_mtu(mtu, ifname, ip)):
+            raise HttpError(400, "Unable to find specified link")
+        return {}
+
     api.route("GET", "/bond/show/{address}", show)
     api.route("POST", "/bond/rotate/{address}", rotate)
+    api.route("PUT", "/bond/rotate/{address}", rotate)
+    api.route("POST", "/bond/setmtu/{mtu}/{ifname}/{ip}", setmtu)
+    api.route("PUT", "/bond/setmtu/{mtu}/{ifname}/{ip}", setmtu)

@@ -33,7 +33,7 @@ from ztnode.core.bond.link import OPTIMIZE_INTERVAL, PROBE_SPACING, BondPath
 from ztnode.core.bond.qos import is_frame, sampled
 from ztnode.core.bond.settings import BondPolicy, LinkMode, LinkSpec, PolicyTemplate, Reselect
 from ztnode.core.path import Path
-from ztnode.wire.constants import Verb
+from ztnode.wire.constants import MAX_PHYSMTU, MIN_PHYSMTU, Verb
 from ztnode.wire.verbs.multipath import QosRecord
 
 MAX_BOND_PATHS: Final = 64  # ZT_MAX_PEER_NETWORK_PATHS
@@ -136,6 +136,8 @@ class Bond:
         if len(self.paths) >= MAX_BOND_PATHS:
             return None
         bp = BondPath(path, spec, now)
+        if spec.mtu:
+            path.mtu = clamp_mtu(spec.mtu)
         for other in self.paths:
             if other.link.name == spec.name:
                 other.only_path_on_link = bp.only_path_on_link = False
@@ -640,6 +642,12 @@ class Bond:
         self.last_active_change = now
         self.failovers += 1
         return LinkChange("active", self.active.path, before.path)
+
+
+def clamp_mtu(mtu: int) -> int:
+    """A link's configured MTU as the node can use it (ZeroTier's fragment arithmetic needs at
+    least MIN_PHYSMTU; the reference would take anything from 68)."""
+    return max(MIN_PHYSMTU, min(MAX_PHYSMTU, mtu))
 
 
 def _decay(value: float, limit: float) -> float:

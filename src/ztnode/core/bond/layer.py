@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from ztnode.core import events as ev
-from ztnode.core.bond.bond import Bond, LinkChange
+from ztnode.core.bond.bond import Bond, LinkChange, clamp_mtu
 from ztnode.core.bond.flows import NO_FLOW
 from ztnode.core.bond.settings import BondingSettings
 from ztnode.core.counters import Drop
@@ -134,6 +134,17 @@ class BondLayer:
     def do_unused(self, rx: Rx) -> None:
         """ACK and PATH_NEGOTIATION_REQUEST: inert in ZeroTierOne 1.14.1, counted here."""
         self.rt.counters.drop(Drop.NO_BOND)
+
+    def set_mtu(self, mtu: int, ifname: str, remote_ip: str) -> bool:
+        """``bond setmtu``: the MTU of every bonded path on interface ``ifname`` to the remote
+        address ``remote_ip``; False when no bond has such a path (setAllMtuByTuple)."""
+        found = False
+        for bond in self.bonds.values():
+            for bp in bond.paths:
+                if bp.link.name == ifname and bp.path.remote[0] == remote_ip:
+                    bp.path.mtu = clamp_mtu(mtu)
+                    found = True
+        return found
 
     def rotate(self, address: int, now: int) -> bool:
         """Move an active-backup bond to its next path (announced like a failover)."""
