@@ -42,9 +42,14 @@ def test_bond_api_cli_metrics_and_events(
             a, na = await world.add_member(IDS[1], local_conf=CONF)
             b, nb = await world.add_member(IDS[2], local_conf=CONF)
             assert na is not None and nb is not None
-            # The Binder bound both listed addresses, on one port.
-            assert sorted(h for h, _ in a.service.endpoints) == ["127.0.0.1", "127.0.0.2"]
-            assert len({p for _, p in a.service.endpoints}) == 1
+            # The Binder bound both listed addresses, each on the primary port and on a
+            # random secondary one (20000-65499), as ZeroTierOne's Binder does.
+            ports = {p for _, p in a.service.endpoints}
+            assert sorted(a.service.endpoints) == sorted(
+                (h, p) for h in ("127.0.0.1", "127.0.0.2") for p in ports
+            )
+            assert len(ports) == 2 and a.port in ports
+            assert 20_000 <= a.service.secondary.port < 65_500
             events = a.events(ev.BondActiveChanged, ev.BondLinkChanged)
             for _ in range(100):  # traffic until both sides bond over both sockets (bounded)
                 await na.ping(nb.address(4), timeout=5)

@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import socket
 import stat
@@ -24,13 +25,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ztnode.core import events as ev
 from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
 from ztnode.crypto import SymmetricKey
+from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
@@ -40,6 +42,7 @@ from ztnode.transport.binder import (
     Binder,
     BindSettings,
     Enumerator,
+    IpAddress,
     bind_to_device,
 )
 from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
@@ -148,16 +151,45 @@ class Clock:
         return int(time.monotonic() * 1000) + self._offset
 
 
+SECONDARY_PORT_COMA: Final = 120_000  # offline this long: a new secondary port
+
+
+def _secondary_from(settings: Mapping[str, Any]) -> SecondaryPort:
+    allowed = settings.get("allowSecondaryPort", True)
+    port = settings.get("secondaryPort", 0)
+    if not isinstance(allowed, bool) or isinstance(port, bool) or not isinstance(port, int):
+        raise DecodeError("settings.allowSecondaryPort is true/false, secondaryPort a number")
+    if not 0 <= port < 65536:
+        raise DecodeError(f"settings.secondaryPort {port} is not a port")
+    return SecondaryPort(wanted=allowed, port=port if allowed else 0, fixed=bool(port))
+
+
+@dataclass
+class SecondaryPort:
+    """The Binder's second port on every address (``settings.allowSecondaryPort``, default
+    on; ``settings.secondaryPort`` fixes it, else it is random and moves after two minutes
+    offline): a NAT that misbehaves on one port still lets the other through."""
+
+    wanted: bool = False
+    port: int = 0
+    fixed: bool = False
+    offline_since: int = 0
+
+
 class _EndpointSink:
     """What one endpoint's burst reader hands over, routed to the host (see
     :mod:`ztnode.transport.burst`); datagrams take the endpoint's ordinary handler."""
 
     def __init__(
-        self, service: NodeService, host: str, on_datagram: Callable[[memoryview, Addr], None]
+        self,
+        service: NodeService,
+        host: str,
+        on_datagram: Callable[[memoryview, Addr], None],
+        local: Addr | None = None,
     ) -> None:
         self._service = service
         self._host = host
-        self._local: Addr | None = None
+        self._local: Addr | None = local
         self.on_datagram = on_datagram
 
     def _local_address(self) -> Addr | None:
@@ -249,6 +281,8 @@ class NodeService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.binder: Binder | None = None
+        self.secondary = SecondaryPort()
+        self._primary_port = 0
         self._binder_timer: asyncio.TimerHandle | None = None
         self._self_address = 0
 
@@ -280,6 +314,8 @@ class NodeService:
                 if self.config.allow_loopback:  # loopback paths: the ones bind lists, or .1
                     lo = [ip for ip in bind_settings.only if ip.is_loopback]
                     extra = [("lo", ip) for ip in lo or [ipaddress.ip_address("127.0.0.1")]]
+                self._primary_port = 0
+                self.secondary = _secondary_from(local)
                 self.binder = Binder(
                     bind_settings,
                     enumerate_addresses=self.config.interfaces or named_interface_addresses,
@@ -381,8 +417,9 @@ class NodeService:
             self.endpoints[ep.local_address] = ep
 
     def _rebind(self) -> bool:
-        """The Binder's sockets: bind new interface addresses (all on one port), close the
-        ones that vanished. True when something changed."""
+        """The Binder's sockets: bind new interface addresses (each on the primary port and,
+        as the reference, on the secondary one), close the ones that vanished. True when
+        something changed."""
         binder = self.binder
         assert binder is not None
         added, gone = binder.refresh()
@@ -390,28 +427,86 @@ class NodeService:
             binder.closed(ip)
             for addr in [a for a in self.endpoints if a[0] == str(ip)]:
                 self.endpoints.pop(addr).close()
-        port = self.port if self.endpoints else self.config.port
         for ip, name in added.items():
-            host = str(ip)
-            factory = self.config.socket_factory
-            try:
-                if factory is not None:
-                    sock = factory(host, port)
-                    ep = UdpEndpoint(sock, self._handler_for(host), self._loop, self._pump)
-                else:
-                    ep = UdpEndpoint.bind(
-                        host, port, self._handler_for(host), self._loop, self._pump
-                    )
-            except OSError as e:
-                log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
+            ep = self._bind_one(ip, name, self._primary_port or self.config.port)
+            if ep is None:
                 binder.failed.add(ip)
                 continue
-            bind_to_device(ep.sock, name)
-            self._enable_bursts(ep, host, self._self_address)
-            self.endpoints[ep.local_address] = ep
-            port = ep.local_address[1]
+            self._primary_port = ep.local_address[1]
             binder.bound_now(ip, name)
+            if self.secondary.wanted and not self.secondary.port:
+                self.secondary.port = self._free_port(ip)
+            if self.secondary.port:
+                self._bind_one(ip, name, self.secondary.port)
         return bool(added or gone)
+
+    def _bind_one(self, ip: IpAddress, name: str, port: int) -> UdpEndpoint | None:
+        host = str(ip)
+        factory = self.config.socket_factory
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        try:
+            if factory is not None:
+                sock = factory(host, port)
+            else:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind((host, port))
+                except BaseException:
+                    sock.close()
+                    raise
+        except OSError as e:
+            log.warning("could not bind %s/%d on %s: %s", host, port, name, e)
+            return None
+        local: Addr = tuple(sock.getsockname()[:2])
+        ep = UdpEndpoint(sock, self._handler_for(host, local), self._loop, self._pump)
+        bind_to_device(ep.sock, name)
+        self._enable_bursts(ep, host, self._self_address, local)
+        self.endpoints[local] = ep
+        return ep
+
+    def _free_port(self, ip: IpAddress) -> int:
+        """A random port from 20000 to 65499 that binds on ``ip`` (_getRandomPort)."""
+        rng = random.SystemRandom()
+        start = 20_000 + rng.randrange(45_500)
+        for i in range(1000):
+            port = 20_000 + (start - 20_000 + i) % 45_500
+            if port == self._primary_port:
+                continue
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            if self.config.socket_factory is not None:
+                return port  # tried by the bind itself (another namespace)
+            with socket.socket(family, socket.SOCK_DGRAM) as trial:
+                try:
+                    trial.bind((str(ip), port))
+                except OSError:
+                    continue
+            return port
+        return 0
+
+    def _rerandomize_secondary(self) -> None:
+        """The reference's cure for NATs that stop forwarding one port after a while: a node
+        offline for two minutes moves its secondary port (unless it was set)."""
+        binder, node = self.binder, self.node
+        sec = self.secondary
+        if binder is None or node is None or not sec.port or sec.fixed:
+            return
+        now = self.clock.now()
+        if node.online or not sec.offline_since:
+            sec.offline_since = 0 if node.online else now
+            return
+        if now - sec.offline_since <= SECONDARY_PORT_COMA:
+            return
+        sec.offline_since = now
+        for addr in [a for a in self.endpoints if a[1] == sec.port]:
+            self.endpoints.pop(addr).close()
+        first = next(iter(binder.bound), None)
+        sec.port = self._free_port(first) if first is not None else 0
+        if sec.port:
+            for ip, name in binder.bound.items():
+                self._bind_one(ip, name, sec.port)
+        node.set_local_addresses(list(self.endpoints))
 
     def _name_links(self) -> None:
         """Tell the node each socket's interface (bond links) and arm the next refresh."""
@@ -427,6 +522,7 @@ class NodeService:
         self._binder_timer = None
         if self.node is None or self._closing:
             return
+        self._rerandomize_secondary()
         if self._rebind():
             self.node.set_local_addresses(list(self.endpoints))
             self.node.set_interface_addresses(self._interface_addresses())
@@ -508,14 +604,20 @@ class NodeService:
 
     @property
     def port(self) -> int:
+        if self._primary_port:
+            return self._primary_port
         for addr in self.endpoints:
             return addr[1]
         return self.config.port
 
     # inputs -------------------------------------------------------------------------------
 
-    def _handler_for(self, host: str) -> Callable[[memoryview, Addr], None]:
-        local_holder: list[Addr] = []
+    def _handler_for(
+        self, host: str, local: Addr | None = None
+    ) -> Callable[[memoryview, Addr], None]:
+        """The datagram handler of the socket on ``host`` (its exact ``local`` address when
+        known: the Binder has two sockets per address, on two ports)."""
+        local_holder: list[Addr] = [local] if local is not None else []
 
         def on_datagram(data: memoryview, remote: Addr) -> None:
             engine = self.host
@@ -533,9 +635,11 @@ class NodeService:
 
         return on_datagram
 
-    def _enable_bursts(self, ep: UdpEndpoint, host: str, address: int) -> None:
+    def _enable_bursts(
+        self, ep: UdpEndpoint, host: str, address: int, local: Addr | None = None
+    ) -> None:
         if self.config.burst_receive:
-            ep.enable_bursts(_EndpointSink(self, host, ep.handler), address)
+            ep.enable_bursts(_EndpointSink(self, host, ep.handler, local), address)
 
     def _on_timer(self) -> None:
         self._timer = None
