@@ -17,8 +17,8 @@ import pytest
 from tests.helpers.bondworld import BondWorld, link_ip
 from tests.helpers.ipworld import ip_connect
 from ztnode.core import events as ev
-from ztnode.core.bond import BondPolicy
-from ztnode.netstack.stack import TcpSocket
+from ztnode.core.bond import Bond, BondPolicy
+from ztnode.netstack.stack import TcpSocket, UdpSocket
 from ztnode.testing.fakenet import LinkProfile
 
 pytestmark = pytest.mark.slow
@@ -222,16 +222,26 @@ def test_balance_rr_stripes_packets_per_link(tmp_path: Path) -> None:
     assert min(wire.big[0], wire.big[1]) > 0.4 * max(wire.big[0], wire.big[1])
 
 
-def test_balance_xor_keeps_each_flow_on_one_link(tmp_path: Path) -> None:
-    w = BondWorld(tmp_path, {"defaultBondingPolicy": "balance-xor"})
+def _flows_world(
+    tmp_path: Path, settings: dict[str, Any], base_port: int, n: int
+) -> tuple[BondWorld, Bond, UdpSocket, list[UdpSocket]]:
+    """A bonded world past its trial, a UDP server on b (port 7000) and ``n`` clients on a
+    (ports ``base_port``...): ``n`` flows for a balancing policy to place."""
+    w = BondWorld(tmp_path, settings)
     _pair(w)
     w.wait_bonded()
     w.run_until(lambda: False, TRIAL_MS)
     bond = w.bond(w.a, w.b)
     assert bond is not None and len(bond.bonded) == 2
-    sa, sb = w.stack(w.a), w.stack(w.b)
-    server = sb.udp_bind(None, 7000)
-    clients = [sa.udp_bind(None, 40_000 + i) for i in range(8)]
+    server = w.stack(w.b).udp_bind(None, 7000)
+    clients = [w.stack(w.a).udp_bind(None, base_port + i) for i in range(n)]
+    return w, bond, server, clients
+
+
+def test_balance_xor_keeps_each_flow_on_one_link(tmp_path: Path) -> None:
+    w, bond, server, clients = _flows_world(
+        tmp_path, {"defaultBondingPolicy": "balance-xor"}, 40_000, 8
+    )
     for _ in range(5):
         for c in clients:
             c.sendto(b"x" * 64, w.v4(w.b), 7000, w.now)
@@ -260,15 +270,8 @@ def test_balance_xor_keeps_each_flow_on_one_link(tmp_path: Path) -> None:
 
 def test_balance_aware_moves_flows_off_a_degraded_link(tmp_path: Path) -> None:
     slow = LinkProfile(latency_ms=700)
-    w = BondWorld(tmp_path, _policy("balance-aware", failoverInterval=2000))
-    _pair(w)
-    w.wait_bonded()
-    w.run_until(lambda: False, TRIAL_MS)
-    bond = w.bond(w.a, w.b)
-    assert bond is not None and len(bond.bonded) == 2
-    sa, sb = w.stack(w.a), w.stack(w.b)
-    server = sb.udp_bind(None, 7000)
-    clients = [sa.udp_bind(None, 41_000 + i) for i in range(12)]
+    settings = _policy("balance-aware", failoverInterval=2000)
+    w, bond, server, clients = _flows_world(tmp_path, settings, 41_000, 12)
 
     def chatter(ms: int) -> None:
         for _ in range(ms // 100):

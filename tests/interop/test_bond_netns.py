@@ -19,7 +19,7 @@ import pytest
 from tests.helpers.data import test_identities
 from tests.interop.conftest import need_root
 from tests.interop.netns import LinkedPair, NetNamespace
-from tests.interop.world import ControllerProcess, HttpApi, make_planet
+from tests.interop.world import authorized_network, controller_world
 from ztnode.identity import Identity
 from ztnode.sockets.aio import Node
 from ztnode.transport.ifaddrs import named_interface_addresses
@@ -65,34 +65,16 @@ def _eligible(node: Node, peer: int) -> set[str]:
 @pytest.mark.slow
 def test_a_transfer_outlives_its_cable(tmp_path: Path) -> None:
     need_root()
-    with LinkedPair(links=2) as pair:
-        planet = make_planet(ROOT_ID, LinkedPair.ip_of(0, "a"), ROOT_PORT)
-        planet_file = tmp_path / "planet"
-        planet_file.write_bytes(planet.to_bytes())
-        root_home = tmp_path / "root"
-        root_home.mkdir()
-        ROOT_ID.save(root_home / "identity.secret", include_private=True)
-        root = ControllerProcess(
-            pair.a, root_home, planet_file, LinkedPair.ip_of(0, "a"), ROOT_PORT
-        )
-        try:
-            api = root.wait_ready(20)
-            nwid: str = api.call("POST", "/controller/network", NETWORK)["id"]
-            for ident in (A_ID, B_ID):
-                api.call(
-                    "POST",
-                    f"/controller/network/{nwid}/member/{ident.address:010x}",
-                    {"authorized": True},
-                )
-            result = asyncio.run(_scenario(pair, tmp_path, planet, nwid, api))
-        finally:
-            root.stop()
+    with (
+        LinkedPair(links=2) as pair,
+        controller_world(pair.a, tmp_path, ROOT_ID, pair.ip_of(0, "a"), ROOT_PORT) as world,
+    ):
+        nwid = authorized_network(world.api, NETWORK, (A_ID, B_ID))
+        result = asyncio.run(_scenario(pair, tmp_path, world.planet, nwid))
     print(f"\nbond failover under a TCP transfer: {result}")
 
 
-async def _scenario(
-    pair: LinkedPair, tmp_path: Path, planet: World, nwid: str, api: HttpApi
-) -> dict[str, Any]:
+async def _scenario(pair: LinkedPair, tmp_path: Path, planet: World, nwid: str) -> dict[str, Any]:
     a = _node(pair.a, tmp_path / "a", A_ID, planet)
     b = _node(pair.b, tmp_path / "b", B_ID, planet)
     await a.start()

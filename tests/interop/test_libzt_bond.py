@@ -25,8 +25,8 @@ from tests.interop.netns import LinkedPair
 from tests.interop.peer import LibztPeer
 from tests.interop.test_bond_netns import NETWORK, _node
 from tests.interop.world import (
-    ControllerProcess,
-    make_planet,
+    authorized_network,
+    controller_world,
     start_libzt_member,
     wait_libzt_addresses,
 )
@@ -46,28 +46,13 @@ def test_a_bonding_node_and_libzt_survive_a_cable_together(
     tmp_path: Path, libzt_installed: None
 ) -> None:
     need_root()
-    with LinkedPair(links=2) as pair:
-        root_ip = LinkedPair.ip_of(0, "a")
-        planet = make_planet(ROOT_ID, root_ip, ROOT_PORT)
-        planet_file = tmp_path / "planet"
-        planet_file.write_bytes(planet.to_bytes())
-        root_home = tmp_path / "root"
-        root_home.mkdir()
-        ROOT_ID.save(root_home / "identity.secret", include_private=True)
-        root = ControllerProcess(pair.a, root_home, planet_file, root_ip, ROOT_PORT)
-        try:
-            api = root.wait_ready(20)
-            nwid: str = api.call("POST", "/controller/network", NETWORK)["id"]
-            for ident in (OUR_ID, LIBZT_ID):
-                api.call(
-                    "POST",
-                    f"/controller/network/{nwid}/member/{ident.address:010x}",
-                    {"authorized": True},
-                )
-            with LibztPeer(netns=pair.b.name) as lz:
-                result = asyncio.run(_scenario(pair, tmp_path, planet, nwid, lz))
-        finally:
-            root.stop()
+    with (
+        LinkedPair(links=2) as pair,
+        controller_world(pair.a, tmp_path, ROOT_ID, pair.ip_of(0, "a"), ROOT_PORT) as world,
+        LibztPeer(netns=pair.b.name) as lz,
+    ):
+        nwid = authorized_network(world.api, NETWORK, (OUR_ID, LIBZT_ID))
+        result = asyncio.run(_scenario(pair, tmp_path, world.planet, nwid, lz))
     print(f"\nbonding ztnode with libzt through a cable cut: {result}")
 
 
