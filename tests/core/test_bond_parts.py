@@ -261,3 +261,17 @@ def test_a_qos_round_trip_between_two_trackers() -> None:
     assert sender.receive_report([QosRecord(2, 0)], now=1600) == 0
     sender.expire(now=1000 + 400 + 30_000, timeout=30_000)
     assert not sender.out
+
+
+def test_acks_turn_into_a_smoothed_throughput() -> None:
+    from ztnode.core.bond.link import BondPath
+    from ztnode.core.bond.settings import LinkSpec
+    from ztnode.core.path import Path
+
+    bp = BondPath(Path(("10.0.0.1", 9993), ("10.0.0.2", 9993)), LinkSpec("eth0"), now=0)
+    bp.ack_received(5_000, now=1_000)  # the first only starts the clock
+    assert bp.throughput == 0.0
+    bp.ack_received(2_000_000, now=3_000)  # 2 MB in 2 s
+    assert bp.throughput == 1_000_000.0
+    bp.ack_received(0, now=5_000)  # idle: the estimate decays, it does not jump
+    assert bp.throughput == 750_000.0

@@ -305,6 +305,10 @@ def test_qos_reports_measure_each_links_latency(tmp_path: Path) -> None:
     assert 4 <= lat[0] <= 8 and 38 <= lat[1] <= 44, lat
     assert all(bp.qos.last_qos_received > 0 for bp in bond.paths)
     assert w.b.node.counters.verbs_in["QOS_MEASUREMENT"] > 0
+    # ACKs: b says how much it received on each path; a turns them into throughput.
+    assert w.b.node.counters.verbs_in["ACK"] > 0
+    back = w.bond(w.b, w.a)
+    assert back is not None and all(bp.acked_at > 0 for bp in back.paths)
 
 
 def test_three_links_fail_in_turn(tmp_path: Path) -> None:

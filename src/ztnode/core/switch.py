@@ -334,7 +334,7 @@ class Switch:
             Verb.MULTICAST_FRAME: mc.do_multicast_frame,
             # Bonding verbs: MAC checked, then dropped without refreshing the peer, as a
             # non-bonding reference node does (protocol-multipath.md 1).
-            Verb.ACK: self._no_bond,
+            Verb.ACK: rt.bonds.do_ack,
             Verb.QOS_MEASUREMENT: rt.bonds.do_qos,
             Verb.PATH_NEGOTIATION_REQUEST: self._no_bond,
         }

@@ -70,6 +70,7 @@ def bond_path_fields(bond: Bond, bp: BondPath, now: int) -> dict[str, Any]:
         "active": bond.active is bp,
         "probeRtt": -1.0 if rtt is None else round(rtt, 2),
         "probeLoss": bp.probe_loss,
+        "throughput": round(bp.throughput),
         "bytesIn": bp.bytes_in,
         "bytesOut": bp.bytes_out,
     }
@@ -139,6 +140,12 @@ def bond_metrics(node: Node, m: _Exposition, now: int) -> None:
         "gauge",
         "share of recent heartbeats on the path that went unanswered",
         [(labels, bp.probe_loss) for labels, _, bp in rows],
+    )
+    m.family(
+        "ztnode_bond_path_throughput_bytes_per_second",
+        "gauge",
+        "what the peer says it received from us on the path (ACK), smoothed",
+        [(labels, round(bp.throughput)) for labels, _, bp in rows],
     )
     m.family(
         "ztnode_bond_path_bytes_total",

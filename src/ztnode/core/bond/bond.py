@@ -66,6 +66,7 @@ class TickWork:
 
     probes: list[BondPath] = field(default_factory=list)
     reports: list[tuple[BondPath, list[QosRecord]]] = field(default_factory=list)
+    acks: list[tuple[BondPath, int]] = field(default_factory=list)
     changes: list[LinkChange] = field(default_factory=list)
 
 
@@ -251,6 +252,7 @@ class Bond:
             bp.last_alive_toggle = now
         bp.received(now)
         bp.bytes_in += size
+        bp.bytes_since_ack += size
         if bp.allowed():
             if is_frame(verb):
                 bp.packets_in += 1
@@ -278,6 +280,11 @@ class Bond:
             self.qos_gated += 1
             return False
         return True
+
+    def ack_received(self, path: Path, acked: int, now: int) -> None:
+        bp = self.find(path)
+        if bp is not None:
+            bp.ack_received(acked, now)
 
     def qos_received(self, path: Path, records: tuple[QosRecord, ...], now: int) -> int:
         bp = self.find(path)
@@ -399,6 +406,9 @@ class Bond:
                 work.probes.append(bp)
             if bp.qos.needs_report(now, t.qos_interval):
                 work.reports.append((bp, bp.qos.report(now)))
+            if bp.bytes_since_ack and now - bp.last_ack_sent >= t.qos_interval:
+                work.acks.append((bp, min(bp.bytes_since_ack, 0xFFFFFFFF)))
+                bp.bytes_since_ack, bp.last_ack_sent = 0, now
 
     def curate(self, now: int, *, rebuild: bool, work: TickWork | None) -> None:
         """curateBond: aliveness, eligibility (and its events), the bonded set."""

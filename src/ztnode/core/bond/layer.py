@@ -26,7 +26,7 @@ from ztnode.core.records import Addr
 from ztnode.errors import DecodeError
 from ztnode.wire.buffer import Writer
 from ztnode.wire.constants import Cipher, Verb
-from ztnode.wire.verbs.multipath import QosMeasurement
+from ztnode.wire.verbs.multipath import Ack, QosMeasurement
 
 if TYPE_CHECKING:
     from ztnode.core.node import Node
@@ -131,9 +131,20 @@ class BondLayer:
             return
         bond.qos_received(rx.path, qos.records, rx.now)
 
-    def do_unused(self, rx: Rx) -> None:
-        """ACK and PATH_NEGOTIATION_REQUEST: inert in ZeroTierOne 1.14.1, counted here."""
-        self.rt.counters.drop(Drop.NO_BOND)
+    def do_ack(self, rx: Rx) -> None:
+        """ACK: bytes the peer received on this path since its last ACK, our throughput on
+        the path (ZeroTierOne 1.14.1 neither sends nor reads it; ztnode sends it every
+        qosSendInterval to bonded peers, and a reference node counts and ignores it)."""
+        bond = self.bonds.get(rx.peer.address)
+        if bond is None or not bond.qos_allowed(rx.now):
+            self.rt.counters.drop(Drop.NO_BOND if bond is None else Drop.RATE_LIMITED)
+            return
+        try:
+            ack = Ack.decode(rx.payload)
+        except DecodeError:
+            self.rt.counters.drop(Drop.MALFORMED)
+            return
+        bond.ack_received(rx.path, ack.bytes_received, rx.now)
 
     def set_mtu(self, mtu: int, ifname: str, remote_ip: str) -> bool:
         """``bond setmtu``: the MTU of every bonded path on interface ``ifname`` to the remote
@@ -187,6 +198,16 @@ class BondLayer:
                     bp.path,
                     Verb.QOS_MEASUREMENT,
                     bytes(body.buf),
+                    now,
+                    cipher=Cipher.POLY1305_NONE,
+                    expect=False,
+                )
+            for bp, acked in work.acks:
+                self.rt.switch.send_on(
+                    peer,
+                    bp.path,
+                    Verb.ACK,
+                    acked.to_bytes(4, "big"),
                     now,
                     cipher=Cipher.POLY1305_NONE,
                     expect=False,

@@ -46,13 +46,16 @@ class BondPath:
 
     __slots__ = (
         "_rtt_known",
+        "acked_at",
         "alive",
         "assigned_flows",
         "bonded",
         "bytes_in",
         "bytes_out",
+        "bytes_since_ack",
         "eligible",
         "failover_score",
+        "last_ack_sent",
         "last_alive_toggle",
         "last_eligibility",
         "last_in",
@@ -73,6 +76,7 @@ class BondPath:
         "rttvar",
         "should_avoid",
         "srtt",
+        "throughput",
     )
 
     def __init__(self, path: Path, link: LinkSpec, now: int) -> None:
@@ -94,6 +98,12 @@ class BondPath:
         self.assigned_flows = 0
         self.packets_in = self.packets_out = 0
         self.bytes_in = self.bytes_out = 0
+        # ACK (0x12): bytes received here since our last ACK; the peer's ACKs give our send
+        # throughput on the path (bytes/s, smoothed), which the reference leaves at 0.
+        self.bytes_since_ack = 0
+        self.last_ack_sent = now
+        self.acked_at = 0
+        self.throughput = 0.0
         self.qos = QosTracker()
         self.probes: list[Probe] = []
         self.last_probe = -(10**12)
@@ -136,6 +146,13 @@ class BondPath:
         self.last_in = now
         self.missed_in_row = 0
         self.probe_failed = False
+
+    def ack_received(self, acked: int, now: int) -> None:
+        """The peer received ``acked`` bytes on this path since its previous ACK."""
+        if self.acked_at and now > self.acked_at:
+            rate = acked * 1000.0 / (now - self.acked_at)
+            self.throughput = rate if not self.throughput else 0.75 * self.throughput + 0.25 * rate
+        self.acked_at = now
 
     def probe_sent(self, packet_id: int, now: int) -> None:
         self.last_probe = now
