@@ -27,7 +27,7 @@ from typing import Any, Final
 from ztnode.errors import DecodeError
 from ztnode.transport.ifaddrs import named_interface_addresses
 
-log = logging.getLogger("ztnode.transport")
+log = logging.getLogger("ztnode.service")
 
 REFRESH_INTERVAL: Final = 30_000
 REFRESH_INTERVAL_BONDING: Final = 7_500
