@@ -12,8 +12,9 @@
 
 ztnode adds per path what its monitor measures (``probeRtt``, ``probeLoss``, ``throughput``
 from the peer's ACKs, bytes each way, ``active``) and ``/metrics`` families for each bonded
-path (``ztnode_bond_*``). The loss and error ratios stay 0 as in ZeroTierOne 1.14.1, which never computes them; ``probeLoss`` is the
-share of ztnode's own heartbeats that went unanswered.
+path (``ztnode_bond_*``). The loss and error ratios stay 0 as in ZeroTierOne 1.14.1, which
+never computes them; ``probeLoss`` is the share of ztnode's own heartbeats that went
+unanswered.
 """
 
 from __future__ import annotations
