@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
 from ztnode.core.bond.flows import NO_FLOW, flow_id
-from ztnode.core.bond.settings import BondPolicy
+from ztnode.core.bond.settings import BALANCING, BondPolicy
 from ztnode.core.counters import CIPHER_LABELS, VERB_LABELS, Drop
 from ztnode.core.path import Path
 from ztnode.core.peer import (
@@ -355,7 +355,8 @@ class Switch:
         if bonds and hops == 0:
             bond = bonds.get(peer.address)
             if bond is not None:
-                bond.record_in(path, pid, verb, len(buf), _frame_flow(buf, verb), now)
+                flow = _frame_flow(buf, verb) if bond.policy in BALANCING else NO_FLOW
+                bond.record_in(path, pid, verb, len(buf), flow, now)
         try:
             if verb == Verb.FRAME:
                 # Decoded by hand (what Frame.decode does, minus the objects): every data

@@ -8,8 +8,9 @@ interfaces. This module decides the set; the service opens and closes the socket
 
 What is skipped, as in the reference: addresses not usable as paths (loopback unless
 allowed, link-local, multicast), interfaces whose names start with a blacklisted prefix
-(``settings.interfacePrefixBlacklist``, plus ZeroTier's own ``zt`` adapters), and, when
-``settings.bind`` lists addresses, every address not listed. Interfaces are enumerated again
+(``settings.interfacePrefixBlacklist``, plus ``lo``, ZeroTier's own ``zt`` adapters and
+``tun``/``tap`` tunnels), addresses in a network ``physical`` marks ``"blacklist": true``, and,
+when ``settings.bind`` lists addresses, every address not listed. Interfaces are enumerated again
 every :data:`REFRESH_INTERVAL` ms (:data:`REFRESH_INTERVAL_BONDING` with bonds), so a new
 address (a Wi-Fi that came back) gets its socket and a vanished one loses it. On Linux each
 socket is also tied to its interface (:func:`bind_to_device`), as the reference does.
@@ -31,7 +32,8 @@ log = logging.getLogger("ztnode.service")
 
 REFRESH_INTERVAL: Final = 30_000
 REFRESH_INTERVAL_BONDING: Final = 7_500
-ALWAYS_BLACKLISTED: Final = ("zt",)
+# ZeroTierOne on Linux: loopback, its own zt# adapters, and tun#/tap# (VPN tunnels).
+ALWAYS_BLACKLISTED: Final = ("lo", "zt", "tun", "tap")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Enumerator = Callable[[], list[tuple[str, IpAddress]]]
@@ -44,9 +46,14 @@ class BindSettings:
 
     only: tuple[IpAddress, ...] = ()
     blacklist: tuple[str, ...] = ()
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
-    def from_local_conf(cls, settings: Mapping[str, Any]) -> BindSettings:
+    def from_local_conf(
+        cls, settings: Mapping[str, Any], physical: Mapping[str, Any] | None = None
+    ) -> BindSettings:
+        """``settings.bind``, ``settings.interfacePrefixBlacklist`` and the networks
+        ``physical`` marks ``{"blacklist": true}`` (local.conf's top level)."""
         only = settings.get("bind", [])
         black = settings.get("interfacePrefixBlacklist", [])
         if not isinstance(only, list) or not isinstance(black, list):
@@ -55,7 +62,14 @@ class BindSettings:
             addrs = tuple(ipaddress.ip_address(str(a)) for a in only)
         except ValueError as e:
             raise DecodeError(f"settings.bind: {e}") from None
-        return cls(addrs, tuple(str(p) for p in black))
+        nets = []
+        for cidr, spec in (physical or {}).items():
+            if isinstance(spec, Mapping) and spec.get("blacklist") is True:
+                try:
+                    nets.append(ipaddress.ip_network(str(cidr), strict=False))
+                except ValueError as e:
+                    raise DecodeError(f"physical: {e}") from None
+        return cls(addrs, tuple(str(p) for p in black), tuple(nets))
 
 
 def bind_to_device(sock: socket.socket, ifname: str) -> bool:
@@ -93,13 +107,17 @@ class Binder:
         self.failed: set[IpAddress] = set()
 
     def wanted(self) -> dict[IpAddress, str]:
+        """Address -> interface to bind now (``extra`` ones, the loopback a local world
+        asked for, bypass the interface blacklist)."""
         black = (*ALWAYS_BLACKLISTED, *self.settings.blacklist)
         only = set(self.settings.only)
+        nets = self.settings.networks
         out: dict[IpAddress, str] = {}
-        for name, ip in [*self._enumerate(), *self._extra]:
-            if any(name.startswith(p) for p in black):
+        found = [(n, ip, False) for n, ip in self._enumerate()]
+        for name, ip, extra in [*found, *((n, ip, True) for n, ip in self._extra)]:
+            if not extra and any(name.startswith(p) for p in black):
                 continue
-            if only and ip not in only:
+            if (only and ip not in only) or any(ip in net for net in nets):
                 continue
             out.setdefault(ip, name)
         return out

@@ -295,9 +295,10 @@ class NodeService:
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)
         moons = self.home.load_moons()
-        local = self.home.load_local_settings()
+        conf = self.home.load_local_conf()
+        local = conf.get("settings", {})
         bonding = self.config.bonding or BondingSettings.from_local_conf(local)
-        bind_settings = BindSettings.from_local_conf(local)
+        bind_settings = BindSettings.from_local_conf(local, conf.get("physical"))
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)

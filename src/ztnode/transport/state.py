@@ -127,8 +127,8 @@ class HomeDir:
 
     # local.conf -------------------------------------------------------------------------
 
-    def load_local_settings(self) -> dict[str, Any]:
-        """The ``settings`` object of ``local.conf`` (ZeroTierOne's node-wide settings file),
+    def load_local_conf(self) -> dict[str, Any]:
+        """``local.conf`` (ZeroTierOne's node-wide settings file: ``settings``, ``physical``...),
         or ``{}`` without one. A file that is not a JSON object is an error naming it: a node
         must not quietly run without the bonds or bindings its operator configured."""
         f = self.path / "local.conf"
@@ -138,9 +138,13 @@ class HomeDir:
             conf = json.loads(f.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DecodeError(f"{f}: {e}") from None
-        settings = conf.get("settings", {}) if isinstance(conf, dict) else None
-        if not isinstance(settings, dict):
+        if not isinstance(conf, dict) or not isinstance(conf.get("settings", {}), dict):
             raise DecodeError(f'{f}: expected an object with a "settings" object')
+        return conf
+
+    def load_local_settings(self) -> dict[str, Any]:
+        """The ``settings`` object of ``local.conf`` (see :meth:`load_local_conf`)."""
+        settings: dict[str, Any] = self.load_local_conf().get("settings", {})
         return settings
 
     # identity ---------------------------------------------------------------------------

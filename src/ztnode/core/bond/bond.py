@@ -31,7 +31,14 @@ from typing import Final
 from ztnode.core.bond.flows import NO_FLOW, Flow, FlowTable
 from ztnode.core.bond.link import OPTIMIZE_INTERVAL, PROBE_SPACING, BondPath
 from ztnode.core.bond.qos import is_frame, sampled
-from ztnode.core.bond.settings import BondPolicy, LinkMode, LinkSpec, PolicyTemplate, Reselect
+from ztnode.core.bond.settings import (
+    BALANCING,
+    BondPolicy,
+    LinkMode,
+    LinkSpec,
+    PolicyTemplate,
+    Reselect,
+)
 from ztnode.core.path import Path
 from ztnode.wire.constants import MAX_PHYSMTU, MIN_PHYSMTU, Verb
 from ztnode.wire.verbs.multipath import QosRecord
@@ -45,9 +52,6 @@ OPTIMIZE_MIN_THRESHOLD: Final = 0.10
 LEGACY_ECHO_SPACING: Final = 1_050  # ZeroTierOne < 1.10 answers one ECHO per peer per second
 BUSY_WINDOW: Final = 2_000  # frames within this long: links are probed fast (fastFailover)
 QOS_GATE_LIMIT: Final = 128
-_BALANCE: Final = frozenset(
-    (BondPolicy.BALANCE_RR, BondPolicy.BALANCE_XOR, BondPolicy.BALANCE_AWARE)
-)
 
 
 @dataclass(slots=True)
@@ -261,7 +265,7 @@ class Bond:
                     self.last_data = now
             if sampled(packet_id, verb):
                 bp.qos.record_in(packet_id, now)
-        if flow != NO_FLOW and self.policy in _BALANCE:
+        if flow != NO_FLOW and self.policy in BALANCING:
             f = self.flows.get(flow)
             if f is None and self.bonded:
                 f = self._new_flow(flow, bp, now)
@@ -376,7 +380,7 @@ class Bond:
             self.estimate_quality(now)
         if self.policy == BondPolicy.ACTIVE_BACKUP:
             self._active_backup_tasks(now, work)
-        elif self.policy in _BALANCE:
+        elif self.policy in BALANCING:
             self._balance_tasks(now)
         return work
 
@@ -450,7 +454,7 @@ class Bond:
             bp.eligible = eligible
         usable_primary = any(bp.bonded and bp.alive for bp in self.paths)
         rebuild = rebuild or not usable_primary
-        if self.policy in _BALANCE and (rebuild or not self.bonded):
+        if self.policy in BALANCING and (rebuild or not self.bonded):
             self._rebuild(usable_primary)
 
     def _rebuild(self, usable_primary: bool) -> None:

@@ -57,6 +57,12 @@ class BondPolicy(enum.IntEnum):
         raise BondConfigError(f"unknown bonding policy {label!r}")
 
 
+#: The policies that place flows (balance-rr learns them too, for its counters).
+BALANCING: Final = frozenset(
+    (BondPolicy.BALANCE_RR, BondPolicy.BALANCE_XOR, BondPolicy.BALANCE_AWARE)
+)
+
+
 class Reselect(enum.IntEnum):
     """``activeReselect``: when active-backup goes back to a better (primary) link."""
 
