@@ -29,7 +29,9 @@ _ACCEL = _CRYPTO | {"accel"}
 _IDENTITY = _ACCEL | {"wire.base", "identity"}
 _WIRE = _IDENTITY | {"wire"}
 _CORE = _WIRE | {"core"}
-_BELOW_TRANSPORT = _CORE | {"netstack", "controller", "root"}
+# names/: sans-I/O DNS, mDNS/DNS-SD and LLMNR engines over dnspython; they know no socket.
+_NAMES = _BASE | {"names"}
+_BELOW_TRANSPORT = _CORE | {"netstack", "controller", "root", "names"}
 _EVERYTHING = None  # the top: may import any layer
 
 ALLOWED: dict[str, frozenset[str] | None] = {
@@ -44,11 +46,13 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "wire": _WIRE,
     "core": _CORE,
     "netstack": _CORE | {"netstack"},
-    "controller": _CORE | {"controller"},
+    "names": _NAMES,
+    "controller": _CORE | {"controller", "names"},
     "root": _WIRE | {"root"},
     "transport": _BELOW_TRANSPORT | {"transport"},
     "sockets": _BELOW_TRANSPORT | {"transport", "sockets"},
-    "testing": _BELOW_TRANSPORT | {"transport", "sockets", "testing"},
+    "http": _BELOW_TRANSPORT | {"transport", "sockets", "http"},
+    "testing": _BELOW_TRANSPORT | {"transport", "sockets", "http", "testing"},
     "demo": _EVERYTHING,
     "cli": _EVERYTHING,
     "__init__": _EVERYTHING,

@@ -52,3 +52,26 @@ def test_arp_retried_after_the_owner_subscribes(tmp_path: Path) -> None:
     assert arrived(a), (
         "ARP never reached the owner after it subscribed (next gather only after 60 s)"
     )
+
+
+def test_a_root_that_is_a_member_answers_gathers_with_itself(tmp_path: Path) -> None:
+    """Multicaster::gather puts the answering node first when it subscribes to the group, root
+    or not: a root (or a controller that is the planet's root) joined to a network must be
+    reachable by ARP like any member."""
+    t = World(tmp_path, members=1)
+    (b,) = t.members
+    root = t.w.roots[0]
+    for n in (root, b):
+        n.join(t.nwid, t.now)
+        t.authorize(n)
+    assert t.w.run_until(lambda: all(t.status(n) == NetworkStatus.OK for n in (root, b)), 10_000)
+    ip_root = next(x for x in t.addresses(root) if x.startswith("10.147.20.")).split("/")[0]
+    group_adi = int(ipaddress.IPv4Address(ip_root))
+    root.multicast_subscribe(t.nwid, 0xFFFFFFFFFFFF, group_adi, t.now)
+    t.w.run_for(1_000)
+    arp = b"arp-for-the-root"
+    for _ in range(5):
+        assert b.send_frame(t.nwid, 0xFFFFFFFFFFFF, 0x0806, arp, t.now)
+        if t.w.run_until(lambda: t.frames(root, arp) > 0, 1_000):
+            break
+    assert t.frames(root, arp) > 0, "the root never received a multicast for its own group"

@@ -271,6 +271,33 @@ def test_multicast_groups_follow_addresses_and_joins() -> None:
     assert u.recv() is None and s.counters["not_for_us"] == 1
 
 
+
+def test_shared_udp_port_copies_multicast_to_all_and_unicast_to_the_newest() -> None:
+    """SO_REUSEADDR semantics: the node's mDNS responder and a program's socket share 5353."""
+    s = make(A_MAC, "10.9.0.1", A_ADDR, 3)
+    s.join_group(IPv4Address("224.0.0.251"))
+    first = s.udp_bind(None, 5353, reuse=True)
+    with pytest.raises(OSError) as err:
+        s.udp_bind(None, 5353)  # a socket without reuse cannot join the sharers
+    assert err.value.errno == errno.EADDRINUSE
+    second = s.udp_bind(None, 5353, reuse=True)
+    mdns = IP(src="10.9.0.9", dst="224.0.0.251") / UDP(sport=5353, dport=5353) / b"m"
+    s.receive_frame(0x020000000009, 0x01005E0000FB, ETH_IP4, bytes(mdns), 1)
+    assert first.recv() == (b"m", ("10.9.0.9", 5353)) == second.recv()
+    uni = IP(src="10.9.0.9", dst="10.9.0.1") / UDP(sport=5353, dport=5353) / b"u"
+    s.receive_frame(0x020000000009, A_MAC, ETH_IP4, bytes(uni), 1)
+    assert second.recv() == (b"u", ("10.9.0.9", 5353)) and first.recv() is None
+    second.close()
+    s.receive_frame(0x020000000009, A_MAC, ETH_IP4, bytes(uni), 1)
+    assert first.recv() == (b"u", ("10.9.0.9", 5353))  # the survivor takes unicast over
+    first.close()
+    alone = s.udp_bind(None, 5353)  # the port is free again, for anyone
+    with pytest.raises(OSError):
+        s.udp_bind(None, 5353, reuse=True)  # ... and owned alone by a socket without reuse
+    alone.close()
+    assert s.udp_sockets() == []
+
+
 FRAME = st.tuples(st.sampled_from([ETH_IP4, ETH_IP6, ETH_ARP, 0x88CC]), st.binary(max_size=200))
 
 

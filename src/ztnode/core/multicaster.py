@@ -294,6 +294,10 @@ class Multicaster:
                 for a, t in members.items()
                 if a != peer.address and now - t < MULTICAST_LIKE_EXPIRE
             ]
+            # A root that is also a member of the network is in its own answers, as in
+            # Multicaster::gather (a controller joined to its own network, e.g. as its DNS).
+            if net is not None and (mac, adi) in net.announced_groups():
+                live.append(self.rt.address)
         elif limit > 0 and net is not None and self._may_like(net, peer, now):
             group = (mac, adi)
             live = [a for a in net.members_of(group, now) if a != peer.address]

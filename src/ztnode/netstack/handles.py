@@ -232,12 +232,22 @@ class UdpSocket:
         "queue",
         "queued_bytes",
         "remote",
+        "reuse",
         "stack",
         "user",
     )
 
-    def __init__(self, stack: IpStack, ipv6: bool, local_ip: IPAddr | None, port: int) -> None:
+    def __init__(
+        self,
+        stack: IpStack,
+        ipv6: bool,
+        local_ip: IPAddr | None,
+        port: int,
+        *,
+        reuse: bool = False,
+    ) -> None:
         self.stack = stack
+        self.reuse = reuse
         self.ipv6 = ipv6
         self.local_ip = local_ip
         self.port = port
@@ -286,7 +296,17 @@ class UdpSocket:
         if self.closed:
             return
         self.closed = True
-        self.stack._udp.pop(self._key(), None)
+        key = self._key()
+        group = self.stack._udp_shared.get(key)
+        if group is not None and self in group:
+            group.remove(self)
+            if not group:
+                del self.stack._udp_shared[key]
+        if self.stack._udp.get(key) is self:
+            if group:
+                self.stack._udp[key] = group[-1]
+            else:
+                del self.stack._udp[key]
         self.stack._release_port(PROTO_UDP, self.port)
         self.queue.clear()
 

@@ -259,7 +259,7 @@ class IpOutput:
             if s.conn.state is TcpState.SYN_SENT and self.next_hop(s.remote[0]) == hop:
                 s.conn.neighbor_failed(now)
                 rt.tcp.service(s, now)
-        for u in list(rt._udp.values()):
+        for u in rt.udp_sockets():
             if u.remote is not None and self.next_hop(u.remote[0]) == hop:
                 u.error = errno.EHOSTUNREACH
                 rt._events.append(UdpReadable(u))

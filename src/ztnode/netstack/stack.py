@@ -152,6 +152,11 @@ class IpStack:
         self._tcp: dict[tuple[bytes, int, bytes, int], TcpSocket] = {}
         self._listeners: dict[tuple[bool, bytes, int], TcpListener] = {}
         self._udp: dict[tuple[bool, bytes, int], UdpSocket] = {}
+        #: Sockets bound with ``reuse`` (SO_REUSEADDR/SO_REUSEPORT) sharing one address and
+        #: port, in bind order; ``_udp`` holds the newest, which gets unicast datagrams, and
+        #: every one gets a copy of multicast and broadcast ones (as Linux does, so that the
+        #: node's own mDNS responder and a program's mDNS socket both hear 5353).
+        self._udp_shared: dict[tuple[bool, bytes, int], list[UdpSocket]] = {}
         self._ports: dict[int, dict[int, int]] = {PROTO_TCP: {}, PROTO_UDP: {}}
         self._dirty: set[TcpSocket] = set()
         self._timers: list[tuple[int, int, TcpSocket]] = []
@@ -390,7 +395,7 @@ class IpStack:
             self.tcp.service(s, now)
         for lst in list(self._listeners.values()):
             lst.close(now)
-        for u in list(self._udp.values()):
+        for u in self.udp_sockets():
             u.close()
 
     # ----------------------------------------------------------------- socket API
@@ -442,12 +447,34 @@ class IpStack:
     def release_tcp_port(self, port: int) -> None:
         self._release_port(PROTO_TCP, port)
 
-    def udp_bind(self, host: str | None, port: int, *, ipv6: bool = False) -> UdpSocket:
+    def udp_bind(
+        self, host: str | None, port: int, *, ipv6: bool = False, reuse: bool = False
+    ) -> UdpSocket:
+        """A UDP socket on ``host`` (None: every address) and ``port`` (0: an ephemeral one).
+        With ``reuse``, it may share the port with other ``reuse`` sockets (SO_REUSEADDR /
+        SO_REUSEPORT): all of them hear multicast and broadcast, the newest hears unicast; a
+        socket bound without it still owns its port alone."""
         ip = self._bind_ip(host, ipv6)
-        port = self._claim_port(PROTO_UDP, port, exclusive=True, ipv6=ipv6)
-        sock = UdpSocket(self, ipv6, ip, port)
-        self._udp[sock._key()] = sock
+        sharing = reuse and port != 0 and self._udp_port_shareable(port, ipv6)
+        port = self._claim_port(PROTO_UDP, port, exclusive=not sharing, ipv6=ipv6)
+        sock = UdpSocket(self, ipv6, ip, port, reuse=reuse)
+        key = sock._key()
+        if reuse:
+            self._udp_shared.setdefault(key, []).append(sock)
+        self._udp[key] = sock
         return sock
+
+    def _udp_port_shareable(self, port: int, ipv6: bool) -> bool:
+        """Whether every socket of this family holding ``port`` was bound with ``reuse``."""
+        holders = [s for k, s in self._udp.items() if k[2] == port and k[0] == ipv6]
+        return all(s.reuse for s in holders)
+
+    def udp_sockets(self) -> list[UdpSocket]:
+        """Every open UDP socket, shared ones included."""
+        out = [s for s in self._udp.values() if not s.reuse]
+        for group in self._udp_shared.values():
+            out += group
+        return out
 
     def ping(self, host: str, identifier: int, sequence: int, data: bytes, now: int) -> None:
         """Send one ICMP(v6) echo request; a :class:`PingReply` event brings the answer."""

@@ -57,14 +57,24 @@ class UdpMux:
             if dst.packed in self.rt._mine and self.rt.output.icmp_error_allowed(now):
                 self._port_unreachable(src, dst, whole, now)
             return
-        if sock.remote is not None and sock.remote != (src, hdr.src_port):
+        if sock.reuse and (dst.is_multicast or dst.packed not in self.rt._mine):
+            # Shared port, multicast or broadcast: every socket bound there gets a copy.
+            v6 = isinstance(dst, IPv6Address)
+            for key in ((v6, dst.packed, hdr.dst_port), (v6, b"", hdr.dst_port)):
+                for member in self.rt._udp_shared.get(key, ()):
+                    self._deliver(member, src, hdr.src_port, data)
+            return
+        self._deliver(sock, src, hdr.src_port, data)
+
+    def _deliver(self, sock: UdpSocket, src: IPAddr, src_port: int, data: memoryview) -> None:
+        if sock.remote is not None and sock.remote != (src, src_port):
             self.rt._count("udp_not_connected_peer")
             return
         if sock.queued_bytes + len(data) > self.rt.config.udp_queue_bytes:
             self.rt._count("udp_queue_full")
             return
         was_empty = not sock.queue
-        sock.queue.append((bytes(data), (str(src), hdr.src_port)))
+        sock.queue.append((bytes(data), (str(src), src_port)))
         sock.queued_bytes += len(data)
         if was_empty:
             self.rt._events.append(UdpReadable(sock))

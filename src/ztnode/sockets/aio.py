@@ -30,6 +30,9 @@ from typing import Any, TypeVar
 from ztnode.core import events as ev
 from ztnode.core.bond import BondingSettings
 from ztnode.core.network import NetworkStatus
+from ztnode.names.hostmap import HostMap, HostValue
+from ztnode.names.settings import NameSettings
+from ztnode.names.zone import Zone
 from ztnode.netstack.bridge import BridgePort
 from ztnode.netstack.stack import (
     AcceptReady,
@@ -44,7 +47,17 @@ from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
 from ztnode.sockets.bridgeports import FramePort
 from ztnode.sockets.controller import ControllerApi
+from ztnode.sockets.dnsserver import DnsServer, controller_zone_source
 from ztnode.sockets.loopshim import patch_loop
+from ztnode.sockets.names import (
+    AddrInfo,
+    NameService,
+    NetworkNames,
+    _literal,
+    addrinfo,
+    gaierror_for,
+    service_port,
+)
 from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.binder import Enumerator
 from ztnode.transport.service import NodeService, ServiceConfig
@@ -183,6 +196,11 @@ class Node:
     (or ``bind_interfaces=True``) the node binds one socket per interface address, found by
     ``interfaces()`` (``[(ifname, ip), ...]``) and made by ``socket_factory(ip, port)`` when
     given (a node whose sockets live in another network namespace).
+
+    Names: every call that takes a host takes a name too (:mod:`ztnode.sockets.names`).
+    ``hosts`` is a static map (``{"web": "10.147.17.5"}``), ``hostname`` the label this node
+    answers to by mDNS and LLMNR (default ``zt-<address>``), ``names`` the rest of
+    :class:`~ztnode.names.settings.NameSettings` (or a dict of its fields).
     """
 
     def __init__(
@@ -200,6 +218,9 @@ class Node:
         bind_interfaces: bool | None = None,
         interfaces: Enumerator | None = None,
         socket_factory: Callable[[str, int], socket.socket] | None = None,
+        names: NameSettings | Mapping[str, Any] | None = None,
+        hosts: HostMap | Mapping[str, HostValue] | None = None,
+        hostname: str | None = None,
     ) -> None:
         world: World | None
         if planet is None or isinstance(planet, World):
@@ -239,6 +260,8 @@ class Node:
         self._unsubscribe: Callable[[], None] | None = None
         self._started = False
         self._controller_api: ControllerApi | None = None
+        #: Names: the static map, this node's own name, the resolver and the responders.
+        self.names = NameService(self, NameSettings.build(names, hosts=hosts, hostname=hostname))
 
     # lifecycle
 
@@ -281,6 +304,7 @@ class Node:
         if not self._started:
             return
         self._started = False
+        self.names.close()
         for net in list(self._networks.values()):
             net._close_all()
         # Let connection_lost callbacks run, so stream handlers see the end of their streams
@@ -392,10 +416,51 @@ class Node:
         net = self._networks.pop(nwid, None)
         if net is not None:
             net._close_all()
+        self.names.forget(nwid)
         return self.service.leave(nwid)
 
     def network(self, network_id: int | str) -> Network | None:
         return self._networks.get(_parse_nwid(network_id))
+
+    # names
+
+    @property
+    def hostname(self) -> str:
+        """The label this node answers to by mDNS and LLMNR (``zt-<address>`` by default)."""
+        return self.names.hostname
+
+    async def lookup(self, host: str, *, family: int = 0) -> list[tuple[Network, str]]:
+        """Where ``host`` (a name or an IP literal) is on the overlay: ``(network, address)``
+        pairs in the order to try; empty when it is not an overlay name (see
+        :meth:`NameService.lookup`); ``socket.gaierror`` when it is one that did not resolve.
+        What the HTTP clients and ``patch_loop`` route by."""
+        if not self._started:
+            return []
+        return await self.names.lookup(host, ip_family(family))
+
+    async def resolve(self, host: str, *, family: int = 0) -> list[str]:
+        """The overlay addresses of ``host``, in the order to try; ``socket.gaierror`` when
+        it has none."""
+        found = await self.lookup(host, family=family)
+        if not found:
+            raise gaierror_for(socket.EAI_NONAME, host, "not a name on any joined network")
+        return list(dict.fromkeys(ip for _, ip in found))
+
+    async def getaddrinfo(
+        self,
+        host: str,
+        port: int | str | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[AddrInfo]:
+        """``loop.getaddrinfo`` over the overlay's names (``flags`` is accepted and, as for
+        numeric hosts, has nothing to change)."""
+        del flags
+        return addrinfo(
+            await self.resolve(host, family=family), service_port(port), family, type, proto
+        )
 
     def network_for(self, host: str) -> Network | None:
         """The joined network that reaches ``host`` (an IP literal): the one whose assigned
@@ -460,6 +525,7 @@ class Node:
         return off
 
     def _on_event(self, e: ev.Event) -> None:
+        self.names.on_event(e)
         for stream in list(self._streams):
             stream._push(e)
         for kind, cb in list(self._callbacks):
@@ -653,6 +719,56 @@ class Network:
             raise
         return Bridge(self, port, attached)
 
+    # ---- names
+
+    @property
+    def names(self) -> NetworkNames:
+        """This network's resolver state: cache, counters, pushed DNS."""
+        return self.node.names.of(self)
+
+    async def resolve(self, host: str, *, family: int = 0) -> list[str]:
+        """The addresses of ``host`` on this network, in the order to try: IP literals as
+        they are, the static map, this node's own names, then mDNS, LLMNR and the pushed DNS
+        servers as the name calls for (:mod:`ztnode.sockets.names`); ``socket.gaierror`` as
+        the stdlib raises it when none answers."""
+        found = await self.names.resolve(host, ip_family(family))
+        if found is None:
+            domain, servers = self.names.dns_config()
+            why = (
+                f"outside the pushed domain {domain!r}"
+                if domain and servers
+                else "the network pushes no DNS"
+            )
+            raise gaierror_for(socket.EAI_NONAME, host, f"network {self.id:016x}: {why}")
+        if not found:
+            raise gaierror_for(socket.EAI_NONAME, host, "no address of the family asked for")
+        return found
+
+    async def getaddrinfo(
+        self,
+        host: str,
+        port: int | str | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[AddrInfo]:
+        """``loop.getaddrinfo`` on this network."""
+        del flags
+        addrs = await self.resolve(host, family=family)
+        return addrinfo(addrs, service_port(port), family, type, proto)
+
+    async def serve_dns(self, zone: Zone | None = None, *, port: int = 53) -> DnsServer:
+        """Answer DNS on this network's addresses: ``zone`` (a
+        :class:`~ztnode.names.zone.Zone`), or by default the zone of the network's members
+        from the controller this node hosts (what the node does by itself when it is listed
+        among the network's pushed servers). ``close()`` the server to stop."""
+        if zone is None:
+            if self.node.service.controller is None:
+                raise RuntimeError("no zone given, and this node hosts no controller")
+            return await DnsServer(self, controller_zone_source(self), port=port).start()
+        return await DnsServer(self, zone, port=port).start()
+
     # ---- TCP
 
     async def create_connection(
@@ -670,7 +786,28 @@ class Network:
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
         """Like ``loop.create_connection``, on this network: ``ssl`` (a context, or True for
         a default one) makes it TLS, checked against ``server_hostname`` or ``host``;
-        ``timeout`` bounds the TCP handshake."""
+        ``timeout`` bounds the TCP handshake. ``host`` may be a name (:meth:`resolve`): its
+        addresses are tried in turn, and the first error is raised if none connects."""
+        if _literal(host) is None:
+            errors: list[OSError] = []
+            for ip in await self.resolve(host):
+                try:
+                    return await self.create_connection(
+                        protocol_factory,
+                        ip,
+                        port,
+                        ssl=ssl,
+                        server_hostname=(
+                            host if server_hostname is None and ssl else server_hostname
+                        ),
+                        ssl_handshake_timeout=ssl_handshake_timeout,
+                        ssl_shutdown_timeout=ssl_shutdown_timeout,
+                        local_port=local_port,
+                        timeout=timeout,
+                    )
+                except OSError as exc:
+                    errors.append(exc)
+            raise errors[0]
         loop = asyncio.get_running_loop()
         host = literal(host)
         tls = client_options(
@@ -787,14 +924,21 @@ class Network:
         remote_addr: tuple[str, int] | None = None,
         *,
         family: int = 0,
+        reuse_port: bool = False,
     ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
-        """Like ``loop.create_datagram_endpoint`` on this network."""
+        """Like ``loop.create_datagram_endpoint`` on this network (``remote_addr`` may name
+        its host; ``sendto`` takes addresses, as asyncio's does). ``reuse_port`` shares the
+        local port with other sockets bound with it (the node's own mDNS and LLMNR responders
+        hold 5353 and 5355 that way): all hear multicasts, the newest hears unicast."""
+        if remote_addr is not None and _literal(remote_addr[0]) is None:
+            fam = ip_family(family)
+            remote_addr = ((await self.resolve(remote_addr[0], family=fam))[0], remote_addr[1])
         ipv6 = family == 6
         for addr in (local_addr, remote_addr):
             if addr is not None and ":" in addr[0]:
                 ipv6 = True
         host, port = local_addr if local_addr is not None else (None, 0)
-        sock = self.stack.udp_bind(host, port, ipv6=ipv6)
+        sock = self.stack.udp_bind(host, port, ipv6=ipv6, reuse=reuse_port)
         if remote_addr is not None:
             sock.connect(literal(remote_addr[0]), remote_addr[1])
         protocol = protocol_factory()
@@ -822,7 +966,10 @@ class Network:
     # ---- ICMP
 
     async def ping(self, host: str, *, timeout: float = 2.0, payload: bytes = b"ztnode") -> float:
-        """One echo request; the round trip in seconds, or TimeoutError."""
+        """One echo request to ``host`` (an address or a name); the round trip in seconds, or
+        TimeoutError."""
+        if _literal(host) is None:
+            host = (await self.resolve(host))[0]
         loop = asyncio.get_running_loop()
         self._ping_seq = (self._ping_seq + 1) & 0xFFFF
         key = (self._ping_ident, self._ping_seq)

@@ -14,6 +14,7 @@ Needs the ``aiohttp`` extra: ``pip install 'ztnode[aiohttp]'``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +24,51 @@ from aiohttp import (
     ClientConnectorError,
     ClientConnectorSSLError,
 )
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 if TYPE_CHECKING:
     from ztnode.sockets.aio import Node
 
-__all__ = ["ZtConnector"]
+__all__ = ["ZtConnector", "ZtResolver"]
+
+
+class ZtResolver(AbstractResolver):
+    """Overlay names by the node (:meth:`Node.lookup`), every other name by ``fallback``
+    (aiohttp's default resolver when None)."""
+
+    def __init__(self, node: Node, fallback: AbstractResolver | None = None) -> None:
+        self.node = node
+        self.fallback = fallback if fallback is not None else DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self.node.lookup(host, family=family)
+        if not found:
+            return await self.fallback.resolve(host, port, family)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=ip,
+                port=port,
+                family=socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for _, ip in found
+        ]
+
+    async def close(self) -> None:
+        await self.fallback.close()
 
 
 class ZtConnector(aiohttp.TCPConnector):
-    """A ``TCPConnector`` whose connections to overlay addresses go through ``node``."""
+    """A ``TCPConnector`` whose connections to overlay addresses go through ``node``; names
+    are resolved by :class:`ZtResolver` unless a ``resolver`` is given."""
 
     def __init__(self, node: Node, **kwargs: Any) -> None:
+        kwargs.setdefault("resolver", ZtResolver(node))
         super().__init__(**kwargs)
         self.ztnode = node
 

@@ -4,10 +4,12 @@ Why: websockets, aiohttp's server, asyncpg, aioredis and most asyncio libraries 
 connections with ``loop.create_connection(factory, host, port, ...)`` and listen with
 ``loop.create_server(factory, host, port, ...)`` (``asyncio.open_connection`` and
 ``asyncio.start_server`` do too). Inside :func:`patch_loop`, a connection to an address that one
-of the node's networks routes goes over that network, and a server asked to listen on one of the
-node's overlay addresses listens there; every other call is the loop's own, unchanged (kernel
-sockets, names, ``sock=``). Nothing global changes: the patch is on one loop object, for the
-duration of the ``with`` block, and patches of several nodes on one loop stack.
+of the node's networks routes, or to an overlay name (:meth:`Node.lookup`), goes over that
+network, ``loop.getaddrinfo`` answers overlay names with overlay addresses, and a server asked
+to listen on one of the node's overlay addresses listens there; every other call is the loop's
+own, unchanged (kernel sockets, other names, ``sock=``). Nothing global changes: the patch is on
+one loop object, for the duration of the ``with`` block, and patches of several nodes on one
+loop stack.
 """
 
 from __future__ import annotations
@@ -45,16 +47,57 @@ def _network_holding(node: Node, host: str) -> Network | None:
     return None
 
 
+async def _connect_by_name(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    found: list[tuple[Network, str]],
+    kwargs: dict[str, Any],
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """An overlay name's addresses tried in turn; TLS checks the name, as asyncio does."""
+    local = kwargs.get("local_addr")
+    ssl = kwargs.get("ssl")
+    errors: list[OSError] = []
+    for net, ip in found:
+        try:
+            return await net.create_connection(
+                protocol_factory,
+                ip,
+                port,
+                ssl=ssl,
+                server_hostname=kwargs.get("server_hostname", host if ssl else None),
+                ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+                ssl_shutdown_timeout=kwargs.get("ssl_shutdown_timeout"),
+                local_port=int(local[1]) if local else 0,
+            )
+        except OSError as exc:
+            errors.append(exc)
+    raise errors[0]
+
+
 @contextlib.contextmanager
 def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
     """Route the loop's ``create_connection`` and ``create_server`` through ``node`` where the
     address belongs to one of its networks (module docstring)."""
     loop = loop if loop is not None else asyncio.get_running_loop()
     saved = {
-        name: vars(loop).get(name, _ORIGINAL) for name in ("create_connection", "create_server")
+        name: vars(loop).get(name, _ORIGINAL)
+        for name in ("create_connection", "create_server", "getaddrinfo")
     }
     inner_connect: Callable[..., Any] = loop.create_connection
     inner_serve: Callable[..., Any] = loop.create_server
+    inner_getaddrinfo: Callable[..., Any] = loop.getaddrinfo
+
+    async def getaddrinfo(
+        host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> Any:
+        if isinstance(host, str) and node.started and _ip_literal(host) is None:
+            found = await node.lookup(host, family=family)
+            if found:
+                return await node.getaddrinfo(host, port, family, type, proto, flags)
+        return await inner_getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags
+        )
 
     async def create_connection(
         protocol_factory: Callable[[], asyncio.BaseProtocol],
@@ -62,6 +105,10 @@ def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Ite
         port: int | None = None,
         **kwargs: Any,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        if kwargs.get("sock") is None and isinstance(host, str) and _ip_literal(host) is None:
+            found = await node.lookup(host) if node.started and port is not None else []
+            if found and port is not None:
+                return await _connect_by_name(protocol_factory, host, port, found, kwargs)
         ip = _ip_literal(host) if kwargs.get("sock") is None else None
         net = node.network_for(ip) if ip is not None and node.started else None
         if net is None or ip is None or port is None:
@@ -105,6 +152,7 @@ def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Ite
 
     setattr(loop, "create_connection", create_connection)  # noqa: B010 (an instance patch)
     setattr(loop, "create_server", create_server)  # noqa: B010
+    setattr(loop, "getaddrinfo", getaddrinfo)  # noqa: B010
     try:
         yield
     finally:

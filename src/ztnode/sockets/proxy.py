@@ -7,7 +7,7 @@ userspace networking offers. ``ztnode node --socks5 127.0.0.1:1080 --http-proxy
 127.0.0.1:8080`` and ``--forward``/``--publish`` start these; programs can start them too.
 
 - :class:`Socks5Proxy` (RFC 1928, CONNECT; RFC 1929 username/password when credentials are
-  set): IPv4 and IPv6 destinations, and names that are IP literals (ztnode resolves no names).
+  set): IPv4 and IPv6 destinations, and names (resolved on the overlay: :meth:`Node.lookup`).
 - :class:`HttpProxy`: ``CONNECT host:port`` tunnels (HTTPS, anything over TCP) and plain
   ``GET http://host/...`` requests in absolute form, forwarded one request per connection;
   ``Proxy-Authorization: Basic`` when credentials are set.
@@ -89,19 +89,30 @@ class ProxyError(OSError):
 
 
 async def open_overlay(node: Node, host: str, port: int) -> Streams:
-    """A TCP connection to ``host`` (an IP literal) on whichever joined network reaches it."""
-    try:
-        ip = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        raise ProxyError(
-            errno.EHOSTUNREACH, f"{host!r} is not an IP address (names are not resolved)"
-        ) from None
+    """A TCP connection to ``host`` (an address, or an overlay name: the node's static map, its
+    networks' DNS, mDNS or LLMNR) on whichever joined network reaches it."""
     if not 0 < port < 65536:
         raise ProxyError(errno.EINVAL, f"port {port} out of range")
-    net = node.network_for(str(ip))
-    if net is None:
-        raise ProxyError(errno.ENETUNREACH, f"{ip} is on none of this node's networks")
-    return await net.open_connection(str(ip), port, timeout=CONNECT_TIMEOUT)
+    host = host.strip("[]")
+    try:
+        found = await node.lookup(host)
+    except socket.gaierror as exc:
+        raise ProxyError(errno.EHOSTUNREACH, f"{host}: {exc.strerror or exc}") from None
+    if not found:
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            raise ProxyError(
+                errno.EHOSTUNREACH, f"{host!r} is not a name on any of this node's networks"
+            ) from None
+        raise ProxyError(errno.ENETUNREACH, f"{host} is on none of this node's networks")
+    errors: list[OSError] = []
+    for net, ip in found:
+        try:
+            return await net.open_connection(ip, port, timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            errors.append(exc)
+    raise errors[0]
 
 
 async def _copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -51,6 +51,7 @@ class LocalZtWorld:
         identities: Sequence[Identity] = (),
         network: dict[str, Any] | None = None,
         world_id: int = 0x10CA1,
+        dns_domain: str | None = None,
     ) -> None:
         if identities and len(identities) < members + 1:
             raise ValueError(f"need {members + 1} identities, got {len(identities)}")
@@ -59,6 +60,10 @@ class LocalZtWorld:
         self.identities = list(identities)
         self.network_spec = network or DEFAULT_NETWORK
         self.world_id = world_id
+        #: With a domain, the root joins its own network and is pushed as its DNS server,
+        #: answering ``zt-<address>.<domain>`` and members' names (:meth:`name_member`).
+        self.dns_domain = dns_domain
+        self.root_network: Network | None = None
         self.root: Node | None = None
         self.members: list[Node] = []
         self.networks: list[Network] = []
@@ -94,6 +99,8 @@ class LocalZtWorld:
         await self.root.start()
         created = self.root.controller.create_network(self.network_spec)
         self.network_id = int(str(created["id"]), 16)
+        if self.dns_domain is not None:
+            await self._serve_dns(self.dns_domain, timeout)
         self.members = [
             Node(h, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",)) for h in homes[1:]
         ]
@@ -149,6 +156,32 @@ class LocalZtWorld:
             ctl.authorize(self.network_id, node.address)
         else:
             ctl.deauthorize(self.network_id, node.address)
+
+    async def _serve_dns(self, domain: str, timeout: float) -> None:
+        """The root joins its own network, and its address there becomes the network's
+        pushed DNS server (the node then answers DNS by itself)."""
+        assert self.root is not None
+        self.authorize(self.root)
+        self.root_network = net = await asyncio.wait_for(self.root.join(self.network_id), timeout)
+        server = net.address(4)
+        self.root.controller.update_network(
+            self.network_id, {"dns": {"domain": domain, "servers": [server]}}
+        )
+
+        names = self.root.names.of(net)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while names.dns_server is None:  # the config comes back from our own controller
+            if loop.time() > deadline:
+                raise TimeoutError("the root never started answering DNS")
+            names.update_roles()
+            await asyncio.sleep(0.02)
+
+    def name_member(self, node: Node, name: str) -> None:
+        """Give ``node`` a name on the controller (``<name>.<domain>`` in the world's DNS)."""
+        if self.root is None:
+            raise RuntimeError("start the world first")
+        self.root.controller.update_member(self.network_id, node.address, {"name": name})
 
     async def make_bridge(self, node: Node, timeout: float = 10.0) -> None:
         """Mark ``node`` an active bridge on this world's network and wait until its own

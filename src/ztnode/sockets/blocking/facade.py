@@ -56,7 +56,8 @@ class Socket:
     timeout rules. ``fileno()`` is a real descriptor for ``select`` (module docstring); reading
     or writing it directly is not meaningful.
 
-    Hosts are IP literals: ZeroTier has no name resolution, and a name raises ``gaierror``.
+    Hosts are IP literals or names (resolved on the socket's network, ``gaierror`` when
+    they do not resolve).
     IPv6 sockets are IPv6-only whatever IPV6_V6ONLY says.
     """
 
@@ -184,9 +185,10 @@ class Socket:
         try:
             ip = ip_address(host.split("%", 1)[0])
         except ValueError:
-            raise _socket.gaierror(
-                _socket.EAI_NONAME, f"{host!r} is not an IP address (ZeroTier resolves no names)"
-            ) from None
+            # A name: the network's resolver, and the first address of the socket's family,
+            # as the C library's connect-by-name does.
+            host = self._net.resolve(host, family=6 if v6 else 4)[0]
+            ip = ip_address(host)
         if (ip.version == 6) != v6:
             raise _oserror(errno.EAFNOSUPPORT, f"{host} is not an {name} address")
         if ip.is_unspecified:
@@ -306,8 +308,12 @@ class Socket:
         net = self._net.network
         fam = 6 if self._family == AF_INET6 else 4
 
+        reuse = bool(self._opts.get("reuseaddr") or self._opts.get("reuseport"))
+
         async def open_endpoint() -> None:
-            await net.create_datagram_endpoint(lambda: dg, local_addr=(host, port), family=fam)
+            await net.create_datagram_endpoint(
+                lambda: dg, local_addr=(host, port), family=fam, reuse_port=reuse
+            )
 
         self._net.node._thread.run(open_endpoint())
         self._dgram = dg

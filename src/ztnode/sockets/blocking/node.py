@@ -86,6 +86,24 @@ class BlockingNetwork:
         """Like ``socket.socket(family, type, proto)``, on this network."""
         return Socket(self, family, type, proto)
 
+    def resolve(self, host: str, *, family: int = 0) -> list[str]:
+        """The addresses of ``host`` on this network (see ``Network.resolve``)."""
+        return self.node._thread.run(self.network.resolve(host, family=family))
+
+    def getaddrinfo(
+        self,
+        host: str,
+        port: int | str | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        """``socket.getaddrinfo`` on this network's names and addresses."""
+        return self.node._thread.run(
+            self.network.getaddrinfo(host, port, family, type, proto, flags)
+        )
+
     def create_connection(
         self,
         address: tuple[str, int],
@@ -94,21 +112,30 @@ class BlockingNetwork:
         *,
         all_errors: bool = False,
     ) -> Socket:
-        """Like ``socket.create_connection``; ``HTTPConnection._create_connection`` can be set
-        to it so that ``http.client`` runs over this network."""
-        host = address[0]
-        family = AF_INET6 if ":" in host else AF_INET
-        sock = self.socket(family, SOCK_STREAM)
-        try:
-            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
-                sock.settimeout(cast(float | None, timeout))
-            if source_address is not None:
-                sock.bind(source_address)
-            sock.connect(address)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        """Like ``socket.create_connection``: a name's addresses are tried in turn
+        (``HTTPConnection._create_connection`` can be set to it so that ``http.client`` runs
+        over this network). With ``all_errors``, an ExceptionGroup of every failure."""
+        host, port = address[0], address[1]
+        errors: list[OSError] = []
+        for family, _, _, _, sockaddr in self.getaddrinfo(host, port, type=SOCK_STREAM):
+            sock = self.socket(family, SOCK_STREAM)
+            try:
+                if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                    sock.settimeout(cast(float | None, timeout))
+                if source_address is not None:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                errors.append(exc)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", errors)
+        raise errors[0]
 
     def create_server(
         self,
@@ -162,7 +189,8 @@ class _OnLoop:
 
 class BlockingNode:
     """A ZeroTier node for programs without asyncio: the asyncio :class:`Node` on an event loop
-    in a background thread. Arguments are :class:`~ztnode.sockets.aio.Node`'s."""
+    in a background thread. Arguments are :class:`~ztnode.sockets.aio.Node`'s (``hosts``,
+    ``hostname``, ``names``, ``bonding``... as keywords)."""
 
     def __init__(
         self,
@@ -175,6 +203,7 @@ class BlockingNode:
         controller: bool = False,
         sockets: Iterable[_socket.socket] = (),
         identity_validation_interval: int | None = None,
+        **options: Any,
     ) -> None:
         node = Node(
             home,
@@ -185,6 +214,7 @@ class BlockingNode:
             controller=controller,
             sockets=sockets,
             identity_validation_interval=identity_validation_interval,
+            **options,
         )
         self._setup(node, LoopThread(f"ztnode-{os.fspath(home)}"), owns_thread=True)
 
@@ -269,6 +299,31 @@ class BlockingNode:
     @property
     def online(self) -> bool:
         return self._thread.call(lambda: self.node.online)
+
+    @property
+    def hostname(self) -> str:
+        return self._thread.call(lambda: self.node.hostname)
+
+    def lookup(self, host: str, *, family: int = 0) -> list[tuple[BlockingNetwork, str]]:
+        """Where ``host`` is on the overlay (see ``Node.lookup``): ``(network, address)``
+        pairs, empty when it is not an overlay name."""
+        found = self._thread.run(self.node.lookup(host, family=family))
+        return [(self.wrap(net), ip) for net, ip in found]
+
+    def resolve(self, host: str, *, family: int = 0) -> list[str]:
+        return self._thread.run(self.node.resolve(host, family=family))
+
+    def getaddrinfo(
+        self,
+        host: str,
+        port: int | str | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        """``socket.getaddrinfo`` over the overlay's names."""
+        return self._thread.run(self.node.getaddrinfo(host, port, family, type, proto, flags))
 
     @property
     def port(self) -> int:

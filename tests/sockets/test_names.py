@@ -1,0 +1,148 @@
+"""Names over real UDP on loopback: the controller answering its members' names over the overlay,
+members resolving and connecting by name, the static map, the node's own names, errors as the
+stdlib raises them, and a DNS server of the test's own (a Zone) for TTLs, timeouts, TCP fallback
+and NXDOMAIN."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import pytest
+
+from tests.helpers.data import test_identities
+from ztnode.names.zone import Zone, answer
+from ztnode.sockets.aio import Network
+from ztnode.testing.local import LocalZtWorld
+
+pytestmark = pytest.mark.e2e
+
+IDS = test_identities()
+
+
+async def echo_server(net: Network, port: int) -> None:
+    async def upper(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write((await r.read(100)).upper())
+        w.close()
+
+    await net.start_server(upper, None, port)
+
+
+def test_controller_answers_members_names_and_members_connect_by_name(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3], dns_domain="zt.test") as w:
+            (na, nb), (a, b) = w.members, w.networks
+            w.name_member(nb, "Web Server")
+            await echo_server(b, 7000)
+            assert b.names.dns_config() == ("zt.test", (w.root_network.address(4),))  # type: ignore[union-attr]
+            got = await a.resolve("web-server.zt.test")
+            assert got == [b.address(4), b.address(6)]  # IPv4 first, then the RFC 4193 one
+            assert await a.resolve(f"zt-{nb.address}.zt.test", family=6) == [b.address(6)]
+            assert await a.resolve("web-server", family=socket.AF_INET) == [b.address(4)]
+            r, wr = await a.open_connection("web-server.zt.test", 7000)
+            wr.write(b"by name")
+            assert await r.read() == b"BY NAME"
+            infos = await na.getaddrinfo("web-server.zt.test", "7000", type=socket.SOCK_STREAM)
+            assert infos[0] == (
+                socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (b.address(4), 7000),
+            )
+            with pytest.raises(socket.gaierror) as nx:
+                await a.resolve("nobody.zt.test")
+            assert nx.value.errno == socket.EAI_NONAME and "nobody.zt.test" in str(nx.value)
+            with pytest.raises(socket.gaierror) as outside:
+                await a.resolve("example.com")
+            assert outside.value.errno == socket.EAI_NONAME and "outside" in str(outside.value)
+            assert await na.lookup("example.com") == []  # not an overlay name: fall back
+            # cached: the second ask sends nothing
+            before = a.names.counters["lookups"]
+            await a.resolve("web-server.zt.test")
+            assert a.names.counters["lookups"] == before
+            assert w.root_network is not None
+            server = w.root.names.of(w.root_network).dns_server  # type: ignore[union-attr]
+            assert server is not None and server.counters["answered"] >= 4
+
+    asyncio.run(main())
+
+
+def test_static_map_own_names_and_node_level_lookup(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+            na, (_a, b) = w.members[0], w.networks
+            nc, c = await w.add_member(
+                IDS[3], hosts={"db": b.address(4), "kernel-only": "127.0.0.1"}, hostname="box"
+            )
+            assert c is not None
+            await echo_server(b, 7001)
+            assert nc.hostname == "box" and na.hostname == f"zt-{na.address}"
+            assert await c.resolve("DB.") == [b.address(4)]
+            assert await c.resolve("box") == [c.address(4), c.address(6)]
+            assert await c.resolve("box.local", family=6) == [c.address(6)]
+            found = await nc.lookup("db")
+            assert [(n.id, ip) for n, ip in found] == [(w.network_id, b.address(4))]
+            assert await nc.lookup("kernel-only") == []  # mapped, but not on the overlay
+            r, wr = await nc.networks[0].open_connection("db", 7001)
+            wr.write(b"mapped")
+            assert await r.read() == b"MAPPED"
+            with pytest.raises(socket.gaierror):
+                await nc.resolve("unheard-of.example")
+
+    asyncio.run(main())
+
+
+def test_resolver_against_a_zone_of_the_tests_own(tmp_path: Path) -> None:
+    """TTL caching, TCP fallback for a big answer, a server that never answers, NXDOMAIN."""
+
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+            (_na, _nb), (a, b) = w.members, w.networks
+            zone = Zone("lab.test", ttl=1)
+            zone.add("one", ["10.147.17.77"])
+            zone.add("many", [f"10.147.18.{i}" for i in range(1, 120)])
+            server = await b.serve_dns(zone)
+            dead = "10.147.17.250"  # nobody there: its queries go unanswered
+            w.root.controller.update_network(  # type: ignore[union-attr]
+                w.network_id, {"dns": {"domain": "lab.test", "servers": [b.address(4), dead]}}
+            )
+            for _ in range(200):
+                if a.names.dns_config()[1]:
+                    break
+                await asyncio.sleep(0.02)
+            assert await a.resolve("one.lab.test", family=4) == ["10.147.17.77"]
+            assert a.names.counters["lookups"] == 1
+            many = await a.resolve("many.lab.test", family=4)
+            assert len(many) == 119 and a.names.counters["tcp_fallbacks"] == 1
+            assert server.counters["tcp_connections"] == 1
+            await a.resolve("one.lab.test", family=4)
+            assert a.names.counters["lookups"] == 2  # from the cache
+            await asyncio.sleep(1.1)
+            await a.resolve("one.lab.test", family=4)
+            assert a.names.counters["lookups"] == 3  # TTL 1 s: asked again
+            with pytest.raises(socket.gaierror) as nx:
+                await a.resolve("nope.lab.test")
+            assert nx.value.errno == socket.EAI_NONAME
+            server.close()
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            with pytest.raises(socket.gaierror) as again:
+                await a.resolve("other.lab.test")
+            assert again.value.errno == socket.EAI_AGAIN
+            assert 4.5 < loop.time() - t0 < 8  # the whole timeout, then a clear error
+            assert server.counters["rate_limited"] == 0
+
+    asyncio.run(main())
+
+
+def test_zone_answer_is_what_dnspython_reads() -> None:
+    """The server role's reply, end to end through dnspython's own query helper."""
+    z = Zone("zt.test")
+    z.add("x", ["10.0.0.1"])
+    q = dns.message.make_query("x.zt.test", "A")
+    r = dns.message.from_wire(answer(z, q.to_wire()) or b"")
+    assert r.rcode() == dns.rcode.NOERROR and str(r.answer[0][0]) == "10.0.0.1"
