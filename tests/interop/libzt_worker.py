@@ -237,6 +237,34 @@ def declare_sockets(lib: ctypes.CDLL) -> None:
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
+    # lwIP's resolver: ``zts_dns_set_server(uint8_t, const zts_ip_addr *)`` and
+    # ``struct zts_hostent *zts_bsd_gethostbyname(const char *)``.
+    lib.zts_dns_set_server.restype = c_int
+    lib.zts_dns_set_server.argtypes = [ctypes.c_uint8, vp]
+    lib.zts_bsd_gethostbyname.restype = ctypes.POINTER(ZtsHostent)
+    lib.zts_bsd_gethostbyname.argtypes = [ctypes.c_char_p]
+
+
+class ZtsHostent(ctypes.Structure):
+    """``struct zts_hostent`` (lwIP's ``hostent``): the address list holds ``ip_addr_t``
+    values whose first four bytes are the IPv4 address."""
+
+    _fields_ = [
+        ("h_name", ctypes.c_char_p),
+        ("h_aliases", ctypes.c_void_p),
+        ("h_addrtype", ctypes.c_int),
+        ("h_length", ctypes.c_int),
+        ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_uint8))),
+    ]
+
+
+def zts_ip4_addr(ip: str) -> ctypes.Array[ctypes.c_uint8]:
+    """A ``zts_ip_addr`` holding an IPv4 address: the address in the union's first four bytes
+    and everything else zero, so ``type`` reads ZTS_IPADDR_TYPE_V4 (0) whether or not lwIP
+    was built with an IPv6 zone byte (the union is 16 or 20 bytes)."""
+    buf = (ctypes.c_uint8 * 24)()
+    buf[0:4] = list(ipaddress.IPv4Address(ip).packed)
+    return buf
 
 
 # ------------------------------------------------------------------------------ sockets (lwIP)
@@ -588,6 +616,7 @@ class Worker:
         self._job_ids = itertools.count(1)
         self.ops: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "ping": lambda req: {},
+            "resolve": self.resolve,
             "id_new": self.id_new,
             "id_pair_is_valid": self.id_pair_is_valid,
             "sign_root_set": self.sign_root_set,
@@ -1218,6 +1247,27 @@ class Worker:
 
         job = self._start_job("udp_echo_server", req, body)
         return {"job": job.id, "port": local[1] if local else int(req["port"])}
+
+    def resolve(self, req: dict[str, Any]) -> dict[str, Any]:
+        """lwIP's own resolver: ``server`` becomes DNS server 0, then
+        ``zts_bsd_gethostbyname(name)`` (a job: lwIP blocks until an answer or its retries
+        end). The result is the first IPv4 address, or an error."""
+        server, name = str(req["server"]), str(req["name"])
+
+        def body(job: Job) -> dict[str, Any]:
+            rc = self.lib.zts_dns_set_server(0, ctypes.byref(zts_ip4_addr(server)))
+            if rc != 0:
+                raise RuntimeError(f"zts_dns_set_server: {ZTS_ERR_NAMES.get(rc, rc)}")
+            t0 = time.monotonic()
+            hostent = self.lib.zts_bsd_gethostbyname(name.encode())
+            took = time.monotonic() - t0
+            if not hostent or not hostent.contents.h_addr_list[0]:
+                raise LookupError(f"zts_bsd_gethostbyname({name!r}) found nothing in {took:.1f} s")
+            raw = bytes(hostent.contents.h_addr_list[0][0:4])
+            return {"address": str(ipaddress.IPv4Address(raw)), "seconds": took}
+
+        job = self._start_job("resolve", req, body)
+        return {"job": job.id}
 
     def udp_request(self, req: dict[str, Any]) -> dict[str, Any]:
         """One datagram, resent every ``interval`` until a reply (the first datagram to a

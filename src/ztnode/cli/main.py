@@ -159,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NWID:OPORT:HOST:PORT",
         help="an overlay TCP port carried to a local address (repeatable)",
     )
+    names = node.add_argument_group("names")
+    names.add_argument(
+        "--hostname", help="the name this node answers to by mDNS and LLMNR (zt-<address>)"
+    )
+    names.add_argument("--hosts", metavar="FILE", help="a static map in /etc/hosts syntax")
+    names.add_argument(
+        "--serve-dns",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="answer the network's DNS for its members (auto: when this controller is listed "
+        "among the network's DNS servers)",
+    )
+    names.add_argument(
+        "--no-mdns", action="store_true", help="neither answer nor ask by mDNS/DNS-SD"
+    )
+    names.add_argument("--no-llmnr", action="store_true", help="neither answer nor ask by LLMNR")
     node.add_argument("-v", "--verbose", action="store_true", help="log level debug for ztnode")
     node.add_argument(
         "--log-level",

@@ -37,6 +37,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     from ztnode.cli.proxies import parse_plan, start_plan
+    from ztnode.names.hostmap import HostMap
+    from ztnode.names.settings import NameSettings
     from ztnode.sockets.aio import Node
     from ztnode.transport.localapi import serve_local_api
     from ztnode.wire.world import World
@@ -63,6 +65,18 @@ def cmd_node(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         return _fail(str(e))
     bind = tuple(args.bind) if args.bind else ("0.0.0.0", "::")
+    try:
+        names = NameSettings(
+            hostname=args.hostname,
+            hosts=HostMap.from_hosts_text(Path(args.hosts).read_text())
+            if args.hosts
+            else HostMap(),
+            mdns=not args.no_mdns,
+            llmnr=not args.no_llmnr,
+            serve_dns={"auto": None, "yes": True, "no": False}[args.serve_dns],
+        )
+    except (ZtError, OSError) as e:
+        return _fail(f"names: {e}")
 
     async def run() -> int:
         node = Node(
@@ -72,6 +86,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             allow_loopback=args.allow_loopback,
             bind=bind,
             controller=args.controller,
+            names=names,
         )
         try:
             await node.start()

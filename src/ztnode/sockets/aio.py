@@ -478,9 +478,14 @@ class Node:
                 best = (length, nwid)
         if best is None:
             return None
-        net = self._networks.get(best[1])
-        if net is None:
-            net = self._networks[best[1]] = Network(self, best[1])
+        return self._network_object(best[1])
+
+    def _network_object(self, nwid: int) -> Network | None:
+        """The Network object of a network the core has joined (by this API or another: the
+        local API, networks.d), made on first use; None if the core has not joined it."""
+        net = self._networks.get(nwid)
+        if net is None and self._started and nwid in self._core.networks:
+            net = self._networks[nwid] = Network(self, nwid)
         return net
 
     def patch_loop(

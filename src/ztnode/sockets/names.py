@@ -463,7 +463,7 @@ class NameService:
         nwid = getattr(e, "network_id", None)
         if not isinstance(e, (NetworkConfigUpdated, AddressAdded, AddressRemoved)):
             return
-        net = self.node.network(nwid) if nwid is not None else None
+        net = self.node._network_object(nwid) if isinstance(nwid, int) else None
         if net is not None:
             self.of(net).update_roles()
 
