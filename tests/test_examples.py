@@ -68,6 +68,14 @@ EXPECTED: dict[str, list[str]] = {
         r"64 bytes from 10\.147\.17\.250: icmp_seq=2 time=[\d.]+ ms",
         r"bridge: \{'from_segment': \d+, 'to_segment': \d+, 'dropped': 0, 'refused': 0\}",
     ],
+    "discovery": [
+        rf"resolve: web\.zt\.example -> {V4}, {V6}",
+        rf"resolve: zt-[0-9a-f]{{10}}\.local -> {V4}, {V6}",
+        rf"resolve: zt-[0-9a-f]{{10}} -> {V4}, {V6}",
+        r"connect: web\.zt\.example port 80 said 'hello from web'",
+        r"advertise: 'Team wiki' on zt-[0-9a-f]{10}\.local",
+        rf"browse: added 'Team wiki' at zt-[0-9a-f]{{10}}\.local\.? port 80 \['{V4}'",
+    ],
     "events": [
         r"NetworkStatusChanged +network_id=[0-9a-f]{16} status=OK",
         rf"AddressAdded +network_id=[0-9a-f]{{16}} address={V4}/24",

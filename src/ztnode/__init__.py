@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ztnode.core import events
     from ztnode.core.events import Event
     from ztnode.identity import Identity
+    from ztnode.names.settings import NameSettings
     from ztnode.sockets.aio import EventStream, Network, Node
     from ztnode.sockets.blocking import BlockingNetwork, BlockingNode
     from ztnode.testing.blocking import BlockingLocalWorld
@@ -33,6 +34,7 @@ __all__ = [
     "Identity",
     "LocalProtocolError",
     "LocalZtWorld",
+    "NameSettings",
     "Network",
     "Node",
     "World",
@@ -48,6 +50,7 @@ _LAZY = {
     "EventStream": "ztnode.sockets.aio",
     "Identity": "ztnode.identity",
     "LocalZtWorld": "ztnode.testing.local",
+    "NameSettings": "ztnode.names.settings",
     "Network": "ztnode.sockets.aio",
     "Node": "ztnode.sockets.aio",
     "World": "ztnode.wire.world",

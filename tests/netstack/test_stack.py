@@ -271,7 +271,6 @@ def test_multicast_groups_follow_addresses_and_joins() -> None:
     assert u.recv() is None and s.counters["not_for_us"] == 1
 
 
-
 def test_shared_udp_port_copies_multicast_to_all_and_unicast_to_the_newest() -> None:
     """SO_REUSEADDR semantics: the node's mDNS responder and a program's socket share 5353."""
     s = make(A_MAC, "10.9.0.1", A_ADDR, 3)

@@ -168,7 +168,10 @@ def test_multicast_group_datagrams_reach_joined_members(tmp_path: Path) -> None:
 
     async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
         b.join_group("224.0.0.251")
-        _, proto = await b.create_datagram_endpoint(Collect, local_addr=("0.0.0.0", 5353))
+        # the node's own mDNS responder holds 5353 too: share it, as on any mDNS host
+        _, proto = await b.create_datagram_endpoint(
+            Collect, local_addr=("0.0.0.0", 5353), reuse_port=True
+        )
         assert isinstance(proto, Collect)
         tx, _ = await a.create_datagram_endpoint(asyncio.DatagramProtocol)
         for _ in range(50):  # the group's membership spreads by LIKE; resend until it has

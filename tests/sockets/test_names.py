@@ -146,3 +146,80 @@ def test_zone_answer_is_what_dnspython_reads() -> None:
     q = dns.message.make_query("x.zt.test", "A")
     r = dns.message.from_wire(answer(z, q.to_wire()) or b"")
     assert r.rcode() == dns.rcode.NOERROR and str(r.answer[0][0]) == "10.0.0.1"
+
+
+def test_blocking_sockets_take_names(tmp_path: Path) -> None:
+    """The blocking facade: getaddrinfo, create_connection and connect by name, as the stdlib's."""
+    from ztnode.testing.blocking import BlockingLocalWorld
+
+    with BlockingLocalWorld(tmp_path, members=2, identities=IDS[:3], dns_domain="zt.test") as w:
+        (na, nb), (a, b) = w.members, w.networks
+        w.world.name_member(nb.node, "files")
+        srv = b.create_server(("", 2121))
+        infos = a.getaddrinfo("files.zt.test", 2121, type=socket.SOCK_STREAM)
+        assert [i[4] for i in infos] == [
+            (b.address(4), 2121),
+            (b.address(6), 2121, 0, 0),
+        ]
+        assert na.lookup("files.zt.test")[0][1] == b.address(4)
+        c = a.create_connection(("files.zt.test", 2121), timeout=10)
+        conn, peer = srv.accept()
+        assert peer[0] == a.address(4)
+        c.sendall(b"by name, blocking")
+        assert conn.recv(100) == b"by name, blocking"
+        srv6 = b.create_server(("", 2122), family=socket.AF_INET6)
+        s6 = a.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s6.settimeout(10)
+        s6.connect(("files.zt.test", 2122))  # the family's first address, as connect() does
+        conn6, _ = srv6.accept()
+        assert s6.getpeername()[0] == b.address(6)
+        with pytest.raises(socket.gaierror) as nx:
+            a.create_connection(("absent.zt.test", 2121))
+        assert nx.value.errno == socket.EAI_NONAME
+        for s in (c, conn, s6, conn6, srv, srv6):
+            s.close()
+
+
+def test_patch_loop_and_aiohttp_take_overlay_names(tmp_path: Path) -> None:
+    """Under ``patch_loop`` overlay names connect over the overlay and others stay the
+    kernel's; aiohttp's client resolves overlay names through ``ZtConnector``'s resolver."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp import web
+
+    from ztnode.sockets.aiohttp_connector import ZtConnector
+
+    async def main() -> None:
+        async with LocalZtWorld(tmp_path, members=2, identities=IDS[:3]) as w:
+            (_na, nb), (_a, b) = w.members, w.networks
+            nc, _c = await w.add_member(IDS[3], hosts={"api": b.address(4)})
+            app = web.Application()
+
+            async def hello(request: web.Request) -> web.Response:
+                return web.Response(text=f"hello {request.host}")
+
+            app.router.add_get("/", hello)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            with nb.patch_loop():
+                site = web.TCPSite(runner, b.address(4), 8088)
+                await site.start()
+            kernel = await asyncio.start_server(lambda r, wr: wr.close(), "127.0.0.1", 0)
+            kport = kernel.sockets[0].getsockname()[1]
+            loop = asyncio.get_running_loop()
+            with nc.patch_loop():
+                infos = await loop.getaddrinfo("api", 8088, type=socket.SOCK_STREAM)
+                assert infos[0][4] == (b.address(4), 8088)
+                r, wr = await asyncio.open_connection("api", 8088)
+                wr.write(b"GET / HTTP/1.0\r\nHost: api\r\n\r\n")
+                assert b"hello api" in await r.read()
+                _, kw = await asyncio.open_connection("localhost", kport)  # the kernel's
+                kw.close()
+            async with (
+                aiohttp.ClientSession(connector=ZtConnector(nc)) as session,
+                session.get("http://api:8088/") as resp,
+            ):
+                assert await resp.text() == "hello api:8088"
+            kernel.close()
+            await runner.cleanup()
+
+    asyncio.run(main())

@@ -47,6 +47,7 @@ from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
 from ztnode.sockets.bridgeports import FramePort
 from ztnode.sockets.controller import ControllerApi
+from ztnode.sockets.discovery import Advertisement, Discovery, ServiceBrowser
 from ztnode.sockets.dnsserver import DnsServer, controller_zone_source
 from ztnode.sockets.loopshim import patch_loop
 from ztnode.sockets.names import (
@@ -670,6 +671,7 @@ class Network:
             await self.node._wait_for(ready, timeout, "")
         except TimeoutError:
             raise TimeoutError(self._not_ready(timeout)) from None
+        await self.names.ready()  # mDNS/LLMNR sockets bound, the DNS role up
 
     def _refusal(self, status: str) -> str:
         me = self.node.address
@@ -762,6 +764,41 @@ class Network:
         del flags
         addrs = await self.resolve(host, family=family)
         return addrinfo(addrs, service_port(port), family, type, proto)
+
+    async def advertise(
+        self,
+        instance: str,
+        service_type: str,
+        port: int,
+        *,
+        txt: Mapping[str, str | bytes | None] | None = None,
+        subtypes: Iterable[str] = (),
+        timeout: float = 10.0,
+    ) -> Advertisement:
+        """Publish a DNS-SD service by mDNS (RFC 6762/6763): ``advertise("My site",
+        "_http._tcp", 8080, txt={"path": "/"})`` probes the name, renames it (``My site (2)``)
+        if the network has it already, announces it, and returns once it is ours (its
+        ``name``); ``close()`` it to say goodbye."""
+        return await self._discovery().advertise(
+            instance, service_type, port, txt=txt, subtypes=tuple(subtypes), timeout=timeout
+        )
+
+    def browse(self, service_type: str) -> ServiceBrowser:
+        """Services of a type on this network as they come and go: ``async for change in
+        network.browse("_http._tcp")`` yields :class:`ServiceChange` (``kind`` added, updated
+        or removed; ``service`` with name, host, addresses, port and TXT)."""
+        return self._discovery().browse(service_type)
+
+    def _discovery(self) -> Discovery:
+        disc = self.names.discovery
+        if disc is None:
+            why = (
+                "the network carries no multicast, or mDNS is off"
+                if self.status == "OK"
+                else f"the network is {self.status}"
+            )
+            raise RuntimeError(f"no mDNS on network {self.id:016x}: {why}")
+        return disc
 
     async def serve_dns(self, zone: Zone | None = None, *, port: int = 53) -> DnsServer:
         """Answer DNS on this network's addresses: ``zone`` (a

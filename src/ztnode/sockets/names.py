@@ -39,6 +39,7 @@ from ztnode.names.cache import DnsCache
 from ztnode.names.labels import default_hostname, normalize_name
 from ztnode.names.settings import NameSettings
 from ztnode.names.unicast import DNS_PORT, LookupResult, UnicastLookup
+from ztnode.sockets.discovery import Discovery, MulticastResolverView
 from ztnode.sockets.dnsserver import DnsServer, controller_zone_source
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = [
     "AddrInfo",
     "NameService",
     "NetworkNames",
+    "OverlayNameError",
     "addrinfo",
     "gaierror_for",
     "service_port",
@@ -69,10 +71,29 @@ _MESSAGES = {
 }
 
 
-def gaierror_for(code: int, name: str, detail: str = "") -> socket.gaierror:
+class OverlayNameError(socket.gaierror):
+    """A ``socket.gaierror`` that also says whether the overlay only stayed silent (mDNS and
+    LLMNR asked, nobody answered): then the name may well be the system's to resolve."""
+
+    silent = False
+
+
+def gaierror_for(
+    code: int, name: str, detail: str = "", *, silent: bool = False
+) -> socket.gaierror:
     """The stdlib's error for a name that did not resolve, with what was tried."""
     text = f"{_MESSAGES.get(code, 'name resolution failed')}: {name!r}"
-    return socket.gaierror(code, f"{text} ({detail})" if detail else text)
+    err = OverlayNameError(code, f"{text} ({detail})" if detail else text)
+    err.silent = silent
+    return err
+
+
+#: RFC 6761 6.3: these are the host's own, never asked of a network.
+_NEVER_ASKED = ("localhost", "localhost.localdomain")
+#: How long a name nobody on the link claimed stays unclaimed for routing callers (ms), and how
+#: many such names a network remembers.
+SILENCE_MS = 5000
+MAX_SILENT_NAMES = 1024
 
 
 def _literal(host: str) -> str | None:
@@ -95,11 +116,11 @@ class MulticastResolver(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     addresses: list[str]
-    status: str  # "ok", "nxdomain", "nodata", "timeout", "servfail"
+    status: str  # "ok", "nxdomain", "nodata", "timeout", "servfail", "silent" (multicast)
     detail: str
 
 
-_STATUS_RANK = {"nxdomain": 3, "nodata": 2, "timeout": 1, "servfail": 1}
+_STATUS_RANK = {"nxdomain": 4, "nodata": 3, "timeout": 2, "servfail": 2, "silent": 1}
 
 
 class NetworkNames:
@@ -111,11 +132,15 @@ class NetworkNames:
         self.cache = DnsCache(service.settings.cache_size)
         self._inflight: dict[tuple[str, int], asyncio.Future[LookupResult]] = {}
         self._dns_seen: tuple[str, tuple[str, ...]] | None = None
+        #: Names the links stayed silent about, until when (bounded, oldest out first).
+        self._silent: dict[str, int] = {}
         #: mDNS and LLMNR, set by the discovery adapter when the network allows multicast.
         self.mdns: MulticastResolver | None = None
         self.llmnr: MulticastResolver | None = None
         #: The controller's DNS role on this network, when it runs (:meth:`update_roles`).
         self.dns_server: DnsServer | None = None
+        #: mDNS and LLMNR, when the network carries multicast (:meth:`update_roles`).
+        self.discovery: Discovery | None = None
         self._roles_task: asyncio.Task[None] | None = None
         self.counters: dict[str, int] = {
             "lookups": 0,
@@ -123,6 +148,7 @@ class NetworkNames:
             "inflight_full": 0,
             "tcp_fallbacks": 0,
             "answered_from_cache": 0,
+            "silent_evicted": 0,
         }
 
     # --- what the network pushes
@@ -148,7 +174,7 @@ class NetworkNames:
         return [a for a in v4 + v6 if _family_ok(a, family)]
 
     def own_names(self) -> set[str]:
-        name = self.service.hostname
+        name = self.discovery.hostname if self.discovery is not None else self.service.hostname
         domain, _ = self.dns_config()
         names = {name, f"{name}.local"}
         if domain:
@@ -172,16 +198,58 @@ class NetworkNames:
         _, servers = self.dns_config()
         return bool(set(servers) & set(self.own_addresses()))
 
+    def wants_discovery(self) -> bool:
+        """mDNS/LLMNR run where the network carries multicast and this node has addresses."""
+        settings = self.service.settings
+        if not (settings.mdns or settings.llmnr) or not self.net.node.started:
+            return False
+        core = self.net.node._core.network(self.net.id)
+        cfg = core.config if core is not None else None
+        return cfg is not None and cfg.multicast_limit > 0 and bool(self.net.addresses)
+
     def update_roles(self) -> None:
-        """Start or stop the DNS role after a config or address change (from an event)."""
+        """Start or stop the DNS role and discovery after a config or address change."""
         if self._roles_task is not None and not self._roles_task.done():
             return
+        if self.discovery is not None:
+            self.discovery.refresh_addresses()
         want = self.wants_dns_role()
-        if want and self.dns_server is None:
-            self._roles_task = asyncio.ensure_future(self._start_dns_role())
-        elif not want and self.dns_server is not None:
+        discover = self.wants_discovery()
+        if (want and self.dns_server is None) or (discover and self.discovery is None):
+            self._roles_task = asyncio.ensure_future(self._start_roles(want, discover))
+        if not want and self.dns_server is not None:
             self.dns_server.close()
             self.dns_server = None
+        if not discover and self.discovery is not None:
+            self._stop_discovery()
+
+    async def _start_roles(self, dns_role: bool, discover: bool) -> None:
+        if dns_role and self.dns_server is None:
+            await self._start_dns_role()
+        if discover and self.discovery is None:
+            disc = Discovery(self)
+            try:
+                await disc.start()
+            except OSError as exc:
+                disc.close()
+                log.warning("network %016x: no mDNS/LLMNR: %s", self.net.id, exc)
+                return
+            self.discovery = disc
+            self.mdns = MulticastResolverView(disc, "mdns") if disc.mdns is not None else None
+            self.llmnr = MulticastResolverView(disc, "llmnr") if disc.llmnr is not None else None
+
+    def _stop_discovery(self) -> None:
+        if self.discovery is not None:
+            self.discovery.close()
+        self.discovery = None
+        self.mdns = self.llmnr = None
+
+    async def ready(self) -> None:
+        """Wait for roles being started (tests and ``advertise`` need the sockets bound)."""
+        self.update_roles()
+        task = self._roles_task
+        if task is not None and not task.done():
+            await asyncio.shield(task)
 
     async def _start_dns_role(self) -> None:
         server = DnsServer(self.net, controller_zone_source(self.net))
@@ -199,6 +267,24 @@ class NetworkNames:
         if self.dns_server is not None:
             self.dns_server.close()
             self.dns_server = None
+        self._stop_discovery()
+
+    # --- names nobody claimed
+
+    def recently_silent(self, name: str, now: int) -> bool:
+        until = self._silent.get(name)
+        if until is None:
+            return False
+        if until <= now:
+            del self._silent[name]
+            return False
+        return True
+
+    def note_silent(self, name: str, now: int) -> None:
+        if len(self._silent) >= MAX_SILENT_NAMES:
+            self._silent.pop(next(iter(self._silent)))
+            self.counters["silent_evicted"] += 1
+        self._silent[name] = now + SILENCE_MS
 
     # --- resolution
 
@@ -226,16 +312,20 @@ class NetworkNames:
         outcome = await self._first_answer(attempts, detail)
         if outcome.addresses:
             return outcome.addresses
-        code = {"nxdomain": socket.EAI_NONAME, "nodata": _EAI_NODATA}.get(
-            outcome.status, socket.EAI_AGAIN
-        )
-        raise gaierror_for(code, host, outcome.detail)
+        code = {
+            "nxdomain": socket.EAI_NONAME,
+            "silent": socket.EAI_NONAME,
+            "nodata": _EAI_NODATA,
+        }.get(outcome.status, socket.EAI_AGAIN)
+        raise gaierror_for(code, host, outcome.detail, silent=outcome.status == "silent")
 
     def _plan(
         self, name: str, family: int
     ) -> tuple[list[Callable[[], Awaitable[_Outcome]]], str] | None:
         """The lookups that may answer ``name``, run at once; None: out of scope."""
         if not name or _literal(name) is not None:
+            return None
+        if name in _NEVER_ASKED or name.endswith(".localhost"):
             return None
         domain, servers = self.dns_config()
         timeout = self.service.settings.timeout
@@ -246,13 +336,18 @@ class NetworkNames:
             if proto is None:
                 return
             tried.append(what)
+            # RFC 4795 2.7 (LLMNR_TIMEOUT 1 s) and RFC 6762 5.1's one-shot queries: a link
+            # answers quickly or not at all.
+            wait = min(timeout, 1.0 if what == "LLMNR" else 2.0)
 
             async def go() -> _Outcome:
                 try:
-                    got = await proto.resolve(label, family, timeout)
+                    got = await proto.resolve(label, family, wait)
                 except TimeoutError:
                     got = []
-                return _Outcome(got, "ok" if got else "timeout", what)
+                # On a link, silence is the answer: nobody holds the name (nss-mdns says
+                # NOTFOUND too); a DNS server that did not answer says nothing of the kind.
+                return _Outcome(got, "ok" if got else "silent", what)
 
             attempts.append(go)
 
@@ -281,7 +376,7 @@ class NetworkNames:
         self, attempts: list[Callable[[], Awaitable[_Outcome]]], detail: str
     ) -> _Outcome:
         tasks = [asyncio.ensure_future(a()) for a in attempts]
-        best = _Outcome([], "timeout", detail)
+        best = _Outcome([], "silent", detail)
         try:
             for fut in asyncio.as_completed(tasks):
                 got = await fut
@@ -484,7 +579,13 @@ class NameService:
             routed = [(node.network_for(a), a) for a in fixed if _family_ok(a, family)]
             return [(n, a) for n, a in routed if n is not None]
         names = [self.of(n) for n in nets]
-        scoped = [n for n in names if n.in_scope(host) or normalize_name(host) in n.own_names()]
+        key = normalize_name(host)
+        now = node._now()
+        scoped = [
+            n
+            for n in names
+            if (n.in_scope(host) or key in n.own_names()) and not n.recently_silent(key, now)
+        ]
         if not scoped:
             return []
         results = await asyncio.gather(
@@ -501,6 +602,13 @@ class NameService:
                 out += [(n.net, a) for a in r]
         if out:
             return out
+        if errors and all(getattr(e, "silent", False) for e in errors):
+            # Asked on the links, claimed by nobody: not an overlay name after all (a kernel
+            # name like a container's, for callers that fall back). Remembered briefly, so a
+            # loop of connections does not wait on the links each time.
+            for n in scoped:
+                n.note_silent(key, now)
+            return []
         if errors:
             nonames = [e for e in errors if e.errno in (socket.EAI_NONAME, _EAI_NODATA)]
             raise (nonames or errors)[0]

@@ -35,8 +35,11 @@ class BlockingLocalWorld:
         members: int = 2,
         identities: Sequence[Identity] = (),
         network: dict[str, Any] | None = None,
+        dns_domain: str | None = None,
     ) -> None:
-        self.world = LocalZtWorld(base, members=members, identities=identities, network=network)
+        self.world = LocalZtWorld(
+            base, members=members, identities=identities, network=network, dns_domain=dns_domain
+        )
         self._thread = LoopThread("ztnode-local-world")
         self.members: list[BlockingNode] = []
         self.networks: list[BlockingNetwork] = []
