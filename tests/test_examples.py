@@ -76,6 +76,31 @@ EXPECTED: dict[str, list[str]] = {
         r"advertise: 'Team wiki' on zt-[0-9a-f]{10}\.local",
         rf"browse: added 'Team wiki' at zt-[0-9a-f]{{10}}\.local\.? port 80 \['{V4}'",
     ],
+    "http_httpx": [
+        rf"httpx: GET http://{V4}:80/hello -> 200 \{{'path': '/hello', 'from': '{V4}', "
+        r"'received': 0\}",
+        rf"httpx: POST http://{V4}:80/upload -> 200 .*'received': 100000\}}",
+        rf"httpx: GET http://\[{V6}\]/ -> 200",
+    ],
+    "http_requests": [
+        rf"requests: GET http://{V4}:8000/one -> 200 \{{'path': '/one', 'from': '{V4}'\}}",
+        rf"requests: GET http://{V4}:8000/two -> 200",
+    ],
+    "http_urllib": [
+        rf"urllib: 200 'hello {V4}, you asked for /via-urllib'",
+        rf"http\.client: 200 'hello {V6}, you asked for /via-http\.client'",
+    ],
+    "asgi_server": [
+        r"server: lifespan startup",
+        rf"server: serving http://{V4}:8000/",
+        rf"client: 200 'hello from ztnode, visit 2 \(you are {V4}\)'",
+        r"server: lifespan shutdown",
+    ],
+    "wsgi_server": [
+        rf"server: serving http://{V4}:8000/",
+        rf"client: 'GET /hello from {V4}: 0 bytes received'",
+        rf"client: 'POST /upload from {V6}: 50000 bytes received'",
+    ],
     "events": [
         r"NetworkStatusChanged +network_id=[0-9a-f]{16} status=OK",
         rf"AddressAdded +network_id=[0-9a-f]{{16}} address={V4}/24",

@@ -89,6 +89,7 @@ async def scenario(
             ns, node, world.planet, nwid, lz, tmp / "libzt", LIBZT_ID, SLOT_LIBZT, P_LIBZT
         )
         ours = net.address(4)
+        net.update_settings(allow_dns=True)  # ZeroTier's allowDNS: use the network's DNS
         assert net.names.dns_config() == (DOMAIN, (server,))
         # libzt asks our controller, over the overlay, with lwIP's own resolver
         assert await libzt_resolve(lz, server, f"ours.{DOMAIN}") == ours

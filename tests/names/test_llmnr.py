@@ -161,6 +161,27 @@ def test_several_answers_for_one_name_are_reported_with_the_c_bit() -> None:
     assert all(parse(s.datagram.data, mdns=False).flags & FLAG_C for s in notices)
 
 
+def test_one_host_answering_from_each_of_its_addresses_is_no_conflict() -> None:
+    """Queries go to both groups, so a dual-stack host answers once from its IPv4 address and
+    once from its IPv6 one, with the same records: that is one host, not two."""
+    medium, (c,) = verified((IP_C, "gamma"))
+    qid = c.resolve("dual", medium.now, family=socket.AF_INET)
+    medium.run_for(5)
+    [wire_query] = [parse(s.datagram.data, mdns=False) for s in medium.sent_by(IP_C)[-1:]]
+    answer = make_response(
+        [a_record("dual.", "10.0.0.51", ttl=30, flush=False)],
+        ident=wire_query.id,
+        flags=FLAG_QR,
+        questions=wire_query.questions,
+        mdns=False,
+    )
+    for src in ("10.0.0.51", "fd00::51"):
+        medium.inject(answer, (src, 5355))
+    medium.run_for(1100)
+    assert c.events() == [HostResolved(qid, "dual", ["10.0.0.51"], 30_000, "llmnr")]
+    assert not [s for s in medium.unicast_out if s.src == IP_C]  # no C-bit notices
+
+
 def test_truncated_answer_asks_for_tcp_and_merges_the_tcp_answer() -> None:
     medium, (c,) = verified((IP_C, "gamma"))
     qid = c.resolve("big", medium.now, family=socket.AF_INET)

@@ -67,6 +67,18 @@ def test_controller_answers_members_names_and_members_connect_by_name(tmp_path: 
             assert w.root_network is not None
             server = w.root.names.of(w.root_network).dns_server  # type: ignore[union-attr]
             assert server is not None and server.counters["answered"] >= 4
+            # ... and all of it in the metrics
+            from ztnode.transport.localapi import render_metrics
+
+            root = w.root  # type: ignore[union-attr]
+            text = render_metrics(
+                root.service.node, root.service.host, root._now(), root.service.metric_sources
+            )
+            nwid = f"{w.network_id:016x}"
+            assert f'ztnode_names_dns_server_total{{event="answered",network_id="{nwid}"}}' in text
+            mine = render_metrics(na.service.node, na.service.host, na._now(), [na.names.metrics])
+            assert f'ztnode_names_cache_entries{{network_id="{nwid}"}}' in mine
+            assert 'protocol="mdns"' in mine and 'protocol="llmnr"' in mine
 
     asyncio.run(main())
 
@@ -111,9 +123,13 @@ def test_resolver_against_a_zone_of_the_tests_own(tmp_path: Path) -> None:
                 w.network_id, {"dns": {"domain": "lab.test", "servers": [b.address(4), dead]}}
             )
             for _ in range(200):
-                if a.names.dns_config()[1]:
+                if a.names.pushed_dns()[1]:
                     break
                 await asyncio.sleep(0.02)
+            with pytest.raises(socket.gaierror, match="allowDNS is off"):
+                await a.resolve("one.lab.test")  # the owner's DNS, not used unless allowed
+            a.update_settings(allow_dns=True)
+            assert a.settings.allow_dns
             assert await a.resolve("one.lab.test", family=4) == ["10.147.17.77"]
             assert a.names.counters["lookups"] == 1
             many = await a.resolve("many.lab.test", family=4)

@@ -33,6 +33,8 @@ LOG_SUBSYSTEMS = (
     "ztnode.api",
     "ztnode.controller",
     "ztnode.proxy",
+    "ztnode.names",
+    "ztnode.http",
 )
 
 

@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="change a joined network's local settings (allowManaged=0 ...)",
         description="allowManaged: take the controller's addresses and routes (default 1); "
         "allowGlobal: managed routes into public address space (0); allowDefault: a managed "
-        "default route (0); allowDNS: use the network's DNS settings (0; stored and reported, "
-        "ztnode has no resolver).",
+        "default route (0); allowDNS: ask the network's DNS servers for names under its domain "
+        "(0).",
     )
     c.add_argument("network", type=_network_arg, metavar="NWID")
     c.add_argument(

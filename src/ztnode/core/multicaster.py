@@ -12,6 +12,7 @@ from ztnode.core.counters import Drop
 from ztnode.core.likes import LikeTable
 from ztnode.core.network import (
     BROADCAST_MAC,
+    MULTICAST_ANNOUNCE_PERIOD,
     MULTICAST_GATHER_INTERVAL,
     MULTICAST_PENDING_MAX,
     MULTICAST_PENDING_TIMEOUT,
@@ -99,6 +100,46 @@ class Multicaster:
             for t in targets:
                 if t != self.rt.address:
                     self.rt.switch.send(t, Verb.MULTICAST_LIKE, body, now, compress=True)
+        # ... and to the members we hold in good standing (Network::_announceMulticastGroups):
+        # every group of ours to those whose 60 s gate elapsed, a new group to all of them.
+        fresh = len(groups) < len(net.announced_groups())
+        for address, m in list(net.memberships.items()):
+            if address in targets or address == self.rt.address:
+                continue
+            if not fresh and now - m.last_like_sent < MULTICAST_ANNOUNCE_PERIOD:
+                continue
+            peer = self.rt.peers.get(address)
+            if peer is None or not net.gate(address, peer.identity):
+                continue
+            if not fresh:
+                m.last_like_sent = now
+            self.announce_to(net, address, now)
+
+    def gate(self, net: Network, peer: Peer, now: int) -> bool:
+        """The membership gate on traffic from ``peer``, and what passing it does in
+        Network::gate: a member in good standing hears our groups (a LIKE) at most every 60 s,
+        so a member that joined after our last gather is told whom to send multicasts to by
+        the members it talks to, and they learn it the same way."""
+        if not net.gate(peer.address, peer.identity):
+            return False
+        m = net.membership(peer.address)
+        if now - m.last_like_sent >= MULTICAST_ANNOUNCE_PERIOD:
+            m.last_like_sent = now
+            self.announce_to(net, peer.address, now)
+        return True
+
+    def announce_to(self, net: Network, peer: int, now: int) -> None:
+        """MULTICAST_LIKE every group of ours on ``net`` to one member, our credentials first
+        when we have not pushed them lately: its gate must pass for the LIKE to count."""
+        groups = net.announced_groups()
+        if not groups or peer == self.rt.address:
+            return
+        if net.should_push_credentials(peer, now):
+            self.rt.vl2.push_credentials(net, peer, now)
+        subs = [MulticastSubscription(net.id, mac, adi) for mac, adi in groups]
+        for i in range(0, len(subs), LIKES_PER_PACKET):
+            body = MulticastLike(tuple(subs[i : i + LIKES_PER_PACKET])).encode()
+            self.rt.switch.send(peer, Verb.MULTICAST_LIKE, body, now, compress=True)
 
     def send_frame(
         self,
@@ -199,7 +240,7 @@ class Multicaster:
             sender_mac = mac_from_address(peer.address, net.id)
             source = m.source_mac if m.source_mac is not None else sender_mac
             cfg = net.config
-            if not net.gate(peer.address, peer.identity):
+            if not self.gate(net, peer, now):
                 err = Error.need_membership_certificate(Verb.MULTICAST_FRAME, pid, net.id)
                 self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
                 self.rt.counters.drop(Drop.NOT_A_MEMBER)
@@ -263,7 +304,7 @@ class Multicaster:
     def _may_like(self, net: Network, peer: Peer, now: int) -> bool:
         """LIKEs count from members in good standing, or from members our controller has just
         configured (they may not have pushed their credentials to us yet)."""
-        if net.gate(peer.address, peer.identity):
+        if self.gate(net, peer, now):
             return True
         ctl = self.rt.controller
         return ctl is not None and ctl.has_recent_member(net.id, peer.address, now)

@@ -109,6 +109,8 @@ class Membership:
     coos: dict[int, CertificateOfOwnership] = field(default_factory=dict)
     thresholds: dict[tuple[int, int], int] = field(default_factory=dict)
     last_pushed_credentials: int = -(10**12)
+    #: When we last told this member our multicast groups (Network::gate's multicastLikeGate).
+    last_like_sent: int = -(10**12)
     #: The last gate verdict and the two certificates it was reached with: every frame asks,
     #: and the answer only changes when either certificate is replaced.
     agreement: tuple[CertificateOfMembership, CertificateOfMembership, bool] | None = None

@@ -630,8 +630,11 @@ class LlmnrEngine:
         else:
             self._events.push(HostNotFound(lookup.id, lookup.text, "llmnr"))
         answering = [ip for ip, found in lookup.responders.items() if found]
-        if len(answering) > 1:
+        distinct = {found for found in lookup.responders.values() if found}
+        if len(distinct) > 1:
             # RFC 4795 4.2: several hosts answered for one name; tell each, with the C bit.
+            # Answers from several addresses with the same data are one host answering the
+            # query on each of its families' groups (our queries go to both), not a conflict.
             for ip in answering:
                 for wire_id, rdtype in lookup.wire_ids.items():
                     encoded = encode(

@@ -62,6 +62,7 @@ from ztnode.sockets.names import (
 from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.binder import Enumerator
 from ztnode.transport.service import NodeService, ServiceConfig
+from ztnode.transport.state import NetworkSettings
 from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.sockets")
@@ -263,6 +264,7 @@ class Node:
         self._controller_api: ControllerApi | None = None
         #: Names: the static map, this node's own name, the resolver and the responders.
         self.names = NameService(self, NameSettings.build(names, hosts=hosts, hostname=hostname))
+        self.service.metric_sources.append(self.names.metrics)
 
     # lifecycle
 
@@ -391,6 +393,7 @@ class Node:
         timeout: float | None = 60.0,
         wait: bool = True,
         wait_authorized: bool = False,
+        allow_dns: bool | None = None,
     ) -> Network:
         """Join a network; with ``wait``, return once it is OK and has its addresses.
 
@@ -398,12 +401,19 @@ class Node:
         ``wait_authorized``: then the join waits through ACCESS_DENIED until someone authorizes
         this node (the controller pushes the new config) or ``timeout`` passes. Joining again a
         network that was refused asks the controller again, so a refusal from before the
-        authorization is never taken for the answer."""
+        authorization is never taken for the answer.
+
+        ``allow_dns`` sets ZeroTier's ``allowDNS`` for the network (kept in its
+        ``local.conf``): whether names under the domain the network pushes are asked of its
+        DNS servers. Off by default, as in ZeroTierOne: a network's owner does not get to
+        answer for names unless this node lets it."""
         if not self._started:
             raise RuntimeError("the node is not started: use 'async with Node(...)' or start()")
         nwid = _parse_nwid(network_id)
         core_net = self._core.network(nwid)
         seen = core_net.answers if core_net is not None else 0
+        if allow_dns is not None:
+            self.service.update_settings(nwid, allow_dns=allow_dns)
         self.service.join(nwid)
         net = self._networks.get(nwid)
         if net is None:
@@ -726,6 +736,21 @@ class Network:
             raise
         return Bridge(self, port, attached)
 
+    # ---- local settings
+
+    @property
+    def settings(self) -> NetworkSettings:
+        """ZeroTier's local settings of this network (allowManaged, allowGlobal,
+        allowDefault, allowDNS)."""
+        return self.node.service.settings(self.id)
+
+    def update_settings(self, **changes: bool) -> NetworkSettings:
+        """Change local settings (``allow_dns=True``...): saved in the network's
+        ``local.conf`` and applied at once."""
+        new = self.node.service.update_settings(self.id, **changes)
+        self.names.dns_config()  # the resolver's view follows (the cache is dropped)
+        return new
+
     # ---- names
 
     @property
@@ -741,11 +766,13 @@ class Network:
         found = await self.names.resolve(host, ip_family(family))
         if found is None:
             domain, servers = self.names.dns_config()
-            why = (
-                f"outside the pushed domain {domain!r}"
-                if domain and servers
-                else "the network pushes no DNS"
-            )
+            pushed, _ = self.names.pushed_dns()
+            if domain and servers:
+                why = f"outside the pushed domain {domain!r}"
+            elif pushed:
+                why = f"the network pushes DNS for {pushed!r} but allowDNS is off"
+            else:
+                why = "the network pushes no DNS"
             raise gaierror_for(socket.EAI_NONAME, host, f"network {self.id:016x}: {why}")
         if not found:
             raise gaierror_for(socket.EAI_NONAME, host, "no address of the family asked for")

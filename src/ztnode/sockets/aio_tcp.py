@@ -105,6 +105,8 @@ class _TcpTransport(asyncio.Transport):
             return sockaddr(self._sock.local_endpoint)
         if name == "ztnode_socket":
             return self._sock
+        if name == "socket":
+            return ConnectedSocket(self._sock)
         if name == "network":
             return self._net
         return default
@@ -332,6 +334,45 @@ class ListeningSocket:
 
     def __repr__(self) -> str:
         return f"<ztnode.ListeningSocket {self.family.name} {self.getsockname()}>"
+
+
+class ConnectedSocket:
+    """``get_extra_info("socket")`` of a connection, as asyncio gives a ``TransportSocket``:
+    the addresses and kind, for code (uvicorn's, for one) that reads the peer from it; there is
+    no OS descriptor to read or write."""
+
+    type = socket.SOCK_STREAM
+    proto = socket.IPPROTO_TCP
+
+    def __init__(self, sock: TcpSocket) -> None:
+        self._sock = sock
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        return socket.AF_INET6 if ":" in self._sock.local_endpoint[0] else socket.AF_INET
+
+    def getpeername(self) -> tuple[str, int] | tuple[str, int, int, int]:
+        return sockaddr(self._sock.remote_endpoint)
+
+    def getsockname(self) -> tuple[str, int] | tuple[str, int, int, int]:
+        return sockaddr(self._sock.local_endpoint)
+
+    def fileno(self) -> int:
+        return -1
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """TCP_NODELAY and SO_KEEPALIVE reach the connection (what aiohttp and others set
+        through this object); any other option is ENOPROTOOPT, as for an unknown option."""
+        on = bool(int.from_bytes(value, "little") if isinstance(value, bytes) else value)
+        if (level, option) == (socket.IPPROTO_TCP, socket.TCP_NODELAY):
+            self._sock.set_nodelay(on)
+        elif (level, option) == (socket.SOL_SOCKET, socket.SO_KEEPALIVE):
+            self._sock.set_keepalive(on)
+        else:
+            raise OSError(errno.ENOPROTOOPT, "option not available on a ztnode connection")
+
+    def __repr__(self) -> str:
+        return f"<ztnode.ConnectedSocket {self.getsockname()} -> {self.getpeername()}>"
 
 
 class TcpServer(asyncio.AbstractServer):

@@ -55,6 +55,9 @@ __all__ = ["Advertisement", "Discovery", "ServiceBrowser", "ServiceChange"]
 
 #: Changes a browser holds for a reader that is behind (the oldest are dropped, counted).
 BROWSER_QUEUE = 1024
+#: LLMNR answers kept (names), and for how long at most (its responders' default TTL, 30 s).
+LLMNR_CACHE = 256
+LLMNR_ANSWER_TTL_MS = 30_000
 #: LLMNR over TCP: connections served at once, and how long one may stay silent.
 LLMNR_TCP_MAX = 16
 LLMNR_TCP_IDLE = 5.0
@@ -181,6 +184,9 @@ class Discovery:
         self._ads: dict[int, Advertisement] = {}
         self._browsers: dict[int, ServiceBrowser] = {}
         self._addresses: tuple[IPv4Address | IPv6Address, ...] = ()
+        #: LLMNR answers by (name, family): until when, and the addresses (bounded).
+        self._llmnr_cache: dict[tuple[str, int], tuple[int, tuple[str, ...]]] = {}
+        self._llmnr_ttl_ms = LLMNR_ANSWER_TTL_MS
         self.started = False
         self.counters: dict[str, int] = {"send_errors": 0, "tcp_refused": 0, "tcp_retries": 0}
 
@@ -408,7 +414,33 @@ class Discovery:
     # --- what the resolver and programs ask
 
     async def resolve(self, proto: str, name: str, family: int, timeout: float) -> list[str]:
-        """One lookup by ``proto`` ("mdns" or "llmnr"); [] when nobody answered in time."""
+        """One lookup by ``proto`` ("mdns" or "llmnr"); [] when nobody answered in time.
+
+        LLMNR collects answers for LLMNR_TIMEOUT (1 s, RFC 4795 2.7) and is asked again up to
+        three times in ``timeout``; its answers are kept for their TTL (bounded), mDNS keeps
+        its own cache."""
+        if proto != "llmnr":
+            return await self._resolve_once(proto, name, family, timeout)
+        key = (name.lower(), family)
+        now = self.net.node._now()
+        hit = self._llmnr_cache.get(key)
+        if hit is not None and hit[0] > now:
+            return list(hit[1])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for _ in range(3):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            got = await self._resolve_once(proto, name, family, min(1.0, left))
+            if got:
+                if len(self._llmnr_cache) >= LLMNR_CACHE:
+                    self._llmnr_cache.pop(next(iter(self._llmnr_cache)))
+                self._llmnr_cache[key] = (self.net.node._now() + self._llmnr_ttl_ms, tuple(got))
+                return got
+        return []
+
+    async def _resolve_once(self, proto: str, name: str, family: int, timeout: float) -> list[str]:
         engine: Any = self.mdns if proto == "mdns" else self.llmnr
         if engine is None or not self.started:
             return []

@@ -153,15 +153,21 @@ class NetworkNames:
 
     # --- what the network pushes
 
-    def dns_config(self) -> tuple[str, tuple[str, ...]]:
-        """The pushed domain (normalized, "" for none) and servers (IP strings)."""
+    def pushed_dns(self) -> tuple[str, tuple[str, ...]]:
+        """What the network's config pushes: the domain (normalized, "" for none) and the
+        servers (IP strings), whether or not this node uses them."""
         core = self.net.node._core.network(self.net.id) if self.net.node.started else None
         cfg = core.config if core is not None else None
         if cfg is None:
             return "", ()
-        domain = normalize_name(cfg.dns.domain)
-        servers = tuple(str(s.ip) for s in cfg.dns.servers)
-        seen = (domain, servers)
+        return normalize_name(cfg.dns.domain), tuple(str(s.ip) for s in cfg.dns.servers)
+
+    def dns_config(self) -> tuple[str, tuple[str, ...]]:
+        """The pushed domain and servers this node asks: those of :meth:`pushed_dns` when the
+        network's ``allowDNS`` is on (``Node.join(allow_dns=True)``, ``ztnode set NWID
+        allowDNS=1``), none otherwise, as ZeroTierOne leaves the system's resolver alone."""
+        allowed = self.net.node.started and self.net.node.service.settings(self.net.id).allow_dns
+        seen = self.pushed_dns() if allowed else ("", ())
         if self._dns_seen is not None and self._dns_seen != seen:
             self.cache.clear()  # new servers or domain: old answers are someone else's
         self._dns_seen = seen
@@ -195,7 +201,7 @@ class NetworkNames:
             return False
         if choice:
             return True
-        _, servers = self.dns_config()
+        _, servers = self.pushed_dns()
         return bool(set(servers) & set(self.own_addresses()))
 
     def wants_discovery(self) -> bool:
@@ -336,9 +342,11 @@ class NetworkNames:
             if proto is None:
                 return
             tried.append(what)
-            # RFC 4795 2.7 (LLMNR_TIMEOUT 1 s) and RFC 6762 5.1's one-shot queries: a link
-            # answers quickly or not at all.
-            wait = min(timeout, 1.0 if what == "LLMNR" else 2.0)
+            # A link answers quickly or not at all (RFC 4795's LLMNR_TIMEOUT is 1 s, RFC 6762
+            # 5.1 one-shot queries wait about as long), but over ZeroTier the first contact
+            # with a member (its identity, a path, its credentials, ARP) can take a second of
+            # its own: three seconds, the queries repeated inside them.
+            wait = min(timeout, 3.0)
 
             async def go() -> _Outcome:
                 try:
@@ -541,6 +549,46 @@ class NameService:
         if names is None or names.net is not net:
             names = self._networks[net.id] = NetworkNames(self, net)
         return names
+
+    def metrics(self) -> list[Any]:
+        """``ztnode_names_*`` families for ``GET /metrics``: per network the resolver's
+        counters and cache, mDNS, LLMNR and the DNS role's counters."""
+        lookups: list[tuple[dict[str, str], int | float]] = []
+        cache: list[tuple[dict[str, str], int | float]] = []
+        proto: list[tuple[dict[str, str], int | float]] = []
+        server: list[tuple[dict[str, str], int | float]] = []
+        for nwid, names in sorted(self._networks.items()):
+            net = {"network_id": f"{nwid:016x}"}
+            lookups += [({**net, "event": k}, v) for k, v in sorted(names.counters.items())]
+            lookups += [
+                ({**net, "event": f"cache_{k}"}, v) for k, v in sorted(names.cache.counters.items())
+            ]
+            cache.append((net, len(names.cache)))
+            disc = names.discovery
+            for label, engine in (
+                ("mdns", disc.mdns if disc else None),
+                ("llmnr", disc.llmnr if disc else None),
+            ):
+                if engine is not None:
+                    proto += [
+                        ({**net, "protocol": label, "event": k}, v)
+                        for k, v in sorted(engine.counters.items())
+                    ]
+            if names.dns_server is not None:
+                server += [
+                    ({**net, "event": k}, v) for k, v in sorted(names.dns_server.counters.items())
+                ]
+        return [
+            ("ztnode_names_resolver_total", "counter", "the resolver's lookups and cache", lookups),
+            ("ztnode_names_cache_entries", "gauge", "DNS answers cached", cache),
+            (
+                "ztnode_names_multicast_total",
+                "counter",
+                "mDNS and LLMNR datagrams and events, by protocol (drops included)",
+                proto,
+            ),
+            ("ztnode_names_dns_server_total", "counter", "the DNS role's queries", server),
+        ]
 
     def forget(self, network_id: int) -> None:
         names = self._networks.pop(network_id, None)

@@ -61,7 +61,8 @@ class LocalZtWorld:
         self.network_spec = network or DEFAULT_NETWORK
         self.world_id = world_id
         #: With a domain, the root joins its own network and is pushed as its DNS server,
-        #: answering ``zt-<address>.<domain>`` and members' names (:meth:`name_member`).
+        #: answering ``zt-<address>.<domain>`` and members' names (:meth:`name_member`), and
+        #: members join with ``allow_dns``.
         self.dns_domain = dns_domain
         self.root_network: Network | None = None
         self.root: Node | None = None
@@ -107,9 +108,11 @@ class LocalZtWorld:
         for m in self.members:
             await m.start()
             self.authorize(m)
+        dns = True if self.dns_domain is not None else None  # members use the world's DNS
         self.networks = list(
             await asyncio.wait_for(
-                asyncio.gather(*(m.join(self.network_id) for m in self.members)), timeout
+                asyncio.gather(*(m.join(self.network_id, allow_dns=dns) for m in self.members)),
+                timeout,
             )
         )
         return self
@@ -143,7 +146,8 @@ class LocalZtWorld:
         if not authorize:
             return node, None
         self.authorize(node)
-        net = await node.join(self.network_id, timeout=timeout)
+        dns = True if self.dns_domain is not None else None
+        net = await node.join(self.network_id, timeout=timeout, allow_dns=dns)
         self.networks.append(net)
         return node, net
 

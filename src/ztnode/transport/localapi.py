@@ -24,7 +24,7 @@ controller gave.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ztnode._version import __version__
@@ -188,7 +188,16 @@ class _Exposition:
         return "\n".join(self.lines) + "\n"
 
 
-def render_metrics(node: Node, host: Host | None, now: int) -> str:
+#: One metric family as a layer above the transport reports it: name, kind, help, samples.
+MetricFamily = tuple[str, str, str, list[tuple[Mapping[str, str], int | float]]]
+
+
+def render_metrics(
+    node: Node,
+    host: Host | None,
+    now: int,
+    extra: Iterable[Callable[[], list[MetricFamily]]] = (),
+) -> str:
     """The node's metrics in Prometheus text format.
 
     ZeroTierOne's names (node/Metrics.cpp) where ztnode has the same quantity: ``zt_packet``
@@ -313,6 +322,9 @@ def render_metrics(node: Node, host: Host | None, now: int) -> str:
         ],
     )
     bond_metrics(node, m, now)
+    for source in extra:
+        for name, kind, help_text, samples in source():
+            m.family(name, kind, help_text, samples)
     return m.text()
 
 
@@ -499,7 +511,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         return {"result": True}
 
     async def metrics(req: Request) -> Any:
-        text = render_metrics(node(), service.host, service.clock.now())
+        text = render_metrics(node(), service.host, service.clock.now(), service.metric_sources)
         return RawResponse(text.encode())
 
     api.route("GET", "/network", networks)

@@ -265,6 +265,8 @@ class NodeService:
         self.host: Host | None = None
         #: Where socket events of the IP stacks go (the sockets layer installs itself here).
         self.stack_event_handler: StackEventHandler | None = None
+        #: Metric families from the layers above (names, ...) for ``GET /metrics``.
+        self.metric_sources: list[Callable[[], list[Any]]] = []
         self._pumping = False
         self._reflush = False
         self.controller: Any = None

@@ -77,8 +77,9 @@ class NetworkSettings:
       an address in this process' own stack cannot capture any traffic of the host.
     * ``allow_default`` (off): a managed default route (``0.0.0.0/0``, ``::/0``) reaches the
       stack only when on.
-    * ``allow_dns`` (off): whether the controller's DNS settings may be used. ztnode has no
-      resolver of its own, so this is stored and reported for tools that read it.
+    * ``allow_dns`` (off): whether the controller's DNS settings are used: names under the
+      domain the network pushes are asked of its DNS servers only when on (the node's own
+      resolver, :mod:`ztnode.sockets.names`; nothing of the host's changes).
     """
 
     allow_managed: bool = True

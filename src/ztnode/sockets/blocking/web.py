@@ -44,4 +44,8 @@ def url_opener(
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(Https, req, context=context)
 
-    return urllib.request.build_opener(HttpHandler(), HttpsHandler(context=context))
+    # No proxies from the environment: HTTP_PROXY names a kernel proxy, which cannot reach
+    # the overlay addresses this opener connects to.
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), HttpHandler(), HttpsHandler(context=context)
+    )
