@@ -50,6 +50,12 @@ def stable(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in m.items() if k not in VOLATILE} for m in members]
 
 
+def discovering(node: Any, nwid: str) -> bool:
+    """The network's multicast subscriptions include mDNS's and LLMNR's IPv4 groups."""
+    subs = {s["mac"] for s in networks(node).get(nwid, {}).get("multicastSubscriptions", [])}
+    return {"01:00:5e:00:00:fb", "01:00:5e:00:00:fc"} <= subs
+
+
 @pytest.mark.slow
 def test_restarts_keep_networks_members_and_configs(tmp_path: Path) -> None:
     with world(tmp_path) as (ctl, member, planet):
@@ -59,6 +65,8 @@ def test_restarts_keep_networks_members_and_configs(tmp_path: Path) -> None:
         r = cli("controller", "member", "authorize", nwid, MEMBER_HEX, *ctl.h)
         assert r.returncode == 0, r.stderr
         wait_for(lambda: status(member, nwid) == "OK", 10, "the member's config")
+        # The node's mDNS and LLMNR join their groups just after the network is up.
+        wait_for(lambda: discovering(member, nwid), 10, "mDNS and LLMNR groups")
         before = networks(member)[nwid]
         (ip,) = member_record(ctl, nwid, MEMBER_HEX)["ipAssignments"]
         assert f"{ip}/24" in before["assignedAddresses"]
@@ -78,6 +86,7 @@ def test_restarts_keep_networks_members_and_configs(tmp_path: Path) -> None:
     # The member comes back first, alone: still joined, OK from its cache, same addresses.
     member_home, ctl_home = member.home, ctl.home
     with node(member_home, planet, MEMBER_ID) as member:
+        wait_for(lambda: discovering(member, nwid), 10, "mDNS and LLMNR groups")
         now = networks(member)
         assert list(now) == [nwid]
         assert now[nwid] == before

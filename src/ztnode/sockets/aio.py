@@ -301,6 +301,11 @@ class Node:
                 self._networks[nwid] = Network(self, nwid)
         for nwid in [n for n in self._networks if n not in core_networks]:
             del self._networks[nwid]
+        # Networks whose cached config was applied while starting: their names roles start
+        # now (their events came before the node counted as started).
+        loop = asyncio.get_running_loop()
+        for net in self._networks.values():
+            loop.call_soon(self.names.of(net).update_roles)
         return self
 
     async def stop(self) -> None:
@@ -495,7 +500,8 @@ class Node:
         """The Network object of a network the core has joined (by this API or another: the
         local API, networks.d), made on first use; None if the core has not joined it."""
         net = self._networks.get(nwid)
-        if net is None and self._started and nwid in self._core.networks:
+        core = self.service.node
+        if net is None and core is not None and nwid in core.networks:
             net = self._networks[nwid] = Network(self, nwid)
         return net
 

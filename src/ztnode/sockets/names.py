@@ -608,7 +608,8 @@ class NameService:
             return
         net = self.node._network_object(nwid) if isinstance(nwid, int) else None
         if net is not None:
-            self.of(net).update_roles()
+            # After the host has applied the change (the stack's addresses follow the event).
+            asyncio.get_running_loop().call_soon(self.of(net).update_roles)
 
     async def lookup(self, host: str, family: int = 0) -> list[tuple[Network, str]]:
         """``(network, address)`` pairs for ``host`` in preference order: the network that
