@@ -11,21 +11,17 @@ what the blocking clients share after that: trying each overlay address in turn 
 from __future__ import annotations
 
 import errno
-import socket
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from ztnode.sockets.blocking.common import _GLOBAL_DEFAULT_TIMEOUT
+from ztnode.sockets.blocking.node import SocketOption, connect_first
 
 if TYPE_CHECKING:
     from ztnode.sockets.blocking.facade import Socket
     from ztnode.sockets.blocking.node import BlockingNetwork, BlockingNode
 
 __all__ = ["SocketOption", "connect_blocking", "lookup_blocking", "not_on_overlay", "unbracket"]
-
-#: What ``socket.setsockopt(*option)`` takes: httpcore's and urllib3's socket options
-#: (``(level, name, value)`` or ``(level, name, None, length)``).
-SocketOption = tuple[Any, ...]
 
 
 def unbracket(host: str) -> str:
@@ -53,32 +49,12 @@ def connect_blocking(
     source_address: tuple[str, int] | None = None,
     socket_options: Iterable[SocketOption] = (),
 ) -> Socket:
-    """A connected ztnode socket to the first of ``targets`` that accepts, each tried with the
-    whole ``timeout`` (``socket.create_connection``'s rule, which urllib3 and ``http.client``
-    users expect); the first failure is raised when none does, as the stdlib does."""
-    if not targets:
-        raise ValueError("no overlay address to connect to")
-    options = list(socket_options)
-    errors: list[OSError] = []
-    for net, ip in targets:
-        sock = net.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            for option in options:
-                sock.setsockopt(*option)
-            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
-                sock.settimeout(cast(float | None, timeout))
-            if source_address is not None:
-                sock.bind(source_address)
-            sock.connect((ip, port))
-        except OSError as exc:
-            sock.close()
-            errors.append(exc)
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    raise errors[0]
+    """A connected ztnode socket to the first of ``targets`` that accepts (the sockets
+    layer's :func:`~ztnode.sockets.blocking.node.connect_first`, the rule of
+    ``socket.create_connection`` that urllib3 and ``http.client`` users expect)."""
+    return connect_first(
+        targets, port, timeout, source_address=source_address, socket_options=socket_options
+    )
 
 
 def lookup_blocking(node: BlockingNode, host: str) -> list[tuple[BlockingNetwork, str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import random
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -43,6 +42,7 @@ from ztnode.names.dnscodec import (
     encode,
 )
 from ztnode.names.events import HostConflict, HostNotFound, HostResolved, LlmnrEvent, RetryOverTcp
+from ztnode.names.hostaddrs import check_positive_ints, checked_addresses, rdtype_of, rdtypes_for
 from ztnode.names.mdns_browse import sorted_addresses
 from ztnode.names.queues import BoundedQueue
 
@@ -128,10 +128,7 @@ class LlmnrLimits:
     max_addresses: int = 32
 
     def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"LlmnrLimits.{name} must be a positive int, not {value!r}")
+        check_positive_ints(self)
         if not 512 <= self.udp_payload <= 9000:
             raise ValueError(f"udp_payload must be 512-9000 bytes, not {self.udp_payload}")
 
@@ -225,14 +222,7 @@ class LlmnrEngine:
     def set_addresses(self, addresses: Sequence[IPv4Address | IPv6Address], now: int) -> None:
         """Our addresses on this network: what A/AAAA answers say, and where answers come from."""
         self._check_open()
-        new: list[IPv4Address | IPv6Address] = []
-        for address in addresses:
-            if not isinstance(address, IPv4Address | IPv6Address):
-                raise ValueError(f"addresses must be IPv4Address/IPv6Address, not {address!r}")
-            if address not in new:
-                new.append(address)
-        if len(new) > self._limits.max_addresses:
-            raise ValueError(f"at most {self._limits.max_addresses} addresses, not {len(new)}")
+        new = checked_addresses(addresses, self._limits.max_addresses)
         self._now = max(self._now, now)
         self._addresses = tuple(new)
         if self._started and self._state is _NameState.IDLE:
@@ -266,13 +256,13 @@ class LlmnrEngine:
         ``HostResolved`` or ``HostNotFound`` (and ``RetryOverTcp`` for truncated answers)."""
         self._check_open()
         text = validate_label(name)
-        rdtypes = _rdtypes_for(family)
+        rdtypes = rdtypes_for(family)
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be a positive int, not {timeout_ms!r}")
         self._now = max(self._now, now)
         query_id = self._next_id
         if text.lower() == self._hostname.lower() and self._state is not _NameState.CONFLICT:
-            mine = {str(a) for a in self._addresses if _rdtype_of(a) in rdtypes}
+            mine = {str(a) for a in self._addresses if rdtype_of(a) in rdtypes}
             if mine:
                 self._events.push(
                     HostResolved(
@@ -452,9 +442,9 @@ class LlmnrEngine:
 
     def _records(self, name: dns.name.Name, rdtype: int) -> list[Record]:
         return [
-            Record(name, _rdtype_of(a), CLASS_IN, self._limits.ttl, a_rdata(a))
+            Record(name, rdtype_of(a), CLASS_IN, self._limits.ttl, a_rdata(a))
             for a in self._addresses
-            if rdtype in (_rdtype_of(a), TYPE_ANY)
+            if rdtype in (rdtype_of(a), TYPE_ANY)
         ]
 
     def _answer(
@@ -527,7 +517,7 @@ class LlmnrEngine:
         self._verify_next = now + LLMNR_TIMEOUT_MS
         qname = dns.name.Name([self._hostname.encode(), b""])
         out: list[Datagram] = []
-        for rdtype in sorted({_rdtype_of(a) for a in self._addresses}):
+        for rdtype in sorted({rdtype_of(a) for a in self._addresses}):
             wire_id = self._new_wire_id()
             self._verify_ids.add(wire_id)
             out += self._multicast_query(wire_id, Question(qname, rdtype))
@@ -645,17 +635,3 @@ class LlmnrEngine:
                         mdns=False,
                     )
                     self._outbox.push(Datagram(encoded.datagrams[0], (ip, LLMNR_PORT)))
-
-
-def _rdtypes_for(family: int) -> tuple[int, ...]:
-    if family == 0:
-        return (TYPE_A, TYPE_AAAA)
-    if family == socket.AF_INET:
-        return (TYPE_A,)
-    if family == socket.AF_INET6:
-        return (TYPE_AAAA,)
-    raise ValueError(f"family must be 0, socket.AF_INET or socket.AF_INET6, not {family!r}")
-
-
-def _rdtype_of(address: IPv4Address | IPv6Address) -> int:
-    return TYPE_A if isinstance(address, IPv4Address) else TYPE_AAAA

@@ -14,7 +14,6 @@ is accepted. Records nobody of ours asked for are not cached at all.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -59,6 +58,7 @@ from ztnode.names.events import (
     ServiceRenamed,
     ServiceUpdated,
 )
+from ztnode.names.hostaddrs import check_positive_ints, checked_addresses, rdtype_of, rdtypes_for
 from ztnode.names.labels import normalize_name
 from ztnode.names.mdns_browse import (
     FIRST_QUERY_DELAY_MS,
@@ -171,10 +171,7 @@ class MdnsLimits:
     max_addresses: int = 32
 
     def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MdnsLimits.{name} must be a positive int, not {value!r}")
+        check_positive_ints(self)
         if not 512 <= self.max_payload <= 9000:
             raise ValueError(
                 f"max_payload must be 512-9000 bytes (RFC 6762 17), not {self.max_payload}"
@@ -264,14 +261,7 @@ class MdnsEngine:
         """The host's addresses on this network: its A/AAAA records. A change is announced
         (RFC 6762 8.4) with goodbyes for the addresses that went away."""
         self._check_open()
-        new: list[IPv4Address | IPv6Address] = []
-        for address in addresses:
-            if not isinstance(address, IPv4Address | IPv6Address):
-                raise ValueError(f"addresses must be IPv4Address/IPv6Address, not {address!r}")
-            if address not in new:
-                new.append(address)
-        if len(new) > self._limits.max_addresses:
-            raise ValueError(f"at most {self._limits.max_addresses} addresses, not {len(new)}")
+        new = checked_addresses(addresses, self._limits.max_addresses)
         if set(new) == set(self._addresses):
             return
         self._now = max(self._now, now)
@@ -394,14 +384,14 @@ class MdnsEngine:
             or len(text) > 253
         ):
             raise ValueError(f"{name!r} is not a host name under .local (RFC 6762 3)")
-        rdtypes = _rdtypes_for(family)
+        rdtypes = rdtypes_for(family)
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
             raise ValueError(f"timeout_ms must be a positive int, not {timeout_ms!r}")
         self._now = max(self._now, now)
         query_id = self._take_id()
         qname = dns.name.Name([*(x.encode() for x in labels), b""])
         if self._host_claim.owned and qname == host_name(self.hostname):
-            mine = [str(a) for a in self._addresses if _rdtype_of(a) in rdtypes]
+            mine = [str(a) for a in self._addresses if rdtype_of(a) in rdtypes]
             if mine:
                 self._emit(
                     HostResolved(
@@ -1009,17 +999,3 @@ class MdnsEngine:
         ttl_ms = min(e.remaining_ms(now) for e in entries)
         self._emit(HostResolved(query.id, query.text, sorted_addresses(addresses), ttl_ms, "mdns"))
         return True
-
-
-def _rdtypes_for(family: int) -> tuple[int, ...]:
-    if family == 0:
-        return (TYPE_A, TYPE_AAAA)
-    if family == socket.AF_INET:
-        return (TYPE_A,)
-    if family == socket.AF_INET6:
-        return (TYPE_AAAA,)
-    raise ValueError(f"family must be 0, socket.AF_INET or socket.AF_INET6, not {family!r}")
-
-
-def _rdtype_of(address: IPv4Address | IPv6Address) -> int:
-    return TYPE_A if isinstance(address, IPv4Address) else TYPE_AAAA

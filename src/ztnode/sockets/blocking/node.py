@@ -11,7 +11,7 @@ import socket as _socket
 import ssl
 import threading
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, cast
 from urllib.request import OpenerDirector
@@ -30,6 +30,49 @@ from ztnode.sockets.blocking.options import _SOL
 from ztnode.sockets.blocking.roles import _Role
 from ztnode.sockets.blocking.web import url_opener
 from ztnode.wire.world import World
+
+#: What ``socket.setsockopt(*option)`` takes: ``(level, name, value)`` or
+#: ``(level, name, None, length)``.
+SocketOption = tuple[Any, ...]
+
+
+def connect_first(
+    targets: Sequence[tuple[BlockingNetwork, str]],
+    port: int,
+    timeout: float | object | None = _GLOBAL_DEFAULT_TIMEOUT,
+    *,
+    source_address: tuple[str, int] | None = None,
+    socket_options: Iterable[SocketOption] = (),
+    all_errors: bool = False,
+) -> Socket:
+    """A TCP socket connected to the first ``(network, address)`` that accepts, each tried
+    with the whole ``timeout`` as ``socket.create_connection`` does; the first failure is
+    raised when none does (with ``all_errors``, an ExceptionGroup of all of them)."""
+    if not targets:
+        raise ValueError("no overlay address to connect to")
+    options = list(socket_options)
+    errors: list[OSError] = []
+    for net, ip in targets:
+        sock = net.socket(AF_INET6 if ":" in ip else AF_INET, SOCK_STREAM)
+        try:
+            for option in options:
+                sock.setsockopt(*option)
+            if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
+                sock.settimeout(cast(float | None, timeout))
+            if source_address is not None:
+                sock.bind(source_address)
+            sock.connect((ip, port))
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if all_errors:
+        raise ExceptionGroup("create_connection failed", errors)
+    raise errors[0]
 
 
 class BlockingNetwork:
@@ -116,26 +159,14 @@ class BlockingNetwork:
         (``HTTPConnection._create_connection`` can be set to it so that ``http.client`` runs
         over this network). With ``all_errors``, an ExceptionGroup of every failure."""
         host, port = address[0], address[1]
-        errors: list[OSError] = []
-        for family, _, _, _, sockaddr in self.getaddrinfo(host, port, type=SOCK_STREAM):
-            sock = self.socket(family, SOCK_STREAM)
-            try:
-                if timeout is not _GLOBAL_DEFAULT_TIMEOUT:
-                    sock.settimeout(cast(float | None, timeout))
-                if source_address is not None:
-                    sock.bind(source_address)
-                sock.connect(sockaddr)
-            except OSError as exc:
-                sock.close()
-                errors.append(exc)
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        if all_errors:
-            raise ExceptionGroup("create_connection failed", errors)
-        raise errors[0]
+        infos = self.getaddrinfo(host, port, type=SOCK_STREAM)
+        return connect_first(
+            [(self, info[4][0]) for info in infos],
+            port,
+            timeout,
+            source_address=source_address,
+            all_errors=all_errors,
+        )
 
     def create_server(
         self,
