@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import bond_bench, crypto_bench, node_bench, rules_bench, tcp_bench
+from bench import bond_bench, crypto_bench, node_bench, rules_bench, scale_bench, tcp_bench
 from ztnode import __version__
 
 
@@ -35,7 +35,17 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     ap.add_argument(
         "--only",
-        choices=("crypto", "identity", "node", "transport", "guard", "tcp", "rules", "bond"),
+        choices=(
+            "crypto",
+            "identity",
+            "node",
+            "transport",
+            "guard",
+            "tcp",
+            "rules",
+            "bond",
+            "scale",
+        ),
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     args = ap.parse_args()
@@ -49,6 +59,7 @@ def main() -> int:
         "tcp": lambda: tcp_bench.rows(q),
         "rules": lambda: rules_bench.rows(q),
         "bond": lambda: bond_bench.rows(q),
+        "scale": lambda: scale_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,

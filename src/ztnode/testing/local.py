@@ -189,18 +189,25 @@ class LocalZtWorld:
 
     async def make_bridge(self, node: Node, timeout: float = 10.0) -> None:
         """Mark ``node`` an active bridge on this world's network and wait until its own
-        config says so (then ``network.bridge(port)`` may be called on it)."""
+        config says so (then ``network.bridge(port)`` may be called on it) and every other
+        member's does too (they send it multicasts and accept its bridged frames only then)."""
         if self.root is None:
             raise RuntimeError("start the world first")
         self.root.controller.update_member(self.network_id, node.address, {"activeBridge": True})
         address = int(node.address, 16)
 
-        def ready() -> bool:
-            net = node.service.node.network(self.network_id) if node.service.node else None
+        def knows(member: Node) -> bool:
+            core = member.service.node
+            net = core.network(self.network_id) if core is not None else None
             cfg = net.config if net is not None else None
             return cfg is not None and cfg.permits_bridging(address)
 
-        await node._wait_for(ready, timeout, f"{node.address} never became a bridge")
+        for member in [node, *(m for m in self.members if m is not node and m.started)]:
+            await member._wait_for(
+                lambda m=member: knows(m),  # type: ignore[misc]
+                timeout,
+                f"{member.address} never learned that {node.address} is a bridge",
+            )
 
     async def stop(self) -> None:
         for m in self.members:
