@@ -33,6 +33,7 @@ from ztnode.errors import LocalProtocolError
 from ztnode.wire.constants import (
     Verb,
 )
+from ztnode.wire.credentials import NetworkCredentials
 from ztnode.wire.mac import mac_from_address
 from ztnode.wire.verbs import (
     Error,
@@ -88,6 +89,7 @@ class Multicaster:
     def announce(self, net: Network, now: int, groups: list[tuple[int, int]] | None = None) -> None:
         """MULTICAST_LIKE our groups to the network's controller and to the roots, which answer
         other members' gathers for us (§7.1)."""
+        new_groups = groups is not None  # a new subscription: to every member at once
         if groups is None:
             groups = net.announced_groups()
             net.last_announce = now
@@ -102,16 +104,15 @@ class Multicaster:
                     self.rt.switch.send(t, Verb.MULTICAST_LIKE, body, now, compress=True)
         # ... and to the members we hold in good standing (Network::_announceMulticastGroups):
         # every group of ours to those whose 60 s gate elapsed, a new group to all of them.
-        fresh = len(groups) < len(net.announced_groups())
         for address, m in list(net.memberships.items()):
             if address in targets or address == self.rt.address:
                 continue
-            if not fresh and now - m.last_like_sent < MULTICAST_ANNOUNCE_PERIOD:
+            if not new_groups and now - m.last_like_sent < MULTICAST_ANNOUNCE_PERIOD:
                 continue
             peer = self.rt.peers.get(address)
             if peer is None or not net.gate(address, peer.identity):
                 continue
-            if not fresh:
+            if not new_groups:
                 m.last_like_sent = now
             self.announce_to(net, address, now)
 
@@ -129,13 +130,17 @@ class Multicaster:
         return True
 
     def announce_to(self, net: Network, peer: int, now: int) -> None:
-        """MULTICAST_LIKE every group of ours on ``net`` to one member, our credentials first
-        when we have not pushed them lately: its gate must pass for the LIKE to count."""
+        """MULTICAST_LIKE every group of ours on ``net`` to one member, our COM ahead of it
+        (as ZeroTierOne 1.x did: its gate must pass for the LIKE to count). Only the COM: tags
+        and capabilities still go with our frames, so a member never holds ones older than
+        the frames it judges."""
         groups = net.announced_groups()
         if not groups or peer == self.rt.address:
             return
-        if net.should_push_credentials(peer, now):
-            self.rt.vl2.push_credentials(net, peer, now)
+        cfg = net.config
+        if cfg is not None and cfg.com is not None and not cfg.is_public:
+            com = NetworkCredentials(coms=(cfg.com,)).encode()
+            self.rt.switch.send(peer, Verb.NETWORK_CREDENTIALS, com, now, compress=True)
         subs = [MulticastSubscription(net.id, mac, adi) for mac, adi in groups]
         for i in range(0, len(subs), LIKES_PER_PACKET):
             body = MulticastLike(tuple(subs[i : i + LIKES_PER_PACKET])).encode()

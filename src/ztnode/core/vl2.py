@@ -564,7 +564,6 @@ class Vl2:
             self._retry_gated_frames(now)
             if old_status != NetworkStatus.OK:
                 self.rt.multicaster.announce(net, now)
-            self._repush_credentials(net, now)
 
     def _config_events(self, net: Network, before: list[str], now: int) -> None:
         cfg = net.config
@@ -675,14 +674,6 @@ class Vl2:
         if ctl is None or not com.verify(ctl):
             return False
         return net.add_com(com)
-
-    def _repush_credentials(self, net: Network, now: int) -> None:
-        """A new config may carry new tags, capabilities or a new COM: members we pushed our
-        credentials to hold the old ones, and would judge our frames (and drop theirs to us)
-        by them until we next sent them a frame. They get the new ones now."""
-        for address, m in list(net.memberships.items()):
-            if m.last_pushed_credentials > -(10**12) and address in self.rt.peers:
-                self.push_credentials(net, address, now)
 
     def push_credentials(self, net: Network, dest: int, now: int) -> None:
         """Send our COM and the capabilities, tags and ownership certificates of our config."""

@@ -1,8 +1,9 @@
 """Socket addresses on a ZeroTier network, as the stdlib spells them.
 
 Why its own module: every socket kind (asyncio and blocking, TCP and UDP) takes hosts from users
-and hands addresses back, and all must agree with the kernel's forms: IP literals only (ztnode
-resolves no names), IPv6 socket addresses as 4-tuples ``(host, port, flowinfo, scope_id)``.
+and hands addresses back, and all must agree with the kernel's forms: IP literals told apart
+from names (which :mod:`ztnode.sockets.names` resolves), IPv6 socket addresses as 4-tuples
+``(host, port, flowinfo, scope_id)``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import errno
 import socket
 from ipaddress import ip_address
 
-__all__ = ["ip_family", "literal", "sockaddr"]
+__all__ = ["ip_family", "ip_literal", "literal", "sockaddr"]
 
 
 def literal(host: str) -> str:
-    """ztnode resolves no names: hosts are IP literals (with an optional IPv6 zone)."""
+    """A host that must be an IP literal here (with an optional IPv6 zone); names are
+    resolved before they reach this."""
     try:
         ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -23,6 +25,17 @@ def literal(host: str) -> str:
             errno.EINVAL, f"{host!r} is not an IP address (names are not resolved on ZeroTier)"
         ) from None
     return host
+
+
+def ip_literal(host: object) -> str | None:
+    """``host`` in the canonical text of the IP address it spells (an IPv6 zone dropped),
+    or None when it is not an IP literal (a name, or not a string)."""
+    if not isinstance(host, str):
+        return None
+    try:
+        return str(ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 def ip_family(family: int) -> int:

@@ -42,7 +42,7 @@ from ztnode.netstack.stack import (
     TcpSocketEvent,
     UdpReadable,
 )
-from ztnode.sockets.addresses import ip_family, literal
+from ztnode.sockets.addresses import ip_family, ip_literal, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
 from ztnode.sockets.aio_udp import _UdpTransport
 from ztnode.sockets.bridgeports import FramePort
@@ -54,7 +54,6 @@ from ztnode.sockets.names import (
     AddrInfo,
     NameService,
     NetworkNames,
-    _literal,
     addrinfo,
     gaierror_for,
     service_port,
@@ -863,7 +862,7 @@ class Network:
         a default one) makes it TLS, checked against ``server_hostname`` or ``host``;
         ``timeout`` bounds the TCP handshake. ``host`` may be a name (:meth:`resolve`): its
         addresses are tried in turn, and the first error is raised if none connects."""
-        if _literal(host) is None:
+        if ip_literal(host) is None:
             errors: list[OSError] = []
             for ip in await self.resolve(host):
                 try:
@@ -1005,7 +1004,7 @@ class Network:
         its host; ``sendto`` takes addresses, as asyncio's does). ``reuse_port`` shares the
         local port with other sockets bound with it (the node's own mDNS and LLMNR responders
         hold 5353 and 5355 that way): all hear multicasts, the newest hears unicast."""
-        if remote_addr is not None and _literal(remote_addr[0]) is None:
+        if remote_addr is not None and ip_literal(remote_addr[0]) is None:
             fam = ip_family(family)
             remote_addr = ((await self.resolve(remote_addr[0], family=fam))[0], remote_addr[1])
         ipv6 = family == 6
@@ -1043,7 +1042,7 @@ class Network:
     async def ping(self, host: str, *, timeout: float = 2.0, payload: bytes = b"ztnode") -> float:
         """One echo request to ``host`` (an address or a name); the round trip in seconds, or
         TimeoutError."""
-        if _literal(host) is None:
+        if ip_literal(host) is None:
             host = (await self.resolve(host))[0]
         loop = asyncio.get_running_loop()
         self._ping_seq = (self._ping_seq + 1) & 0xFFFF

@@ -184,6 +184,7 @@ class Discovery:
         self._ads: dict[int, Advertisement] = {}
         self._browsers: dict[int, ServiceBrowser] = {}
         self._addresses: tuple[IPv4Address | IPv6Address, ...] = ()
+        self._own: frozenset[str] = frozenset()  # the same, as text: our own datagrams
         #: LLMNR answers by (name, family): until when, and the addresses (bounded).
         self._llmnr_cache: dict[tuple[str, int], tuple[int, tuple[str, ...]]] = {}
         self._llmnr_ttl_ms = LLMNR_ANSWER_TTL_MS
@@ -241,7 +242,7 @@ class Discovery:
             now = self.net.node._now()
             for engine in self._engines():
                 with contextlib.suppress(Exception):
-                    self._send(engine.close(now))
+                    self._send(engine.close(now), engine)
         self.started = False
         for tr in self._udp.values():
             tr.close()
@@ -275,6 +276,7 @@ class Discovery:
         if addrs == self._addresses or not self.started:
             return
         self._addresses = addrs
+        self._own = frozenset(str(a) for a in addrs)
         now = self.net.node._now()
         for engine in self._engines():
             engine.set_addresses(list(addrs), now)
@@ -284,21 +286,24 @@ class Discovery:
 
     def _receiver(self, engine: Any) -> Callable[[bytes, tuple[str, int]], None]:
         def deliver(data: bytes, src: tuple[str, int]) -> None:
-            if src[0] in {str(a) for a in self._addresses}:
+            if src[0] in self._own:
                 return  # our own multicast, looped back by a bridge or a shared socket
             engine.receive(data, src, self.net.node._now())
             self._pump()
 
         return deliver
 
-    def _send(self, datagrams: Sequence[Datagram]) -> None:
+    def _send(self, datagrams: Sequence[Datagram], engine: object) -> None:
+        mdns = engine is self.mdns
         for d in datagrams:
-            ip, port = d.dest
-            group_port = MDNS_PORT if port == MDNS_PORT else LLMNR_PORT
-            v6 = ":" in ip
-            tr = self._udp.get((MDNS_GROUP_V6 if v6 else MDNS_GROUP_V4, group_port))
-            if group_port == LLMNR_PORT:
-                tr = self._udp.get((LLMNR_GROUP_V6 if v6 else LLMNR_GROUP_V4, LLMNR_PORT))
+            # The engine's socket for the destination's family: everything mDNS sends goes
+            # from 5353 (RFC 6762 6, legacy unicast answers included), LLMNR's from 5355.
+            v6 = ":" in d.dest[0]
+            if mdns:
+                key = (MDNS_GROUP_V6 if v6 else MDNS_GROUP_V4, MDNS_PORT)
+            else:
+                key = (LLMNR_GROUP_V6 if v6 else LLMNR_GROUP_V4, LLMNR_PORT)
+            tr = self._udp.get(key)
             if tr is None:
                 self.counters["send_errors"] += 1
                 continue
@@ -311,7 +316,7 @@ class Discovery:
         now = self.net.node._now()
         deadlines: list[int] = []
         for engine in self._engines():
-            self._send(engine.poll(now))
+            self._send(engine.poll(now), engine)
             for e in engine.events():
                 self._event(e)
             d = engine.next_deadline()

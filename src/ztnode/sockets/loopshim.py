@@ -21,21 +21,14 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ztnode.sockets.addresses import ip_literal
+
 if TYPE_CHECKING:
     from ztnode.sockets.aio import Network, Node
 
 __all__ = ["patch_loop"]
 
 _ORIGINAL = object()
-
-
-def _ip_literal(host: object) -> str | None:
-    if not isinstance(host, str):
-        return None
-    try:
-        return str(ipaddress.ip_address(host.split("%", 1)[0]))
-    except ValueError:
-        return None
 
 
 def _network_holding(node: Node, host: str) -> Network | None:
@@ -91,7 +84,7 @@ def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Ite
     async def getaddrinfo(
         host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
     ) -> Any:
-        if isinstance(host, str) and node.started and _ip_literal(host) is None:
+        if isinstance(host, str) and node.started and ip_literal(host) is None:
             found = await node.lookup(host, family=family)
             if found:
                 return await node.getaddrinfo(host, port, family, type, proto, flags)
@@ -105,11 +98,11 @@ def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Ite
         port: int | None = None,
         **kwargs: Any,
     ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
-        if kwargs.get("sock") is None and isinstance(host, str) and _ip_literal(host) is None:
+        if kwargs.get("sock") is None and isinstance(host, str) and ip_literal(host) is None:
             found = await node.lookup(host) if node.started and port is not None else []
             if found and port is not None:
                 return await _connect_by_name(protocol_factory, host, port, found, kwargs)
-        ip = _ip_literal(host) if kwargs.get("sock") is None else None
+        ip = ip_literal(host) if kwargs.get("sock") is None else None
         net = node.network_for(ip) if ip is not None and node.started else None
         if net is None or ip is None or port is None:
             result: tuple[asyncio.Transport, asyncio.BaseProtocol] = await inner_connect(
@@ -134,7 +127,7 @@ def patch_loop(node: Node, loop: asyncio.AbstractEventLoop | None = None) -> Ite
         port: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        ip = _ip_literal(host) if kwargs.get("sock") is None else None
+        ip = ip_literal(host) if kwargs.get("sock") is None else None
         net = _network_holding(node, ip) if ip is not None and node.started else None
         if net is None or ip is None:
             return await inner_serve(protocol_factory, host, port, **kwargs)

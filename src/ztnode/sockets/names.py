@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import socket
@@ -39,6 +38,7 @@ from ztnode.names.cache import DnsCache
 from ztnode.names.labels import default_hostname, normalize_name
 from ztnode.names.settings import NameSettings
 from ztnode.names.unicast import DNS_PORT, LookupResult, UnicastLookup
+from ztnode.sockets.addresses import ip_literal
 from ztnode.sockets.discovery import Discovery, MulticastResolverView
 from ztnode.sockets.dnsserver import DnsServer, controller_zone_source
 
@@ -94,13 +94,6 @@ _NEVER_ASKED = ("localhost", "localhost.localdomain")
 #: many such names a network remembers.
 SILENCE_MS = 5000
 MAX_SILENT_NAMES = 1024
-
-
-def _literal(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.split("%", 1)[0]))
-    except ValueError:
-        return None
 
 
 def _family_ok(ip: str, family: int) -> bool:
@@ -302,7 +295,7 @@ class NetworkNames:
         """Addresses of ``host`` on this network, IPv4 first (RFC 6724 ranks IPv4 above the
         ULAs ZeroTier assigns); None when the name is out of this network's scope; a
         ``socket.gaierror`` when it is in scope and did not resolve."""
-        ip = _literal(host)
+        ip = ip_literal(host)
         if ip is not None:
             return [ip] if _family_ok(ip, family) else []
         name = normalize_name(host)
@@ -329,7 +322,7 @@ class NetworkNames:
         self, name: str, family: int
     ) -> tuple[list[Callable[[], Awaitable[_Outcome]]], str] | None:
         """The lookups that may answer ``name``, run at once; None: out of scope."""
-        if not name or _literal(name) is not None:
+        if not name or ip_literal(name) is not None:
             return None
         if name in _NEVER_ASKED or name.endswith(".localhost"):
             return None
@@ -618,7 +611,7 @@ class NameService:
         holds the name (the caller may use the system's resolver); ``socket.gaierror`` when
         some did and none resolved it."""
         node = self.node
-        ip = _literal(host)
+        ip = ip_literal(host)
         if ip is not None:
             net = node.network_for(ip)
             return [(net, ip)] if net is not None and _family_ok(ip, family) else []
