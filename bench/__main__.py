@@ -17,7 +17,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import bond_bench, crypto_bench, node_bench, rules_bench, scale_bench, tcp_bench
+from bench import (
+    bond_bench,
+    crypto_bench,
+    node_bench,
+    peers_bench,
+    rules_bench,
+    scale_bench,
+    tcp_bench,
+)
 from ztnode import __version__
 
 
@@ -45,6 +53,8 @@ def main() -> int:
             "rules",
             "bond",
             "scale",
+            "churn",
+            "peers",
         ),
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -60,6 +70,8 @@ def main() -> int:
         "rules": lambda: rules_bench.rows(q),
         "bond": lambda: bond_bench.rows(q),
         "scale": lambda: scale_bench.rows(q),
+        "churn": lambda: scale_bench.churn_rows(q),
+        "peers": lambda: peers_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,

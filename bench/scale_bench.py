@@ -108,3 +108,90 @@ async def _run(count: int) -> list[dict[str, Any]]:
 
 def rows(quick: bool) -> list[dict[str, Any]]:
     return asyncio.run(_run(1000 if quick else 10000))
+
+
+#: How long the churn run opens and closes connections.
+CHURN_SECONDS = 20.0
+#: Connections in flight at once during the churn run.
+CHURN_WORKERS = 16
+CHURN_PORT = 7401
+
+
+async def _churn(seconds: float) -> list[dict[str, Any]]:
+    """Connections opened, used for one byte each way and closed, back to back from
+    ``CHURN_WORKERS`` tasks for ``seconds``: the rate sustained, its slowest second, and the
+    connection tables (TIME-WAIT included) of both ends."""
+    from ztnode.testing.local import LocalZtWorld
+
+    with tempfile.TemporaryDirectory() as base:
+        async with LocalZtWorld(base, members=2) as world:
+            a, b = world.networks
+
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                writer.write(await reader.readexactly(1))
+                writer.close()  # the server closes first, as HTTP/1.0 does: TIME-WAIT is its
+
+            server = await b.start_server(answer, port=CHURN_PORT, backlog=CHURN_WORKERS * 4)
+            await asyncio.sleep(1.0)
+            done = 0
+            errors: dict[str, int] = {}
+            deadline = time.perf_counter() + seconds
+            host = b.address(4)
+
+            async def worker() -> None:
+                nonlocal done
+                while time.perf_counter() < deadline:
+                    try:
+                        r, w = await a.open_connection(host, CHURN_PORT)
+                        w.write(b"x")
+                        await r.readexactly(1)
+                        await r.read()  # the server's FIN
+                        w.close()
+                        done += 1
+                    except (OSError, asyncio.IncompleteReadError) as exc:
+                        errno = f" {exc.errno}" if isinstance(exc, OSError) else ""
+                        key = type(exc).__name__ + errno
+                        errors[key] = errors.get(key, 0) + 1
+                        await asyncio.sleep(0.01)
+
+            per_second: list[int] = []
+            tables: list[int] = []
+            cpu0 = _cpu_s()
+            tasks = [asyncio.create_task(worker()) for _ in range(CHURN_WORKERS)]
+            last = 0
+            for _ in range(int(seconds)):
+                await asyncio.sleep(1.0)
+                per_second.append(done - last)
+                last = done
+                tables.append(len(a.stack._tcp) + len(b.stack._tcp))
+            await asyncio.gather(*tasks)
+            cpu = (_cpu_s() - cpu0) / seconds
+            server.close()
+            steady = per_second[1:] or per_second
+            return [
+                {
+                    "what": f"connections opened and closed per second ({CHURN_WORKERS} at once, "
+                    f"{seconds:.0f} s, both ends in this process)",
+                    "value": round(done / seconds),
+                    "unit": "connections/s",
+                },
+                {
+                    "what": "slowest second after the first",
+                    "value": min(steady),
+                    "unit": "connections/s (each second: "
+                    + " ".join(str(n) for n in per_second)
+                    + ")",
+                },
+                {"what": "errors", "value": sum(errors.values()), "unit": str(errors or "")},
+                {
+                    "what": "connection table, both ends, at the end (TIME-WAIT included)",
+                    "value": tables[-1] if tables else 0,
+                    "unit": "entries",
+                },
+                {"what": "CPU during the run", "value": round(cpu * 100), "unit": "% of one core"},
+                {"what": "RSS at the end", "value": round(_rss_kb() / 1024), "unit": "MB"},
+            ]
+
+
+def churn_rows(quick: bool) -> list[dict[str, Any]]:
+    return asyncio.run(_churn(5.0 if quick else CHURN_SECONDS))

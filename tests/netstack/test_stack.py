@@ -28,7 +28,7 @@ from ztnode.netstack.stack import (
     TcpSocket,
     UdpReadable,
 )
-from ztnode.netstack.tcp import TcpState
+from ztnode.netstack.tcp import Segment, TcpState
 from ztnode.wire.mac import BROADCAST_MAC, mac_from_address
 
 NWID = 0x8056C2E21C000001
@@ -382,3 +382,50 @@ def test_a_connection_follows_its_peer_to_a_new_mac() -> None:
             break
     else:
         raise AssertionError("no segment was sent")
+
+
+def _server_closes_first(w: Wire, port: int) -> tuple[TcpSocket, TcpSocket]:
+    """A connection the server (b) closed first: b's end is left in TIME-WAIT, a's closed."""
+    c, s = _pair(w, "10.9.0.2", port)
+    s.close(w.now)
+    w.run(10)
+    assert c.recv() == b"" and c.conn.at_eof
+    c.close(w.now)
+    w.run(10)
+    assert s.state is TcpState.TIME_WAIT and c.state is TcpState.CLOSED
+    return c, s
+
+
+def test_a_newer_syn_reopens_a_4_tuple_in_time_wait_at_once() -> None:
+    """RFC 6191: a client reusing a port whose old connection is in TIME-WAIT at the server
+    connects at once (not after a SYN retransmission a second later)."""
+    w = Wire()
+    c, s = _server_closes_first(w, 90)
+    again = w.a.tcp_connect("10.9.0.2", 90, w.now, local_port=c.local[1])
+    w.run(50)  # far less than the 1 s initial RTO a refused SYN would wait
+    assert again.state is TcpState.ESTABLISHED
+    assert w.b.counters["tcp_time_wait_reopened"] == 1
+    assert s.state is TcpState.CLOSED  # the old incarnation is gone from the table
+    fresh = w.b._listeners[(False, b"", 90)].accept()
+    assert fresh is not None and fresh is not s and fresh.remote == again.local
+    again.send(b"ping")
+    w.run(10)
+    assert fresh.recv() == b"ping"
+
+
+def test_an_old_syn_does_not_end_time_wait() -> None:
+    """A SYN that is not provably newer (an older timestamp, or without timestamps a
+    sequence number at or below RCV.NXT) leaves TIME-WAIT alone (challenge ACK path)."""
+    w = Wire()
+    _, s = _server_closes_first(w, 91)
+    conn = s.conn
+    assert conn.ts.enabled
+    rcv = (conn.irs + conn.rcv_nxt) & 0xFFFFFFFF
+    old_ts = Segment(seq=rcv + 10, ack=0, flags=0x02, window=1000, ts=(conn.ts.recent - 1, 0))
+    new_ts = Segment(seq=rcv - 10, ack=0, flags=0x02, window=1000, ts=(conn.ts.recent + 1, 0))
+    assert not conn.reopened_by(old_ts)
+    assert conn.reopened_by(new_ts)  # the timestamp decides when both sides use them
+    conn.ts.enabled = False
+    assert not conn.reopened_by(Segment(seq=rcv, ack=0, flags=0x02, window=1000))
+    assert conn.reopened_by(Segment(seq=rcv + 1, ack=0, flags=0x02, window=1000))
+    assert not conn.reopened_by(Segment(seq=rcv + 1, ack=5, flags=0x12, window=1000))

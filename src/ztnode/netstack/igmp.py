@@ -205,7 +205,9 @@ class GroupReporter:
     # --- timers
 
     def next_deadline(self) -> int | None:
-        return min((p.at for p in self._pending), default=None)
+        if not self._pending:  # the usual case, asked on every pump
+            return None
+        return min(p.at for p in self._pending)
 
     def due(self, now: int) -> None:
         ready = [p for p in self._pending if p.at <= now]

@@ -80,6 +80,7 @@ from ztnode.netstack.stackconfig import (
     LOOPBACK_ROUNDS,
     IPAddr,
     StackConfig,
+    parse_ip,
 )
 from ztnode.netstack.tcpmux import TcpMux
 from ztnode.netstack.tso import Frame, TcpBurst
@@ -310,6 +311,8 @@ class IpStack:
         if key != self._reported:  # groups or addresses changed: IGMP/MLD say so
             self._reported = key
             self.reporter.update(self.ip_groups(), now)
+        elif not self._dirty and not self._out:  # nothing queued: the usual pump
+            return []
         for _ in range(LOOPBACK_ROUNDS):
             if self._dirty:
                 dirty = self._dirty
@@ -317,7 +320,11 @@ class IpStack:
                 for s in dirty:
                     self.tcp.service(s, now)
             out, self._out = self._out, []
-            if not any(f[0] == self.mac for f in out):
+            mac = self.mac
+            for f in out:  # a plain loop: this runs on every pump
+                if f[0] == mac:
+                    break
+            else:
                 return out
             # Traffic to our own addresses turns around here, as on a loopback interface.
             remote = [f for f in out if f[0] != self.mac]
@@ -420,7 +427,9 @@ class IpStack:
         if key in self._tcp:
             self._release_port(PROTO_TCP, local_port)
             raise OSError(errno.EADDRINUSE, "that 4-tuple is in use")
-        conn = tcb.TcpConnection(self.tcp.config_for(dst), isn=self.tcp._isn_for(key, now))
+        conn = tcb.TcpConnection(
+            self.tcp.config_for(dst), isn=self.tcp._isn_for(key, now), private_config=True
+        )
         s = TcpSocket(self, conn, (src, local_port), (dst, port), None)
         self._tcp[key] = s
         conn.connect(now)
@@ -531,8 +540,8 @@ class IpStack:
 
     def _parse_ip(self, host: str, ipv6: bool | None) -> IPAddr:
         try:
-            ip = ip_address(host.split("%", 1)[0])
-        except ValueError:
+            ip = parse_ip(host)
+        except (ValueError, TypeError):
             raise OSError(errno.EINVAL, f"{host!r} is not an IP address") from None
         if ipv6 is not None and isinstance(ip, IPv6Address) != ipv6:
             if ipv6 and isinstance(ip, IPv4Address):

@@ -3,11 +3,13 @@ compiled once for the fast paths."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from ipaddress import (
     IPv4Address,
     IPv6Address,
+    ip_address,
 )
 from typing import Final
 
@@ -50,6 +52,18 @@ ALL_HOSTS: Final = IPv4Address("224.0.0.1")
 IPAddr = IPv4Address | IPv6Address
 
 Endpoint = tuple[str, int]
+
+#: Address texts whose parse is remembered (least recently used go first).
+PARSED_IP_CACHE: Final = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_IP_CACHE)
+def parse_ip(text: str) -> IPAddr:
+    """The address an IP literal spells (an IPv6 zone, after ``%``, dropped); ValueError for
+    anything else. Remembered because a program names the same few peers on every connect and
+    send, and ``ip_address`` parses octet by octet in Python each time; the objects are
+    immutable, so sharing them is safe."""
+    return ip_address(text.split("%", 1)[0])
 
 
 @dataclass(slots=True)

@@ -307,9 +307,22 @@ class TcpConnection:
     #: check that it changes nothing but speed.
     predict: bool = True
 
-    def __init__(self, config: TcpConfig | None = None, *, isn: Callable[[], int]) -> None:
-        # A private copy: the option setters mutate it, and configs are often shared.
-        self.config = cfg = dataclasses.replace(config) if config is not None else TcpConfig()
+    def __init__(
+        self,
+        config: TcpConfig | None = None,
+        *,
+        isn: Callable[[], int],
+        private_config: bool = False,
+    ) -> None:
+        # A private copy: the option setters mutate it, and configs are often shared
+        # (``private_config``: the caller made this one for us alone, so no second copy).
+        if config is None:
+            cfg = TcpConfig()
+        elif private_config:
+            cfg = config
+        else:
+            cfg = dataclasses.replace(config)
+        self.config = cfg
         self._isn_source = isn
         self.state = TcpState.CLOSED  # the one assignment outside _set_state
         self._events: deque[TcpEvent] = deque()
@@ -422,6 +435,18 @@ class TcpConnection:
     def cc(self) -> CongestionControl:
         """The congestion controller (owned by :attr:`recovery`)."""
         return self.snd.recovery.cc
+
+    def reopened_by(self, seg: Segment) -> bool:
+        """May this bare SYN end our TIME-WAIT and open a new connection on the same 4-tuple?
+        RFC 6191 (and Linux): yes when it is provably newer than the old connection: its
+        timestamp above the last one we saw when both used timestamps, else its sequence
+        number above RCV.NXT (RFC 1122 4.2.2.13). Without this a client that picks a port
+        whose old connection is still in TIME-WAIT here waits out a SYN retransmission."""
+        if self.state is not TcpState.TIME_WAIT or seg.flags & (_SYN | _ACK | _RST) != _SYN:
+            return False
+        if self.ts.enabled and seg.ts is not None:
+            return seq_diff(seg.ts[0], self.ts.recent) > 0
+        return seq_diff(seg.seq, self._wire_rcv(self.rcv_nxt)) > 0
 
     @property
     def wants_output(self) -> bool:

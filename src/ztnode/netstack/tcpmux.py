@@ -4,6 +4,7 @@ IP packets (or offload bursts), and RFC 6528 initial sequence numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import logging
@@ -59,12 +60,14 @@ class TcpMux:
         return isn
 
     def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
-        base = self.rt.config.tcp
-        cfg = tcb.TcpConfig(**{f: getattr(base, f) for f in base.__dataclass_fields__})
-        cfg.mtu = self.rt.pmtu.peek(remote, self.rt.mtu)  # a path MTU learned, if smaller
-        cfg.ipv6 = isinstance(remote, IPv6Address)
-        cfg.gso_segments = self.rt.config.gso_segments if self.rt.segmentation_offload else 1
-        return cfg
+        """A new connection's own config (hand it over with ``private_config``: one copy)."""
+        rt = self.rt
+        return dataclasses.replace(
+            rt.config.tcp,
+            mtu=rt.pmtu.peek(remote, rt.mtu),  # a path MTU learned, if smaller
+            ipv6=isinstance(remote, IPv6Address),
+            gso_segments=rt.config.gso_segments if rt.segmentation_offload else 1,
+        )
 
     def receive_fast(self, src: bytes, dst: bytes, body: memoryview, now: int) -> bool:
         """An established connection's segment, parsed without the codec objects. False
@@ -116,6 +119,13 @@ class TcpMux:
         )
         key = (dst.packed, h.dst_port, src.packed, h.src_port)
         s = self.rt._tcp.get(key)
+        if s is not None and s.conn.reopened_by(seg):
+            # A newer SYN for a 4-tuple in TIME-WAIT: the old connection goes (no RST from
+            # TIME-WAIT) and the SYN meets the listener as a new one.
+            s.conn.abort(now)
+            self.service(s, now)
+            self.rt._count("tcp_time_wait_reopened")
+            s = self.rt._tcp.get(key)
         if s is None:
             if seg.flags & 0x3F & ~0x08 == 0x02:  # a bare SYN (PSH tolerated)
                 lst = self.rt._listeners.get((dst.version == 6, dst.packed, h.dst_port))
@@ -144,7 +154,9 @@ class TcpMux:
         if lst.embryonic + len(lst.queue) >= lst.backlog:
             self.rt._count("tcp_backlog_full")  # like Linux: drop the SYN, the client retries
             return
-        conn = tcb.TcpConnection(self.config_for(remote[0]), isn=self._isn_for(key, now))
+        conn = tcb.TcpConnection(
+            self.config_for(remote[0]), isn=self._isn_for(key, now), private_config=True
+        )
         conn.listen()
         s = TcpSocket(self.rt, conn, local, remote, lst)
         self.rt._ports[PROTO_TCP][local[1]] = self.rt._ports[PROTO_TCP].get(local[1], 0) + 1

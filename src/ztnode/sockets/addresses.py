@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import errno
 import socket
-from ipaddress import ip_address
+
+from ztnode.netstack.stackconfig import parse_ip
 
 __all__ = ["ip_family", "ip_literal", "literal", "sockaddr"]
 
@@ -19,7 +20,7 @@ def literal(host: str) -> str:
     """A host that must be an IP literal here (with an optional IPv6 zone); names are
     resolved before they reach this."""
     try:
-        ip_address(host.split("%", 1)[0])
+        parse_ip(host)
     except ValueError:
         raise OSError(
             errno.EINVAL, f"{host!r} is not an IP address (names are not resolved on ZeroTier)"
@@ -33,7 +34,7 @@ def ip_literal(host: object) -> str | None:
     if not isinstance(host, str):
         return None
     try:
-        return str(ip_address(host.split("%", 1)[0]))
+        return str(parse_ip(host))
     except ValueError:
         return None
 
