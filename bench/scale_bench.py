@@ -156,6 +156,7 @@ async def _churn(seconds: float) -> list[dict[str, Any]]:
 
             per_second: list[int] = []
             tables: list[int] = []
+            waits: list[int] = []
             cpu0 = _cpu_s()
             tasks = [asyncio.create_task(worker()) for _ in range(CHURN_WORKERS)]
             last = 0
@@ -164,6 +165,7 @@ async def _churn(seconds: float) -> list[dict[str, Any]]:
                 per_second.append(done - last)
                 last = done
                 tables.append(len(a.stack._tcp) + len(b.stack._tcp))
+                waits.append(len(a.stack._time_wait) + len(b.stack._time_wait))
             await asyncio.gather(*tasks)
             cpu = (_cpu_s() - cpu0) / seconds
             server.close()
@@ -184,9 +186,14 @@ async def _churn(seconds: float) -> list[dict[str, Any]]:
                 },
                 {"what": "errors", "value": sum(errors.values()), "unit": str(errors or "")},
                 {
-                    "what": "connection table, both ends, at the end (TIME-WAIT included)",
+                    "what": "connections open, both ends, at the end",
                     "value": tables[-1] if tables else 0,
-                    "unit": "entries",
+                    "unit": "connections",
+                },
+                {
+                    "what": "TIME-WAIT records at the end (2*MSL = 60 s of closes)",
+                    "value": waits[-1] if waits else 0,
+                    "unit": "records",
                 },
                 {"what": "CPU during the run", "value": round(cpu * 100), "unit": "% of one core"},
                 {"what": "RSS at the end", "value": round(_rss_kb() / 1024), "unit": "MB"},

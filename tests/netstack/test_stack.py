@@ -19,6 +19,8 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP
 
+from tests.helpers.tcp_peer import time_wait
+from ztnode.netstack.ipproto import PROTO_TCP
 from ztnode.netstack.multicast import solicited_node_address
 from ztnode.netstack.stack import (
     AcceptReady,
@@ -384,6 +386,22 @@ def test_a_connection_follows_its_peer_to_a_new_mac() -> None:
         raise AssertionError("no segment was sent")
 
 
+def _tcp_frame(c: TcpSocket, seg: Segment) -> bytes:
+    """A segment from ``c``'s end, as its peer receives it (checksums by scapy)."""
+    flags = "".join(
+        f for bit, f in ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x10, "A")) if seg.flags & bit
+    )
+    pkt = IP(src=str(c.local[0]), dst=str(c.remote[0])) / TCP(
+        sport=c.local[1],
+        dport=c.remote[1],
+        seq=seg.seq,
+        ack=seg.ack,
+        flags=flags,
+        window=seg.window,
+    )
+    return bytes(pkt)
+
+
 def _server_closes_first(w: Wire, port: int) -> tuple[TcpSocket, TcpSocket]:
     """A connection the server (b) closed first: b's end is left in TIME-WAIT, a's closed."""
     c, s = _pair(w, "10.9.0.2", port)
@@ -392,7 +410,8 @@ def _server_closes_first(w: Wire, port: int) -> tuple[TcpSocket, TcpSocket]:
     assert c.recv() == b"" and c.conn.at_eof
     c.close(w.now)
     w.run(10)
-    assert s.state is TcpState.TIME_WAIT and c.state is TcpState.CLOSED
+    # b's wait goes on in a compact record; the connection object itself is done.
+    assert s.key in w.b._time_wait and s.state is TcpState.CLOSED and c.state is TcpState.CLOSED
     return c, s
 
 
@@ -405,7 +424,7 @@ def test_a_newer_syn_reopens_a_4_tuple_in_time_wait_at_once() -> None:
     w.run(50)  # far less than the 1 s initial RTO a refused SYN would wait
     assert again.state is TcpState.ESTABLISHED
     assert w.b.counters["tcp_time_wait_reopened"] == 1
-    assert s.state is TcpState.CLOSED  # the old incarnation is gone from the table
+    assert s.key not in w.b._time_wait  # the old incarnation is gone
     fresh = w.b._listeners[(False, b"", 90)].accept()
     assert fresh is not None and fresh is not s and fresh.remote == again.local
     again.send(b"ping")
@@ -415,17 +434,49 @@ def test_a_newer_syn_reopens_a_4_tuple_in_time_wait_at_once() -> None:
 
 def test_an_old_syn_does_not_end_time_wait() -> None:
     """A SYN that is not provably newer (an older timestamp, or without timestamps a
-    sequence number at or below RCV.NXT) leaves TIME-WAIT alone (challenge ACK path)."""
+    sequence number at or below RCV.NXT) leaves TIME-WAIT alone (challenge ACK path), in
+    the full connection and in the stack's compact record alike."""
     w = Wire()
     _, s = _server_closes_first(w, 91)
-    conn = s.conn
-    assert conn.ts.enabled
+    tw = w.b._time_wait[s.key]
+    assert tw.ts_enabled
+    rcv = tw.rcv_nxt
+    old_ts = Segment(seq=rcv + 10, ack=0, flags=0x02, window=1000, ts=(tw.ts_recent - 1, 0))
+    new_ts = Segment(seq=rcv - 10, ack=0, flags=0x02, window=1000, ts=(tw.ts_recent + 1, 0))
+    assert not tw.reopened_by(old_ts)
+    assert tw.reopened_by(new_ts)  # the timestamp decides when both sides use them
+    conn, _ = time_wait()  # a full connection in TIME-WAIT, without timestamps
     rcv = (conn.irs + conn.rcv_nxt) & 0xFFFFFFFF
-    old_ts = Segment(seq=rcv + 10, ack=0, flags=0x02, window=1000, ts=(conn.ts.recent - 1, 0))
-    new_ts = Segment(seq=rcv - 10, ack=0, flags=0x02, window=1000, ts=(conn.ts.recent + 1, 0))
-    assert not conn.reopened_by(old_ts)
-    assert conn.reopened_by(new_ts)  # the timestamp decides when both sides use them
-    conn.ts.enabled = False
     assert not conn.reopened_by(Segment(seq=rcv, ack=0, flags=0x02, window=1000))
     assert conn.reopened_by(Segment(seq=rcv + 1, ack=0, flags=0x02, window=1000))
     assert not conn.reopened_by(Segment(seq=rcv + 1, ack=5, flags=0x12, window=1000))
+    tw.ts_enabled = False
+    tw.rcv_nxt = rcv
+    assert not tw.reopened_by(Segment(seq=rcv, ack=0, flags=0x02, window=1000))
+    assert tw.reopened_by(Segment(seq=rcv + 1, ack=0, flags=0x02, window=1000))
+
+
+def test_time_wait_records_answer_fins_expire_and_are_bounded() -> None:
+    """The record ACKs a retransmitted FIN, ends after 2*MSL (freeing the port), and past
+    ``max_time_wait`` a closing connection skips TIME-WAIT (counted)."""
+    w = Wire()
+    c, s = _server_closes_first(w, 92)
+    tw = w.b._time_wait[s.key]
+    rcv = tw.rcv_nxt
+    fin = Segment(seq=(rcv - 1) & 0xFFFFFFFF, ack=tw.snd_nxt, flags=0x11, window=1000)
+    before = len(w.sent("b", ETH_IP4))
+    w.b.receive_frame(A_MAC, B_MAC, ETH_IP4, _tcp_frame(c, fin), w.now)
+    w.run()
+    acks = [IP(p)[TCP] for p in w.sent("b", ETH_IP4)[before:] if TCP in IP(p)]
+    assert acks and acks[-1].flags == "A" and acks[-1].ack == rcv
+    assert w.b._ports[PROTO_TCP].get(92)  # the listener's port, still referenced
+    w.run(2 * 30_000 + 1_000)
+    assert s.key not in w.b._time_wait and not w.b._time_wait_order
+    w.b.config.max_time_wait = 0
+    c2, s2 = _pair(w, "10.9.0.2", 93)
+    s2.close(w.now)
+    w.run(10)
+    c2.close(w.now)
+    w.run(10)
+    assert s2.state is TcpState.CLOSED and c2.state is TcpState.CLOSED
+    assert w.b.counters["tcp_time_wait_overflow"] == 1 and s2.key not in w.b._time_wait

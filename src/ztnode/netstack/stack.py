@@ -82,6 +82,7 @@ from ztnode.netstack.stackconfig import (
     StackConfig,
     parse_ip,
 )
+from ztnode.netstack.tcp_timewait import TimeWait
 from ztnode.netstack.tcpmux import TcpMux
 from ztnode.netstack.tso import Frame, TcpBurst
 from ztnode.netstack.udpmux import UdpMux
@@ -151,6 +152,11 @@ class IpStack:
         self.reasm4 = IPv4Reassembler()
         self.reasm6 = IPv6Reassembler()
         self._tcp: dict[tuple[bytes, int, bytes, int], TcpSocket] = {}
+        #: Connections in TIME-WAIT, as compact records (``config.max_time_wait`` at most),
+        #: and their deadlines in order: ``(deadline, record)``, a record appended again when
+        #: a retransmitted FIN restarts its wait (stale entries are skipped).
+        self._time_wait: dict[tuple[bytes, int, bytes, int], TimeWait] = {}
+        self._time_wait_order: deque[tuple[int, TimeWait]] = deque()
         self._listeners: dict[tuple[bool, bytes, int], TcpListener] = {}
         self._udp: dict[tuple[bool, bytes, int], UdpSocket] = {}
         #: Sockets bound with ``reuse`` (SO_REUSEADDR/SO_REUSEPORT) sharing one address and
@@ -347,6 +353,9 @@ class IpStack:
         while heap and heap[0][2]._timer_at != heap[0][0]:
             heapq.heappop(heap)
         best = heap[0][0] if heap else None
+        tw = self.tcp.time_wait_deadline()
+        if tw is not None and (best is None or tw < best):
+            best = tw
         for d in (
             self.arp.next_deadline(),
             self.ndp.next_deadline(),
@@ -371,6 +380,7 @@ class IpStack:
                 log.exception("TCP timer failed")
                 s.conn.abort(now)
             self.tcp.service(s, now)
+        self.tcp.expire_time_wait(now)
         self.output.resolve_due(now)
         self.reporter.due(now)
         self.reasm4.expire(now)
@@ -400,6 +410,8 @@ class IpStack:
         for s in list(self._tcp.values()):
             s.abort(now)
             self.tcp.service(s, now)
+        for tw in list(self._time_wait.values()):
+            self.tcp.drop_time_wait(tw)
         for lst in list(self._listeners.values()):
             lst.close(now)
         for u in self.udp_sockets():
@@ -424,7 +436,7 @@ class IpStack:
         else:
             self._claim_port(PROTO_TCP, local_port, exclusive=False)
         key = (src.packed, local_port, dst.packed, port)
-        if key in self._tcp:
+        if key in self._tcp or key in self._time_wait:
             self._release_port(PROTO_TCP, local_port)
             raise OSError(errno.EADDRINUSE, "that 4-tuple is in use")
         conn = tcb.TcpConnection(

@@ -436,6 +436,13 @@ class TcpConnection:
         """The congestion controller (owned by :attr:`recovery`)."""
         return self.snd.recovery.cc
 
+    def hand_over_time_wait(self) -> None:
+        """TIME-WAIT goes on elsewhere (the stack's compact record, see
+        :mod:`ztnode.netstack.tcp_timewait`): this connection is done (CLOSED, and the
+        application hears ``ClosedEvent`` as it would after 2*MSL)."""
+        if self.state is TcpState.TIME_WAIT:
+            self._to_closed()
+
     def reopened_by(self, seg: Segment) -> bool:
         """May this bare SYN end our TIME-WAIT and open a new connection on the same 4-tuple?
         RFC 6191 (and Linux): yes when it is provably newer than the old connection: its

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from ipaddress import (
     IPv6Address,
+    ip_address,
 )
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from ztnode.netstack.stackconfig import (
     TS_VALUES,
     IPAddr,
 )
+from ztnode.netstack.tcp_timewait import TimeWait, Verdict
 from ztnode.netstack.tcpwire import TcpSegmentHeader
 from ztnode.netstack.tso import TcpBurst, pseudo_sum, tcp_options
 
@@ -126,6 +128,12 @@ class TcpMux:
             self.service(s, now)
             self.rt._count("tcp_time_wait_reopened")
             s = self.rt._tcp.get(key)
+        if s is None and (tw := self.rt._time_wait.get(key)) is not None:
+            if not tw.reopened_by(seg):
+                self._time_wait_receive(tw, seg, now)
+                return
+            self.drop_time_wait(tw)
+            self.rt._count("tcp_time_wait_reopened")
         if s is None:
             if seg.flags & 0x3F & ~0x08 == 0x02:  # a bare SYN (PSH tolerated)
                 lst = self.rt._listeners.get((dst.version == 6, dst.packed, h.dst_port))
@@ -177,6 +185,9 @@ class TcpMux:
             segs = []
         for seg in segs:
             self.emit(s, seg, now)
+        kept_port = (
+            conn.state is tcb.TcpState.TIME_WAIT and TimeWait.suits(conn) and self._retire(s)
+        )
         events = self.rt._events
         closed = False
         while (e := conn.next_event()) is not None:
@@ -201,7 +212,8 @@ class TcpMux:
         if closed:
             if self.rt._tcp.get(s.key) is s:
                 del self.rt._tcp[s.key]
-                self.rt._release_port(PROTO_TCP, s.local[1])
+                if not kept_port:  # a TIME-WAIT record holds the port until it ends
+                    self.rt._release_port(PROTO_TCP, s.local[1])
                 b, n = self.rt._retransmitted_closed
                 self.rt._retransmitted_closed = (
                     b + conn.retransmitted_bytes,
@@ -214,6 +226,75 @@ class TcpMux:
             s._timer_at = t
             if t is not None:
                 heapq.heappush(self.rt._timers, (t, next(self.rt._timer_seq), s))
+
+    # --- TIME-WAIT records (see ztnode.netstack.tcp_timewait) --------------------------------
+
+    def _retire(self, s: TcpSocket) -> bool:
+        """``s`` entered TIME-WAIT with nothing owed: a compact record carries the wait on and
+        the connection closes. True when a record holds its port; False (counted) when the
+        records are at their bound and the connection simply ends, as Linux does."""
+        rt = self.rt
+        conn = s.conn
+        kept = len(rt._time_wait) < rt.config.max_time_wait
+        if kept:
+            tw = TimeWait(conn, s.key, s.listener)
+            rt._time_wait[s.key] = tw
+            rt._time_wait_order.append((tw.deadline, tw))
+        else:
+            rt._count("tcp_time_wait_overflow")
+        conn.hand_over_time_wait()
+        return kept
+
+    def _time_wait_receive(self, tw: TimeWait, seg: tcb.Segment, now: int) -> None:
+        deadline = tw.deadline
+        verdict = tw.receive(seg, now, self._count_time_wait)
+        if verdict == Verdict.CLOSE:
+            self.drop_time_wait(tw)
+            return
+        if tw.deadline != deadline:  # a retransmitted FIN restarted the wait
+            self.rt._time_wait_order.append((tw.deadline, tw))
+        if verdict == Verdict.ACK:
+            seq, ack, flags, window, ts = tw.ack(now)
+            lip, lport, rip, rport = tw.key
+            self._emit_segment(
+                ip_address(lip),
+                lport,
+                ip_address(rip),
+                rport,
+                tcb.Segment(seq, ack, flags, window, ts=ts),
+                now,
+            )
+
+    def _count_time_wait(self, reason: str) -> None:
+        self.rt._count("tcp_time_wait_" + reason)
+
+    def drop_time_wait(self, tw: TimeWait) -> None:
+        """Forget a TIME-WAIT record (its deadline entry is skipped later) and free its port."""
+        rt = self.rt
+        if rt._time_wait.get(tw.key) is tw:
+            del rt._time_wait[tw.key]
+            rt._release_port(PROTO_TCP, tw.key[1])
+
+    def _time_wait_head(self) -> tuple[int, TimeWait] | None:
+        order = self.rt._time_wait_order
+        records = self.rt._time_wait
+        while order:
+            at, tw = order[0]
+            if tw.deadline == at and records.get(tw.key) is tw:
+                return at, tw
+            order.popleft()  # dropped, or its wait restarted (a later entry stands for it)
+        return None
+
+    def time_wait_deadline(self) -> int | None:
+        head = self._time_wait_head()
+        return None if head is None else head[0]
+
+    def expire_time_wait(self, now: int) -> None:
+        """End the waits that are over. Entries are in deadline order (every wait is 2*MSL
+        from when it began or restarted), so this stops at the first one still running."""
+        while (head := self._time_wait_head()) is not None and head[0] <= now:
+            self.rt._time_wait_order.popleft()
+            self.drop_time_wait(head[1])
 
     def emit(self, s: TcpSocket, seg: tcb.Segment, now: int) -> None:
         """One segment of a connection, built straight into its frame buffer (the codec
