@@ -22,6 +22,7 @@ from bench import (
     crypto_bench,
     node_bench,
     peers_bench,
+    relay_bench,
     rules_bench,
     scale_bench,
     tcp_bench,
@@ -55,6 +56,7 @@ def main() -> int:
             "scale",
             "churn",
             "peers",
+            "relay",
         ),
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -72,6 +74,7 @@ def main() -> int:
         "scale": lambda: scale_bench.rows(q),
         "churn": lambda: scale_bench.churn_rows(q),
         "peers": lambda: peers_bench.rows(q),
+        "relay": lambda: relay_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,
