@@ -20,8 +20,12 @@ listed too), in rows of::
   C accelerator) and moving its UDP datagrams through the kernel. For bulk, a full 2800-byte-MTU
   segment (two UDP fragments) as MB/s of TCP payload; for echo and connect, two small segments
   (a round trip; a SYN and its SYN-ACK).
+- **UDP echo** and **requests** rows (namespace only): 32-byte UDP datagrams echoed (each
+  round trip timed), and a small RPC protocol: 32-byte requests echoed back over 1, 10 and 100
+  concurrent TCP connections (``TCP_NODELAY``), each connection sending its next request once
+  the answer is in, for a few seconds; requests per second over all connections.
 - **ratios**: ztnode's figure divided by the other's, so above 1 is better for ztnode in MB/s
-  rows and worse in ms rows.
+  and req/s rows and worse in ms rows.
 
 When the machine has no root or namespaces, or libzt is not installed
 (``python -m tests.interop.setup_libzt``), the missing columns say why.
@@ -196,6 +200,8 @@ def _figures(col: Column, kind: str, size: int) -> list[float]:
     """Per-run figures: MB/s per transfer, or the median ms of each run of samples."""
     if kind in ("bulk", "bulk6"):
         return [size / s / 1e6 for s in getattr(col, kind)]
+    if kind.startswith("rps"):
+        return list(col.rps.get(int(kind[3:]), []))
     return [statistics.median(run) for run in getattr(col, kind) if run]
 
 
@@ -206,7 +212,7 @@ def _cell(col: Column | str, kind: str, size: int, digits: int) -> tuple[float |
     if not figs:
         return f"missing: {col.missing or 'no runs'}", None
     med = statistics.median(figs)
-    return round(med, digits), med
+    return (round(med) if digits == 0 else round(med, digits)), med
 
 
 def _row(
@@ -222,7 +228,7 @@ def _row(
     runs = []
     for name, c in zip(("ztnode", "libzt", "libzt rt"), cols, strict=True):
         if isinstance(c, Column) and (figs := _figures(c, kind, size)):
-            runs.append(f"{name} " + " ".join(f"{f:.{1 if digits == 1 else 3}f}" for f in figs))
+            runs.append(f"{name} " + " ".join(f"{f:.{digits}f}" for f in figs))
     return {
         "what": what,
         "underlay": underlay,
@@ -258,10 +264,36 @@ def _rows_for(
     ]  # fmt: skip
 
 
+def _small_rows(
+    underlay: str,
+    plan: Plan,
+    cols: tuple[Column, Column | str, Column | str],
+    small_us: float | None,
+) -> list[dict[str, Any]]:
+    """UDP request/response and the request rate of a small RPC protocol (namespace only)."""
+    small_floor = 2 * small_us / 1000 if small_us else None
+    out = [_row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3)]
+    for n in plan.rps_conns:
+        # Requests per second, not ms: above 1 is better for ztnode in these ratios.
+        out.append(
+            _row(
+                f"requests/s, {plan.rps_size}-byte echo, {n} connection(s)",
+                underlay,
+                f"rps{n}",
+                0,
+                cols,
+                None,
+                0,
+            )
+        )
+    return out  # fmt: skip
+
+
 def plan_for(quick: bool) -> Plan:
     if quick:
         return Plan(size=8_000_000, rounds=3, rounds6=1, rtt_rounds=2, rtts=200,
-                    connect_rounds=2, connects=10, budget=30, floor_count=3000)  # fmt: skip
+                    connect_rounds=2, connects=10, budget=30, floor_count=3000,
+                    udp_rounds=2, udps=200, rps_rounds=1, rps_seconds=2.0)  # fmt: skip
     return Plan(size=40_000_000, rounds=5, rounds6=3, rtt_rounds=3, rtts=2000,
                 connect_rounds=3, connects=50, budget=100)  # fmt: skip
 
@@ -282,6 +314,8 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
     log(f"loopback part and floors {time.monotonic() - t0 - ns.seconds:.1f} s")
     out = _rows_for(ns.underlay, plan.size, (ns.ztnode, ns.libzt, ns.libzt_rt),
                     ns.floor_us, ns.floor_small_us, LIBZT_NO_V6)  # fmt: skip
+    out += _small_rows(ns.underlay, plan, (ns.ztnode, ns.libzt, ns.libzt_rt),
+                       ns.floor_small_us)  # fmt: skip
     out += _rows_for("loopback", plan.size, (lo, LIBZT_NO_LOOPBACK, LIBZT_NO_LOOPBACK),
                      floor_lo, small_lo, LIBZT_NO_LOOPBACK)  # fmt: skip
     notes = [

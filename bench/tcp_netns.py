@@ -11,9 +11,12 @@ one veth and one /24 per node on a bridge, no route out). Inside it:
   told to ignore the other interfaces, on a second network with IPv4 only (libzt 1.8.4 crashes on
   its own IPv6 receive path, LIBZT_PEER.md).
 
-All four members run for the whole measurement and every round measures ztnode, libzt at ordinary
-priority and libzt with its receiver at real-time priority one after the other, so a
-burst of outside load lands on all three columns alike. "Receiver at real-time priority": the
+Measured: bulk, echo round trip and connect; UDP echo round trips; and the request rate of a
+small RPC protocol over 1, 10 and 100 connections (libzt's ``echo_all`` server and ``rps``
+client, ``bench.tcp_peer``'s ``rps`` against its echo). All four members run for the whole
+measurement and every round measures ztnode, libzt at ordinary priority and libzt with its
+receiver at real-time priority one after the other, so a burst of outside load lands on all
+three columns alike. "Receiver at real-time priority": the
 server-side job thread that reads from libzt's sockets (the sink, the echo, the acceptor) at
 SCHED_FIFO 10 (the worker's ``rt`` job flag), for bulk, echo and connect alike; libzt's own
 threads and the client side stay at ordinary priority. (Every thread of the receiving process at
@@ -44,6 +47,7 @@ from ztnode.identity import Identity
 _REPO = Path(__file__).resolve().parents[1]
 P_LIBZT = 29995  # libzt member i's underlay UDP port is P_LIBZT + 3 + i (ztnode's are random)
 SINK, ECHO = 5001, 5002  # ztnode peers: sink on SINK, echo on SINK + 1 (bench.tcp_peer)
+UDP_ECHO = 5003  # ztnode peers: the UDP echo
 LIBZT_PORTS = 7100  # libzt servers: a fresh port per job
 SMALL_SEGMENT = 20 + 32 + 1  # a 1-byte TCP segment's IPv4 packet (timestamps option included)
 
@@ -76,6 +80,12 @@ class Plan:
     connects: int  # connects per connect run
     budget: float = 100.0  # s for the bulk rounds: later rounds are skipped (and said so)
     floor_count: int = 20000  # segments timed for each floor
+    udp_rounds: int = 3
+    udps: int = 2000  # UDP round trips per run
+    rps_rounds: int = 2
+    rps_seconds: float = 5.0  # per request-rate run
+    rps_conns: tuple[int, ...] = (1, 10, 100)
+    rps_size: int = 32  # bytes per request (and per answer)
 
 
 @dataclass
@@ -87,6 +97,8 @@ class Column:
     bulk6: list[float] = field(default_factory=list)
     rtt: list[list[float]] = field(default_factory=list)  # ms, one list per run
     connect: list[list[float]] = field(default_factory=list)
+    udp_rtt: list[list[float]] = field(default_factory=list)  # ms, one list per run
+    rps: dict[int, list[float]] = field(default_factory=dict)  # connections -> req/s per run
     notes: list[str] = field(default_factory=list)
 
 
@@ -262,6 +274,40 @@ class _LibztPair:
             raise RuntimeError(f"libzt echo: {len(res['ms'])} of {count} round trips")
         return [float(x) for x in res["ms"]]
 
+    def udp_rtt(self, count: int, size: int, timeout: float) -> list[float]:
+        port = self._next_port()
+        life = timeout + 5
+        srv = self.b.call("udp_echo_server", port=port, rt=bool(self._rt), lifetime=life)
+        try:
+            cli = self.a.call(
+                "udp_ping", addr=self.b_ip, port=port, count=count, size=size, lifetime=life
+            )
+            res = self.a.wait_job(cli["job"], life)
+        finally:
+            self.b.stop_job(srv["job"])
+        if res["lost"]:
+            raise RuntimeError(f"libzt UDP: {res['lost']} of {count} round trips lost")
+        return [float(x) for x in res["ms"]]
+
+    def rps(self, conns: int, seconds: float, size: int) -> float:
+        port = self._next_port()
+        life = seconds + 60
+        srv = self.b.call(
+            "tcp_server", port=port, mode="echo_all", nodelay=True, rt=bool(self._rt),
+            lifetime=life,
+        )  # fmt: skip
+        try:
+            cli = self.a.call(
+                "tcp_client", addr=self.b_ip, port=port, mode="rps", connections=conns,
+                seconds=seconds, size=size, lifetime=life,
+            )  # fmt: skip
+            res = self.a.wait_job(cli["job"], life)
+        finally:
+            self.b.stop_job(srv["job"])
+        if res["errors"]:
+            raise RuntimeError(f"libzt rps: {res['errors']}")
+        return float(res["requests"]) / float(res["elapsed"])
+
     def connects(self, count: int, timeout: float) -> tuple[list[float], list[str]]:
         port = self._next_port()
         life = timeout + 5
@@ -387,6 +433,7 @@ def _run_in(
                 p.send(op="join", nwid=z_nwid)
             z_ips.extend(p.recv(60) for p in zt)
             zt[0].call(op="serve", port=SINK)
+            zt[0].call(op="udp_serve", port=UDP_ECHO)
 
         _guard(res.ztnode, "ztnode join", z_join)
         log(f"ztnode pair ready {time.monotonic() - t0:.1f} s after start")
@@ -456,6 +503,15 @@ def _measure(
 
         return go
 
+    def each(
+        what: str, z_fn: Callable[[], None], l_for: Callable[[Column], Callable[[], None]]
+    ) -> None:
+        """One measurement in all three columns, back to back (see the module docstring)."""
+        _guard(z, f"ztnode {what}", z_fn)
+        if pair is not None:
+            _guard(lz, f"libzt {what}", with_priority(False, l_for(lz)))
+            _guard(lzr, f"libzt {what} (rt)", with_priority(True, l_for(lzr)))
+
     # Warm-ups: first connections (paths, ARP, slow start caches), not on the clock.
     warm: list[float] = []
     _guard(z, "ztnode warm-up", z_bulk(host, warm))
@@ -492,10 +548,7 @@ def _measure(
         return go
 
     for _ in range(plan.rtt_rounds):
-        _guard(z, "ztnode echo", z_rtt)
-        if pair is not None:
-            _guard(lz, "libzt echo", with_priority(False, l_rtt(lz)))
-            _guard(lzr, "libzt echo (rt)", with_priority(True, l_rtt(lzr)))
+        each("echo", z_rtt, l_rtt)
     log("echo done")
 
     conn_timeout = 20 + plan.connects * 2.5
@@ -516,11 +569,54 @@ def _measure(
         return go
 
     for _ in range(plan.connect_rounds):
-        _guard(z, "ztnode connect", z_conn)
-        if pair is not None:
-            _guard(lz, "libzt connect", with_priority(False, l_conn(lz)))
-            _guard(lzr, "libzt connect (rt)", with_priority(True, l_conn(lzr)))
+        each("connect", z_conn, l_conn)
     log("connect done")
+
+    udp_timeout = 20 + plan.udps * 0.05
+
+    def z_udp() -> None:
+        assert client is not None
+        r = client.call(
+            udp_timeout, op="udp_rtt", host=host, port=UDP_ECHO, count=plan.udps, size=32
+        )
+        if r["lost"]:
+            raise RuntimeError(f"ztnode UDP: {r['lost']} of {plan.udps} round trips lost")
+        z.udp_rtt.append(r["ms"])
+
+    def l_udp(col: Column) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            col.udp_rtt.append(pair.udp_rtt(plan.udps, 32, udp_timeout))
+
+        return go
+
+    for _ in range(plan.udp_rounds):
+        each("UDP echo", z_udp, l_udp)
+    log("UDP echo done")
+
+    def z_rps(n: int) -> Callable[[], None]:
+        def go() -> None:
+            assert client is not None
+            r = client.call(
+                plan.rps_seconds + 60, op="rps", host=host, port=ECHO, connections=n,
+                seconds=plan.rps_seconds, size=plan.rps_size,
+            )  # fmt: skip
+            z.rps.setdefault(n, []).append(r["requests"] / r["elapsed"])
+
+        return go
+
+    def l_rps(col: Column, n: int) -> Callable[[], None]:
+        def go() -> None:
+            assert pair is not None
+            rate = pair.rps(n, plan.rps_seconds, plan.rps_size)
+            col.rps.setdefault(n, []).append(rate)
+
+        return go
+
+    for _ in range(plan.rps_rounds):
+        for n in plan.rps_conns:
+            each(f"rps {n}", z_rps(n), lambda col, n=n: l_rps(col, n))
+    log("request rates done")
 
 
 def _mb(size: int, seconds: list[float]) -> str:

@@ -87,6 +87,86 @@ async def _rtt(net: Network, host: str, port: int, count: int) -> dict[str, Any]
     return {"ms": out}
 
 
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)  # type: ignore[attr-defined]
+
+
+class _UdpClient(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[bytes] | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(data)
+
+
+async def _udp_rtt(net: Network, host: str, port: int, count: int, size: int) -> dict[str, Any]:
+    """As libzt's ``udp_ping``: a first request retried until answered (the neighbour
+    resolved), then ``count`` timed round trips, each lost after a second."""
+    loop = asyncio.get_running_loop()
+    proto = _UdpClient()
+    transport, _ = await net.create_datagram_endpoint(lambda: proto, remote_addr=(host, port))
+    payload = bytes(size)
+
+    async def once() -> float | None:
+        proto.waiter = loop.create_future()
+        t0 = time.perf_counter()
+        transport.sendto(payload)
+        try:
+            await asyncio.wait_for(proto.waiter, 1.0)
+        except TimeoutError:
+            return None
+        return (time.perf_counter() - t0) * 1000
+
+    try:
+        for _ in range(5):
+            if await once() is not None:
+                break
+        else:
+            raise TimeoutError(f"no UDP echo from {host} port {port}")
+        ms: list[float] = []
+        lost = 0
+        for _ in range(count):
+            r = await once()
+            if r is None:
+                lost += 1
+            else:
+                ms.append(r)
+        return {"ms": ms, "lost": lost}
+    finally:
+        transport.close()
+
+
+async def _rps(
+    net: Network, host: str, port: int, connections: int, seconds: float, size: int
+) -> dict[str, Any]:
+    """``connections`` connections to an echo server, each sending ``size`` bytes and waiting
+    for them back, again and again for ``seconds``: a small RPC protocol's request rate."""
+    pairs = [await net.open_connection(host, port) for _ in range(connections)]
+    for _, w in pairs:
+        w.get_extra_info("ztnode_socket").conn.set_nodelay(True)
+    payload = bytes(size)
+    counts = [0] * connections
+    t0 = time.perf_counter()
+    end = t0 + seconds
+
+    async def run(i: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while time.perf_counter() < end:
+            writer.write(payload)
+            await reader.readexactly(size)
+            counts[i] += 1
+
+    await asyncio.gather(*(run(i, r, w) for i, (r, w) in enumerate(pairs)))
+    elapsed = time.perf_counter() - t0
+    for _, w in pairs:
+        w.close()
+    return {"requests": sum(counts), "elapsed": elapsed, "per_connection": counts}
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", required=True)
@@ -142,6 +222,28 @@ async def main() -> None:
                         reply(await _connects(net, req["host"], req["port"], req["count"]))
                     elif op == "rtt":
                         reply(await _rtt(net, req["host"], req["port"], req["count"]))
+                    elif op == "udp_serve":
+                        await net.create_datagram_endpoint(
+                            _UdpEcho, local_addr=("0.0.0.0", req["port"])
+                        )
+                        reply({})
+                    elif op == "udp_rtt":
+                        reply(
+                            await _udp_rtt(
+                                net, req["host"], req["port"], req["count"], req.get("size", 32)
+                            )
+                        )
+                    elif op == "rps":
+                        reply(
+                            await _rps(
+                                net,
+                                req["host"],
+                                req["port"],
+                                req["connections"],
+                                req["seconds"],
+                                req.get("size", 32),
+                            )
+                        )
                     else:
                         reply({"error": f"unknown op {op!r}"})
             except Exception as e:  # reported to the driver, which fails the benchmark

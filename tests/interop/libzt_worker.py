@@ -41,6 +41,18 @@ connect_timeout: 20, attempt_timeout: 2, close_wait: 30, window: 65536, rt: fals
     ``size`` bytes, each sent once the previous one has fully come back, each timed from the send
     to the last byte received. Result: ``{mode, connect_tries, connect_elapsed, local, ms: [...],
     nodelay, rt}``. Pair it with a ``tcp_server`` echo with ``nodelay`` for a latency figure.
+``tcp_server {..., mode: "echo_all"}``: accepts every connection until ``job_stop`` or its
+    lifetime and echoes each on a thread of its own (``nodelay`` applies to each); result
+    ``{mode, accepted, echoed_bytes, ended, rt}``. For ``tcp_client`` mode ``rps``.
+``tcp_client {addr, port, mode: "rps", connections: 1, seconds: 5, size: 32, ...}`` -> ``{job}``:
+    ``connections`` connections (TCP_NODELAY), each on its own thread sending ``size`` bytes and
+    waiting for all of them back, again and again for ``seconds``. Result: ``{mode,
+    connections, requests, elapsed, per_connection: [...], rt}``: the request/response rate of
+    a small RPC protocol, against an ``echo_all`` server.
+``udp_ping {addr, port, count: 100, size: 32, tries: 5, interval: 1.0, lifetime: 60}`` ->
+    ``{job}``: one request resent as ``udp_request`` does until the echo server answers (lwIP
+    resolves the neighbour), then ``count`` timed round trips of ``size`` bytes, each given
+    ``interval`` before it counts as lost. Result: ``{ms: [...], lost, rt}``.
 ``udp_echo_server {family: 4, addr: any, port, rt: false, lifetime: 60}`` -> ``{job, port}`` once
     bound. Result (after ``job_stop`` or its lifetime): ``{echoed, bytes, peers, send_errors,
     ended: "stopped"|"lifetime", rt}``.
@@ -285,6 +297,7 @@ IO_SLICE = 0.25  # s; how often a blocked socket call wakes to look at its job's
 UDP_MAX = 65535
 MAX_PATTERN = 1 << 30
 MAX_TIMED = 100_000  # most timed connects or round trips one job may make
+MAX_CONNECTIONS = 256  # most connections one echo_all server or rps client holds
 
 
 class ZtsSockaddrIn(ctypes.Structure):
@@ -630,6 +643,7 @@ class Worker:
             "tcp_client": self.tcp_client,
             "udp_echo_server": self.udp_echo_server,
             "udp_request": self.udp_request,
+            "udp_ping": self.udp_ping,
             "job_wait": self.job_wait,
             "job_stop": self.job_stop,
             "jobs": self.list_jobs,
@@ -885,8 +899,8 @@ class Worker:
         job accepts one connection and then either sinks it (digesting what arrives) or echoes
         it, until the peer's EOF."""
         mode = req.get("mode", "sink")
-        if mode not in ("sink", "echo", "accept"):
-            raise ValueError("mode must be sink, echo or accept")
+        if mode not in ("sink", "echo", "accept", "echo_all"):
+            raise ValueError("mode must be sink, echo, accept or echo_all")
         nodelay = bool(req.get("nodelay", False))
         digest = bool(req.get("digest", True))
         family = family_of(req)
@@ -897,34 +911,73 @@ class Worker:
             listener.bind(addr, int(req["port"]))
             # accept mode: a backlog, so a connection completed before the previous one was
             # accepted is not dropped (which would cost the client a SYN retransmission)
-            listener.check("zts_bsd_listen", listener.fd, 16 if mode == "accept" else 1)
+            backlog = 128 if mode == "echo_all" else 16 if mode == "accept" else 1
+            listener.check("zts_bsd_listen", listener.fd, backlog)
             listener.set_timeout(SO_RCVTIMEO, IO_SLICE)
             local = listener.local()
         except BaseException:
             listener.close()
             raise
 
-        def accept_all(job: Job) -> dict[str, Any]:
+        def accept_each(
+            job: Job, take: Callable[[Zsock], None], limit: int | None = None
+        ) -> tuple[int, str]:
+            """Accepted connections handed to ``take`` until the job is stopped ("stopped")
+            or its lifetime ends ("lifetime"), at most ``limit``."""
             accepted = 0
-            ended = "stopped"
             try:
-                while True:
+                while limit is None or accepted < limit:
                     try:
                         conn, _ = listener.accept(job)
                     except JobStopped:
                         break
                     except JobExpired:
-                        ended = "lifetime"
-                        break
-                    conn.close()
+                        return accepted, "lifetime"
+                    take(conn)
                     accepted += 1
             finally:
                 listener.close()
+            return accepted, "stopped"
+
+        def accept_all(job: Job) -> dict[str, Any]:
+            accepted, ended = accept_each(job, lambda conn: conn.close())
             return {"mode": mode, "accepted": accepted, "ended": ended}
+
+        def echo_all(job: Job) -> dict[str, Any]:
+            threads: list[threading.Thread] = []
+            echoed = [0]
+            lock = threading.Lock()
+
+            def serve_one(conn: Zsock) -> None:
+                try:
+                    if nodelay:
+                        conn.set_int(IPPROTO_TCP, TCP_NODELAY, 1)
+                    conn.set_timeout(SO_RCVTIMEO, IO_SLICE)
+                    conn.set_timeout(SO_SNDTIMEO, IO_SLICE)
+                    n = self._serve(conn, "echo", job)["bytes"]
+                    with lock:
+                        echoed[0] += n
+                except (JobStopped, JobExpired, ZtsError, ConnectionError):
+                    pass
+                finally:
+                    conn.close()
+
+            def start(conn: Zsock) -> None:
+                t = threading.Thread(target=serve_one, args=(conn,), daemon=True)
+                t.start()
+                threads.append(t)
+
+            accepted, ended = accept_each(job, start, MAX_CONNECTIONS)
+            for t in threads:
+                t.join(IO_SLICE * 4)
+            return {"mode": mode, "accepted": accepted, "echoed_bytes": echoed[0],
+                    "ended": ended}  # fmt: skip
 
         def body(job: Job) -> dict[str, Any]:
             if mode == "accept":
                 return accept_all(job)
+            if mode == "echo_all":
+                return echo_all(job)
             try:
                 conn, peer = listener.accept(job)
             finally:
@@ -980,8 +1033,10 @@ class Worker:
         the clock. Modes ``connects`` and ``ping`` time connection setup and small round trips
         (see the module docstring)."""
         mode = req.get("mode", "source")
-        if mode not in ("source", "echo_check", "connects", "ping"):
-            raise ValueError("mode must be source, echo_check, connects or ping")
+        if mode not in ("source", "echo_check", "connects", "ping", "rps"):
+            raise ValueError("mode must be source, echo_check, connects, ping or rps")
+        if mode == "rps":
+            return self._rps_client(req)
         ip, port = str(req["addr"]), int(req["port"])
         family = AF_INET if ipaddress.ip_address(ip).version == 4 else AF_INET6
         size = int(req.get("bytes", 0)) if mode in ("source", "echo_check") else 0
@@ -1040,6 +1095,74 @@ class Worker:
                 return out
             finally:
                 sock.close()
+
+        job = self._start_job("tcp_client", req, body)
+        return {"job": job.id}
+
+    def _rps_client(self, req: dict[str, Any]) -> dict[str, Any]:
+        ip, port = str(req["addr"]), int(req["port"])
+        family = AF_INET if ipaddress.ip_address(ip).version == 4 else AF_INET6
+        conns = int(req.get("connections", 1))
+        if not 1 <= conns <= MAX_CONNECTIONS:
+            raise ValueError(f"connections must be within 1..{MAX_CONNECTIONS}")
+        seconds = float(req.get("seconds", 5.0))
+        size = int(req.get("size", 32))
+        if not 1 <= size <= RECV_BUF:
+            raise ValueError(f"size must be within 1..{RECV_BUF}")
+
+        def body(job: Job) -> dict[str, Any]:
+            socks = [self._connect(family, ip, port, job, 20, 20.0, 2.0)[0] for _ in range(conns)]
+            counts = [0] * conns
+            errors: list[str] = []
+            start = threading.Event()
+            end_at = [0.0]
+
+            def run(i: int, sock: Zsock) -> None:
+                try:
+                    sock.set_int(IPPROTO_TCP, TCP_NODELAY, 1)
+                    sock.set_timeout(SO_RCVTIMEO, IO_SLICE)
+                    sock.set_timeout(SO_SNDTIMEO, IO_SLICE)
+                    out = (ctypes.c_uint8 * size)(*([0x72] * size))
+                    base = ctypes.addressof(out)
+                    rbuf = (ctypes.c_uint8 * RECV_BUF)()
+                    start.wait(30)
+                    while time.monotonic() < end_at[0]:
+                        sock.send_all(base, size, job)
+                        got = 0
+                        while got < size:
+                            n = sock.recv(rbuf, RECV_BUF, job)
+                            if not n:
+                                raise ConnectionError("echo server closed")
+                            got += n
+                        counts[i] += 1
+                    sock.shutdown_write()
+                except Exception as e:  # reported, and the others go on
+                    errors.append(f"{type(e).__name__}: {e}"[:120])
+
+            threads = [
+                threading.Thread(target=run, args=(i, sk), daemon=True)
+                for i, sk in enumerate(socks)
+            ]
+            try:
+                for t in threads:
+                    t.start()
+                t0 = time.monotonic()
+                end_at[0] = t0 + seconds
+                start.set()
+                for t in threads:
+                    t.join(seconds + 10)
+                elapsed = time.monotonic() - t0
+            finally:
+                for sk in socks:
+                    sk.close()
+            return {
+                "mode": "rps",
+                "connections": conns,
+                "requests": sum(counts),
+                "elapsed": elapsed,
+                "per_connection": counts,
+                "errors": errors[:5],
+            }
 
         job = self._start_job("tcp_client", req, body)
         return {"job": job.id}
@@ -1313,6 +1436,54 @@ class Worker:
                 sock.close()
 
         job = self._start_job("udp_request", req, body)
+        return {"job": job.id}
+
+    def udp_ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        ip, port = str(req["addr"]), int(req["port"])
+        count = int(req.get("count", 100))
+        if not 0 <= count <= MAX_TIMED:
+            raise ValueError(f"count must be within 0..{MAX_TIMED}")
+        size = int(req.get("size", 32))
+        tries = int(req.get("tries", 5))
+        interval = float(req.get("interval", 1.0))
+
+        def body(job: Job) -> dict[str, Any]:
+            dest = sockaddr(ip, port)
+            sock = Zsock.open(self.lib, int(dest.family), SOCK_DGRAM)
+            try:
+                sock.set_timeout(SO_RCVTIMEO, min(IO_SLICE, interval))
+                out = (ctypes.c_uint8 * size)(*([0x75] * size))
+                buf = (ctypes.c_uint8 * UDP_MAX)()
+
+                def round_trip() -> float | None:
+                    t0 = time.perf_counter()
+                    sock.sendto(out, size, ctypes.byref(dest), ctypes.sizeof(dest))
+                    while time.perf_counter() - t0 < interval:
+                        if sock.recvfrom(buf, UDP_MAX, job) is not None:
+                            return (time.perf_counter() - t0) * 1000
+                    return None
+
+                for _ in range(max(1, tries)):
+                    try:
+                        if round_trip() is not None:
+                            break
+                    except ZtsError:  # no route yet: the next interval
+                        job.sleep(interval)
+                else:
+                    raise TimeoutError(f"no echo from {ip} port {port} in {tries} tries")
+                ms: list[float] = []
+                lost = 0
+                for _ in range(count):
+                    r = round_trip()
+                    if r is None:
+                        lost += 1
+                    else:
+                        ms.append(r)
+                return {"ms": ms, "lost": lost}
+            finally:
+                sock.close()
+
+        job = self._start_job("udp_ping", req, body)
         return {"job": job.id}
 
     def _finish(self, job: Job, timeout: float) -> dict[str, Any]:
