@@ -23,6 +23,7 @@ from ztnode.sockets.bridgeports import TapPort
 from ztnode.testing.local import DEFAULT_NETWORK
 
 LAN_IP = "10.147.17.250"
+LAN_MAC = "00:16:3e:5a:17:fa"
 # Members get addresses below the bridged host's.
 NETWORK = {
     **DEFAULT_NETWORK,
@@ -55,7 +56,13 @@ async def run_local() -> None:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         fd, tap = in_namespace(ns, lambda: TapPort.create("zttap%d"))
-        for args in (("link", "set", tap, "up"), ("addr", "add", f"{LAN_IP}/24", "dev", tap)):
+        for args in (
+            # A globally administered MAC: a random (locally administered) one reads as a
+            # ZeroTier member's one time in 64, and members could not reach the host.
+            ("link", "set", "dev", tap, "address", LAN_MAC),
+            ("link", "set", "dev", tap, "up"),
+            ("addr", "add", f"{LAN_IP}/24", "dev", tap),
+        ):
             subprocess.run(["ip", "-n", ns, *args], check=True)
         with tempfile.TemporaryDirectory() as base:
             async with LocalZtWorld(base, members=2, network=NETWORK) as world:

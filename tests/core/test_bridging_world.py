@@ -192,3 +192,27 @@ def test_a_multicast_frame_asking_for_members_gets_them(tmp_path: Path) -> None:
     b.node.switch.send(a.node.address, Verb.MULTICAST_FRAME, frame, w.now)
     net_b = b.node.network(w.nwid)
     assert w.run_until(lambda: a.node.address in net_b.members_of(group, w.now), 5_000)
+
+
+def test_a_segment_host_with_a_member_looking_mac_is_named_once(
+    world: RulesWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bridged host whose MAC starts with the network's member octet cannot be reached
+    (every member takes it for a member's MAC, as ZeroTierOne does); the port says so once
+    per MAC (random TAP and VM MACs collide one time in 64)."""
+    from scapy.layers.l2 import ARP, Ether
+
+    from ztnode.wire.mac import first_octet_for_network
+
+    w = world
+    port = w.c.attach_bridge(w.nwid, lambda frame: None)
+    octet = first_octet_for_network(w.nwid)
+    bad = f"{octet:02x}:11:22:33:44:55"
+    good = "00:16:3e:11:22:33"  # globally administered: never a member's
+    with caplog.at_level("WARNING", logger="ztnode.netstack"):
+        for mac in (bad, bad, good):
+            frame = Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=mac, pdst=LAN_IP)
+            w.c.bridge_input(w.nwid, bytes(frame), w.now)
+    named = [r for r in caplog.records if "reads as a ZeroTier member" in r.getMessage()]
+    assert len(named) == 1 and bad.replace(":", "") in named[0].getMessage()
+    assert port.counters["from_segment"] == 3

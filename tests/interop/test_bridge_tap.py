@@ -21,6 +21,8 @@ from ztnode.testing.local import DEFAULT_NETWORK, LocalZtWorld
 
 IDS = test_identities()
 LAN_IP = "10.147.17.250"
+#: The segment's MACs: globally administered, so never read as a ZeroTier member's.
+LAN_MACS = ("00:16:3e:00:00:01", "00:16:3e:00:00:02")
 NETWORK = {
     **DEFAULT_NETWORK,
     "ipAssignmentPools": [{"ipRangeStart": "10.147.17.1", "ipRangeEnd": "10.147.17.100"}],
@@ -32,6 +34,9 @@ def test_a_kernel_host_behind_a_tap_bridge_port(tmp_path: Path) -> None:
     with NetNamespace() as ns:
         fd, tap = ns.in_namespace(lambda: TapPort.create("ztbr%d"))
         ns.ip("link", "add", "br0", "type", "bridge")
+        # Globally administered MACs: random ones read as a member's one time in 64.
+        ns.ip("link", "set", "dev", tap, "address", LAN_MACS[0])
+        ns.ip("link", "set", "dev", "br0", "address", LAN_MACS[1])
         ns.ip("link", "set", tap, "master", "br0")
         ns.ip("link", "set", tap, "up")
         ns.ip("link", "set", "br0", "up")
@@ -115,6 +120,7 @@ def test_a_kernel_host_behind_a_vm_socket_port(tmp_path: Path) -> None:
     need_root()
     with NetNamespace() as ns:
         fd, tap = ns.in_namespace(lambda: TapPort.create("ztvm%d"))
+        ns.ip("link", "set", "dev", tap, "address", LAN_MACS[0])  # not a member-looking one
         ns.ip("link", "set", tap, "up")
         ns.ip("addr", "add", f"{LAN_IP}/24", "dev", tap)
         listener = ns.socket(socket.AF_INET, socket.SOCK_STREAM, bind=(LAN_IP, 8000))

@@ -111,6 +111,9 @@ def test_libzt_reaches_a_host_behind_our_bridge(libzt_installed: None, tmp_path:
     ):
         fd, tap = ns.in_namespace(lambda: TapPort.create("ztlan%d"))
         ns.ip("link", "add", "lanbr", "type", "bridge")
+        # Globally administered MACs: random ones read as a member's one time in 64.
+        ns.ip("link", "set", "dev", tap, "address", "00:16:3e:00:01:01")
+        ns.ip("link", "set", "dev", "lanbr", "address", "00:16:3e:00:01:02")
         ns.ip("link", "set", tap, "master", "lanbr")
         ns.ip("link", "set", tap, "up")
         ns.ip("link", "set", "lanbr", "up")

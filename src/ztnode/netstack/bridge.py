@@ -20,15 +20,19 @@ The segment's MAC table is bounded and aged (:class:`~ztnode.core.bridges.Bridge
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ztnode.core.bridges import BridgeRoutes
 from ztnode.errors import LocalProtocolError
+from ztnode.wire.mac import first_octet_for_network
 
 if TYPE_CHECKING:
     from ztnode.core.node import Node
     from ztnode.netstack.stack import IpStack
+
+log = logging.getLogger("ztnode.netstack")
 
 __all__ = ["BridgePort", "FrameOutput", "ethernet", "parse_ethernet"]
 
@@ -37,6 +41,8 @@ FrameOutput = Callable[[bytes], None]
 
 _LOCAL = 0  # the owner recorded for MACs on the segment
 _MIN_FRAME = 14
+#: Segment MACs warned about at most (see BridgePort._looks_like_a_member).
+_WARNED_MAX = 64
 
 
 def ethernet(dst: int, src: int, ethertype: int, payload: bytes) -> bytes:
@@ -70,6 +76,26 @@ class BridgePort:
         self.output = output
         self.segment = BridgeRoutes(max_macs)
         self.counters = {"from_segment": 0, "to_segment": 0, "dropped": 0, "refused": 0}
+        self._member_octet = first_octet_for_network(network_id)
+        self._warned: set[int] = set()
+
+    def _looks_like_a_member(self, src: int) -> None:
+        """A host on the segment whose MAC starts with this network's member octet: every
+        member (ours and ZeroTierOne alike) takes frames to it for a member's and sends them
+        as FRAMEs to the address the MAC spells, so it can hear but not be reached. Random
+        locally administered MACs (TAP devices, VMs) hit this one time in 64; say so once per
+        MAC instead of leaving a silent black hole."""
+        if src in self._warned or len(self._warned) >= _WARNED_MAX:
+            return
+        self._warned.add(src)
+        log.warning(
+            "network %016x: bridged host %012x has a MAC that reads as a ZeroTier member's "
+            "(first octet %02x); members cannot reach it. Give it another MAC (a globally "
+            "administered one never collides)",
+            self.network_id,
+            src,
+            self._member_octet,
+        )
 
     def _our_mac(self) -> int | None:
         net = self.node.network(self.network_id)
@@ -87,6 +113,8 @@ class BridgePort:
             self.counters["dropped"] += 1  # no source, or our own MAC looping back
             return
         self.counters["from_segment"] += 1
+        if src >> 40 == self._member_octet:
+            self._looks_like_a_member(src)
         self.segment.learn(src, _LOCAL, now)
         if dst == ours or _multicast(dst):
             if stack is not None:

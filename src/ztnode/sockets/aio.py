@@ -892,7 +892,12 @@ class Network:
         sock.user = pending
         self.node.service.flush_soon()
         try:
-            await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+            if timeout is None:
+                # The handshake's own future, awaited directly: a shield and wait_for would
+                # cost two more trips through the event loop once it is connected.
+                await pending.future
+            else:
+                await asyncio.wait_for(asyncio.shield(pending.future), timeout)
         except TimeoutError:
             pending.future.cancel()  # nobody will read it now
             sock.abort(self.node._now())
