@@ -480,3 +480,36 @@ def test_time_wait_records_answer_fins_expire_and_are_bounded() -> None:
     w.run(10)
     assert s2.state is TcpState.CLOSED and c2.state is TcpState.CLOSED
     assert w.b.counters["tcp_time_wait_overflow"] == 1 and s2.key not in w.b._time_wait
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_the_handshake_fast_path_changes_nothing_but_speed(
+    v6: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SYNs to listeners and segments with any options parsed on the fast path (the codec's
+    option parser, no header objects) leave exactly the frames the full path does: the same
+    scenario twice, byte for byte (connect, data both ways with SACK-able loss, a refused
+    connect, a close)."""
+    from ztnode.netstack.tcpmux import TcpMux
+
+    def scenario() -> list[tuple[str, int, int, bytes]]:
+        w = Wire()
+        host = rfc4193(B_ADDR) if v6 else "10.9.0.2"
+        c, s = _pair(w, host, 80)
+        c.send(b"x" * 20000)
+        w.drop_next = 2  # a loss in flight: SACK blocks on the way back
+        w.run(2000)
+        s.send(b"y" * 5000)
+        w.run(2000)
+        assert s.recv(1 << 20) == b"x" * 20000 and c.recv(1 << 20) == b"y" * 5000
+        refused = w.a.tcp_connect(host, 81, w.now)
+        w.run(100)
+        assert refused.state is TcpState.CLOSED
+        c.close(w.now)
+        s.close(w.now)
+        w.run(100)
+        return w.log
+
+    fast = scenario()
+    monkeypatch.setattr(TcpMux, "fast_handshake", False)
+    assert scenario() == fast

@@ -5,6 +5,7 @@ IP packets (or offload bursts), and RFC 6528 initial sequence numbers."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import heapq
 import logging
@@ -15,6 +16,7 @@ from ipaddress import (
 )
 from typing import TYPE_CHECKING
 
+from ztnode.errors import DecodeError
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum
 from ztnode.netstack.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6
@@ -29,6 +31,7 @@ from ztnode.netstack.stackconfig import (
     IP4_HEADER,
     IP6_HEADER,
     MAC_REMEMBER_MS,
+    PARSED_IP_CACHE,
     TCP_FIXED,
     TCP_HEADER,
     TS_OPTION,
@@ -36,10 +39,17 @@ from ztnode.netstack.stackconfig import (
     IPAddr,
 )
 from ztnode.netstack.tcp_timewait import TimeWait, Verdict
-from ztnode.netstack.tcpwire import TcpSegmentHeader
+from ztnode.netstack.tcpwire import TcpSegmentHeader, parse_options
 from ztnode.netstack.tso import TcpBurst, pseudo_sum, tcp_options
 
 log = logging.getLogger("ztnode.netstack")
+
+
+@functools.lru_cache(maxsize=PARSED_IP_CACHE)
+def _ip_of(packed: bytes) -> IPAddr:
+    """The address of 4 or 16 packed bytes (remembered: a server sees the same peers again)."""
+    return ip_address(packed)
+
 
 if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
@@ -61,6 +71,10 @@ class TcpMux:
 
         return isn
 
+    #: Handshakes and segments with any options on the fast path too (tests turn it off to
+    #: check it changes nothing but speed).
+    fast_handshake: bool = True
+
     def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
         """A new connection's own config (hand it over with ``private_config``: one copy)."""
         rt = self.rt
@@ -72,30 +86,61 @@ class TcpMux:
         )
 
     def receive_fast(self, src: bytes, dst: bytes, body: memoryview, now: int) -> bool:
-        """An established connection's segment, parsed without the codec objects. False
-        sends the packet down the full path (no connection, unusual options)."""
+        """A connection's segment, or a bare SYN for a listener, parsed without the codec
+        objects (the options with the codec's own parser). False sends the packet down the
+        full path: no connection and no listener, a 4-tuple in TIME-WAIT, a bare SYN for a
+        connection, a malformed option (which the full path counts)."""
         n = len(body)
         sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(body, 0)
-        s = self.rt._tcp.get((dst, dport, src, sport))
+        key = (dst, dport, src, sport)
+        s = self.rt._tcp.get(key)
+        lst: TcpListener | None = None
         if s is None:
-            return False
+            if not self.fast_handshake or fl & 0x3F & ~0x08 != 0x02 or key in self.rt._time_wait:
+                return False
+            v6 = len(dst) == 16
+            lst = self.rt._listeners.get((v6, dst, dport)) or self.rt._listeners.get(
+                (v6, b"", dport)
+            )
+            if lst is None:
+                return False  # the full path answers with a reset, and counts it
+        elif fl & 0x07 == 0x02 and not fl & 0x10:
+            return False  # a bare SYN for a connection: TIME-WAIT reopening, challenge ACKs
         hlen = (off >> 4) << 2
+        if hlen > n or hlen < 20:
+            self.rt._count("malformed")
+            return True
         ts: tuple[int, int] | None = None
+        mss: int | None = None
+        ws: int | None = None
+        sackp = False
+        sacks: tuple[tuple[int, int], ...] = ()
         if hlen == 32 and body[20] == 1 and body[21] == 1 and body[22] == 8 and body[23] == 10:
             ts = TS_VALUES.unpack_from(body, 24)
         elif hlen != 20:
-            return False
-        if hlen > n:
-            self.rt._count("malformed")
-            return True
+            if not self.fast_handshake:
+                return False
+            try:
+                mss, ws, sackp, sacks, ts = parse_options(body, hlen)
+            except DecodeError:
+                return False
         psum = pseudo_sum(src, dst, PROTO_TCP, n)
         if ones_sum(body, psum) != 0xFFFF:
             self.rt._count("tcp_checksum")
             return True
         seg = tcb.Segment(
-            seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), None, None, False, (), ts
+            seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), mss, ws, sackp, sacks, ts
         )
+        if lst is not None:
+            self._passive_open(lst, key, (_ip_of(dst), dport), (_ip_of(src), sport), seg, now)
+            return True
+        assert s is not None
         s.conn.receive_segment(seg, now)
+        if mss is not None or ws is not None or sackp or sacks:
+            # A handshake segment or one carrying SACK blocks: serviced at once, exactly as
+            # the full path does (a SACK may start a fast retransmit now).
+            self.service(s, now)
+            return True
         # Serviced at the next frames_to_send (once per received burst), not per segment: one
         # ACK then covers the whole burst (stretch ACKs; the sender counts bytes, RFC 3465)
         # and the application is woken once.

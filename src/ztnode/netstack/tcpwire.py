@@ -110,6 +110,52 @@ def encode_options(
     return b"".join(parts)
 
 
+TcpOptions = tuple[
+    int | None, int | None, bool, tuple[tuple[int, int], ...], tuple[int, int] | None
+]
+
+
+def parse_options(mv: memoryview, hlen: int) -> TcpOptions:
+    """``(mss, window_scale, sack_permitted, sack_blocks, timestamps)`` from the option bytes
+    of a segment whose header is ``hlen`` bytes (``mv`` starts at the TCP header); DecodeError
+    for a truncated or malformed option. Unknown options are skipped, known ones of the wrong
+    length ignored (RFC 9293 3.1). One parser for the codec and the stack's fast path."""
+    mss: int | None = None
+    ws: int | None = None
+    sackp = False
+    sacks: tuple[tuple[int, int], ...] = ()
+    ts: tuple[int, int] | None = None
+    i = TCP_HEADER_LEN
+    while i < hlen:
+        kind = mv[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= hlen:
+            raise DecodeError(f"TCP option {kind} truncated before its length")
+        ln = mv[i + 1]
+        if ln < 2 or i + ln > hlen:
+            raise DecodeError(f"TCP option {kind} has bad length {ln}")
+        if kind == OPT_TIMESTAMPS:
+            if ln == 10:
+                ts = _II.unpack_from(mv, i + 2)
+        elif kind == OPT_MSS:
+            if ln == 4:
+                mss = (mv[i + 2] << 8) | mv[i + 3]
+        elif kind == OPT_WINDOW_SCALE:
+            if ln == 3:
+                ws = mv[i + 2]
+        elif kind == OPT_SACK_PERMITTED:
+            if ln == 2:
+                sackp = True
+        elif kind == OPT_SACK and ln in (10, 18, 26, 34):
+            sacks = tuple(_II.iter_unpack(mv[i + 2 : i + ln]))
+        i += ln
+    return mss, ws, sackp, sacks, ts
+
+
 @final
 @dataclass(frozen=True, slots=True)
 class TcpSegmentHeader:
@@ -205,39 +251,7 @@ class TcpSegmentHeader:
                 make(sport, dport, seq, ack, flags, win, urg, None, None, False, (), None),
                 mv[hlen:],
             )
-        mss: int | None = None
-        ws: int | None = None
-        sackp = False
-        sacks: tuple[tuple[int, int], ...] = ()
-        ts: tuple[int, int] | None = None
-        i = TCP_HEADER_LEN
-        while i < hlen:
-            kind = mv[i]
-            if kind == OPT_EOL:
-                break
-            if kind == OPT_NOP:
-                i += 1
-                continue
-            if i + 1 >= hlen:
-                raise DecodeError(f"TCP option {kind} truncated before its length")
-            ln = mv[i + 1]
-            if ln < 2 or i + ln > hlen:
-                raise DecodeError(f"TCP option {kind} has bad length {ln}")
-            if kind == OPT_TIMESTAMPS:
-                if ln == 10:
-                    ts = _II.unpack_from(mv, i + 2)
-            elif kind == OPT_MSS:
-                if ln == 4:
-                    mss = (mv[i + 2] << 8) | mv[i + 3]
-            elif kind == OPT_WINDOW_SCALE:
-                if ln == 3:
-                    ws = mv[i + 2]
-            elif kind == OPT_SACK_PERMITTED:
-                if ln == 2:
-                    sackp = True
-            elif kind == OPT_SACK and ln in (10, 18, 26, 34):
-                sacks = tuple(_II.iter_unpack(mv[i + 2 : i + ln]))
-            i += ln
+        mss, ws, sackp, sacks, ts = parse_options(mv, hlen)
         return (
             make(sport, dport, seq, ack, flags, win, urg, mss, ws, sackp, sacks, ts),
             mv[hlen:],
