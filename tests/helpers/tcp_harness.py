@@ -138,6 +138,18 @@ class Pair:
         return [s for _, d, s in self.log if d == direction]
 
 
+def a_in_time_wait(msl_ms: int) -> Pair:
+    """A pair whose ``a`` closed first and now waits in TIME-WAIT (``b`` closed too)."""
+    cfg = TcpConfig(msl_ms=msl_ms)
+    p = Pair(a_config=cfg, b_config=cfg)
+    p.handshake()
+    p.a.close(p.now)
+    p.run(lambda: p.a.state is TcpState.FIN_WAIT_2)
+    p.b.close(p.now)
+    p.run(lambda: p.a.state is TcpState.TIME_WAIT)
+    return p
+
+
 def transfer(pair: Pair, src: str, data: bytes, max_time: int = 3_600_000) -> bytes:
     """Send ``data`` from ``src`` to the other end, reading as it arrives; returns what arrived."""
     sender = pair.conn(src)

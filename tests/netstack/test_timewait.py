@@ -9,9 +9,9 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers.tcp_harness import Pair
+from tests.helpers.tcp_harness import a_in_time_wait
 from tests.helpers.tcp_peer import time_wait
-from ztnode.netstack.tcp import Segment, TcpConfig, TcpConnection, TcpState
+from ztnode.netstack.tcp import Segment, TcpConnection, TcpState
 from ztnode.netstack.tcp_seq import SEQ_MASK
 from ztnode.netstack.tcp_timewait import TimeWait, Verdict
 
@@ -25,13 +25,7 @@ def _scripted() -> TcpConnection:
 
 
 def _with_timestamps() -> TcpConnection:
-    cfg = TcpConfig(msl_ms=500)
-    p = Pair(a_config=cfg, b_config=cfg)
-    p.handshake()
-    p.a.close(p.now)
-    p.run(lambda: p.a.state is TcpState.FIN_WAIT_2)
-    p.b.close(p.now)
-    p.run(lambda: p.a.state is TcpState.TIME_WAIT)
+    p = a_in_time_wait(500)
     assert p.a.ts.enabled
     return p.a
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers.tcp_harness import Pair, transfer
+from tests.helpers.tcp_harness import Pair, a_in_time_wait, transfer
 from tests.helpers.tcp_peer import F, fin_wait_2, state
 from ztnode.netstack.tcp import (
     ClosedEvent,
@@ -60,13 +60,7 @@ def test_data_after_close_resets() -> None:
 
 
 def test_time_wait_then_closed_event_over_harness() -> None:
-    cfg = TcpConfig(msl_ms=250)
-    p = Pair(a_config=cfg, b_config=cfg)
-    p.handshake()
-    p.a.close(p.now)
-    p.run(lambda: p.a.state is TcpState.FIN_WAIT_2)
-    p.b.close(p.now)
-    p.run(lambda: p.a.state is TcpState.TIME_WAIT)
+    p = a_in_time_wait(250)
     entered = p.now
     p.run(lambda: p.a.state is TcpState.CLOSED)
     assert p.now - entered == 500
