@@ -472,6 +472,12 @@ def test_time_wait_records_answer_fins_expire_and_are_bounded() -> None:
     assert w.b._ports[PROTO_TCP].get(92)  # the listener's port, still referenced
     w.run(2 * 30_000 + 1_000)
     assert s.key not in w.b._time_wait and not w.b._time_wait_order
+    # A record holds its port's reference, not the port: a closed listener's port can be
+    # listened on again while its connections still wait (Linux's SO_REUSEADDR servers).
+    _, s1 = _server_closes_first(w, 94)
+    w.b._listeners[(False, b"", 94)].close(w.now)
+    assert s1.key in w.b._time_wait
+    w.b.tcp_listen(None, 94)
     w.b.config.max_time_wait = 0
     c2, s2 = _pair(w, "10.9.0.2", 93)
     s2.close(w.now)

@@ -209,9 +209,6 @@ class TcpListener:
         for s in list(self.stack._tcp.values()):
             if s.listener is self:
                 s.abort(now)
-        for tw in list(self.stack._time_wait.values()):
-            if tw.listener is self:
-                self.stack.tcp.drop_time_wait(tw)
         self.stack._release_port(PROTO_TCP, self.port)
 
     def _key(self) -> tuple[bool, bytes, int]:

@@ -353,9 +353,10 @@ class IpStack:
         while heap and heap[0][2]._timer_at != heap[0][0]:
             heapq.heappop(heap)
         best = heap[0][0] if heap else None
-        tw = self.tcp.time_wait_deadline()
-        if tw is not None and (best is None or tw < best):
-            best = tw
+        if self._time_wait_order:  # empty on most pumps: no call then
+            tw = self.tcp.time_wait_deadline()
+            if tw is not None and (best is None or tw < best):
+                best = tw
         for d in (
             self.arp.next_deadline(),
             self.ndp.next_deadline(),

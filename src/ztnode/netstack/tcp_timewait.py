@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ztnode.budget import SecondBudget
+from ztnode.netstack.tcp import TcpState
 from ztnode.netstack.tcp_rcvwnd import acceptable, trim
 from ztnode.netstack.tcp_seq import SEQ_MASK, seq_diff
 from ztnode.netstack.tcpwire import ACK, FIN, RST, SYN
 
 if TYPE_CHECKING:
-    from ztnode.netstack.handles import TcpListener
     from ztnode.netstack.tcp import Segment, TcpConnection
 
 __all__ = ["TimeWait", "Verdict"]
@@ -56,7 +56,6 @@ class TimeWait:
         "deadline",
         "key",
         "last_ack_sent",
-        "listener",
         "max_wnd",
         "msl2",
         "rcv_nxt",
@@ -69,16 +68,8 @@ class TimeWait:
         "wnd",
     )
 
-    def __init__(
-        self,
-        conn: TcpConnection,
-        key: tuple[bytes, int, bytes, int],
-        listener: TcpListener | None = None,
-    ) -> None:
+    def __init__(self, conn: TcpConnection, key: tuple[bytes, int, bytes, int]) -> None:
         self.key = key
-        #: The listener the connection came from (closing it ends its TIME-WAITs too, as it
-        #: ended the full connections, so the port can be listened on again at once).
-        self.listener = listener
         deadline = conn.timers.time_wait
         self.msl2 = 2 * conn.config.msl_ms
         self.deadline: int = deadline if deadline is not None else 0
@@ -99,8 +90,6 @@ class TimeWait:
     def suits(conn: TcpConnection) -> bool:
         """Whether ``conn`` can become a record now: in TIME-WAIT with nothing owed (no ACK
         or control segment pending, no out-of-order data, nothing unread)."""
-        from ztnode.netstack.tcp import TcpState
-
         return (
             conn.state is TcpState.TIME_WAIT
             and conn.timers.time_wait is not None

@@ -99,9 +99,9 @@ class TcpMux:
             if not self.fast_handshake or fl & 0x3F & ~0x08 != 0x02 or key in self.rt._time_wait:
                 return False
             v6 = len(dst) == 16
-            lst = self.rt._listeners.get((v6, dst, dport)) or self.rt._listeners.get(
-                (v6, b"", dport)
-            )
+            lst = self.rt._listeners.get((v6, dst, dport))
+            if lst is None:
+                lst = self.rt._listeners.get((v6, b"", dport))
             if lst is None:
                 return False  # the full path answers with a reset, and counts it
         elif fl & 0x07 == 0x02 and not fl & 0x10:
@@ -282,7 +282,7 @@ class TcpMux:
         conn = s.conn
         kept = len(rt._time_wait) < rt.config.max_time_wait
         if kept:
-            tw = TimeWait(conn, s.key, s.listener)
+            tw = TimeWait(conn, s.key)
             rt._time_wait[s.key] = tw
             rt._time_wait_order.append((tw.deadline, tw))
         else:
