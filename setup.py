@@ -1,13 +1,19 @@
 """Build hook for the optional C accelerator ``ztnode.accel._zt_accel``; metadata is in pyproject.
 
-Why a setup.py at all: the accelerator must be *optional*. It needs a C compiler and the OpenSSL
-and libsodium headers (Debian: ``gcc libssl-dev libsodium-dev``), and a machine without them must
-still install ztnode, which then runs its pure-Python armor path. So the extension is declared
-through cffi's ``cffi_modules`` hook and built by a ``build_ext`` that turns any compile or link
-failure into a warning instead of a failed install.
+Why a setup.py at all: the accelerator must be *optional*. A wheel carries it built; from source
+it needs a C compiler and Python's headers (Debian: ``gcc python3-dev``; no OpenSSL or libsodium
+headers: its primitives are its own and OpenSSL is bound at run time), and a machine without
+them must still install ztnode, which then runs its pure-Python packet path. So the extension is
+declared through cffi's ``cffi_modules`` hook and built by a ``build_ext`` that turns any compile
+or link failure into a warning instead of a failed install.
 
 ``ZTNODE_NO_ACCEL_BUILD=1`` skips the extension entirely (for testing the fallback install, or
-for platforms where even trying is unwanted).
+for platforms where even trying is unwanted). ``ZTNODE_REQUIRE_ACCEL_BUILD=1`` does the opposite:
+a failed extension fails the build, so a release wheel can never be a slow one by accident
+(cibuildwheel's configuration in pyproject.toml sets it).
+
+The extension uses only CPython's limited API (cffi builds it so), so its wheel is tagged
+``abi3`` for CPython 3.11: one wheel per platform serves 3.11 and every later CPython.
 """
 
 from __future__ import annotations
@@ -21,31 +27,47 @@ from setuptools.command.build_ext import build_ext
 
 ACCEL_BUILDER = "src/ztnode/accel/_build.py:ffibuilder"
 SKIP_ENV = "ZTNODE_NO_ACCEL_BUILD"
+REQUIRE_ENV = "ZTNODE_REQUIRE_ACCEL_BUILD"
+LIMITED_API = "cp311"
+
+
+HINT = (
+    "ztnode runs, on its slow pure-Python packet path; for the fast path install ztnode from a "
+    "wheel, or a C compiler and Python's headers (Debian: gcc python3-dev) and reinstall"
+)
 
 
 def _warn(message: str) -> None:
-    # stderr, prefixed, so the line is easy to find in pip's verbose output.
-    print(f"WARNING: ztnode: {message}", file=sys.stderr)
+    # One line on stderr, prefixed, so it is easy to find in pip's verbose output (pip shows a
+    # successful build's output only with -v; ztnode repeats the news at run time, see
+    # ztnode.diagnostics).
+    line = " ".join(message.split())
+    print(f"WARNING: ztnode: {line}", file=sys.stderr)
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
 
 
 class OptionalBuildExt(build_ext):
-    """``build_ext`` that never fails the install: a failed extension is skipped with a warning."""
+    """``build_ext`` that never fails the install: a failed extension is skipped with a warning
+    (unless ``ZTNODE_REQUIRE_ACCEL_BUILD`` asks for the failure)."""
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as e:  # a missing compiler surfaces here, before any extension
-            _warn(f"C accelerator not built ({e}); using the pure-Python packet crypto")
+            if _required():
+                raise
+            _warn(f"C accelerator not built ({e}). {HINT}")
 
     def build_extension(self, ext: Any) -> None:
         try:
             super().build_extension(ext)
-        except Exception as e:  # CompileError / LinkError: usually missing -dev headers
-            _warn(
-                f"C accelerator {ext.name} not built ({e}); using the pure-Python packet crypto. "
-                "For the fast path install a C compiler, libssl-dev and libsodium-dev, then "
-                "reinstall ztnode."
-            )
+        except Exception as e:  # CompileError / LinkError: no compiler or no Python.h
+            if _required():
+                raise
+            _warn(f"C accelerator {ext.name} not built ({e}). {HINT}")
             self._failed = [*getattr(self, "_failed", []), ext]
 
     def copy_extensions_to_source(self) -> None:
@@ -67,14 +89,17 @@ class OptionalBuildExt(build_ext):
 
 def _accel_kwargs() -> dict[str, Any]:
     if os.environ.get(SKIP_ENV, "") not in ("", "0"):
-        _warn(f"{SKIP_ENV} is set: not building the C accelerator")
+        _warn(f"{SKIP_ENV} is set: not building the C accelerator. {HINT}")
         return {}
     try:
         import cffi  # noqa: F401  # the cffi_modules hook needs it at build time
     except ImportError:
-        _warn("cffi is not importable at build time: not building the C accelerator")
+        _warn(f"cffi is not importable at build time: not building the C accelerator. {HINT}")
         return {}
-    return {"cffi_modules": [ACCEL_BUILDER]}
+    return {
+        "cffi_modules": [ACCEL_BUILDER],
+        "options": {"bdist_wheel": {"py_limited_api": LIMITED_API}},
+    }
 
 
 setup(cmdclass={"build_ext": OptionalBuildExt}, **_accel_kwargs())

@@ -1,4 +1,4 @@
-"""Suite-wide fixtures and the rule that CI may not skip interop tests."""
+"""Suite-wide fixtures and the rule that CI may not skip interop or distribution tests."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 
 from tests.helpers.data import load_vectors
 
-# .ci/run sets this: a skipped interop test is then a failure, because an interop suite that
-# silently skips proves nothing.
+# .ci/run sets this: a skipped interop (or dist) test is then a failure, because a suite that
+# silently skips proves nothing. Both need root (network and mount namespaces).
 REQUIRE_INTEROP = os.environ.get("ZTNODE_REQUIRE_INTEROP") == "1"
+_MANDATORY_MARKERS = ("interop", "dist")
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +27,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_INTEROP and report.skipped and item.get_closest_marker("interop") is not None:
+    mandatory = any(item.get_closest_marker(m) is not None for m in _MANDATORY_MARKERS)
+    if REQUIRE_INTEROP and report.skipped and mandatory:
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"interop test skipped while ZTNODE_REQUIRE_INTEROP=1: {reason}"
+        report.longrepr = f"test skipped while ZTNODE_REQUIRE_INTEROP=1: {reason}"

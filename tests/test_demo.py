@@ -39,6 +39,12 @@ def test_demo_as_the_readme_says() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert elapsed < 30, f"the demo took {elapsed:.1f} s"
+    # The first line says which packet path runs: the fast one wherever this process has it.
+    from ztnode import accel
+
+    first = out.splitlines()[0]
+    assert "fast path: " in first, out
+    assert ("fast path: on" in first) == (accel.AVAILABLE and accel.AES_AVAILABLE), first
     # The members table: two members with their IPv4 and rfc4193 addresses.
     members = re.findall(rf"│ ({HEX10}) │ (10\.147\.17\.\d+) +│ (fd[0-9a-f:]+) +│", out)
     assert len(members) == 2, out

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ztnode.sockets.aio import Network, Node
 from ztnode.testing.local import LocalZtWorld, generate_identities
+from ztnode.transport import fastpath
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "TransferCheck", "run_demo", "transfer_check"]
 
 THROUGHPUT_BYTES = 8_000_000
 PINGS = 5
@@ -76,11 +78,11 @@ async def _echo(src: Network, host: str, port: int) -> bool:
     return got == message
 
 
-async def _throughput(src: Network, host: str, port: int) -> float:
+async def _throughput(src: Network, host: str, port: int, nbytes: int = THROUGHPUT_BYTES) -> float:
     reader, writer = await src.open_connection(host, port, timeout=10)
     block = bytes(1 << 20)
     t0 = time.perf_counter()
-    left = THROUGHPUT_BYTES
+    left = nbytes
     while left > 0:
         writer.write(block[: min(left, len(block))])
         left -= len(block)
@@ -109,6 +111,9 @@ async def run_demo(console: Console, *, keep: bool = False, base: Path | None = 
         if base is None:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ztnode-demo-")))
         t_start = time.perf_counter()
+        fast = fastpath.report()
+        mark = "[green]✓[/]" if fast.fast else "[yellow]![/]"
+        console.print(f"{mark} {escape(fast.summary())}", highlight=False)
         with console.status("making identities for a root and two members"):
             ids = await generate_identities(3)
         console.print(f"[green]✓[/] identities: root {ids[0].address:010x}, members "
@@ -177,6 +182,36 @@ async def run_demo(console: Console, *, keep: bool = False, base: Path | None = 
         finally:
             await world.stop()
     return 1
+
+
+@dataclass
+class TransferCheck:
+    """What :func:`transfer_check` saw: a member's ping, TCP echo and bulk rate to the other."""
+
+    ping_ms: float
+    echo_ok: bool
+    throughput_mb_s: float
+    path: str
+
+
+async def transfer_check(base: Path, nbytes: int) -> TransferCheck:
+    """A root and two members in this process (loopback UDP only), then ping, a TCP echo and
+    ``nbytes`` of bulk TCP from one member to the other: ``ztnode doctor``'s end-to-end check,
+    the same traffic the demo shows."""
+    ids = await generate_identities(3)
+    world = LocalZtWorld(base, members=2, identities=ids)
+    try:
+        await world.start(timeout=60)
+        a, b = world.networks
+        na, nb = world.members
+        await b.start_server(_echo_server, port=7)
+        await b.start_server(_sink, port=9)
+        ping = await _ping_ms(a, b.address(4))
+        echo_ok = await _echo(a, b.address(4), 7)
+        mbs = await _throughput(a, b.address(4), 9, nbytes)
+        return TransferCheck(ping, echo_ok, mbs, _path(na, nb))
+    finally:
+        await world.stop()
 
 
 async def _keep_running(console: Console, world: LocalZtWorld, base: Path) -> None:

@@ -162,9 +162,15 @@ def test_single_node_cli_api_and_clean_stop(tmp_path: Path) -> None:
         assert settings["listeningOn"] == [f"127.0.0.1/{settings['primaryPort']}"]
         assert me.to_string(include_private=True).rsplit(":", 1)[1] not in json.dumps(info)
 
+        # The node's own packet path, as its process found it (the node runs this checkout).
+        fast = info["fastPath"]
+        assert {p["name"] for p in fast["parts"]} >= {"C accelerator", "AES in C", "burst receive"}
+        assert fast["summary"].startswith("fast path: ")
+
         text = cli("info", "--home", str(home))
         assert text.returncode == 0
         assert text.stdout.split() == ["200", "info", info["address"], info["version"], "OFFLINE"]
+        assert text.stderr.strip() == fast["summary"]  # stdout keeps zerotier-cli's one line
 
         r = cli("peers", "--home", str(home), "-j")
         assert r.returncode == 0, r.stderr

@@ -1,5 +1,5 @@
 """Salsa20/20 and Salsa20/12: known answers, block-counter semantics, in-place use, and the legacy
-armor core (Salsa20/12 + Poly1305), on both the libsodium and the numpy backends."""
+armor core (Salsa20/12 + Poly1305), on every backend: libsodium, ztnode's own C and numpy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.data import load_vectors
 from ztnode import crypto
-from ztnode.crypto import _sodium, salsa
+from ztnode.crypto import _cext, _sodium, salsa
 from ztnode.crypto.poly import poly1305_portable
 from ztnode.errors import CryptoError
 
@@ -25,8 +25,10 @@ SALSA_VECTORS = [
 ]
 
 needs_sodium = pytest.mark.skipif(_sodium.lib is None, reason="libsodium23 not installed")
+needs_c = pytest.mark.skipif(_cext.lib is None, reason=f"no C module: {_cext.REASON}")
 BACKENDS: list[Any] = [
     pytest.param(salsa.SodiumSalsa, id="libsodium", marks=needs_sodium),
+    pytest.param(salsa.AccelSalsa, id="ztnode-c", marks=needs_c),
     pytest.param(salsa.NumpySalsa, id="numpy"),
 ]
 
@@ -74,20 +76,34 @@ def test_vector_each_backend(backend: type[salsa.SalsaBackend], v: dict[str, Any
 
 
 def test_default_backend_is_libsodium_when_installed() -> None:
-    expected = "libsodium" if _sodium.lib is not None else "numpy"
+    if _sodium.lib is not None:
+        expected = "libsodium"
+    else:
+        expected = "ztnode-c" if _cext.lib is not None else "numpy"
     assert salsa.backend().name == expected
+
+
+@needs_c
+def test_without_libsodium_our_c_is_chosen_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel on a machine without libsodium23: fast, and nothing to warn about."""
+    monkeypatch.setattr(_sodium, "lib", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert isinstance(salsa._select(), salsa.AccelSalsa)
 
 
 def test_fallback_warns_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_sodium, "lib", None)
+    monkeypatch.setattr(_cext, "lib", None)
     monkeypatch.delenv("ZTNODE_NO_NATIVE_CRYPTO", raising=False)
-    with pytest.warns(RuntimeWarning, match="apt-get install libsodium23"):
+    with pytest.warns(RuntimeWarning, match="ztnode doctor"):
         chosen = salsa._select()
     assert isinstance(chosen, salsa.NumpySalsa)
 
 
 def test_no_warning_when_the_fallback_is_requested(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_sodium, "lib", None)
+    monkeypatch.setattr(_cext, "lib", None)
     monkeypatch.setenv("ZTNODE_NO_NATIVE_CRYPTO", "1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -168,6 +184,33 @@ def test_numpy_fallback_matches_libsodium(
     fast = _backend_xor(salsa.SodiumSalsa(), data, key, nonce, r=rounds, c=counter)
     slow = _backend_xor(salsa.NumpySalsa(), data, key, nonce, r=rounds, c=counter)
     assert fast == slow
+
+
+@needs_c
+@settings(max_examples=80, deadline=None)
+@given(
+    key=keys,
+    nonce=nonces,
+    rounds=rounds_st,
+    counter=st.one_of(st.integers(0, 40), st.integers(2**32 - 3, 2**32 + 3)),
+    data=st.binary(max_size=600),
+)
+def test_our_c_matches_numpy(
+    key: bytes, nonce: bytes, rounds: int, counter: int, data: bytes
+) -> None:
+    ours = _backend_xor(salsa.AccelSalsa(), data, key, nonce, r=rounds, c=counter)
+    slow = _backend_xor(salsa.NumpySalsa(), data, key, nonce, r=rounds, c=counter)
+    assert ours == slow
+
+
+@needs_c
+def test_our_c_matches_numpy_on_a_long_stream() -> None:
+    key, nonce = bytes(range(1, 33)), b"\x80" * 8
+    n = 64 * 8192 + 100
+    a, b = bytearray(n), bytearray(n)
+    salsa.AccelSalsa().keystream_into(a, key, nonce, rounds=20)
+    salsa.NumpySalsa().keystream_into(b, key, nonce, rounds=20)
+    assert a == b
 
 
 @needs_sodium

@@ -4,17 +4,18 @@ ones' complement sums.
 
 Why: per packet, the pure-Python armor path spends about as long in glue (slicing the header,
 folding and placing tags, several foreign calls) as in the ciphers themselves. The extension
-``ztnode.accel._zt_accel`` (built from the C files in ``csrc/`` by :mod:`ztnode.accel._build` at
-install time when a compiler and the OpenSSL and libsodium headers exist) does the whole
-per-packet job in one cffi call per direction, in place on the packet's ``bytearray``.
+``ztnode._zt_accel`` (built from the C files in ``csrc/`` by :mod:`ztnode.accel._build`; a wheel
+carries it, a source install builds it with a C compiler and Python's headers, nothing more) does
+the whole per-packet job in one cffi call per direction, in place on the packet's ``bytearray``.
+It is loaded by :mod:`ztnode.crypto._cext`, which also binds OpenSSL's AES at run time.
 
 It sits just above :mod:`ztnode.crypto` (it keeps its AES contexts on the crypto layer's
 :class:`~ztnode.crypto.keys.SymmetricKey`) and below everything else: wire, netstack and
 transport call it, and each keeps the Python code the C stands in for as reference and fallback.
 
-It is optional by design. If it was not built, was built for another ABI, cannot load its shared
-libraries, or ``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import,
-:data:`AVAILABLE` is False and :mod:`ztnode.wire.packet` uses its Python path, which stays the
+It is optional by design. If it was not built, was built for another ABI, or
+``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import, :data:`AVAILABLE`
+is False and :mod:`ztnode.wire.packet` uses its Python path, which stays the
 reference implementation: the C path must match it byte for byte (``tests/accel/test_accel.py``).
 
 The wrappers never raise for bad input. They answer "done" or "not mine": anything the C side
@@ -22,7 +23,8 @@ refuses (a length outside 28..10024, cipher 2 or an unknown suite, a non-``bytea
 an OpenSSL allocation failure) is handed back untouched, and the caller's Python path then
 produces exactly its usual result or exception.
 
-Per-key state: cipher 3 needs four OpenSSL contexts keyed with K0/K1. They are made on the
+Per-key state: cipher 3 needs four OpenSSL contexts keyed with K0/K1 (only when a libcrypto was
+bound, :data:`AES_AVAILABLE`; otherwise cipher 3 packets take the Python path). They are made on the
 first cipher-3 packet of a key and stored on :class:`~ztnode.crypto.keys.SymmetricKey` (slot
 ``_accel``), freed by ``ffi.gc`` when the key object dies. Like the Python contexts, one key's
 state must not be used from two threads at once; the C call runs without the GIL.
@@ -30,12 +32,10 @@ state must not be used from two threads at once; the C call runs without the GIL
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 from typing import Any, Final
 
-from ztnode.crypto._native import native_disabled
+from ztnode.crypto import _cext
+from ztnode.crypto._cext import ABI, DISABLE_ENV, MODULE, PATH_ENV
 from ztnode.crypto.hashes import kbkdf_hmac_sha384
 from ztnode.crypto.keys import (
     KBKDF_LABEL_AES_GMAC_SIV_K0,
@@ -43,59 +43,18 @@ from ztnode.crypto.keys import (
     SymmetricKey,
 )
 
-DISABLE_ENV: Final = "ZTNODE_NO_ACCEL"
-MODULE: Final = "ztnode.accel._zt_accel"
-# A build to load instead of the installed one (CI's sanitizer build; see _build.py).
-PATH_ENV: Final = "ZTNODE_ACCEL_PATH"
-# Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
-# different meaning is ignored rather than trusted.
-ABI: Final = 3
-
 _CIPHER_AES: Final = 3
 
-
-def _disabled_reason() -> str | None:
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return f"disabled by {DISABLE_ENV}"
-    if native_disabled():
-        return "disabled by ZTNODE_NO_NATIVE_CRYPTO"
-    return None
-
-
-def _import_extension() -> Any:
-    path = os.environ.get(PATH_ENV, "")
-    if not path:
-        return importlib.import_module(MODULE)
-    spec = importlib.util.spec_from_file_location(MODULE, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{PATH_ENV}={path} is not a loadable extension")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _load() -> tuple[Any, Any, str | None]:
-    """``(ffi, lib, None)``, or ``(None, None, reason)`` when the accelerator cannot be used."""
-    reason = _disabled_reason()
-    if reason is not None:
-        return None, None, reason
-    try:
-        # importlib keeps mypy away from the compiled module, which has no stubs; everything it
-        # exports is re-exposed below through typed functions.
-        mod = _import_extension()
-    except ImportError as e:  # not built, or libcrypto / libsodium missing at run time
-        return None, None, f"{MODULE} could not be imported: {e}"
-    lib = mod.lib
-    if lib.ZT_ACCEL_ABI != ABI:
-        return None, None, f"{MODULE} has ABI {lib.ZT_ACCEL_ABI}, expected {ABI}: rebuild it"
-    if lib.zt_accel_init() != 0:
-        return None, None, "libsodium failed to initialise"
-    return mod.ffi, lib, None
-
-
-_ffi, _lib, REASON = _load()
+# The compiled module is loaded by the crypto layer (its primitives serve ztnode.crypto too).
+_ffi: Any = _cext.ffi
+_lib: Any = _cext.lib
+#: Why the accelerator is off (None when it is on).
+REASON: Final[str | None] = _cext.REASON
 #: True when armor/dearmor run in C. :data:`REASON` says why not otherwise.
 AVAILABLE: Final[bool] = _lib is not None
+#: True when cipher 3 (AES-GMAC-SIV) runs in C too; :data:`AES_REASON` says why not.
+AES_AVAILABLE: Final[bool] = _cext.AES_AVAILABLE
+AES_REASON: Final[str | None] = _cext.AES_REASON
 
 # Bound once: each attribute lookup on a cffi module costs as much as a small C call.
 _NULL: Any = _ffi.NULL if _ffi is not None else None
@@ -201,6 +160,8 @@ def _aes_state(key: SymmetricKey) -> Any:
     state = key._accel
     if state is not None:
         return state
+    if not AES_AVAILABLE:
+        return None
     k0 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K0)[:32]
     k1 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K1)[:32]
     ctx = _lib.zt_aes_new(k0, k1)
@@ -258,10 +219,14 @@ def dearmor(packet: bytearray, key: SymmetricKey) -> int:
 
 __all__ = [
     "ABI",
+    "AES_AVAILABLE",
+    "AES_REASON",
     "AVAILABLE",
     "DISABLE_ENV",
     "MAX_PACKET",
     "MIN_PACKET",
+    "MODULE",
+    "PATH_ENV",
     "REASON",
     "aes_state",
     "armor",

@@ -1,4 +1,4 @@
-"""cffi (API mode) builder for ``ztnode.accel._zt_accel``, the optional C accelerator.
+"""cffi (API mode) builder for ``ztnode._zt_accel``, the optional C accelerator.
 
 The C lives in ``csrc/`` as ordinary source files (the interface in ``zt_accel.h``, shared
 internals in ``zt_internal.h``), so compilers, sanitizers and C tooling see it as C. cffi's
@@ -8,7 +8,7 @@ value from the compiled header): the interface is written once.
 The file imports nothing from ztnode because ``setup.py`` hands it to cffi's ``cffi_modules``
 hook, which executes it on its own at build time. By hand:
 
-- ``python src/ztnode/accel/_build.py`` compiles the extension next to this file (a source
+- ``python src/ztnode/accel/_build.py`` compiles the extension into ``src/ztnode/`` (a source
   checkout; the file is named for this interpreter and so takes precedence over pip's ``abi3``
   build: delete it to go back);
 - ``--strict`` compiles each of our C files alone with ``-Wall -Wextra -Werror`` (CI does; the
@@ -33,13 +33,27 @@ from pathlib import Path
 
 import cffi  # type: ignore[import-untyped]
 
-MODULE_NAME = "ztnode.accel._zt_accel"
+# The compiled module sits directly in the ``ztnode`` package, not in ``ztnode.accel``: the crypto
+# layer loads it for its primitives (Salsa20, Poly1305) and must not import the accel package,
+# which sits above crypto.
+MODULE_NAME = "ztnode._zt_accel"
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 HEADER = CSRC / "zt_accel.h"
 # Every C file of the accelerator; tests check this list against the folder.
-SOURCES = ("armor.c", "checksum.c", "rx.c", "rx_burst.c", "rx_guard.c", "tx_tcp.c")
-LIBRARIES = ("crypto", "sodium")
+SOURCES = (
+    "armor.c",
+    "checksum.c",
+    "ossl.c",
+    "primitives.c",
+    "rx.c",
+    "rx_burst.c",
+    "rx_guard.c",
+    "tx_tcp.c",
+)
+# Nothing but the C library: the primitives are our own and OpenSSL's calls are handed over at
+# run time (ossl.c), so a build needs a C compiler and Python's headers, no -dev package.
+LIBRARIES: tuple[str, ...] = ()
 STRICT_FLAGS = ("-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror")
 SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1")
 
@@ -124,7 +138,7 @@ def main(argv: Sequence[str]) -> int:
         print(build_into(Path(argv[1]), builder))
         return 0
     if not argv:
-        print(build_into(HERE))
+        print(build_into(HERE.parent))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

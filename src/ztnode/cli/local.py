@@ -30,6 +30,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     if not args.json:
         state = "ONLINE" if body.get("online") else "OFFLINE"
         print(f"200 info {body['address']} {body['version']} {state}")
+        # stdout stays zerotier-cli's one line (scripts cut fields from it); which packet path
+        # the node runs goes beside it, on stderr.
+        fast = body.get("fastPath")
+        if isinstance(fast, dict) and fast.get("summary"):
+            print(fast["summary"], file=sys.stderr)
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from ztnode._version import __version__
 from ztnode.cli.bonds import add_bond_parser
 from ztnode.cli.common import EXIT_OK, EXIT_USAGE
 from ztnode.cli.controller import _add_controller_parser
+from ztnode.cli.doctor import add_parser as add_doctor_parser
 from ztnode.cli.identity import cmd_identity_new, cmd_identity_public, cmd_identity_validate
 from ztnode.cli.local import (
     _network_arg,
@@ -115,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--home", help="where to keep its state (default: a temporary directory)")
     demo.set_defaults(func=cmd_demo)
+
+    add_doctor_parser(sub)
 
     node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
     node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")

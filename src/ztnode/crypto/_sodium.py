@@ -57,7 +57,8 @@ def _load() -> Any:
 lib: Any = _load()
 
 INSTALL_HINT = (
-    "libsodium was not found, so ztnode uses slow pure-Python/numpy Salsa20 (identity hashing and "
-    "legacy-cipher packets will be much slower). Install it: apt-get install libsodium23 (Debian/"
-    "Ubuntu), dnf install libsodium (Fedora), apk add libsodium (Alpine), brew install libsodium."
+    "neither ztnode's C accelerator nor libsodium could be loaded, so ztnode uses slow numpy "
+    "Salsa20 (identity hashing and legacy-cipher packets will be much slower). Install ztnode "
+    "from a wheel, or reinstall it where a C compiler and Python's headers exist (Debian: gcc "
+    "python3-dev); `ztnode doctor` says what is missing."
 )

@@ -1,9 +1,11 @@
 """Salsa20/20 and Salsa20/12 (DJB's original: 32-byte key, 8-byte nonce, 64-bit block counter).
 
 ZeroTier uses Salsa20/12 for the legacy packet ciphers (0 and 1) and cryptField, and Salsa20/20 for
-the memory-hard identity hash. The fast backend is libsodium; without it a numpy implementation
-computes every 64-byte block of a request in parallel, which is fine for the identity hash and
-tolerable for packets. One warning says so when the fallback gets picked.
+the memory-hard identity hash. Backends, fastest first: libsodium (SIMD keystreams) where the
+machine has it; ztnode's own C (``ztnode._zt_accel``, which every wheel carries, so an install
+from a wheel is fast without libsodium); and, last, a numpy implementation that computes every
+64-byte block of a request in parallel, fine for the identity hash and slow for packets. One
+warning says so when numpy gets picked.
 
 All functions take ``bytes``, ``bytearray`` or byte-formatted ``memoryview`` arguments.
 """
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import hmac
 import warnings
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from ztnode.crypto import _sodium
+from ztnode.crypto import _cext, _sodium
 from ztnode.crypto._native import native_disabled
 from ztnode.crypto.poly import poly1305_portable
 from ztnode.errors import CryptoError
@@ -208,6 +210,83 @@ class SodiumSalsa:
         return hmac.compare_digest(scratch[32 : 32 + len(mac)], mac)
 
 
+# --- ztnode's own C ------------------------------------------------------------------------------
+
+
+class AccelSalsa:
+    """Salsa20 and Poly1305 from ztnode's compiled module (``csrc/primitives.c``)."""
+
+    name = "ztnode-c"
+
+    def __init__(self) -> None:
+        if _cext.lib is None:
+            raise RuntimeError(f"ztnode's C module is not available: {_cext.REASON}")
+        self._lib = _cext.lib
+        self._ffi = _cext.ffi
+
+    def _in(self, b: Buf) -> object:
+        # bytes are passed to C as-is (no copy); anything else needs a buffer cdata.
+        return b if type(b) is bytes else self._ffi.from_buffer(b)
+
+    def xor_into(
+        self,
+        out: bytearray | memoryview,
+        data: Buf,
+        key: Buf,
+        nonce: Buf,
+        *,
+        rounds: int,
+        counter: int,
+    ) -> None:
+        n = len(data)
+        if n == 0:
+            return
+        o = self._ffi.from_buffer(out, require_writable=True)
+        d = o if data is out else self._in(data)
+        self._lib.zt_salsa_xor(o, d, n, self._in(key), self._in(nonce), counter, rounds)
+
+    def keystream_into(
+        self, out: bytearray | memoryview, key: Buf, nonce: Buf, *, rounds: int
+    ) -> None:
+        n = len(out)
+        if n == 0:
+            return
+        out[:] = bytes(n)
+        o = self._ffi.from_buffer(out, require_writable=True)
+        self._lib.zt_salsa_xor(o, o, n, self._in(key), self._in(nonce), 0, rounds)
+
+    def _poly_key(self, key: Buf, nonce: Buf) -> Any:
+        block0 = self._ffi.new("unsigned char[64]")
+        self._lib.zt_salsa_block(block0, self._in(key), self._in(nonce), 0, 12)
+        return block0
+
+    def seal_into(self, buf: bytearray | memoryview, key: Buf, nonce: Buf, encrypt: bool) -> bytes:
+        lib = self._lib
+        block0 = self._poly_key(key, nonce)
+        b = self._ffi.from_buffer(buf, require_writable=True)
+        n = len(buf)
+        if encrypt:
+            lib.zt_salsa_xor(b, b, n, self._in(key), self._in(nonce), 1, 12)
+        tag = self._ffi.new("unsigned char[16]")
+        lib.zt_poly1305(tag, b, n, block0)
+        return bytes(self._ffi.buffer(tag))
+
+    def open_into(
+        self, buf: bytearray | memoryview, key: Buf, nonce: Buf, mac: Buf, decrypt: bool
+    ) -> bool:
+        lib = self._lib
+        block0 = self._poly_key(key, nonce)
+        b = self._ffi.from_buffer(buf, require_writable=True)
+        n = len(buf)
+        tag = self._ffi.new("unsigned char[16]")
+        lib.zt_poly1305(tag, b, n, block0)  # the MAC covers the ciphertext
+        if not hmac.compare_digest(bytes(self._ffi.buffer(tag))[: len(mac)], bytes(mac)):
+            return False
+        if decrypt:
+            lib.zt_salsa_xor(b, b, n, self._in(key), self._in(nonce), 1, 12)
+        return True
+
+
 # --- numpy fallback ------------------------------------------------------------------------------
 
 _SIGMA: Final = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
@@ -347,6 +426,8 @@ class NumpySalsa:
 def _select() -> SalsaBackend:
     if _sodium.lib is not None:
         return SodiumSalsa()
+    if _cext.lib is not None:
+        return AccelSalsa()
     if not native_disabled():  # no nagging when the fallback was asked for
         warnings.warn(_sodium.INSTALL_HINT, RuntimeWarning, stacklevel=2)
     return NumpySalsa()

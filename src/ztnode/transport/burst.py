@@ -155,7 +155,8 @@ class BurstReader:
     def __init__(self, sock: socket.socket, self_address: int) -> None:
         if _lib is None or _ffi is None:
             raise RuntimeError(f"burst receive is unavailable: {REASON}")
-        rx = _lib.zt_rx_new(self_address)
+        # The secret that keys the engine's table hashes (SipHash), so no sender can aim at a set.
+        rx = _lib.zt_rx_new(self_address, os.urandom(16))
         if rx == _ffi.NULL:
             raise MemoryError("zt_rx_new failed")
         self._rx = _ffi.gc(rx, _lib.zt_rx_free)

@@ -34,6 +34,7 @@ from ztnode.core.peer import PEER_PATH_EXPIRATION, Peer
 from ztnode.identity import address_from_str, address_to_str
 from ztnode.netstack.host import Host
 from ztnode.netstack.stack import IpStack
+from ztnode.transport import fastpath
 from ztnode.transport.bondapi import add_bond_to_peer_json, bond_metrics, register_bond_routes
 from ztnode.transport.httpapi import HttpError, JsonApi, RawResponse, Request
 from ztnode.transport.service import NodeService
@@ -410,6 +411,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "versionRev": SOFTWARE_REVISION,
             "ztnodeVersion": __version__,
             "counters": n.counters.as_dict(),
+            "fastPath": fastpath.report().as_dict(),
         }
 
     async def peers(req: Request) -> Any:

@@ -36,6 +36,7 @@ from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
+from ztnode.transport import fastpath
 from ztnode.transport.binder import (
     REFRESH_INTERVAL,
     REFRESH_INTERVAL_BONDING,
@@ -293,6 +294,7 @@ class NodeService:
     async def start(self) -> Node:
         self._loop = asyncio.get_running_loop()
         self._closing = False  # a service stopped before starts again from scratch
+        fastpath.announce(log)
         self.home.ensure()
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)

@@ -7,19 +7,8 @@
  * failure inside an AES-CTR pass, which OpenSSL does not produce for in-range lengths). */
 #include "zt_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
-
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <sodium.h>
-
-
-/* libsodium picks its fastest Poly1305 implementation in sodium_init (idempotent, thread-safe);
- * without it the portable one is used. -1 means libsodium is unusable. */
-int zt_accel_init(void)
-{
-    return sodium_init() < 0 ? -1 : 0;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Ciphers 0 and 1: Salsa20/12 + Poly1305 with a per-packet mangled key.                       */
@@ -39,36 +28,14 @@ static void zt_mangle_key(unsigned char mk[SALSA_KEY_BYTES], const unsigned char
     memcpy(mk + 21, key + 21, SALSA_KEY_BYTES - 21);
 }
 
-/* Salsa20/12 keystream block ``counter`` for nonce = packet ID. libsodium has no salsa2012
- * stream with a start counter, and ZeroTier needs block 0 (Poly1305 key) separately from blocks
- * 1.. (payload), so blocks are made one at a time with the core function, exactly as libsodium's
- * own salsa2012 stream does internally. */
-static void zt_salsa_block(unsigned char out[SALSA_BLOCK], const unsigned char *nonce8,
-                           uint64_t counter, const unsigned char mk[SALSA_KEY_BYTES])
-{
-    unsigned char in[16];
-    int i;
-    memcpy(in, nonce8, 8);
-    for (i = 0; i < 8; i++)
-        in[8 + i] = (unsigned char)(counter >> (8 * i)); /* little-endian block counter */
-    crypto_core_salsa2012(out, in, mk, NULL);
-}
+/* Salsa20/12 with nonce = packet ID: block 0 keys Poly1305, blocks 1.. encrypt the payload. */
+#define SALSA_ROUNDS 12
 
 /* XOR the keystream from byte 64 (block 1) into buf; its own inverse. */
 static void zt_salsa_xor_from_block1(unsigned char *buf, size_t n, const unsigned char *nonce8,
                                      const unsigned char mk[SALSA_KEY_BYTES])
 {
-    unsigned char ks[SALSA_BLOCK];
-    uint64_t counter = 1;
-    size_t off = 0, i, take;
-    while (off < n) {
-        zt_salsa_block(ks, nonce8, counter++, mk);
-        take = n - off < SALSA_BLOCK ? n - off : SALSA_BLOCK;
-        for (i = 0; i < take; i++)
-            buf[off + i] ^= ks[i];
-        off += take;
-    }
-    sodium_memzero(ks, sizeof ks);
+    zt_salsa_xor(buf, buf, n, mk, nonce8, 1, SALSA_ROUNDS);
 }
 
 static void zt_armor_salsa(const unsigned char *salsa_key, unsigned char *pkt, size_t len,
@@ -76,14 +43,14 @@ static void zt_armor_salsa(const unsigned char *salsa_key, unsigned char *pkt, s
 {
     unsigned char mk[SALSA_KEY_BYTES], block0[SALSA_BLOCK], tag[16];
     zt_mangle_key(mk, salsa_key, pkt, len);
-    zt_salsa_block(block0, pkt, 0, mk);
+    zt_salsa_block(block0, mk, pkt, 0, SALSA_ROUNDS);
     if (encrypt)
         zt_salsa_xor_from_block1(pkt + IDX_VERB, len - IDX_VERB, pkt, mk);
     /* The MAC covers what goes on the wire: ciphertext for suite 1, plaintext for suite 0. */
-    crypto_onetimeauth_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
+    zt_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
     memcpy(pkt + IDX_MAC, tag, MAC_BYTES);
-    sodium_memzero(mk, sizeof mk);
-    sodium_memzero(block0, sizeof block0);
+    zt_wipe(mk, sizeof mk);
+    zt_wipe(block0, sizeof block0);
 }
 
 static int zt_dearmor_salsa(const unsigned char *salsa_key, unsigned char *pkt, size_t len,
@@ -92,15 +59,15 @@ static int zt_dearmor_salsa(const unsigned char *salsa_key, unsigned char *pkt, 
     unsigned char mk[SALSA_KEY_BYTES], block0[SALSA_BLOCK], tag[16];
     int ok;
     zt_mangle_key(mk, salsa_key, pkt, len);
-    zt_salsa_block(block0, pkt, 0, mk);
-    crypto_onetimeauth_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
+    zt_salsa_block(block0, mk, pkt, 0, SALSA_ROUNDS);
+    zt_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
     /* Constant time, and nothing is decrypted unless the MAC matches: a rejected packet is
      * returned untouched. */
-    ok = sodium_memcmp(tag, pkt + IDX_MAC, MAC_BYTES) == 0;
+    ok = zt_ct_equal(tag, pkt + IDX_MAC, MAC_BYTES);
     if (ok && decrypt)
         zt_salsa_xor_from_block1(pkt + IDX_VERB, len - IDX_VERB, pkt, mk);
-    sodium_memzero(mk, sizeof mk);
-    sodium_memzero(block0, sizeof block0);
+    zt_wipe(mk, sizeof mk);
+    zt_wipe(block0, sizeof block0);
     return ok ? ZT_ACCEL_AUTHENTIC : ZT_ACCEL_NOT_AUTHENTIC;
 }
 
@@ -122,34 +89,37 @@ void zt_aes_free(zt_aes_ctx *aes)
     if (aes == NULL)
         return;
     /* EVP_CIPHER_CTX_free wipes the key schedules. */
-    EVP_CIPHER_CTX_free(aes->gmac);
-    EVP_CIPHER_CTX_free(aes->ecb_enc);
-    EVP_CIPHER_CTX_free(aes->ecb_dec);
-    EVP_CIPHER_CTX_free(aes->ctr);
-    OPENSSL_free(aes);
+    zt_ossl.ctx_free(aes->gmac);
+    zt_ossl.ctx_free(aes->ecb_enc);
+    zt_ossl.ctx_free(aes->ecb_dec);
+    zt_ossl.ctx_free(aes->ctr);
+    free(aes);
 }
 
 zt_aes_ctx *zt_aes_new(const unsigned char *k0, const unsigned char *k1)
 {
-    zt_aes_ctx *aes = OPENSSL_zalloc(sizeof *aes);
+    zt_aes_ctx *aes;
+    if (!zt_ossl.bound)
+        return NULL; /* no libcrypto: cipher 3 stays with the Python path */
+    aes = calloc(1, sizeof *aes);
     if (aes == NULL)
         return NULL;
-    aes->gmac = EVP_CIPHER_CTX_new();
-    aes->ecb_enc = EVP_CIPHER_CTX_new();
-    aes->ecb_dec = EVP_CIPHER_CTX_new();
-    aes->ctr = EVP_CIPHER_CTX_new();
+    aes->gmac = zt_ossl.ctx_new();
+    aes->ecb_enc = zt_ossl.ctx_new();
+    aes->ecb_dec = zt_ossl.ctx_new();
+    aes->ctr = zt_ossl.ctx_new();
     if (aes->gmac == NULL || aes->ecb_enc == NULL || aes->ecb_dec == NULL || aes->ctr == NULL)
         goto fail;
     /* The GCM IV length is 12 by default, which is what GMAC-SIV uses (iv8 || 00000000). */
-    if (EVP_EncryptInit_ex(aes->gmac, EVP_aes_256_gcm(), NULL, k0, NULL) != 1)
+    if (zt_ossl.encrypt_init(aes->gmac, zt_ossl.aes_256_gcm(), NULL, k0, NULL) != 1)
         goto fail;
-    if (EVP_EncryptInit_ex(aes->ecb_enc, EVP_aes_256_ecb(), NULL, k1, NULL) != 1
-        || EVP_CIPHER_CTX_set_padding(aes->ecb_enc, 0) != 1)
+    if (zt_ossl.encrypt_init(aes->ecb_enc, zt_ossl.aes_256_ecb(), NULL, k1, NULL) != 1
+        || zt_ossl.set_padding(aes->ecb_enc, 0) != 1)
         goto fail;
-    if (EVP_DecryptInit_ex(aes->ecb_dec, EVP_aes_256_ecb(), NULL, k1, NULL) != 1
-        || EVP_CIPHER_CTX_set_padding(aes->ecb_dec, 0) != 1)
+    if (zt_ossl.decrypt_init(aes->ecb_dec, zt_ossl.aes_256_ecb(), NULL, k1, NULL) != 1
+        || zt_ossl.set_padding(aes->ecb_dec, 0) != 1)
         goto fail;
-    if (EVP_EncryptInit_ex(aes->ctr, EVP_aes_256_ctr(), NULL, k1, NULL) != 1)
+    if (zt_ossl.encrypt_init(aes->ctr, zt_ossl.aes_256_ctr(), NULL, k1, NULL) != 1)
         goto fail;
     return aes;
 fail:
@@ -167,11 +137,11 @@ static int zt_gmac_folded(zt_aes_ctx *aes, const unsigned char *iv8, const unsig
     int outl, i;
     memcpy(nonce, iv8, 8);
     memset(nonce + 8, 0, 4);
-    if (EVP_EncryptInit_ex(aes->gmac, NULL, NULL, NULL, nonce) != 1
-        || EVP_EncryptUpdate(aes->gmac, NULL, &outl, aad16, 16) != 1
-        || EVP_EncryptUpdate(aes->gmac, NULL, &outl, payload, (int)n) != 1
-        || EVP_EncryptFinal_ex(aes->gmac, unused, &outl) != 1
-        || EVP_CIPHER_CTX_ctrl(aes->gmac, EVP_CTRL_GCM_GET_TAG, 16, g) != 1)
+    if (zt_ossl.encrypt_init(aes->gmac, NULL, NULL, NULL, nonce) != 1
+        || zt_ossl.encrypt_update(aes->gmac, NULL, &outl, aad16, 16) != 1
+        || zt_ossl.encrypt_update(aes->gmac, NULL, &outl, payload, (int)n) != 1
+        || zt_ossl.encrypt_final(aes->gmac, unused, &outl) != 1
+        || zt_ossl.ctrl(aes->gmac, ZT_EVP_CTRL_GCM_GET_TAG, 16, g) != 1)
         return 0;
     for (i = 0; i < 8; i++)
         out8[i] = g[i] ^ g[8 + i];
@@ -194,8 +164,8 @@ static int zt_ctr(zt_aes_ctx *aes, const unsigned char tag[16], unsigned char *b
     int outl;
     memcpy(iv, tag, 16);
     iv[12] &= 0x7f;
-    return EVP_EncryptInit_ex(aes->ctr, NULL, NULL, NULL, iv) == 1
-           && EVP_EncryptUpdate(aes->ctr, buf, &outl, buf, (int)n) == 1;
+    return zt_ossl.encrypt_init(aes->ctr, NULL, NULL, NULL, iv) == 1
+           && zt_ossl.encrypt_update(aes->ctr, buf, &outl, buf, (int)n) == 1;
 }
 
 static int zt_armor_aes(zt_aes_ctx *aes, unsigned char *pkt, size_t len)
@@ -207,7 +177,7 @@ static int zt_armor_aes(zt_aes_ctx *aes, unsigned char *pkt, size_t len)
     memcpy(block, pkt, 8); /* block = iv8 || folded GMAC */
     if (!zt_gmac_folded(aes, pkt, aad, pkt + IDX_VERB, n, block + 8))
         return ZT_ACCEL_ECRYPTO;
-    if (EVP_EncryptUpdate(aes->ecb_enc, tag, &outl, block, 16) != 1 || outl != 16)
+    if (zt_ossl.encrypt_update(aes->ecb_enc, tag, &outl, block, 16) != 1 || outl != 16)
         return ZT_ACCEL_ECRYPTO;
     if (!zt_ctr(aes, tag, pkt + IDX_VERB, n))
         return ZT_ACCEL_ECRYPTO; /* not reached in practice: CTR init/update cannot fail here */
@@ -224,7 +194,7 @@ static int zt_dearmor_aes(zt_aes_ctx *aes, unsigned char *pkt, size_t len)
     memcpy(tag, pkt, 8);
     memcpy(tag + 8, pkt + IDX_MAC, 8);
     /* d = iv8 || folded GMAC, as the sender built it. */
-    if (EVP_DecryptUpdate(aes->ecb_dec, d, &outl, tag, 16) != 1 || outl != 16)
+    if (zt_ossl.decrypt_update(aes->ecb_dec, d, &outl, tag, 16) != 1 || outl != 16)
         return ZT_ACCEL_ECRYPTO;
     /* SIV: the MAC is over the plaintext, so decrypt first. A rejected packet's payload is then
      * garbage, which the Python path (and the reference) also leave behind. */
@@ -233,7 +203,7 @@ static int zt_dearmor_aes(zt_aes_ctx *aes, unsigned char *pkt, size_t len)
     zt_aad16(aad, pkt);
     if (!zt_gmac_folded(aes, d, aad, pkt + IDX_VERB, n, g8))
         return ZT_ACCEL_NOT_AUTHENTIC; /* cannot verify, so not authentic */
-    return CRYPTO_memcmp(g8, d + 8, 8) == 0 ? ZT_ACCEL_AUTHENTIC : ZT_ACCEL_NOT_AUTHENTIC;
+    return zt_ct_equal(g8, d + 8, 8) ? ZT_ACCEL_AUTHENTIC : ZT_ACCEL_NOT_AUTHENTIC;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -6,13 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
-zt_rx *zt_rx_new(uint64_t self_addr)
+/* `salt16`: 16 secret random bytes from the caller (randomness is injected, never drawn here). */
+zt_rx *zt_rx_new(uint64_t self_addr, const unsigned char *salt16)
 {
     zt_rx *rx;
     size_t i;
-    if (sodium_init() < 0)
+    if (salt16 == NULL)
         return NULL;
     rx = calloc(1, sizeof(zt_rx));
     if (rx == NULL)
@@ -25,7 +24,7 @@ zt_rx *zt_rx_new(uint64_t self_addr)
     }
     for (i = 0; i < (size_t)ZT_RX_REASM_SETS * ZT_RX_REASM_WAYS; i++)
         rx->frags[i].buf = rx->frag_bufs + i * ZT_ACCEL_MAX_PACKET;
-    randombytes_buf(rx->salt, sizeof rx->salt);
+    memcpy(rx->salt, salt16, sizeof rx->salt);
     rx->self = self_addr;
     zt_rx_set_policy(rx, 0, ZT_RX_GATE_PREFIX_RATE, ZT_RX_GATE_PREFIX_BURST,
                      ZT_RX_GATE_GLOBAL_RATE, ZT_RX_GATE_GLOBAL_BURST);
@@ -45,7 +44,7 @@ void zt_rx_free(zt_rx *rx)
 {
     if (rx == NULL)
         return;
-    sodium_memzero(rx->peers, sizeof rx->peers);
+    zt_wipe(rx->peers, sizeof rx->peers);
     free(rx->frag_bufs);
     free(rx->slots);
     free(rx);
@@ -68,13 +67,7 @@ zt_rx_stats *zt_rx_get_stats(zt_rx *rx)
 /* SipHash under the engine's secret salt: where an address or packet id lands in a table. */
 uint64_t zt_rx_hash(const zt_rx *rx, const unsigned char *p, size_t n)
 {
-    unsigned char h[crypto_shorthash_BYTES];
-    uint64_t v = 0;
-    int i;
-    crypto_shorthash(h, p, n, rx->salt);
-    for (i = 0; i < 8; i++)
-        v |= (uint64_t)h[i] << (8 * i);
-    return v;
+    return zt_siphash24(p, n, rx->salt);
 }
 
 static zt_rx_peer *zt_rx_peer_set(zt_rx *rx, uint64_t addr)
@@ -115,7 +108,7 @@ void zt_rx_forget(zt_rx *rx, uint64_t addr)
     int i;
     for (i = 0; i < ZT_RX_PEER_WAYS; i++) {
         if (set[i].used && set[i].addr == addr) {
-            sodium_memzero(set[i].salsa, SALSA_KEY_BYTES);
+            zt_wipe(set[i].salsa, SALSA_KEY_BYTES);
             set[i].used = 0;
             set[i].aes = NULL;
         }

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 3
+#define ZT_ACCEL_ABI 4
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -26,6 +26,10 @@
 #define ZT_ACCEL_ECIPHER (-2)  /* armor: a suite other than 0, 1, 3 */
 #define ZT_ACCEL_ENOKEY (-3)   /* cipher 3 but no AES context given: build one and call again */
 #define ZT_ACCEL_ECRYPTO (-4)  /* an OpenSSL call failed (allocation); the packet is unchanged */
+
+/* zt_crypto_bind: bound (also when it already was), or an address missing / a wrong count. */
+#define ZT_CRYPTO_BOUND 0
+#define ZT_CRYPTO_ESYMBOL (-2)
 
 /* Packet size bounds: the shortest armored packet and the reassembly buffer (MTU x 7 pieces). */
 #define ZT_ACCEL_MIN_PACKET 28
@@ -117,7 +121,25 @@ typedef struct {
 typedef struct zt_aes_ctx zt_aes_ctx;
 typedef struct zt_rx zt_rx;
 
-int zt_accel_init(void);
+/* primitives.c: Salsa20 (rounds 12 or 20), Poly1305 and SipHash-2-4 of our own, so that no
+ * libsodium is needed; out and in of zt_salsa_xor may be the same buffer. */
+void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsigned char *nonce,
+                    uint64_t counter, int rounds);
+void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const unsigned char *key,
+                  const unsigned char *nonce, uint64_t counter, int rounds);
+void zt_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
+                 const unsigned char key[32]);
+uint64_t zt_siphash24(const unsigned char *p, size_t n, const unsigned char key[16]);
+void zt_wipe(void *p, size_t n);
+int zt_ct_equal(const unsigned char *a, const unsigned char *b, size_t n);
+
+/* ossl.c: OpenSSL's EVP calls for cipher 3, bound at run time: zt_crypto_symbol(i) names the
+ * i-th (NULL past the last), zt_crypto_bind takes their addresses in that order. Until it is
+ * bound, zt_aes_new returns NULL. */
+const char *zt_crypto_symbol(size_t i);
+int zt_crypto_bind(void *const *fns, size_t n);
+int zt_crypto_bound(void);
+
 zt_aes_ctx *zt_aes_new(const unsigned char *k0, const unsigned char *k1);
 void zt_aes_free(zt_aes_ctx *aes);
 int zt_armor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *pkt, size_t len,
@@ -127,7 +149,7 @@ int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *p
 unsigned int zt_ones_sum(const unsigned char *p, size_t n, uint64_t initial);
 
 int zt_rx_supported(void);
-zt_rx *zt_rx_new(uint64_t self_addr);
+zt_rx *zt_rx_new(uint64_t self_addr, const unsigned char *salt16);
 void zt_rx_free(zt_rx *rx);
 zt_rx_stats *zt_rx_get_stats(zt_rx *rx);
 int zt_rx_set_peer(zt_rx *rx, uint64_t addr, zt_aes_ctx *aes, const unsigned char *salsa_key);

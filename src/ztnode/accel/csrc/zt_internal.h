@@ -159,6 +159,35 @@ static inline uint32_t zt_be32(const unsigned char *p)
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
+/* OpenSSL's EVP types stay opaque: only pointers to them cross this file. */
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_cipher_st EVP_CIPHER;
+typedef struct engine_st ENGINE;
+
+/* The OpenSSL calls the AES-GMAC-SIV path makes, resolved by zt_crypto_bind (ossl.c). The
+ * signatures are OpenSSL's since 1.1.0; EVP_CTRL_GCM_GET_TAG's value is part of that ABI. */
+#define ZT_EVP_CTRL_GCM_GET_TAG 0x10
+typedef struct {
+    int bound;
+    EVP_CIPHER_CTX *(*ctx_new)(void);
+    void (*ctx_free)(EVP_CIPHER_CTX *);
+    int (*encrypt_init)(EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *,
+                        const unsigned char *);
+    int (*encrypt_update)(EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int);
+    int (*encrypt_final)(EVP_CIPHER_CTX *, unsigned char *, int *);
+    int (*decrypt_init)(EVP_CIPHER_CTX *, const EVP_CIPHER *, ENGINE *, const unsigned char *,
+                        const unsigned char *);
+    int (*decrypt_update)(EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int);
+    int (*set_padding)(EVP_CIPHER_CTX *, int);
+    int (*ctrl)(EVP_CIPHER_CTX *, int, int, void *);
+    const EVP_CIPHER *(*aes_256_gcm)(void);
+    const EVP_CIPHER *(*aes_256_ecb)(void);
+    const EVP_CIPHER *(*aes_256_ctr)(void);
+} zt_ossl_api;
+
+/* ossl.c */
+ZT_HIDDEN extern zt_ossl_api zt_ossl;
+
 /* checksum.c */
 ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned int tcp_len);
 
