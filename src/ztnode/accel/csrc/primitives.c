@@ -55,12 +55,12 @@ static inline void st64le(unsigned char *p, uint64_t v)
         x[a] ^= ROTL32(x[d] + x[c], 18);                                                       \
     } while (0)
 
-void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsigned char *nonce,
-                    uint64_t counter, int rounds)
+/* The input block: "expand 32-byte k" on the diagonal, the key's halves either side of nonce
+ * and counter (words 8 and 9, which the stream functions advance). */
+static void zt_salsa_setup(uint32_t in[16], const unsigned char *key, const unsigned char *nonce,
+                           uint64_t counter)
 {
-    uint32_t in[16], x[16];
     int i;
-    /* "expand 32-byte k" on the diagonal, the key's halves either side of nonce and counter. */
     in[0] = 0x61707865u;
     in[5] = 0x3320646eu;
     in[10] = 0x79622d32u;
@@ -73,7 +73,13 @@ void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsig
     in[7] = ld32le(nonce + 4);
     in[8] = (uint32_t)counter;
     in[9] = (uint32_t)(counter >> 32);
-    memcpy(x, in, sizeof x);
+}
+
+/* The rounds, then the input added back in: x = Salsa20_rounds(in) + in, as words. */
+static inline void zt_salsa_core(uint32_t x[16], const uint32_t in[16], int rounds)
+{
+    int i;
+    memcpy(x, in, 16 * sizeof x[0]);
     for (i = 0; i < rounds; i += 2) {
         /* column round, then row round */
         QR(0, 4, 8, 12);
@@ -86,24 +92,58 @@ void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsig
         QR(15, 12, 13, 14);
     }
     for (i = 0; i < 16; i++)
-        st32le(out + 4 * i, x[i] + in[i]);
+        x[i] += in[i];
+}
+
+static inline void zt_salsa_next(uint32_t in[16])
+{
+    if (++in[8] == 0)
+        in[9]++; /* the 64-bit block counter, wrapping at 2^64 */
+}
+
+void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsigned char *nonce,
+                    uint64_t counter, int rounds)
+{
+    uint32_t in[16], x[16];
+    int i;
+    zt_salsa_setup(in, key, nonce, counter);
+    zt_salsa_core(x, in, rounds);
+    for (i = 0; i < 16; i++)
+        st32le(out + 4 * i, x[i]);
     zt_wipe(x, sizeof x);
     zt_wipe(in, sizeof in);
 }
 
+/* Whole blocks are XORed a word at a time straight from the core's output; the keystream only
+ * lands in memory for a last partial block. The state is wiped once, at the end. */
 void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const unsigned char *key,
                   const unsigned char *nonce, uint64_t counter, int rounds)
 {
+    uint32_t st[16], x[16];
     unsigned char ks[64];
-    size_t off = 0, i, take;
-    while (off < n) {
-        zt_salsa_block(ks, key, nonce, counter++, rounds);
-        take = n - off < 64 ? n - off : 64;
-        for (i = 0; i < take; i++)
-            out[off + i] = in[off + i] ^ ks[i];
-        off += take;
+    size_t i;
+    if (n == 0)
+        return;
+    zt_salsa_setup(st, key, nonce, counter);
+    while (n >= 64) {
+        zt_salsa_core(x, st, rounds);
+        zt_salsa_next(st);
+        for (i = 0; i < 16; i++)
+            st32le(out + 4 * i, ld32le(in + 4 * i) ^ x[i]);
+        in += 64;
+        out += 64;
+        n -= 64;
     }
-    zt_wipe(ks, sizeof ks);
+    if (n > 0) {
+        zt_salsa_core(x, st, rounds);
+        for (i = 0; i < 16; i++)
+            st32le(ks + 4 * i, x[i]);
+        for (i = 0; i < n; i++)
+            out[i] = in[i] ^ ks[i];
+        zt_wipe(ks, sizeof ks);
+    }
+    zt_wipe(x, sizeof x);
+    zt_wipe(st, sizeof st);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -263,9 +303,9 @@ uint64_t zt_siphash24(const unsigned char *p, size_t n, const unsigned char key[
 
 void zt_wipe(void *p, size_t n)
 {
-    volatile unsigned char *v = (volatile unsigned char *)p;
-    while (n--)
-        *v++ = 0;
+    memset(p, 0, n);
+    /* The barrier tells the compiler the zeroed memory is read, so the memset stays. */
+    __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 
 int zt_ct_equal(const unsigned char *a, const unsigned char *b, size_t n)
