@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,45 @@ def test_without_libcrypto_cipher_3_runs_in_python_identically(libcrypto: str, w
     with_c = _probe(_cext.LIBCRYPTO or "")
     assert with_c["aes"] and with_c["c"]
     assert with_c["pkt"] == without["pkt"]
+
+
+# --- the packet path's Poly1305: libsodium's where bound, else ours --------------------------
+
+
+@pytest.fixture
+def own_poly1305() -> Iterator[None]:
+    """The C packet path on our own Poly1305 for one test (what a wheel without libsodium runs),
+    whatever this machine has; libsodium's is bound back afterwards."""
+    lib, ffi = _cext.lib, _cext.ffi
+    lib.zt_poly1305_bind(ffi.NULL)
+    assert _cext.poly1305_impl() == "ztnode"
+    try:
+        yield
+    finally:
+        _cext._bind_sodium_poly1305(lib, ffi)
+
+
+def test_packet_path_uses_libsodium_poly1305_where_installed() -> None:
+    assert _cext.poly1305_impl() == ("libsodium" if _sodium.lib is not None else "ztnode")
+
+
+@pytest.mark.usefixtures("own_poly1305")
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.binary(min_size=48, max_size=48),
+    body=st.binary(min_size=1, max_size=1500),
+    cipher=st.sampled_from([0, 1]),
+)
+def test_packet_path_on_our_poly1305_matches_python(raw: bytes, body: bytes, cipher: int) -> None:
+    from ztnode import accel
+    from ztnode.crypto.keys import SymmetricKey
+    from ztnode.wire import packet
+    from ztnode.wire.constants import Cipher
+
+    plain = bytearray(bytes(27) + body)
+    kc, kp = SymmetricKey(raw), SymmetricKey(raw)
+    c_pkt, py_pkt = bytearray(plain), bytearray(plain)
+    assert accel.armor(c_pkt, kc, cipher)
+    packet._armor_python(py_pkt, kp, Cipher(cipher))
+    assert c_pkt == py_pkt
+    assert accel.dearmor(c_pkt, kc) == 1 and c_pkt[27:] == plain[27:]

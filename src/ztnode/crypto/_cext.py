@@ -26,6 +26,7 @@ import importlib.util
 import os
 from typing import Any, Final
 
+from ztnode.crypto import _sodium
 from ztnode.crypto._native import native_disabled
 
 MODULE: Final = "ztnode._zt_accel"
@@ -155,7 +156,25 @@ def _load() -> tuple[Any, Any, str | None, str | None, str | None]:
         why = f"{MODULE} has ABI {lib.ZT_ACCEL_ABI}, expected {ABI}: rebuild it"
         return None, None, why, None, why
     path, aes_reason = _bind(lib, mod.ffi)
+    _bind_sodium_poly1305(lib, mod.ffi)
     return mod.ffi, lib, None, path, aes_reason
+
+
+def _bind_sodium_poly1305(lib: Any, ffi: Any) -> None:
+    """Lend the packet path libsodium's faster Poly1305 where the machine has libsodium (already
+    initialised by :mod:`ztnode.crypto._sodium`, so its best code is chosen)."""
+    if _sodium.lib is None:
+        return
+    addr = int(_sodium.ffi.cast("uintptr_t", _sodium.lib.crypto_onetimeauth_poly1305))
+    lib.zt_poly1305_bind(ffi.cast("void *", addr))
+
+
+def poly1305_impl() -> str:
+    """Whose Poly1305 the C packet path runs: ``libsodium`` or ``ztnode``."""
+    if lib is None:
+        return "none"
+    name: str = ffi.string(lib.zt_poly1305_impl()).decode()
+    return name
 
 
 ffi: Any
@@ -181,4 +200,5 @@ __all__ = [
     "ffi",
     "lib",
     "libcrypto_candidates",
+    "poly1305_impl",
 ]

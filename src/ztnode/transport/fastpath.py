@@ -120,17 +120,16 @@ def report() -> FastPath:
             {"libsodium": "libsodium", "ztnode-c": "ztnode's C"}.get(name, "numpy (slow)"),
         )
     )
-    parts.append(
-        Part(
-            "libsodium",
-            _sodium.lib is not None,
-            "loaded (its SIMD Salsa20 for identity hashing)"
-            if _sodium.lib is not None
-            else "not installed; not needed (ztnode's C does its work)"
-            if _cext.lib is not None
-            else "not installed",
+    if _sodium.lib is not None:
+        lent = (
+            " and its Poly1305 to the C packet path" if _cext.poly1305_impl() == "libsodium" else ""
         )
-    )
+        sodium = f"loaded: lends its SIMD Salsa20 to identity hashing{lent}"
+    elif _cext.lib is not None:
+        sodium = "not installed; not needed (ztnode's C does its work)"
+    else:
+        sodium = "not installed"
+    parts.append(Part("libsodium", _sodium.lib is not None, sodium))
     return FastPath(tuple(parts), hint)
 
 

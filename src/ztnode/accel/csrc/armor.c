@@ -47,7 +47,7 @@ static void zt_armor_salsa(const unsigned char *salsa_key, unsigned char *pkt, s
     if (encrypt)
         zt_salsa_xor_from_block1(pkt + IDX_VERB, len - IDX_VERB, pkt, mk);
     /* The MAC covers what goes on the wire: ciphertext for suite 1, plaintext for suite 0. */
-    zt_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
+    zt_mac_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
     memcpy(pkt + IDX_MAC, tag, MAC_BYTES);
     zt_wipe(mk, sizeof mk);
     zt_wipe(block0, sizeof block0);
@@ -60,7 +60,7 @@ static int zt_dearmor_salsa(const unsigned char *salsa_key, unsigned char *pkt, 
     int ok;
     zt_mangle_key(mk, salsa_key, pkt, len);
     zt_salsa_block(block0, mk, pkt, 0, SALSA_ROUNDS);
-    zt_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
+    zt_mac_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
     /* Constant time, and nothing is decrypted unless the MAC matches: a rejected packet is
      * returned untouched. */
     ok = zt_ct_equal(tag, pkt + IDX_MAC, MAC_BYTES);

@@ -248,6 +248,35 @@ void zt_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
     zt_wipe(last, sizeof last);
 }
 
+/* libsodium's Poly1305, where the machine has it: its SSE2 code is about a fifth faster than the
+ * portable one above on packet-sized messages. Bound once at import (zt_poly1305_bind), before
+ * any packet; afterwards only read. */
+typedef int (*zt_poly_fn)(unsigned char *, const unsigned char *, unsigned long long,
+                          const unsigned char *);
+static zt_poly_fn zt_poly_bound;
+
+int zt_poly1305_bind(void *fn)
+{
+    /* An object pointer from the symbol lookup; POSIX guarantees it converts to a function one.
+     * NULL goes back to ours (tests run the packet path both ways). */
+    memcpy(&zt_poly_bound, &fn, sizeof fn);
+    return 0;
+}
+
+const char *zt_poly1305_impl(void)
+{
+    return zt_poly_bound != NULL ? "libsodium" : "ztnode";
+}
+
+void zt_mac_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
+                     const unsigned char key[32])
+{
+    if (zt_poly_bound != NULL)
+        zt_poly_bound(tag, m, n, key);
+    else
+        zt_poly1305(tag, m, n, key);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* SipHash-2-4: a keyed hash for table positions that a sender cannot aim at.                  */
 

@@ -131,6 +131,11 @@ void zt_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
                  const unsigned char key[32]);
 uint64_t zt_siphash24(const unsigned char *p, size_t n, const unsigned char key[16]);
 void zt_wipe(void *p, size_t n);
+/* The packet path's Poly1305 may be libsodium's crypto_onetimeauth_poly1305 (its address, given
+ * once at import; NULL returns to ours); zt_poly1305 itself is always ours. zt_poly1305_impl
+ * names the one in use. */
+int zt_poly1305_bind(void *fn);
+const char *zt_poly1305_impl(void);
 int zt_ct_equal(const unsigned char *a, const unsigned char *b, size_t n);
 
 /* ossl.c: OpenSSL's EVP calls for cipher 3, bound at run time: zt_crypto_symbol(i) names the

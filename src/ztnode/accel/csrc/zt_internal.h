@@ -188,6 +188,10 @@ typedef struct {
 /* ossl.c */
 ZT_HIDDEN extern zt_ossl_api zt_ossl;
 
+/* primitives.c: the packet MAC, libsodium's Poly1305 where bound, else ours. */
+ZT_HIDDEN void zt_mac_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
+                               const unsigned char key[32]);
+
 /* checksum.c */
 ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned int tcp_len);
 
