@@ -111,11 +111,13 @@ def _hiding_script(tmp: Path, body: str, *, compiler: bool = False) -> Path:
                 hide_files.append(os.path.realpath(found))
         hide_dirs += ["/usr/include", sysconfig.get_paths()["include"]]
     lines = ["set -eu", "mount --make-rprivate /"]
-    for d in dict.fromkeys(hide_dirs):
-        if Path(d).is_dir():
-            lines.append(f"mount -t tmpfs -o size=1m tmpfs '{d}'")
+    # Files first, then folders deepest first: a folder covered by a tmpfs has no mount points
+    # left inside it.
     for f in dict.fromkeys(hide_files):
         lines.append(f"mount --bind /dev/null '{f}'")
+    for d in sorted(dict.fromkeys(hide_dirs), key=lambda p: -p.count("/")):
+        if Path(d).is_dir():
+            lines.append(f"mount -t tmpfs -o size=1m tmpfs '{d}'")
     # The proof: no library headers (a present but empty sodium.h counts as gone) ...
     lines += [
         "test ! -s /usr/include/sodium.h && test ! -e /usr/include/openssl/evp.h",

@@ -20,10 +20,6 @@
 #include <arpa/inet.h>
 #endif
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <sodium.h>
-
 #ifdef __linux__
 
 static int zt_same_sender(const zt_rx *rx, int a, int b)
