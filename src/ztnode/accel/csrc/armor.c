@@ -43,9 +43,9 @@ static void zt_armor_salsa(const unsigned char *salsa_key, unsigned char *pkt, s
 {
     unsigned char mk[SALSA_KEY_BYTES], block0[SALSA_BLOCK], tag[16];
     zt_mangle_key(mk, salsa_key, pkt, len);
-    zt_salsa_block(block0, mk, pkt, 0, SALSA_ROUNDS);
-    if (encrypt)
-        zt_salsa_xor_from_block1(pkt + IDX_VERB, len - IDX_VERB, pkt, mk);
+    /* Block 0 (the Poly1305 key) and, for suite 1, the payload from block 1, in one pass. */
+    zt_salsa_block0_then_xor(block0, encrypt ? pkt + IDX_VERB : NULL, len - IDX_VERB, mk, pkt,
+                             SALSA_ROUNDS);
     /* The MAC covers what goes on the wire: ciphertext for suite 1, plaintext for suite 0. */
     zt_mac_poly1305(tag, pkt + IDX_VERB, len - IDX_VERB, block0);
     memcpy(pkt + IDX_MAC, tag, MAC_BYTES);

@@ -75,11 +75,14 @@ static void zt_salsa_setup(uint32_t in[16], const unsigned char *key, const unsi
     in[9] = (uint32_t)(counter >> 32);
 }
 
-/* The rounds, then the input added back in: x = Salsa20_rounds(in) + in, as words. */
-static inline void zt_salsa_core(uint32_t x[16], const uint32_t in[16], int rounds)
+/* The rounds, then the input added back in: out = Salsa20_rounds(in) + in, as words. The rounds
+ * work on a local copy the compiler can keep in registers (out may alias nothing it knows). */
+static inline void zt_salsa_core(uint32_t out[16], const uint32_t in[16], int rounds)
 {
+    uint32_t x[16];
     int i;
-    memcpy(x, in, 16 * sizeof x[0]);
+    for (i = 0; i < 16; i++)
+        x[i] = in[i];
     for (i = 0; i < rounds; i += 2) {
         /* column round, then row round */
         QR(0, 4, 8, 12);
@@ -92,7 +95,7 @@ static inline void zt_salsa_core(uint32_t x[16], const uint32_t in[16], int roun
         QR(15, 12, 13, 14);
     }
     for (i = 0; i < 16; i++)
-        x[i] += in[i];
+        out[i] = x[i] + in[i];
 }
 
 static inline void zt_salsa_next(uint32_t in[16])
@@ -141,6 +144,41 @@ void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const u
         for (i = 0; i < n; i++)
             out[i] = in[i] ^ ks[i];
         zt_wipe(ks, sizeof ks);
+    }
+    zt_wipe(x, sizeof x);
+    zt_wipe(st, sizeof st);
+}
+
+/* Keystream block 0 into `block0`, then (when `buf` is given) blocks 1.. XORed into `buf` in
+ * place: the packet armor's pass, with the state set up once. */
+void zt_salsa_block0_then_xor(unsigned char block0[64], unsigned char *buf, size_t n,
+                              const unsigned char *key, const unsigned char *nonce, int rounds)
+{
+    uint32_t st[16], x[16];
+    unsigned char ks[64];
+    size_t i;
+    zt_salsa_setup(st, key, nonce, 0);
+    zt_salsa_core(x, st, rounds);
+    zt_salsa_next(st);
+    for (i = 0; i < 16; i++)
+        st32le(block0 + 4 * i, x[i]);
+    if (buf != NULL) {
+        while (n >= 64) {
+            zt_salsa_core(x, st, rounds);
+            zt_salsa_next(st);
+            for (i = 0; i < 16; i++)
+                st32le(buf + 4 * i, ld32le(buf + 4 * i) ^ x[i]);
+            buf += 64;
+            n -= 64;
+        }
+        if (n > 0) {
+            zt_salsa_core(x, st, rounds);
+            for (i = 0; i < 16; i++)
+                st32le(ks + 4 * i, x[i]);
+            for (i = 0; i < n; i++)
+                buf[i] ^= ks[i];
+            zt_wipe(ks, sizeof ks);
+        }
     }
     zt_wipe(x, sizeof x);
     zt_wipe(st, sizeof st);

@@ -188,7 +188,11 @@ typedef struct {
 /* ossl.c */
 ZT_HIDDEN extern zt_ossl_api zt_ossl;
 
-/* primitives.c: the packet MAC, libsodium's Poly1305 where bound, else ours. */
+/* primitives.c: the packet armor's Salsa20 pass, and its MAC (libsodium's Poly1305 where
+ * bound, else ours). */
+ZT_HIDDEN void zt_salsa_block0_then_xor(unsigned char block0[64], unsigned char *buf, size_t n,
+                                        const unsigned char *key, const unsigned char *nonce,
+                                        int rounds);
 ZT_HIDDEN void zt_mac_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
                                const unsigned char key[32]);
 
