@@ -119,3 +119,29 @@ def test_require_fast_fails_on_the_slow_path(
     assert rc == doctor.EXIT_FAILED and report["ok"] is False
     rc, report = _doctor(capsys, "--quick")
     assert rc == 0 and report["ok"] is True
+
+
+def test_a_starting_node_logs_the_fast_path_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node's log says which packet path runs, once per process however many nodes start
+    (a warning when it is the slow one)."""
+    import asyncio
+    import logging
+
+    from tests.helpers.data import test_identities
+    from ztnode.testing.local import LocalZtWorld
+
+    monkeypatch.setattr(fastpath, "_announced", [])
+
+    async def go() -> None:
+        async with LocalZtWorld(tmp_path, members=1, identities=test_identities()[:2]):
+            pass
+
+    with caplog.at_level(logging.INFO, logger="ztnode.service"):
+        asyncio.run(go())
+    lines = [r for r in caplog.records if r.getMessage().startswith("fast path: ")]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].getMessage() == fastpath.report().summary()
+    expected = logging.INFO if fastpath.report().fast else logging.WARNING
+    assert lines[0].levelno == expected
