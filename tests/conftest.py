@@ -10,10 +10,14 @@ import pytest
 
 from tests.helpers.data import load_vectors
 
+# The throwaway PostgreSQL server (pg_server, pg_url) for the controller's PostgreSQL tests.
+pytest_plugins = ["tests.helpers.postgres"]
+
 # .ci/run sets this: a skipped interop (or dist) test is then a failure, because a suite that
-# silently skips proves nothing. Both need root (network and mount namespaces).
+# silently skips proves nothing. Interop and dist need root (network and mount namespaces),
+# postgres needs Debian's postgresql package (.ci/run installs it).
 REQUIRE_INTEROP = os.environ.get("ZTNODE_REQUIRE_INTEROP") == "1"
-_MANDATORY_MARKERS = ("interop", "dist")
+_MANDATORY_MARKERS = ("interop", "dist", "postgres")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.helpers.data import test_identities
 from ztnode.controller.configbuild import build_config
 from ztnode.controller.controller import Controller
-from ztnode.controller.store import ControllerStore
+from ztnode.controller.store import ControllerStore, Store
 from ztnode.testing.world import seeded_random_bytes
 from ztnode.transport.controllerapi import register_controller_routes
 from ztnode.transport.httpapi import JsonApi, Request, fetch_json
@@ -30,13 +30,13 @@ T0 = 1_700_000_000_000
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self.now = T0
         self.changes = 0
         self.on_change: Callable[[], None] | None = None
         self.ctl = Controller(
             CTL,
-            ControllerStore(":memory:"),
+            store if store is not None else ControllerStore(":memory:"),
             random_bytes=seeded_random_bytes(11),
             config_builder=build_config,
         )
@@ -82,8 +82,8 @@ class Harness:
 
 
 @pytest.fixture
-def h() -> Harness:
-    return Harness()
+def h(controller_store: Store) -> Harness:
+    return Harness(controller_store)
 
 
 def test_controller_status(h: Harness) -> None:

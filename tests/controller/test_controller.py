@@ -20,7 +20,7 @@ from ztnode.controller.controller import (
     Controller,
 )
 from ztnode.controller.model import ApiError
-from ztnode.controller.store import ControllerStore
+from ztnode.controller.store import ControllerStore, Store
 from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.identity import Identity
 from ztnode.testing.world import seeded_random_bytes
@@ -88,10 +88,10 @@ def builder() -> StubBuilder:
 
 
 @pytest.fixture
-def ctl(builder: StubBuilder) -> Controller:
+def ctl(builder: StubBuilder, controller_store: Store) -> Controller:
     return Controller(
         CTL,
-        ControllerStore(":memory:"),
+        controller_store,
         random_bytes=seeded_random_bytes(1),
         config_builder=builder,
     )

@@ -1,8 +1,11 @@
-"""The controller's SQLite store: schema versions and migrations, transactions, durability."""
+"""The controller's store: schema versions and migrations, transactions, durability. The tests
+that take the ``store`` fixture run on SQLite and on PostgreSQL (tests/controller/test_pgstore.py
+has PostgreSQL's own); the rest are SQLite's file and migration behaviour."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from ztnode.controller.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
     ControllerStore,
+    Store,
     StoreError,
 )
 
@@ -33,12 +37,21 @@ def mem(nwid: int = NWID, addr: int = A1, **fields: object) -> dict[str, object]
     return m
 
 
-@pytest.fixture
-def store() -> ControllerStore:
-    return ControllerStore(":memory:")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s: Store = ControllerStore(":memory:")
+    else:
+        from ztnode.controller.pgstore import PostgresStore
+
+        s = PostgresStore(request.getfixturevalue("pg_url"))
+    try:
+        yield s
+    finally:
+        s.close()
 
 
-def test_fresh_store_has_current_schema(store: ControllerStore) -> None:
+def test_fresh_store_has_current_schema(store: Store) -> None:
     assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
     assert store.network_ids() == []
 
@@ -54,7 +67,7 @@ def test_file_store_uses_wal_and_full_sync(tmp_path: Path) -> None:
         s.close()
 
 
-def test_network_roundtrip_and_copies(store: ControllerStore) -> None:
+def test_network_roundtrip_and_copies(store: Store) -> None:
     n = net(name="x")
     store.put_network(n)
     got = store.get_network(NWID)
@@ -68,7 +81,7 @@ def test_network_roundtrip_and_copies(store: ControllerStore) -> None:
     assert store.get_network(NWID2) is None
 
 
-def test_put_network_replaces(store: ControllerStore) -> None:
+def test_put_network_replaces(store: Store) -> None:
     store.put_network(net(name="a"))
     store.put_network(net(name="b"))
     assert store.network_ids() == [NWID]
@@ -76,7 +89,7 @@ def test_put_network_replaces(store: ControllerStore) -> None:
     assert got is not None and got["name"] == "b"
 
 
-def test_network_ids_sorted_full_64_bits(store: ControllerStore) -> None:
+def test_network_ids_sorted_full_64_bits(store: Store) -> None:
     big = 0xFFEEDDCCBB123456  # above the signed 64-bit range of SQLite integers
     for n in (big, NWID2, NWID):
         store.put_network(net(n))
@@ -84,7 +97,7 @@ def test_network_ids_sorted_full_64_bits(store: ControllerStore) -> None:
     assert store.get_network(big) is not None
 
 
-def test_members(store: ControllerStore) -> None:
+def test_members(store: Store) -> None:
     store.put_network(net())
     store.put_member(mem(addr=A2, name="two"))
     store.put_member(mem(addr=A1))
@@ -96,13 +109,13 @@ def test_members(store: ControllerStore) -> None:
     assert store.get_member(NWID2, A1) is None
 
 
-def test_member_of_unknown_network_refused(store: ControllerStore) -> None:
+def test_member_of_unknown_network_refused(store: Store) -> None:
     with pytest.raises(StoreError):
         store.put_member(mem(nwid=NWID2))
     assert store.member_ids(NWID2) == []
 
 
-def test_objects_need_their_keys(store: ControllerStore) -> None:
+def test_objects_need_their_keys(store: Store) -> None:
     bad = net()
     bad["id"] = "nothex"
     with pytest.raises(StoreError):
@@ -117,7 +130,7 @@ def test_objects_need_their_keys(store: ControllerStore) -> None:
         store.put_member(m)
 
 
-def test_delete_member(store: ControllerStore) -> None:
+def test_delete_member(store: Store) -> None:
     store.put_network(net())
     store.put_member(mem())
     old = store.delete_member(NWID, A1)
@@ -126,7 +139,7 @@ def test_delete_member(store: ControllerStore) -> None:
     assert store.member_ids(NWID) == []
 
 
-def test_delete_network_takes_members(store: ControllerStore) -> None:
+def test_delete_network_takes_members(store: Store) -> None:
     store.put_network(net())
     store.put_network(net(NWID2))
     store.put_member(mem())
@@ -140,7 +153,7 @@ def test_delete_network_takes_members(store: ControllerStore) -> None:
     assert store.delete_network(NWID) is None
 
 
-def test_transaction_rolls_back_everything(store: ControllerStore) -> None:
+def test_transaction_rolls_back_everything(store: Store) -> None:
     store.put_network(net(name="before"))
     with pytest.raises(RuntimeError), store.transaction():
         store.put_network(net(name="during"))
@@ -153,14 +166,14 @@ def test_transaction_rolls_back_everything(store: ControllerStore) -> None:
     assert store.network_ids() == [NWID]
 
 
-def test_failed_write_inside_transaction_rolls_back(store: ControllerStore) -> None:
+def test_failed_write_inside_transaction_rolls_back(store: Store) -> None:
     with pytest.raises(StoreError), store.transaction():
         store.put_network(net())
         store.put_member(mem(nwid=NWID2))  # no such network: the whole block is undone
     assert store.network_ids() == []
 
 
-def test_nested_transaction_is_a_savepoint(store: ControllerStore) -> None:
+def test_nested_transaction_is_a_savepoint(store: Store) -> None:
     with store.transaction():
         store.put_network(net())
         with pytest.raises(ValueError), store.transaction():
@@ -170,7 +183,7 @@ def test_nested_transaction_is_a_savepoint(store: ControllerStore) -> None:
     assert store.member_ids(NWID) == [A2]
 
 
-def test_transaction_commits(store: ControllerStore) -> None:
+def test_transaction_commits(store: Store) -> None:
     with store.transaction():
         store.put_network(net())
         store.put_member(mem())
@@ -216,7 +229,7 @@ def test_uncommitted_transaction_lost_on_reopen(tmp_path: Path) -> None:
         s2.close()
 
 
-def test_closed_store_refuses(store: ControllerStore) -> None:
+def test_closed_store_refuses(store: Store) -> None:
     store.close()
     with pytest.raises(StoreError):
         store.network_ids()

@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also be the network controller for networks whose ids start with our address",
     )
+    node.add_argument(
+        "--controller-db",
+        metavar="URL|FILE",
+        help="the controller's database (implies --controller): postgresql://... to share it "
+        "between several controller instances, or a SQLite file (default: HOME/controller.db)",
+    )
     proxy = node.add_argument_group(
         "proxies", "let other programs on this machine reach the overlay (see docs/api.md)"
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from ztnode._version import __version__
 from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.logsetup import configure_logging
+from ztnode.controller.store import StoreError
 from ztnode.errors import ZtError
 
 
@@ -86,11 +87,12 @@ def cmd_node(args: argparse.Namespace) -> int:
             allow_loopback=args.allow_loopback,
             bind=bind,
             controller=args.controller,
+            controller_db=args.controller_db,
             names=names,
         )
         try:
             await node.start()
-        except (ZtError, OSError, RuntimeError) as e:
+        except (ZtError, OSError, RuntimeError, StoreError) as e:
             return _fail(f"cannot start: {e}")
         service = node.service
         try:

@@ -41,7 +41,7 @@ from ztnode.controller.model import (
     nwid_hex,
     set_authorized,
 )
-from ztnode.controller.store import ControllerStore, JsonObject
+from ztnode.controller.store import JsonObject, Store
 from ztnode.core.controller_iface import ConfigAnswer, ConfigPush, RevocationPush
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.identity import Identity, is_reserved_address
@@ -126,7 +126,7 @@ class Controller:
     def __init__(
         self,
         identity: Identity,
-        store: ControllerStore,
+        store: Store,
         *,
         random_bytes: Callable[[int], bytes],
         config_builder: ConfigBuilder,
@@ -451,6 +451,35 @@ class Controller:
             if n == nwid and (address is None or addr == address):
                 st.identity = st.metadata = None
                 self._push_queue.pop((n, addr), None)
+
+    # --- changes made by other controller instances (a shared database) ----------------------
+
+    @_locked
+    def note_remote_change(self, nwid: int, address: int | None, now: int) -> None:
+        """Another instance on the same database changed a network (``address`` None) or a
+        member: push what is current now to the members this instance serves, and revoke at
+        them what the change took away. Only the store's present state is known here, not the
+        old one, so a member found deleted or unauthorised is revoked (harmless if it never
+        was authorised: a revocation only withdraws what the target held)."""
+        if not self.serves(nwid):
+            return
+        if address is None:
+            if self.store.has_network(nwid):
+                self._queue_push(nwid, None, now)
+            else:
+                gone = sorted({a for (n, a) in self._status if n == nwid})
+                self._queue_revocation(nwid, gone, now)
+                self._forget(nwid, None)
+            return
+        member = self.store.get_member(nwid, address)
+        if member is None:
+            self._queue_revocation(nwid, [address], now)
+            self._forget(nwid, address)
+            return
+        # The active-bridge list is in every member's config; any member change may touch it.
+        self._queue_push(nwid, None if member.get("activeBridge") else address, now)
+        if not member.get("authorized"):
+            self._queue_revocation(nwid, [address], now)
 
     # --- API verbs ---------------------------------------------------------------------------
 

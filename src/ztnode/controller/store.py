@@ -19,9 +19,9 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 JsonObject = dict[str, Any]
 Migration = Callable[[sqlite3.Connection], None]
@@ -32,6 +32,45 @@ _NWID_MASK: Final = (1 << 64) - 1
 
 class StoreError(Exception):
     """The database cannot be used: written by a newer ztnode, or an object lacks its keys."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached now (a PostgreSQL server down or unreachable); nothing
+    was written. Callers answer "unavailable" and try again later; the store reconnects."""
+
+
+class Store(Protocol):
+    """What the controller needs of its database; :class:`ControllerStore` (SQLite, one file)
+    and :class:`~ztnode.controller.pgstore.PostgresStore` (several machines) provide it."""
+
+    path: str
+
+    @property
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def network_ids(self) -> list[int]: ...
+
+    def get_network(self, nwid: int) -> JsonObject | None: ...
+
+    def has_network(self, nwid: int) -> bool: ...
+
+    def put_network(self, obj: JsonObject) -> None: ...
+
+    def delete_network(self, nwid: int) -> JsonObject | None: ...
+
+    def member_ids(self, nwid: int) -> list[int]: ...
+
+    def members(self, nwid: int) -> list[JsonObject]: ...
+
+    def get_member(self, nwid: int, address: int) -> JsonObject | None: ...
+
+    def put_member(self, obj: JsonObject) -> None: ...
+
+    def delete_member(self, nwid: int, address: int) -> JsonObject | None: ...
 
 
 def _migrate_v1(db: sqlite3.Connection) -> None:
@@ -78,6 +117,13 @@ def _hex_field(obj: JsonObject, name: str, width: int) -> str:
     except ValueError:
         raise StoreError(f"object needs a {width}-digit hex {name!r}, has {value!r:.40}") from None
     return value.lower()
+
+
+def object_keys(obj: JsonObject, *, member: bool) -> tuple[str, str]:
+    """The stored keys of a network (``(nwid, "")``) or a member (``(nwid, address)``), checked."""
+    if not member:
+        return _hex_field(obj, "id", 16), ""
+    return _hex_field(obj, "nwid", 16), _hex_field(obj, "id", 10)
 
 
 def _dump(obj: JsonObject) -> str:
@@ -302,7 +348,10 @@ __all__ = [
     "ControllerStore",
     "JsonObject",
     "Migration",
+    "Store",
     "StoreError",
+    "StoreUnavailable",
     "address_key",
     "nwid_key",
+    "object_keys",
 ]

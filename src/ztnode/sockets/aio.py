@@ -213,6 +213,7 @@ class Node:
         allow_loopback: bool = False,
         bind: Iterable[str] = ("0.0.0.0",),
         controller: bool = False,
+        controller_db: str | None = None,
         sockets: Iterable[socket.socket] = (),
         identity_validation_interval: int | None = None,
         bonding: BondingSettings | Mapping[str, Any] | None = None,
@@ -236,7 +237,8 @@ class Node:
             bind=tuple(bind),
             planet=world,
             allow_loopback=allow_loopback,
-            controller=controller,
+            controller=controller or controller_db is not None,
+            controller_db=controller_db,
             sockets=tuple(sockets),
             bonding=(
                 bonding

@@ -52,6 +52,7 @@ class LocalZtWorld:
         network: dict[str, Any] | None = None,
         world_id: int = 0x10CA1,
         dns_domain: str | None = None,
+        controller_db: str | None = None,
     ) -> None:
         if identities and len(identities) < members + 1:
             raise ValueError(f"need {members + 1} identities, got {len(identities)}")
@@ -64,6 +65,8 @@ class LocalZtWorld:
         #: answering ``zt-<address>.<domain>`` and members' names (:meth:`name_member`), and
         #: members join with ``allow_dns``.
         self.dns_domain = dns_domain
+        #: The root's controller database (``postgresql://...`` to share it); None: SQLite.
+        self.controller_db = controller_db
         self.root_network: Network | None = None
         self.root: Node | None = None
         self.members: list[Node] = []
@@ -94,6 +97,7 @@ class LocalZtWorld:
             planet=self.planet,
             allow_loopback=True,
             controller=True,
+            controller_db=self.controller_db,
             sockets=(root_sock,),
             identity_validation_interval=0,
         )

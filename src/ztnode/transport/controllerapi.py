@@ -34,6 +34,7 @@ from typing import Any
 
 from ztnode.controller.controller import Controller
 from ztnode.controller.model import ApiError, address_hex, nwid_hex, parse_address, parse_nwid
+from ztnode.controller.store import StoreUnavailable
 from ztnode.transport.httpapi import HttpError, JsonApi, Request
 
 API_VERSION = 4  # ZT_NETCONF_CONTROLLER_API_VERSION
@@ -54,6 +55,8 @@ def register_controller_routes(
             result = fn()
         except ApiError as e:
             raise HttpError(e.status, e.message) from None
+        except StoreUnavailable as e:  # nothing was written; the store reconnects by itself
+            raise HttpError(503, f"the controller database is unavailable: {e}") from None
         if edit:
             on_change()
         return result
@@ -84,11 +87,18 @@ def register_controller_routes(
             "controller": True,
             "apiVersion": API_VERSION,
             "clock": clock(),
-            "databaseReady": True,
+            "databaseReady": database_ready(),
         }
 
+    def database_ready() -> bool:
+        try:
+            controller.store.schema_version  # noqa: B018  # one round trip to the database
+        except StoreUnavailable:
+            return False
+        return True
+
     async def network_list(req: Request) -> Any:
-        return [nwid_hex(n) for n in controller.network_ids()]
+        return [nwid_hex(n) for n in call(controller.network_ids)]
 
     async def network_create(req: Request) -> Any:
         body = body_of(req)
@@ -137,7 +147,7 @@ def register_controller_routes(
 
     async def unstable_networks(req: Request) -> Any:
         data = []
-        for nwid in controller.network_ids():
+        for nwid in call(controller.network_ids):
             network = controller.store.get_network(nwid)
             if network is None:
                 continue

@@ -21,12 +21,14 @@ import random
 import signal
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ztnode.controller.store import StoreUnavailable
 from ztnode.core import events as ev
 from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
@@ -119,6 +121,9 @@ class ServiceConfig:
     identity_validation_interval: int = 2_000
     controller: bool = False
     """Run a network controller for networks whose ids start with this node's address."""
+    controller_db: str | None = None
+    """The controller's database: a ``postgresql://`` URL (several instances may share it) or a
+    SQLite file; None is ``controller.db`` in the home directory."""
     sockets: tuple[socket.socket, ...] = ()
     """Already-bound UDP sockets to use instead of binding ``bind``/``port`` (for example
     sockets created inside a network namespace); the service takes ownership."""
@@ -281,6 +286,7 @@ class NodeService:
         # The hosted controller answers config requests here, off the event loop (its
         # database reads and fsync'd commits); one thread, so requests are answered in order.
         self._controller_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._controller_listen: threading.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.binder: Binder | None = None
@@ -349,10 +355,13 @@ class NodeService:
         if self.config.controller:
             from ztnode.controller import open_controller
 
-            self.controller = hosted = open_controller(identity, self.home.path, os.urandom)
+            self.controller = hosted = open_controller(
+                identity, self.home.path, os.urandom, self.config.controller_db
+            )
             self._controller_pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="ztnode-controller"
             )
+            self._listen_to_other_controllers(hosted)
         self.node = Node(
             identity,
             planet,
@@ -387,6 +396,9 @@ class NodeService:
         if self.node is not None:
             self.save_peers()
         self.close_endpoints()
+        if self._controller_listen is not None:
+            self._controller_listen.set()
+            self._controller_listen = None
         if self._controller_pool is not None:
             # Requests still being answered finish first: the database closes after them.
             ctl_pool, self._controller_pool = self._controller_pool, None
@@ -603,6 +615,38 @@ class NodeService:
         """The controller's data changed through its API: send pushes and revocations now."""
         self.call(lambda node, now: node.flush_controller(now))
 
+    def _listen_to_other_controllers(self, hosted: Any) -> None:
+        """With a shared database (PostgreSQL), hear what other instances change and push it to
+        the members this node serves: the store's listener thread hands each change to the
+        loop, which has the controller note it in its own thread, then flushes."""
+        listen = getattr(hosted.store, "listen", None)
+        if listen is None:
+            return
+        loop = self._loop
+        assert loop is not None
+        stop = self._controller_listen = threading.Event()
+
+        def noted(fut: concurrent.futures.Future[None]) -> None:
+            if fut.cancelled():
+                return
+            if fut.exception() is not None:
+                log.warning("a change from another controller instance: %s", fut.exception())
+                return
+            loop.call_soon_threadsafe(self.controller_changed)
+
+        def on_loop(nwid: int, address: int | None) -> None:
+            pool = self._controller_pool
+            if pool is None or self._closing:
+                return
+            now = self.clock.now()
+            pool.submit(hosted.note_remote_change, nwid, address, now).add_done_callback(noted)
+
+        def on_change(nwid: int, address: int | None) -> None:  # the listener's thread
+            if not stop.is_set():
+                loop.call_soon_threadsafe(on_loop, nwid, address)
+
+        listen(on_change, stop)
+
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
@@ -748,6 +792,9 @@ class NodeService:
             return
         try:
             answer = fut.result()
+        except StoreUnavailable as e:  # members keep the configs they have meanwhile
+            log.warning("controller database unavailable, config request not answered: %s", e)
+            return
         except Exception:
             log.exception("the controller failed to answer a config request")
             return
