@@ -289,3 +289,36 @@ def test_the_api_says_the_database_is_unavailable_and_recovers(
     store.url = pg_url
     assert h.ok("GET", "/controller")["databaseReady"] is True
     assert h.ok("GET", f"/controller/network/{nwid}")["name"] == "before"
+
+
+def test_where_members_are_is_shared_with_the_other_instances(
+    pg_url: str, stores: list[Any]
+) -> None:
+    """A records where it served a member (bounded: not again within SEEN_RECORD_INTERVAL at
+    the same address); B is told to greet it there; A, which serves it, is not."""
+    from ztnode.controller.controller import SEEN_RECORD_INTERVAL
+
+    builder = StubBuilder()
+    sa, sb = _open(stores, pg_url), _open(stores, pg_url)
+    a = Controller(CTL, sa, random_bytes=seeded_random_bytes(1), config_builder=builder)
+    b = Controller(CTL, sb, random_bytes=seeded_random_bytes(2), config_builder=builder)
+    nwid = int(b.create_network({"name": "shared"}, T0)["id"], 16)
+    b.update_member(nwid, M1.address, {"authorized": True}, T0 + 1)
+    a.handle_request(M1.public(), nwid, META, T0 + 2, ("192.0.2.7", 9993))
+    assert sb.recently_seen(0, 10) == [
+        (nwid, M1.address, M1.public().to_string(), "192.0.2.7/9993")
+    ]
+    assert sa.recently_seen(0, 10) == []  # its own records are not news to A
+    assert b.members_to_contact(T0 + 3) == [(M1.public(), ("192.0.2.7", 9993))]
+    assert a.members_to_contact(T0 + 3) == []
+    # Asking again soon from the same place writes nothing; from elsewhere it does at once.
+    a.handle_request(M1.public(), nwid, META, T0 + 10_000, ("192.0.2.7", 9993))
+    with sa._cursor() as cur:
+        cur.execute("SELECT seen FROM member_seen")
+        assert cur.fetchone()[0] == T0 + 2
+    a.handle_request(M1.public(), nwid, META, T0 + 20_000, ("192.0.2.8", 9993))
+    assert sb.recently_seen(0, 10)[0][3] == "192.0.2.8/9993"
+    assert SEEN_RECORD_INTERVAL > 20_000
+    # A member deleted takes its record with it.
+    b.delete_member(nwid, M1.address, T0 + 30_000)
+    assert sb.recently_seen(0, 10) == []

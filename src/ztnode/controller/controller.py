@@ -41,7 +41,7 @@ from ztnode.controller.model import (
     nwid_hex,
     set_authorized,
 )
-from ztnode.controller.store import JsonObject, Store
+from ztnode.controller.store import JsonObject, Store, StoreError
 from ztnode.core.controller_iface import ConfigAnswer, ConfigPush, RevocationPush
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.identity import Identity, is_reserved_address
@@ -57,6 +57,11 @@ ONLINE_WINDOW: Final = 120_000  # 2 x ZT_NETWORK_AUTOCONF_DELAY: who gets pushes
 RECENT_CONFIG_WINDOW: Final = 180_000  # the node's "recently configured member" courtesy
 NETWORK_ID_TRIALS: Final = 100_000
 PRUNE_INTERVAL: Final = 60_000
+# With a shared database: where a member was seen is written at most this often (or when its
+# address changes), and members seen by other instances within the window are contacted.
+SEEN_RECORD_INTERVAL: Final = 300_000
+CONTACT_WINDOW: Final = 600_000
+MAX_CONTACTS: Final = 10_000
 _ADDRESS_MASK: Final = (1 << 40) - 1
 _NWID_MASK: Final = (1 << 64) - 1
 
@@ -94,6 +99,8 @@ class _MemberStatus:
     identity: Identity | None = None  # of the last real request that passed the identity check
     metadata: bytes | None = None  # sent with it: a push re-runs that request
     last_config: int | None = None  # when it was last issued a config
+    seen_recorded: int | None = None  # when where it was seen last went to a shared database
+    seen_recorded_at: tuple[str, int] | None = None
 
     def online(self, now: int) -> bool:
         return self.last_request is not None and now - self.last_request < ONLINE_WINDOW
@@ -177,7 +184,52 @@ class Controller:
         status.last_request = now
         if physical_address is not None:
             status.physical_address = physical_address
-        return self._serve(member, network_id, bytes(metadata), now, real=True)
+        answer = self._serve(member, network_id, bytes(metadata), now, real=True)
+        self._record_seen(network_id, member.address, status, now)
+        return answer
+
+    def _record_seen(self, nwid: int, address: int, status: _MemberStatus, now: int) -> None:
+        """Tell the other instances on a shared database where this member is (bounded: at
+        most every SEEN_RECORD_INTERVAL, or when it moves)."""
+        record = getattr(self.store, "record_seen", None)
+        where = status.physical_address
+        if record is None or where is None:
+            return
+        fresh = (
+            status.seen_recorded is not None and now - status.seen_recorded < SEEN_RECORD_INTERVAL
+        )
+        if fresh and status.seen_recorded_at == where:
+            return
+        try:
+            record(nwid, address, f"{where[0]}/{where[1]}", now)
+        except StoreError as e:
+            log.warning("network %016x: where %010x is not recorded: %s", nwid, address, e)
+            return
+        status.seen_recorded, status.seen_recorded_at = now, where
+
+    @_locked
+    def members_to_contact(self, now: int) -> list[tuple[Identity, tuple[str, int]]]:
+        """Members other instances on a shared database served lately, with where they were:
+        the node says hello to each, so that every instance has a path to every active member
+        and a member whose instance dies finds another as soon as its path there goes quiet.
+        Empty without a shared database."""
+        recent = getattr(self.store, "recently_seen", None)
+        if recent is None:
+            return []
+        out: list[tuple[Identity, tuple[str, int]]] = []
+        for nwid, address, ident_text, physical in recent(now - CONTACT_WINDOW, MAX_CONTACTS):
+            status = self._status.get((nwid, address))
+            if status is not None and status.online(now):
+                continue  # it talks to us already
+            host, _, port = physical.rpartition("/")
+            try:
+                identity = Identity.from_string(ident_text)
+                where = (host, int(port))
+            except (DecodeError, ValueError):
+                continue
+            if identity.address == address:
+                out.append((identity, where))
+        return out
 
     @_locked
     def pending_pushes(self, now: int) -> list[ConfigPush]:

@@ -20,6 +20,7 @@ psycopg 3 is an optional dependency (``pip install 'ztnode[postgres]'``).
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,7 +64,24 @@ def _pg_migrate_v1(cur: Any) -> None:
     )
 
 
-PG_MIGRATIONS: Final[tuple[PgMigration, ...]] = (_pg_migrate_v1,)
+def _pg_migrate_v2(cur: Any) -> None:
+    """Where each member was last seen and by which instance: not part of the member's object
+    (no revision, no notification), so that the other instances can reach members they have
+    never served and so take over from an instance that dies."""
+    cur.execute(
+        "CREATE TABLE member_seen ("
+        " nwid text NOT NULL,"
+        " address text NOT NULL,"
+        " physical text NOT NULL,"
+        " seen bigint NOT NULL,"
+        " instance text NOT NULL,"
+        " PRIMARY KEY (nwid, address),"
+        " FOREIGN KEY (nwid, address) REFERENCES members(nwid, address) ON DELETE CASCADE)"
+    )
+    cur.execute("CREATE INDEX member_seen_by_time ON member_seen (seen)")
+
+
+PG_MIGRATIONS: Final[tuple[PgMigration, ...]] = (_pg_migrate_v1, _pg_migrate_v2)
 
 
 def _psycopg() -> Any:
@@ -93,6 +111,8 @@ class PostgresStore:
     ) -> None:
         self.url = url
         self.path = _redacted(url)
+        #: This instance among those sharing the database (for :meth:`recently_seen`).
+        self.instance = secrets.token_hex(8)
         self._pg = _psycopg()
         self._migrations = tuple(migrations)
         self._timeout = connect_timeout
@@ -305,6 +325,36 @@ class PostgresStore:
             if row is not None:
                 self._notify(cur, f"m {nk} {ak}")
         return _as_object(row[0]) if row is not None else None
+
+    # --- where members are (for instances taking over from one another) ----------------------
+
+    def record_seen(self, nwid: int, address: int, physical: str, now: int) -> None:
+        """This instance served the member now, at ``physical`` (``ip/port``)."""
+        with self._cursor() as cur:
+            cur.execute(
+                "INSERT INTO member_seen (nwid, address, physical, seen, instance)"
+                " SELECT %s, %s, %s, %s, %s WHERE EXISTS"
+                " (SELECT 1 FROM members WHERE nwid = %s AND address = %s)"
+                " ON CONFLICT (nwid, address) DO UPDATE SET physical = excluded.physical,"
+                " seen = excluded.seen, instance = excluded.instance",
+                (
+                    nwid_key(nwid), address_key(address), physical, now, self.instance,
+                    nwid_key(nwid), address_key(address),
+                ),
+            )  # fmt: skip
+
+    def recently_seen(self, since: int, limit: int) -> list[tuple[int, int, str, str]]:
+        """``(nwid, address, identity, physical)`` of members other instances served since
+        ``since`` (ms), newest first, at most ``limit``."""
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT s.nwid, s.address, m.json->>'identity', s.physical"
+                " FROM member_seen s JOIN members m USING (nwid, address)"
+                " WHERE s.seen >= %s AND s.instance <> %s ORDER BY s.seen DESC LIMIT %s",
+                (since, self.instance, limit),
+            )
+            rows = cur.fetchall()
+        return [(int(n, 16), int(a, 16), str(i or ""), str(p)) for n, a, i, p in rows]
 
     def _jsonb(self, obj: JsonObject) -> Any:
         from psycopg.types.json import Jsonb

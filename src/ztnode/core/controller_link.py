@@ -30,6 +30,7 @@ from ztnode.wire.verbs import (
 
 if TYPE_CHECKING:
     from ztnode.core.node import Node
+    from ztnode.core.peer import Peer
 
 
 class ControllerLink:
@@ -48,12 +49,19 @@ class ControllerLink:
             err = Error.unsupported_operation(Verb.NETWORK_CONFIG_REQUEST, rx.pid, req.network_id)
             self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
         elif ctl.serves(req.network_id):
-            physical = path.remote if hops == 0 else None
+            # Where the member is reached directly: the path the request came on, or, for a
+            # relayed one, its live direct path if it has one.
+            physical = path.remote if hops == 0 else self._direct(peer, now)
             self._serve(
                 ConfigRequest(peer.identity, req.network_id, bytes(req.metadata), rx.pid, physical),
                 now,
             )
         self.rt.vl1.received(peer, path, hops, Verb.NETWORK_CONFIG_REQUEST, now)
+
+    @staticmethod
+    def _direct(peer: Peer, now: int) -> tuple[str, int] | None:
+        best = peer.best_path(now)
+        return best.remote if best is not None and best.alive(now) else None
 
     def request_own(self, network_id: int, metadata: bytes, now: int) -> bool:
         """Our request for a network of our own controller; False if it does not serve it."""

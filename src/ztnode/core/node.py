@@ -327,6 +327,31 @@ class Node:
                 for local in self.locals_for(remote):
                     self.switch.confirm_path(peer, self.path_for(local, remote), now)
 
+    def contact_peer(self, identity: Identity, addresses: list[Addr], now: int) -> None:
+        """Say hello to ``identity`` at each of ``addresses`` that is not a live path to it
+        already (adding the peer if it is new): a controller instance sharing its database
+        with others keeps a path to every member they serve this way. Only an OK coming back
+        makes an address a path, as for cached peers."""
+        if identity.address == self.address:
+            return
+        peer = self.peers.get(identity.address)
+        if peer is None:
+            if not self.peer_room(identity.address):
+                return
+            try:
+                key = SymmetricKey(self.identity.agree(identity))
+            except CryptoError:
+                return
+            peer = self.add_peer(identity, key, now)
+        elif peer.identity != identity:
+            return  # an address collision: never greet someone else's identity
+        live = {s.path.remote for s in peer.paths if s.path.alive(now)}
+        for remote in addresses:
+            if remote in live or not self.should_use_path(identity.address, remote):
+                continue
+            for local in self.locals_for(remote):
+                self.switch.confirm_path(peer, self.path_for(local, remote), now)
+
     # ------------------------------------------------------------------ networks (VL2)
 
     def join(self, network_id: int, now: int, cached_config: bytes | None = None) -> Network:

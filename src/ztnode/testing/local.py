@@ -28,7 +28,7 @@ from ztnode.sockets.aio import Network, Node
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import Root, World, WorldType
 
-__all__ = ["DEFAULT_NETWORK", "LocalZtWorld", "generate_identities"]
+__all__ = ["DEFAULT_NETWORK", "LocalZtWorld", "generate_identities", "planet_for"]
 
 DEFAULT_NETWORK: dict[str, Any] = {
     "name": "ztnode-local",
@@ -88,10 +88,7 @@ class LocalZtWorld:
         root_sock.bind(("127.0.0.1", 0))
         root_port = root_sock.getsockname()[1]
         root_identity = await _identity_for(homes[0])
-        pub, priv = c25519_generate(os.urandom)
-        spec = Root(root_identity.public(), (InetAddress.parse(f"127.0.0.1/{root_port}"),))
-        now = int(time.time() * 1000)
-        self.planet = World.make(WorldType.PLANET, self.world_id, now, pub, (spec,), priv)
+        self.planet = planet_for(root_identity, root_port, self.world_id)
         self.root = Node(
             homes[0],
             planet=self.planet,
@@ -228,6 +225,14 @@ class LocalZtWorld:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def planet_for(root: Identity, port: int, world_id: int = 0x10CA1) -> World:
+    """A planet of one root, ``root`` on 127.0.0.1/``port``, signed by a fresh key (for worlds
+    built by hand, such as a root apart from its controllers)."""
+    pub, priv = c25519_generate(os.urandom)
+    spec = Root(root.public(), (InetAddress.parse(f"127.0.0.1/{port}"),))
+    return World.make(WorldType.PLANET, world_id, int(time.time() * 1000), pub, (spec,), priv)
 
 
 def _new_identity(_: int) -> str:

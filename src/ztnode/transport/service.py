@@ -57,6 +57,9 @@ from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.service")
 
+# With a shared controller database: how often the members other instances serve are greeted.
+CONTACT_PERIOD_S = 60.0
+
 #: Rounds of flushing within one pump when socket callbacks keep producing output.
 _MAX_REFLUSH = 16
 
@@ -287,6 +290,7 @@ class NodeService:
         # database reads and fsync'd commits); one thread, so requests are answered in order.
         self._controller_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._controller_listen: threading.Event | None = None
+        self._contact_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.binder: Binder | None = None
@@ -399,6 +403,9 @@ class NodeService:
         if self._controller_listen is not None:
             self._controller_listen.set()
             self._controller_listen = None
+        if self._contact_timer is not None:
+            self._contact_timer.cancel()
+            self._contact_timer = None
         if self._controller_pool is not None:
             # Requests still being answered finish first: the database closes after them.
             ctl_pool, self._controller_pool = self._controller_pool, None
@@ -646,6 +653,31 @@ class NodeService:
                 loop.call_soon_threadsafe(on_loop, nwid, address)
 
         listen(on_change, stop)
+        self._contact_members(hosted)
+
+    def _contact_members(self, hosted: Any) -> None:
+        """Every CONTACT_PERIOD_S (and once at start): greet the members other instances on
+        the shared database served lately (read in the controller's thread), so that this
+        instance has a path to each before it has to take over."""
+        pool, loop = self._controller_pool, self._loop
+        if pool is None or loop is None or self._closing:
+            return
+
+        def greet(fut: concurrent.futures.Future[list[Any]]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                if not fut.cancelled():
+                    log.warning("members to contact: %s", fut.exception())
+                return
+            contacts = fut.result()
+            if contacts and self.node is not None and not self._closing:
+                now = self.clock.now()
+                for identity, where in contacts:
+                    self.node.contact_peer(identity, [where], now)
+                self._pump()
+
+        fut = pool.submit(hosted.members_to_contact, self.clock.now())
+        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(greet, f))
+        self._contact_timer = loop.call_later(CONTACT_PERIOD_S, self._contact_members, hosted)
 
     def subscribe(self, callback: EventCallback) -> Callable[[], None]:
         self._subscribers.append(callback)
