@@ -103,7 +103,7 @@ def test_migration_from_an_older_schema_and_newer_refused(pg_url: str, stores: l
         pg.PostgresStore(pg_url)  # knows one version fewer than the database has
 
 
-def test_committed_writes_are_heard_by_every_instance_rolled_back_ones_by_none(
+def test_committed_writes_are_heard_by_the_other_instances_rolled_back_ones_by_none(
     pg_url: str, stores: list[Any]
 ) -> None:
     a, b = _open(stores, pg_url), _open(stores, pg_url)
@@ -112,6 +112,7 @@ def test_committed_writes_are_heard_by_every_instance_rolled_back_ones_by_none(
     thread = a.listen(lambda n, m: heard.append((n, m)), stop)
     try:
         time.sleep(0.5)  # LISTEN is in place before the writes (the thread connects first)
+        a.put_network(net(NWID2))  # A's own write: A's caller knows already, not told again
         b.put_network(net())
         with pytest.raises(RuntimeError), b.transaction():
             b.put_member(mem(addr=A2))
@@ -129,9 +130,9 @@ def test_committed_writes_are_heard_by_every_instance_rolled_back_ones_by_none(
 
 def test_parse_change_refuses_malformed_payloads() -> None:
     parse = _pg().parse_change
-    assert parse("n 1122334455000001") == (NWID, None)
-    assert parse(f"m {NWID2:016x} {A2:010x}") == (NWID2, A2)
-    for bad in ("", "n", "x 1", "n zz", "m 1", "m 1 2 3"):
+    assert parse("n 1122334455000001 i1") == (NWID, None, "i1")
+    assert parse(f"m {NWID2:016x} {A2:010x} i2") == (NWID2, A2, "i2")
+    for bad in ("", "n", "n 1", "x 1 i", "n zz i", "m 1 i", "m 1 2 3 4"):
         assert parse(bad) is None
 
 

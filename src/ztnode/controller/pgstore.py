@@ -38,7 +38,8 @@ from ztnode.controller.store import (
 
 PgMigration = Callable[[Any], None]
 
-#: The notification channel: payload ``n <nwid>`` (a network) or ``m <nwid> <address>``.
+#: The notification channel: payload ``n <nwid> <instance>`` (a network) or
+#: ``m <nwid> <address> <instance>`` (a member), ``instance`` the writer's.
 CHANNEL: Final = "ztnode_controller"
 # Any constant: the advisory lock that serialises schema upgrades across instances.
 _MIGRATION_LOCK: Final = 0x7A74_6E6F_6465
@@ -232,7 +233,7 @@ class PostgresStore:
                 raise StoreUnavailable(f"PostgreSQL at {self.path}: {e}") from None
 
     def _notify(self, cur: Any, payload: str) -> None:
-        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{payload} {self.instance}"))
 
     # --- networks ----------------------------------------------------------------------------
 
@@ -366,9 +367,10 @@ class PostgresStore:
     def listen(
         self, on_change: Callable[[int, int | None], None], stop: threading.Event
     ) -> threading.Thread:
-        """Call ``on_change(nwid, address or None)`` for every committed write, from any
-        instance (this one included), until ``stop`` is set; a thread of its own with its own
-        connection, reconnecting with backoff. Returns the started thread."""
+        """Call ``on_change(nwid, address or None)`` for every write another instance commits
+        (this one's own writes are its caller's business already), until ``stop`` is set; a
+        thread of its own with its own connection, reconnecting with backoff. Returns the
+        started thread."""
         thread = threading.Thread(
             target=self._listen_loop, args=(on_change, stop), name="ztnode-pg-listen", daemon=True
         )
@@ -387,21 +389,22 @@ class PostgresStore:
                     while not stop.is_set():
                         for note in conn.notifies(timeout=0.5, stop_after=64):
                             change = parse_change(note.payload)
-                            if change is not None:
-                                on_change(*change)
+                            if change is not None and change[2] != self.instance:
+                                on_change(change[0], change[1])
             except self._pg.OperationalError:
                 stop.wait(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
 
 
-def parse_change(payload: str) -> tuple[int, int | None] | None:
-    """``(nwid, address or None)`` from a notification payload; None if malformed."""
+def parse_change(payload: str) -> tuple[int, int | None, str] | None:
+    """``(nwid, address or None, writer instance)`` from a notification payload; None if
+    malformed."""
     parts = payload.split()
     try:
-        if len(parts) == 2 and parts[0] == "n":
-            return int(parts[1], 16), None
-        if len(parts) == 3 and parts[0] == "m":
-            return int(parts[1], 16), int(parts[2], 16)
+        if len(parts) == 3 and parts[0] == "n":
+            return int(parts[1], 16), None, parts[2]
+        if len(parts) == 4 and parts[0] == "m":
+            return int(parts[1], 16), int(parts[2], 16), parts[3]
     except ValueError:
         return None
     return None
