@@ -15,9 +15,9 @@ pytest_plugins = ["tests.helpers.postgres"]
 
 # .ci/run sets this: a skipped interop (or dist) test is then a failure, because a suite that
 # silently skips proves nothing. Interop and dist need root (network and mount namespaces),
-# postgres needs Debian's postgresql package (.ci/run installs it).
+# postgres and browser need Debian's postgresql and chromium packages (.ci/run installs them).
 REQUIRE_INTEROP = os.environ.get("ZTNODE_REQUIRE_INTEROP") == "1"
-_MANDATORY_MARKERS = ("interop", "dist", "postgres")
+_MANDATORY_MARKERS = ("interop", "dist", "postgres", "browser")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,8 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "errors": frozenset(),
     "fsutil": frozenset(),
     "budget": frozenset(),
+    # The web console's static files: a package only so that importlib.resources finds them.
+    "console": frozenset(),
     "accel": _ACCEL,
     "crypto": _CRYPTO,
     "wire.base": _BASE,

@@ -4,6 +4,7 @@ and a fresh PostgreSQL one (a database of its own on the session's throwaway ser
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,3 +23,11 @@ def controller_store(request: pytest.FixtureRequest) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+def h(controller_store: Store) -> Any:
+    """The controller API harness (tests/controller/test_api.py) on each database."""
+    from tests.controller.test_api import Harness
+
+    return Harness(controller_store)

@@ -81,11 +81,6 @@ class Harness:
         return nwid
 
 
-@pytest.fixture
-def h(controller_store: Store) -> Harness:
-    return Harness(controller_store)
-
-
 def test_controller_status(h: Harness) -> None:
     out = h.ok("GET", "/controller")
     assert out == {"controller": True, "apiVersion": 4, "clock": h.now, "databaseReady": True}

@@ -533,6 +533,23 @@ class Controller:
         if not member.get("authorized"):
             self._queue_revocation(nwid, [address], now)
 
+    @_locked
+    def member_status(self, nwid: int, now: int) -> dict[str, JsonObject]:
+        """What this instance saw of each member lately, by address: ``lastSeen`` (ms, its last
+        request), ``physicalAddress`` (``ip/port`` when it came direct), ``online`` (asked
+        within the online window). For the console; members never seen here are absent."""
+        out: dict[str, JsonObject] = {}
+        for (n, address), st in self._status.items():
+            if n != nwid or st.last_request is None:
+                continue
+            where = st.physical_address
+            out[address_hex(address)] = {
+                "lastSeen": st.last_request,
+                "physicalAddress": f"{where[0]}/{where[1]}" if where else None,
+                "online": st.online(now),
+            }
+        return out
+
     # --- API verbs ---------------------------------------------------------------------------
 
     def _require_ours(self, nwid: int) -> None:

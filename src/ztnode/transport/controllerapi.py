@@ -160,8 +160,13 @@ def register_controller_routes(
         return {"data": data, "meta": {"networkCount": len(data)}}
 
     async def unstable_members(req: Request) -> Any:
+        """The members with what this instance saw of them (``lastSeen``,
+        ``physicalAddress``, ``online``): what the console's member table shows."""
         nwid = nwid_of(req)
         members: list[dict[str, Any]] = call(lambda: controller.members(nwid))
+        seen = controller.member_status(nwid, clock())
+        blank = {"lastSeen": None, "physicalAddress": None, "online": False}
+        members = [{**m, **seen.get(str(m.get("id")), blank)} for m in members]
         return {
             "data": members,
             "meta": {
@@ -169,6 +174,35 @@ def register_controller_routes(
                 "authorizedCount": sum(1 for m in members if m.get("authorized") is True),
             },
         }
+
+    async def rules_post(req: Request) -> Any:
+        """ztnode's extension: compile a rules script (ZeroTier's rules language) here and,
+        unless ``"check": true``, make it the network's rules, capabilities and tags (the
+        script kept as ``rulesSource``). A script the compiler refuses is a 400 with its
+        ``line`` and ``column``: the console marks the line, the CLI prints it."""
+        from ztnode.controller.rulescript import RuleScriptError, compile_rules
+
+        nwid = nwid_of(req)
+        body = body_of(req)
+        if not isinstance(body, dict) or not isinstance(body.get("source"), str):
+            raise HttpError(400, 'the body is {"source": "<rules script>", "check": false}')
+        source = body["source"]
+        try:
+            compiled = compile_rules(source)
+        except RuleScriptError as e:
+            raise HttpError(
+                400, str(e), {"line": e.line, "column": e.column, "message": e.message}
+            ) from None
+        summary = {
+            "rules": len(compiled.rules),
+            "capabilities": len(compiled.capabilities),
+            "tags": len(compiled.tags),
+        }
+        if body.get("check") is True:
+            return {**summary, "applied": False}
+        update = {**compiled.network_json(), "rulesSource": source}
+        network = call(lambda: controller.update_network(nwid, update, clock()), edit=True)
+        return {**summary, "applied": True, "network": network}
 
     api.route("GET", "/controller", controller_status)
     api.route("GET", "/controller/network", network_list)
@@ -187,6 +221,7 @@ def register_controller_routes(
     api.route("DELETE", "/controller/network/{nwid}/member/{address}", member_delete)
     api.route("GET", "/unstable/controller/network", unstable_networks)
     api.route("GET", "/unstable/controller/network/{nwid}/member", unstable_members)
+    api.route("POST", "/unstable/controller/network/{nwid}/rules", rules_post)
 
 
 __all__ = ["API_VERSION", "register_controller_routes"]

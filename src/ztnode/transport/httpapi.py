@@ -54,10 +54,12 @@ _REASONS = {
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        #: Further fields of the JSON error body (a compiler error's line and column).
+        self.details = details or {}
 
 
 @dataclass
@@ -87,6 +89,7 @@ class RawResponse:
 
     body: bytes
     content_type: str = "text/plain; version=0.0.4; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -97,6 +100,7 @@ class _Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    public: bool = False
 
 
 class JsonApi:
@@ -114,9 +118,16 @@ class JsonApi:
         #: Requests refused by the limits above, by reason (for tests and logs).
         self.refused: dict[str, int] = {}
 
-    def route(self, method: str, template: str, handler: Handler) -> None:
+    def route(self, method: str, template: str, handler: Handler, *, public: bool = False) -> None:
+        """``public``: served without the token (the web console's static files, which hold
+        nothing secret; the page asks for the token and sends it with every API call)."""
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?$"
-        self.routes.append(_Route(method.upper(), re.compile(regex), handler))
+        self.routes.append(_Route(method.upper(), re.compile(regex), handler, public))
+
+    def _public(self, req: Request) -> bool:
+        return any(
+            r.public and r.method == req.method and r.pattern.match(req.path) for r in self.routes
+        )
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port)
@@ -155,7 +166,7 @@ class JsonApi:
         if not self._requests.take(now, MAX_REQUESTS_PER_SECOND):
             self._refuse("rate")
             return 429, {"error": "too many requests; try again in a second"}
-        if not self._authorized(req):
+        if not self._public(req) and not self._authorized(req):
             # A guesser is slowed down; a client with the right token is never locked out.
             if not self._auth_failures.take(now, MAX_AUTH_FAILURES_PER_SECOND):
                 self._refuse("auth")
@@ -173,7 +184,7 @@ class JsonApi:
             try:
                 return 200, await r.handler(req)
             except HttpError as e:
-                return e.status, {"error": e.message}
+                return e.status, {"error": e.message, **e.details}
             except Exception:
                 log.exception("API handler failed: %s %s", req.method, req.path)
                 return 500, {"error": "internal error"}
@@ -254,15 +265,17 @@ class JsonApi:
     async def _respond(
         self, writer: asyncio.StreamWriter, status: int, body: Any, *, close: bool
     ) -> None:
+        extra = ""
         if isinstance(body, RawResponse):
             data, ctype = body.body, body.content_type
+            extra = "".join(f"{k}: {v}\r\n" for k, v in body.headers)
         else:
             data = json.dumps(body, indent=2, sort_keys=False).encode() + b"\n"
             ctype = "application/json"
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: {ctype}\r\n"
-            f"Content-Length: {len(data)}\r\n"
+            f"Content-Length: {len(data)}\r\n{extra}"
             f"Connection: {'close' if close else 'keep-alive'}\r\n\r\n"
         )
         writer.write(head.encode("latin-1") + data)

@@ -545,6 +545,9 @@ async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi,
         register_controller_routes(
             api, service.controller, service.clock.now, service.controller_changed
         )
+    from ztnode.transport.console import register_console_routes
+
+    register_console_routes(api)
     bound = await api.start("127.0.0.1", port)
     (service.home.path / "ztnode.port").write_text(f"{bound}\n")
     return api, bound
