@@ -352,6 +352,7 @@ def test_real_node_controller(tmp_path: Path) -> None:
         # The node's first real request as an authorised member may have recorded its version
         # (the authorisation itself reached it by a push), which bumps the member's revision.
         volatile = {"vMajor", "vMinor", "vRev", "vProto", "revision"}
+        volatile |= {"lastSeen", "online", "physicalAddress"}  # what this instance saw of it
         assert [{k: v for k, v in m.items() if k not in volatile} for m in members_after] == [
             {k: v for k, v in m.items() if k not in volatile} for m in members_before
         ]
@@ -364,3 +365,25 @@ def test_real_node_controller(tmp_path: Path) -> None:
             ),
             "the member's version from its request",
         )
+
+
+def test_what_the_console_does_the_cli_does(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The console's forms each have a command: network settings, pools, routes and DNS with
+    ``network set``, a member removed with ``member delete`` (rules: ``network rules``)."""
+    nwid = run_json(capsys, home, "network", "create")["id"]
+    net = run_json(
+        capsys, home, "network", "set", nwid, "name=office", "private=false",
+        'ipAssignmentPools=[{"ipRangeStart":"10.9.0.1","ipRangeEnd":"10.9.0.9"}]',
+        'routes=[{"target":"10.9.0.0/24","via":null}]', 'v4AssignMode={"zt":true}',
+        'dns={"domain":"office.zt","servers":["10.9.0.1"]}', "multicastLimit=8",
+    )  # fmt: skip
+    assert net["name"] == "office" and net["private"] is False
+    assert net["routes"] == [{"target": "10.9.0.0/24", "via": None}]
+    assert net["dns"] == {"domain": "office.zt", "servers": ["10.9.0.1"]}
+    assert net["multicastLimit"] == 8
+    rc, _, err = run(capsys, home, "network", "set", nwid, "oops")
+    assert rc != 0 and "KEY=VALUE" in err
+    run(capsys, home, "member", "authorize", nwid, M1)
+    rc, out, _ = run(capsys, home, "member", "delete", nwid, M1)
+    assert rc == 0 and f"deleted member {M1}" in out
+    assert run_json(capsys, home, "member", "list", nwid) == []

@@ -183,23 +183,54 @@ def cmd_controller_member_authorize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_controller_member_set(args: argparse.Namespace) -> int:
+def _settings(items: list[str]) -> dict[str, Any] | str:
+    """``KEY=VALUE`` arguments as a POST body (VALUE as JSON, else a plain string), or the
+    error to print."""
     send: dict[str, Any] = {}
-    for item in args.settings:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            return _fail(
-                f"{item!r}: use KEY=VALUE (VALUE as JSON, e.g. name='\"pc\"' or tags=[[1,2]])"
-            )
+            return f"{item!r}: use KEY=VALUE (VALUE as JSON, e.g. name='\"pc\"' or tags=[[1,2]])"
         try:
             send[key] = json.loads(value)
         except ValueError:
             send[key] = value  # not JSON: a plain string, so name=laptop works
+    return send
+
+
+def cmd_controller_member_set(args: argparse.Namespace) -> int:
+    send = _settings(args.settings)
+    if isinstance(send, str):
+        return _fail(send)
     try:
         m = _member_post(args, send)
     except _ApiFailure as e:
         return _fail(str(e))
     print(json.dumps(m, indent=2))
+    return EXIT_OK
+
+
+def cmd_controller_network_set(args: argparse.Namespace) -> int:
+    """What the console's settings, pools, routes and DNS forms post: any network fields."""
+    send = _settings(args.settings)
+    if isinstance(send, str):
+        return _fail(send)
+    try:
+        net = _controller_call(args, "POST", f"/controller/network/{args.network}", send)
+    except _ApiFailure as e:
+        return _fail(str(e))
+    print(json.dumps(net, indent=2))
+    return EXIT_OK
+
+
+def cmd_controller_member_delete(args: argparse.Namespace) -> int:
+    path = f"/controller/network/{args.network}/member/{args.address}"
+    try:
+        old = _controller_call(args, "DELETE", path)
+    except _ApiFailure as e:
+        return _fail(str(e))
+    if not _controller_json(args, old):
+        print(f"deleted member {old['id']} of network {old['nwid']}")
     return EXIT_OK
 
 
@@ -244,6 +275,15 @@ def _add_controller_parser(sub: Any) -> None:
         if name != "list":
             c.add_argument("network", type=_network_arg, metavar="NWID")
         c.set_defaults(func=func)
+    nset = nsub.add_parser(
+        "set",
+        parents=[common],
+        help="change network fields (KEY=VALUE, JSON values: name, private, routes, "
+        "ipAssignmentPools, v4AssignMode, dns, multicastLimit, enableBroadcast...)",
+    )
+    nset.add_argument("network", type=_network_arg, metavar="NWID")
+    nset.add_argument("settings", nargs="+", metavar="KEY=VALUE")
+    nset.set_defaults(func=cmd_controller_network_set)
     rules = nsub.add_parser(
         "rules",
         parents=[common],
@@ -265,6 +305,7 @@ def _add_controller_parser(sub: Any) -> None:
         ("authorize", cmd_controller_member_authorize, "let a member in"),
         ("deauthorize", cmd_controller_member_authorize, "revoke a member at once"),
         ("set", cmd_controller_member_set, "change member fields (KEY=VALUE, JSON values)"),
+        ("delete", cmd_controller_member_delete, "erase a member (revoked if it was authorized)"),
     ):
         c = msub.add_parser(name, parents=[common], help=helptext)
         c.add_argument("network", type=_network_arg, metavar="NWID")
