@@ -177,6 +177,12 @@ def test_console_end_to_end(tmp_path: Path) -> None:
             lambda d: d.find_element(By.CSS_SELECTOR, f"{row} .state").text == "online",
         )
         _shot(driver, "3-member-authorized")
+        tags = driver.find_element(By.CSS_SELECTOR, f"{row} input.tags")
+        tags.send_keys("1000=2")
+        tags.send_keys("\t")  # change fires on leaving the field, as a user's tab does
+        _wait(
+            driver, "the tags saved", lambda d: "Tags saved" in d.find_element(By.ID, "notice").text
+        )
 
     def add_route(target: str, via: str) -> None:
         _wait(driver, "the route form", css("#routes-target")).send_keys(target)

@@ -269,14 +269,34 @@ function memberRow(nwid, m) {
     onchange: (ev) => post({ ipAssignments: ev.target.value.split(",").map((s) => s.trim())
       .filter((s) => s) }, "Addresses") });
   const version = m.vMajor >= 0 ? m.vMajor + "." + m.vMinor + "." + m.vRev : "";
-  const tags = (m.tags || []).map((t) => t[0] + "=" + t[1]).join(" ");
+  // Tags as "id=value id=value", capabilities as "id id": the network's rules give them meaning.
+  const tags = el("input", { class: "tags", size: 10, "aria-label": "Tags of " + addr,
+    value: (m.tags || []).map((t) => t[0] + "=" + t[1]).join(" "),
+    onchange: (ev) => {
+      const pairs = ev.target.value.split(/\s+/).filter((s) => s).map((s) => s.split("="));
+      if (pairs.some((p) => p.length !== 2 || !/^\d+$/.test(p[0]) || !/^\d+$/.test(p[1]))) {
+        notice("Tags are id=value pairs of numbers, e.g. 1000=1 1001=2.", true);
+        return;
+      }
+      post({ tags: pairs.map((p) => [Number(p[0]), Number(p[1])]) }, "Tags");
+    } });
+  const caps = el("input", { class: "caps", size: 8, "aria-label": "Capabilities of " + addr,
+    value: (m.capabilities || []).join(" "),
+    onchange: (ev) => {
+      const ids = ev.target.value.split(/\s+/).filter((s) => s);
+      if (ids.some((s) => !/^\d+$/.test(s))) {
+        notice("Capabilities are numeric ids, e.g. 7 9.", true);
+        return;
+      }
+      post({ capabilities: ids.map(Number) }, "Capabilities");
+    } });
   return el("tr", { "data-address": addr },
     el("td", {}, el("code", {}, addr)), el("td", {}, name), el("td", {}, auth),
     el("td", {}, ips), el("td", {}, bridge),
     el("td", { class: "state" }, m.online ? "online" : "offline"),
     el("td", { class: "seen" }, ago(m.lastSeen)),
     el("td", {}, version), el("td", { class: "physical" }, m.physicalAddress || ""),
-    el("td", {}, tags), el("td", {}, (m.capabilities || []).join(" ")),
+    el("td", {}, tags), el("td", {}, caps),
     el("td", {}, el("button", { type: "button", "aria-label": "Delete " + addr,
       onclick: async () => {
         if (!confirm("Delete member " + addr + "?")) return;
