@@ -5,7 +5,6 @@ has PostgreSQL's own); the rest are SQLite's file and migration behaviour."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,22 +36,19 @@ def mem(nwid: int = NWID, addr: int = A1, **fields: object) -> dict[str, object]
     return m
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        s: Store = ControllerStore(":memory:")
-    else:
-        from ztnode.controller.pgstore import PostgresStore
-
-        s = PostgresStore(request.getfixturevalue("pg_url"))
-    try:
-        yield s
-    finally:
-        s.close()
+@pytest.fixture
+def store(controller_store: Store) -> Store:
+    """A fresh store on each database (tests/controller/conftest.py)."""
+    return controller_store
 
 
 def test_fresh_store_has_current_schema(store: Store) -> None:
-    assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
+    if isinstance(store, ControllerStore):
+        assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
+    else:
+        from ztnode.controller.pgstore import PG_MIGRATIONS
+
+        assert store.schema_version == len(PG_MIGRATIONS)
     assert store.network_ids() == []
 
 

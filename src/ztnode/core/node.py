@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ztnode.core import events as ev
@@ -314,16 +314,26 @@ class Node:
         """
         if identity.address == self.address or identity.address in self.peers:
             return
-        if not self.peer_room(identity.address):
+        peer = self._peer_from(identity, now)
+        if peer is None:
             return
+        peer.version = version
+        self._greet(peer, addresses, now)
+
+    def _peer_from(self, identity: Identity, now: int) -> Peer | None:
+        """A new peer for ``identity`` (key agreed now), or None: no room, or a bad key."""
+        if not self.peer_room(identity.address):
+            return None
         try:
             key = SymmetricKey(self.identity.agree(identity))
         except CryptoError:
-            return
-        peer = self.add_peer(identity, key, now)
-        peer.version = version
+            return None
+        return self.add_peer(identity, key, now)
+
+    def _greet(self, peer: Peer, addresses: Iterable[Addr], now: int) -> None:
+        """A HELLO to ``peer`` at each address it may be reached at (an OK makes it a path)."""
         for remote in addresses:
-            if self.should_use_path(identity.address, remote):
+            if self.should_use_path(peer.address, remote):
                 for local in self.locals_for(remote):
                     self.switch.confirm_path(peer, self.path_for(local, remote), now)
 
@@ -336,21 +346,13 @@ class Node:
             return
         peer = self.peers.get(identity.address)
         if peer is None:
-            if not self.peer_room(identity.address):
+            peer = self._peer_from(identity, now)
+            if peer is None:
                 return
-            try:
-                key = SymmetricKey(self.identity.agree(identity))
-            except CryptoError:
-                return
-            peer = self.add_peer(identity, key, now)
         elif peer.identity != identity:
             return  # an address collision: never greet someone else's identity
         live = {s.path.remote for s in peer.paths if s.path.alive(now)}
-        for remote in addresses:
-            if remote in live or not self.should_use_path(identity.address, remote):
-                continue
-            for local in self.locals_for(remote):
-                self.switch.confirm_path(peer, self.path_for(local, remote), now)
+        self._greet(peer, [a for a in addresses if a not in live], now)
 
     # ------------------------------------------------------------------ networks (VL2)
 

@@ -117,17 +117,15 @@ void zt_salsa_block(unsigned char out[64], const unsigned char *key, const unsig
     zt_wipe(in, sizeof in);
 }
 
-/* Whole blocks are XORed a word at a time straight from the core's output; the keystream only
- * lands in memory for a last partial block. The state is wiped once, at the end. */
-void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const unsigned char *key,
-                  const unsigned char *nonce, uint64_t counter, int rounds)
+/* XOR the keystream from the state's block on into buf (out may be in): whole blocks a word at
+ * a time straight from the core's output; the keystream only lands in memory for a last partial
+ * block. Advances the state; wipes what it made. */
+static void zt_salsa_stream(uint32_t st[16], unsigned char *out, const unsigned char *in, size_t n,
+                            int rounds)
 {
-    uint32_t st[16], x[16];
+    uint32_t x[16];
     unsigned char ks[64];
     size_t i;
-    if (n == 0)
-        return;
-    zt_salsa_setup(st, key, nonce, counter);
     while (n >= 64) {
         zt_salsa_core(x, st, rounds);
         zt_salsa_next(st);
@@ -146,6 +144,16 @@ void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const u
         zt_wipe(ks, sizeof ks);
     }
     zt_wipe(x, sizeof x);
+}
+
+void zt_salsa_xor(unsigned char *out, const unsigned char *in, size_t n, const unsigned char *key,
+                  const unsigned char *nonce, uint64_t counter, int rounds)
+{
+    uint32_t st[16];
+    if (n == 0)
+        return;
+    zt_salsa_setup(st, key, nonce, counter);
+    zt_salsa_stream(st, out, in, n, rounds);
     zt_wipe(st, sizeof st);
 }
 
@@ -155,31 +163,14 @@ void zt_salsa_block0_then_xor(unsigned char block0[64], unsigned char *buf, size
                               const unsigned char *key, const unsigned char *nonce, int rounds)
 {
     uint32_t st[16], x[16];
-    unsigned char ks[64];
     size_t i;
     zt_salsa_setup(st, key, nonce, 0);
     zt_salsa_core(x, st, rounds);
     zt_salsa_next(st);
     for (i = 0; i < 16; i++)
         st32le(block0 + 4 * i, x[i]);
-    if (buf != NULL) {
-        while (n >= 64) {
-            zt_salsa_core(x, st, rounds);
-            zt_salsa_next(st);
-            for (i = 0; i < 16; i++)
-                st32le(buf + 4 * i, ld32le(buf + 4 * i) ^ x[i]);
-            buf += 64;
-            n -= 64;
-        }
-        if (n > 0) {
-            zt_salsa_core(x, st, rounds);
-            for (i = 0; i < 16; i++)
-                st32le(ks + 4 * i, x[i]);
-            for (i = 0; i < n; i++)
-                buf[i] ^= ks[i];
-            zt_wipe(ks, sizeof ks);
-        }
-    }
+    if (buf != NULL)
+        zt_salsa_stream(st, buf, buf, n, rounds);
     zt_wipe(x, sizeof x);
     zt_wipe(st, sizeof st);
 }
@@ -204,6 +195,7 @@ void zt_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
     const uint64_t s1 = r1 * (5 << 2), s2 = r2 * (5 << 2);
     uint64_t h0 = 0, h1 = 0, h2 = 0, c, g0, g1, g2, mask;
     unsigned char last[16];
+    int i;
     unsigned __int128 d0, d1, d2;
     while (n > 0) {
         const unsigned char *b = m;
@@ -241,25 +233,19 @@ void zt_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
         m += 16;
         n -= 16;
     }
-    /* Carry fully, then subtract p if h >= p, in constant time. */
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
+    /* Carry fully (twice round: the wrap into h0 can carry once more), then subtract p if
+     * h >= p, in constant time. */
+    for (i = 0; i < 2; i++) {
+        c = h1 >> 44;
+        h1 &= M44;
+        h2 += c;
+        c = h2 >> 42;
+        h2 &= M42;
+        h0 += c * 5;
+        c = h0 >> 44;
+        h0 &= M44;
+        h1 += c;
+    }
     g0 = h0 + 5;
     c = g0 >> 44;
     g0 &= M44;
