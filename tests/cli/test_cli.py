@@ -96,3 +96,21 @@ def test_no_command_prints_help() -> None:
     assert r.returncode == 2
     assert "identity" in r.stderr
     assert run("--version").stdout.startswith("ztnode ")
+
+
+def test_get_property_as_zerotier_cli_prints_it() -> None:
+    from ztnode.cli.local import get_property
+
+    net = {
+        "name": "office", "status": "OK", "mtu": 2800, "bridge": False, "routes": [],
+        "assignedAddresses": ["10.1.2.3/24", "fd00::1/88", "fc12:3456:78ab:cdef::1/40"],
+    }  # fmt: skip
+    assert get_property(net, "name") == "office"
+    assert get_property(net, "mtu") == "2800" and get_property(net, "bridge") == "false"
+    assert get_property(net, "routes") == "[]"
+    assert get_property(net, "missing") is None
+    assert get_property(net, "ip") == "10.1.2.3\nfd00::1\nfc12:3456:78ab:cdef::1"
+    assert get_property(net, "ip4") == "10.1.2.3"
+    assert get_property(net, "ip6") == "fd00::1\nfc12:3456:78ab:cdef::1"
+    assert get_property(net, "ip6plane") == "fc12:3456:78ab:cdef::1"
+    assert get_property(net, "ip6prefix") == "fc12:3456:78ab:cdef::1"[:24]

@@ -347,6 +347,18 @@ def test_every_cli_command_against_running_nodes(tmp_path: Path) -> None:
             ]
             member_ip = next(a.split("/")[0] for a in assigned if "." in a)
 
+            # get, status ------------------------------------------------------------------------
+            assert ok("get", nwid, "name", *h) == "parity\n"
+            assert ok("get", nwid, "status", *h) == "OK\n"
+            assert ok("get", nwid, "ip4", *h) == f"{member_ip}\n"
+            v6 = [a.split("/")[0] for a in assigned if ":" in a]
+            assert ok("get", nwid, "ip", *h).splitlines() == [a.split("/")[0] for a in assigned]
+            assert ok("get", nwid, "ip6", *h).splitlines() == v6
+            assert ok("get", nwid, "nonsense", *h) == "error, unknown property name\n"
+            r = cli("get", "ffffffffffffffff", "name", *h)
+            assert r.returncode == 0 and "unknown network ID" in r.stderr
+            assert ok("status", *h) == ok("info", *h)
+
             with thread_node(tmp_path / "peer", planet, PEER_ID) as peer:
                 ok("controller", "member", "authorize", nwid, f"{PEER_ID.address:010x}", *ctl.h)
                 peer.run(peer.node.join(nwid, timeout=20))

@@ -29,6 +29,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if not args.json:
         state = "ONLINE" if body.get("online") else "OFFLINE"
+        if body.get("tcpFallbackActive"):
+            state = "TUNNELED"
         print(f"200 info {body['address']} {body['version']} {state}")
         # stdout stays zerotier-cli's one line (scripts cut fields from it); which packet path
         # the node runs goes beside it, on stderr.
@@ -149,6 +151,56 @@ def cmd_networks(args: argparse.Namespace) -> int:
             f"200 listnetworks {n['nwid']} {n['name'] or '-'} {n['mac']} {n['status']} "
             f"{n['type']} {n.get('portDeviceName') or '-'} {ips}"
         )
+    return EXIT_OK
+
+
+# zerotier-cli get's address properties: every assigned address, or one family, or the
+# 6plane address (fc...) and its /40-style prefix text (its first 24 characters).
+_ADDRESS_PROPERTIES = ("ip", "ip4", "ip6", "ip6plane", "ip6prefix")
+
+
+def get_property(network: dict[str, Any], name: str) -> str | None:
+    """zerotier-cli's ``get NWID PROPERTY`` on a network's JSON: the field as text, or the
+    assigned addresses (without their prefix length) one per line; None for a field the
+    network does not have (the reference prints "error, unknown property name")."""
+    if name not in _ADDRESS_PROPERTIES:
+        value = network.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (dict, list)):
+            return json.dumps(value, separators=(",", ":"))
+        return str(value)
+    lines: list[str] = []
+    for cidr in network.get("assignedAddresses") or []:
+        if not isinstance(cidr, str):
+            continue
+        ip = cidr.split("/", 1)[0]
+        if (name == "ip4" and "." not in cidr) or (name.startswith("ip6") and ":" not in cidr):
+            continue
+        if name in ("ip6plane", "ip6prefix"):
+            if not cidr.startswith("fc"):
+                continue
+            ip = ip if name == "ip6plane" else ip[:24]
+        lines.append(ip)
+    return "\n".join(lines)
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    body = _listing_or_exit(args, "/network")
+    if isinstance(body, int):
+        return body
+    want = f"{args.network:016x}" if isinstance(args.network, int) else str(args.network)
+    for n in body:
+        if n.get("id") == want or n.get("nwid") == want:
+            value = get_property(n, args.property)
+            if value is None:
+                print("error, unknown property name")
+                return EXIT_OK
+            print(value)
+            return EXIT_OK
+    print("unknown network ID, check that you are a member of the network", file=sys.stderr)
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ from ztnode.cli.local import (
     _setting_arg,
     _world_id_arg,
     cmd_deorbit,
+    cmd_get,
     cmd_info,
     cmd_join,
     cmd_leave,
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_common.add_argument("-j", "--json", action="store_true", help="print JSON")
     for name, func, helptext, takes_network in (
         ("info", cmd_info, "show a running node's address and status", False),
+        ("status", cmd_info, "the same as info (zerotier-cli's other name)", False),
         ("peers", cmd_peers, "list a running node's peers", False),
         ("listpeers", cmd_listpeers, "list peers in zerotier-cli's listpeers lines", False),
         ("networks", cmd_networks, "list the networks a running node has joined", False),
@@ -220,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
         if takes_network:
             c.add_argument("network", type=_network_arg, metavar="NWID")
         c.set_defaults(func=func)
+    c = sub.add_parser(
+        "get",
+        parents=[api_common],
+        help="print one property of a joined network (name, status, ip, ip4, ip6, ...)",
+        description="As zerotier-cli get: any field of the network's JSON (name, status, "
+        "type, mac, mtu...), or its assigned addresses: ip, ip4, ip6, ip6plane, ip6prefix.",
+    )
+    c.add_argument("network", type=_network_arg, metavar="NWID")
+    c.add_argument("property", metavar="PROPERTY")
+    c.set_defaults(func=cmd_get)
     c = sub.add_parser(
         "set",
         parents=[api_common],
