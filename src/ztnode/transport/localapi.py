@@ -24,6 +24,7 @@ controller gave.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from ztnode._version import __version__
 from ztnode.core.network import Network
 from ztnode.core.node import Node
 from ztnode.core.peer import PEER_PATH_EXPIRATION, Peer
+from ztnode.errors import DecodeError
 from ztnode.identity import address_from_str, address_to_str
 from ztnode.netstack.host import Host
 from ztnode.netstack.stack import IpStack
@@ -521,7 +523,47 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
     api.route("POST", "/network/{nwid}", join)
     api.route("PUT", "/network/{nwid}", join)
     api.route("DELETE", "/network/{nwid}", leave)
+
+    async def health(req: Request) -> Any:
+        """ZeroTierOne's ``/health``: served without the token, for load balancers and
+        monitors (online and version only, nothing about peers or networks)."""
+        n = node()
+        return {
+            "online": n.online,
+            "versionMajor": SOFTWARE_MAJOR,
+            "versionMinor": SOFTWARE_MINOR,
+            "versionRev": SOFTWARE_REVISION,
+            "versionBuild": 0,
+            "version": f"{SOFTWARE_MAJOR}.{SOFTWARE_MINOR}.{SOFTWARE_REVISION}",
+            "clock": int(time.time() * 1000),
+        }
+
+    async def config_get(req: Request) -> Any:
+        try:
+            return service.home.load_local_conf()
+        except DecodeError as e:
+            raise HttpError(500, str(e)) from None
+
+    async def config_settings(req: Request) -> Any:
+        """Merge the body into ``local.conf``'s ``settings`` (read at the node's next start,
+        as ZeroTierOne does); ``{}`` as the reference answers."""
+        try:
+            body = req.json()
+        except (RecursionError, ValueError) as e:
+            raise HttpError(400, f"malformed JSON body: {str(e)[:200]}") from None
+        if not isinstance(body, dict):
+            raise HttpError(400, "the body is an object of local.conf settings")
+        try:
+            service.home.update_local_settings(body)
+        except DecodeError as e:
+            raise HttpError(500, str(e)) from None
+        return {}
+
     api.route("GET", "/status", status)
+    api.route("GET", "/health", health, public=True)
+    api.route("GET", "/config", config_get)
+    for method in ("POST", "PUT"):
+        api.route(method, "/config/settings", config_settings)
     api.route("GET", "/peer", peers)
     api.route("GET", "/peer/{address}", one_peer)
     api.route("GET", "/counters", counters)

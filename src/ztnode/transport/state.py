@@ -143,6 +143,17 @@ class HomeDir:
             raise DecodeError(f'{f}: expected an object with a "settings" object')
         return conf
 
+    def update_local_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into ``local.conf``'s ``settings`` and write the file atomically
+        (what ZeroTierOne's ``POST /config/settings`` does; like it, the node reads the file
+        at its next start). Returns the whole new ``local.conf``."""
+        conf = self.load_local_conf()
+        settings = dict(conf.get("settings", {}))
+        settings.update(changes)
+        conf["settings"] = settings
+        write_atomic(self.path / "local.conf", (json.dumps(conf, indent=4) + "\n").encode())
+        return conf
+
     def load_local_settings(self) -> dict[str, Any]:
         """The ``settings`` object of ``local.conf`` (see :meth:`load_local_conf`)."""
         settings: dict[str, Any] = self.load_local_conf().get("settings", {})
