@@ -386,7 +386,10 @@ async function route() {
     else await showNetworks();
   } catch (e) {
     if (e.status === 401) showLogin("Log in again: the token was refused.");
-    else notice("The node did not answer: " + e.message, true);
+    else if (e.status === 404 && !document.getElementById("networks")) {
+      main(el("p", {}, "This node runs no network controller: start it with ",
+        el("code", {}, "ztnode node --controller"), "."));
+    } else notice("The node did not answer: " + e.message, true);
   }
 }
 
