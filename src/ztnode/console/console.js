@@ -97,6 +97,10 @@ function showLogin(message) {
       location.hash = "#/networks";
       route();
     } catch (e) {
+      if (e.status === 404) { // the token is good; the node has no controller: route() says so
+        route();
+        return;
+      }
       sessionStorage.removeItem(TOKEN_KEY);
       notice(e.status === 401 ? "That token is not this node's." : "Cannot log in: " + e.message,
         true);
