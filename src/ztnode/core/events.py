@@ -158,6 +158,15 @@ class NetworkStatusChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkAuthenticationRequired(Event):
+    """The network's controller wants this node's user to log in (SSO) at ``url`` before it
+    hands out a config; the status is AUTHENTICATION_REQUIRED meanwhile."""
+
+    network_id: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class NetworkConfigUpdated(Event):
     """A new config was applied; ``config`` is its dictionary, for the host to persist."""
 

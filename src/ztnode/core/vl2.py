@@ -60,6 +60,7 @@ from ztnode.wire.mac import (
     mac_to_str,
 )
 from ztnode.wire.netconf import (
+    AuthInfo,
     NetworkConfig,
     NetworkConfigRequestMetadata,
 )
@@ -600,7 +601,27 @@ class Vl2:
                 or code
                 in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
             ):
+                if code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED:
+                    self._authentication_required(net, err)
                 self.set_status(net, status)
+
+    def _authentication_required(self, net: Network, err: Error) -> None:
+        """Keep where the user must log in (the error's auth info) and say it once per URL.
+        As in the reference, info without a URL changes nothing, and a dictionary that does
+        not parse is counted and leaves the last info in place."""
+        if not err.dictionary:
+            return
+        try:
+            info = AuthInfo.decode(err.dictionary)
+        except DecodeError:
+            self.rt.counters.drop(Drop.MALFORMED)
+            return
+        if not info.login_url:
+            return
+        changed = net.auth_info is None or net.auth_info.login_url != info.login_url
+        net.auth_info = info
+        if changed:
+            self.rt.events.append(ev.NetworkAuthenticationRequired(net.id, info.login_url))
 
     def do_network_config(self, rx: Rx) -> None:
         chunk = NetworkConfigChunk.decode(rx.payload)

@@ -91,9 +91,16 @@ def network_json(
     and (ztnode's ``stackAddresses``) the addresses its IP ``stack`` holds."""
     cfg = net.config
     nwid = f"{net.id:016x}"
+    sso = cfg.sso if cfg is not None else None
+    auth = net.auth_info
+    # Where to log in: the controller's AUTHENTICATION_REQUIRED info, else the config's.
+    login_url = auth.login_url if auth is not None else (sso.authentication_url if sso else "")
     return {
         **(settings or NetworkSettings()).as_json(),
         "assignedAddresses": [str(a) for a in net.assigned_addresses()],
+        "authenticationURL": login_url,
+        "authenticationExpiryTime": sso.authentication_expiry_time if sso else 0,
+        "ssoEnabled": bool(sso and sso.enabled) or auth is not None,
         "bridge": False,
         "broadcastEnabled": bool(cfg is not None and cfg.enable_broadcast),
         "dhcp": False,

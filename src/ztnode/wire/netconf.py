@@ -165,6 +165,48 @@ class AuthInfoKey:
     SSO_PROVIDER: Final = "aSSOp"
 
 
+# The reference's Dictionary<8192> for ERROR(NETWORK_AUTHENTICATION_REQUIRED)'s auth info.
+AUTH_INFO_CAPACITY: Final = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class AuthInfo:
+    """What ERROR(NETWORK_AUTHENTICATION_REQUIRED) tells a member about where to log in:
+    version 0 carries the URL itself, version 1 the OIDC parameters (the central endpoint
+    is where a member's user goes)."""
+
+    version: int = 0
+    authentication_url: str = ""
+    issuer_url: str = ""
+    central_auth_url: str = ""
+    nonce: str = ""
+    state: str = ""
+    client_id: str = ""
+    provider: str = ""
+
+    @property
+    def login_url(self) -> str:
+        """The page to send the user to: the URL (v0) or the central endpoint (v1)."""
+        return self.authentication_url if self.version == 0 else self.central_auth_url
+
+    @classmethod
+    def decode(cls, blob: bytes) -> AuthInfo:
+        """From the error's dictionary, read as the reference reads it: into 8 KiB (a longer
+        blob is cut) and each field into its fixed buffer (a longer field is cut)."""
+        d = Dictionary.parse(blob, AUTH_INFO_CAPACITY, truncate=True)
+        version = d.get_int(AuthInfoKey.VERSION, 0)
+        return cls(
+            version=version,
+            authentication_url=d.get_str(AuthInfoKey.AUTHENTICATION_URL, "", _SSO_URL_MAX),
+            issuer_url=d.get_str(AuthInfoKey.ISSUER_URL, "", _SSO_URL_MAX),
+            central_auth_url=d.get_str(AuthInfoKey.CENTRAL_ENDPOINT_URL, "", _SSO_URL_MAX),
+            nonce=d.get_str(AuthInfoKey.NONCE, "", _SSO_NONCE_MAX),
+            state=d.get_str(AuthInfoKey.STATE, "", _SSO_STATE_MAX),
+            client_id=d.get_str(AuthInfoKey.CLIENT_ID, "", _SSO_CLIENT_ID_MAX),
+            provider=d.get_str(AuthInfoKey.SSO_PROVIDER, "", _SSO_PROVIDER_MAX),
+        )
+
+
 class MetadataKey:
     """Keys of NETWORK_CONFIG_REQUEST metadata (node/NetworkConfig.hpp:104-134)."""
 
@@ -748,6 +790,7 @@ __all__ = [
     "NETCONF_MIN_VERSION",
     "NETCONF_VERSION",
     "VENDOR_ZEROTIER",
+    "AuthInfo",
     "AuthInfoKey",
     "ConfigChunk",
     "DnsConfig",
