@@ -358,6 +358,14 @@ def test_every_cli_command_against_running_nodes(tmp_path: Path) -> None:
             r = cli("get", "ffffffffffffffff", "name", *h)
             assert r.returncode == 0 and "unknown network ID" in r.stderr
             assert ok("status", *h) == ok("info", *h)
+            dump_file = tmp_path / "zerotier_dump.txt"
+            assert ok("dump", "--out", str(dump_file), *h) == f"Writing dump to: {dump_file}\n"
+            dump = dump_file.read_text()
+            for heading in ("status\n------\n", "networks\n--------\n", "peers\n-----\n",
+                            "local.conf\n----------\n", "Network Interfaces\n"):  # fmt: skip
+                assert heading in dump, heading
+            assert dump.startswith("platform: Linux\nzerotier version: 1.")
+            assert f'"address": "{MEMBER_HEX}"' in dump and nwid in dump
 
             with thread_node(tmp_path / "peer", planet, PEER_ID) as peer:
                 ok("controller", "member", "authorize", nwid, f"{PEER_ID.address:010x}", *ctl.h)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import sys
@@ -201,6 +202,65 @@ def cmd_get(args: argparse.Namespace) -> int:
             print(value)
             return EXIT_OK
     print("unknown network ID, check that you are a member of the network", file=sys.stderr)
+    return EXIT_OK
+
+
+def _interfaces_text() -> str:
+    """The "Network Interfaces" section of zerotier-cli dump: each non-loopback interface with
+    an address, its MTU and MAC (Linux's /sys) and addresses."""
+    from collections import defaultdict
+    from pathlib import Path
+
+    from ztnode.transport.ifaddrs import named_interface_addresses
+
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for name, ip in named_interface_addresses():
+        if not ip.is_loopback:
+            by_name[name].append(str(ip))
+    out: list[str] = []
+    for i, (name, ips) in enumerate(by_name.items()):
+        out += [f"Interface {i}", "-----------", f"Name: {name}"]
+        sysdir = Path("/sys/class/net") / name
+        for label, file in (("MTU", "mtu"), ("MAC", "address")):
+            with contextlib.suppress(OSError):  # not Linux, or the interface went away
+                out.append(f"{label}: {(sysdir / file).read_text().strip()}")
+        out += ["Addresses: ", *ips]
+    return "\n".join(out)
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    """zerotier-cli dump: status, networks, peers, local.conf and the machine's interfaces in
+    one text file for a bug report (``zerotier_dump.txt`` in the current directory)."""
+    import platform
+    from pathlib import Path
+
+    from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION
+
+    quiet = argparse.Namespace(**{**vars(args), "json": False})
+    try:
+        sections = [
+            (title, json.dumps(_api_json(quiet, path), indent=2))
+            for title, path in (("status", "/status"), ("networks", "/network"), ("peers", "/peer"))
+        ]
+    except _ApiFailure as e:
+        return _fail(str(e))
+    conf_file = Path(args.home) / "local.conf"
+    conf = conf_file.read_text() if conf_file.exists() else ""
+    text = [
+        f"platform: {'Linux' if sys.platform.startswith('linux') else platform.system()}",
+        f"zerotier version: {SOFTWARE_MAJOR}.{SOFTWARE_MINOR}.{SOFTWARE_REVISION}",
+        "",
+    ]
+    for title, body in sections:
+        text += [title, "-" * len(title), body, ""]
+    text += ["local.conf", "----------", conf.rstrip("\n") or "None Present", ""]
+    text += ["Network Interfaces", "------------------", "", _interfaces_text(), ""]
+    target = Path(args.out) if args.out else Path.cwd() / "zerotier_dump.txt"
+    try:
+        target.write_text("\n".join(text))
+    except OSError as e:
+        return _fail(f"cannot write {target}: {e}")
+    print(f"Writing dump to: {target}")
     return EXIT_OK
 
 

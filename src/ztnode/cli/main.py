@@ -19,6 +19,7 @@ from ztnode.cli.local import (
     _setting_arg,
     _world_id_arg,
     cmd_deorbit,
+    cmd_dump,
     cmd_get,
     cmd_info,
     cmd_join,
@@ -222,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
         if takes_network:
             c.add_argument("network", type=_network_arg, metavar="NWID")
         c.set_defaults(func=func)
+    c = sub.add_parser(
+        "dump",
+        parents=[api_common],
+        help="write status, networks, peers, local.conf and interfaces to zerotier_dump.txt",
+    )
+    c.add_argument("--out", metavar="FILE", help="where to write (default ./zerotier_dump.txt)")
+    c.set_defaults(func=cmd_dump)
     c = sub.add_parser(
         "get",
         parents=[api_common],
