@@ -36,8 +36,18 @@ from ztnode.wire.netconf import NetworkConfig
 
 pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)
 
-# Member fields a member's own requests may change (its version, and so the record revision).
-VOLATILE = {"vMajor", "vMinor", "vRev", "vProto", "revision"}
+# Member fields a member's own requests may change (its version, and so the record revision),
+# and what the controller saw of it (last seen, online, address), which a restart starts over.
+VOLATILE = {
+    "vMajor",
+    "vMinor",
+    "vRev",
+    "vProto",
+    "revision",
+    "lastSeen",
+    "online",
+    "physicalAddress",
+}
 
 
 def cached_config(home: Path, nwid: str) -> NetworkConfig:
