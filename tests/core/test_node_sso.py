@@ -10,7 +10,7 @@ from ztnode.testing.world import LocalWorld
 from ztnode.transport.localapi import network_json
 from ztnode.wire.constants import ErrorCode, Verb
 from ztnode.wire.dictionary import Dictionary
-from ztnode.wire.netconf import AuthInfo, AuthInfoKey
+from ztnode.wire.netconf import AuthInfoKey, decode_auth_info
 from ztnode.wire.verbs import Error
 
 IDS = test_identities()
@@ -27,11 +27,11 @@ def _info(**fields: str | int) -> bytes:
 
 
 def test_auth_info_versions_and_limits() -> None:
-    v0 = AuthInfo.decode(
+    v0 = decode_auth_info(
         _info(**{AuthInfoKey.VERSION: 0, AuthInfoKey.AUTHENTICATION_URL: "https://sso.example/x"})
     )
     assert v0.login_url == "https://sso.example/x"
-    v1 = AuthInfo.decode(_info(**{
+    v1 = decode_auth_info(_info(**{
         AuthInfoKey.VERSION: 1, AuthInfoKey.ISSUER_URL: "https://idp.example",
         AuthInfoKey.CENTRAL_ENDPOINT_URL: "https://central.example/sso",
         AuthInfoKey.NONCE: "n1", AuthInfoKey.STATE: "s1", AuthInfoKey.CLIENT_ID: "cid",
@@ -39,9 +39,9 @@ def test_auth_info_versions_and_limits() -> None:
     }))  # fmt: skip
     assert v1.login_url == "https://central.example/sso" and v1.client_id == "cid"
     # Read as the reference reads it: fields cut to their buffers, the blob to 8 KiB.
-    long = AuthInfo.decode(_info(**{AuthInfoKey.AUTHENTICATION_URL: "u" * 5000}))
+    long = decode_auth_info(_info(**{AuthInfoKey.AUTHENTICATION_URL: "u" * 5000}))
     assert long.authentication_url == "u" * 2047
-    huge = AuthInfo.decode(b"aU=" + b"u" * 70_000)
+    huge = decode_auth_info(b"aU=" + b"u" * 70_000)
     assert huge.authentication_url == "u" * 2047
 
 

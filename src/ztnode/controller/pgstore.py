@@ -383,7 +383,9 @@ class PostgresStore:
         backoff = BACKOFF_MIN_S
         while not stop.is_set():
             try:
-                with self._pg.connect(self.url, autocommit=True) as conn:
+                with self._pg.connect(
+                    self.url, autocommit=True, connect_timeout=max(1, int(self._timeout))
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = BACKOFF_MIN_S
                     while not stop.is_set():

@@ -31,7 +31,7 @@ from ztnode.wire.credentials import (
 )
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.mac import mac_from_address
-from ztnode.wire.netconf import AuthInfo, NetconfFlag, NetworkConfig, NetworkType
+from ztnode.wire.netconf import NetconfFlag, NetworkConfig, NetworkType, SsoConfig
 from ztnode.wire.rules import (
     ActionAccept,
     ActionDrop,
@@ -143,7 +143,7 @@ class Network:
         self.status = NetworkStatus.REQUESTING_CONFIGURATION
         self.config: NetworkConfig | None = None
         #: Where to log in, from the controller's last AUTHENTICATION_REQUIRED (None: none).
-        self.auth_info: AuthInfo | None = None
+        self.auth_info: SsoConfig | None = None
         self.config_bytes: bytes | None = None
         self.last_config_update = 0
         self.last_request_sent = -(10**12)

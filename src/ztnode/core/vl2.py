@@ -35,6 +35,7 @@ from ztnode.core.peer import (
     Peer,
 )
 from ztnode.core.records import FrameRoute, Rx
+from ztnode.core.sso import authentication_required
 from ztnode.core.timing import (
     GATED_FRAME_QUEUE,
     QUEUE_TIMEOUT,
@@ -60,7 +61,6 @@ from ztnode.wire.mac import (
     mac_to_str,
 )
 from ztnode.wire.netconf import (
-    AuthInfo,
     NetworkConfig,
     NetworkConfigRequestMetadata,
 )
@@ -602,26 +602,8 @@ class Vl2:
                 in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
             ):
                 if code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED:
-                    self._authentication_required(net, err)
+                    authentication_required(net, err.dictionary, self.rt.events.append)
                 self.set_status(net, status)
-
-    def _authentication_required(self, net: Network, err: Error) -> None:
-        """Keep where the user must log in (the error's auth info) and say it once per URL.
-        As in the reference, info without a URL changes nothing, and a dictionary that does
-        not parse is counted and leaves the last info in place."""
-        if not err.dictionary:
-            return
-        try:
-            info = AuthInfo.decode(err.dictionary)
-        except DecodeError:
-            self.rt.counters.drop(Drop.MALFORMED)
-            return
-        if not info.login_url:
-            return
-        changed = net.auth_info is None or net.auth_info.login_url != info.login_url
-        net.auth_info = info
-        if changed:
-            self.rt.events.append(ev.NetworkAuthenticationRequired(net.id, info.login_url))
 
     def do_network_config(self, rx: Rx) -> None:
         chunk = NetworkConfigChunk.decode(rx.payload)

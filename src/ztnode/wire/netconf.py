@@ -165,48 +165,6 @@ class AuthInfoKey:
     SSO_PROVIDER: Final = "aSSOp"
 
 
-# The reference's Dictionary<8192> for ERROR(NETWORK_AUTHENTICATION_REQUIRED)'s auth info.
-AUTH_INFO_CAPACITY: Final = 8192
-
-
-@dataclass(frozen=True, slots=True)
-class AuthInfo:
-    """What ERROR(NETWORK_AUTHENTICATION_REQUIRED) tells a member about where to log in:
-    version 0 carries the URL itself, version 1 the OIDC parameters (the central endpoint
-    is where a member's user goes)."""
-
-    version: int = 0
-    authentication_url: str = ""
-    issuer_url: str = ""
-    central_auth_url: str = ""
-    nonce: str = ""
-    state: str = ""
-    client_id: str = ""
-    provider: str = ""
-
-    @property
-    def login_url(self) -> str:
-        """The page to send the user to: the URL (v0) or the central endpoint (v1)."""
-        return self.authentication_url if self.version == 0 else self.central_auth_url
-
-    @classmethod
-    def decode(cls, blob: bytes) -> AuthInfo:
-        """From the error's dictionary, read as the reference reads it: into 8 KiB (a longer
-        blob is cut) and each field into its fixed buffer (a longer field is cut)."""
-        d = Dictionary.parse(blob, AUTH_INFO_CAPACITY, truncate=True)
-        version = d.get_int(AuthInfoKey.VERSION, 0)
-        return cls(
-            version=version,
-            authentication_url=d.get_str(AuthInfoKey.AUTHENTICATION_URL, "", _SSO_URL_MAX),
-            issuer_url=d.get_str(AuthInfoKey.ISSUER_URL, "", _SSO_URL_MAX),
-            central_auth_url=d.get_str(AuthInfoKey.CENTRAL_ENDPOINT_URL, "", _SSO_URL_MAX),
-            nonce=d.get_str(AuthInfoKey.NONCE, "", _SSO_NONCE_MAX),
-            state=d.get_str(AuthInfoKey.STATE, "", _SSO_STATE_MAX),
-            client_id=d.get_str(AuthInfoKey.CLIENT_ID, "", _SSO_CLIENT_ID_MAX),
-            provider=d.get_str(AuthInfoKey.SSO_PROVIDER, "", _SSO_PROVIDER_MAX),
-        )
-
-
 class MetadataKey:
     """Keys of NETWORK_CONFIG_REQUEST metadata (node/NetworkConfig.hpp:104-134)."""
 
@@ -294,6 +252,11 @@ class SsoConfig:
     state: str = ""
     client_id: str = ""
     provider: str = ""
+
+    @property
+    def login_url(self) -> str:
+        """Where a user logs in: the URL itself (version 0) or the central endpoint (1)."""
+        return self.authentication_url if self.version == 0 else self.central_auth_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +598,28 @@ def _write_sso(d: Dictionary, sso: SsoConfig) -> None:
             d.add_str(key, value)
 
 
+# The reference's Dictionary<8192> for ERROR(NETWORK_AUTHENTICATION_REQUIRED)'s auth info.
+AUTH_INFO_CAPACITY: Final = 8192
+
+
+def decode_auth_info(blob: bytes) -> SsoConfig:
+    """ERROR(NETWORK_AUTHENTICATION_REQUIRED)'s dictionary (its own keys, AuthInfoKey) as the
+    SSO fields a config carries, read as the reference reads it: the blob cut to 8 KiB, each
+    field cut to its buffer (so it never fails)."""
+    d = Dictionary.parse(blob, AUTH_INFO_CAPACITY, truncate=True)
+    return SsoConfig(
+        version=d.get_int(AuthInfoKey.VERSION, 0),
+        enabled=True,
+        authentication_url=d.get_str(AuthInfoKey.AUTHENTICATION_URL, "", _SSO_URL_MAX),
+        issuer_url=d.get_str(AuthInfoKey.ISSUER_URL, "", _SSO_URL_MAX),
+        central_auth_url=d.get_str(AuthInfoKey.CENTRAL_ENDPOINT_URL, "", _SSO_URL_MAX),
+        nonce=d.get_str(AuthInfoKey.NONCE, "", _SSO_NONCE_MAX),
+        state=d.get_str(AuthInfoKey.STATE, "", _SSO_STATE_MAX),
+        client_id=d.get_str(AuthInfoKey.CLIENT_ID, "", _SSO_CLIENT_ID_MAX),
+        provider=d.get_str(AuthInfoKey.SSO_PROVIDER, "", _SSO_PROVIDER_MAX),
+    )
+
+
 def _read_sso(d: Dictionary) -> SsoConfig:
     version = d.get_int(Key.SSO_VERSION, 0)
     enabled = d.get_bool(Key.SSO_ENABLED, False)
@@ -790,7 +775,6 @@ __all__ = [
     "NETCONF_MIN_VERSION",
     "NETCONF_VERSION",
     "VENDOR_ZEROTIER",
-    "AuthInfo",
     "AuthInfoKey",
     "ConfigChunk",
     "DnsConfig",
@@ -803,5 +787,6 @@ __all__ = [
     "Route",
     "SpecialistType",
     "SsoConfig",
+    "decode_auth_info",
     "split_config_chunks",
 ]
