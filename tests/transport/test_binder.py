@@ -30,18 +30,14 @@ def _binder(settings: BindSettings, ifaces: list[tuple[str, object]] | None = No
     return Binder(settings, enumerate_addresses=lambda: list(found))  # type: ignore[arg-type]
 
 
-def test_the_references_blacklist_and_the_users() -> None:
+def test_the_references_blacklist_ours_and_the_users() -> None:
     b = _binder(BindSettings())
-    assert set(b.wanted()) == {
-        ip("192.168.1.10"),
-        ip("2001:db8::10"),
-        ip("10.0.5.7"),
-        ip("172.17.0.1"),
-    }
-    conf = {"interfacePrefixBlacklist": ["docker"], "bind": []}
-    physical = {"10.0.5.0/24": {"blacklist": True}, "192.168.0.0/16": {"blacklist": False}}
+    # lo, zt, tun, tap as the reference; docker (and virbr) ours.
+    assert set(b.wanted()) == {ip("192.168.1.10"), ip("2001:db8::10"), ip("10.0.5.7")}
+    conf = {"interfacePrefixBlacklist": ["wlan"], "bind": []}
+    physical = {"2001:db8::/64": {"blacklist": True}, "192.168.0.0/16": {"blacklist": False}}
     b = _binder(BindSettings.from_local_conf(conf, physical))
-    assert b.wanted() == {ip("192.168.1.10"): "eth0", ip("2001:db8::10"): "eth0"}
+    assert b.wanted() == {ip("192.168.1.10"): "eth0"}
     only = BindSettings.from_local_conf({"bind": ["10.0.5.7"]})
     assert set(_binder(only).wanted()) == {ip("10.0.5.7")}
 

@@ -13,6 +13,34 @@ from typing import Any
 from ztnode.cli.common import EXIT_OK, _fail
 
 
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that talks to a running node, with zerotier-cli's
+    switches as short forms (``-D/var/lib/zerotier-one -p9993 -H10.0.0.5 -Ttoken -j``)."""
+    parser.add_argument("-D", "--home", default=".", help="the node's state directory")
+    parser.add_argument(
+        "-p", "--api-port", type=api_port_arg, help="local API port (default: from --home)"
+    )
+    parser.add_argument(
+        "-H",
+        "--host",
+        default="127.0.0.1",
+        help="the node's address (another machine's node must allow it: allowManagementFrom)",
+    )
+    parser.add_argument("-T", "--token", help="auth token (default: HOME/authtoken.secret)")
+    parser.add_argument("-j", "--json", action="store_true", help="print JSON")
+
+
+def api_port_arg(text: str) -> int:
+    """A port number, 0-65535, as argparse wants its types (a clear usage error otherwise)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
+    return port
+
+
 def _api_target(args: argparse.Namespace) -> tuple[int, str]:
     """The API port and token from the node's home. A home that does not exist, or where no
     node runs, is said so (an OSError the caller reports) rather than a refused connection to
@@ -45,7 +73,13 @@ def _api_get(
     from ztnode.transport.httpapi import fetch_json
 
     port, token = _api_target(args)
-    return asyncio.run(fetch_json("127.0.0.1", port, method, path, token, body))
+    return asyncio.run(fetch_json(api_host(args), port, method, path, token, body))
+
+
+def api_host(args: argparse.Namespace) -> str:
+    """Where the node's API is (``-H``; loopback unless told)."""
+    host = getattr(args, "host", None) or "127.0.0.1"
+    return str(host).strip("[]")
 
 
 def _unreachable(e: Exception) -> str:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ztnode.cli.apiclient import _api_get, _ApiFailure, _unreachable
+from ztnode.cli.apiclient import _api_get, _ApiFailure, _unreachable, add_api_options
 from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.local import _network_arg
 
@@ -237,10 +237,7 @@ def cmd_controller_member_delete(args: argparse.Namespace) -> int:
 def _add_controller_parser(sub: Any) -> None:
     """``ztnode controller network|member ...``: drive a running node's controller API."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", default=".", help="the node's state directory")
-    common.add_argument("--api-port", type=int, help="local API port (default: from --home)")
-    common.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
-    common.add_argument("-j", "--json", action="store_true", help="print JSON")
+    add_api_options(common)
 
     ctl = sub.add_parser("controller", help="manage the networks a running node controls")
     csub = ctl.add_subparsers(dest="controller_command", metavar="OBJECT")

@@ -18,6 +18,8 @@ from ztnode.cli.apiclient import (
     _ApiFailure,
     _listing_or_exit,
     _node_clock,
+    _unreachable,
+    api_host,
 )
 from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.prometheus import parse_prometheus
@@ -205,6 +207,24 @@ def cmd_get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_get_path(args: argparse.Namespace) -> int:
+    """zerotier-cli ``/PATH``: GET it and print the body as the node sent it; on any other
+    status than 200, ``STATUS PATH BODY`` and exit 1, as the reference does."""
+    from ztnode.transport.httpapi import fetch_raw
+
+    try:
+        port, token = _api_target(args)
+        status, _ctype, body = asyncio.run(fetch_raw(api_host(args), port, "GET", args.path, token))
+    except (OSError, ValueError) as e:
+        return _fail(_unreachable(e))
+    text = body.decode("utf-8", "replace")
+    if status == 200:
+        sys.stdout.write(text)
+        return EXIT_OK
+    print(f"{status} {args.path} {text.strip()}")
+    return 1
+
+
 def _interfaces_text() -> str:
     """The "Network Interfaces" section of zerotier-cli dump: each non-loopback interface with
     an address, its MTU and MAC (Linux's /sys) and addresses."""
@@ -370,7 +390,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     port, token = _api_target(args)
     try:
         status, _ctype, payload = asyncio.run(
-            fetch_raw("127.0.0.1", port, "GET", "/metrics", token)
+            fetch_raw(api_host(args), port, "GET", "/metrics", token)
         )
     except (OSError, ValueError) as e:
         return _fail(f"cannot reach the node's local API: {e}")

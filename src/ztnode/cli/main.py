@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ztnode._version import __version__
+from ztnode.cli.apiclient import add_api_options, api_port_arg
 from ztnode.cli.bonds import add_bond_parser
 from ztnode.cli.common import EXIT_OK, EXIT_USAGE
 from ztnode.cli.controller import _add_controller_parser
@@ -21,6 +22,7 @@ from ztnode.cli.local import (
     cmd_deorbit,
     cmd_dump,
     cmd_get,
+    cmd_get_path,
     cmd_info,
     cmd_join,
     cmd_leave,
@@ -35,17 +37,6 @@ from ztnode.cli.local import (
 from ztnode.cli.logsetup import LOG_SUBSYSTEMS
 from ztnode.cli.run import cmd_demo, cmd_node
 from ztnode.cli.worlds import cmd_world_make, cmd_world_show
-
-
-def _port_arg(text: str) -> int:
-    """A port number, 0-65535, as argparse wants its types (a clear usage error otherwise)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
-    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     node = sub.add_parser("node", help="run a node in the foreground (Ctrl-C stops it)")
     node.add_argument("--home", required=True, help="state directory (identity, planet, ...)")
-    node.add_argument("--port", type=_port_arg, default=9993, help="UDP port (0 = any)")
+    node.add_argument(
+        "--port",
+        type=api_port_arg,
+        help="UDP port (0 = any; default: local.conf's primaryPort, else 9993)",
+    )
     node.add_argument("--planet", help="a planet file to use instead of ZeroTier's")
     node.add_argument(
         "--allow-loopback",
@@ -131,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept loopback paths (single-machine worlds only)",
     )
     node.add_argument("--bind", action="append", help="address to bind (repeatable)")
-    node.add_argument("--api-port", type=_port_arg, default=0, help="local API port (0 = any)")
+    node.add_argument("--api-port", type=api_port_arg, default=0, help="local API port (0 = any)")
     node.add_argument(
         "--controller",
         action="store_true",
@@ -201,12 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.set_defaults(func=cmd_node)
 
     api_common = argparse.ArgumentParser(add_help=False)
-    api_common.add_argument("--home", default=".", help="the node's state directory")
-    api_common.add_argument(
-        "--api-port", type=_port_arg, help="local API port (default: from --home)"
-    )
-    api_common.add_argument("--token", help="auth token (default: HOME/authtoken.secret)")
-    api_common.add_argument("-j", "--json", action="store_true", help="print JSON")
+    add_api_options(api_common)
     for name, func, helptext, takes_network in (
         ("info", cmd_info, "show a running node's address and status", False),
         ("status", cmd_info, "the same as info (zerotier-cli's other name)", False),
@@ -263,14 +253,55 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("deorbit", parents=[api_common], help="stop orbiting a moon")
     c.add_argument("world_id", type=_world_id_arg, metavar="WORLD_ID")
     c.set_defaults(func=cmd_deorbit)
+    c = sub.add_parser(
+        "get-path",
+        parents=[api_common],
+        help="GET a local API path and print its JSON (zerotier-cli /PATH)",
+    )
+    c.add_argument("path", metavar="/PATH")
+    c.set_defaults(func=cmd_get_path)
     add_bond_parser(sub, api_common)
     _add_controller_parser(sub)
     return p
 
 
+#: zerotier-cli's switches, written before the command with their value attached
+#: (``-p9993``), and the options of ours they stand for.
+_CLI_SWITCHES = {"p": "--api-port", "D": "--home", "H": "--host", "T": "--token"}
+
+
+def zerotier_cli_argv(argv: Sequence[str]) -> list[str]:
+    """zerotier-cli's command lines made ours: ``-D/home -p9993 -j listnetworks`` becomes
+    ``listnetworks --home /home --api-port 9993 -j``, and a command that is a path
+    (``-j /status``) becomes ``get-path /status`` (the reference's raw GET). Anything else is
+    left to the parser as it is."""
+    moved: list[str] = []
+    i = 0
+    args = list(argv)
+    while i < len(args) and len(args[i]) >= 2 and args[i][0] == "-" and args[i][1] != "-":
+        flag, value = args[i][1], args[i][2:]
+        if flag in _CLI_SWITCHES and value:
+            moved += [_CLI_SWITCHES[flag], value]
+        elif flag == "j" and not value:
+            moved.append("--json")
+        elif flag == "q" and not value:
+            pass  # the reference's "be zerotier-cli" switch
+        else:
+            break
+        i += 1
+    if not moved and (i >= len(args) or not args[i].startswith("/")):
+        return args
+    rest = args[i:]
+    if rest and rest[0].startswith("/"):
+        rest = ["get-path", *rest]
+    if not rest:
+        return args
+    return [rest[0], *moved, *rest[1:]]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(zerotier_cli_argv(sys.argv[1:] if argv is None else argv))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -42,6 +42,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     from ztnode.names.settings import NameSettings
     from ztnode.sockets.aio import Node
     from ztnode.transport.localapi import serve_local_api
+    from ztnode.transport.localconf import LocalConfError, read_local_conf
+    from ztnode.wire.constants import DEFAULT_PORT
     from ztnode.wire.world import World
 
     try:
@@ -79,10 +81,17 @@ def cmd_node(args: argparse.Namespace) -> int:
     except (ZtError, OSError) as e:
         return _fail(f"names: {e}")
 
+    port = args.port
+    if port is None:  # local.conf's primaryPort, else ZeroTier's port
+        try:
+            port = read_local_conf(home / "local.conf").primary_port or DEFAULT_PORT
+        except LocalConfError as e:
+            return _fail(str(e))
+
     async def run() -> int:
         node = Node(
             home,
-            port=args.port,
+            port=port,
             planet=planet,
             allow_loopback=args.allow_loopback,
             bind=bind,
@@ -108,7 +117,8 @@ def cmd_node(args: argparse.Namespace) -> int:
             return _fail(f"cannot start the proxies: {e}")
         print(
             f"ztnode {__version__} node {node.address} on UDP port "
-            f"{service.port}, local API on 127.0.0.1:{api_port}",
+            f"{service.port}, local API on "
+            + ", ".join(f"[{h}]:{api_port}" if ":" in h else f"{h}:{api_port}" for h in api.hosts),
             flush=True,
         )
         for line in lines:

@@ -15,6 +15,7 @@ from ztnode.core.peer import (
     PEER_ACTIVITY_TIMEOUT,
     PEER_PING_PERIOD,
     Peer,
+    PeerPath,
 )
 from ztnode.core.timing import (
     HOUSEKEEPING_PERIOD,
@@ -126,11 +127,19 @@ class Housekeeper:
 
     def expire_paths(self, peer: Peer, now: int) -> None:
         had = bool(peer.paths)
-        for gone in peer.expire_paths(now):
-            self.rt.bonds.path_removed(peer.address, gone.path)
-            self.rt.events.append(
-                ev.PathDown(peer.address, gone.path.local, gone.path.remote, "expired")
-            )
+        self._removed(peer, peer.expire_paths(now), "expired", had)
+
+    def drop_paths(self, peer: Peer, gone: list[PeerPath], why: str) -> None:
+        """Take ``gone`` out of the peer's paths at once (the operator's rules now refuse
+        them), said as paths going down."""
+        had = bool(peer.paths)
+        peer.paths = [s for s in peer.paths if s not in gone]
+        self._removed(peer, gone, why, had)
+
+    def _removed(self, peer: Peer, gone: list[PeerPath], why: str, had: bool) -> None:
+        for slot in gone:
+            self.rt.bonds.path_removed(peer.address, slot.path)
+            self.rt.events.append(ev.PathDown(peer.address, slot.path.local, slot.path.remote, why))
         if had and not peer.paths:
             self.rt.events.append(ev.PeerRelayed(peer.address))
 

@@ -36,6 +36,7 @@ Anything wrong with a received packet is a counted drop (``counters``), never an
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 from collections import deque
@@ -52,6 +53,7 @@ from ztnode.core.housekeeper import Housekeeper
 from ztnode.core.multicaster import Multicaster
 from ztnode.core.network import Network
 from ztnode.core.path import Path
+from ztnode.core.pathpolicy import TRY_MEMORIZED_PATH_INTERVAL, PathPolicy
 from ztnode.core.peer import Peer
 from ztnode.core.records import Addr, ConfigRequest, FrameRoute, Inbound, InboundKind, Outgoing
 from ztnode.core.relay import Relay
@@ -133,6 +135,8 @@ class Node:
             self.topology.add_world(m, always_accept_new=True)
         self.local_addresses: list[Addr] = list(local_addresses)
         self.interface_addresses: list[InetAddress] = []
+        #: The operator's blacklists and per-peer hints (``local.conf``), set by the host.
+        self.path_policy = PathPolicy()
         self.peers: dict[int, Peer] = {}
         self.paths: dict[tuple[Addr, Addr], Path] = {}
         self.counters = Counters()
@@ -518,14 +522,45 @@ class Node:
         return None
 
     def should_use_path(self, address: int, remote: Addr) -> bool:
-        """shouldUsePathForZeroTierTraffic: a valid scope, and roots only at their endpoints."""
+        """shouldUsePathForZeroTierTraffic: a valid scope, roots only at their endpoints, and
+        the host's pathCheck: not blacklisted by the operator (globally or for this peer), not
+        inside a network we joined (ZeroTier over ZeroTier)."""
         try:
             ip = InetAddress.parse(f"{remote[0]}/{remote[1]}").ip
         except DecodeError:
             return False
         if not is_valid_path_address(ip, allow_loopback=self.config.allow_loopback):
             return False
-        return not self.topology.is_prohibited_endpoint(address, remote[0])
+        if self.topology.is_prohibited_endpoint(address, remote[0]):
+            return False
+        if not self.path_policy.allows(address, ip):
+            return False
+        for net in self.networks.values():
+            for assigned in net.assigned_addresses():
+                if assigned.ip.version == ip.version and _contains(assigned, ip):
+                    return False
+        return True
+
+    def set_path_policy(self, policy: PathPolicy) -> None:
+        """The operator's path rules (``physical`` blacklists, ``virtual`` hints and
+        blacklists); paths already in use that the new rules refuse are dropped at once."""
+        self.path_policy = policy
+        for peer in list(self.peers.values()):
+            refused = [
+                s for s in peer.paths if not self.should_use_path(peer.address, s.path.remote)
+            ]
+            if refused:
+                self.housekeeper.drop_paths(peer, refused, "refused by local.conf")
+
+    def try_memorized_path(self, peer: Peer, now: int) -> None:
+        """Peer::tryMemorizedPath: with no direct path, greet one of the operator's ``try``
+        addresses for the peer, at most every 30 s."""
+        if now - peer.last_tried_memorized < TRY_MEMORIZED_PATH_INTERVAL:
+            return
+        peer.last_tried_memorized = now
+        hint = self.path_policy.hint(peer.address, self.rng.getrandbits(31))
+        if hint is not None:
+            self._greet(peer, [hint], now)
 
     # ------------------------------------------------------------------ introspection
 
@@ -538,3 +573,12 @@ class Node:
             "planetWorldTimestamp": self.topology.planet.timestamp,
             "counters": self.counters.as_dict(),
         }
+
+
+def _contains(assigned: InetAddress, ip: object) -> bool:
+    """Whether an assigned address (its prefix length in ``port``) covers ``ip``."""
+    try:
+        net = ipaddress.ip_network(f"{assigned.ip}/{assigned.port}", strict=False)
+    except ValueError:
+        return False
+    return ip in net

@@ -52,6 +52,7 @@ class Peer:
         "last_frame",
         "last_receive",
         "last_sent_full_hello",
+        "last_tried_memorized",
         "last_trust_established",
         "last_whois_answered",
         "paths",
@@ -65,6 +66,9 @@ class Peer:
     def __init__(self, identity: Identity, key: SymmetricKey, now: int = 0) -> None:
         self.identity = identity
         self.created = now
+        #: When the operator's ``try`` hints for this peer were last tried (Peer.cpp's
+        #: ``_lastTriedMemorizedPath``); see :mod:`ztnode.core.pathpolicy`.
+        self.last_tried_memorized = -(1 << 62)
         # The latest direct path that carried an authenticated packet from this peer but is not
         # (yet) confirmed by an OK. The reference forgets it; we use it to re-confirm promptly
         # when we need to reach the peer, so one lost OK does not strand a peer for minutes.

@@ -430,6 +430,8 @@ class Switch:
         if path is not None:
             return path
         self.reconfirm(peer, now)
+        if self.rt.path_policy.peers:
+            self.rt.try_memorized_path(peer, now)
         up = self.best_upstream(now, exclude=peer.address)
         if up is not None:
             up_path = up.best_path(now)

@@ -60,6 +60,7 @@ from ztnode.sockets.names import (
 )
 from ztnode.sockets.tls import SslArg, client_options, server_options
 from ztnode.transport.binder import Enumerator
+from ztnode.transport.localconf import LocalConf
 from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.transport.state import NetworkSettings
 from ztnode.wire.world import World
@@ -186,6 +187,15 @@ class EventStream:
 # ---------------------------------------------------------------------------------------------
 
 
+def _checked_settings(settings: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The program's ``local.conf`` settings, checked now so a mistake is raised where it was
+    made, not when the node starts."""
+    if settings is None:
+        return None
+    LocalConf.parse({"settings": dict(settings)})
+    return dict(settings)
+
+
 class Node:
     """A ZeroTier node in this process, with an IP stack on every network it joins.
 
@@ -197,6 +207,12 @@ class Node:
     (or ``bind_interfaces=True``) the node binds one socket per interface address, found by
     ``interfaces()`` (``[(ifname, ip), ...]``) and made by ``socket_factory(ip, port)`` when
     given (a node whose sockets live in another network namespace).
+
+    ``settings`` are ``local.conf`` ``settings`` keys (``{"interfacePrefixBlacklist":
+    ["eth1"], "allowTcpFallbackRelay": False}``...; see docs/api.md "local.conf"): they win over
+    the home's ``local.conf``, key by key, and a wrong value raises
+    :class:`~ztnode.transport.localconf.LocalConfError` naming the key. Without ``port``, the
+    file's ``primaryPort`` is used when set.
 
     Names: every call that takes a host takes a name too (:mod:`ztnode.sockets.names`).
     ``hosts`` is a static map (``{"web": "10.147.17.5"}``), ``hostname`` the label this node
@@ -223,6 +239,7 @@ class Node:
         names: NameSettings | Mapping[str, Any] | None = None,
         hosts: HostMap | Mapping[str, HostValue] | None = None,
         hostname: str | None = None,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         world: World | None
         if planet is None or isinstance(planet, World):
@@ -248,6 +265,8 @@ class Node:
             bind_interfaces=bind_interfaces,
             interfaces=interfaces,
             socket_factory=socket_factory,
+            settings=_checked_settings(settings),
+            port_from_conf=port is None,
         )
         if identity_validation_interval is not None:
             config.identity_validation_interval = identity_validation_interval

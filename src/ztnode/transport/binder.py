@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ztnode.errors import DecodeError
 from ztnode.transport.ifaddrs import named_interface_addresses
+from ztnode.transport.localconf import LocalConf
 
 log = logging.getLogger("ztnode.service")
 
@@ -34,6 +34,10 @@ REFRESH_INTERVAL: Final = 30_000
 REFRESH_INTERVAL_BONDING: Final = 7_500
 # ZeroTierOne on Linux: loopback, its own zt# adapters, and tun#/tap# (VPN tunnels).
 ALWAYS_BLACKLISTED: Final = ("lo", "zt", "tun", "tap")
+#: ztnode's additions: container and virtual-machine NAT bridges (Docker's ``docker0`` and
+#: ``docker_gwbridge``, libvirt's ``virbr0``), whose addresses no peer elsewhere can reach; the
+#: reference advertises them and its peers waste HELLOs on them.
+DEFAULT_BLACKLISTED: Final = ("docker", "virbr")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Enumerator = Callable[[], list[tuple[str, IpAddress]]]
@@ -53,23 +57,26 @@ class BindSettings:
         cls, settings: Mapping[str, Any], physical: Mapping[str, Any] | None = None
     ) -> BindSettings:
         """``settings.bind``, ``settings.interfacePrefixBlacklist`` and the networks
-        ``physical`` marks ``{"blacklist": true}`` (local.conf's top level)."""
-        only = settings.get("bind", [])
-        black = settings.get("interfacePrefixBlacklist", [])
-        if not isinstance(only, list) or not isinstance(black, list):
-            raise DecodeError("settings.bind and interfacePrefixBlacklist must be lists")
-        try:
-            addrs = tuple(ipaddress.ip_address(str(a)) for a in only)
-        except ValueError as e:
-            raise DecodeError(f"settings.bind: {e}") from None
-        nets = []
-        for cidr, spec in (physical or {}).items():
-            if isinstance(spec, Mapping) and spec.get("blacklist") is True:
-                try:
-                    nets.append(ipaddress.ip_network(str(cidr), strict=False))
-                except ValueError as e:
-                    raise DecodeError(f"physical: {e}") from None
-        return cls(addrs, tuple(str(p) for p in black), tuple(nets))
+        ``physical`` marks ``{"blacklist": true}`` (local.conf's top level), checked as the
+        whole file is (:class:`~ztnode.transport.localconf.LocalConfError`)."""
+        return cls.from_conf(LocalConf.parse({"settings": settings, "physical": physical}))
+
+    @classmethod
+    def from_conf(cls, conf: LocalConf) -> BindSettings:
+        """The Binder's part of a checked ``local.conf``."""
+        return cls(conf.bind, conf.interface_prefix_blacklist, conf.blacklisted_networks)
+
+    def admits(self, name: str, ip: IpAddress) -> bool:
+        """Whether an interface address may carry ZeroTier traffic (shouldBindInterface):
+        not on a blacklisted interface, not in a blacklisted network, and listed in
+        ``settings.bind`` when that is given."""
+        if any(name.startswith(p) for p in (*ALWAYS_BLACKLISTED, *DEFAULT_BLACKLISTED)):
+            return False
+        if any(name.startswith(p) for p in self.blacklist):
+            return False
+        if self.only and ip not in self.only:
+            return False
+        return not any(ip.version == net.version and ip in net for net in self.networks)
 
 
 def bind_to_device(sock: socket.socket, ifname: str) -> bool:
@@ -109,14 +116,13 @@ class Binder:
     def wanted(self) -> dict[IpAddress, str]:
         """Address -> interface to bind now (``extra`` ones, the loopback a local world
         asked for, bypass the interface blacklist)."""
-        black = (*ALWAYS_BLACKLISTED, *self.settings.blacklist)
-        only = set(self.settings.only)
-        nets = self.settings.networks
+        rules = self.settings
         out: dict[IpAddress, str] = {}
-        found = [(n, ip, False) for n, ip in self._enumerate()]
-        for name, ip, extra in [*found, *((n, ip, True) for n, ip in self._extra)]:
-            if not extra and any(name.startswith(p) for p in black):
-                continue
+        for name, ip in self._enumerate():
+            if rules.admits(name, ip):
+                out.setdefault(ip, name)
+        only, nets = set(rules.only), rules.networks
+        for name, ip in self._extra:
             if (only and ip not in only) or any(ip in net for net in nets):
                 continue
             out.setdefault(ip, name)

@@ -70,6 +70,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    #: The client's IP address ("" when unknown, as for requests made in process).
+    remote: str = ""
 
     def json(self) -> Any:
         """The body as JSON; an empty body is an empty object (as ZeroTierOne treats it)."""
@@ -112,6 +114,12 @@ class JsonApi:
         self.path_tokens: dict[str, str] = {}
         self.routes: list[_Route] = []
         self._server: asyncio.Server | None = None
+        self._port = 0
+        self.hosts: tuple[str, ...] = ()
+        #: Who may use the API beyond loopback (``allowManagementFrom``): a client address
+        #: it refuses gets 401 and ``{}``, token or not, as from ZeroTierOne. None: anyone
+        #: who can connect (the server then listens on loopback only).
+        self.allow_remote: Callable[[str], bool] | None = None
         self._connections = 0
         self._requests = SecondBudget()
         self._auth_failures = SecondBudget()
@@ -129,10 +137,26 @@ class JsonApi:
             r.public and r.method == req.method and r.pattern.match(req.path) for r in self.routes
         )
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port)
-        sock = self._server.sockets[0]
-        return int(sock.getsockname()[1])
+    async def start(self, host: str | tuple[str, ...], port: int) -> int:
+        """Listen on ``host`` (one address or several, on one port); returns the port."""
+        hosts = (host,) if isinstance(host, str) else host
+        self._server = await asyncio.start_server(self._serve, list(hosts), port)
+        self._port = int(self._server.sockets[0].getsockname()[1])
+        self.hosts = hosts
+        return self._port
+
+    async def rebind(self, hosts: tuple[str, ...]) -> None:
+        """Listen on other addresses, on the same port (``allowManagementFrom`` changed);
+        connections already open are served to their end."""
+        if hosts == self.hosts or self._server is None:
+            return
+        old = self._server
+        old.close()
+        try:
+            await self.start(hosts, self._port)
+        except OSError as e:
+            log.error("local API: cannot listen on %s port %d: %s", hosts, self._port, e)
+            await self.start(self.hosts, self._port)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -163,6 +187,9 @@ class JsonApi:
 
     async def dispatch(self, req: Request) -> tuple[int, Any]:
         now = int(time.monotonic() * 1000)
+        if self.allow_remote is not None and req.remote and not self.allow_remote(req.remote):
+            self._refuse("address")
+            return 401, {}
         if not self._requests.take(now, MAX_REQUESTS_PER_SECOND):
             self._refuse("rate")
             return 429, {"error": "too many requests; try again in a second"}
@@ -200,6 +227,8 @@ class JsonApi:
             writer.close()
             return
         self._connections += 1
+        peer = writer.get_extra_info("peername")
+        remote = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         try:
             while True:
                 try:
@@ -211,6 +240,7 @@ class JsonApi:
                     return
                 if req is None:
                     return
+                req.remote = remote
                 status, body = await self.dispatch(req)
                 close = req.headers.get("connection", "").lower() == "close"
                 await self._respond(writer, status, body, close=close)

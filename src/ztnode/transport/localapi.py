@@ -24,6 +24,8 @@ controller gave.
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -39,6 +41,7 @@ from ztnode.netstack.stack import IpStack
 from ztnode.transport import fastpath
 from ztnode.transport.bondapi import add_bond_to_peer_json, bond_metrics, register_bond_routes
 from ztnode.transport.httpapi import HttpError, JsonApi, RawResponse, Request
+from ztnode.transport.localconf import LocalConf, LocalConfError
 from ztnode.transport.service import NodeService
 from ztnode.transport.state import SETTING_NAMES, NetworkSettings
 from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION, Verb
@@ -390,24 +393,28 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         n = node()
         now = service.clock.now()
         listening = [f"{a[0]}/{a[1]}" for a in service.endpoints]
+        conf = service.local_conf
+        # As the reference: local.conf's settings, with the values in force filled in.
+        settings = dict(conf.settings)
+        settings.update(
+            {
+                "allowTcpFallbackRelay": conf.allow_tcp_fallback_relay,
+                "forceTcpRelay": conf.force_tcp_relay,
+                "homeDir": str(service.home.path.resolve()),
+                "listeningOn": listening,
+                "portMappingEnabled": False,
+                "primaryPort": service.port,
+                "secondaryPort": service.secondary.port,
+                "softwareUpdate": "disable",
+                "softwareUpdateChannel": "release",
+                "surfaceAddresses": [str(a) for a in n.selfaware.surfaces(now)],
+                "tertiaryPort": conf.tertiary_port,
+            }
+        )
         return {
             "address": address_to_str(n.address),
             "clock": now,
-            "config": {
-                "settings": {
-                    "allowTcpFallbackRelay": False,
-                    "forceTcpRelay": False,
-                    "homeDir": str(service.home.path.resolve()),
-                    "listeningOn": listening,
-                    "portMappingEnabled": False,
-                    "primaryPort": service.port,
-                    "secondaryPort": 0,
-                    "softwareUpdate": "disable",
-                    "softwareUpdateChannel": "release",
-                    "surfaceAddresses": [str(a) for a in n.selfaware.surfaces(now)],
-                    "tertiaryPort": 0,
-                }
-            },
+            "config": {"settings": settings},
             "online": n.online,
             "planetWorldId": n.topology.planet.id,
             "planetWorldTimestamp": n.topology.planet.timestamp,
@@ -552,8 +559,10 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             raise HttpError(500, str(e)) from None
 
     async def config_settings(req: Request) -> Any:
-        """Merge the body into ``local.conf``'s ``settings`` (read at the node's next start,
-        as ZeroTierOne does); ``{}`` as the reference answers."""
+        """Merge the body into ``local.conf``'s ``settings`` and apply it at once (ZeroTierOne
+        writes the file and its watcher applies it within 10 s); ``{}`` as the reference
+        answers. A value that fails the check is refused (400, the key named) and nothing is
+        written, where the reference would write it."""
         try:
             body = req.json()
         except (RecursionError, ValueError) as e:
@@ -561,9 +570,18 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         if not isinstance(body, dict):
             raise HttpError(400, "the body is an object of local.conf settings")
         try:
+            current = service.home.load_local_conf()
+        except DecodeError as e:
+            raise HttpError(500, str(e)) from None
+        try:
+            LocalConf.parse({**current, "settings": {**current.get("settings", {}), **body}})
+        except LocalConfError as e:
+            raise HttpError(400, str(e), {"key": e.key}) from None
+        try:
             service.home.update_local_settings(body)
         except DecodeError as e:
             raise HttpError(500, str(e)) from None
+        service.reload_local_conf()
         return {}
 
     api.route("GET", "/status", status)
@@ -597,6 +615,20 @@ async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi,
     from ztnode.transport.console import register_console_routes
 
     register_console_routes(api)
-    bound = await api.start("127.0.0.1", port)
+    api.allow_remote = service.local_conf.management_allowed
+    bound = await api.start(api_hosts(service.local_conf), port)
+
+    def conf_changed(conf: LocalConf) -> None:
+        asyncio.get_running_loop().create_task(api.rebind(api_hosts(conf)))
+
+    service.local_conf_listeners.append(conf_changed)
     (service.home.path / "ztnode.port").write_text(f"{bound}\n")
     return api, bound
+
+
+def api_hosts(conf: LocalConf) -> tuple[str, ...]:
+    """Loopback, or every address when ``allowManagementFrom`` lets others in (each client
+    is then checked against it, and still needs the token)."""
+    if not conf.allow_management_from:
+        return ("127.0.0.1",)
+    return ("0.0.0.0", "::") if socket.has_ipv6 else ("0.0.0.0",)

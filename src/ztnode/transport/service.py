@@ -34,7 +34,6 @@ from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
 from ztnode.crypto import SymmetricKey
-from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
@@ -48,7 +47,14 @@ from ztnode.transport.binder import (
     IpAddress,
     bind_to_device,
 )
-from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
+from ztnode.transport.ifaddrs import named_interface_addresses
+from ztnode.transport.localconf import (
+    CHECK_INTERVAL,
+    LocalConf,
+    LocalConfError,
+    LocalConfWatcher,
+    read_local_conf,
+)
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
@@ -56,6 +62,19 @@ from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.world import World
 
 log = logging.getLogger("ztnode.service")
+
+#: ``local.conf`` settings read only at start (as by ZeroTierOne: sockets, the port mapper
+#: and bonds are set up once); a reload that changes them says so.
+RESTART_ONLY: Final = (
+    "primaryPort",
+    "secondaryPort",
+    "tertiaryPort",
+    "allowSecondaryPort",
+    "portMappingEnabled",
+    "defaultBondingPolicy",
+    "policies",
+    "peerSpecificBonds",
+)
 
 # With a shared controller database: how often the members other instances serve are greeted.
 CONTACT_PERIOD_S = 60.0
@@ -144,6 +163,11 @@ class ServiceConfig:
     namespace); with ``socket_factory``, a node whose sockets live in another namespace."""
     socket_factory: Callable[[str, int], socket.socket] | None = None
     """How the Binder makes a UDP socket bound to (address, port) (default: here)."""
+    settings: Mapping[str, Any] | None = None
+    """``local.conf`` ``settings`` keys given by the program; they win over the file's, key
+    by key, at start and at every reload (:mod:`ztnode.transport.localconf`)."""
+    port_from_conf: bool = False
+    """``port`` is only a default: ``settings.primaryPort`` of ``local.conf``, when set, wins."""
 
 
 class Clock:
@@ -161,16 +185,6 @@ class Clock:
 
 
 SECONDARY_PORT_COMA: Final = 120_000  # offline this long: a new secondary port
-
-
-def _secondary_from(settings: Mapping[str, Any]) -> SecondaryPort:
-    allowed = settings.get("allowSecondaryPort", True)
-    port = settings.get("secondaryPort", 0)
-    if not isinstance(allowed, bool) or isinstance(port, bool) or not isinstance(port, int):
-        raise DecodeError("settings.allowSecondaryPort is true/false, secondaryPort a number")
-    if not 0 <= port < 65536:
-        raise DecodeError(f"settings.secondaryPort {port} is not a port")
-    return SecondaryPort(wanted=allowed, port=port if allowed else 0, fixed=bool(port))
 
 
 @dataclass
@@ -298,6 +312,12 @@ class NodeService:
         self._primary_port = 0
         self._binder_timer: asyncio.TimerHandle | None = None
         self._self_address = 0
+        #: The checked ``local.conf`` in force (see :meth:`reload_local_conf`).
+        self.local_conf = LocalConf()
+        self._conf_watcher: LocalConfWatcher | None = None
+        self._conf_timer: asyncio.TimerHandle | None = None
+        #: Called with the new ``local.conf`` after each reload (the local API rebinds).
+        self.local_conf_listeners: list[Callable[[LocalConf], None]] = []
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -309,10 +329,15 @@ class NodeService:
         identity = self.home.load_or_create_identity()
         planet = self.home.load_planet(self.config.planet)
         moons = self.home.load_moons()
-        conf = self.home.load_local_conf()
-        local = conf.get("settings", {})
-        bonding = self.config.bonding or BondingSettings.from_local_conf(local)
-        bind_settings = BindSettings.from_local_conf(local, conf.get("physical"))
+        conf_file = self.home.path / "local.conf"
+        conf = self.local_conf = read_local_conf(conf_file, self.config.settings)
+        for warning in conf.warnings:
+            log.warning("%s", warning)
+        self._conf_watcher = LocalConfWatcher(conf_file)
+        if self.config.port_from_conf and conf.primary_port:
+            self.config.port = conf.primary_port
+        bonding = self.config.bonding or conf.bonding
+        bind_settings = BindSettings.from_conf(conf)
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -330,7 +355,11 @@ class NodeService:
                     lo = [ip for ip in bind_settings.only if ip.is_loopback]
                     extra = [("lo", ip) for ip in lo or [ipaddress.ip_address("127.0.0.1")]]
                 self._primary_port = 0
-                self.secondary = _secondary_from(local)
+                self.secondary = SecondaryPort(
+                    wanted=conf.allow_secondary_port,
+                    port=conf.secondary_port if conf.allow_secondary_port else 0,
+                    fixed=bool(conf.secondary_port),
+                )
                 self.binder = Binder(
                     bind_settings,
                     enumerate_addresses=self.config.interfaces or named_interface_addresses,
@@ -360,7 +389,10 @@ class NodeService:
             from ztnode.controller import open_controller
 
             self.controller = hosted = open_controller(
-                identity, self.home.path, os.urandom, self.config.controller_db
+                identity,
+                self.home.path,
+                os.urandom,
+                self.config.controller_db or conf.controller_db_path,
             )
             self._controller_pool = concurrent.futures.ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="ztnode-controller"
@@ -378,7 +410,9 @@ class NodeService:
         )
         self.host = Host(self.node)
         self.node.set_interface_addresses(self._interface_addresses())
+        self.node.set_path_policy(conf.path_policy())
         self.node.configure_bonding(bonding, self.clock.now())
+        self._conf_timer = self._loop.call_later(CHECK_INTERVAL / 1000, self._check_local_conf)
         self._name_links()
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
@@ -397,6 +431,9 @@ class NodeService:
         if self._binder_timer is not None:
             self._binder_timer.cancel()
             self._binder_timer = None
+        if self._conf_timer is not None:
+            self._conf_timer.cancel()
+            self._conf_timer = None
         if self.node is not None:
             self.save_peers()
         self.close_endpoints()
@@ -892,18 +929,70 @@ class NodeService:
             except Exception:
                 log.exception("event subscriber failed")
 
+    # local.conf ---------------------------------------------------------------------------
+
+    def _check_local_conf(self) -> None:
+        self._conf_timer = None
+        if self._closing or self._loop is None:
+            return
+        if self._conf_watcher is not None and self._conf_watcher.changed():
+            self.reload_local_conf()
+        self._conf_timer = self._loop.call_later(CHECK_INTERVAL / 1000, self._check_local_conf)
+
+    def reload_local_conf(self) -> LocalConf | None:
+        """Read ``local.conf`` again and apply what can change while running: binds and
+        blacklists (sockets and advertised addresses), physical and per-peer path rules,
+        who may use the local API. Ports, port mapping and bonding take effect at the next
+        start, as in ZeroTierOne (said in the log). A file that fails its check changes
+        nothing; the error names the key. Returns the new settings, or None."""
+        try:
+            new = read_local_conf(self.home.path / "local.conf", self.config.settings)
+        except LocalConfError as e:
+            log.error("%s (the settings in force are kept)", e)
+            return None
+        old, self.local_conf = self.local_conf, new
+        for warning in new.warnings:
+            if warning not in old.warnings:
+                log.warning("%s", warning)
+        restart_only = [k for k in RESTART_ONLY if old.settings.get(k) != new.settings.get(k)]
+        if restart_only:
+            log.warning(
+                "local.conf: %s take effect at the next start", ", ".join(sorted(restart_only))
+            )
+        node = self.node
+        if node is not None:
+            if self.binder is not None:
+                self.binder.settings = BindSettings.from_conf(new)
+                if self._rebind():
+                    node.set_local_addresses(list(self.endpoints))
+            node.set_interface_addresses(self._interface_addresses())
+            node.set_path_policy(new.path_policy())
+        for listener in list(self.local_conf_listeners):
+            listener(new)
+        log.info("local.conf reloaded")
+        self._pump()
+        return new
+
     def _interface_addresses(self) -> list[InetAddress]:
         """Addresses of our own interfaces worth advertising to peers for direct paths.
 
         A socket bound to one address advertises that address; a wildcard socket advertises
-        every suitable address of its family on this host.
+        every suitable address of its family on this host that the interface blacklist
+        (ZeroTier's own adapters, tunnels, container bridges, ``interfacePrefixBlacklist``)
+        and ``physical`` blacklists let through, as the reference's Binder binds only those.
         """
         out: list[InetAddress] = []
+        rules = BindSettings.from_conf(self.local_conf)
+        enumerate_named = self.config.interfaces or named_interface_addresses
         for local in self.endpoints:
             host, port = local
             if host in ("0.0.0.0", "::"):
-                family = socket.AF_INET if host == "0.0.0.0" else socket.AF_INET6
-                out.extend(InetAddress(ip, port) for ip in interface_addresses((family,)))
+                version = 4 if host == "0.0.0.0" else 6
+                out.extend(
+                    InetAddress(ip, port)
+                    for name, ip in enumerate_named()
+                    if ip.version == version and rules.admits(name, ip)
+                )
             else:
                 with contextlib.suppress(ValueError):
                     out.append(InetAddress.parse(f"{host}/{port}"))
