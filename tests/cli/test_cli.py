@@ -114,3 +114,28 @@ def test_get_property_as_zerotier_cli_prints_it() -> None:
     assert get_property(net, "ip6") == "fd00::1\nfc12:3456:78ab:cdef::1"
     assert get_property(net, "ip6plane") == "fc12:3456:78ab:cdef::1"
     assert get_property(net, "ip6prefix") == "fc12:3456:78ab:cdef::1"[:24]
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["info"], ["info"]),
+        (
+            ["-D/h", "-p9993", "-j", "info"],
+            ["info", "--home", "/h", "--api-port", "9993", "--json"],
+        ),
+        (
+            ["-q", "-H10.0.0.5", "-Ttok", "listnetworks"],
+            ["listnetworks", "--host", "10.0.0.5", "--token", "tok"],
+        ),
+        (["-j", "/status"], ["get-path", "--json", "/status"]),
+        (["/peer/89e92ceee5"], ["get-path", "/peer/89e92ceee5"]),
+        (["join", "-p9993", "8056c2e21c000001"], ["join", "-p9993", "8056c2e21c000001"]),
+        (["-x", "info"], ["-x", "info"]),  # not a switch of zerotier-cli's: the parser says so
+        (["-D/h"], ["-D/h"]),
+    ],
+)
+def test_zerotier_cli_switches_become_ours(argv: list[str], want: list[str]) -> None:
+    from ztnode.cli.main import zerotier_cli_argv
+
+    assert zerotier_cli_argv(argv) == want

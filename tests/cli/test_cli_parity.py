@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 import threading
@@ -284,6 +285,16 @@ def test_every_cli_command_against_running_nodes(tmp_path: Path) -> None:
             assert ok("info", *h).splitlines() == [
                 f"200 info {MEMBER_HEX} {info['version']} ONLINE"
             ]
+            # zerotier-cli's switches before the command, values attached (one.cpp cli()),
+            # and a path for a command: the raw GET, its body as sent; 404 -> "404 PATH BODY".
+            token = (member.home / "authtoken.secret").read_text().strip()
+            switches = (f"-D{member.home}", f"-p{member.api_port}", "-H127.0.0.1", f"-T{token}")
+            assert ok(*switches, "info").startswith(f"200 info {MEMBER_HEX} ")
+            assert json.loads(ok(f"-D{member.home}", "-j", "/status"))["address"] == MEMBER_HEX
+            missing = cli(f"-D{member.home}", "/nothing/here")
+            assert missing.returncode == 1 and missing.stdout.startswith("404 /nothing/here {")
+            refused = cli(f"-p{member.api_port}", "-Twrong", "-D/nonexistent", "/status")
+            assert refused.returncode == 1 and refused.stdout.startswith("401 /status ")
 
             # peers, listpeers ------------------------------------------------------------------
             peers = cli_json("peers", *h)

@@ -130,7 +130,7 @@ class LocalZtWorld:
         """Start one more member in this world (authorized and joined unless ``authorize`` is
         False, when it is started but not joined: its network is then None). ``local_conf``
         is written to its home's ``local.conf`` first; ``options`` go to :class:`Node`
-        (``bonding=...``)."""
+        (``bonding=...``, or another ``bind``)."""
         if self.root is None or self.planet is None:
             raise RuntimeError("start the world first")
         home = self.base / f"member{len(self.members)}"
@@ -141,7 +141,8 @@ class LocalZtWorld:
             identity.save(home / "identity.secret", include_private=True)
         if local_conf is not None:
             (home / "local.conf").write_text(json.dumps(local_conf))
-        node = Node(home, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",), **options)
+        kwargs: dict[str, Any] = {"allow_loopback": True, "bind": ("127.0.0.1",), **options}
+        node = Node(home, planet=self.planet, **kwargs)
         await node.start()
         self.members.append(node)
         if not authorize:

@@ -615,7 +615,11 @@ async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi,
     from ztnode.transport.console import register_console_routes
 
     register_console_routes(api)
-    api.allow_remote = service.local_conf.management_allowed
+
+    def management_allowed(ip: str) -> bool:  # by the local.conf in force at each request
+        return service.local_conf.management_allowed(ip)
+
+    api.allow_remote = management_allowed
     bound = await api.start(api_hosts(service.local_conf), port)
 
     def conf_changed(conf: LocalConf) -> None:
