@@ -130,6 +130,7 @@ def node(
     controller: bool = False,
     extra: tuple[str, ...] = (),
     new_session: bool = False,
+    netns: str | None = None,
 ) -> Iterator[Proc]:
     """Run ``ztnode node`` with a fixed identity; wait (bounded) for its API; always kill it."""
     home.mkdir(exist_ok=True)
@@ -144,6 +145,8 @@ def node(
     if controller:
         argv.append("--controller")
     argv += extra
+    if netns is not None:  # inside a namespace the test made (``ip netns exec``)
+        argv = ["ip", "netns", "exec", netns, *argv]
     with log.open("ab") as f:
         proc = subprocess.Popen(
             argv,

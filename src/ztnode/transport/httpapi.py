@@ -113,7 +113,7 @@ class JsonApi:
         #: Further tokens accepted on one exact path only (``/metrics``' metrics token).
         self.path_tokens: dict[str, str] = {}
         self.routes: list[_Route] = []
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._port = 0
         self.hosts: tuple[str, ...] = ()
         #: Who may use the API beyond loopback (``allowManagementFrom``): a client address
@@ -138,20 +138,28 @@ class JsonApi:
         )
 
     async def start(self, host: str | tuple[str, ...], port: int) -> int:
-        """Listen on ``host`` (one address or several, on one port); returns the port."""
+        """Listen on ``host`` (one address or several, all on one port: with port 0 the
+        first address picks it); returns the port."""
         hosts = (host,) if isinstance(host, str) else host
-        self._server = await asyncio.start_server(self._serve, list(hosts), port)
-        self._port = int(self._server.sockets[0].getsockname()[1])
-        self.hosts = hosts
-        return self._port
+        servers: list[asyncio.Server] = []
+        try:
+            for h in hosts:
+                servers.append(await asyncio.start_server(self._serve, h, port))
+                port = int(servers[0].sockets[0].getsockname()[1])
+        except BaseException:
+            for server in servers:
+                server.close()
+            raise
+        self._servers, self._port, self.hosts = servers, port, hosts
+        return port
 
     async def rebind(self, hosts: tuple[str, ...]) -> None:
         """Listen on other addresses, on the same port (``allowManagementFrom`` changed);
         connections already open are served to their end."""
-        if hosts == self.hosts or self._server is None:
+        if hosts == self.hosts or not self._servers:
             return
-        old = self._server
-        old.close()
+        for server in self._servers:
+            server.close()
         try:
             await self.start(hosts, self._port)
         except OSError as e:
@@ -159,10 +167,11 @@ class JsonApi:
             await self.start(self.hosts, self._port)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
 
     def _authorized(self, req: Request) -> bool:
         if self.token is None:
