@@ -49,6 +49,8 @@ from ztnode.transport.binder import (
     bind_to_device,
 )
 from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
+from ztnode.transport.portmap import VETO_ENV, PortMapping, PortMapSettings, vetoed
+from ztnode.transport.portmapper import PortMapper
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
@@ -144,6 +146,10 @@ class ServiceConfig:
     namespace); with ``socket_factory``, a node whose sockets live in another namespace."""
     socket_factory: Callable[[str, int], socket.socket] | None = None
     """How the Binder makes a UDP socket bound to (address, port) (default: here)."""
+    port_mapping: bool = False
+    """Map a third UDP port on the router (NAT-PMP, UPnP IGD) when ``local.conf`` does not say
+    (``settings.portMappingEnabled``); off for embedded nodes, on for the ``ztnode node``
+    daemon. ``ZTNODE_NO_PORT_MAPPING`` vetoes it (:mod:`ztnode.transport.portmap`)."""
 
 
 class Clock:
@@ -298,6 +304,8 @@ class NodeService:
         self._primary_port = 0
         self._binder_timer: asyncio.TimerHandle | None = None
         self._self_address = 0
+        self.port_mapper: PortMapper | None = None
+        self.tertiary_port = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -341,6 +349,7 @@ class NodeService:
                 self._bind_wildcards()
         if not self.endpoints:
             raise OSError("could not bind any UDP socket")
+        self._bind_tertiary(PortMapSettings.from_local_conf(local))
         node_config = NodeConfig(
             allow_loopback=self.config.allow_loopback,
             defer_identity_validation=self.config.validate_in_process_pool,
@@ -379,6 +388,14 @@ class NodeService:
         self.host = Host(self.node)
         self.node.set_interface_addresses(self._interface_addresses())
         self.node.configure_bonding(bonding, self.clock.now())
+        if self.tertiary_port:
+            self.port_mapper = PortMapper(
+                self.tertiary_port,
+                f"ZeroTier/{identity.address:010x}@{self.tertiary_port}",
+                self._mapping_changed,
+                self.clock.now,
+            )
+            self.port_mapper.start()
         self._name_links()
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
@@ -399,6 +416,9 @@ class NodeService:
             self._binder_timer = None
         if self.node is not None:
             self.save_peers()
+        if self.port_mapper is not None:
+            mapper, self.port_mapper = self.port_mapper, None
+            await mapper.stop()
         self.close_endpoints()
         if self._controller_listen is not None:
             self._controller_listen.set()
@@ -424,6 +444,27 @@ class NodeService:
             await loop.run_in_executor(
                 None, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
             )
+
+    def _bind_tertiary(self, settings: PortMapSettings) -> None:
+        """The reference's third port, the one mapped on the router, when mapping is on."""
+        self.tertiary_port = 0
+        wanted = self.config.port_mapping if settings.enabled is None else settings.enabled
+        if not wanted:
+            return
+        if vetoed():
+            log.info("port mapping: off, %s is set", VETO_ENV)
+            return
+        if self.config.sockets:
+            log.info("port mapping: off, the service was given its sockets")
+            return
+        any4 = ipaddress.ip_address("0.0.0.0")
+        port = settings.tertiary_port or self._free_port(any4)
+        if port and self._bind_one(any4, "", port) is not None:
+            self.tertiary_port = port
+
+    def _mapping_changed(self, mapping: PortMapping | None) -> None:
+        if self.node is not None:
+            self.node.set_interface_addresses(self._interface_addresses())
 
     def _bind_wildcards(self) -> None:
         for host in self.config.bind:
@@ -907,4 +948,7 @@ class NodeService:
             else:
                 with contextlib.suppress(ValueError):
                     out.append(InetAddress.parse(f"{host}/{port}"))
+        mapped = self.port_mapper.mapping if self.port_mapper is not None else None
+        if mapped is not None:  # the router's address for us: peers may reach us there
+            out.append(InetAddress(mapped.external_ip, mapped.external_port))
         return out
