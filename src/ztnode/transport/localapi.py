@@ -390,6 +390,10 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         n = node()
         now = service.clock.now()
         listening = [f"{a[0]}/{a[1]}" for a in service.endpoints]
+        surfaces = [str(a) for a in n.selfaware.surfaces(now)]
+        mapped = service.mapped_address()
+        if mapped is not None and str(mapped) not in surfaces:
+            surfaces.append(str(mapped))  # as the router told us, before any peer does
         return {
             "address": address_to_str(n.address),
             "clock": now,
@@ -404,7 +408,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
                     "secondaryPort": 0,
                     "softwareUpdate": "disable",
                     "softwareUpdateChannel": "release",
-                    "surfaceAddresses": [str(a) for a in n.selfaware.surfaces(now)],
+                    "surfaceAddresses": surfaces,
                     "tertiaryPort": service.tertiary_port,
                 }
             },

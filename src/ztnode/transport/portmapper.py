@@ -26,6 +26,7 @@ from ztnode.transport.portmap import (
     Wait,
 )
 from ztnode.transport.upnp import Igd, UpnpClient
+from ztnode.wire import natpmp
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class PortMapper:
     """Maps ``local_port`` (UDP) on the router until stopped.
 
     ``on_change`` is called with the mapping to advertise (None: none) whenever it changes,
-    expiry included; ``clock`` gives the service's milliseconds.
+    expiry included; ``clock`` gives the service's milliseconds. ``gateway``, ``upnp`` and
+    ``natpmp_port`` are where the tests put a loopback gateway and a fake IGD.
     """
 
     def __init__(
@@ -46,12 +48,14 @@ class PortMapper:
         *,
         gateway: Callable[[], ipaddress.IPv4Address | None] = default_gateway,
         upnp: UpnpClient | None = None,
+        natpmp_port: int = natpmp.PORT,
     ) -> None:
         self.planner = MappingPlanner(local_port, description)
         self._on_change = on_change
         self._clock = clock
         self._find_gateway = gateway
         self._upnp = upnp or UpnpClient()
+        self._natpmp_port = natpmp_port
         self._gateway: ipaddress.IPv4Address | None = None
         self._natpmp: NatPmpClient | None = None
         self._igd: Igd | None = None
@@ -116,7 +120,7 @@ class PortMapper:
             if self._gateway is not None and (
                 self._natpmp is None or self._natpmp.gateway != self._gateway
             ):
-                self._natpmp = NatPmpClient(self._gateway)
+                self._natpmp = NatPmpClient(self._gateway, self._natpmp_port)
             p.gateway(self._clock(), self._gateway is not None)
         elif isinstance(step, AskNatPmpAddress):
             address = None

@@ -948,7 +948,12 @@ class NodeService:
             else:
                 with contextlib.suppress(ValueError):
                     out.append(InetAddress.parse(f"{host}/{port}"))
-        mapped = self.port_mapper.mapping if self.port_mapper is not None else None
+        mapped = self.mapped_address()
         if mapped is not None:  # the router's address for us: peers may reach us there
-            out.append(InetAddress(mapped.external_ip, mapped.external_port))
+            out.append(mapped)
         return out
+
+    def mapped_address(self) -> InetAddress | None:
+        """The external address the router maps to our tertiary port, while it lasts."""
+        m = self.port_mapper.mapping if self.port_mapper is not None else None
+        return InetAddress(m.external_ip, m.external_port) if m is not None else None

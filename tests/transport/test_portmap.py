@@ -1,0 +1,449 @@
+"""Port mapping: settings, the veto, the planner's order and timing under a virtual clock (as
+ZeroTierOne's PortMapper), the NAT-PMP exchange and the driver against a NAT-PMP server on
+loopback. No test here sends anything off loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ztnode.errors import DecodeError
+from ztnode.transport import portmap as pm
+from ztnode.transport.natpmp import NatPmpClient, default_gateway, send_times
+from ztnode.transport.portmapper import PortMapper
+from ztnode.transport.upnp import Igd, UpnpClient
+from ztnode.wire import natpmp
+
+EXT = ipaddress.IPv4Address("203.0.113.7")
+LOCAL = 29994
+
+
+# settings and veto ---------------------------------------------------------------------------
+
+
+def test_settings_from_local_conf() -> None:
+    assert pm.PortMapSettings.from_local_conf({}) == pm.PortMapSettings(None, 0)
+    got = pm.PortMapSettings.from_local_conf({"portMappingEnabled": True, "tertiaryPort": 4000})
+    assert got == pm.PortMapSettings(True, 4000)
+    assert pm.PortMapSettings.from_local_conf({"portMappingEnabled": False}).enabled is False
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"portMappingEnabled": "yes"}, "settings.portMappingEnabled"),
+        ({"portMappingEnabled": 1}, "settings.portMappingEnabled"),
+        ({"tertiaryPort": 70000}, "settings.tertiaryPort"),
+        ({"tertiaryPort": "9"}, "settings.tertiaryPort"),
+        ({"tertiaryPort": True}, "settings.tertiaryPort"),
+    ],
+)
+def test_bad_settings_name_the_key(settings: dict[str, object], key: str) -> None:
+    with pytest.raises(DecodeError, match=key):
+        pm.PortMapSettings.from_local_conf(settings)
+
+
+def test_veto() -> None:
+    assert pm.vetoed({pm.VETO_ENV: "1"})
+    assert pm.vetoed({pm.VETO_ENV: "yes"})
+    assert not pm.vetoed({pm.VETO_ENV: "0"})
+    assert not pm.vetoed({pm.VETO_ENV: ""})
+    assert not pm.vetoed({})
+    assert pm.vetoed(), "the suite's conftest must veto port mapping for every test"
+
+
+def test_external_ports_wrap_as_the_reference() -> None:
+    assert pm.external_port_to_try(9993, 0) == 9993
+    assert pm.external_port_to_try(9993, 59) == 10052
+    assert pm.external_port_to_try(65530, 4) == 65534
+    assert pm.external_port_to_try(65530, 5) == 1025
+    assert pm.external_port_to_try(65530, 6) == 1026
+
+
+# the planner ---------------------------------------------------------------------------------
+
+
+def planner() -> pm.MappingPlanner:
+    return pm.MappingPlanner(LOCAL, f"ZeroTier/0123456789@{LOCAL}")
+
+
+def test_gateway_retries_back_off_to_30_seconds() -> None:
+    p, now, waits = planner(), 1000, []
+    for _ in range(10):
+        assert p.next_step(now) == pm.FindGateway()
+        p.gateway(now, False)
+        step = p.next_step(now)
+        assert isinstance(step, pm.Wait)
+        waits.append(step.until - now)
+        now = step.until
+    assert waits == [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]
+    assert p.notices == ["port mapping: no default gateway yet, waiting for one"]
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.AskNatPmpAddress()
+
+
+def test_natpmp_first_then_refresh_every_five_minutes() -> None:
+    p, now = planner(), 0
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.AskNatPmpAddress()
+    p.natpmp_address(now, EXT)
+    assert p.next_step(now) == pm.AskNatPmpMapping(LOCAL, LOCAL, 600)
+    p.natpmp_mapped(now, LOCAL, 600)
+    m = p.current(now)
+    assert m is not None and (m.protocol, m.external_ip, m.external_port) == (
+        pm.Protocol.NATPMP,
+        EXT,
+        LOCAL,
+    )
+    assert p.notices == [f"port mapping: UDP {EXT}:{LOCAL} -> local port {LOCAL} by NAT-PMP "
+                         "(lifetime 600 s)"]  # fmt: skip
+    assert p.next_step(now) == pm.Wait(300_000)
+    # The refresh asks again for the same port; an unchanged mapping is not announced again.
+    now = 300_000
+    p.notices.clear()
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    p.natpmp_address(now, EXT)
+    assert p.next_step(now) == pm.AskNatPmpMapping(LOCAL, LOCAL, 600)
+    p.natpmp_mapped(now, LOCAL, 600)
+    assert p.notices == []
+    assert p.current(now + 599_999) is not None
+
+
+def test_short_natpmp_lifetime_renews_at_half_of_it() -> None:
+    p = planner()
+    p.gateway(0, True)
+    p.natpmp_address(0, EXT)
+    p.natpmp_mapped(0, LOCAL + 3, 120)
+    assert p.next_step(0) == pm.Wait(60_000)
+    m = p.current(0)
+    assert m is not None and m.external_port == LOCAL + 3  # the gateway's choice is kept
+
+
+def test_natpmp_refusals_walk_60_ports_then_upnp() -> None:
+    p, now = planner(), 0
+    p.gateway(now, True)
+    asked = []
+    for _ in range(pm.PORT_TRIES):
+        assert p.next_step(now) == pm.AskNatPmpAddress()  # asked again before each port
+        p.natpmp_address(now, EXT)
+        step = p.next_step(now)
+        assert isinstance(step, pm.AskNatPmpMapping)
+        asked.append(step.external_port)
+        p.natpmp_mapped(now, None)
+    assert asked == list(range(LOCAL, LOCAL + 60))
+    # At once, no pause: the gateway check, then UPnP discovery.
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.DiscoverIgd()
+
+
+def test_no_natpmp_answer_falls_back_to_upnp_with_a_pause_between_refusals() -> None:
+    p, now = planner(), 0
+    p.gateway(now, True)
+    p.natpmp_address(now, None)
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.DiscoverIgd()
+    p.igd(now, EXT)
+    step = p.next_step(now)
+    assert step == pm.AskUpnpMapping(LOCAL, LOCAL, 600, f"ZeroTier/0123456789@{LOCAL}")
+    p.upnp_mapped(now, None)
+    assert p.next_step(now) == pm.Wait(1000)
+    now = 1000
+    assert p.next_step(now) == pm.AskUpnpMapping(LOCAL, LOCAL + 1, 600, p.description)
+    p.upnp_mapped(now, 600)
+    m = p.current(now)
+    assert m is not None and (m.protocol, m.external_port) == (pm.Protocol.UPNP, LOCAL + 1)
+    # UPnP stays the mode for the next round (as the reference).
+    now += 300_000
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.DiscoverIgd()
+
+
+def test_sixty_upnp_refusals_wait_for_the_next_round() -> None:
+    p, now = planner(), 0
+    p.gateway(now, True)
+    p.natpmp_address(now, None)
+    p.gateway(now, True)
+    p.igd(now, EXT)
+    pauses = []
+    for i in range(pm.PORT_TRIES):
+        step = p.next_step(now)
+        assert isinstance(step, pm.AskUpnpMapping) and step.external_port == LOCAL + i
+        p.upnp_mapped(now, None)
+        wait = p.next_step(now)
+        assert isinstance(wait, pm.Wait)
+        pauses.append(wait.until - now)
+        now = wait.until
+    assert pauses == [1000] * 59 + [300_000]
+    assert p.current(now) is None
+    assert p.next_step(now) == pm.FindGateway()
+    p.gateway(now, True)
+    assert p.next_step(now) == pm.DiscoverIgd()  # still UPnP, as the reference
+
+
+def test_permanent_upnp_lease_never_expires() -> None:
+    p = planner()
+    p.gateway(0, True)
+    p.natpmp_address(0, None)
+    p.gateway(0, True)
+    p.igd(0, EXT)
+    p.upnp_mapped(0, 0)
+    m = p.current(10**12)
+    assert m is not None and m.expires is None and "permanent" in str(m)
+
+
+def test_nothing_answers_says_so_once_and_returns_to_natpmp() -> None:
+    p, now = planner(), 0
+    for _ in range(3):
+        assert p.next_step(now) == pm.FindGateway()
+        p.gateway(now, True)
+        assert p.next_step(now) == pm.AskNatPmpAddress()
+        p.natpmp_address(now, None)
+        p.gateway(now, True)
+        assert p.next_step(now) == pm.DiscoverIgd()
+        p.igd(now, None)
+        assert p.next_step(now) == pm.Wait(now + 300_000)
+        now += 300_000
+    assert p.notices == [
+        "port mapping: no router answered (NAT-PMP nor UPnP IGD); trying again every 300 s"
+    ]
+
+
+def test_a_mapping_not_renewed_stops_being_advertised_at_its_expiry() -> None:
+    p, now = planner(), 0
+    p.gateway(now, True)
+    p.natpmp_address(now, EXT)
+    p.natpmp_mapped(now, LOCAL, 600)
+    now = 300_000  # the refresh round: nothing answers any more
+    p.gateway(now, True)
+    p.natpmp_address(now, None)
+    p.gateway(now, True)
+    p.igd(now, None)
+    # The next round is at 600 000 + ..., later than the expiry: the driver wakes at expiry.
+    assert p.next_step(now) == pm.Wait(600_000)
+    assert p.current(599_999) is not None
+    assert p.current(600_000) is None
+
+
+def test_removal_on_stop() -> None:
+    p = planner()
+    assert p.removal() is None
+    p.gateway(0, True)
+    p.natpmp_address(0, EXT)
+    p.natpmp_mapped(0, LOCAL + 2, 600)
+    assert p.removal() == pm.AskNatPmpMapping(LOCAL, 0, 0, timeout_ms=pm.REMOVAL_TIMEOUT_MS)
+    assert p.current(0) is None and p.removal() is None
+    q = planner()
+    q.gateway(0, True)
+    q.natpmp_address(0, None)
+    q.gateway(0, True)
+    q.igd(0, EXT)
+    q.upnp_mapped(0, 600)
+    assert q.removal() == pm.RemoveUpnpMapping(LOCAL)
+
+
+# the NAT-PMP exchange ------------------------------------------------------------------------
+
+
+def test_retransmission_schedule_is_rfc_6886() -> None:
+    assert send_times(5000) == [0, 250, 750, 1750, 3750]
+    assert send_times(10_000) == [0, 250, 750, 1750, 3750, 7750]
+    assert len(send_times(10**9)) == 9  # nine sends at most (64 s in all)
+
+
+def test_default_gateway_from_the_route_table(tmp_path: Path) -> None:
+    table = tmp_path / "route"
+    table.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n"
+    )
+    assert default_gateway(table) == ipaddress.IPv4Address("192.168.1.1")
+    table.write_text("Iface\tDestination\tGateway\tFlags\n")
+    assert default_gateway(table) is None
+    assert default_gateway(tmp_path / "missing") is None
+
+
+class FakeGateway:
+    """A NAT-PMP server on loopback: ignores the first ``deaf`` requests, can send junk first,
+    and records what it was asked."""
+
+    def __init__(self, deaf: int = 0, junk: bool = False, refuse: bool = False) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.deaf, self.junk, self.refuse = deaf, junk, refuse
+        self.requests: list[bytes] = []
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        data, addr = self.sock.recvfrom(64)
+        self.requests.append(data)
+        if len(self.requests) <= self.deaf:
+            return
+        if self.junk:
+            self.sock.sendto(b"\x00\x81\x00", addr)  # malformed
+            self.sock.sendto(natpmp.encode_response(
+                natpmp.MappingResponse(0, 1, True, 1, 1, 1)), addr)  # fmt: skip
+        if data[1] == natpmp.OP_PUBLIC_ADDRESS:
+            reply: natpmp.Response = natpmp.PublicAddressResponse(0, 5, EXT)
+        else:
+            internal, external, life = int.from_bytes(data[4:6]), int.from_bytes(data[6:8]), 0
+            life = int.from_bytes(data[8:12])
+            result = natpmp.ResultCode.OUT_OF_RESOURCES if self.refuse and life else 0
+            reply = natpmp.MappingResponse(result, 5, True, internal, external, life)
+        self.sock.sendto(natpmp.encode_response(reply), addr)
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
+
+
+def test_exchange_retransmits_and_ignores_junk(loop: asyncio.AbstractEventLoop) -> None:
+    gw = FakeGateway(deaf=2, junk=True)
+    gw.attach(loop)
+    client = NatPmpClient(LOOPBACK, gw.port)
+    try:
+        start = time.monotonic()
+        got = loop.run_until_complete(client.map_udp(LOCAL, LOCAL, 600, 10_000))
+        took = time.monotonic() - start
+    finally:
+        gw.close(loop)
+    assert got == natpmp.MappingResponse(0, 5, True, LOCAL, LOCAL, 600)
+    assert len(gw.requests) == 3 and 0.7 < took < 3  # sent at 0, 250 and 750 ms
+    assert client.drops == {"malformed": 1, "unrelated": 1}
+
+
+def test_exchange_gives_up_within_its_budget(loop: asyncio.AbstractEventLoop) -> None:
+    gw = FakeGateway(deaf=100)
+    gw.attach(loop)
+    try:
+        start = time.monotonic()
+        got = loop.run_until_complete(NatPmpClient(LOOPBACK, gw.port).public_address(1000))
+        took = time.monotonic() - start
+    finally:
+        gw.close(loop)
+    assert got is None and 0.9 < took < 2 and len(gw.requests) == 3
+
+
+def test_no_server_is_known_at_once(loop: asyncio.AbstractEventLoop) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    start = time.monotonic()
+    got = loop.run_until_complete(NatPmpClient(LOOPBACK, closed_port).public_address(5000))
+    assert got is None and time.monotonic() - start < 1  # ICMP port unreachable
+
+
+def test_refusal_result_code_is_a_failure(loop: asyncio.AbstractEventLoop) -> None:
+    gw = FakeGateway(refuse=True)
+    gw.attach(loop)
+    try:
+        got = loop.run_until_complete(NatPmpClient(LOOPBACK, gw.port).map_udp(1, 1, 600, 2000))
+    finally:
+        gw.close(loop)
+    assert got is None and len(gw.requests) == 1
+
+
+# the driver ----------------------------------------------------------------------------------
+
+
+class NoIgd(UpnpClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.searches = 0
+
+    async def discover(self, budget_ms: int) -> Igd | None:
+        self.searches += 1
+        return None
+
+
+def test_driver_maps_advertises_and_removes(loop: asyncio.AbstractEventLoop) -> None:
+    gw = FakeGateway()
+    gw.attach(loop)
+    changes: list[pm.PortMapping | None] = []
+    upnp = NoIgd()
+    mapper = PortMapper(
+        LOCAL,
+        "test",
+        changes.append,
+        lambda: int(time.monotonic() * 1000),
+        gateway=lambda: LOOPBACK,
+        upnp=upnp,
+        natpmp_port=gw.port,
+    )
+
+    async def run() -> None:
+        mapper.start()
+        for _ in range(100):
+            if mapper.mapping is not None:
+                break
+            await asyncio.sleep(0.02)
+        await mapper.stop()
+
+    try:
+        loop.run_until_complete(run())
+    finally:
+        gw.close(loop)
+    assert len(changes) == 2 and changes[-1] is None
+    first = changes[0]
+    assert first is not None and (first.external_ip, first.external_port) == (EXT, LOCAL)
+    assert upnp.searches == 0  # NAT-PMP answered: no UPnP at all
+    # The last request deletes the mapping: lifetime 0, suggested external port 0.
+    assert gw.requests[-1] == natpmp.MappingRequest(LOCAL, 0, 0).encode()
+    assert mapper.mapping is None
+
+
+def test_driver_without_any_router_tries_upnp_and_maps_nothing(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="ztnode.transport.portmapper")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    changes: list[pm.PortMapping | None] = []
+    upnp = NoIgd()
+    mapper = PortMapper(
+        LOCAL,
+        "test",
+        changes.append,
+        lambda: int(time.monotonic() * 1000),
+        gateway=lambda: LOOPBACK,
+        upnp=upnp,
+        natpmp_port=closed_port,
+    )
+
+    async def run() -> None:
+        mapper.start()
+        for _ in range(100):
+            if "no router answered" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        await mapper.stop()
+
+    loop.run_until_complete(run())
+    assert upnp.searches == 1 and changes == []
+    assert caplog.text.count("no router answered") == 1
