@@ -32,8 +32,6 @@ from ztnode.transport.portmap import VETO_ENV
 from ztnode.transport.state import HomeDir
 from ztnode.wire.inetaddr import InetAddress
 
-pytestmark = [pytest.mark.slow]
-
 PRIMARY = 29993
 TERTIARY = 29994  # the mapped port, fixed so the expected external port is known
 WAN_PEER_PORT = 29990

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,6 +19,7 @@ from ztnode.errors import DecodeError
 from ztnode.transport import portmap as pm
 from ztnode.transport.natpmp import NatPmpClient, default_gateway, send_times
 from ztnode.transport.portmapper import PortMapper
+from ztnode.transport.service import NodeService, ServiceConfig
 from ztnode.transport.upnp import Igd, UpnpClient
 from ztnode.wire import natpmp
 
@@ -447,3 +450,77 @@ def test_driver_without_any_router_tries_upnp_and_maps_nothing(
     loop.run_until_complete(run())
     assert upnp.searches == 1 and changes == []
     assert caplog.text.count("no router answered") == 1
+
+
+# the service's part --------------------------------------------------------------------------
+
+
+def _service(
+    home: Path, *, port_mapping: bool, conf: dict[str, object] | None = None
+) -> NodeService:
+    home.mkdir(parents=True, exist_ok=True)
+    if conf is not None:
+        (home / "local.conf").write_text(json.dumps({"settings": conf}))
+    return NodeService(
+        ServiceConfig(
+            home=home,
+            port=0,
+            bind=("127.0.0.1",),
+            allow_loopback=True,
+            validate_in_process_pool=False,
+            port_mapping=port_mapping,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("port_mapping", "conf", "logged"),
+    [
+        (False, None, None),  # embedded: off unless asked
+        (False, {"portMappingEnabled": False}, None),
+        (True, {"portMappingEnabled": False}, None),  # local.conf says no to the daemon
+        (True, None, "ZTNODE_NO_PORT_MAPPING is set"),  # the daemon's default, vetoed here
+        (False, {"portMappingEnabled": True}, "ZTNODE_NO_PORT_MAPPING is set"),
+    ],
+)
+def test_service_never_maps_unless_asked_and_not_vetoed(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    port_mapping: bool,
+    conf: dict[str, object] | None,
+    logged: str | None,
+) -> None:
+    caplog.set_level("INFO", logger="ztnode")
+    svc = _service(tmp_path / "home", port_mapping=port_mapping, conf=conf)
+
+    async def run() -> tuple[int, PortMapper | None, int]:
+        await svc.start()
+        try:
+            return svc.tertiary_port, svc.port_mapper, len(svc.endpoints)
+        finally:
+            await svc.stop()
+
+    tertiary, mapper, endpoints = asyncio.run(run())
+    assert (tertiary, mapper, endpoints) == (0, None, 1)
+    if logged is None:
+        assert "port mapping" not in caplog.text
+    else:
+        assert logged in caplog.text
+
+
+def test_bad_local_conf_fails_start_naming_the_key(tmp_path: Path) -> None:
+    svc = _service(tmp_path / "home", port_mapping=True, conf={"portMappingEnabled": "on"})
+    with pytest.raises(DecodeError, match=r"settings\.portMappingEnabled"):
+        asyncio.run(svc.start())
+
+
+def test_mapped_address_is_advertised_while_it_lasts(tmp_path: Path) -> None:
+    from ztnode.wire.inetaddr import InetAddress
+
+    svc = _service(tmp_path / "home", port_mapping=False)
+    assert svc._interface_addresses() == []
+    mapping = pm.PortMapping(pm.Protocol.UPNP, EXT, 30001, LOCAL, 600, 10**9)
+    svc.port_mapper = SimpleNamespace(mapping=mapping)  # type: ignore[assignment]
+    assert svc._interface_addresses() == [InetAddress(EXT, 30001)]
+    svc.port_mapper = SimpleNamespace(mapping=None)  # type: ignore[assignment]
+    assert svc.mapped_address() is None

@@ -321,6 +321,7 @@ class NodeService:
         local = conf.get("settings", {})
         bonding = self.config.bonding or BondingSettings.from_local_conf(local)
         bind_settings = BindSettings.from_local_conf(local, conf.get("physical"))
+        portmap = PortMapSettings.from_local_conf(local)
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -349,7 +350,7 @@ class NodeService:
                 self._bind_wildcards()
         if not self.endpoints:
             raise OSError("could not bind any UDP socket")
-        self._bind_tertiary(PortMapSettings.from_local_conf(local))
+        self._bind_tertiary(portmap)
         node_config = NodeConfig(
             allow_loopback=self.config.allow_loopback,
             defer_identity_validation=self.config.validate_in_process_pool,
@@ -454,8 +455,9 @@ class NodeService:
         if vetoed():
             log.info("port mapping: off, %s is set", VETO_ENV)
             return
-        if self.config.sockets:
-            log.info("port mapping: off, the service was given its sockets")
+        if self.config.sockets or self.config.socket_factory is not None:
+            # The mapper talks to the router of this process's namespace, not theirs.
+            log.info("port mapping: off, the service's sockets are made elsewhere")
             return
         any4 = ipaddress.ip_address("0.0.0.0")
         port = settings.tertiary_port or self._free_port(any4)
