@@ -48,7 +48,15 @@ table inet ztpm_nat {
 
 
 def missing_tools() -> list[str]:
-    return [t for t in ("miniupnpd", "nft", "ip") if shutil.which(t) is None]
+    """What this machine lacks (Debian: miniupnpd-nftables, nftables, iproute2)."""
+    missing = [t for t in ("miniupnpd", "nft", "ip") if shutil.which(t) is None]
+    if not missing:
+        done = subprocess.run(
+            ["miniupnpd", "--version"], check=False, capture_output=True, timeout=10
+        )
+        if b"nftables" not in done.stdout + done.stderr:
+            missing.append("miniupnpd with the nftables backend (miniupnpd-nftables)")
+    return missing
 
 
 class NatRouter:

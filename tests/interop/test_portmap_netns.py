@@ -119,7 +119,7 @@ async def reach_through_mapping(router: NatRouter, tmp: Path, lan: Identity, pla
 def test_port_mapping_through_miniupnpd(protocol: str, tmp_path: Path) -> None:
     need_root()
     if missing_tools():
-        pytest.skip(f"needs {', '.join(missing_tools())} (Debian: miniupnpd nftables iproute2)")
+        pytest.skip(f"needs {', '.join(missing_tools())}")
     natpmp = protocol == "NAT-PMP"
     root = Identity.generate()  # the planet's root never runs: nothing but the mapping helps
     planet = make_planet(root, WAN_IPS[0])

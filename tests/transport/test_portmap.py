@@ -14,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ztnode.errors import DecodeError
 from ztnode.transport import portmap as pm
@@ -524,3 +526,140 @@ def test_mapped_address_is_advertised_while_it_lasts(tmp_path: Path) -> None:
     assert svc._interface_addresses() == [InetAddress(EXT, 30001)]
     svc.port_mapper = SimpleNamespace(mapping=None)  # type: ignore[assignment]
     assert svc.mapped_address() is None
+
+
+# the planner under any outcomes --------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 65535),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 700_000)), max_size=300),
+)
+def test_planner_invariants_under_any_outcomes(
+    local_port: int, outcomes: list[tuple[int, int]]
+) -> None:
+    """Whatever routers answer and whenever: time only moves forward through Waits, ports are
+    real ports, a mapping is never advertised past its expiry, and no more than 60 ports are
+    asked in a row in one protocol."""
+    p = pm.MappingPlanner(local_port, "fuzz")
+    now, in_a_row = 0, 0
+    for choice, dt in outcomes:
+        step = p.next_step(now)
+        if isinstance(step, pm.Wait):
+            assert step.until > now
+            now = step.until if choice else min(step.until, now + dt)
+            continue
+        if isinstance(step, pm.FindGateway):
+            p.gateway(now, choice != 0)
+        elif isinstance(step, pm.AskNatPmpAddress):
+            p.natpmp_address(now, EXT if choice else None)
+        elif isinstance(step, pm.AskNatPmpMapping):
+            assert 1 <= step.external_port <= 65534 and step.internal_port == local_port
+            in_a_row += 1
+            assert in_a_row <= pm.PORT_TRIES
+            granted = choice >= 2
+            p.natpmp_mapped(now, step.external_port if granted else None, dt // 1000)
+            if granted and dt >= 1000:
+                in_a_row = 0
+        elif isinstance(step, pm.DiscoverIgd):
+            p.igd(now, EXT if choice else None)
+            in_a_row = 0
+        else:
+            assert isinstance(step, pm.AskUpnpMapping)
+            assert 1 <= step.external_port <= 65534
+            in_a_row += 1
+            assert in_a_row <= pm.PORT_TRIES
+            p.upnp_mapped(now, [None, None, 600, 0][choice])
+            if choice >= 2:
+                in_a_row = 0
+        if isinstance(step, pm.AskNatPmpAddress) and not choice:
+            in_a_row = 0  # the switch to UPnP starts a new count
+        m = p.current(now)
+        assert m is None or m.expires is None or m.expires > now
+        if m is None or m.expires is None:
+            continue
+        assert p.current(m.expires) is None
+
+
+# UPnP actions, against a fake IGD ------------------------------------------------------------
+
+
+class FakeAction:
+    def __init__(self, service: FakeService, name: str) -> None:
+        self.service, self.name = service, name
+
+    async def async_call(self, **args: object) -> dict[str, object]:
+        return self.service.called(self.name, args)
+
+
+class FakeService:
+    def __init__(self, entries: dict[int, dict[str, object]], permanent_only: bool) -> None:
+        self.entries = entries
+        self.permanent_only = permanent_only
+        self.calls: list[tuple[str, dict[str, object]]] = []
+
+    def has_action(self, name: str) -> bool:
+        return name in ("GetSpecificPortMappingEntry", "AddPortMapping", "DeletePortMapping")
+
+    def action(self, name: str) -> FakeAction:
+        return FakeAction(self, name)
+
+    def called(self, name: str, args: dict[str, object]) -> dict[str, object]:
+        from async_upnp_client.exceptions import UpnpActionError
+
+        self.calls.append((name, args))
+        assert args["NewRemoteHost"] == "" and args["NewProtocol"] == "UDP"
+        port = int(str(args["NewExternalPort"]))
+        if name == "GetSpecificPortMappingEntry":
+            if port not in self.entries:
+                raise UpnpActionError(error_code=714, error_desc="NoSuchEntryInArray")
+            return self.entries[port]
+        if name == "AddPortMapping":
+            if self.permanent_only and args["NewLeaseDuration"] != 0:
+                raise UpnpActionError(error_code=725, error_desc="OnlyPermanentLeasesSupported")
+            self.entries[port] = {
+                "NewInternalClient": args["NewInternalClient"],
+                "NewInternalPort": args["NewInternalPort"],
+            }
+            return {}
+        self.entries.pop(port, None)
+        return {}
+
+
+def fake_igd(service: FakeService) -> Igd:
+    device = SimpleNamespace(
+        find_service=lambda t: service if t.endswith("WANIPConnection:1") else None
+    )
+    profile = SimpleNamespace(device=SimpleNamespace(all_devices=[device]))
+    return Igd(profile, ipaddress.IPv4Address("10.0.0.2"), EXT)  # type: ignore[arg-type]
+
+
+def test_upnp_add_refresh_skip_and_delete() -> None:
+    pytest.importorskip("async_upnp_client")
+    svc = FakeService({30000: {"NewInternalClient": "10.0.0.9", "NewInternalPort": 30000}}, False)
+    igd, client = fake_igd(svc), UpnpClient()
+
+    async def run() -> None:
+        # Someone else's port: refused without touching it.
+        assert await client.add_udp(igd, 30000, LOCAL, 600, "d") is None
+        assert [c[0] for c in svc.calls] == ["GetSpecificPortMappingEntry"]
+        assert await client.add_udp(igd, 30001, LOCAL, 600, "d") == 600
+        add = svc.calls[-1][1]
+        assert add["NewInternalClient"] == "10.0.0.2" and add["NewLeaseDuration"] == 600
+        # Ours already: asked again, which renews the lease.
+        assert await client.add_udp(igd, 30001, LOCAL, 600, "d") == 600
+        assert svc.calls[-1][0] == "AddPortMapping"
+        assert await client.delete_udp(igd, 30001)
+        assert 30001 not in svc.entries
+
+    asyncio.run(run())
+
+
+def test_upnp_router_granting_only_permanent_leases() -> None:
+    pytest.importorskip("async_upnp_client")
+    svc = FakeService({}, True)
+    igd = fake_igd(svc)
+    assert asyncio.run(UpnpClient().add_udp(igd, 30001, LOCAL, 600, "d")) == 0
+    leases = [c[1]["NewLeaseDuration"] for c in svc.calls if c[0] == "AddPortMapping"]
+    assert leases == [600, 0]
