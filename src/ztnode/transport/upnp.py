@@ -57,6 +57,8 @@ def _local_ip_towards(location: str) -> ipaddress.IPv4Address | None:
 class UpnpClient:
     def __init__(self) -> None:
         self._said_missing = False
+        #: SSDP answers ignored because their description URL named another host.
+        self.foreign_locations = 0
 
     async def discover(self, budget_ms: int) -> Igd | None:
         """The first IGD that answers an SSDP search and tells its external address."""
@@ -76,10 +78,16 @@ class UpnpClient:
         locations: asyncio.Queue[str] = asyncio.Queue(maxsize=32)
 
         def found(headers: Any) -> None:
-            location = headers.get("location")
-            if headers.get("st") in IgdDevice.DEVICE_TYPES and location:
-                with contextlib.suppress(asyncio.QueueFull):
-                    locations.put_nowait(str(location))
+            location = str(headers.get("location") or "")
+            if headers.get("st") not in IgdDevice.DEVICE_TYPES or not location:
+                return
+            # Only a description served by the host that answered: an answer must not make
+            # us fetch URLs elsewhere.
+            if urllib.parse.urlsplit(location).hostname != headers.get("_host"):
+                self.foreign_locations += 1
+                return
+            with contextlib.suppress(asyncio.QueueFull):
+                locations.put_nowait(location)
 
         async def connected() -> None:
             listener.async_search()
@@ -108,7 +116,8 @@ class UpnpClient:
                 if location in seen:
                     continue
                 seen.add(location)
-                igd = await self._describe(location, UpnpFactory(AiohttpRequester(HTTP_TIMEOUT_S)))
+                factory = UpnpFactory(AiohttpRequester(HTTP_TIMEOUT_S), non_strict=True)
+                igd = await self._describe(location, factory)
                 if igd is not None:
                     return igd
             return None
