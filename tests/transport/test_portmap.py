@@ -663,3 +663,65 @@ def test_upnp_router_granting_only_permanent_leases() -> None:
     assert asyncio.run(UpnpClient().add_udp(igd, 30001, LOCAL, 600, "d")) == 0
     leases = [c[1]["NewLeaseDuration"] for c in svc.calls if c[0] == "AddPortMapping"]
     assert leases == [600, 0]
+
+
+class FakeUpnp(UpnpClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    async def discover(self, budget_ms: int) -> Igd | None:
+        self.calls.append(("discover", 0))
+        return fake_igd(FakeService({}, False))
+
+    async def add_udp(
+        self, igd: Igd, external_port: int, internal_port: int, lease_s: int, description: str
+    ) -> int | None:
+        self.calls.append(("add", external_port))
+        return None if external_port == LOCAL else lease_s  # the first port is taken
+
+    async def delete_udp(self, igd: Igd, external_port: int) -> bool:
+        self.calls.append(("delete", external_port))
+        return True
+
+
+def test_driver_falls_back_to_upnp_and_deletes_its_mapping(
+    loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="ztnode.transport.portmapper")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # no NAT-PMP server: refused at once
+    upnp = FakeUpnp()
+    changes: list[pm.PortMapping | None] = []
+    mapper = PortMapper(
+        LOCAL,
+        "test",
+        changes.append,
+        lambda: int(time.monotonic() * 1000),
+        gateway=lambda: LOOPBACK,
+        upnp=upnp,
+        natpmp_port=closed_port,
+    )
+
+    async def run() -> None:
+        mapper.start()
+        for _ in range(200):  # the 1 s pause after the refused first port, then the next
+            if mapper.mapping is not None:
+                break
+            await asyncio.sleep(0.02)
+        await mapper.stop()
+
+    loop.run_until_complete(run())
+    assert upnp.calls == [
+        ("discover", 0),
+        ("add", LOCAL),
+        ("add", LOCAL + 1),
+        ("delete", LOCAL + 1),
+    ]
+    first = changes[0]
+    assert first is not None and first.protocol is pm.Protocol.UPNP
+    assert (first.external_ip, first.external_port) == (EXT, LOCAL + 1)
+    assert changes[-1] is None
+    assert f"port mapping: UDP {EXT}:{LOCAL + 1} -> local port {LOCAL} by UPnP" in caplog.text
+    assert "port mapping: removed" in caplog.text

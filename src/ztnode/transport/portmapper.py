@@ -138,8 +138,10 @@ class PortMapper:
             else:
                 p.natpmp_mapped(self._clock(), granted.external_port, granted.lifetime)
         elif isinstance(step, DiscoverIgd):
-            self._igd = await self._upnp.discover(step.timeout_ms)
-            p.igd(self._clock(), self._igd.external_ip if self._igd else None)
+            igd = await self._upnp.discover(step.timeout_ms)
+            if igd is not None:  # the last one found stays, to delete its mapping on stop
+                self._igd = igd
+            p.igd(self._clock(), igd.external_ip if igd is not None else None)
         elif isinstance(step, AskUpnpMapping):
             lease = None
             if self._igd is not None:
