@@ -17,6 +17,12 @@ pytest_plugins = ["tests.helpers.postgres"]
 # silently skips proves nothing. Interop and dist need root (network and mount namespaces),
 # postgres and browser need Debian's postgresql and chromium packages (.ci/run installs them).
 REQUIRE_INTEROP = os.environ.get("ZTNODE_REQUIRE_INTEROP") == "1"
+
+# Network safety: a port mapper sends SSDP multicast and NAT-PMP to the default gateway, real
+# traffic off the machine. This veto (ztnode.transport.portmap) holds for the whole suite and
+# every process it starts, whatever a node's settings say; only the namespace test that proves
+# the mapper against miniupnpd lifts it, for a node it runs inside its own namespaces.
+os.environ["ZTNODE_NO_PORT_MAPPING"] = "1"
 _MANDATORY_MARKERS = ("interop", "dist", "postgres", "browser")
 
 

@@ -99,6 +99,9 @@ def cmd_node(args: argparse.Namespace) -> int:
             controller_db=args.controller_db,
             names=names,
         )
+        # The daemon maps a port on the router unless local.conf says not to, as
+        # ZeroTierOne; embedded nodes never do unless asked (ztnode.transport.portmap).
+        node.service.config.port_mapping = True
         try:
             await node.start()
         except (ZtError, OSError, RuntimeError, StoreError) as e:

@@ -393,6 +393,10 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         n = node()
         now = service.clock.now()
         listening = [f"{a[0]}/{a[1]}" for a in service.endpoints]
+        surfaces = [str(a) for a in n.selfaware.surfaces(now)]
+        mapped = service.mapped_address()
+        if mapped is not None and str(mapped) not in surfaces:
+            surfaces.append(str(mapped))  # as the router told us, before any peer does
         conf = service.local_conf
         # As the reference: local.conf's settings, with the values in force filled in.
         settings = dict(conf.settings)
@@ -402,13 +406,13 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
                 "forceTcpRelay": conf.force_tcp_relay,
                 "homeDir": str(service.home.path.resolve()),
                 "listeningOn": listening,
-                "portMappingEnabled": False,
+                "portMappingEnabled": service.tertiary_port != 0,
                 "primaryPort": service.port,
                 "secondaryPort": service.secondary.port,
                 "softwareUpdate": "disable",
                 "softwareUpdateChannel": "release",
-                "surfaceAddresses": [str(a) for a in n.selfaware.surfaces(now)],
-                "tertiaryPort": conf.tertiary_port,
+                "surfaceAddresses": surfaces,
+                "tertiaryPort": service.tertiary_port,
             }
         )
         return {

@@ -168,7 +168,9 @@ class LocalConf:
     secondary_port: int = 0
     tertiary_port: int = 0
     allow_secondary_port: bool = True
-    port_mapping_enabled: bool = True
+    #: None when the file does not say: the service's default decides (on for the
+    #: ``ztnode node`` daemon, off for embedded nodes).
+    port_mapping_enabled: bool | None = None
     allow_tcp_fallback_relay: bool = True
     force_tcp_relay: bool = False
     tcp_fallback_relay: tuple[str, int] | None = None
@@ -269,8 +271,10 @@ class LocalConf:
             allow_secondary_port=_bool(
                 s("allowSecondaryPort"), "settings.allowSecondaryPort", True
             ),
-            port_mapping_enabled=_bool(
-                s("portMappingEnabled"), "settings.portMappingEnabled", True
+            port_mapping_enabled=(
+                None
+                if s("portMappingEnabled") is None
+                else _bool(s("portMappingEnabled"), "settings.portMappingEnabled", True)
             ),
             allow_tcp_fallback_relay=_bool(
                 s("allowTcpFallbackRelay"), "settings.allowTcpFallbackRelay", True

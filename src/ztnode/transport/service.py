@@ -55,6 +55,8 @@ from ztnode.transport.localconf import (
     LocalConfWatcher,
     read_local_conf,
 )
+from ztnode.transport.portmap import VETO_ENV, PortMapping, PortMapSettings, vetoed
+from ztnode.transport.portmapper import PortMapper
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
@@ -168,6 +170,10 @@ class ServiceConfig:
     by key, at start and at every reload (:mod:`ztnode.transport.localconf`)."""
     port_from_conf: bool = False
     """``port`` is only a default: ``settings.primaryPort`` of ``local.conf``, when set, wins."""
+    port_mapping: bool = False
+    """Map a third UDP port on the router (NAT-PMP, UPnP IGD) when ``local.conf`` does not say
+    (``settings.portMappingEnabled``); off for embedded nodes, on for the ``ztnode node``
+    daemon. ``ZTNODE_NO_PORT_MAPPING`` vetoes it (:mod:`ztnode.transport.portmap`)."""
 
 
 class Clock:
@@ -318,6 +324,8 @@ class NodeService:
         self._conf_timer: asyncio.TimerHandle | None = None
         #: Called with the new ``local.conf`` after each reload (the local API rebinds).
         self.local_conf_listeners: list[Callable[[LocalConf], None]] = []
+        self.port_mapper: PortMapper | None = None
+        self.tertiary_port = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -338,6 +346,7 @@ class NodeService:
             self.config.port = conf.primary_port
         bonding = self.config.bonding or conf.bonding
         bind_settings = BindSettings.from_conf(conf)
+        portmap = PortMapSettings.from_conf(conf)
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -370,6 +379,7 @@ class NodeService:
                 self._bind_wildcards()
         if not self.endpoints:
             raise OSError("could not bind any UDP socket")
+        self._bind_tertiary(portmap)
         node_config = NodeConfig(
             allow_loopback=self.config.allow_loopback,
             defer_identity_validation=self.config.validate_in_process_pool,
@@ -412,6 +422,14 @@ class NodeService:
         self.node.set_interface_addresses(self._interface_addresses())
         self.node.set_path_policy(conf.path_policy())
         self.node.configure_bonding(bonding, self.clock.now())
+        if self.tertiary_port:
+            self.port_mapper = PortMapper(
+                self.tertiary_port,
+                f"ZeroTier/{identity.address:010x}@{self.tertiary_port}",
+                self._mapping_changed,
+                self.clock.now,
+            )
+            self.port_mapper.start()
         self._conf_timer = self._loop.call_later(CHECK_INTERVAL / 1000, self._check_local_conf)
         self._name_links()
         now = self.clock.now()
@@ -436,6 +454,9 @@ class NodeService:
             self._conf_timer = None
         if self.node is not None:
             self.save_peers()
+        if self.port_mapper is not None:
+            mapper, self.port_mapper = self.port_mapper, None
+            await mapper.stop()
         self.close_endpoints()
         if self._controller_listen is not None:
             self._controller_listen.set()
@@ -461,6 +482,28 @@ class NodeService:
             await loop.run_in_executor(
                 None, functools.partial(pool.shutdown, wait=True, cancel_futures=True)
             )
+
+    def _bind_tertiary(self, settings: PortMapSettings) -> None:
+        """The reference's third port, the one mapped on the router, when mapping is on."""
+        self.tertiary_port = 0
+        wanted = self.config.port_mapping if settings.enabled is None else settings.enabled
+        if not wanted:
+            return
+        if vetoed():
+            log.info("port mapping: off, %s is set", VETO_ENV)
+            return
+        if self.config.sockets or self.config.socket_factory is not None:
+            # The mapper talks to the router of this process's namespace, not theirs.
+            log.info("port mapping: off, the service's sockets are made elsewhere")
+            return
+        any4 = ipaddress.ip_address("0.0.0.0")
+        port = settings.tertiary_port or self._free_port(any4)
+        if port and self._bind_one(any4, "", port) is not None:
+            self.tertiary_port = port
+
+    def _mapping_changed(self, mapping: PortMapping | None) -> None:
+        if self.node is not None:
+            self.node.set_interface_addresses(self._interface_addresses())
 
     def _bind_wildcards(self) -> None:
         for host in self.config.bind:
@@ -996,4 +1039,12 @@ class NodeService:
             else:
                 with contextlib.suppress(ValueError):
                     out.append(InetAddress.parse(f"{host}/{port}"))
+        mapped = self.mapped_address()
+        if mapped is not None:  # the router's address for us: peers may reach us there
+            out.append(mapped)
         return out
+
+    def mapped_address(self) -> InetAddress | None:
+        """The external address the router maps to our tertiary port, while it lasts."""
+        m = self.port_mapper.mapping if self.port_mapper is not None else None
+        return InetAddress(m.external_ip, m.external_port) if m is not None else None
