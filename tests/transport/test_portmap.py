@@ -42,8 +42,9 @@ def test_settings_from_local_conf() -> None:
 @pytest.mark.parametrize(
     ("settings", "key"),
     [
-        ({"portMappingEnabled": "yes"}, "settings.portMappingEnabled"),
-        ({"portMappingEnabled": 1}, "settings.portMappingEnabled"),
+        # ("yes" and 1 are true, as ZeroTierOne's jsonBool reads them)
+        ({"portMappingEnabled": "maybe"}, "settings.portMappingEnabled"),
+        ({"portMappingEnabled": 2}, "settings.portMappingEnabled"),
         ({"tertiaryPort": 70000}, "settings.tertiaryPort"),
         ({"tertiaryPort": "9"}, "settings.tertiaryPort"),
         ({"tertiaryPort": True}, "settings.tertiaryPort"),
