@@ -365,7 +365,9 @@ class Vl2:
         if bond is not None and bond.policy == BondPolicy.BROADCAST:
             return None  # every frame on every path: only send_frame does that
         path = self.rt.switch.route(peer, now, flow, count)
-        if path is None:
+        if path is None or self.rt.physical.outbound_trust(path.remote[0]):
+            # A trusted path's FRAMEs are cipher 2, which the C cutter does not write: the
+            # caller then sends piece by piece through send_frame.
             return None
         if net.should_push_credentials(dest, now):
             self.push_credentials(net, dest, now)
@@ -378,7 +380,7 @@ class Vl2:
             path.remote,
             header,
             net.id,
-            path.mtu or self.rt.mtu,
+            self.rt.switch.path_mtu(path),
             not enforcer.accept_all,
         )
 

@@ -313,6 +313,7 @@ class NodeService:
         local = conf.get("settings", {})
         bonding = self.config.bonding or BondingSettings.from_local_conf(local)
         bind_settings = BindSettings.from_local_conf(local, conf.get("physical"))
+        physical = self.home.load_physical_paths(conf.get("physical"))
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -377,6 +378,7 @@ class NodeService:
             controller=hosted,
         )
         self.host = Host(self.node)
+        self.node.set_physical_paths(physical)
         self.node.set_interface_addresses(self._interface_addresses())
         self.node.configure_bonding(bonding, self.clock.now())
         self._name_links()
