@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from tests.accel.conftest import need
 from ztnode import accel
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto import SymmetricKey
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
@@ -293,6 +294,7 @@ class Sink:
     ids: list[int] = field(default_factory=list)
     #: Packet ids of what was sent (set by ``run_flow``).
     sent_ids: list[int] = field(default_factory=list)
+    physical: PhysicalPathConfig = field(default_factory=PhysicalPathConfig)
 
     def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
         assert remote[0] == "127.0.0.1"
@@ -325,6 +327,9 @@ class Sink:
 
     def relaying(self) -> bool:
         return self.relay
+
+    def physical_paths(self) -> PhysicalPathConfig:
+        return self.physical
 
     def now(self) -> int:
         return self.clock

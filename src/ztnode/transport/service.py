@@ -33,6 +33,7 @@ from ztnode.core import events as ev
 from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto import SymmetricKey
 from ztnode.errors import DecodeError
 from ztnode.identity import Identity
@@ -62,6 +63,7 @@ CONTACT_PERIOD_S = 60.0
 
 #: Rounds of flushing within one pump when socket callbacks keep producing output.
 _MAX_REFLUSH = 16
+_NO_PHYSICAL_PATHS: Final = PhysicalPathConfig()
 
 Addr = tuple[str, int]
 EventCallback = Callable[[ev.Event], None]
@@ -255,6 +257,10 @@ class _EndpointSink:
     def relaying(self) -> bool:
         node = self._service.node
         return node is not None and node.relaying
+
+    def physical_paths(self) -> PhysicalPathConfig:
+        node = self._service.node
+        return node.physical.config if node is not None else _NO_PHYSICAL_PATHS
 
     def now(self) -> int:
         return self._service.clock.now()

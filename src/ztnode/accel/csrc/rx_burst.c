@@ -221,7 +221,21 @@ static void zt_rx_emit_whole(zt_rx_out *o, int one, const zt_rx_frag *f, uint64_
         zt_rx_drop(rx, &rx->stats.bad_cipher, pieces, wire);
         return;
     }
-    peer = cipher != CIPHER_TRUSTED_PATH ? zt_rx_peer_for(rx, src) : NULL;
+    if (cipher == CIPHER_TRUSTED_PATH) {
+        /* No MAC to check: the configured network and the id vouch for it, as in the node. It
+         * passes ungated, armored as it came (the node judges it again, with the peer). */
+        if (!zt_rx_tpath_ok(rx, &rx->names[one], zt_be64(p + IDX_MAC))) {
+            zt_rx_drop(rx, &rx->stats.tpath_refused, pieces, wire);
+            return;
+        }
+        rx->stats.tpath_passed++;
+        zt_rx_trust(rx, &rx->names[one], rx->msgs[one].msg_hdr.msg_namelen, now);
+        zt_rx_close_flow(o);
+        r = zt_rx_new_rec(o, ZT_RX_WHOLE, one, len, pieces, wire);
+        r->src = src;
+        return;
+    }
+    peer = zt_rx_peer_for(rx, src);
     if (peer != NULL && (cipher != CIPHER_AES_GMAC_SIV || peer->aes != NULL)) {
         int rc = zt_dearmor(peer->aes, peer->salsa, p, len);
         if (rc == ZT_ACCEL_AUTHENTIC) {
@@ -348,8 +362,11 @@ static void zt_rx_one(zt_rx_out *o, int i, uint64_t now)
     } else if (src == rx->self) {
         zt_rx_drop(rx, &rx->stats.from_self, 1, len);
     } else if (d[IDX_FLAGS] & FLAG_FRAGMENTED) {
+        int known = ((d[IDX_FLAGS] & FLAGS_CIPHER_MASK) >> 3) == CIPHER_TRUSTED_PATH
+                        ? zt_rx_tpath_ok(rx, &rx->names[i], zt_be64(d + IDX_MAC))
+                        : zt_rx_peer_for(rx, src) != NULL;
         f = zt_rx_frag_piece(rx, &rx->names[i], h->msg_namelen, zt_be64(d), d, len, 0, 0,
-                             zt_rx_peer_for(rx, src) != NULL, now);
+                             known, now);
         if (f != NULL) {
             zt_rx_emit_whole(o, i, f, now);
             zt_rx_frag_release(rx, f);
