@@ -187,6 +187,7 @@ int zt_rx_set_tpaths(zt_rx *rx, const zt_tpath *paths, int n);
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
                 int max_recs, uint64_t *ids, int max_dgrams, int gro, uint64_t now_ms);
 
+/* cipher: 1, 3, or 2 (a trusted path: no crypto; zthdr's MAC field holds the id). */
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *zthdr, const unsigned char *pids, size_t npids,
               uint64_t nwid, unsigned int ethertype,
