@@ -5,7 +5,9 @@ Receive: :meth:`Switch.receive` takes every :class:`~ztnode.core.records.Inbound
 the node: datagrams (fragments and heads reassembled, beacons answered, packets for others
 handed to the relay), whole packets the transport reassembled, and packets it already
 authenticated. A packet then meets, in this order, the sender-lookup and MAC check
-(``process_packet``; unknown senders are parked by the WHOIS queue), decompression, and the
+(``process_packet``; unknown senders are parked by the WHOIS queue; a cipher-2 packet has no
+MAC and is accepted only from a configured trusted network with its ID, see
+:mod:`ztnode.core.trusted`), decompression, and the
 dispatch: FRAME on its own fast path, every other verb through :data:`Switch.handlers`, a
 table from verb number to a handler taking one :class:`~ztnode.core.records.Rx`. The place
 where rate gates and a replay window will sit is ``process_packet`` after the MAC check, before
@@ -13,7 +15,8 @@ where rate gates and a replay window will sit is ``process_packet`` after the MA
 
 Send: ``send`` routes to the peer's best path (``route``: the one place a bond will choose a
 path), else through an upstream, else queues and asks WHOIS; ``send_on`` builds, compresses,
-armors and emits on a given path, fragmenting above the MTU.
+armors (or, for what ``send`` routes onto a trusted path, marks cipher 2) and emits on a given
+path, fragmenting above the path's MTU.
 """
 
 from __future__ import annotations
