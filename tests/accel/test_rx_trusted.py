@@ -14,9 +14,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.accel.conftest import need
-from tests.accel.test_offload import ME, PEER, Sink, frame_packet
+from tests.accel.test_offload import (
+    ME,
+    PEER,
+    Sink,
+    armored,
+    deliver_with,
+    frame_packet,
+    learned,
+    segment,
+)
 from ztnode import accel
 from ztnode.core.trusted import PhysicalPath, PhysicalPathConfig, PhysicalPaths
+from ztnode.crypto import SymmetricKey
 from ztnode.transport import burst
 from ztnode.wire import packet as pk
 from ztnode.wire.fragment import Reassembler, split
@@ -162,6 +172,29 @@ def test_untrusted_cipher_2_is_refused_in_c_and_counted_as_the_node_counts_it(
     reader.close()
 
 
+KEY = SymmetricKey(bytes(range(48)))
+
+
+@pytest.mark.e2e
+def test_from_a_known_peer_cipher_2_is_authenticated_and_joined_in_c(link: Link) -> None:
+    reader, sink = learned(link, KEY, Sink(KEY, physical=LOOPBACK))
+    seq, wire = 1000, []
+    for i in range(6):
+        p = frame_packet(segment(False, seq, bytes([i]) * 1000), 900 + i, v6=False)
+        pk.armor_trusted(p, TPID)
+        wire.append(bytes(p))
+        seq += 1000
+    deliver_with(reader, link[1], wire, sink)
+    # One record standing for the six, as for decrypted traffic; its flags say cipher 2.
+    assert [(pieces, frames) for _, pieces, frames in sink.plains] == [(6, 6)]
+    assert pk.peek_cipher(sink.plains[0][0]) == 2 and not sink.wholes
+    # Encrypted segments continuing the flow are not joined onto the trusted record.
+    more = frame_packet(segment(False, seq, b"z" * 1000), 990, v6=False)
+    deliver_with(reader, link[1], armored(more, KEY), sink)
+    assert [frames for _, _, frames in sink.plains] == [6, 1]
+    reader.close()
+
+
 @pytest.mark.e2e
 def test_the_table_follows_the_node(link: Link) -> None:
     sink = Sink(None, networks=[])
@@ -260,4 +293,5 @@ def test_c_passes_exactly_the_cipher_2_packets_the_node_accepts(
     reader.close()
     table = PhysicalPaths(physical)
     got = {w for w, _ in sink.wholes if accepted(w, table)}
+    got |= {p for p, _, _ in sink.plains}  # none here: no peer's key is cached
     assert got == python_trusted(datagrams, table)

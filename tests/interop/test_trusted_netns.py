@@ -7,8 +7,8 @@ in-process :class:`ztnode.sockets.aio.Node`) on ``192.168.218.1`` and node B on
 ``192.168.219.1``. A and B trust ``192.168.218.0/24`` and ``192.168.219.0/24`` only, so what
 they send the root keeps its crypto while what they send each other goes as cipher 2. Proof is
 taken from the nodes' own counters (cipher-2 packets out at A, in at B) and from a spy on B's
-dispatch of authenticated packets: every FRAME it received after the connection opened came as
-cipher 2, none as cipher 3.
+dispatch of authenticated packets: every FRAME it received once A and B had a direct path came
+as cipher 2, none as cipher 3 (or 1).
 
 libzt is not in this test because libzt 1.8.4 has no way to configure a trusted path: its
 public header (``include/ZeroTierSockets.h``, tag 1.8.4) has no ``zts_init_*`` or other call
@@ -160,8 +160,9 @@ async def scenario(ns: NetNamespace, world: ControllerWorld, nwid: str, tmp: Pat
         assert out_a["NONE_TRUSTED_PATH"] > 1000, out_a
         assert in_b["NONE_TRUSTED_PATH"] > 1000, in_b
         assert core_b.counters.ciphers_out["NONE_TRUSTED_PATH"] > 0  # the ACKs back
-        # Every data frame of the transfer came over the trusted path: none with crypto.
-        assert frames_at_b[2] > 1000 and set(frames_at_b) == {2}, frames_at_b
+        # Every data frame of the transfer came over the trusted path: none with crypto (the
+        # spy sees records: the C reader joins runs of segments, one cipher per record).
+        assert frames_at_b[2] > 50 and set(frames_at_b) == {2}, frames_at_b
         assert core_b.counters.drops["trusted_path_refused"] == 0
         # /peer shows the trusted path, as zerotier-cli peers would.
         peer_b = core_a.peer(B_ID.address)

@@ -165,8 +165,9 @@ class Switch:
             c.drop(Drop.INTERNAL_ERROR)
 
     def _receive_authenticated(self, inbound: Inbound, now: int) -> bool:
-        """A packet the transport authenticated and decrypted: accepted only with the sender's
-        current key (no path is made for it before that); it stands for ``stands_for``
+        """A packet the transport authenticated and decrypted (or, cipher 2, admitted as from a
+        trusted network; checked again here): accepted only with the sender's current key (no
+        path is made for it before that); it stands for ``stands_for``
         packets in the counters."""
         packet = _as_bytearray(inbound.data)
         c = self.rt.counters
@@ -175,11 +176,16 @@ class Switch:
         if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
             c.drop(Drop.STALE_KEY)
             return False
+        flags = packet[18]
+        if (flags >> 3) & 7 == Cipher.NONE_TRUSTED_PATH and not self.rt.physical.inbound_trusted(
+            inbound.remote[0], int.from_bytes(packet[19:27], "big")
+        ):  # the transport judged with a table the node has replaced since
+            c.drop(Drop.TRUSTED_PATH_REFUSED, inbound.stands_for)
+            return True
         if not self._fresh(peer, inbound.packet_ids, packet, now):
             return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
-        flags = packet[18]
         more = inbound.stands_for - 1
         c.ciphers_in[CIPHER_LABELS[(flags >> 3) & 7]] += 1 + more
         if more:

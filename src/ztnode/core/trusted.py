@@ -32,8 +32,9 @@ service/OneService.cpp ``readLocalSettings``):
   when the local.conf entry has a non-zero one.
 
 The table itself (:class:`PhysicalPaths`) is what the node consults per packet; lookups of the
-same remote host are cached (a bounded cache, cleared when full), since a parse of the address
-costs more than the rest of the decision.
+same remote host are cached (bounded caches of :data:`LOOKUP_CACHE` hosts, cleared when full:
+spoofed sources can only churn them), since a parse of the address costs more than the rest of
+the decision.
 """
 
 from __future__ import annotations
@@ -230,13 +231,14 @@ class PhysicalPaths:
     """The node's table (Topology's ``_physicalPathConfig``): the lookups the send and receive
     paths make per packet. Empty unless the host configures it."""
 
-    __slots__ = ("_cache", "config", "entries", "trusted")
+    __slots__ = ("_cache", "_ids", "config", "entries", "trusted")
 
     def __init__(self, config: PhysicalPathConfig | None = None) -> None:
         self.config = config or PhysicalPathConfig()
         self.entries = self.config.entries
         self.trusted = self.config.trusted
         self._cache: dict[str, PhysicalPath | None] = {}
+        self._ids: dict[str, frozenset[int]] = {}  # host -> IDs trusted from it
 
     @staticmethod
     def _ip(host: str) -> _Ip | None:
@@ -279,7 +281,13 @@ class PhysicalPaths:
         which would let anyone there skip authentication."""
         if not self.trusted or trusted_path_id == 0:
             return False
-        ip = self._ip(host)
-        if ip is None:
-            return False
-        return any(p.trusted_path_id == trusted_path_id and p.contains(ip) for p in self.trusted)
+        ids = self._ids.get(host)
+        if ids is None:
+            ip = self._ip(host)
+            ids = frozenset(
+                p.trusted_path_id for p in self.trusted if ip is not None and p.contains(ip)
+            )
+            if len(self._ids) >= LOOKUP_CACHE:
+                self._ids.clear()
+            self._ids[host] = ids
+        return trusted_path_id in ids

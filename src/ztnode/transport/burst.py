@@ -17,7 +17,11 @@ where orphans cannot push out the packets of known peers; a packet that fails it
 cached key is a forgery and goes no further; and what C cannot authenticate (HELLO from a new
 identity, packets from peers whose key is not cached, packets to relay, beacons) reaches Python
 only through a token bucket per source prefix and one per socket (:class:`GatePolicy`). Traffic
-from known peers is authenticated in C and never waits behind that.
+from known peers is authenticated in C and never waits behind that. Cipher-2 packets (trusted
+paths, :mod:`ztnode.core.trusted`) carry no MAC: C admits them by the node's own table of
+trusted networks (``BurstSink.physical_paths``, handed to C when it changes), refuses them
+otherwise, and treats those it admits from a cached peer as authenticated (joined like the
+rest); the node checks each record's ID and source again.
 
 Nothing here decides protocol questions: what passes comes back as the raw datagram or the whole
 armored packet, and the node's ordinary path judges it exactly as before. The key cache is only
