@@ -13,11 +13,11 @@ as cipher 2, none as cipher 3 (or 1).
 libzt is not in this test because libzt 1.8.4 has no way to configure a trusted path: its
 public header (``include/ZeroTierSockets.h``, tag 1.8.4) has no ``zts_init_*`` or other call
 for physical-path settings, only the read-only ``trusted_path_id`` field of a peer's path
-(``zts_peer_path_t``, line 845), and its service (``src/NodeService.cpp``) never calls the core's
-``setPhysicalPathConfiguration``, reads no ``physical`` object and no ``trustedpaths`` file (its
-only ``local.conf`` is the per-network ``networks.d/<id>.local.conf``, line 689). A libzt peer
-would therefore refuse our cipher-2 packets, as any node without the configuration does (see
-tests/core/test_trusted_world.py for that case).
+(``zts_path_t``, line 845), and its service (``src/NodeService.cpp``) never calls the core's
+``setPhysicalPathConfiguration``, reads no ``physical`` object and no ``trustedpaths`` file (the
+one ``local.conf`` it names is the per-network ``networks.d/<id>.local.conf``, line 689, which
+it only deletes on leave). A libzt peer would therefore refuse our cipher-2 packets, as any node
+without the configuration does (see tests/core/test_trusted_world.py for that case).
 """
 
 from __future__ import annotations
