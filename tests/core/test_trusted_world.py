@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.helpers.data import test_identities
 from tests.helpers.ipworld import IpWorld, ip_connect, ip_transfer
 from ztnode.core.trusted import PhysicalPathConfig
+from ztnode.netstack.handles import PingReply
 from ztnode.netstack.host import Host
 from ztnode.testing.fakenet import Addr
 from ztnode.testing.world import LocalWorld
@@ -53,6 +54,21 @@ def udp(world: IpWorld, src: Host, dst: Host, port: int, data: bytes) -> bool:
         tx.close()
 
 
+def ping(world: IpWorld, src: Host, dst: Host) -> bool:
+    """An ICMP echo from ``src`` to ``dst`` is answered (three tries: the first waits on ARP)."""
+    replies: list[PingReply] = []
+
+    def answered() -> bool:
+        replies.extend(e for e in world.events(src) if isinstance(e, PingReply))
+        return any(r.data == b"trusted" for r in replies)
+
+    for seq in range(3):
+        world.stack(src).ping(world.v4(dst), 7, seq, b"trusted", world.now)
+        if world.run_until(answered, 1_000):
+            return True
+    return False
+
+
 def tap(world: IpWorld, a: Addr, b: Addr) -> list[tuple[int, int, int]]:
     """(cipher, verb or -1, length) of every packet head a sends b from now on."""
     seen: list[tuple[int, int, int]] = []
@@ -80,6 +96,7 @@ def test_both_ends_trusted_carry_udp_and_tcp_over_cipher_2(both_trusted: IpWorld
     a_to_b = tap(world, addr_a, addr_b)
     b_to_a = tap(world, addr_b, addr_a)
     assert udp(world, a, b, 4000, b"over a trusted path")
+    assert ping(world, a, b)
     sock = ip_connect(world, a, b, world.v4(b), 5001)
     rx = next(s for s in world.stack(b)._tcp.values() if s.remote == sock.local)
     ip_transfer(world, sock, rx, 200_000, 5)
