@@ -107,6 +107,8 @@ def test_mtu_clamped_and_defaulted_as_the_reference() -> None:
         ({"10.0.0.0/8": {"trustedPathId": -1}}, "trustedPathId"),
         ({"10.0.0.0/8": {"trustedPathId": 2**64}}, "trustedPathId"),
         ({"10.0.0.0/8": {"trustedPathId": "0x10"}}, "trustedPathId"),
+        ({"10.0.0.0/8": {"trustedPathId": "1_000"}}, "trustedPathId"),
+        ({"10.0.0.0/8": {"trustedPathId": "9" * 30}}, "trustedPathId"),
         ({"10.0.0.0/8": {"trustedPathId": True}}, "trustedPathId"),
         ({"10.0.0.0/8": {"trustedPathId": 1.5}}, "trustedPathId"),
         ({"10.0.0.0/8": {"mtu": "big"}}, "mtu"),

@@ -40,6 +40,7 @@ the decision.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -63,6 +64,7 @@ LEGACY_FILE: Final = "trustedpaths"
 LOOKUP_CACHE: Final = 1024
 
 _U64_MAX: Final = 2**64 - 1
+_DECIMAL: Final = re.compile(r"[0-9]{1,20}")
 _KEYS: Final = frozenset({"trustedPathId", "mtu", "blacklist"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,10 +105,9 @@ def _unsigned(value: object, where: str) -> int:
     if isinstance(value, bool):
         raise DecodeError(f"{where}: expected an integer, got a boolean")
     if isinstance(value, str):
-        try:
-            value = int(value.strip(), 10)
-        except ValueError:
-            raise DecodeError(f"{where}: {value!r} is not a decimal integer") from None
+        if not _DECIMAL.fullmatch(value):
+            raise DecodeError(f"{where}: {value!r} is not a decimal integer")
+        value = int(value)
     if not isinstance(value, int):
         raise DecodeError(f"{where}: expected an integer, got {type(value).__name__}")
     if not 0 <= value <= _U64_MAX:
