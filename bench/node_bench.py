@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tests.helpers.data import test_identities
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.testing.world import LocalWorld
 from ztnode.transport import burst
 from ztnode.transport.udp import UdpEndpoint
@@ -74,6 +75,9 @@ def echo_rows(count: int) -> list[dict[str, Any]]:
     return rows
 
 
+_NO_PHYSICAL_PATHS = PhysicalPathConfig()
+
+
 class _CountingSink:
     """A burst sink that only counts what comes back and what C refused (the bench's
     datagrams are not ZeroTier packets for this address: C drops them as not for us)."""
@@ -98,6 +102,9 @@ class _CountingSink:
 
     def relaying(self) -> bool:
         return False
+
+    def physical_paths(self) -> PhysicalPathConfig:
+        return _NO_PHYSICAL_PATHS
 
     def now(self) -> int:
         return int(time.monotonic() * 1000)

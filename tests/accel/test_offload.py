@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from tests.accel.conftest import need
 from ztnode import accel
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto import SymmetricKey
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
@@ -152,8 +153,12 @@ def test_burst_cut_matches_the_codecs(v6: bool, n: int, size: int, last: int, se
 
 # ------------------------------------------------------------------------------ send (C cut)
 
+TRUSTED_ID = 0x0123_4567_89AB_CDEF
 
-@pytest.mark.parametrize("cipher", [Cipher.POLY1305_SALSA2012, Cipher.AES_GMAC_SIV])
+
+@pytest.mark.parametrize(
+    "cipher", [Cipher.POLY1305_SALSA2012, Cipher.AES_GMAC_SIV, Cipher.NONE_TRUSTED_PATH]
+)
 @pytest.mark.parametrize("v6", [False, True])
 @given(
     n=st.integers(1, 30000),
@@ -176,6 +181,8 @@ def test_c_cut_equals_python_path(
     pieces = b.packets()
     pids = random.Random(n).randbytes(8 * len(pieces))
     header = pk.new_packet(bytes(8), ME, PEER, Verb.FRAME)
+    if cipher == Cipher.NONE_TRUSTED_PATH:  # the route's header carries the path's id
+        pk.armor_trusted(header, TRUSTED_ID)
     got = accel.tcp_pieces(
         key, cipher, header, pids, NWID, 0x86DD if v6 else 0x0800, hdr, 7, payload, size, last, mtu
     )
@@ -186,7 +193,10 @@ def test_c_cut_equals_python_path(
         clear = pk.new_packet(pids[8 * i : 8 * i + 8], ME, PEER, Verb.FRAME, body)
         if len(clear) > mtu:
             clear[18] |= 0x40
-        pk._armor_python(clear, key, cipher)
+        if cipher == Cipher.NONE_TRUSTED_PATH:
+            pk.armor_trusted(clear, TRUSTED_ID)  # what Switch.send_on does on a trusted path
+        else:
+            pk._armor_python(clear, key, cipher)
         want.extend(split(clear, mtu))
     assert got == want
 
@@ -197,6 +207,7 @@ def test_c_cut_declines_what_it_does_not_take(key: SymmetricKey) -> None:
     header = pk.new_packet(bytes(8), ME, PEER, Verb.FRAME)
     args = (header, bytes(80), NWID, 0x0800, hdr, 1, b"x" * 100, 10, ACK, MTU)
     assert accel.tcp_pieces(key, Cipher.POLY1305_NONE, *args) is None  # cipher 0
+    assert accel.tcp_pieces(key, Cipher.NONE_TRUSTED_PATH, *args) is None  # cipher 2, id 0
     assert accel.tcp_pieces(key, Cipher.AES_GMAC_SIV, header, bytes(8), *args[2:]) is None  # ids
     bad = bytearray(hdr)
     bad[0] = 0x46  # IPv4 options: not a shape the C side builds
@@ -293,6 +304,7 @@ class Sink:
     ids: list[int] = field(default_factory=list)
     #: Packet ids of what was sent (set by ``run_flow``).
     sent_ids: list[int] = field(default_factory=list)
+    physical: PhysicalPathConfig = field(default_factory=PhysicalPathConfig)
 
     def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
         assert remote[0] == "127.0.0.1"
@@ -325,6 +337,9 @@ class Sink:
 
     def relaying(self) -> bool:
         return self.relay
+
+    def physical_paths(self) -> PhysicalPathConfig:
+        return self.physical
 
     def now(self) -> int:
         return self.clock

@@ -55,7 +55,7 @@ def test_a_wrong_setting_is_refused_where_it_is_given(tmp_path: Path) -> None:
 
     async def run() -> None:
         async with LocalZtWorld(tmp_path / "w", members=0, identities=IDS[:1]) as w:
-            with pytest.raises(LocalConfError, match=r"physical\.10\.0\.0\.0/8\.mtu"):
+            with pytest.raises(LocalConfError, match=r"physical\['10\.0\.0\.0/8'\]\.mtu"):
                 await w.add_member(local_conf={"physical": {"10.0.0.0/8": {"mtu": "x"}}})
 
     asyncio.run(run())
@@ -148,7 +148,10 @@ def test_a_reload_applies_path_rules_and_a_bad_file_changes_nothing(
             assert core is not None
             await w.networks[0].ping(w.networks[1].address(4), timeout=5)
             conf = {
-                "physical": {"127.0.0.0/8": {"blacklist": True}},
+                "physical": {
+                    "127.0.0.0/8": {"blacklist": True},
+                    "10.60.0.0/16": {"trustedPathId": 5, "mtu": 9000},
+                },
                 "virtual": {b.address: {"try": ["127.0.0.1/9"]}},
                 "settings": {"primaryPort": 1, "someFutureKey": 2},
             }
@@ -163,6 +166,7 @@ def test_a_reload_applies_path_rules_and_a_bad_file_changes_nothing(
             assert core.path_policy.hint(b_addr, 0) == ("127.0.0.1", 9)
             peer = core.peer(b_addr)
             assert peer is not None and peer.paths == []  # dropped at once
+            assert core.physical.outbound_trust("10.60.1.1") == 5  # trusted paths, live too
             caplog.clear()
             (svc.home.path / "local.conf").write_text('{"settings": {"bind": 5}}')
             with caplog.at_level(logging.ERROR, logger="ztnode.service"):

@@ -84,10 +84,12 @@ def tcp_pieces(
 ) -> list[bytes] | None:
     """The datagrams of one large TCP segment cut into ``seg_size`` pieces, each a FRAME packet
     with its own IP and TCP header, armored and fragmented for ``mtu``; None if the C side
-    cannot (no accelerator, a cipher other than 1 or 3, a shape it does not take), and the
+    cannot (no accelerator, a cipher other than 1, 2 or 3, a shape it does not take), and the
     caller then sends the pieces one by one through its Python path.
 
-    ``header``: the 28-byte packet header (dest, source, verb FRAME). ``ip_tcp_header``: the
+    ``header``: the 28-byte packet header (dest, source, verb FRAME; for cipher 2, a trusted
+    path, the path's ID in its MAC field, as :func:`ztnode.wire.packet.armor_trusted` puts it:
+    the pieces then go without crypto). ``ip_tcp_header``: the
     IP and TCP headers of the first piece; lengths, checksums and the IPv4 ident (``ip_id``,
     counted up per piece) are rewritten, and every piece but the last loses PSH and FIN."""
     if _lib is None:

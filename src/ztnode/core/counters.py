@@ -72,6 +72,7 @@ class Counters:
         "bytes_in",
         "bytes_out",
         "ciphers_in",
+        "ciphers_out",
         "drops",
         "packets_in",
         "packets_out",
@@ -87,6 +88,8 @@ class Counters:
         self.verbs_in: Counter[str] = Counter()
         # Authenticated packets by cipher suite: proof of what peers actually use with us.
         self.ciphers_in: Counter[str] = Counter()
+        # Packets sent by cipher suite (NONE_TRUSTED_PATH: over configured trusted paths).
+        self.ciphers_out: Counter[str] = Counter()
 
     def drop(self, reason: Drop, n: int = 1) -> None:
         self.drops[reason.value] += n
@@ -101,4 +104,5 @@ class Counters:
             "dropsTotal": sum(self.drops.values()),
             "verbsIn": dict(sorted(self.verbs_in.items())),
             "ciphersIn": dict(sorted(self.ciphers_in.items())),
+            "ciphersOut": dict(sorted(self.ciphers_out.items())),
         }

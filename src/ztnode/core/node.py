@@ -60,6 +60,7 @@ from ztnode.core.relay import Relay
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.switch import Switch
 from ztnode.core.topology import Topology
+from ztnode.core.trusted import PhysicalPathConfig, PhysicalPaths
 from ztnode.core.validator import IdentityValidator
 from ztnode.core.vl1 import Vl1
 from ztnode.core.vl2 import Vl2
@@ -131,6 +132,7 @@ class Node:
         self.random_bytes = random_bytes
         self.rng = random.Random(int.from_bytes(random_bytes(8), "big"))
         self.topology = Topology(self.address, planet)
+        self.physical = PhysicalPaths()  # trusted paths and MTUs per physical network
         for m in moons:
             self.topology.add_world(m, always_accept_new=True)
         self.local_addresses: list[Addr] = list(local_addresses)
@@ -254,6 +256,12 @@ class Node:
     def rotate_bond(self, address: int, now: int) -> bool:
         """``bond rotate``: an active-backup bond moves to the next path in its queue."""
         return self.bonds.rotate(address, now)
+
+    def set_physical_paths(self, config: PhysicalPathConfig) -> None:
+        """Configure physical networks (local.conf ``physical``, see
+        :mod:`ztnode.core.trusted`): trusted paths (cipher 2) and MTUs; replaces the previous
+        configuration."""
+        self.physical = PhysicalPaths(config)
 
     def set_local_addresses(self, addresses: list[Addr]) -> None:
         """The sockets the host has bound (needed to pick a source for new destinations)."""
@@ -422,6 +430,7 @@ class Node:
     def send_routed(self, route: FrameRoute, datagrams: list[bytes], packets: int) -> None:
         """Queue datagrams made with ``route`` (``packets`` packets, maybe fragmented)."""
         self.switch.emit_datagrams(route.local, route.remote, datagrams, packets)
+        self.counters.ciphers_out[route.cipher.name] += packets
         if self.bonds.bonds:
             self.bonds.record_routed(route, datagrams, self.now)
 

@@ -5,7 +5,9 @@ Receive: :meth:`Switch.receive` takes every :class:`~ztnode.core.records.Inbound
 the node: datagrams (fragments and heads reassembled, beacons answered, packets for others
 handed to the relay), whole packets the transport reassembled, and packets it already
 authenticated. A packet then meets, in this order, the sender-lookup and MAC check
-(``process_packet``; unknown senders are parked by the WHOIS queue), decompression, and the
+(``process_packet``; unknown senders are parked by the WHOIS queue; a cipher-2 packet has no
+MAC and is accepted only from a configured trusted network with its ID, see
+:mod:`ztnode.core.trusted`), decompression, and the
 dispatch: FRAME on its own fast path, every other verb through :data:`Switch.handlers`, a
 table from verb number to a handler taking one :class:`~ztnode.core.records.Rx`. The place
 where rate gates and a replay window will sit is ``process_packet`` after the MAC check, before
@@ -13,7 +15,8 @@ where rate gates and a replay window will sit is ``process_packet`` after the MA
 
 Send: ``send`` routes to the peer's best path (``route``: the one place a bond will choose a
 path), else through an upstream, else queues and asks WHOIS; ``send_on`` builds, compresses,
-armors and emits on a given path, fragmenting above the MTU.
+armors (or, for what ``send`` routes onto a trusted path, marks cipher 2) and emits on a given
+path, fragmenting above the path's MTU.
 """
 
 from __future__ import annotations
@@ -162,8 +165,9 @@ class Switch:
             c.drop(Drop.INTERNAL_ERROR)
 
     def _receive_authenticated(self, inbound: Inbound, now: int) -> bool:
-        """A packet the transport authenticated and decrypted: accepted only with the sender's
-        current key (no path is made for it before that); it stands for ``stands_for``
+        """A packet the transport authenticated and decrypted (or, cipher 2, admitted as from a
+        trusted network; checked again here): accepted only with the sender's current key (no
+        path is made for it before that); it stands for ``stands_for``
         packets in the counters."""
         packet = _as_bytearray(inbound.data)
         c = self.rt.counters
@@ -172,11 +176,16 @@ class Switch:
         if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
             c.drop(Drop.STALE_KEY)
             return False
+        flags = packet[18]
+        if (flags >> 3) & 7 == Cipher.NONE_TRUSTED_PATH and not self.rt.physical.inbound_trusted(
+            inbound.remote[0], int.from_bytes(packet[19:27], "big")
+        ):  # the transport judged with a table the node has replaced since
+            c.drop(Drop.TRUSTED_PATH_REFUSED, inbound.stands_for)
+            return True
         if not self._fresh(peer, inbound.packet_ids, packet, now):
             return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
-        flags = packet[18]
         more = inbound.stands_for - 1
         c.ciphers_in[CIPHER_LABELS[(flags >> 3) & 7]] += 1 + more
         if more:
@@ -287,16 +296,25 @@ class Switch:
             self.rt.counters.drop(Drop.BAD_CIPHER)
             return
         if cipher == Cipher.NONE_TRUSTED_PATH:
-            # We configure no trusted paths, so such packets can never be authentic here.
-            self.rt.counters.drop(Drop.TRUSTED_PATH_REFUSED)
-            return
-        peer = self.rt.peers.get(src)
-        if peer is None:
-            self.rt.whois.park(src, buf, path, now)
-            return
-        if not pk.dearmor(buf, peer.key):
-            self.rt.counters.drop(Drop.MAC_FAILED)
-            return
+            # No MAC: the configured physical network vouches for it (5.6), checked before
+            # the sender is looked up, as the reference does.
+            if not self.rt.physical.inbound_trusted(
+                path.remote[0], int.from_bytes(buf[19:27], "big")
+            ):
+                self.rt.counters.drop(Drop.TRUSTED_PATH_REFUSED)
+                return
+            peer = self.rt.peers.get(src)
+            if peer is None:
+                self.rt.whois.park(src, buf, path, now)
+                return
+        else:
+            peer = self.rt.peers.get(src)
+            if peer is None:
+                self.rt.whois.park(src, buf, path, now)
+                return
+            if not pk.dearmor(buf, peer.key):
+                self.rt.counters.drop(Drop.MAC_FAILED)
+                return
         if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
             self.rt.counters.drop(Drop.REPLAYED)
             return
@@ -415,7 +433,15 @@ class Switch:
             )
             return
         self.send_on(
-            peer, path, verb, payload, now, compress=compress, echo_request=echo_request, flow=flow
+            peer,
+            path,
+            verb,
+            payload,
+            now,
+            compress=compress,
+            echo_request=echo_request,
+            flow=flow,
+            trusted=True,
         )
 
     def route(self, peer: Peer, now: int, flow: int = NO_FLOW, count: int = 1) -> Path | None:
@@ -452,11 +478,20 @@ class Switch:
         cipher: Cipher | None = None,
         expect: bool = True,
         flow: int = NO_FLOW,
+        trusted: bool = False,
     ) -> int:
         """Build, armor and send one packet on ``path``; returns its wire packet ID.
 
         Requests are registered so their OK is accepted (``expect``); replies sent straight back
         on the receiving path (Path::send in the reference) pass ``expect=False``.
+
+        ``trusted``: the packet takes the reference's Switch::send route, so on a path into a
+        configured trusted network it goes out as cipher 2 with the network's ID, unencrypted
+        and without a MAC (``_sendViaSpecificPath``). What the reference armors and puts on a
+        path itself (HELLO and ECHO probes, OK and ERROR replies, RENDEZVOUS, PUSH_DIRECT_PATHS,
+        bond traffic) passes False and keeps its crypto. Unlike the reference, a trusted
+        request's reply is still expected: it is authenticated either way, and the reference
+        would drop the OK to its own NETWORK_CONFIG_REQUEST or WHOIS sent this way.
         """
         buf = pk.new_packet(self.rt.random_bytes(8), peer.address, self.rt.address, verb, payload)
         if compress:
@@ -467,10 +502,17 @@ class Switch:
             targets = bond.broadcast_paths() or targets  # the same packet on every live path
         # One MTU for all copies: the fragmented flag is under the MAC, so it must hold on
         # every path the packet takes.
-        mtu = min(t.mtu or self.rt.mtu for t in targets)
+        mtu = min(map(self.path_mtu, targets))
         if len(buf) > mtu:
             buf[18] |= FLAG_FRAGMENTED
-        pk.armor(buf, peer.key, cipher if cipher is not None else self.cipher_for(peer))
+        tpid = self.rt.physical.outbound_trust(path.remote[0]) if trusted else 0
+        if tpid and len(targets) == 1:  # a broadcast bond's one packet for all paths: armored
+            pk.armor_trusted(buf, tpid)
+            self.rt.counters.ciphers_out["NONE_TRUSTED_PATH"] += 1
+        else:
+            suite = cipher if cipher is not None else self.cipher_for(peer)
+            pk.armor(buf, peer.key, suite)
+            self.rt.counters.ciphers_out[suite.name] += 1
         pid = int.from_bytes(buf[0:8], "big")
         if expect:
             self.rt.expected.expect(pid)
@@ -484,10 +526,18 @@ class Switch:
             self.emit(target, buf, now, mtu)
         return pid
 
+    def path_mtu(self, path: Path) -> int:
+        """The physical MTU on ``path``: a bond link's own, else the configured physical
+        network's (getOutboundPathInfo), else the node's."""
+        if path.mtu:
+            return path.mtu
+        entry = self.rt.physical.outbound(path.remote[0])
+        return entry.mtu if entry is not None else self.rt.mtu
+
     def emit(self, path: Path, buf: bytes | bytearray, now: int, mtu: int = 0) -> None:
-        """Queue one armored packet on ``path``, in fragments above ``mtu`` (default: the
-        path's own MTU, else the node's; it must agree with the packet's fragmented flag)."""
-        mtu = mtu or path.mtu or self.rt.mtu
+        """Queue one armored packet on ``path``, in fragments above ``mtu`` (default:
+        :meth:`path_mtu`; it must agree with the packet's fragmented flag)."""
+        mtu = mtu or self.path_mtu(path)
         if len(buf) > mtu:
             for chunk in split(buf, mtu):
                 self.rt.out.append(Outgoing(path.local, path.remote, chunk))
@@ -540,6 +590,7 @@ class Switch:
             start = IDX_PAYLOAD + tail
             pk.crypt_field(buf, peer.key, start, len(buf) - start)
         pk.armor(buf, peer.key, Cipher.POLY1305_NONE)
+        self.rt.counters.ciphers_out["POLY1305_NONE"] += 1
         self.rt.expected.expect(int.from_bytes(buf[0:8], "big"))
         peer.last_sent_full_hello = now
         if path is None:

@@ -44,6 +44,7 @@ from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.identity import Identity
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import (
+    Cipher,
     ErrorCode,
     Verb,
 )
@@ -369,16 +370,21 @@ class Vl2:
             return None
         if net.should_push_credentials(dest, now):
             self.push_credentials(net, dest, now)
-        header = bytes(pk.new_packet(bytes(8), dest, self.rt.address, Verb.FRAME))
-        cipher = self.rt.switch.cipher_for(peer)
+        header = pk.new_packet(bytes(8), dest, self.rt.address, Verb.FRAME)
+        tpid = self.rt.physical.outbound_trust(path.remote[0])
+        if tpid:  # a trusted path: cipher 2 with its id, as Switch.send would (send_on)
+            pk.armor_trusted(header, tpid)
+            cipher = Cipher.NONE_TRUSTED_PATH
+        else:
+            cipher = self.rt.switch.cipher_for(peer)
         return FrameRoute(
             peer.key,
             cipher,
             path.local,
             path.remote,
-            header,
+            bytes(header),
             net.id,
-            path.mtu or self.rt.mtu,
+            self.rt.switch.path_mtu(path),
             not enforcer.accept_all,
         )
 

@@ -108,7 +108,7 @@ class WhoisQueue:
             body = Writer().address(address).getvalue()
             path = up.best_path(now)
             if path is not None:
-                self.rt.switch.send_on(up, path, Verb.WHOIS, body, now)
+                self.rt.switch.send_on(up, path, Verb.WHOIS, body, now, trusted=True)
         self.arm(now)
 
     def answered(self, ident: Identity, now: int) -> None:
@@ -163,6 +163,7 @@ class WhoisQueue:
                 now,
                 compress=e.compress,
                 echo_request=e.echo_request,
+                trusted=True,  # queued by Switch.send: the same route once it is known
             )
         self.tx_queue = keep
 

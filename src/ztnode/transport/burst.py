@@ -17,7 +17,11 @@ where orphans cannot push out the packets of known peers; a packet that fails it
 cached key is a forgery and goes no further; and what C cannot authenticate (HELLO from a new
 identity, packets from peers whose key is not cached, packets to relay, beacons) reaches Python
 only through a token bucket per source prefix and one per socket (:class:`GatePolicy`). Traffic
-from known peers is authenticated in C and never waits behind that.
+from known peers is authenticated in C and never waits behind that. Cipher-2 packets (trusted
+paths, :mod:`ztnode.core.trusted`) carry no MAC: C admits them by the node's own table of
+trusted networks (``BurstSink.physical_paths``, handed to C when it changes), refuses them
+otherwise, and treats those it admits from a cached peer as authenticated (joined like the
+rest); the node checks each record's ID and source again.
 
 Nothing here decides protocol questions: what passes comes back as the raw datagram or the whole
 armored packet, and the node's ordinary path judges it exactly as before. The key cache is only
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ztnode import accel
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto.keys import SymmetricKey
 
 Addr = tuple[str, int]
@@ -89,6 +94,7 @@ DROP_REASONS: Final = {
     "gated_prefix": "unauthenticated_gate",
     "gated_global": "unauthenticated_gate",
     "not_for_us": "not_for_us",
+    "tpath_refused": "trusted_path_refused",
 }
 
 
@@ -142,11 +148,30 @@ class BurstSink(Protocol):
     def relaying(self) -> bool:
         """True for a root: packets for peers whose key is cached then pass ungated."""
 
+    def physical_paths(self) -> PhysicalPathConfig:
+        """The node's physical-path configuration (its trusted networks; the same object
+        until it changes)."""
+
     def now(self) -> int:
         """The clock (ms) the gates and the reassembly table run on."""
 
     def on_dropped(self, reasons: Mapping[str, int], datagrams: int, wire_bytes: int) -> None:
         """Datagrams refused in C since the last call: counts by drop reason name."""
+
+
+def c_trusted_paths(config: PhysicalPathConfig) -> tuple[Any, int]:
+    """``config``'s trusted networks as the C table (an owning ``zt_tpath[]``) and its length."""
+    assert _ffi is not None
+    trusted = config.trusted
+    table = _ffi.new("zt_tpath[]", max(1, len(trusted)))
+    for i, p in enumerate(trusted):
+        net = p.network
+        table[i].id = p.trusted_path_id
+        table[i].bits = net.prefixlen
+        table[i].v6 = 1 if net.version == 6 else 0
+        packed = net.network_address.packed
+        _ffi.memmove(table[i].net, packed, len(packed))
+    return table, len(trusted)
 
 
 class BurstReader:
@@ -176,6 +201,7 @@ class BurstReader:
         self._refused: set[int] = set()  # addresses the full C table could not take
         self._addrs: dict[tuple[int, ...], Addr] = {}
         self._networks: tuple[int, ...] = ()
+        self._physical = PhysicalPathConfig()
         self._relay = False
         self._policy = GatePolicy()
         self._dropped = 0
@@ -208,8 +234,18 @@ class BurstReader:
             "coalesced": int(s.coalesced),
             "dropped": int(s.dropped),
             "reassembly_held": int(s.reasm_held),
+            "trusted_path_passed": int(s.tpath_passed),
             "stale_key_drops": self.stale_key_drops,
         } | {name: int(getattr(s, name)) for name in DROP_REASONS}
+
+    def set_trusted_paths(self, config: PhysicalPathConfig) -> None:
+        """The node's trusted networks, for the guard: cipher-2 packets from inside one with
+        its ID pass ungated (the node checks them again), others are refused in C."""
+        assert _lib is not None and _ffi is not None
+        table, n = c_trusted_paths(config)
+        if _lib.zt_rx_set_tpaths(self._rx, table, n) != 0:
+            raise ValueError("more trusted networks than the receive engine holds")
+        self._physical = config
 
     def forget(self, address: int) -> None:
         """Drop a cached key (its peer went away or changed)."""
@@ -274,6 +310,9 @@ class BurstReader:
                 nets = ()
                 _lib.zt_rx_set_networks(self._rx, [], 0)
             self._networks = nets
+        physical = sink.physical_paths()
+        if physical is not self._physical:
+            self.set_trusted_paths(physical)
         relay = sink.relaying()
         if relay != self._relay:
             self._relay = relay

@@ -67,7 +67,7 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
                 "localPort": p.local[1],
                 "localSocket": hash(p.local) & 0x7FFFFFFF,
                 "preferred": p is best,
-                "trustedPathId": 0,
+                "trustedPathId": node.physical.outbound_trust(p.remote[0]),
             }
         )
     pj = {
@@ -282,6 +282,12 @@ def render_metrics(
         "counter",
         "authenticated packets received, by cipher suite",
         [({"cipher": k}, n) for k, n in sorted(c.ciphers_in.items())],
+    )
+    m.family(
+        "ztnode_packet_cipher_out_total",
+        "counter",
+        "packets sent, by cipher suite (NONE_TRUSTED_PATH: over trusted paths)",
+        [({"cipher": k}, n) for k, n in sorted(c.ciphers_out.items())],
     )
     roles: dict[str, int] = {"PLANET": 0, "MOON": 0, "LEAF": 0}
     for p in peers:

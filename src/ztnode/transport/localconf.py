@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from ztnode.core.bond import BondingSettings
 from ztnode.core.pathpolicy import MAX_ENTRIES, MAX_PEERS, PathPolicy, PeerHints
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.errors import DecodeError
 from ztnode.wire.inetaddr import InetAddress
 
@@ -148,16 +149,6 @@ def _endpoint(text: str, key: str) -> tuple[str, int]:
     return str(addr.ip), addr.port
 
 
-@dataclass(frozen=True, slots=True)
-class PhysicalPath:
-    """One ``physical`` entry: its network, and what the operator says of it."""
-
-    network: IpNetwork
-    blacklist: bool = False
-    trusted_path_id: int = 0
-    mtu: int = 0
-
-
 @dataclass(frozen=True)
 class LocalConf:
     """The checked ``local.conf``. ``raw`` is the file's object as read (with the API's
@@ -180,7 +171,10 @@ class LocalConf:
     controller_db_path: str | None = None
     tcp_relay_listen: tuple[str, int] | None = None
     bonding: BondingSettings = field(default_factory=BondingSettings)
-    physical: tuple[PhysicalPath, ...] = ()
+    #: ``physical``'s trusted paths and MTUs (the core's table, :mod:`ztnode.core.trusted`).
+    physical: PhysicalPathConfig = field(default_factory=PhysicalPathConfig)
+    #: ``physical`` networks marked ``"blacklist": true``.
+    blacklisted_networks: tuple[IpNetwork, ...] = ()
     virtual: Mapping[int, PeerHints] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -189,10 +183,6 @@ class LocalConf:
         """The ``settings`` object (for the parts that read their own keys from it)."""
         s = self.raw.get("settings", {})
         return s if isinstance(s, Mapping) else {}
-
-    @property
-    def blacklisted_networks(self) -> tuple[IpNetwork, ...]:
-        return tuple(p.network for p in self.physical if p.blacklist)
 
     def path_policy(self) -> PathPolicy:
         """What the core needs of this file (see :mod:`ztnode.core.pathpolicy`)."""
@@ -292,37 +282,32 @@ class LocalConf:
             ),
             bonding=bonding,
             physical=_physical(raw.get("physical")),
+            blacklisted_networks=_blacklisted(raw.get("physical")),
             virtual=_virtual(raw.get("virtual")),
             warnings=tuple(warnings),
         )
 
 
-def _physical(obj: Any) -> tuple[PhysicalPath, ...]:
+def _physical(obj: Any) -> PhysicalPathConfig:
+    """The trusted paths and MTUs, by the core's parser (its errors name the network)."""
     if obj is None:
-        return ()
-    if not isinstance(obj, Mapping):
-        raise LocalConfError("physical", "expected an object of NETWORK/BITS keys")
-    if len(obj) > MAX_ENTRIES:
-        raise LocalConfError("physical", f"at most {MAX_ENTRIES} networks, not {len(obj)}")
-    out: list[PhysicalPath] = []
-    for cidr, spec in obj.items():
-        where = f"physical.{cidr}"
-        net = _network(str(cidr), where, bare_is_host=False)
-        if net.prefixlen == 0:
-            raise LocalConfError(where, "a physical network needs a prefix length above 0")
-        if not isinstance(spec, Mapping):
-            raise LocalConfError(where, "expected an object (blacklist, trustedPathId, mtu)")
-        for k in spec:
-            if k not in ("blacklist", "trustedPathId", "mtu"):
-                raise LocalConfError(f"{where}.{k}", "unknown key (blacklist, trustedPathId, mtu)")
-        tpid = spec.get("trustedPathId", 0)
-        if isinstance(tpid, bool) or not isinstance(tpid, int) or not 0 <= tpid < 1 << 64:
-            raise LocalConfError(f"{where}.trustedPathId", f"expected 0..2^64-1, not {tpid!r}")
-        mtu = spec.get("mtu", 0)
-        if isinstance(mtu, bool) or not isinstance(mtu, int) or mtu < 0:
-            raise LocalConfError(f"{where}.mtu", f"expected a byte count, not {mtu!r}")
-        black = _bool(spec.get("blacklist"), f"{where}.blacklist", False)
-        out.append(PhysicalPath(net, black, tpid, mtu))
+        return PhysicalPathConfig()
+    try:
+        return PhysicalPathConfig.from_local_conf(obj)
+    except DecodeError as e:
+        raise LocalConfError("physical", str(e)) from None
+
+
+def _blacklisted(obj: Any) -> tuple[IpNetwork, ...]:
+    """``physical`` networks marked ``"blacklist": true`` (after :func:`_physical` checked
+    the object); as in the reference, a blacklist needs a prefix length above 0."""
+    out: list[IpNetwork] = []
+    for cidr, spec in (obj or {}).items():
+        if _bool(spec.get("blacklist"), f"physical.{cidr}.blacklist", False):
+            net = _network(str(cidr), f"physical.{cidr}")
+            if net.prefixlen == 0:
+                raise LocalConfError(f"physical.{cidr}", "a blacklist needs a prefix length > 0")
+            out.append(net)
     return tuple(out)
 
 

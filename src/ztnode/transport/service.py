@@ -33,7 +33,9 @@ from ztnode.core import events as ev
 from ztnode.core.bond import BondingSettings
 from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
+from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto import SymmetricKey
+from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
@@ -83,6 +85,7 @@ CONTACT_PERIOD_S = 60.0
 
 #: Rounds of flushing within one pump when socket callbacks keep producing output.
 _MAX_REFLUSH = 16
+_NO_PHYSICAL_PATHS: Final = PhysicalPathConfig()
 
 Addr = tuple[str, int]
 EventCallback = Callable[[ev.Event], None]
@@ -276,6 +279,10 @@ class _EndpointSink:
         node = self._service.node
         return node is not None and node.relaying
 
+    def physical_paths(self) -> PhysicalPathConfig:
+        node = self._service.node
+        return node.physical.config if node is not None else _NO_PHYSICAL_PATHS
+
     def now(self) -> int:
         return self._service.clock.now()
 
@@ -347,6 +354,7 @@ class NodeService:
         bonding = self.config.bonding or conf.bonding
         bind_settings = BindSettings.from_conf(conf)
         portmap = PortMapSettings.from_conf(conf)
+        physical = self.home.load_physical_paths(conf.physical)
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -419,6 +427,7 @@ class NodeService:
             controller=hosted,
         )
         self.host = Host(self.node)
+        self.node.set_physical_paths(physical)
         self.node.set_interface_addresses(self._interface_addresses())
         self.node.set_path_policy(conf.path_policy())
         self.node.configure_bonding(bonding, self.clock.now())
@@ -1010,6 +1019,10 @@ class NodeService:
                     node.set_local_addresses(list(self.endpoints))
             node.set_interface_addresses(self._interface_addresses())
             node.set_path_policy(new.path_policy())
+            try:
+                node.set_physical_paths(self.home.load_physical_paths(new.physical))
+            except DecodeError as e:  # the trustedpaths file
+                log.error("%s (the trusted paths in force are kept)", e)
         for listener in list(self.local_conf_listeners):
             listener(new)
         log.info("local.conf reloaded")

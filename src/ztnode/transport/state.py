@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Final
 
+from ztnode.core.trusted import LEGACY_FILE, PhysicalPathConfig
 from ztnode.errors import DecodeError
 from ztnode.fsutil import remove_stale_temps, write_atomic
 from ztnode.identity import Identity, address_to_str
@@ -153,6 +154,25 @@ class HomeDir:
         conf["settings"] = settings
         write_atomic(self.path / "local.conf", (json.dumps(conf, indent=4) + "\n").encode())
         return conf
+
+    def load_physical_paths(self, physical: PhysicalPathConfig) -> PhysicalPathConfig:
+        """Trusted paths and MTUs: the deprecated ``trustedpaths`` file (still read by
+        ZeroTierOne 1.14.1, with the same warning), overlaid by local.conf's ``physical``
+        (already checked: :class:`~ztnode.transport.localconf.LocalConf`); errors name the
+        file line."""
+        legacy = PhysicalPathConfig()
+        f = self.path / LEGACY_FILE
+        if f.exists():
+            log.warning(
+                "%s: the 'trustedpaths' file is deprecated in favor of 'physical' in local.conf",
+                f,
+            )
+            try:
+                text = f.read_text()
+            except (OSError, UnicodeDecodeError) as e:
+                raise DecodeError(f"{f}: {e}") from None
+            legacy = PhysicalPathConfig.from_legacy_file(text)
+        return legacy.merged(physical)
 
     def load_local_settings(self) -> dict[str, Any]:
         """The ``settings`` object of ``local.conf`` (see :meth:`load_local_conf`)."""

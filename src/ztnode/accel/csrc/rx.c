@@ -136,6 +136,42 @@ int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n)
     return 0;
 }
 
+/* Prefix containment as the reference's InetAddress::containsAddress: the first `bits` bits
+ * equal (the table holds networks with their host bits zero). Python reference:
+ * PhysicalPaths.inbound_trusted in ztnode/core/trusted.py. */
+int zt_tpath_match(const zt_tpath *paths, int n, int v6, const unsigned char *ip, uint64_t id)
+{
+    int i;
+    if (id == 0 || paths == NULL || ip == NULL)
+        return 0;
+    for (i = 0; i < n; i++) {
+        const zt_tpath *p = &paths[i];
+        unsigned int full, rest;
+        if (p->id != id || (p->v6 != 0) != (v6 != 0) || p->bits > (v6 ? 128u : 32u))
+            continue;
+        full = p->bits / 8;
+        rest = p->bits % 8;
+        if (memcmp(p->net, ip, full) != 0)
+            continue;
+        if (rest && ((p->net[full] ^ ip[full]) & (0xffu << (8 - rest)) & 0xffu))
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+int zt_rx_set_tpaths(zt_rx *rx, const zt_tpath *paths, int n)
+{
+    if (n < 0 || n > ZT_RX_TPATHS || (n > 0 && paths == NULL)) {
+        rx->ntpaths = 0;
+        return ZT_RX_EARGS;
+    }
+    if (n > 0)
+        memcpy(rx->tpaths, paths, (size_t)n * sizeof(zt_tpath));
+    rx->ntpaths = n;
+    return 0;
+}
+
 int zt_rx_gro_net(const zt_rx *rx, uint64_t nwid)
 {
     int i;

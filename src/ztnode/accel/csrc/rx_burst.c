@@ -194,10 +194,63 @@ static void zt_rx_emit_gated(zt_rx_out *o, int i, uint64_t now)
         zt_rx_emit_datagram(o, i);
 }
 
+/* An authenticated packet (decrypted, or from a trusted path) at o->pos, from a peer whose key
+ * is cached: a PLAIN record, or joined onto the previous one when it continues that TCP flow
+ * and came the same way (one cipher suite per record: the node counts records by it). */
+static void zt_rx_emit_plain(zt_rx_out *o, int one, unsigned char *p, size_t len,
+                             unsigned int pieces, unsigned int wire, uint64_t src, uint64_t now)
+{
+    zt_rx *rx = o->rx;
+    zt_rx_rec *r;
+    zt_rx_flow fl;
+    zt_rx_trust(rx, &rx->names[one], rx->msgs[one].msg_hdr.msg_namelen, now);
+    fl.valid = 0;
+    if (o->gro && zt_rx_tcp_shape(rx, p, len, &fl)) {
+        zt_rx_flow *c = &o->flow;
+        zt_rx_rec *last = c->valid ? &o->recs[c->rec] : NULL;
+        unsigned int add = fl.tcp_len - fl.thl;
+        if (last != NULL && last->off + last->len == o->pos && c->src == fl.src &&
+            c->nwid == fl.nwid && c->v6 == fl.v6 && c->thl == fl.thl &&
+            memcmp(c->addrs, fl.addrs, fl.v6 ? 32 : 8) == 0 &&
+            memcmp(c->ports, fl.ports, 4) == 0 &&
+            c->next_seq == fl.next_seq - add && c->ack == fl.ack &&
+            c->window == fl.window && memcmp(c->opts, fl.opts, 12) == 0 &&
+            !(c->flags & 0x08) && c->ihl + c->tcp_len + add <= ZT_RX_GRO_MAX_IP &&
+            ((o->arena[last->off + IDX_FLAGS] ^ p[IDX_FLAGS]) & FLAGS_CIPHER_MASK) == 0 &&
+            zt_same_sender(rx, c->sender, one)) {
+            /* Its packet id first (right after the record's own ids), then its payload
+             * moves down over its own headers onto the end of the record. */
+            o->ids[o->nids++] = zt_be64(p);
+            memmove(p, p + fl.ip_off + fl.ihl + fl.thl, add);
+            last->len += add;
+            last->pieces += pieces;
+            last->frames += 1;
+            last->wire_bytes += wire;
+            c->next_seq = fl.next_seq;
+            c->flags |= fl.flags;
+            c->tcp_len += add;
+            o->pos += add;
+            rx->stats.coalesced++;
+            return;
+        }
+        zt_rx_close_flow(o);
+        r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
+        r->src = src;
+        fl.rec = (unsigned int)(r - o->recs);
+        fl.sender = one;
+        o->flow = fl;
+        return;
+    }
+    zt_rx_close_flow(o);
+    r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
+    r->src = src;
+}
+
 /* A whole packet for us, in datagram `one` or in reassembly entry f (completed by datagram
- * `one`): decrypted with the sender's cached key and coalesced onto the previous record when it
- * continues that TCP flow; refused here when that key rejects it; otherwise handed over armored,
- * through the gate. */
+ * `one`): decrypted with the sender's cached key (or, cipher 2, admitted by the trusted
+ * networks) and coalesced onto the previous record when it continues that TCP flow; refused
+ * here when that key (or every trusted network) rejects it; otherwise handed over armored,
+ * through the gate (cipher 2 from a trusted network: ungated). */
 static void zt_rx_emit_whole(zt_rx_out *o, int one, const zt_rx_frag *f, uint64_t now)
 {
     zt_rx *rx = o->rx;
@@ -221,52 +274,32 @@ static void zt_rx_emit_whole(zt_rx_out *o, int one, const zt_rx_frag *f, uint64_
         zt_rx_drop(rx, &rx->stats.bad_cipher, pieces, wire);
         return;
     }
-    peer = cipher != CIPHER_TRUSTED_PATH ? zt_rx_peer_for(rx, src) : NULL;
+    if (cipher == CIPHER_TRUSTED_PATH) {
+        /* No MAC to check: the configured network and the id vouch for it, as in the node
+         * (Switch.process_packet). From a peer whose key is cached it goes on as an
+         * authenticated packet; from anyone else, armored as it came and ungated (the node
+         * parks it for WHOIS, as the reference does). */
+        if (!zt_rx_tpath_ok(rx, &rx->names[one], zt_be64(p + IDX_MAC))) {
+            zt_rx_drop(rx, &rx->stats.tpath_refused, pieces, wire);
+            return;
+        }
+        rx->stats.tpath_passed++;
+        if (zt_rx_peer_for(rx, src) != NULL) {
+            zt_rx_emit_plain(o, one, p, len, pieces, wire, src, now);
+            return;
+        }
+        zt_rx_trust(rx, &rx->names[one], rx->msgs[one].msg_hdr.msg_namelen, now);
+        zt_rx_close_flow(o);
+        r = zt_rx_new_rec(o, ZT_RX_WHOLE, one, len, pieces, wire);
+        r->src = src;
+        return;
+    }
+    peer = zt_rx_peer_for(rx, src);
     if (peer != NULL && (cipher != CIPHER_AES_GMAC_SIV || peer->aes != NULL)) {
         int rc = zt_dearmor(peer->aes, peer->salsa, p, len);
         if (rc == ZT_ACCEL_AUTHENTIC) {
-            zt_rx_flow fl;
             rx->stats.decrypted++;
-            zt_rx_trust(rx, &rx->names[one], rx->msgs[one].msg_hdr.msg_namelen, now);
-            fl.valid = 0;
-            if (o->gro && zt_rx_tcp_shape(rx, p, len, &fl)) {
-                zt_rx_flow *c = &o->flow;
-                zt_rx_rec *last = c->valid ? &o->recs[c->rec] : NULL;
-                unsigned int add = fl.tcp_len - fl.thl;
-                if (last != NULL && last->off + last->len == o->pos && c->src == fl.src &&
-                    c->nwid == fl.nwid && c->v6 == fl.v6 && c->thl == fl.thl &&
-                    memcmp(c->addrs, fl.addrs, fl.v6 ? 32 : 8) == 0 &&
-                    memcmp(c->ports, fl.ports, 4) == 0 &&
-                    c->next_seq == fl.next_seq - add && c->ack == fl.ack &&
-                    c->window == fl.window && memcmp(c->opts, fl.opts, 12) == 0 &&
-                    !(c->flags & 0x08) && c->ihl + c->tcp_len + add <= ZT_RX_GRO_MAX_IP &&
-                    zt_same_sender(rx, c->sender, one)) {
-                    /* Its packet id first (right after the record's own ids), then its payload
-                     * moves down over its own headers onto the end of the record. */
-                    o->ids[o->nids++] = zt_be64(p);
-                    memmove(p, p + fl.ip_off + fl.ihl + fl.thl, add);
-                    last->len += add;
-                    last->pieces += pieces;
-                    last->frames += 1;
-                    last->wire_bytes += wire;
-                    c->next_seq = fl.next_seq;
-                    c->flags |= fl.flags;
-                    c->tcp_len += add;
-                    o->pos += add;
-                    rx->stats.coalesced++;
-                    return;
-                }
-                zt_rx_close_flow(o);
-                r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
-                r->src = src;
-                fl.rec = (unsigned int)(r - o->recs);
-                fl.sender = one;
-                o->flow = fl;
-                return;
-            }
-            zt_rx_close_flow(o);
-            r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
-            r->src = src;
+            zt_rx_emit_plain(o, one, p, len, pieces, wire, src, now);
             return;
         }
         rx->stats.mac_failed++;
@@ -348,8 +381,11 @@ static void zt_rx_one(zt_rx_out *o, int i, uint64_t now)
     } else if (src == rx->self) {
         zt_rx_drop(rx, &rx->stats.from_self, 1, len);
     } else if (d[IDX_FLAGS] & FLAG_FRAGMENTED) {
+        int known = ((d[IDX_FLAGS] & FLAGS_CIPHER_MASK) >> 3) == CIPHER_TRUSTED_PATH
+                        ? zt_rx_tpath_ok(rx, &rx->names[i], zt_be64(d + IDX_MAC))
+                        : zt_rx_peer_for(rx, src) != NULL;
         f = zt_rx_frag_piece(rx, &rx->names[i], h->msg_namelen, zt_be64(d), d, len, 0, 0,
-                             zt_rx_peer_for(rx, src) != NULL, now);
+                             known, now);
         if (f != NULL) {
             zt_rx_emit_whole(o, i, f, now);
             zt_rx_frag_release(rx, f);

@@ -99,6 +99,25 @@ int zt_rx_trusted(const zt_rx *rx, const void *from, unsigned int namelen, uint6
     return rx->trusted[at] == h && now - rx->trusted_at[at] < ZT_RX_TRUSTED_MS;
 }
 
+/* A cipher-2 packet from `from` carrying trusted-path id `id`: admissible under the trusted
+ * networks the node configured (zt_tpath_match)? */
+int zt_rx_tpath_ok(const zt_rx *rx, const void *from, uint64_t id)
+{
+    const struct sockaddr_storage *ss = from;
+    if (rx->ntpaths == 0)
+        return 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sa = from;
+        return zt_tpath_match(rx->tpaths, rx->ntpaths, 0,
+                              (const unsigned char *)&sa->sin_addr.s_addr, id);
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sa = from;
+        return zt_tpath_match(rx->tpaths, rx->ntpaths, 1, sa->sin6_addr.s6_addr, id);
+    }
+    return 0;
+}
+
 unsigned int zt_rx_frag_pieces(const zt_rx_frag *f)
 {
     return (unsigned int)__builtin_popcount(f->have);

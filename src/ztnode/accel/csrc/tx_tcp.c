@@ -9,7 +9,7 @@
  * first piece, options included; lengths, IPv4 ident and checksums are rewritten per piece.
  * tcp_flags_last: the flags of the last piece; the others carry them minus PSH and FIN.
  * zthdr: 28 bytes, the packet header with dest, source and verb FRAME (ID, flags, MAC are
- * filled here). pids: 8 random bytes per piece. Writes the datagrams back to back into out,
+ * filled here; for cipher 2, a trusted path, its MAC field holds the path's id, kept as is). pids: 8 random bytes per piece. Writes the datagrams back to back into out,
  * their lengths into lens; returns how many, or a negative ZT_TX_* error (nothing usable). */
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *zthdr, const unsigned char *pids, size_t npids,
@@ -26,8 +26,11 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     if (hdr_len < 40 || payload_len == 0 || seg_size == 0 || mtu < 64 ||
         mtu > ZT_ACCEL_MAX_PACKET)
         return ZT_TX_EARGS;
-    if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV)
+    if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV &&
+        cipher != CIPHER_TRUSTED_PATH)
         return ZT_TX_EARGS;
+    if (cipher == CIPHER_TRUSTED_PATH && zt_be64(zthdr + IDX_MAC) == 0)
+        return ZT_TX_EARGS; /* a trusted path's id is never 0 */
     if (cipher == CIPHER_AES_GMAC_SIV && aes == NULL)
         return ZT_TX_EARGS;
     v6 = (hdr[0] >> 4) == 6;
@@ -87,7 +90,9 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
         tcp[16] = (unsigned char)(sum >> 8);
         tcp[17] = (unsigned char)sum;
         pkt[IDX_FLAGS] = len > mtu ? FLAG_FRAGMENTED : 0;
-        if (zt_armor(aes, salsa_key, pkt, len, cipher) != ZT_ACCEL_OK)
+        if (cipher == CIPHER_TRUSTED_PATH) /* no crypto: the id stays in the MAC field */
+            pkt[IDX_FLAGS] |= CIPHER_TRUSTED_PATH << 3;
+        else if (zt_armor(aes, salsa_key, pkt, len, cipher) != ZT_ACCEL_OK)
             return ZT_TX_ECRYPTO;
         frags = len <= mtu ? 1 : 1 + (len - mtu + (mtu - FRAG_HEADER) - 1) / (mtu - FRAG_HEADER);
         if (frags > MAX_FRAGMENTS)

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 4
+#define ZT_ACCEL_ABI 5
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -57,6 +57,11 @@
  * and trust needs authenticated traffic, so packets not for us from anyone else are refused. */
 #define ZT_RX_TRUSTED 4096
 #define ZT_RX_TRUSTED_MS 600000
+/* Trusted physical networks (local.conf "physical" with a trustedPathId; the reference's
+ * ZT_MAX_CONFIGURABLE_PATHS): a cipher-2 packet carries no MAC, only the network's id, so the
+ * guard passes it ungated when its source is inside a network with that id (the node checks
+ * again, against the same table) and refuses it otherwise. */
+#define ZT_RX_TPATHS 32
 
 /* Record kinds. Records are thirteen uint64_t fields, no padding, so Python reads a burst's
  * records with one struct.iter_unpack("=13Q") instead of a foreign attribute access per field.
@@ -112,10 +117,21 @@ typedef struct {
     uint64_t gated_prefix;     /* unauthenticated, over its source prefix's rate */
     uint64_t gated_global;     /* unauthenticated, over the socket's rate */
     uint64_t not_for_us;       /* to relay, from a sender that never authenticated (a member) */
+    uint64_t tpath_refused;    /* cipher 2 from outside every trusted network with its id */
+    uint64_t tpath_passed;     /* cipher 2 from a trusted network with its id: handed over */
     uint64_t dropped;
     uint64_t dropped_bytes;
     uint64_t reasm_held;       /* pieces waiting in the reassembly table now */
 } zt_rx_stats;
+
+/* One trusted physical network: `net` holds the network address (IPv4 in its first 4 bytes),
+ * host bits zero; `id` is never 0. */
+typedef struct {
+    uint64_t id;
+    unsigned char net[16];
+    uint32_t bits;
+    uint32_t v6;
+} zt_tpath;
 /* cdef-end */
 
 typedef struct zt_aes_ctx zt_aes_ctx;
@@ -162,9 +178,16 @@ void zt_rx_forget(zt_rx *rx, uint64_t addr);
 int zt_rx_set_networks(zt_rx *rx, const uint64_t *nwids, int n);
 void zt_rx_set_policy(zt_rx *rx, int relay, uint32_t prefix_rate, uint32_t prefix_burst,
                       uint32_t global_rate, uint32_t global_burst);
+/* Whether a cipher-2 packet from `ip` (4 or 16 bytes, by `v6`) with trusted-path id `id` is
+ * admissible under `paths` (the reference's shouldInboundPathBeTrusted; id 0 never is). */
+int zt_tpath_match(const zt_tpath *paths, int n, int v6, const unsigned char *ip, uint64_t id);
+/* Replace the engine's trusted networks (at most ZT_RX_TPATHS; ZT_RX_EARGS otherwise, and the
+ * table is left empty). */
+int zt_rx_set_tpaths(zt_rx *rx, const zt_tpath *paths, int n);
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
                 int max_recs, uint64_t *ids, int max_dgrams, int gro, uint64_t now_ms);
 
+/* cipher: 1, 3, or 2 (a trusted path: no crypto; zthdr's MAC field holds the id). */
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *zthdr, const unsigned char *pids, size_t npids,
               uint64_t nwid, unsigned int ethertype,

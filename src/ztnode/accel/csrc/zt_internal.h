@@ -129,6 +129,8 @@ struct zt_rx {
     int relay;             /* we relay for others (a root): packets for cached peers pass */
     uint64_t nets[ZT_RX_NETS];
     int nnets;
+    zt_tpath tpaths[ZT_RX_TPATHS];
+    int ntpaths;
     unsigned char *slots;
 #ifdef __linux__
     struct mmsghdr msgs[ZT_RX_MAX_DGRAMS];
@@ -209,6 +211,7 @@ ZT_HIDDEN void zt_rx_drop(zt_rx *rx, uint64_t *reason, unsigned int datagrams, u
 ZT_HIDDEN int zt_rx_gate(zt_rx *rx, const void *from, unsigned int wire, uint64_t now);
 ZT_HIDDEN void zt_rx_trust(zt_rx *rx, const void *from, unsigned int namelen, uint64_t now);
 ZT_HIDDEN int zt_rx_trusted(const zt_rx *rx, const void *from, unsigned int namelen, uint64_t now);
+ZT_HIDDEN int zt_rx_tpath_ok(const zt_rx *rx, const void *from, uint64_t id);
 ZT_HIDDEN zt_rx_frag *zt_rx_frag_piece(zt_rx *rx, const void *from, unsigned int namelen,
                                        uint64_t pid, const unsigned char *d, size_t n,
                                        int no, int total, int trusted, uint64_t now);
