@@ -58,6 +58,7 @@ from ztnode.core.relay import Relay
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.switch import Switch
 from ztnode.core.topology import Topology
+from ztnode.core.tracer import Tracer
 from ztnode.core.validator import IdentityValidator
 from ztnode.core.vl1 import Vl1
 from ztnode.core.vl2 import Vl2
@@ -154,6 +155,7 @@ class Node:
         self.multicaster = Multicaster(self)
         self.controller_link = ControllerLink(self)
         self.bonds = BondLayer(self)
+        self.tracer = Tracer(self)
         self.switch.install_handlers()
         self.housekeeper.make_upstream_peers()
 

@@ -232,6 +232,9 @@ class Vl2:
         if source_mac == net.mac:
             return self.send_frame(network_id, dest_mac, ethertype, payload, now)
         if not net.config.permits_bridging(self.rt.address):
+            self.rt.tracer.outgoing_dropped(
+                net, source_mac, dest_mac, ethertype, len(payload), "not a bridge", now
+            )
             raise LocalProtocolError(
                 f"network {network_id:016x}: this member is not an active bridge, so it may "
                 "not send frames from other MACs (mark it activeBridge at the controller)"
@@ -318,6 +321,9 @@ class Vl2:
         self.send_copies(net, d, frame, now)
         if not d.accept:
             self.rt.counters.drop(Drop.RULES_OUTBOUND)
+            self.rt.tracer.outgoing_filtered(
+                net, dest, no_tee, frame.mac_source, dest_mac, ethertype, len(payload), now
+            )
             if rules_log.isEnabledFor(logging.DEBUG) and net.enforcer.may_log(now):
                 _log_drop(net, "outbound to", dest, d, frame)
         return bool(d.accept)
@@ -473,6 +479,8 @@ class Vl2:
             ok = True
         if not ok:
             self.rt.counters.drop(Drop.BRIDGING_NOT_ALLOWED)
+            member_mac = mac_from_address(source, net.id)
+            self.rt.tracer.incoming_dropped(net, source, source_mac, dest_mac, member_mac, now)
         return ok
 
     def request_config(self, net: Network, now: int) -> None:
@@ -608,7 +616,7 @@ class Vl2:
     def do_network_config(self, rx: Rx) -> None:
         chunk = NetworkConfigChunk.decode(rx.payload)
         self.config_chunk(rx.peer, chunk, rx.pid, rx.now, pushed=True, path=rx.path)
-        self.rt.vl1.received(rx.peer, rx.path, rx.hops, rx.verb, rx.now)
+        self.rt.vl1.received(rx.peer, rx.path, rx.hops, rx.verb, rx.now, chunk.network_id)
 
     def do_ext_frame(self, rx: Rx) -> None:
         x = ExtFrame.decode(rx.payload)
@@ -650,18 +658,19 @@ class Vl2:
         for cred in others:
             net = self.rt.networks.get(cred.network_id)
             ctl = self.controller_identity(net, now) if net is not None else None
-            if net is None or ctl is None or not cred.verify(ctl):
+            if net is None or ctl is None or not self.rt.tracer.verified(net, cred, ctl, now):
                 continue
             if isinstance(cred, Capability):
-                accepted |= net.add_capability(cred)
+                added = net.add_capability(cred)
             elif isinstance(cred, Tag):
-                accepted |= net.add_tag(cred)
+                added = net.add_tag(cred)
             else:
-                accepted |= net.add_coo(cred)
+                added = net.add_coo(cred)
+            accepted |= added or self.rt.tracer.refused(net, cred, now)
         for rev in creds.revocations:
             net = self.rt.networks.get(rev.network_id)
             ctl = self.controller_identity(net, now) if net is not None else None
-            if net is not None and ctl is not None and rev.verify(ctl):
+            if net is not None and ctl is not None and self.rt.tracer.verified(net, rev, ctl, now):
                 accepted |= net.add_revocation(rev)
         if accepted:
             peer.last_trust_established = now
@@ -674,9 +683,9 @@ class Vl2:
         if net is None:
             return False
         ctl = self.controller_identity(net, now)
-        if ctl is None or not com.verify(ctl):
+        if ctl is None or not self.rt.tracer.verified(net, com, ctl, now):
             return False
-        return net.add_com(com)
+        return net.add_com(com) or self.rt.tracer.refused(net, com, now)
 
     def push_credentials(self, net: Network, dest: int, now: int) -> None:
         """Send our COM and the capabilities, tags and ownership certificates of our config."""
@@ -734,6 +743,8 @@ class Vl2:
                 err = Error.need_membership_certificate(verb, pid, network_id)
                 self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
                 self.rt.counters.drop(Drop.NOT_A_MEMBER)
+                if verb == Verb.EXT_FRAME:
+                    self.rt.tracer.access_denied(network_id, peer.address, now)
                 if len(self._gated_frames) >= GATED_FRAME_QUEUE:
                     self._gated_frames.popleft()
                 self._gated_frames.append(
@@ -748,7 +759,7 @@ class Vl2:
                         verb == Verb.EXT_FRAME,
                     )
                 )
-        self.rt.vl1.received(peer, path, hops, verb, now)
+        self.rt.vl1.received(peer, path, hops, verb, now, network_id)
         return admitted
 
     def _retry_gated_frames(self, now: int) -> None:

@@ -1,0 +1,296 @@
+"""Remote traces sent (core/tracer.py): records byte-compatible with ZeroTierOne 1.14.1's
+node/Trace.cpp, and, in an in-memory world with our controller, members sending them to the
+trace target their network config names, at its level, within the per-second budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from ipaddress import ip_address
+from pathlib import Path
+
+from tests.helpers.data import test_identities
+from ztnode.controller import open_controller
+from ztnode.core import events as ev
+from ztnode.core.counters import Drop
+from ztnode.core.network import Network, NetworkStatus
+from ztnode.core.node import Node
+from ztnode.core.tracer import (
+    REMOTE_TRACES_PER_SECOND,
+    Record,
+    credential_rejected,
+    incoming_frame_dropped,
+    network_access_denied,
+    outgoing_frame_dropped,
+    path_event,
+    resetting_paths_in_scope,
+    stale_reason,
+)
+from ztnode.testing.world import LocalWorld, seeded_random_bytes
+from ztnode.wire.constants import Verb
+from ztnode.wire.credentials import CertificateOfMembership, Revocation, Tag
+from ztnode.wire.dictionary import Dictionary
+from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.mac import mac_from_address
+from ztnode.wire.verbs import MAX_REMOTE_TRACE_SIZE
+
+IDS = test_identities()
+NWID = 0x8056C2E21C000001
+
+
+def _hex(v: int) -> str:
+    """Utils::hex (node/Utils.hpp:150-170): always 16 lowercase digits; Dictionary::add of a
+    uint64_t, an int64_t (sign dropped, Dictionary.hpp:424-433) and an Address
+    (Dictionary.hpp:438-442) all go through it."""
+    return f"{abs(v):016x}"
+
+
+def _lines(*entries: tuple[str, str]) -> bytes:
+    """Dictionary::add (node/Dictionary.hpp:319-400): ``key=value`` entries joined by LF."""
+    return "\n".join(f"{k}={v}" for k, v in entries).encode()
+
+
+def test_path_records_match_trace_cpp() -> None:
+    remote = InetAddress(ip_address("10.1.2.3"), 9993)
+    # Trace.cpp:127-135, peerLearnedNewPath: event, packetId, networkId, remoteZtAddr,
+    # remotePhyAddr (InetAddress::toString, InetAddress.cpp:184-195), localSocket.
+    got = path_event(True, NWID, 0x89E92CEEE5, remote, 9993, 0x1122334455667788, Verb.OK)
+    assert got == _lines(
+        ("event", "1002"),
+        ("packetId", _hex(0x1122334455667788)),
+        ("networkId", _hex(NWID)),
+        ("remoteZtAddr", _hex(0x89E92CEEE5)),
+        ("remotePhyAddr", "10.1.2.3/9993"),
+        ("localSocket", _hex(9993)),
+    )
+    # Trace.cpp:84-95, peerConfirmingUnknownPath: packetVerb after packetId.
+    v6 = InetAddress(ip_address("fd00::1"), 443)
+    got = path_event(False, NWID, 0x89E92CEEE5, v6, 1, 7, Verb.FRAME)
+    assert got == _lines(
+        ("event", "1001"),
+        ("packetId", _hex(7)),
+        ("packetVerb", _hex(Verb.FRAME)),
+        ("networkId", _hex(NWID)),
+        ("remoteZtAddr", _hex(0x89E92CEEE5)),
+        ("remotePhyAddr", "fd00::1/443"),
+        ("localSocket", _hex(1)),
+    )
+    # Trace.cpp:56-60, resettingPathsInScope; inet_ntop's text for a v4-mapped address.
+    mapped = InetAddress(ip_address("::ffff:198.51.100.7"), 1)
+    got = resetting_paths_in_scope(0xABCDEF0123, remote, mapped, 4)
+    assert got == _lines(
+        ("event", "1000"),
+        ("remoteZtAddr", _hex(0xABCDEF0123)),
+        ("remotePhyAddr", "10.1.2.3/9993"),
+        ("localPhyAddr", "::ffff:198.51.100.7/1"),
+        ("phyAddrIpScope", _hex(4)),
+    )
+
+
+def test_frame_records_match_trace_cpp() -> None:
+    src, dst = 0x3256C2E21C00, 0xFFFFFFFFFFFF
+    # Trace.cpp:196-205, outgoingNetworkFrameDropped (VLAN id 0: ZeroTier taps carry none).
+    got = outgoing_frame_dropped(NWID, src, dst, 0x0800, 1400, "broadcast disabled")
+    assert got == _lines(
+        ("event", "2000"),
+        ("networkId", _hex(NWID)),
+        ("sourceMac", _hex(src)),
+        ("destMac", _hex(dst)),
+        ("etherType", _hex(0x0800)),
+        ("vlanId", _hex(0)),
+        ("frameLength", _hex(1400)),
+        ("reason", "broadcast disabled"),
+    )
+    remote = InetAddress(ip_address("192.0.2.9"), 21)
+    # Trace.cpp:230-238, incomingNetworkAccessDenied: no length in the record.
+    got = network_access_denied(NWID, 0x1234567890, remote, 5, 99, Verb.EXT_FRAME)
+    assert got == _lines(
+        ("event", "2001"),
+        ("packetId", _hex(99)),
+        ("packetVerb", _hex(Verb.EXT_FRAME)),
+        ("remoteZtAddr", _hex(0x1234567890)),
+        ("remotePhyAddr", "192.0.2.9/21"),
+        ("localSocket", _hex(5)),
+        ("networkId", _hex(NWID)),
+    )
+    # Trace.cpp:263-276, incomingNetworkFrameDropped; without a path (Trace.cpp:267) the
+    # physical address and socket are left out.
+    got = incoming_frame_dropped(
+        NWID, 0x1234567890, None, 0, 99, Verb.MULTICAST_FRAME, src, dst, "multicast disabled"
+    )
+    assert got == _lines(
+        ("event", "2002"),
+        ("packetId", _hex(99)),
+        ("packetVerb", _hex(Verb.MULTICAST_FRAME)),
+        ("remoteZtAddr", _hex(0x1234567890)),
+        ("networkId", _hex(NWID)),
+        ("sourceMac", _hex(src)),
+        ("destMac", _hex(dst)),
+        ("reason", "multicast disabled"),
+    )
+
+
+def test_credential_records_match_trace_cpp() -> None:
+    # Trace.cpp:523-532 (Tag): credType 3, credId, credTs, credIssuedTo, credInfo (the value).
+    tag = Tag(7, 0xDEAD, NWID, 1_700_000_000_000, 0x1234567890)
+    assert credential_rejected(tag, "old") == _lines(
+        ("event", "2003"),
+        ("networkId", _hex(NWID)),
+        ("credType", _hex(3)),
+        ("credId", _hex(7)),
+        ("credTs", _hex(1_700_000_000_000)),
+        ("credIssuedTo", _hex(0x1234567890)),
+        ("credInfo", _hex(0xDEAD)),
+        ("reason", "old"),
+    )
+    # Trace.cpp:553-560 (Revocation): credType 6, its own id, the target; no timestamp.
+    rev = Revocation(3, NWID, 7, 100, 0, 0x1234567890, 3)
+    assert credential_rejected(rev, "invalid") == _lines(
+        ("event", "2003"),
+        ("networkId", _hex(NWID)),
+        ("credType", _hex(6)),
+        ("credId", _hex(3)),
+        ("credRevocationTarget", _hex(0x1234567890)),
+        ("reason", "invalid"),
+    )
+    # Trace.cpp:436-445 (COM): type 1, id 0 (CertificateOfMembership.hpp:137), and a negative
+    # timestamp loses its sign (Dictionary.hpp:430-431).
+    com = CertificateOfMembership.issue(-5, 1000, NWID, IDS[0].public())
+    assert credential_rejected(com, "revoked") == _lines(
+        ("event", "2003"),
+        ("networkId", _hex(NWID)),
+        ("credType", _hex(1)),
+        ("credId", _hex(0)),
+        ("credTs", _hex(5)),
+        ("credIssuedTo", _hex(IDS[0].address)),
+        ("reason", "revoked"),
+    )
+
+
+def test_record_is_bounded_like_the_reference_dictionary() -> None:
+    # Dictionary<ZT_MAX_REMOTE_TRACE_SIZE>::add fails on an entry that would not fit and the
+    # record goes without it (Dictionary.hpp:319-345; Trace.cpp ignores the result).
+    r = Record("2000")
+    r.text("reason", "x" * MAX_REMOTE_TRACE_SIZE)
+    r.text("after", "=\n")  # escaped as \e and \n
+    assert r.to_bytes() == b"event=2000\nafter=\\e\\n"
+    r.text("big", "y" * (MAX_REMOTE_TRACE_SIZE - len(r.to_bytes()) - 6))
+    assert len(r.to_bytes()) == MAX_REMOTE_TRACE_SIZE - 1
+
+
+def test_stale_reasons_in_the_reference_order() -> None:
+    net = Network(NWID, IDS[1].address)
+    m = net.membership(0x1234567890)
+    m.tags[7] = Tag(7, 1, NWID, 500, 0x1234567890)
+    m.thresholds[(3, 7)] = 1000
+    assert stale_reason(net, Tag(7, 1, NWID, 400, 0x1234567890)) == "old"  # before "revoked"
+    assert stale_reason(net, Tag(7, 1, NWID, 900, 0x1234567890)) == "revoked"
+    assert stale_reason(net, Tag(7, 1, NWID, 1001, 0x1234567890)) is None
+    assert stale_reason(net, Tag(8, 1, NWID, 1, 0x1111111111)) is None  # no membership
+
+
+class TraceWorld:
+    """Root, controller and three nodes: members ``a`` and ``b`` of a network whose rules drop
+    ethertype 0x88B5, and ``t``, the trace target (not a member)."""
+
+    def __init__(self, home: Path, level: int, target: int | None = None) -> None:
+        self.w = LocalWorld.build(IDS, roots=1, leaves=4, seed=11)
+        ctl_node, self.a, self.b, self.t = self.w.leaves
+        ctl = open_controller(ctl_node.identity, home, seeded_random_bytes(5))
+        ctl_node.controller = ctl
+        assert self.w.run_until(self.w.all_online, 15_000)
+        rules = [
+            {"type": "MATCH_ETHERTYPE", "not": False, "or": False, "etherType": 0x88B5},
+            {"type": "ACTION_DROP", "not": False, "or": False},
+            {"type": "ACTION_ACCEPT", "not": False, "or": False},
+        ]
+        body: dict[str, object] = {
+            "private": True,
+            "rules": rules,
+            "remoteTraceTarget": f"{self.t.address if target is None else target:010x}",
+            "remoteTraceLevel": level,
+        }
+        now = self.w.net.now
+        self.nwid = int(str(ctl.create_network(body, now)["id"]), 16)
+        for n in (self.a, self.b):
+            n.join(self.nwid, now)
+            ctl.update_member(self.nwid, n.address, {"authorized": True}, now)
+        ctl_node.flush_controller(now)
+        assert self.run_until(lambda: all(self.ready(n) for n in (self.a, self.b)), 20_000)
+        self.traces: list[ev.RemoteTrace] = []
+
+    def run_until(self, cond: Callable[[], bool], ms: int) -> bool:
+        return self.w.run_until(cond, ms)
+
+    def ready(self, n: Node) -> bool:
+        net = n.network(self.nwid)
+        return net is not None and net.status == NetworkStatus.OK
+
+    def blocked_frame(self, n: int = 1) -> None:
+        dest = mac_from_address(self.b.address, self.nwid)
+        for _ in range(n):
+            assert self.a.send_frame(self.nwid, dest, 0x88B5, b"\x01" * 60, self.w.net.now)
+
+    def collect(self) -> list[Dictionary]:
+        self.traces += [e for e in self.w.events(self.t) if isinstance(e, ev.RemoteTrace)]
+        return [Dictionary.parse(e.dictionary, MAX_REMOTE_TRACE_SIZE) for e in self.traces]
+
+    def drops(self) -> list[Dictionary]:
+        return [d for d in self.collect() if d.get_str("event") == "2000"]
+
+
+def test_member_traces_dropped_frames_to_the_target_at_verbose(tmp_path: Path) -> None:
+    tw = TraceWorld(tmp_path, level=10)
+    cfg = tw.a.network(tw.nwid).config  # type: ignore[union-attr]
+    assert cfg is not None and cfg.remote_trace_target == tw.t.address
+    tw.blocked_frame()
+    assert tw.run_until(lambda: bool(tw.drops()), 5_000)
+    (d,) = tw.drops()
+    assert all(e.source == tw.a.address for e in tw.traces)
+    assert d.get_int("networkId") == tw.nwid and d.get_str("reason") == "filter blocked"
+    assert d.get_int("etherType") == 0x88B5 and d.get_int("frameLength") == 60
+    assert d.get_int("sourceMac") == mac_from_address(tw.a.address, tw.nwid)
+    # Rate-limited: one second's budget, the rest counted and never sent.
+    tw.w.run_for(1_000)
+    before = tw.a.counters.drops[Drop.TRACE_OVER_BUDGET]
+    tw.blocked_frame(REMOTE_TRACES_PER_SECOND + 36)
+    assert tw.a.counters.drops[Drop.TRACE_OVER_BUDGET] - before == 36
+    tw.w.run_for(2_000)
+    assert len(tw.drops()) == 1 + REMOTE_TRACES_PER_SECOND
+    # The next second has a budget again.
+    tw.blocked_frame()
+    assert tw.run_until(lambda: len(tw.drops()) == 2 + REMOTE_TRACES_PER_SECOND, 3_000)
+
+
+def test_level_zero_sends_no_verbose_records(tmp_path: Path) -> None:
+    tw = TraceWorld(tmp_path, level=0)
+    tw.blocked_frame(5)
+    tw.w.run_for(3_000)
+    assert tw.a.counters.drops[Drop.RULES_OUTBOUND] >= 5
+    assert not [d for d in tw.collect() if d.get_str("event", "").startswith("200")]
+    assert tw.a.tracer.sent == 0
+
+
+def test_never_traces_to_itself_nor_while_sending_a_trace(tmp_path: Path) -> None:
+    tw = TraceWorld(tmp_path, level=10)
+    # A member named as the target: its own events go nowhere (Switch::send drops them).
+    net = tw.a.network(tw.nwid)
+    assert net is not None and net.config is not None
+    kept = net.config
+    net.config = replace(kept, remote_trace_target=tw.a.address)
+    sent = tw.a.tracer.sent
+    tw.blocked_frame()
+    assert tw.a.tracer.sent == sent and not tw.a.counters.drops[Drop.TRACE_RECURSIVE]
+    # An event raised while a trace is being sent is counted and dropped, never sent.
+    net.config = kept
+    switch_send = tw.a.switch.send
+
+    def nested(dest: int, verb: int, payload: bytes, now: int, **kw: bool) -> None:
+        tw.blocked_frame()  # another traced event from inside the send
+        switch_send(dest, verb, payload, now, **kw)  # type: ignore[arg-type]
+
+    tw.a.switch.send = nested  # type: ignore[method-assign]
+    tw.blocked_frame()
+    tw.a.switch.send = switch_send  # type: ignore[method-assign]
+    assert tw.a.counters.drops[Drop.TRACE_RECURSIVE] == 1
+    assert tw.a.tracer.sent == sent + 1
