@@ -28,7 +28,7 @@ from ztnode.core.tracer import (
 )
 from ztnode.testing.world import LocalWorld, seeded_random_bytes
 from ztnode.wire.constants import Verb
-from ztnode.wire.credentials import CertificateOfMembership, Revocation, Tag
+from ztnode.wire.credentials import CertificateOfMembership, NetworkCredentials, Revocation, Tag
 from ztnode.wire.dictionary import Dictionary
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.mac import mac_from_address
@@ -294,3 +294,20 @@ def test_never_traces_to_itself_nor_while_sending_a_trace(tmp_path: Path) -> Non
     tw.a.switch.send = switch_send  # type: ignore[method-assign]
     assert tw.a.counters.drops[Drop.TRACE_RECURSIVE] == 1
     assert tw.a.tracer.sent == sent + 1
+
+
+def test_rejected_credential_is_traced_at_level_zero(tmp_path: Path) -> None:
+    """Credential rejections check no level (Trace.cpp:434): even level 0 reports them."""
+    tw = TraceWorld(tmp_path, level=0)
+    tw.w.run_for(2_000)  # past the per-peer credentials rate gate
+    forged = Tag(9, 1, tw.nwid, tw.w.net.now, tw.b.address, signed_by=tw.nwid >> 24)
+    body = NetworkCredentials(tags=(forged,)).encode()
+    tw.b.switch.send(tw.a.address, Verb.NETWORK_CREDENTIALS, body, tw.w.net.now)
+
+    def rejected() -> list[Dictionary]:
+        return [d for d in tw.collect() if d.get_str("event") == "2003"]
+
+    assert tw.run_until(lambda: bool(rejected()), 5_000)
+    (d,) = rejected()
+    assert d.get_str("reason") == "invalid" and d.get_int("credType") == 3
+    assert d.get_int("credIssuedTo") == tw.b.address and d.get_int("credId") == 9
