@@ -604,13 +604,16 @@ class Vl2:
             # NOT_FOUND and UNSUPPORTED_OPERATION count only in re a config request; ACCESS_DENIED
             # and AUTHENTICATION_REQUIRED from the controller count in re anything.
             status = ERROR_STATUS.get(int(code))
-            if status is not None and (
-                err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST
-                or code
-                in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
+            counts = err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST or code in (
+                ErrorCode.NETWORK_ACCESS_DENIED,
+                ErrorCode.NETWORK_AUTHENTICATION_REQUIRED,
+            )
+            sso = code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED
+            if (
+                status is not None
+                and counts
+                and (not sso or authentication_required(net, err.dictionary, self.rt.events.append))
             ):
-                if code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED:
-                    authentication_required(net, err.dictionary, self.rt.events.append)
                 self.set_status(net, status)
 
     def do_network_config(self, rx: Rx) -> None:
