@@ -13,6 +13,8 @@ from tests.helpers.data import test_identities
 from ztnode.controller import open_controller
 from ztnode.core import events as ev
 from ztnode.core.counters import Drop
+from ztnode.core.filter import FilterEnv, Party, Verdict, evaluate_logged
+from ztnode.core.filter import Frame as FilterFrame
 from ztnode.core.network import Network, NetworkStatus
 from ztnode.core.node import Node
 from ztnode.core.tracer import (
@@ -21,6 +23,7 @@ from ztnode.core.tracer import (
     credential_rejected,
     incoming_frame_dropped,
     network_access_denied,
+    network_filter,
     outgoing_frame_dropped,
     path_event,
     resetting_paths_in_scope,
@@ -32,6 +35,7 @@ from ztnode.wire.credentials import CertificateOfMembership, NetworkCredentials,
 from ztnode.wire.dictionary import Dictionary
 from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.mac import mac_from_address
+from ztnode.wire.rules import ActionAccept, ActionDrop, MatchEthertype, Rule
 from ztnode.wire.verbs import MAX_REMOTE_TRACE_SIZE
 
 IDS = test_identities()
@@ -311,3 +315,89 @@ def test_rejected_credential_is_traced_at_level_zero(tmp_path: Path) -> None:
     (d,) = rejected()
     assert d.get_str("reason") == "invalid" and d.get_int("credType") == 3
     assert d.get_int("credIssuedTo") == tw.b.address and d.get_int("credId") == 9
+
+
+def _rules(*eth: int) -> list[Rule]:
+    """MATCH_ETHERTYPE for each of ``eth``, then DROP, then ACCEPT."""
+    return [*(MatchEthertype(e) for e in eth), ActionDrop(), ActionAccept()]
+
+
+def _log(rules: list[Rule], ethertype: int) -> tuple[Verdict, bytes]:
+    env = FilterEnv(IDS[0].address, Party(), lambda: 0)
+    frame = FilterFrame(ethertype, b"\x45" + bytes(19), 0x3256C2E21C00, 0x32AABBCCDDEE)
+    return evaluate_logged(
+        rules, env, inbound=False, zt_source=IDS[0].address, zt_dest=0, frame=frame, remote=None
+    )
+
+
+def test_rule_result_log_as_the_reference_keeps_it() -> None:
+    # RuleResultLog::log (Trace.hpp:81-84): nibble rn = ((ruleMatches + 1) << 2) | (set + 1),
+    # in the low nibble of byte rn/2 for even rn; logSkipped (Trace.hpp:85-88) only the set's
+    # half; actions log nothing (Network.cpp:213, 597).
+    verdict, log = _log(_rules(0x88B5), 0x0800)  # no match: rule 0 logs (0+1)<<2 | (1+1)
+    assert verdict == Verdict.ACCEPT and log == bytes([0x06]) + bytes(511)
+    verdict, log = _log(_rules(0x88B5), 0x88B5)  # a match: (1+1)<<2 | (1+1)
+    assert verdict == Verdict.DROP and log == bytes([0x0A]) + bytes(511)
+    # Rule 1 follows a failed AND: skipped, logging the set's state (0) + 1 in the high nibble.
+    verdict, log = _log(_rules(0x88B5, 0x0800), 0x0800)
+    assert verdict == Verdict.ACCEPT and log == bytes([0x16]) + bytes(511)
+    # The NOT bit does not enter the rule's own result (Network.cpp:597 logs it before).
+    negated = [MatchEthertype(0x0800, not_=True), ActionDrop()]
+    verdict, log = _log(negated, 0x0800)
+    assert verdict == Verdict.NO_MATCH and log == bytes([0x0A]) + bytes(511)
+
+
+def test_filter_record_matches_trace_cpp() -> None:
+    frame = FilterFrame(0x0800, b"a=\0" + bytes(300), 0x3256C2E21C00, 0x32AABBCCDDEE)
+    base = bytes([0x0A]) + bytes(511)
+    cap = bytes([0x06]) + bytes(511)
+    got = network_filter(NWID, 0x1111111111, 0x2222222222, frame, True, False, 1, base, (7, cap))
+    # Trace.cpp:393-415; binary values escaped by Dictionary::add (Dictionary.hpp:350-375):
+    # NUL as \0, = as \e; the frame cut to 256 bytes.
+    zeros = "\\0" * 511
+    expected = _lines(
+        ("event", "2006"),
+        ("networkId", _hex(NWID)),
+        ("sourceZtAddr", _hex(0x1111111111)),
+        ("destZtAddr", _hex(0x2222222222)),
+        ("sourceMac", _hex(0x3256C2E21C00)),
+        ("destMac", _hex(0x32AABBCCDDEE)),
+        ("etherType", _hex(0x0800)),
+        ("vlanId", _hex(0)),
+        ("filterNoTee", "1"),
+        ("filterInbound", "0"),
+        ("filterResult", _hex(1)),
+        ("filterBaseRuleLog", "\\n" + zeros),  # 0x0a escaped
+        ("filterCapRuleLog", "\x06" + zeros),
+        ("filterMatchingCapId", _hex(7)),
+        ("frameLength", _hex(303)),
+        ("frameData", "a\\e" + "\\0" * 254),
+    )
+    assert got == expected
+
+
+def test_level_rules_traces_every_decision_both_ways(tmp_path: Path) -> None:
+    tw = TraceWorld(tmp_path, level=15)
+    tw.blocked_frame()
+    tw.a.send_frame(
+        tw.nwid, mac_from_address(tw.b.address, tw.nwid), 0x0800, bytes(20), tw.w.net.now
+    )
+
+    def filters() -> list[Dictionary]:
+        return [d for d in tw.collect() if d.get_str("event") == "2006"]
+
+    assert tw.run_until(lambda: len(filters()) >= 3, 5_000)
+    pairs = zip(tw.traces, tw.collect(), strict=True)
+    by = {(e.source, d.get_int("etherType")): d for e, d in pairs if d.get_str("event") == "2006"}
+    dropped = by[tw.a.address, 0x88B5]
+    assert dropped.get_int("filterResult") == 0 and dropped.get_str("filterInbound") == "0"
+    assert dropped.get_bytes("filterBaseRuleLog") == bytes([0x0A]) + bytes(511)
+    assert dropped.get_int("destZtAddr") == tw.b.address
+    sent = by[tw.a.address, 0x0800]
+    assert sent.get_int("filterResult") == 1
+    got = by[tw.b.address, 0x0800]  # b judged it on the way in
+    assert got.get_str("filterInbound") == "1" and got.get_int("filterResult") == 1
+    assert got.get_int("sourceZtAddr") == tw.a.address and got.get_int("frameLength") == 20
+    assert got.get_bytes("frameData") == bytes(20)
+    # Level 15 also sends the VERBOSE records.
+    assert any(d.get_str("event") == "2000" for d in tw.collect())

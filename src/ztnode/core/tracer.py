@@ -14,7 +14,12 @@ Which events, at which level (``Trace.cpp``; levels from ``Trace.hpp:58-65``):
   (a level read as a negative 32-bit value gets nothing) our paths of a scope being reset;
 * level >= 10 (VERBOSE): frames dropped on the way out (the reason: not a bridge, broadcast or
   multicast disabled, filter blocked) and on the way in (bridging or multicast not allowed),
-  and access denied to a non-member's EXT_FRAME.
+  and access denied to a non-member's EXT_FRAME;
+* level >= 15 (RULES): every rules decision on a frame, in or out, with the rule result logs
+  of the base rules and of the capability that accepted (``networkFilter``). The network's
+  :class:`~ztnode.core.enforcer.Enforcer` then judges every frame (no accept-all shortcut, no
+  bursts judged by their ends, no segments joined before judgement), and the rules are run a
+  second time with logging for the record, unless the budget is spent.
 
 The reference has a node-wide target too (``Node::_remoteTraceTarget``), which alone receives
 MAC failures, invalid packets, dropped HELLOs and config requests sent; 1.14.1 never sets it,
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 
 from ztnode.budget import SecondBudget
 from ztnode.core.counters import Drop
+from ztnode.core.filter import Frame
 from ztnode.wire.constants import Verb
 from ztnode.wire.credentials import Capability as CapabilityCred
 from ztnode.wire.credentials import (
@@ -49,7 +55,7 @@ from ztnode.wire.inetaddr import InetAddress
 from ztnode.wire.verbs import MAX_REMOTE_TRACE_SIZE
 
 if TYPE_CHECKING:
-    from ztnode.core.network import Network
+    from ztnode.core.network import Membership, Network
     from ztnode.core.node import Node
     from ztnode.core.path import Path
     from ztnode.identity import Identity
@@ -63,6 +69,7 @@ __all__ = [
     "credential_rejected",
     "incoming_frame_dropped",
     "network_access_denied",
+    "network_filter",
     "outgoing_frame_dropped",
     "path_event",
     "resetting_paths_in_scope",
@@ -71,6 +78,7 @@ __all__ = [
 
 LEVEL_NORMAL: Final = 0  # Trace::LEVEL_NORMAL
 LEVEL_VERBOSE: Final = 10  # Trace::LEVEL_VERBOSE
+LEVEL_RULES: Final = 15  # Trace::LEVEL_RULES
 #: Records this node sends a second, all targets together; more are counted and dropped.
 REMOTE_TRACES_PER_SECOND: Final = 64
 
@@ -82,6 +90,7 @@ EV_OUTGOING_NETWORK_FRAME_DROPPED: Final = "2000"
 EV_INCOMING_NETWORK_ACCESS_DENIED: Final = "2001"
 EV_INCOMING_NETWORK_FRAME_DROPPED: Final = "2002"
 EV_CREDENTIAL_REJECTED: Final = "2003"
+EV_NETWORK_FILTER_TRACE: Final = "2006"
 
 Credential = CertificateOfMembership | CapabilityCred | Tag | CertificateOfOwnership | Revocation
 
@@ -216,6 +225,40 @@ def incoming_frame_dropped(
     return r.to_bytes()
 
 
+def network_filter(
+    network_id: int,
+    zt_source: int,
+    zt_dest: int,
+    frame: Frame,
+    no_tee: bool,
+    inbound: bool,
+    accept: int,
+    base_log: bytes,
+    capability: tuple[int, bytes] | None,
+) -> bytes:
+    """networkFilter (Trace.cpp:393-415): the decision, both rule result logs as raw bytes,
+    and the frame's first 256 bytes; the VLAN id is always 0 here."""
+    r = Record(EV_NETWORK_FILTER_TRACE)
+    r.num("networkId", network_id)
+    r.num("sourceZtAddr", zt_source)
+    r.num("destZtAddr", zt_dest)
+    r.num("sourceMac", frame.mac_source)
+    r.num("destMac", frame.mac_dest)
+    r.num("etherType", frame.ethertype)
+    r.num("vlanId", 0)
+    r.text("filterNoTee", "1" if no_tee else "0")
+    r.text("filterInbound", "1" if inbound else "0")
+    r.num("filterResult", accept)
+    r.raw("filterBaseRuleLog", base_log)
+    if capability is not None:
+        r.raw("filterCapRuleLog", capability[1])
+        r.num("filterMatchingCapId", capability[0])
+    r.num("frameLength", len(frame.data))
+    if frame.data:
+        r.raw("frameData", bytes(frame.data[:256]))
+    return r.to_bytes()
+
+
 def credential_rejected(cred: Credential, reason: str) -> bytes:
     """credentialRejected, one overload per credential type (Trace.cpp:426-569): type, id,
     then timestamp and issued-to (a tag adds its value), or a revocation's target."""
@@ -248,6 +291,11 @@ def _signed32(level: int) -> int:
     """The config's 32-bit level as the reference compares it (cast to a C ``int``)."""
     level &= 0xFFFF_FFFF
     return level - (1 << 32) if level >= 1 << 31 else level
+
+
+def traces_rules(target: int, level: int) -> bool:
+    """Whether a config's trace target wants a record of every rules decision."""
+    return bool(target) and _signed32(level) >= LEVEL_RULES
 
 
 class Tracer:
@@ -400,6 +448,32 @@ class Tracer:
         rec = incoming_frame_dropped(
             net.id, source, remote, sock, self.rx_pid, verb, source_mac, dest_mac, why
         )
+        self._send(dest, rec, now)
+
+    def filtered(
+        self,
+        net: Network,
+        inbound: bool,
+        peer: int,
+        frame: Frame,
+        no_tee: bool,
+        accept: int,
+        membership: Membership | None,
+        now: int,
+    ) -> None:
+        """A rules decision on a frame, at level >= 15 (Network.cpp:756-808 out, 880-928 in):
+        the rules are run again keeping their result logs, unless the budget is spent."""
+        dest = self.target(net.id, LEVEL_RULES)
+        if not dest or dest == self.rt.address:
+            return
+        b = self._budget
+        if now - b.start < 1000 and b.used >= REMOTE_TRACES_PER_SECOND:
+            self.rt.counters.drop(Drop.TRACE_OVER_BUDGET)
+            return
+        base, cap = net.enforcer.rule_logs(inbound, peer, frame, membership)
+        src, dst = (peer, self.rt.address) if inbound else (self.rt.address, peer)
+        result = accept if inbound else int(bool(accept))  # outbound reports 1, never 2
+        rec = network_filter(net.id, src, dst, frame, no_tee, inbound, result, base, cap)
         self._send(dest, rec, now)
 
     def credential_rejected(self, cred: Credential, reason: str, now: int) -> None:

@@ -318,6 +318,8 @@ class Vl2:
         frame = FilterFrame(ethertype, payload, source_mac or net.mac, dest_mac)
         membership = net.memberships.get(dest) if dest else None
         d = net.enforcer.outbound(dest, frame, membership, no_tee=no_tee)
+        if net.enforcer.trace_rules:
+            self.rt.tracer.filtered(net, False, dest, frame, no_tee, d.accept, membership, now)
         self.send_copies(net, d, frame, now)
         if not d.accept:
             self.rt.counters.drop(Drop.RULES_OUTBOUND)
@@ -440,7 +442,10 @@ class Vl2:
         accept = 1
         if not net.enforcer.accept_all:
             frame = FilterFrame(ethertype, payload, source_mac, dest_mac)
-            d = net.enforcer.inbound(source, frame, net.membership(source))
+            m = net.membership(source)
+            d = net.enforcer.inbound(source, frame, m)
+            if net.enforcer.trace_rules:
+                self.rt.tracer.filtered(net, True, source, frame, False, d.accept, m, now)
             self.send_copies(net, d, frame, now)
             accept = d.accept
             if not accept:
