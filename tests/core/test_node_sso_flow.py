@@ -143,9 +143,17 @@ def test_member_is_let_in_when_authentication_completes_and_out_when_it_expires(
     assert shown["authenticationURL"] == "" and net.auth_info is None
     assert ev.NetworkStatusChanged(sw.nwid, "OK") in sw.said(sw.member)
 
-    # Until the expiry the member keeps its config, refreshed every minute; past it, its next
+    # Until the expiry the member keeps its config, refreshed every minute; at it, the
+    # controller revokes its certificate at the members online (itself included); its next
     # refresh (at most a minute after the last config) is refused and the URL said again.
     assert not sw.w.run_until(lambda: net.status != NetworkStatus.OK, expiry - sw.now - 1)
+
+    def revoked() -> bool:
+        m = net.memberships.get(sw.member.address)
+        return m is not None and m.com_revocation_threshold >= expiry
+
+    assert not revoked()
+    assert sw.w.run_until(revoked, PING_CHECK + 1_000)
     last = net.last_config_update
     sw.status_within(NetworkStatus.AUTHENTICATION_REQUIRED, AUTOCONF_DELAY + PING_CHECK + 1_000)
     assert sw.now <= last + AUTOCONF_DELAY + PING_CHECK + 1_000
