@@ -9,6 +9,9 @@ from dataclasses import replace
 from ipaddress import ip_address
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from tests.helpers.data import test_identities
 from ztnode.controller import open_controller
 from ztnode.core import events as ev
@@ -401,3 +404,29 @@ def test_level_rules_traces_every_decision_both_ways(tmp_path: Path) -> None:
     assert got.get_bytes("frameData") == bytes(20)
     # Level 15 also sends the VERBOSE records.
     assert any(d.get_str("event") == "2000" for d in tw.collect())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.binary(max_size=600),
+    base=st.binary(min_size=512, max_size=512),
+    cap=st.none() | st.tuples(st.integers(0, 2**32 - 1), st.binary(min_size=512, max_size=512)),
+    accept=st.integers(0, 2),
+)
+def test_filter_records_read_back_and_stay_bounded(
+    data: bytes, base: bytes, cap: tuple[int, bytes] | None, accept: int
+) -> None:
+    """Any frame and logs (worst case: every byte escaped) make a record within
+    ZT_MAX_REMOTE_TRACE_SIZE that the receive side's codec reads back unchanged."""
+    frame = FilterFrame(0x0800, data, 0x3256C2E21C00, 0x32AABBCCDDEE)
+    rec = network_filter(NWID, 1, 2, frame, False, True, accept, base, cap)
+    assert len(rec) < MAX_REMOTE_TRACE_SIZE
+    d = Dictionary.parse(rec, MAX_REMOTE_TRACE_SIZE)
+    assert d.get_bytes("filterBaseRuleLog") == base
+    assert d.get_int("filterResult") == accept and d.get_int("frameLength") == len(data)
+    assert d.get_bytes("frameData") == (data[:256] if data else None)
+    if cap is not None:
+        assert d.get_bytes("filterCapRuleLog") == cap[1]
+        assert d.get_int("filterMatchingCapId") == cap[0]
+    else:
+        assert "filterCapRuleLog" not in d
