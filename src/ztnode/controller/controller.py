@@ -147,6 +147,8 @@ class Controller:
         self._status: dict[tuple[int, int], _MemberStatus] = {}
         self._push_queue: dict[tuple[int, int], None] = {}  # an ordered set
         self._revocations: list[RevocationPush] = []
+        #: SSO expiries of members served, by (network, member): at most one per member.
+        self._expiring: dict[tuple[int, int], int] = {}
         self._last_prune = 0
         self._members_cache: dict[int, dict[str, JsonObject]] | None = None
         self._lock = threading.RLock()
@@ -258,9 +260,22 @@ class Controller:
 
     @_locked
     def pending_revocations(self, now: int) -> list[RevocationPush]:
-        del now
+        self._sso_expired(now)
         out, self._revocations = self._revocations, []
         return out
+
+    def _sso_expired(self, now: int) -> None:
+        """A member served on an SSO network whose authentication expired (and was not renewed
+        since) loses its certificate at every member online, as ZeroTierOne's
+        ``_ssoExpiryThread`` deauthorises it (EmbeddedNetworkController.cpp:2104-2138); its
+        next request is answered AUTHENTICATION_REQUIRED."""
+        due = [key for key, when in self._expiring.items() if when <= now]
+        for nwid, address in due:
+            del self._expiring[nwid, address]
+            member = self.store.get_member(nwid, address)
+            expiry = member.get("authenticationExpiryTime") if member is not None else None
+            if member is not None and (not isinstance(expiry, int) or expiry <= now):
+                self._queue_revocation(nwid, [address], now)
 
     def _prune(self, now: int) -> None:
         """Forget members that have been quiet longer than any window looks back, so that
@@ -324,8 +339,10 @@ class Controller:
             metadata = NetworkConfigRequestMetadata.from_dictionary(Dictionary())
         authorized = self._authorize(network, member, metadata, now)
 
+        sso_expiry = 0
         if network.get("ssoEnabled") is True and member.get("ssoExempt") is not True:
             expiry = member.get("authenticationExpiryTime")
+            sso_expiry = expiry if isinstance(expiry, int) else 0
             if not isinstance(expiry, int) or expiry <= now:
                 self._save_member(stored, member)
                 info = Dictionary()
@@ -346,6 +363,8 @@ class Controller:
             self._save_member(stored, member)
             return ConfigAnswer(error=ErrorCode.NETWORK_ACCESS_DENIED)
         if real:
+            if sso_expiry > 0:  # revoked when it passes: _sso_expired
+                self._expiring[(nwid, identity.address)] = sso_expiry
             member["vMajor"] = metadata.major_version
             member["vMinor"] = metadata.minor_version
             member["vRev"] = metadata.revision

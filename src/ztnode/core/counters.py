@@ -63,6 +63,8 @@ class Drop(StrEnum):
     RULES_INBOUND = "rules_inbound"  # a frame received, dropped by the network's rules
     BRIDGING_NOT_ALLOWED = "bridging_not_allowed"  # EXT_FRAME with foreign MACs, no bridge role
     NO_BRIDGE = "no_bridge"  # a frame for a MAC no member has, on a network with no bridge
+    TRACE_OVER_BUDGET = "remote_trace_over_budget"  # a trace record past the per-second budget
+    TRACE_RECURSIVE = "remote_trace_recursive"  # an event raised while sending a trace
 
 
 class Counters:

@@ -34,12 +34,14 @@ from ztnode.core.filter import (
     Prepared,
     Program,
     Verdict,
+    evaluate_logged,
     filter_inbound,
     filter_outbound,
     ipv6_payload,
     is_accept_all,
     prepare,
 )
+from ztnode.core.tracer import traces_rules
 from ztnode.wire.credentials import Capability, CredentialType
 from ztnode.wire.netconf import NetconfFlag, NetworkConfig
 from ztnode.wire.rules import Characteristic, MatchCharacteristics, Rule, RuleType
@@ -165,6 +167,8 @@ class Enforcer:
         self.cacheable = False
         self.env = FilterEnv(me, Party(), random32)
         self.accept_all = False
+        #: The config's trace target wants a record of every rules decision (level >= 15).
+        self.trace_rules = False
         self.burst_safe = True
         self.prefixes: tuple[bytes, ...] = ()
         #: May the transport join received TCP segments (GRO) before the rules see them?
@@ -190,17 +194,26 @@ class Enforcer:
         own = Party({t.id: t.value for t in cfg.tags}, cfg.certificates_of_ownership)
         unsupported = bool(cfg.flags & NetconfFlag.RULES_RESULT_OF_UNSUPPORTED_MATCH)
         self.env = FilterEnv(self.me, own, self._random32, unsupported)
-        self.accept_all = is_accept_all(cfg.rules)
-        self.burst_safe = _burst_safe(cfg.rules) and all(
-            _burst_safe(c.rules) for c in self.capabilities
+        # A trace target at level RULES sees every frame judged (Network.cpp:756-928), so no
+        # frame may skip the rules, go in a burst judged by its ends, or be joined unjudged.
+        self.trace_rules = traces_rules(cfg.remote_trace_target, cfg.remote_trace_level)
+        self.accept_all = is_accept_all(cfg.rules) and not self.trace_rules
+        self.burst_safe = (
+            not self.trace_rules
+            and _burst_safe(cfg.rules)
+            and all(_burst_safe(c.rules) for c in self.capabilities)
         )
         self.prefixes = self._ndp_prefixes(cfg)
         self.cacheable = not self.accept_all and (
             _flow_safe(cfg.rules) and all(_flow_safe(c.rules) for c in self.capabilities)
         )
         self._flows.clear()
-        self.coalesce_safe = self.accept_all or (
-            _coalesce_safe(cfg.rules) and all(_coalesce_safe(c.rules) for c in self.capabilities)
+        self.coalesce_safe = not self.trace_rules and (
+            self.accept_all
+            or (
+                _coalesce_safe(cfg.rules)
+                and all(_coalesce_safe(c.rules) for c in self.capabilities)
+            )
         )
         self.generation += 1
 
@@ -320,6 +333,38 @@ class Enforcer:
             self._remember(key, d)
         self.counts["in", _outcome(d)] += 1
         return d
+
+    def rule_logs(
+        self, inbound: bool, peer: int, frame: Frame, membership: Membership | None
+    ) -> tuple[bytes, tuple[int, bytes] | None]:
+        """For a trace of a decision: the base rules' result log, and the accepting
+        capability's id and log if one accepted (the only one the reference reports). ``peer``
+        is the sender inbound, the destination (0: none yet) outbound."""
+        remote = self.party(membership) if membership is not None else None
+        src, dst = (peer, self.me) if inbound else (self.me, peer)
+
+        def run(program: Program) -> tuple[Verdict, bytes]:
+            return evaluate_logged(
+                program,
+                self.env,
+                inbound=inbound,
+                zt_source=src,
+                zt_dest=dst,
+                frame=frame,
+                remote=remote,
+            )
+
+        verdict, base = run(self.program)
+        if verdict != Verdict.NO_MATCH:
+            return base, None
+        caps = self.own_caps
+        if inbound:
+            caps = self.presented_capabilities(membership) if membership is not None else []
+        for cap_id, program in caps:
+            v, log = run(program)
+            if v not in (Verdict.NO_MATCH, Verdict.DROP):
+                return base, (cap_id, log)
+        return base, None
 
 
 def _outcome(d: Decision) -> str:

@@ -71,6 +71,7 @@ __all__ = [
     "Program",
     "Verdict",
     "evaluate",
+    "evaluate_logged",
     "filter_inbound",
     "filter_outbound",
     "ipv6_payload",
@@ -350,6 +351,65 @@ class _Evaluation:
                 bits |= Characteristic.SENDER_MAC_AUTHENTICATED
         self._owned = bits
         return bits
+
+
+class _LoggedEvaluation(_Evaluation):
+    """:class:`_Evaluation` keeping the reference's rule result log (``Trace::RuleResultLog``,
+    Trace.hpp:76-101): a nibble per rule, 0 for an action or a rule not reached, else the
+    set's state before the rule plus one in its low two bits and, unless the rule was skipped
+    (an AND on a failed set, Network.cpp:213), the rule's own result before its NOT bit plus
+    one in the high two (Network.cpp:597). A subclass, so frames nobody traces pay nothing."""
+
+    __slots__ = ("log",)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.log = bytearray(RULE_LOG_BYTES)
+
+    def go(self, program: Program) -> Verdict:
+        set_matches = 1
+        me = self.env.me
+        log = self.log
+        for index, (code, not_, or_, matcher, rule, target) in enumerate(program.steps):
+            if code <= ACTION_MAX_ID:
+                if set_matches:
+                    verdict = self._action(rule, code)
+                    if verdict is not None:
+                        self.run.rule = index
+                        return verdict
+                elif target == me and self.inbound:
+                    self.super_accept = True
+                set_matches = 1
+                continue
+            shift = (index & 1) << 2
+            if not set_matches and not or_:
+                log[index >> 1] |= (set_matches + 1) << shift
+                continue
+            r = int(self.env.unsupported_match) if matcher is None else matcher(self, rule)
+            m = r - 2 if r > 1 else r ^ not_
+            log[index >> 1] |= ((((m ^ not_) + 1) << 2) | (set_matches + 1)) << shift
+            set_matches = (set_matches | m) if or_ else (set_matches & m)
+        return Verdict.NO_MATCH
+
+
+#: Bytes of a rule result log: a nibble for each of ZT_MAX_NETWORK_RULES (1024) rules.
+RULE_LOG_BYTES: Final = 512
+
+
+def evaluate_logged(
+    rules: Rules,
+    env: FilterEnv,
+    *,
+    inbound: bool,
+    zt_source: int,
+    zt_dest: int,
+    frame: Frame,
+    remote: Party | None,
+) -> tuple[Verdict, bytes]:
+    """:func:`evaluate`, for a trace: the verdict and the rule result log."""
+    ev = _LoggedEvaluation(env, remote, inbound, zt_source, frame, _Run(zt_dest=zt_dest))
+    verdict = ev.go(_program(rules))
+    return verdict, bytes(ev.log)
 
 
 def ipv6_payload(d: bytes) -> tuple[int, int] | None:

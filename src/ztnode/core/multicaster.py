@@ -158,14 +158,19 @@ class Multicaster:
     ) -> bool:
         """A multicast (``source_mac``: a bridged host's, carried in the frame)."""
         cfg = net.config
-        if cfg is None or cfg.multicast_limit == 0:
+        if cfg is None:
             return False
         adi = 0
+        why = "multicast disabled" if cfg.multicast_limit == 0 else ""
         if dest_mac == BROADCAST_MAC:
             if ethertype == ETHERTYPE_ARP and _is_arp_request(payload):
                 adi = int.from_bytes(payload[24:28], "big")  # ARP: one group per target IP
             elif not cfg.enable_broadcast:
-                return False
+                why = "broadcast disabled"  # checked first, as in Switch::onLocalEthernet
+        if why:
+            smac = source_mac or net.mac
+            self.rt.tracer.outgoing_dropped(net, smac, dest_mac, ethertype, len(payload), why, now)
+            return False
         if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
             net, 0, dest_mac, ethertype, payload, now, source_mac=source_mac
         ):
@@ -257,8 +262,15 @@ class Multicaster:
                 or source >> 40 & 0x01
             ):
                 self.rt.counters.drop(Drop.MALFORMED)
+                if cfg is not None and cfg.multicast_limit == 0:  # IncomingPacket.cpp:1303
+                    self.rt.tracer.incoming_dropped(
+                        net, peer.address, source, m.dest_mac, sender_mac, now, "multicast disabled"
+                    )
             elif source != sender_mac and not cfg.permits_bridging(peer.address):
                 self.rt.counters.drop(Drop.BRIDGING_NOT_ALLOWED)  # a bridged source, no bridge
+                self.rt.tracer.incoming_dropped(
+                    net, peer.address, source, m.dest_mac, sender_mac, now
+                )
             else:
                 if source != sender_mac:  # a host behind this bridge: learn where it sits
                     net.bridge_routes.learn(source, peer.address, now)
@@ -269,7 +281,7 @@ class Multicaster:
                 self.rt.vl2.deliver_frame(
                     net, peer.address, source, m.dest_mac, m.ethertype, m.payload, now
                 )
-        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now)
+        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now, m.network_id)
 
     def _answer_implicit_gather(
         self, m: MulticastFrame, peer: Peer, path: Path, pid: int, now: int
@@ -323,7 +335,7 @@ class Multicaster:
                 pid, g.network_id, g.mac, g.adi, len(live), tuple(live[: g.gather_limit])
             )
             self.rt.switch.send_on(peer, path, Verb.OK, ok.encode(), now, expect=False)
-        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_GATHER, now)
+        self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_GATHER, now, g.network_id)
 
     def _gather(
         self, network_id: int, mac: int, adi: int, limit: int, peer: Peer, now: int

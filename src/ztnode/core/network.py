@@ -227,6 +227,9 @@ class Network:
         self.last_config_update = now
         self.status = NetworkStatus.OK
         self.unanswered_requests = 0
+        # A config means the controller let us in: authentication, if it was required, is
+        # done, and where to log in is the config's again (Network::setConfiguration).
+        self.auth_info = None
         if raw == self.config_bytes:
             return False
         old = self.config

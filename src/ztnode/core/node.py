@@ -60,6 +60,7 @@ from ztnode.core.relay import Relay
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.switch import Switch
 from ztnode.core.topology import Topology
+from ztnode.core.tracer import Tracer
 from ztnode.core.trusted import PhysicalPathConfig, PhysicalPaths
 from ztnode.core.validator import IdentityValidator
 from ztnode.core.vl1 import Vl1
@@ -160,6 +161,7 @@ class Node:
         self.multicaster = Multicaster(self)
         self.controller_link = ControllerLink(self)
         self.bonds = BondLayer(self)
+        self.tracer = Tracer(self)
         self.switch.install_handlers()
         self.housekeeper.make_upstream_peers()
 

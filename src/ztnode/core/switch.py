@@ -375,6 +375,9 @@ class Switch:
             if bond is not None:
                 flow = _frame_flow(buf, verb) if bond.policy in BALANCING else NO_FLOW
                 bond.record_in(path, pid, verb, len(buf), flow, now)
+        tr = self.rt.tracer  # the packet at hand, for trace records (restored: WHOIS nests)
+        outer = (tr.rx_pid, tr.rx_path, tr.rx_verb)
+        tr.rx_pid, tr.rx_path, tr.rx_verb = pid, path, verb
         try:
             if verb == Verb.FRAME:
                 # Decoded by hand (what Frame.decode does, minus the objects): every data
@@ -402,6 +405,8 @@ class Switch:
             self.handlers.get(verb, self.rt.vl1.do_nop)(rx)
         except DecodeError:
             self.rt.counters.drop(Drop.MALFORMED)
+        finally:
+            tr.rx_pid, tr.rx_path, tr.rx_verb = outer
 
     def check_dest(self, dest: int) -> None:
         if dest == self.rt.address:

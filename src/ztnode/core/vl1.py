@@ -234,7 +234,12 @@ class Vl1:
         elif isinstance(ok, OkMulticastFrame) and ok.gather is not None:  # implicit gather
             members = ok.gather.members
             self.rt.multicaster.learn_gathered(ok.network_id, ok.mac, ok.adi, members, now)
-        self.received(peer, path, hops, Verb.OK, now)
+        nwid = 0  # the network an OK is about (IncomingPacket.cpp:642-661)
+        if isinstance(ok, OkNetworkConfigRequest):
+            nwid = ok.chunk.network_id
+        elif isinstance(ok, OkMulticastGather | OkMulticastFrame):
+            nwid = ok.network_id
+        self.received(peer, path, hops, Verb.OK, now, nwid)
 
     def _ok_hello(self, peer: Peer, ok: OkHello, path: Path, hops: int, now: int) -> None:
         if ok.protocol_version < PROTO_VERSION_MIN:
@@ -306,7 +311,7 @@ class Vl1:
                 self.rt.events.append(ev.IdentityCollision(peer.address))
         elif net is not None:
             self.rt.vl2.network_error(peer, net, err, now)
-        self.received(peer, path, hops, Verb.ERROR, now)
+        self.received(peer, path, hops, Verb.ERROR, now, err.network_id or 0)
 
     def do_nop(self, rx: Rx) -> None:
         """NOP, unknown verbs, and VL2 verbs for networks we have not joined: accepted, and they
@@ -399,8 +404,12 @@ class Vl1:
                 self.rt.switch.contact(peer, self.rt.path_for(local, remote), now, full_hello=False)
         self.received(peer, path, hops, Verb.PUSH_DIRECT_PATHS, now)
 
-    def received(self, peer: Peer, path: Path, hops: int, verb: int, now: int) -> None:
-        """Path learning and direct-path pushes after any authenticated packet (9.1, 9.8)."""
+    def received(
+        self, peer: Peer, path: Path, hops: int, verb: int, now: int, network_id: int = 0
+    ) -> None:
+        """Path learning and direct-path pushes after any authenticated packet (9.1, 9.8).
+        ``network_id``: the network the packet was about, whose trace target hears of a path
+        learned or being confirmed (Peer::received's ``networkId``)."""
         if not path.kept:
             path = self.rt.adopt_path(path)
         peer.last_receive = now
@@ -437,9 +446,13 @@ class Vl1:
                     self.rt.bonds.path_learned(peer, path, now)
                 if not had_direct:
                     self.rt.events.append(ev.PeerDirect(peer.address))
+                if network_id:
+                    self.rt.tracer.path(True, network_id, peer.address, path, verb, now)
             else:
                 peer.unconfirmed, peer.unconfirmed_at = path, now
                 self.rt.switch.confirm_path(peer, path, now)
+                if network_id and path.last_hello_sent == now:  # tried now, not too recently
+                    self.rt.tracer.path(False, network_id, peer.address, path, verb, now)
         self._maybe_push_direct_paths(peer, path, hops, now)
 
     def _maybe_push_direct_paths(self, peer: Peer, path: Path, hops: int, now: int) -> None:
@@ -472,6 +485,7 @@ class Vl1:
         )
         if change is None:
             return
+        self.rt.tracer.resetting_paths(peer.address, path.inet, surface, now)
         old = change.old.to_sockaddr() if change.old is not None else None
         self.rt.events.append(
             ev.SurfaceAddressChanged(int(change.scope), old, surface.to_sockaddr())

@@ -233,6 +233,9 @@ class Vl2:
         if source_mac == net.mac:
             return self.send_frame(network_id, dest_mac, ethertype, payload, now)
         if not net.config.permits_bridging(self.rt.address):
+            self.rt.tracer.outgoing_dropped(
+                net, source_mac, dest_mac, ethertype, len(payload), "not a bridge", now
+            )
             raise LocalProtocolError(
                 f"network {network_id:016x}: this member is not an active bridge, so it may "
                 "not send frames from other MACs (mark it activeBridge at the controller)"
@@ -316,9 +319,14 @@ class Vl2:
         frame = FilterFrame(ethertype, payload, source_mac or net.mac, dest_mac)
         membership = net.memberships.get(dest) if dest else None
         d = net.enforcer.outbound(dest, frame, membership, no_tee=no_tee)
+        if net.enforcer.trace_rules:
+            self.rt.tracer.filtered(net, False, dest, frame, no_tee, d.accept, membership, now)
         self.send_copies(net, d, frame, now)
         if not d.accept:
             self.rt.counters.drop(Drop.RULES_OUTBOUND)
+            self.rt.tracer.outgoing_filtered(
+                net, dest, no_tee, frame.mac_source, dest_mac, ethertype, len(payload), now
+            )
             if rules_log.isEnabledFor(logging.DEBUG) and net.enforcer.may_log(now):
                 _log_drop(net, "outbound to", dest, d, frame)
         return bool(d.accept)
@@ -440,7 +448,10 @@ class Vl2:
         accept = 1
         if not net.enforcer.accept_all:
             frame = FilterFrame(ethertype, payload, source_mac, dest_mac)
-            d = net.enforcer.inbound(source, frame, net.membership(source))
+            m = net.membership(source)
+            d = net.enforcer.inbound(source, frame, m)
+            if net.enforcer.trace_rules:
+                self.rt.tracer.filtered(net, True, source, frame, False, d.accept, m, now)
             self.send_copies(net, d, frame, now)
             accept = d.accept
             if not accept:
@@ -479,6 +490,8 @@ class Vl2:
             ok = True
         if not ok:
             self.rt.counters.drop(Drop.BRIDGING_NOT_ALLOWED)
+            member_mac = mac_from_address(source, net.id)
+            self.rt.tracer.incoming_dropped(net, source, source_mac, dest_mac, member_mac, now)
         return ok
 
     def request_config(self, net: Network, now: int) -> None:
@@ -602,19 +615,22 @@ class Vl2:
             # NOT_FOUND and UNSUPPORTED_OPERATION count only in re a config request; ACCESS_DENIED
             # and AUTHENTICATION_REQUIRED from the controller count in re anything.
             status = ERROR_STATUS.get(int(code))
-            if status is not None and (
-                err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST
-                or code
-                in (ErrorCode.NETWORK_ACCESS_DENIED, ErrorCode.NETWORK_AUTHENTICATION_REQUIRED)
+            counts = err.in_re_verb == Verb.NETWORK_CONFIG_REQUEST or code in (
+                ErrorCode.NETWORK_ACCESS_DENIED,
+                ErrorCode.NETWORK_AUTHENTICATION_REQUIRED,
+            )
+            sso = code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED
+            if (
+                status is not None
+                and counts
+                and (not sso or authentication_required(net, err.dictionary, self.rt.events.append))
             ):
-                if code == ErrorCode.NETWORK_AUTHENTICATION_REQUIRED:
-                    authentication_required(net, err.dictionary, self.rt.events.append)
                 self.set_status(net, status)
 
     def do_network_config(self, rx: Rx) -> None:
         chunk = NetworkConfigChunk.decode(rx.payload)
         self.config_chunk(rx.peer, chunk, rx.pid, rx.now, pushed=True, path=rx.path)
-        self.rt.vl1.received(rx.peer, rx.path, rx.hops, rx.verb, rx.now)
+        self.rt.vl1.received(rx.peer, rx.path, rx.hops, rx.verb, rx.now, chunk.network_id)
 
     def do_ext_frame(self, rx: Rx) -> None:
         x = ExtFrame.decode(rx.payload)
@@ -656,18 +672,19 @@ class Vl2:
         for cred in others:
             net = self.rt.networks.get(cred.network_id)
             ctl = self.controller_identity(net, now) if net is not None else None
-            if net is None or ctl is None or not cred.verify(ctl):
+            if net is None or ctl is None or not self.rt.tracer.verified(net, cred, ctl, now):
                 continue
             if isinstance(cred, Capability):
-                accepted |= net.add_capability(cred)
+                added = net.add_capability(cred)
             elif isinstance(cred, Tag):
-                accepted |= net.add_tag(cred)
+                added = net.add_tag(cred)
             else:
-                accepted |= net.add_coo(cred)
+                added = net.add_coo(cred)
+            accepted |= added or self.rt.tracer.refused(net, cred, now)
         for rev in creds.revocations:
             net = self.rt.networks.get(rev.network_id)
             ctl = self.controller_identity(net, now) if net is not None else None
-            if net is not None and ctl is not None and rev.verify(ctl):
+            if net is not None and ctl is not None and self.rt.tracer.verified(net, rev, ctl, now):
                 accepted |= net.add_revocation(rev)
         if accepted:
             peer.last_trust_established = now
@@ -680,9 +697,9 @@ class Vl2:
         if net is None:
             return False
         ctl = self.controller_identity(net, now)
-        if ctl is None or not com.verify(ctl):
+        if ctl is None or not self.rt.tracer.verified(net, com, ctl, now):
             return False
-        return net.add_com(com)
+        return net.add_com(com) or self.rt.tracer.refused(net, com, now)
 
     def push_credentials(self, net: Network, dest: int, now: int) -> None:
         """Send our COM and the capabilities, tags and ownership certificates of our config."""
@@ -740,6 +757,8 @@ class Vl2:
                 err = Error.need_membership_certificate(verb, pid, network_id)
                 self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
                 self.rt.counters.drop(Drop.NOT_A_MEMBER)
+                if verb == Verb.EXT_FRAME:
+                    self.rt.tracer.access_denied(network_id, peer.address, now)
                 if len(self._gated_frames) >= GATED_FRAME_QUEUE:
                     self._gated_frames.popleft()
                 self._gated_frames.append(
@@ -754,7 +773,7 @@ class Vl2:
                         verb == Verb.EXT_FRAME,
                     )
                 )
-        self.rt.vl1.received(peer, path, hops, verb, now)
+        self.rt.vl1.received(peer, path, hops, verb, now, network_id)
         return admitted
 
     def _retry_gated_frames(self, now: int) -> None:
