@@ -79,6 +79,15 @@ def cmd_node(args: argparse.Namespace) -> int:
     except (ZtError, OSError) as e:
         return _fail(f"names: {e}")
 
+    relay_listen = None
+    if args.tcp_relay_listen:
+        from ztnode.transport.tcprelay import parse_ip_port
+
+        try:
+            relay_listen = parse_ip_port(args.tcp_relay_listen, "tcpRelayListen")
+        except ZtError as e:
+            return _fail(f"--tcp-relay-listen: {e}")
+
     async def run() -> int:
         node = Node(
             home,
@@ -90,6 +99,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             controller_db=args.controller_db,
             names=names,
         )
+        node.service.config.tcp_relay_listen = relay_listen
         try:
             await node.start()
         except (ZtError, OSError, RuntimeError, StoreError) as e:

@@ -47,7 +47,9 @@ from ztnode.wire.rules import rules_to_json
 from ztnode.wire.world import World
 
 
-def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
+def peer_json(node: Node, peer: Peer, now: int, tunneled: bool = False) -> dict[str, Any]:
+    """One peer as ZeroTierOne's ``/peer`` shows it. ``tunneled`` is the service's TCP
+    fallback state, shown on every peer as the reference shows it."""
     best = peer.best_path(now)
     proto, major, minor, rev = peer.version
     latency = peer.latency(now)
@@ -73,7 +75,7 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
         "latency": -1 if latency is None else latency,
         "paths": paths,
         "role": node.topology.role(peer.address),
-        "tunneled": False,
+        "tunneled": tunneled,
         "version": f"{major}.{minor}.{rev}" if proto else "-1.-1.-1",
         "versionMajor": major if proto else -1,
         "versionMinor": minor if proto else -1,
@@ -386,8 +388,13 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             raise HttpError(503, "the node is starting")
         return service.node
 
+    def tunnel_active() -> bool:
+        relay = service.tcp_relay
+        return relay is not None and relay.active
+
     async def status(req: Request) -> Any:
         n = node()
+        relay = service.tcp_relay
         now = service.clock.now()
         listening = [f"{a[0]}/{a[1]}" for a in service.endpoints]
         return {
@@ -395,8 +402,8 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "clock": now,
             "config": {
                 "settings": {
-                    "allowTcpFallbackRelay": False,
-                    "forceTcpRelay": False,
+                    "allowTcpFallbackRelay": relay is not None and relay.decider.enabled,
+                    "forceTcpRelay": relay is not None and relay.force,
                     "homeDir": str(service.home.path.resolve()),
                     "listeningOn": listening,
                     "portMappingEnabled": False,
@@ -412,7 +419,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "planetWorldId": n.topology.planet.id,
             "planetWorldTimestamp": n.topology.planet.timestamp,
             "publicIdentity": n.identity.to_string(),
-            "tcpFallbackActive": False,
+            "tcpFallbackActive": tunnel_active(),
             "version": f"{SOFTWARE_MAJOR}.{SOFTWARE_MINOR}.{SOFTWARE_REVISION}",
             "versionBuild": 0,
             "versionMajor": SOFTWARE_MAJOR,
@@ -426,7 +433,9 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
     async def peers(req: Request) -> Any:
         n = node()
         now = service.clock.now()
-        return [peer_json(n, p, now) for p in sorted(n.peers.values(), key=lambda p: p.address)]
+        tunneled = tunnel_active()
+        peers = sorted(n.peers.values(), key=lambda p: p.address)
+        return [peer_json(n, p, now, tunneled) for p in peers]
 
     async def one_peer(req: Request) -> Any:
         n = node()
@@ -437,7 +446,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         p = n.peers.get(addr)
         if p is None:
             raise HttpError(404, f"no peer {req.params['address']}")
-        return peer_json(n, p, service.clock.now())
+        return peer_json(n, p, service.clock.now(), tunnel_active())
 
     async def counters(req: Request) -> Any:
         return node().counters.as_dict()

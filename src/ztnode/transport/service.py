@@ -50,6 +50,8 @@ from ztnode.transport.binder import (
 )
 from ztnode.transport.ifaddrs import interface_addresses, named_interface_addresses
 from ztnode.transport.state import HomeDir, NetworkSettings
+from ztnode.transport.tcprelay import TcpRelayClient, TcpRelaySettings
+from ztnode.transport.tcprelayserver import TcpRelayServer, listen_from_local_conf
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
 from ztnode.wire.inetaddr import InetAddress
@@ -144,6 +146,9 @@ class ServiceConfig:
     namespace); with ``socket_factory``, a node whose sockets live in another namespace."""
     socket_factory: Callable[[str, int], socket.socket] | None = None
     """How the Binder makes a UDP socket bound to (address, port) (default: here)."""
+    tcp_relay_listen: tuple[str, int] | None = None
+    """Accept TCP fallback tunnels on this (IP, port) (:mod:`ztnode.transport.tcprelayserver`);
+    None reads local.conf's ``settings.tcpRelayListen`` (absent: off)."""
 
 
 class Clock:
@@ -210,6 +215,9 @@ class _EndpointSink:
         return self._local
 
     def on_whole(self, packet: bytearray, remote: Addr, pieces: int, wire_bytes: int) -> None:
+        relay = self._service.tcp_relay
+        if relay is not None and not relay.heard_udp(remote, wire_bytes):
+            return
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is not None and local is not None:
@@ -226,6 +234,9 @@ class _EndpointSink:
         frames: int,
         packet_ids: tuple[int, ...] = (),
     ) -> bool:
+        relay = self._service.tcp_relay
+        if relay is not None and not relay.heard_udp(remote, wire_bytes):
+            return True  # forceTcpRelay: UDP is ignored, as the reference ignores it
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is None or local is None:
@@ -298,6 +309,9 @@ class NodeService:
         self._primary_port = 0
         self._binder_timer: asyncio.TimerHandle | None = None
         self._self_address = 0
+        #: The TCP fallback tunnel (client) and the tunnel relay (server), see tcprelay*.py.
+        self.tcp_relay: TcpRelayClient | None = None
+        self.tcp_relay_server: TcpRelayServer | None = None
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -313,6 +327,8 @@ class NodeService:
         local = conf.get("settings", {})
         bonding = self.config.bonding or BondingSettings.from_local_conf(local)
         bind_settings = BindSettings.from_local_conf(local, conf.get("physical"))
+        relay_settings = TcpRelaySettings.from_local_conf(local)
+        relay_listen = self.config.tcp_relay_listen or listen_from_local_conf(local)
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -380,6 +396,14 @@ class NodeService:
         self.node.set_interface_addresses(self._interface_addresses())
         self.node.configure_bonding(bonding, self.clock.now())
         self._name_links()
+        self.tcp_relay = TcpRelayClient(
+            relay_settings, self._loop, self.clock.now, self._receive_as_udp, bonding.in_use
+        )
+        if relay_listen is not None:
+            self.tcp_relay_server = TcpRelayServer(
+                relay_listen, self.clock.now, self._receive_as_udp
+            )
+            await self.tcp_relay_server.start()
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
             self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
@@ -399,6 +423,11 @@ class NodeService:
             self._binder_timer = None
         if self.node is not None:
             self.save_peers()
+        if self.tcp_relay is not None:
+            self.tcp_relay.close()
+        if self.tcp_relay_server is not None:
+            await self.tcp_relay_server.close()
+            self.tcp_relay_server = None
         self.close_endpoints()
         if self._controller_listen is not None:
             self._controller_listen.set()
@@ -704,6 +733,9 @@ class NodeService:
             engine = self.host
             if engine is None:
                 return
+            relay = self.tcp_relay
+            if relay is not None and not relay.heard_udp(remote, len(data)):
+                return
             if not local_holder:
                 for addr in self.endpoints:
                     if addr[0] == host:
@@ -799,7 +831,13 @@ class NodeService:
             self._timer_at = deadline
 
     def _send_all(self, datagrams: list[Any]) -> None:
+        relay = self.tcp_relay
+        server = self.tcp_relay_server
         for out in datagrams:
+            if server is not None and server.send(out.data, out.remote):
+                continue  # a tunnelled member: its path is the TCP connection
+            if relay is not None and not relay.send(out.data, out.remote):
+                continue  # forceTcpRelay: no UDP at all
             ep = self.endpoints.get(out.local)
             if ep is None:
                 continue
@@ -807,6 +845,24 @@ class NodeService:
                 self._send_with_ttl(ep, out.data, out.remote, out.ttl)
             else:
                 ep.send(out.data, out.remote)
+
+    def _tunnel_local(self) -> Addr | None:
+        """The endpoint a tunnelled datagram is attributed to: the first IPv4 one, so the
+        node's replies also try UDP (the reference's fail-forward)."""
+        for addr in self.endpoints:
+            if "." in addr[0]:
+                return addr
+        return next(iter(self.endpoints), None)
+
+    def _receive_as_udp(self, payload: bytes, remote: Addr) -> None:
+        """A datagram from a TCP tunnel: ours to a relay (``remote`` is where the relay says
+        it came from) or a member's to us (``remote`` is the member's TCP address)."""
+        engine = self.host
+        local = self._tunnel_local()
+        if engine is None or local is None or self._closing:
+            return
+        engine.receive_datagram(payload, local, remote, self.clock.now())
+        self._pump()
 
     def _validated(self, ident: Identity, fut: asyncio.Future[bool]) -> None:
         if self.node is None or self._closing or fut.cancelled():
