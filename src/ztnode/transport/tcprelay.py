@@ -52,7 +52,7 @@ from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVIS
 from ztnode.wire.inetaddr import IpScope, ip_scope
 from ztnode.wire.tcptunnel import Datagram, RecordDecoder, encode_datagram, encode_hello
 
-log = logging.getLogger("ztnode.tcprelay")
+log = logging.getLogger("ztnode.service")
 
 Addr = tuple[str, int]
 

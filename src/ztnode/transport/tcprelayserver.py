@@ -74,7 +74,7 @@ from ztnode.errors import DecodeError
 from ztnode.transport.tcprelay import MIN_DATAGRAM, parse_ip_port
 from ztnode.wire.tcptunnel import MAX_BODY, Datagram, Hello, RecordDecoder, encode_datagram
 
-log = logging.getLogger("ztnode.tcprelayserver")
+log = logging.getLogger("ztnode.service")
 
 Addr = tuple[str, int]
 Deliver = Callable[[bytes, Addr], None]
