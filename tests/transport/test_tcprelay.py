@@ -183,7 +183,9 @@ def test_client_and_server_over_loopback(monkeypatch: pytest.MonkeyPatch) -> Non
         clock = _Clock()
         at_server: list[tuple[bytes, tuple[str, int]]] = []
         at_client: list[tuple[bytes, tuple[str, int]]] = []
-        server = TcpRelayServer(("127.0.0.1", 0), clock, lambda p, r: at_server.append((p, r)))
+        server = TcpRelayServer(
+            ("127.0.0.1", 0), clock, lambda p, r: at_server.append((p, r)), 0x1122334455
+        )
         listen = await server.start()
         loop = asyncio.get_running_loop()
         client = TcpRelayClient(
@@ -200,13 +202,17 @@ def test_client_and_server_over_loopback(monkeypatch: pytest.MonkeyPatch) -> Non
                     break
                 await asyncio.sleep(0.02)
             assert client.active
-            assert client.send(b"B" * 40, root_udp) is False
+            to_us = b"B" * 8 + bytes.fromhex("1122334455") + b"B" * 27
+            assert client.send(to_us, root_udp) is False
+            # A packet for another node, to another address: the server's node relays it by
+            # its ZeroTier address; the address the member uses for the server is kept.
+            assert client.send(b"D" * 40, ("127.0.0.2", 40000)) is False
             for _ in range(100):
-                if at_server:
+                if len(at_server) == 2:
                     break
                 await asyncio.sleep(0.02)
             # The first datagram found no tunnel and was lost, as in the reference.
-            assert [p for p, _ in at_server] == [b"B" * 40]
+            assert [p for p, _ in at_server] == [to_us, b"D" * 40]
             member_tcp = at_server[0][1]
             assert member_tcp[0] == "127.0.0.1" and member_tcp in server.clients
             assert server.send(b"C" * 40, member_tcp) is True
@@ -241,7 +247,7 @@ def test_server_bounds_are_enforced_and_counted() -> None:
         clock = _Clock()
         got: list[Any] = []
         limits = RelayLimits(max_connections=2, max_body=200, sweep_ms=20)
-        server = TcpRelayServer(("127.0.0.1", 0), clock, lambda p, r: got.append(p), limits)
+        server = TcpRelayServer(("127.0.0.1", 0), clock, lambda p, r: got.append(p), 1, limits)
         _, port = await server.start()
         try:
             # Bad header: closed, counted.
@@ -313,7 +319,10 @@ def test_member_without_udp_joins_and_pings_through_the_roots_relay(
         async with LocalZtWorld(tmp_path, members=1, identities=ids[:2]) as world:
             assert world.root is not None
             rs = world.root.service
-            relay = TcpRelayServer(("127.0.0.1", 0), rs.clock.now, rs._receive_as_udp)
+            assert rs.node is not None
+            relay = TcpRelayServer(
+                ("127.0.0.1", 0), rs.clock.now, rs._receive_as_udp, rs.node.address
+            )
             _, port = await relay.start()
             rs.tcp_relay_server = relay
             conf = {"settings": {"forceTcpRelay": True, "tcpFallbackRelay": f"127.0.0.1/{port}"}}

@@ -401,7 +401,7 @@ class NodeService:
         )
         if relay_listen is not None:
             self.tcp_relay_server = TcpRelayServer(
-                relay_listen, self.clock.now, self._receive_as_udp
+                relay_listen, self.clock.now, self._receive_as_udp, identity.address
             )
             await self.tcp_relay_server.start()
         now = self.clock.now()

@@ -27,8 +27,9 @@ Why not a tcp-proxy:
 
 Here, nothing leaves this host that the core would not have sent for a UDP packet anyway.
 The record's address is not used for routing. It is remembered per connection, as the address
-the member believes it is talking to (this root's UDP address). Replies are framed with that
-address as their source, so the member's core attributes them to the same path as UDP.
+the member believes it is talking to (this root's UDP address). That is the address named by
+records whose packet is for this node's ZeroTier address. Replies are framed with that address
+as their source, so the member's core attributes them to the same path as UDP.
 
 One limit follows from this design: a datagram can only reach a node this root can reach.
 That covers the requirement (members and the controller all keep paths to the root), but not
@@ -145,7 +146,10 @@ class _Client(asyncio.Protocol):
         if len(record.payload) < MIN_DATAGRAM:
             server.count("dropped_short")
             return
-        self.target = record.address
+        # The address the member uses for *us* (a packet whose destination is our address):
+        # our replies carry it as their source. Packets to others may name their addresses.
+        if self.target is None or record.payload[8:13] == server.self_address:
+            self.target = record.address
         server.count("datagrams_in")
         server.deliver(record.payload, self.remote)
 
@@ -182,9 +186,11 @@ class TcpRelayServer:
         listen: Addr,
         clock: Callable[[], int],
         deliver: Deliver,
+        self_address: int,
         limits: RelayLimits | None = None,
     ) -> None:
         self.listen = listen
+        self.self_address = self_address.to_bytes(5, "big")
         self.clock = clock
         self.deliver = deliver
         self.limits = limits or RelayLimits()
