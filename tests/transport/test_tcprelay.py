@@ -7,6 +7,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ztnode.errors import DecodeError
 from ztnode.transport.tcprelay import (
@@ -349,3 +351,83 @@ def test_member_without_udp_joins_and_pings_through_the_roots_relay(
                 await api.close()
 
     asyncio.run(asyncio.wait_for(run(), 90))
+
+
+def test_client_opens_after_the_delay_and_closes_when_udp_is_heard() -> None:
+    """Not forced: the client connects only once the decider engages (virtual clock), frames
+    global IPv4 datagrams while still asking for UDP, and drops the tunnel on UDP heard."""
+
+    async def run() -> None:
+        clock = _Clock()
+        at_server: list[bytes] = []
+        server = TcpRelayServer(("127.0.0.1", 0), clock, lambda p, r: at_server.append(p), 7)
+        listen = await server.start()
+        client = TcpRelayClient(
+            TcpRelaySettings(relay=listen), asyncio.get_running_loop(), clock, lambda p, r: None
+        )
+        try:
+            assert client.send(b"a" * 40, ROOT) is True  # too early: UDP only, no connection
+            clock.t += FALLBACK_AFTER + 1_000
+            assert client.send(b"b" * 40, ROOT) is True and client.counters == {}
+            clock.t += 5_000
+            assert client.send(b"c" * 40, ROOT) is True  # paced send: connects
+            for _ in range(100):
+                if client.active:
+                    break
+                await asyncio.sleep(0.02)
+            assert client.active and client.counters["connect_attempts"] == 1
+            assert client.send(b"d" * 40, ROOT) is True  # through the tunnel and by UDP
+            for _ in range(100):
+                if at_server:
+                    break
+                await asyncio.sleep(0.02)
+            assert at_server == [b"d" * 40]
+            assert client.heard_udp(("10.0.0.1", 9993), 40) and client.active  # private
+            assert client.heard_udp(ROOT, 40) is True  # for the node, and it closes the tunnel
+            assert not client.active and client.counters["closed_udp_heard"] == 1
+            assert client.send(b"e" * 40, ROOT) is True  # UDP only again
+            assert client.counters["datagrams_out"] == 1
+        finally:
+            client.close()
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(run(), 20))
+
+
+class _FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("192.0.2.9", 5555) if name == "peername" else None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=120), max_size=6), st.booleans())
+def test_server_receive_path_never_raises(chunks: list[bytes], hello: bool) -> None:
+    from ztnode.transport.tcprelayserver import _Client
+
+    got: list[bytes] = []
+    server = TcpRelayServer(("127.0.0.1", 0), _Clock(), lambda p, r: got.append(p), 1)
+    client = _Client(server)
+    transport = _FakeTransport()
+    client.connection_made(transport)
+    if hello:
+        client.data_received(encode_hello(1, 14, 1))
+    for chunk in chunks:
+        client.data_received(chunk)
+        if transport.aborted:
+            break
+    assert all(len(p) >= 16 for p in got)
+    assert client.decoder.buffered <= 5 + server.limits.max_body
