@@ -35,9 +35,10 @@ def test_settings_defaults_and_keys() -> None:
     assert s == TcpRelaySettings(allow=True, force=False, relay=DEFAULT_RELAY)
     assert s.relay == ("204.80.128.1", 443)
     s = TcpRelaySettings.from_local_conf(
-        {"allowTcpFallbackRelay": False, "forceTcpRelay": True, "tcpFallbackRelay": "10.0.0.1/8443"}
+        {"allowTcpFallbackRelay": True, "forceTcpRelay": True, "tcpFallbackRelay": "10.0.0.1/8443"}
     )
-    assert (s.allow, s.force, s.relay) == (False, True, ("10.0.0.1", 8443))
+    assert (s.allow, s.force, s.relay) == (True, True, ("10.0.0.1", 8443))
+    assert not TcpRelaySettings.from_local_conf({"allowTcpFallbackRelay": False}).allow
     assert TcpRelaySettings.from_local_conf({"tcpFallbackRelay": "2001:db8::1/443"}).relay == (
         "2001:db8::1",
         443,
@@ -55,6 +56,7 @@ def test_settings_defaults_and_keys() -> None:
         ({"tcpFallbackRelay": "host/443"}, "tcpFallbackRelay"),
         ({"tcpFallbackRelay": "1.2.3.4/0"}, "tcpFallbackRelay"),
         ({"tcpFallbackRelay": "1.2.3.4/70000"}, "tcpFallbackRelay"),
+        ({"forceTcpRelay": True, "allowTcpFallbackRelay": False}, "forceTcpRelay"),
     ],
 )
 def test_bad_settings_name_the_key(settings: dict[str, Any], key: str) -> None:

@@ -107,6 +107,9 @@ class TcpRelaySettings:
         force = settings.get("forceTcpRelay", False)
         if not isinstance(force, bool):
             raise DecodeError("settings.forceTcpRelay must be true or false")
+        if force and not allow:
+            # The reference would then send no UDP and open no tunnel: never online.
+            raise DecodeError("settings.forceTcpRelay is true but allowTcpFallbackRelay is false")
         relay_text = settings.get("tcpFallbackRelay")
         relay = DEFAULT_RELAY
         if relay_text is not None:
@@ -124,6 +127,12 @@ class SendDecision:
     """Start a connection to the relay (none is open or in flight)."""
     udp: bool
     """Also send it by UDP (always, except with forceTcpRelay)."""
+
+
+#: The common answers, made once: this runs for every outgoing datagram.
+_UDP_ONLY: Final = SendDecision(tunnel=False, connect=False, udp=True)
+_NOTHING: Final = SendDecision(tunnel=False, connect=False, udp=False)
+_TUNNEL_AND_UDP: Final = SendDecision(tunnel=True, connect=False, udp=True)
 
 
 class FallbackDecider:
@@ -165,21 +174,22 @@ class FallbackDecider:
 
     def on_send(self, remote: Addr, length: int, now: int, open_: bool, busy: bool) -> SendDecision:
         """One outgoing datagram. ``open_``: a tunnel is connected; ``busy``: one is connecting."""
+        if not self.enabled:
+            return _UDP_ONLY
         udp = not self.force
-        if not self.enabled or length < MIN_DATAGRAM:
-            return SendDecision(False, False, udp)
+        if length < MIN_DATAGRAM:
+            return _UDP_ONLY if udp else _NOTHING
         v4, global_ = self._classify(remote[0])
         if not (v4 and global_):
-            return SendDecision(False, False, udp)
-        tunnel = connect = False
-        if self.engaged(now):
-            if open_:
-                tunnel = True
-            elif not busy:
-                gap = now - self.last_send_global_v4
-                connect = self.force or CONNECT_MIN_GAP < gap < FALLBACK_AFTER
+            return _UDP_ONLY if udp else _NOTHING
+        gap = now - self.last_send_global_v4
         self.last_send_global_v4 = now
-        return SendDecision(tunnel, connect, udp)
+        if not self.engaged(now):
+            return _UDP_ONLY
+        if open_:
+            return _TUNNEL_AND_UDP if udp else SendDecision(True, False, False)
+        connect = not busy and (self.force or CONNECT_MIN_GAP < gap < FALLBACK_AFTER)
+        return SendDecision(False, connect, udp)
 
     def on_udp_received(self, remote: Addr, length: int, now: int) -> bool:
         """One UDP datagram arrived; True when an open tunnel must now be closed."""
