@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -218,6 +219,8 @@ def free_tcp_port(ns: NetNamespace) -> int:
 
 def test_member_behind_blocked_udp_uses_our_roots_tcp_relay(tmp_path: Path) -> None:
     need_root()
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (Debian package nftables) to block UDP in the namespace")
     root_id, b_id, a_id = IDS[0], IDS[1], IDS[2]
     planet = tmp_path / "planet"
     planet.write_bytes(make_planet(root_id, R_IP, ROOT_PORT).to_bytes())
@@ -267,6 +270,9 @@ def test_member_behind_blocked_udp_uses_our_roots_tcp_relay(tmp_path: Path) -> N
                     assert echo_through(m, fwd_port, b"over the relay" * 100) == (
                         b"over the relay" * 100
                     )
+                    relay = root.api("GET", "/status")["tcpRelay"]
+                    assert relay["clients"] == 1 and relay["counters"]["datagrams_in"] > 10
+                    assert relay["counters"]["datagrams_out"] > 10
                     # UDP back: A's next datagrams also go by UDP (they always do), the first
                     # UDP answer from a global address drops the tunnel, A stays online.
                     unblock_udp(m)
@@ -283,4 +289,6 @@ def test_member_behind_blocked_udp_uses_our_roots_tcp_relay(tmp_path: Path) -> N
                     assert a.api("GET", "/status")["online"]
                     assert "ONLINE" in a.cli("info")
                     assert not any(p["tunneled"] for p in a.api("GET", "/peer"))
+                    assert a.api("GET", "/status")["tcpFallbackCounters"]["closed_udp_heard"] == 1
+                    wait_for(lambda: root.api("GET", "/status")["tcpRelay"]["clients"] == 0, 10, "")
                     assert echo_through(m, fwd_port, b"by udp" * 100) == b"by udp" * 100

@@ -392,6 +392,21 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         relay = service.tcp_relay
         return relay is not None and relay.active
 
+    def tcp_relay_json() -> dict[str, Any]:
+        """ztnode's own keys: the tunnel's counters, and the relay's when this node is one."""
+        out: dict[str, Any] = {}
+        relay = service.tcp_relay
+        if relay is not None:
+            out["tcpFallbackCounters"] = dict(relay.counters)
+        server = service.tcp_relay_server
+        if server is not None:
+            out["tcpRelay"] = {
+                "listen": f"{server.listen[0]}/{server.listen[1]}",
+                "clients": len(server.clients),
+                "counters": dict(server.counters),
+            }
+        return out
+
     async def status(req: Request) -> Any:
         n = node()
         relay = service.tcp_relay
@@ -428,6 +443,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "ztnodeVersion": __version__,
             "counters": n.counters.as_dict(),
             "fastPath": fastpath.report().as_dict(),
+            **tcp_relay_json(),
         }
 
     async def peers(req: Request) -> Any:
