@@ -16,11 +16,11 @@ The reference reads only the length from the header. Here the three leading byte
 body too short for its address closes the connection in the reference, and it is a
 :class:`~ztnode.errors.DecodeError` here. An empty body is skipped, as the reference skips it.
 
-:class:`RecordDecoder` is incremental, and its buffering is bounded: it never holds more than one
-header plus ``max_body`` bytes. The largest legitimate body is an address plus one datagram of at
-most the physical MTU ceiling (10324 bytes, see §11.3 of the reference notes). A declared length
-above ``max_body`` is refused as soon as the header is read, so a hostile peer cannot make the
-decoder wait for, or buffer, 64 KiB per connection.
+:class:`RecordDecoder` is incremental, and its buffering is bounded: between calls it keeps at
+most one header plus ``max_body`` bytes. The largest legitimate body is an address plus one
+datagram of at most the physical MTU ceiling (10324 bytes; the MTU is clamped to 1400..10324).
+A declared length above ``max_body`` is refused as soon as the header is read, so a hostile peer
+cannot make the decoder wait for, or buffer, 64 KiB per connection.
 """
 
 from __future__ import annotations
