@@ -48,7 +48,7 @@ def test_every_applied_key() -> None:
             "tertiaryPort": 40001,
             "allowSecondaryPort": False,
             "portMappingEnabled": 0,
-            "allowTcpFallbackRelay": "false",
+            "allowTcpFallbackRelay": "1",
             "forceTcpRelay": "yes",
             "tcpFallbackRelay": "10.1.2.3/443",
             "interfacePrefixBlacklist": ["eth1", "wg"],
@@ -63,7 +63,7 @@ def test_every_applied_key() -> None:
     )
     assert (c.primary_port, c.secondary_port, c.tertiary_port) == (9994, 40000, 40001)
     assert not c.allow_secondary_port and c.port_mapping_enabled is False
-    assert not c.allow_tcp_fallback_relay and c.force_tcp_relay
+    assert c.allow_tcp_fallback_relay and c.force_tcp_relay
     assert c.tcp_fallback_relay == ("10.1.2.3", 443)
     assert c.tcp_relay_listen == ("0.0.0.0", 443)
     assert c.interface_prefix_blacklist == ("eth1", "wg")
@@ -96,6 +96,10 @@ def test_every_applied_key() -> None:
         ({"settings": {"portMappingEnabled": "maybe"}}, "settings.portMappingEnabled"),
         ({"settings": {"allowTcpFallbackRelay": 2}}, "settings.allowTcpFallbackRelay"),
         ({"settings": {"forceTcpRelay": []}}, "settings.forceTcpRelay"),
+        (
+            {"settings": {"forceTcpRelay": True, "allowTcpFallbackRelay": False}},
+            "settings.forceTcpRelay",
+        ),
         ({"settings": {"tcpFallbackRelay": "10.0.0.1"}}, "settings.tcpFallbackRelay"),
         ({"settings": {"tcpFallbackRelay": "relay.example/443"}}, "settings.tcpFallbackRelay"),
         ({"settings": {"interfacePrefixBlacklist": "eth"}}, "settings.interfacePrefixBlacklist"),

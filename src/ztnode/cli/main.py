@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--bind", action="append", help="address to bind (repeatable)")
     node.add_argument("--api-port", type=api_port_arg, default=0, help="local API port (0 = any)")
     node.add_argument(
+        "--tcp-relay-listen",
+        metavar="IP/PORT",
+        help="accept ZeroTier TCP fallback tunnels here (members that cannot use UDP name "
+        "this in their settings.tcpFallbackRelay; default: local.conf settings.tcpRelayListen, "
+        "else off)",
+    )
+    node.add_argument(
         "--controller",
         action="store_true",
         help="also be the network controller for networks whose ids start with our address",

@@ -87,6 +87,14 @@ def cmd_node(args: argparse.Namespace) -> int:
             port = read_local_conf(home / "local.conf").primary_port or DEFAULT_PORT
         except LocalConfError as e:
             return _fail(str(e))
+    relay_listen = None
+    if args.tcp_relay_listen:
+        from ztnode.transport.tcprelay import parse_ip_port
+
+        try:
+            relay_listen = parse_ip_port(args.tcp_relay_listen, "tcpRelayListen")
+        except ZtError as e:
+            return _fail(f"--tcp-relay-listen: {e}")
 
     async def run() -> int:
         node = Node(
@@ -102,6 +110,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         # The daemon maps a port on the router unless local.conf says not to, as
         # ZeroTierOne; embedded nodes never do unless asked (ztnode.transport.portmap).
         node.service.config.port_mapping = True
+        node.service.config.tcp_relay_listen = relay_listen
         try:
             await node.start()
         except (ZtError, OSError, RuntimeError, StoreError) as e:

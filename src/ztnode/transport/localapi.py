@@ -50,7 +50,9 @@ from ztnode.wire.rules import rules_to_json
 from ztnode.wire.world import World
 
 
-def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
+def peer_json(node: Node, peer: Peer, now: int, tunneled: bool = False) -> dict[str, Any]:
+    """One peer as ZeroTierOne's ``/peer`` shows it. ``tunneled`` is the service's TCP
+    fallback state, shown on every peer as the reference shows it."""
     best = peer.best_path(now)
     proto, major, minor, rev = peer.version
     latency = peer.latency(now)
@@ -76,7 +78,7 @@ def peer_json(node: Node, peer: Peer, now: int) -> dict[str, Any]:
         "latency": -1 if latency is None else latency,
         "paths": paths,
         "role": node.topology.role(peer.address),
-        "tunneled": False,
+        "tunneled": tunneled,
         "version": f"{major}.{minor}.{rev}" if proto else "-1.-1.-1",
         "versionMajor": major if proto else -1,
         "versionMinor": minor if proto else -1,
@@ -395,8 +397,28 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             raise HttpError(503, "the node is starting")
         return service.node
 
+    def tunnel_active() -> bool:
+        relay = service.tcp_relay
+        return relay is not None and relay.active
+
+    def tcp_relay_json() -> dict[str, Any]:
+        """ztnode's own keys: the tunnel's counters, and the relay's when this node is one."""
+        out: dict[str, Any] = {}
+        relay = service.tcp_relay
+        if relay is not None:
+            out["tcpFallbackCounters"] = dict(relay.counters)
+        server = service.tcp_relay_server
+        if server is not None:
+            out["tcpRelay"] = {
+                "listen": f"{server.listen[0]}/{server.listen[1]}",
+                "clients": len(server.clients),
+                "counters": dict(server.counters),
+            }
+        return out
+
     async def status(req: Request) -> Any:
         n = node()
+        relay = service.tcp_relay
         now = service.clock.now()
         listening = [f"{a[0]}/{a[1]}" for a in service.endpoints]
         surfaces = [str(a) for a in n.selfaware.surfaces(now)]
@@ -408,8 +430,9 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         settings = dict(conf.settings)
         settings.update(
             {
-                "allowTcpFallbackRelay": conf.allow_tcp_fallback_relay,
-                "forceTcpRelay": conf.force_tcp_relay,
+                # In force: bonding turns both off, as in the reference.
+                "allowTcpFallbackRelay": relay is not None and relay.decider.enabled,
+                "forceTcpRelay": relay is not None and relay.force,
                 "homeDir": str(service.home.path.resolve()),
                 "listeningOn": listening,
                 "portMappingEnabled": service.tertiary_port != 0,
@@ -429,7 +452,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "planetWorldId": n.topology.planet.id,
             "planetWorldTimestamp": n.topology.planet.timestamp,
             "publicIdentity": n.identity.to_string(),
-            "tcpFallbackActive": False,
+            "tcpFallbackActive": tunnel_active(),
             "version": f"{SOFTWARE_MAJOR}.{SOFTWARE_MINOR}.{SOFTWARE_REVISION}",
             "versionBuild": 0,
             "versionMajor": SOFTWARE_MAJOR,
@@ -438,12 +461,15 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
             "ztnodeVersion": __version__,
             "counters": n.counters.as_dict(),
             "fastPath": fastpath.report().as_dict(),
+            **tcp_relay_json(),
         }
 
     async def peers(req: Request) -> Any:
         n = node()
         now = service.clock.now()
-        return [peer_json(n, p, now) for p in sorted(n.peers.values(), key=lambda p: p.address)]
+        tunneled = tunnel_active()
+        peers = sorted(n.peers.values(), key=lambda p: p.address)
+        return [peer_json(n, p, now, tunneled) for p in peers]
 
     async def one_peer(req: Request) -> Any:
         n = node()
@@ -454,7 +480,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
         p = n.peers.get(addr)
         if p is None:
             raise HttpError(404, f"no peer {req.params['address']}")
-        return peer_json(n, p, service.clock.now())
+        return peer_json(n, p, service.clock.now(), tunnel_active())
 
     async def counters(req: Request) -> Any:
         return node().counters.as_dict()

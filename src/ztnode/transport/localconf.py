@@ -138,7 +138,7 @@ def _network(text: str, key: str, *, bare_is_host: bool = True) -> IpNetwork:
         raise LocalConfError(key, f"{text!r} is not a network: {e}") from None
 
 
-def _endpoint(text: str, key: str) -> tuple[str, int]:
+def parse_endpoint(text: str, key: str) -> tuple[str, int]:
     """``IP/port`` (ZeroTier's form) with a port."""
     try:
         addr = InetAddress.parse(text)
@@ -246,6 +246,13 @@ class LocalConf:
         listen = s("tcpRelayListen")
         if listen is not None and not isinstance(listen, str):
             raise LocalConfError("settings.tcpRelayListen", f"expected IP/PORT, not {listen!r}")
+        allow_relay = _bool(s("allowTcpFallbackRelay"), "settings.allowTcpFallbackRelay", True)
+        force_relay = _bool(s("forceTcpRelay"), "settings.forceTcpRelay", False)
+        if force_relay and not allow_relay:
+            # The reference would then send no UDP and open no tunnel: never online.
+            raise LocalConfError(
+                "settings.forceTcpRelay", "true while allowTcpFallbackRelay is false"
+            )
         db = s("controllerDbPath")
         if db is not None and (not isinstance(db, str) or not db):
             raise LocalConfError("settings.controllerDbPath", f"expected a path, not {db!r}")
@@ -266,19 +273,17 @@ class LocalConf:
                 if s("portMappingEnabled") is None
                 else _bool(s("portMappingEnabled"), "settings.portMappingEnabled", True)
             ),
-            allow_tcp_fallback_relay=_bool(
-                s("allowTcpFallbackRelay"), "settings.allowTcpFallbackRelay", True
-            ),
-            force_tcp_relay=_bool(s("forceTcpRelay"), "settings.forceTcpRelay", False),
+            allow_tcp_fallback_relay=allow_relay,
+            force_tcp_relay=force_relay,
             tcp_fallback_relay=(
-                _endpoint(relay, "settings.tcpFallbackRelay") if relay is not None else None
+                parse_endpoint(relay, "settings.tcpFallbackRelay") if relay is not None else None
             ),
             interface_prefix_blacklist=tuple(prefixes),
             bind=tuple(bind),
             allow_management_from=amf,
             controller_db_path=db,
             tcp_relay_listen=(
-                _endpoint(listen, "settings.tcpRelayListen") if listen is not None else None
+                parse_endpoint(listen, "settings.tcpRelayListen") if listen is not None else None
             ),
             bonding=bonding,
             physical=_physical(raw.get("physical")),
@@ -333,7 +338,7 @@ def _virtual(obj: Any) -> dict[int, PeerHints]:
             if k not in ("try", "blacklist"):
                 raise LocalConfError(f"{where}.{k}", "unknown key (try, blacklist)")
         tries = tuple(
-            _endpoint(t, f"{where}.try") for t in _str_list(spec.get("try"), f"{where}.try")
+            parse_endpoint(t, f"{where}.try") for t in _str_list(spec.get("try"), f"{where}.try")
         )
         black = tuple(
             _network(t, f"{where}.blacklist")

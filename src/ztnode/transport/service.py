@@ -60,6 +60,8 @@ from ztnode.transport.localconf import (
 from ztnode.transport.portmap import VETO_ENV, PortMapping, PortMapSettings, vetoed
 from ztnode.transport.portmapper import PortMapper
 from ztnode.transport.state import HomeDir, NetworkSettings
+from ztnode.transport.tcprelay import TcpRelayClient, TcpRelaySettings
+from ztnode.transport.tcprelayserver import TcpRelayServer
 from ztnode.transport.udp import UdpEndpoint
 from ztnode.wire.constants import DEFAULT_PORT
 from ztnode.wire.inetaddr import InetAddress
@@ -75,6 +77,7 @@ RESTART_ONLY: Final = (
     "tertiaryPort",
     "allowSecondaryPort",
     "portMappingEnabled",
+    "tcpRelayListen",
     "defaultBondingPolicy",
     "policies",
     "peerSpecificBonds",
@@ -177,6 +180,9 @@ class ServiceConfig:
     """Map a third UDP port on the router (NAT-PMP, UPnP IGD) when ``local.conf`` does not say
     (``settings.portMappingEnabled``); off for embedded nodes, on for the ``ztnode node``
     daemon. ``ZTNODE_NO_PORT_MAPPING`` vetoes it (:mod:`ztnode.transport.portmap`)."""
+    tcp_relay_listen: tuple[str, int] | None = None
+    """Accept TCP fallback tunnels on this (IP, port) (:mod:`ztnode.transport.tcprelayserver`);
+    None reads local.conf's ``settings.tcpRelayListen`` (absent: off)."""
 
 
 class Clock:
@@ -233,6 +239,9 @@ class _EndpointSink:
         return self._local
 
     def on_whole(self, packet: bytearray, remote: Addr, pieces: int, wire_bytes: int) -> None:
+        relay = self._service.tcp_relay
+        if relay is not None and not relay.heard_udp(remote, wire_bytes):
+            return
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is not None and local is not None:
@@ -249,6 +258,9 @@ class _EndpointSink:
         frames: int,
         packet_ids: tuple[int, ...] = (),
     ) -> bool:
+        relay = self._service.tcp_relay
+        if relay is not None and not relay.heard_udp(remote, wire_bytes):
+            return True  # forceTcpRelay: UDP is ignored, as the reference ignores it
         engine = self._service.host
         local = self._local or self._local_address()
         if engine is None or local is None:
@@ -333,6 +345,9 @@ class NodeService:
         self.local_conf_listeners: list[Callable[[LocalConf], None]] = []
         self.port_mapper: PortMapper | None = None
         self.tertiary_port = 0
+        #: The TCP fallback tunnel (client) and the tunnel relay (server), see tcprelay*.py.
+        self.tcp_relay: TcpRelayClient | None = None
+        self.tcp_relay_server: TcpRelayServer | None = None
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -355,6 +370,8 @@ class NodeService:
         bind_settings = BindSettings.from_conf(conf)
         portmap = PortMapSettings.from_conf(conf)
         physical = self.home.load_physical_paths(conf.physical)
+        relay_settings = TcpRelaySettings.from_conf(conf)
+        relay_listen = self.config.tcp_relay_listen or conf.tcp_relay_listen
         per_interface = self.config.bind_interfaces
         if per_interface is None:
             per_interface = bonding.in_use or bool(bind_settings.only)
@@ -441,6 +458,14 @@ class NodeService:
             self.port_mapper.start()
         self._conf_timer = self._loop.call_later(CHECK_INTERVAL / 1000, self._check_local_conf)
         self._name_links()
+        self.tcp_relay = TcpRelayClient(
+            relay_settings, self._loop, self.clock.now, self._receive_as_udp, bonding.in_use
+        )
+        if relay_listen is not None:
+            self.tcp_relay_server = TcpRelayServer(
+                relay_listen, self.clock.now, self._receive_as_udp, identity.address
+            )
+            await self.tcp_relay_server.start()
         now = self.clock.now()
         for ident, version, addrs in self.home.load_peers():
             self.node.add_cached_peer(ident, version, [a.to_sockaddr() for a in addrs], now)
@@ -466,6 +491,11 @@ class NodeService:
         if self.port_mapper is not None:
             mapper, self.port_mapper = self.port_mapper, None
             await mapper.stop()
+        if self.tcp_relay is not None:
+            self.tcp_relay.close()
+        if self.tcp_relay_server is not None:
+            await self.tcp_relay_server.close()
+            self.tcp_relay_server = None
         self.close_endpoints()
         if self._controller_listen is not None:
             self._controller_listen.set()
@@ -793,6 +823,9 @@ class NodeService:
             engine = self.host
             if engine is None:
                 return
+            relay = self.tcp_relay
+            if relay is not None and not relay.heard_udp(remote, len(data)):
+                return
             if not local_holder:
                 for addr in self.endpoints:
                     if addr[0] == host:
@@ -888,7 +921,13 @@ class NodeService:
             self._timer_at = deadline
 
     def _send_all(self, datagrams: list[Any]) -> None:
+        relay = self.tcp_relay
+        server = self.tcp_relay_server
         for out in datagrams:
+            if server is not None and server.send(out.data, out.remote):
+                continue  # a tunnelled member: its path is the TCP connection
+            if relay is not None and not relay.send(out.data, out.remote):
+                continue  # forceTcpRelay: no UDP at all
             ep = self.endpoints.get(out.local)
             if ep is None:
                 continue
@@ -896,6 +935,24 @@ class NodeService:
                 self._send_with_ttl(ep, out.data, out.remote, out.ttl)
             else:
                 ep.send(out.data, out.remote)
+
+    def _tunnel_local(self) -> Addr | None:
+        """The endpoint a tunnelled datagram is attributed to: the first IPv4 one, so the
+        node's replies also try UDP (the reference's fail-forward)."""
+        for addr in self.endpoints:
+            if "." in addr[0]:
+                return addr
+        return next(iter(self.endpoints), None)
+
+    def _receive_as_udp(self, payload: bytes, remote: Addr) -> None:
+        """A datagram from a TCP tunnel: ours to a relay (``remote`` is where the relay says
+        it came from) or a member's to us (``remote`` is the member's TCP address)."""
+        engine = self.host
+        local = self._tunnel_local()
+        if engine is None or local is None or self._closing:
+            return
+        engine.receive_datagram(payload, local, remote, self.clock.now())
+        self._pump()
 
     def _validated(self, ident: Identity, fut: asyncio.Future[bool]) -> None:
         if self.node is None or self._closing or fut.cancelled():
@@ -1019,6 +1076,8 @@ class NodeService:
                     node.set_local_addresses(list(self.endpoints))
             node.set_interface_addresses(self._interface_addresses())
             node.set_path_policy(new.path_policy())
+            if self.tcp_relay is not None:
+                self.tcp_relay.reconfigure(TcpRelaySettings.from_conf(new), node.bonds.in_use)
             try:
                 node.set_physical_paths(self.home.load_physical_paths(new.physical))
             except DecodeError as e:  # the trustedpaths file
