@@ -159,7 +159,13 @@ def test_single_node_cli_api_and_clean_stop(tmp_path: Path) -> None:
         assert info["version"] == f"{major}.{minor}.{rev}" and major == 1
         settings = info["config"]["settings"]
         assert isinstance(settings["primaryPort"], int) and settings["primaryPort"] > 0
-        assert settings["listeningOn"] == [f"127.0.0.1/{settings['primaryPort']}"]
+        # The primary port and, as ZeroTierOne's daemon, a random secondary one.
+        secondary = settings["secondaryPort"]
+        assert 20_000 <= secondary < 65_500 and secondary != settings["primaryPort"]
+        assert settings["listeningOn"] == [
+            f"127.0.0.1/{settings['primaryPort']}",
+            f"127.0.0.1/{secondary}",
+        ]
         assert me.to_string(include_private=True).rsplit(":", 1)[1] not in json.dumps(info)
 
         # The node's own packet path, as its process found it (the node runs this checkout).

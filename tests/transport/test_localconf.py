@@ -33,7 +33,7 @@ def parse(settings: dict[str, Any] | None = None, **top: Any) -> LocalConf:
 def test_defaults_are_the_references() -> None:
     c = LocalConf.parse({})
     assert (c.primary_port, c.secondary_port, c.tertiary_port) == (0, 0, 0)
-    assert c.allow_secondary_port and c.allow_tcp_fallback_relay
+    assert c.allow_secondary_port is None and c.allow_tcp_fallback_relay
     assert c.port_mapping_enabled is None  # unsaid: on for the daemon, off when embedded
     assert not c.force_tcp_relay and c.tcp_fallback_relay is None
     assert c.interface_prefix_blacklist == () and c.bind == () and c.allow_management_from == ()
@@ -62,7 +62,7 @@ def test_every_applied_key() -> None:
         virtual={"89e92ceee5": {"try": ["10.0.0.9/9993"], "blacklist": ["10.5.0.0/16"]}},
     )
     assert (c.primary_port, c.secondary_port, c.tertiary_port) == (9994, 40000, 40001)
-    assert not c.allow_secondary_port and c.port_mapping_enabled is False
+    assert c.allow_secondary_port is False and c.port_mapping_enabled is False
     assert c.allow_tcp_fallback_relay and c.force_tcp_relay
     assert c.tcp_fallback_relay == ("10.1.2.3", 443)
     assert c.tcp_relay_listen == ("0.0.0.0", 443)

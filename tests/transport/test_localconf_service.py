@@ -243,3 +243,23 @@ def test_management_beyond_loopback(tmp_path: Path) -> None:
                 await api.close()
 
     asyncio.run(run())
+
+
+def test_secondary_port_beside_wildcard_sockets(tmp_path: Path) -> None:
+    """Embedded nodes keep one socket unless local.conf asks; asked, a second port on each
+    bound address (random, or ``secondaryPort``), carrying traffic like the first."""
+
+    async def run() -> None:
+        async with LocalZtWorld(tmp_path, members=1, identities=IDS[:2]) as w:
+            assert len(w.members[0].service.endpoints) == 1
+            fixed = _free_udp_port()
+            node, net = await w.add_member(
+                IDS[2], settings={"allowSecondaryPort": True, "secondaryPort": fixed}
+            )
+            svc = node.service
+            assert list(svc.endpoints) == [("127.0.0.1", svc.port), ("127.0.0.1", fixed)]
+            assert svc.secondary.port == fixed and svc.secondary.fixed
+            assert net is not None
+            assert await net.ping(w.networks[0].address(4), timeout=5) is not None
+
+    asyncio.run(run())

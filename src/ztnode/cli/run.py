@@ -110,6 +110,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         # The daemon maps a port on the router unless local.conf says not to, as
         # ZeroTierOne; embedded nodes never do unless asked (ztnode.transport.portmap).
         node.service.config.port_mapping = True
+        node.service.config.secondary_port = True  # as ZeroTierOne, unless local.conf says
         node.service.config.tcp_relay_listen = relay_listen
         try:
             await node.start()

@@ -158,7 +158,9 @@ class LocalConf:
     primary_port: int = 0
     secondary_port: int = 0
     tertiary_port: int = 0
-    allow_secondary_port: bool = True
+    #: None when the file does not say: on with one socket per interface address (as the
+    #: reference), and with wildcard sockets as the service decides (on for the daemon).
+    allow_secondary_port: bool | None = None
     #: None when the file does not say: the service's default decides (on for the
     #: ``ztnode node`` daemon, off for embedded nodes).
     port_mapping_enabled: bool | None = None
@@ -265,8 +267,10 @@ class LocalConf:
             primary_port=_port(s("primaryPort"), "settings.primaryPort"),
             secondary_port=_port(s("secondaryPort"), "settings.secondaryPort"),
             tertiary_port=_port(s("tertiaryPort"), "settings.tertiaryPort"),
-            allow_secondary_port=_bool(
-                s("allowSecondaryPort"), "settings.allowSecondaryPort", True
+            allow_secondary_port=(
+                None
+                if s("allowSecondaryPort") is None
+                else _bool(s("allowSecondaryPort"), "settings.allowSecondaryPort", True)
             ),
             port_mapping_enabled=(
                 None

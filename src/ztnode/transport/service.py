@@ -180,6 +180,11 @@ class ServiceConfig:
     """Map a third UDP port on the router (NAT-PMP, UPnP IGD) when ``local.conf`` does not say
     (``settings.portMappingEnabled``); off for embedded nodes, on for the ``ztnode node``
     daemon. ``ZTNODE_NO_PORT_MAPPING`` vetoes it (:mod:`ztnode.transport.portmap`)."""
+    secondary_port: bool = False
+    """With wildcard sockets (``bind``), also bind a random secondary port when ``local.conf``
+    does not say (``settings.allowSecondaryPort``): on for the ``ztnode node`` daemon, as
+    ZeroTierOne; embedded nodes keep one socket. One socket per interface address always
+    has it unless ``allowSecondaryPort`` is false."""
     tcp_relay_listen: tuple[str, int] | None = None
     """Accept TCP fallback tunnels on this (IP, port) (:mod:`ztnode.transport.tcprelayserver`);
     None reads local.conf's ``settings.tcpRelayListen`` (absent: off)."""
@@ -389,9 +394,10 @@ class NodeService:
                     lo = [ip for ip in bind_settings.only if ip.is_loopback]
                     extra = [("lo", ip) for ip in lo or [ipaddress.ip_address("127.0.0.1")]]
                 self._primary_port = 0
+                wanted = conf.allow_secondary_port is not False
                 self.secondary = SecondaryPort(
-                    wanted=conf.allow_secondary_port,
-                    port=conf.secondary_port if conf.allow_secondary_port else 0,
+                    wanted=wanted,
+                    port=conf.secondary_port if wanted else 0,
                     fixed=bool(conf.secondary_port),
                 )
                 self.binder = Binder(
@@ -402,6 +408,7 @@ class NodeService:
                 self._rebind()
             else:
                 self._bind_wildcards()
+                self._bind_wildcard_secondary(conf)
         if not self.endpoints:
             raise OSError("could not bind any UDP socket")
         self._bind_tertiary(portmap)
@@ -543,6 +550,26 @@ class NodeService:
     def _mapping_changed(self, mapping: PortMapping | None) -> None:
         if self.node is not None:
             self.node.set_interface_addresses(self._interface_addresses())
+
+    def _bind_wildcard_secondary(self, conf: LocalConf) -> None:
+        """The reference's secondary port (a NAT that misbehaves on one port still lets the
+        other through) beside wildcard sockets: on each bound address, when ``local.conf``
+        allows it or, unsaid, when the service's default says so (the daemon's). Random
+        unless ``secondaryPort`` fixes it; unlike the Binder's, it does not move when offline."""
+        wanted = conf.allow_secondary_port
+        if wanted is None:
+            wanted = self.config.secondary_port
+        if not wanted:
+            return
+        hosts = [ipaddress.ip_address(a[0]) for a in self.endpoints]
+        if not hosts:
+            return
+        port = conf.secondary_port or self._free_port(hosts[0])
+        if not port or port == self.port:
+            return
+        bound = [ip for ip in hosts if self._bind_one(ip, "", port) is not None]
+        if bound:
+            self.secondary = SecondaryPort(wanted=True, port=port, fixed=bool(conf.secondary_port))
 
     def _bind_wildcards(self) -> None:
         for host in self.config.bind:
