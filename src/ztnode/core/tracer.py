@@ -190,14 +190,30 @@ def network_access_denied(
     verb: int,
 ) -> bytes:
     """incomingNetworkAccessDenied (Trace.cpp:229-238)."""
-    r = Record(EV_INCOMING_NETWORK_ACCESS_DENIED)
+    return _incoming(
+        EV_INCOMING_NETWORK_ACCESS_DENIED, network_id, source, remote, local_socket, packet_id, verb
+    ).to_bytes()
+
+
+def _incoming(
+    event: str,
+    network_id: int,
+    source: int,
+    remote: InetAddress | None,
+    local_socket: int,
+    packet_id: int,
+    verb: int,
+) -> Record:
+    """The fields every record about an incoming packet of a network starts with, in the
+    reference's order (packet, sender, path, network)."""
+    r = Record(event)
     r.num("packetId", packet_id)
     r.num("packetVerb", verb)
     r.num("remoteZtAddr", source)
     if remote is not None:
         r.path(remote, local_socket)
     r.num("networkId", network_id)
-    return r.to_bytes()
+    return r
 
 
 def incoming_frame_dropped(
@@ -212,13 +228,9 @@ def incoming_frame_dropped(
     reason: str,
 ) -> bytes:
     """incomingNetworkFrameDropped (Trace.cpp:262-276)."""
-    r = Record(EV_INCOMING_NETWORK_FRAME_DROPPED)
-    r.num("packetId", packet_id)
-    r.num("packetVerb", verb)
-    r.num("remoteZtAddr", source)
-    if remote is not None:
-        r.path(remote, local_socket)
-    r.num("networkId", network_id)
+    r = _incoming(
+        EV_INCOMING_NETWORK_FRAME_DROPPED, network_id, source, remote, local_socket, packet_id, verb
+    )
     r.num("sourceMac", source_mac)
     r.num("destMac", dest_mac)
     r.text("reason", reason)
