@@ -236,6 +236,10 @@ class SsoLogins:
 
     # --- completing --------------------------------------------------------------------------
 
+    async def handle(self, req: Request) -> RawResponse:
+        """The ``GET /sso`` route's handler."""
+        return await self.callback(req.query)
+
     async def callback(self, query: dict[str, list[str]]) -> RawResponse:
         """``GET /sso``: the provider sent the user back."""
         try:
@@ -342,10 +346,7 @@ def verify_signature(id_token: str, jwks: object) -> tuple[dict[str, Any], str]:
 def register_sso_routes(api: JsonApi, logins: SsoLogins) -> None:
     """``GET /sso`` on the local API, without the token (the browser has none)."""
 
-    async def sso(req: Request) -> Any:
-        return await logins.callback(req.query)
-
-    api.route("GET", "/sso", sso, public=True)
+    api.route("GET", "/sso", logins.handle, public=True)
 
 
 __all__ = ["MAX_ANSWER_BYTES", "MISSING_EXTRA", "SsoLogins", "page", "register_sso_routes"]
