@@ -29,6 +29,7 @@ from ztnode.core.oidc import (
     new_verifier,
     parse_callback,
     parse_discovery,
+    refresh_delay_s,
     s256_challenge,
     scopes,
 )
@@ -180,9 +181,14 @@ def _claims(**over: object) -> dict[str, object]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def _check(claims: dict[str, object], access: str | None = None, alg: str = "RS256") -> int:
+def _check(
+    claims: dict[str, object],
+    access: str | None = None,
+    alg: str = "RS256",
+    refreshed: bool = False,
+) -> int:
     return check_claims(claims, issuer=META.issuer, client_id="client-1", nonce="n-1",
-                        now_s=1500, alg=alg, access_token=access)  # fmt: skip
+                        now_s=1500, alg=alg, access_token=access, refreshed=refreshed)  # fmt: skip
 
 
 def test_id_token_claims() -> None:
@@ -209,3 +215,11 @@ def test_id_token_claims() -> None:
         _check(_claims(at_hash=at), "access-2")
     with pytest.raises(OidcError, match="algorithm"):
         _check(_claims(at_hash=at), "access-1", alg="HS256")
+
+
+def test_refreshed_tokens_and_when_to_refresh() -> None:
+    assert _check(_claims(nonce=None), refreshed=True) == 2000
+    with pytest.raises(OidcError, match="nonce"):
+        _check(_claims(nonce="n-2"), refreshed=True)
+    assert refresh_delay_s(2000, 1000.5) == 969.5
+    assert refresh_delay_s(2000, 1980) == 0.0

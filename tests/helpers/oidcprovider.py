@@ -38,6 +38,11 @@ class FakeProvider:
     signing_key: RSAKey | None = None
     token_nonce: str | None = None
     central_status: int = 200
+    #: Lifetimes (s) of the next ID tokens issued, in order; then an hour each.
+    lifetimes: list[int] = field(default_factory=list)
+    #: Refresh grants answered.
+    refreshes: int = 0
+    refresh_tokens: dict[str, _Grant] = field(default_factory=dict)
     central_body: dict[str, Any] = field(default_factory=dict)
     #: What came in: the authorize queries and the central endpoint's forms.
     authorize_queries: list[dict[str, str]] = field(default_factory=list)
@@ -121,6 +126,12 @@ class FakeProvider:
             self._thread.join(5)
 
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if form.get("grant_type") == "refresh_token":
+            grant = self.refresh_tokens.pop(form.get("refresh_token", ""), None)
+            if grant is None or form.get("client_id") != grant.client_id:
+                return 400, {"error": "invalid_grant"}
+            self.refreshes += 1
+            return self._issue(grant, refreshed=True)
         grant = self.grants.pop(form.get("code", ""), None)
         if grant is None or form.get("grant_type") != "authorization_code":
             return 400, {"error": "invalid_grant"}
@@ -133,6 +144,10 @@ class FakeProvider:
             grant.client_id
         ):
             return 400, {"error": "invalid_grant"}
+        return self._issue(grant, refreshed=False)
+
+    def _issue(self, grant: _Grant, *, refreshed: bool) -> tuple[int, dict[str, Any]]:
+        """Tokens for ``grant``; a refreshed ID token carries no nonce (OIDC Core 12.2)."""
         access = secrets.token_urlsafe(24)
         digest = hashlib.sha256(access.encode()).digest()[:16]
         now = int(time.time())
@@ -141,11 +156,14 @@ class FakeProvider:
             "sub": "user-1",
             "aud": grant.client_id,
             "iat": now,
-            "exp": now + 3600,
-            "nonce": self.token_nonce or grant.nonce,
+            "exp": now + (self.lifetimes.pop(0) if self.lifetimes else 3600),
             "at_hash": base64.urlsafe_b64encode(digest).rstrip(b"=").decode(),
         }
+        if not refreshed:
+            claims["nonce"] = self.token_nonce or grant.nonce
         key = self.signing_key or self.key
         id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, key)
+        refresh = secrets.token_urlsafe(24)
+        self.refresh_tokens[refresh] = grant
         return 200, {"access_token": access, "token_type": "Bearer", "id_token": id_token,
-                     "expires_in": 3600}  # fmt: skip
+                     "refresh_token": refresh, "expires_in": 3600}  # fmt: skip

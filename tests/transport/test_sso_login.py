@@ -212,6 +212,40 @@ def test_bad_tokens_are_refused_with_a_page(tmp_path: Path) -> None:
     asyncio.run(run_world(tmp_path, body))
 
 
+def test_a_login_is_refreshed_before_it_expires(tmp_path: Path) -> None:
+    async def body(
+        provider: FakeProvider,
+        world: LocalZtWorld,
+        service: NodeService,
+        api: JsonApi,
+        port: int,
+        token: str,
+    ) -> None:
+        assert world.root is not None
+        nwid, ctl = world.network_id, int(world.root.address, 16)
+        logins = sso_of(api)
+        provider.lifetimes = [30]  # due for refresh at once; the refreshed one lasts an hour
+        blob = auth_info(provider.issuer, provider.central_url, nwid)
+        service.call(authentication_required(nwid, ctl, blob))
+        url = await until(lambda: asyncio.sleep(0, logins.login_url(nwid)))
+        async with httpx.AsyncClient(follow_redirects=False) as browser:
+            back = (await browser.get(url)).headers["location"]
+            done = await browser.get(back.replace("localhost", "127.0.0.1", 1))
+        assert done.status_code == 200
+        first = logins.expiry_ms[nwid]
+        await until(lambda: asyncio.sleep(0, logins.counters.get("refreshed") == 1))
+        assert provider.refreshes == 1 and logins.expiry_ms[nwid] >= first + 3000_000
+        refresh_post = provider.central_posts[1]
+        assert refresh_post["state"] == "refresh" and refresh_post["extra_nonce"] == "nonce-1"
+        assert refresh_post["id_token"] != provider.central_posts[0]["id_token"]
+        _, net = await fetch_json("127.0.0.1", port, "GET", f"/network/{nwid:016x}", token)
+        assert net["authenticationExpiryTime"] == logins.expiry_ms[nwid]
+        await asyncio.sleep(0.2)
+        assert provider.refreshes == 1  # the next one is due in an hour, not now
+
+    asyncio.run(run_world(tmp_path, body))
+
+
 def test_without_the_extra_the_login_says_what_to_install(monkeypatch: Any) -> None:
     monkeypatch.setattr(ssoflow, "extra_missing", lambda: True)
     from ztnode.wire.netconf import decode_auth_info

@@ -37,6 +37,8 @@ MAX_CODE_CHARS: Final = 4096
 MAX_ERROR_CHARS: Final = 1024
 #: Clock skew allowed when checking ``exp`` and ``iat`` (seconds).
 CLOCK_LEEWAY_S: Final = 60
+#: A login is refreshed this long before its ID token expires (seconds), as the reference.
+REFRESH_MARGIN_S: Final = 30
 #: Signature algorithms an ID token may use (never ``none``, never a shared-secret MAC: this
 #: client has no secret).
 ID_TOKEN_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -273,9 +275,12 @@ def check_claims(
     now_s: int,
     alg: str,
     access_token: str | None,
+    refreshed: bool = False,
 ) -> int:
     """Whether a signature-checked ID token is for this login (OIDC Core 3.1.3.7); returns
-    its expiry (seconds since the epoch), else :class:`OidcError` naming the claim."""
+    its expiry (seconds since the epoch), else :class:`OidcError` naming the claim. A
+    ``refreshed`` token need not carry the nonce (OIDC Core 12.2), but one it carries must be
+    the login's."""
     if claims.get("iss") != issuer:
         raise OidcError("the ID token's issuer (iss) is not the network's issuer")
     aud = claims.get("aud")
@@ -293,7 +298,9 @@ def check_claims(
     if isinstance(iat, int) and iat - CLOCK_LEEWAY_S > now_s:
         raise OidcError("the ID token was issued in the future (iat)")
     given = claims.get("nonce")
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), nonce.encode()):
+    if given is None and refreshed:
+        pass
+    elif not isinstance(given, str) or not hmac.compare_digest(given.encode(), nonce.encode()):
         raise OidcError("the ID token's nonce is not this login's")
     at_hash = claims.get("at_hash")
     if at_hash is not None:
@@ -306,9 +313,15 @@ def check_claims(
     return exp
 
 
+def refresh_delay_s(expiry_s: int, now_s: float) -> float:
+    """How long until a login expiring at ``expiry_s`` is refreshed (0: now)."""
+    return max(0.0, expiry_s - REFRESH_MARGIN_S - now_s)
+
+
 __all__ = [
     "ID_TOKEN_ALGORITHMS",
     "MAX_PENDING_LOGINS",
+    "REFRESH_MARGIN_S",
     "CallbackCode",
     "CallbackError",
     "OidcError",
@@ -323,6 +336,7 @@ __all__ = [
     "new_verifier",
     "parse_callback",
     "parse_discovery",
+    "refresh_delay_s",
     "s256_challenge",
     "scopes",
 ]

@@ -18,13 +18,16 @@ with a status and a sentence, never a traceback.
 Needs the ``sso`` extra (httpx and joserfc); without it a version-1 network logs, and shows on
 ``/sso``, that ``pip install 'ztnode[sso]'`` is needed.
 
-Not done yet: refreshing the token before it expires (ZeroTierOne posts a refreshed ID token
-with ``state=refresh``); after expiry the user logs in again.
+With a refresh token, the login is kept alive: 30 s before the ID token expires (or at once
+when the controller asks for a login again) a refreshed ID token is checked and posted to the
+central endpoint with ``state=refresh`` and the login's nonce as ``extra_nonce``, as
+ZeroTierOne's refresh thread does; the first failure ends it (the user then logs in again).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import importlib.util
 import json
@@ -51,6 +54,7 @@ from ztnode.core.oidc import (
     new_verifier,
     parse_callback,
     parse_discovery,
+    refresh_delay_s,
 )
 from ztnode.transport.httpapi import JsonApi, RawResponse, Request
 from ztnode.wire.netconf import SsoConfig
@@ -122,9 +126,12 @@ class SsoLogins:
         self.expiry_ms: dict[int, int] = {}
         self.errors: dict[int, str] = {}
         #: ``/sso`` outcomes (``refused_query``, ``refused_state``, ``provider_error``,
-        #: ``failed``, ``succeeded``) and login starts that failed (``start_failed``).
+        #: ``failed``, ``succeeded``), login starts that failed (``start_failed``), refreshes
+        #: (``refreshed``, ``refresh_failed``).
         self.counters: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Per network with a refresh token: the refresher and what wakes it early.
+        self._refreshers: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
@@ -146,9 +153,15 @@ class SsoLogins:
             self._known.pop(event.network_id, None)
             self.expiry_ms.pop(event.network_id, None)
             self.errors.pop(event.network_id, None)
+            refresher = self._refreshers.pop(event.network_id, None)
+            if refresher is not None:
+                refresher[0].cancel()
             return
         if not isinstance(event, ev.NetworkAuthenticationRequired):
             return
+        refresher = self._refreshers.get(event.network_id)
+        if refresher is not None:
+            refresher[1].set()  # refresh now, as the reference kicks its refresh thread
         node = self._node()
         net = node.network(event.network_id) if node is not None else None
         info = net.auth_info if net is not None else None
@@ -282,17 +295,26 @@ class SsoLogins:
 
     async def _complete(self, login: PendingLogin, code: str) -> int:
         """Exchange, check, post; the ID token's expiry (seconds) when Central took it."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": login.redirect_uri,
+            "client_id": login.client_id,
+            "code_verifier": login.verifier,
+        }
+        id_token, expiry, refresh_token = await self._tokens(login, form, refreshed=False)
+        central = {"id_token": id_token, "state": central_state(login.controller_state)}
+        await self._post_central(login.central_url, central)
+        if refresh_token is not None:
+            self._start_refresh(login, refresh_token, expiry)
+        return expiry
+
+    async def _tokens(
+        self, login: PendingLogin, form: dict[str, str], *, refreshed: bool
+    ) -> tuple[str, int, str | None]:
+        """Ask the token endpoint; the checked ID token, its expiry and any refresh token."""
         meta = login.metadata
-        tokens = await self._get_json(
-            meta.token_endpoint,
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": login.redirect_uri,
-                "client_id": login.client_id,
-                "code_verifier": login.verifier,
-            },
-        )
+        tokens = await self._get_json(meta.token_endpoint, form)
         if not isinstance(tokens, dict) or not isinstance(tokens.get("id_token"), str):
             raise OidcError("the provider's token answer has no id_token")
         id_token: str = tokens["id_token"]
@@ -307,9 +329,14 @@ class SsoLogins:
             now_s=int(self._clock()),
             alg=alg,
             access_token=access if isinstance(access, str) else None,
+            refreshed=refreshed,
         )
-        form = {"id_token": id_token, "state": central_state(login.controller_state)}
-        status, body = await self._exchange("POST", login.central_url, form)
+        refresh = tokens.get("refresh_token")
+        return id_token, expiry, refresh if isinstance(refresh, str) and refresh else None
+
+    async def _post_central(self, url: str, form: dict[str, str]) -> None:
+        """Give the central endpoint the ID token; an error it states is raised."""
+        status, body = await self._exchange("POST", url, form)
         if status == 402:
             raise OidcError(
                 "additional license seats required; please contact your network administrator"
@@ -324,7 +351,55 @@ class SsoLogins:
             raise OidcError("the central endpoint's answer is not a JSON object")
         if "errorMessage" in said:
             raise OidcError(f"the central endpoint says: {str(said['errorMessage'])[:500]}")
-        return expiry
+
+    # --- refreshing --------------------------------------------------------------------------
+
+    def _start_refresh(self, login: PendingLogin, refresh_token: str, expiry_s: int) -> None:
+        """Keep the login alive: one refresher per network (a new login replaces it)."""
+        old = self._refreshers.pop(login.network_id, None)
+        if old is not None:
+            old[0].cancel()
+        kick = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            self._refresh_loop(login, refresh_token, expiry_s, kick)
+        )
+        self._refreshers[login.network_id] = (task, kick)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh_loop(
+        self, login: PendingLogin, refresh_token: str, expiry_s: int, kick: asyncio.Event
+    ) -> None:
+        """Refresh :data:`~ztnode.core.oidc.REFRESH_MARGIN_S` before expiry, or at once when
+        kicked (the controller asked for a login again), as the reference's refresh thread:
+        the new ID token goes to Central with ``state=refresh`` and the login's nonce as
+        ``extra_nonce``. The first failure ends the refreshing (the user logs in again)."""
+        nwid = login.network_id
+        try:
+            while True:
+                delay = refresh_delay_s(expiry_s, self._clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(kick.wait(), delay)
+                kick.clear()
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "client_id": login.client_id,
+                }
+                id_token, expiry_s, new_refresh = await self._tokens(login, form, refreshed=True)
+                central = {"id_token": id_token, "state": "refresh", "extra_nonce": login.nonce}
+                await self._post_central(login.central_url, central)
+                refresh_token = new_refresh or refresh_token
+                self.expiry_ms[nwid] = expiry_s * 1000
+                self._count("refreshed")
+        except OidcError as e:
+            self._count("refresh_failed")
+            self.errors[nwid] = f"refreshing the login failed: {e}"
+            self.expiry_ms[nwid] = 0
+            log.error("SSO login for network %016x: refreshing failed: %s", nwid, e)
+        finally:
+            if self._refreshers.get(nwid, (None,))[0] is asyncio.current_task():
+                del self._refreshers[nwid]
 
 
 def verify_signature(id_token: str, jwks: object) -> tuple[dict[str, Any], str]:
