@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from joserfc.jwk import RSAKey
 
 from tests.helpers.data import test_identities
@@ -255,3 +257,16 @@ def test_without_the_extra_the_login_says_what_to_install(monkeypatch: Any) -> N
     asyncio.run(logins.begin(5, info))
     assert logins.errors[5] == ssoflow.MISSING_EXTRA and "ztnode[sso]" in ssoflow.MISSING_EXTRA
     assert logins.login_url(5) is None and logins.counters == {"start_failed": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["code", "state", "error", "error_description", "auth"]),
+                       st.lists(st.text(max_size=300), max_size=3)))  # fmt: skip
+def test_any_query_gets_a_page_and_completes_nothing(query: dict[str, list[str]]) -> None:
+    """Whatever ``/sso`` is given without a login of this node's: a 4xx/500 HTML page with the
+    value escaped, nothing posted anywhere, nothing pending created."""
+    logins = SsoLogins(lambda: None, redirect_port=9993)
+    answer = asyncio.run(logins.callback(query))
+    assert answer.status in (400, 403, 500) and answer.content_type.startswith("text/html")
+    assert b"<script" not in answer.body.lower() and len(logins.pending) == 0
+    assert sum(logins.counters.values()) == 1

@@ -235,7 +235,7 @@ class SsoLogins:
                     if len(body) > MAX_ANSWER_BYTES:
                         raise OidcError(f"{url[:200]} answered more than {MAX_ANSWER_BYTES} bytes")
                 return answer.status_code, bytes(body)
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError) as e:
             raise OidcError(f"{url[:200]} could not be reached: {e}") from None
 
     async def _get_json(self, url: str, form: dict[str, str] | None = None) -> Any:
