@@ -160,7 +160,9 @@ class NetworkStatusChanged(Event):
 @dataclass(frozen=True, slots=True)
 class NetworkAuthenticationRequired(Event):
     """The network's controller wants this node's user to log in (SSO) at ``url`` before it
-    hands out a config; the status is AUTHENTICATION_REQUIRED meanwhile."""
+    hands out a config; the status is AUTHENTICATION_REQUIRED meanwhile. For version-1 SSO
+    ``url`` is the central endpoint; the page to send the user to is the network's
+    ``authenticationURL`` in the local API (made by :mod:`ztnode.transport.ssoflow`)."""
 
     network_id: int
     url: str

@@ -31,9 +31,9 @@ def authentication_required(
     """Whether the network is now AUTHENTICATION_REQUIRED (IncomingPacket.cpp:250-303): yes
     without auth info (where to log in is then unknown), yes for version 1, for version 0 only
     with a URL; a version-0 info without one, or an unknown version, changes nothing at all.
-    Where to log in is kept and said once per URL; the dictionary is read as the reference
-    reads it (cut, never refused), and a version-1 info without a login URL keeps the one
-    known."""
+    Where to log in is kept and said once per URL (for version 1, once per auth info: a new
+    nonce or state is a new login); the dictionary is read as the reference reads it (cut,
+    never refused), and a version-1 info without a login URL keeps the one known."""
     if not dictionary:
         net.auth_info = SsoConfig(version=0, enabled=True)
         return True
@@ -41,7 +41,11 @@ def authentication_required(
     if (info.version == 0 and not info.authentication_url) or info.version > 1:
         return False
     if info.login_url:
-        changed = net.auth_info is None or net.auth_info.login_url != info.login_url
+        # Version 1: a new nonce or state is a new login (transport/ssoflow.py makes its URL).
+        before = net.auth_info
+        changed = before is None or (
+            before != info if info.version == 1 else before.login_url != info.login_url
+        )
         net.auth_info = info
         if changed:
             emit(ev.NetworkAuthenticationRequired(net.id, info.login_url))

@@ -42,6 +42,7 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     409: "Conflict",
@@ -49,6 +50,7 @@ _REASONS = {
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
 }
 
@@ -92,6 +94,8 @@ class RawResponse:
     body: bytes
     content_type: str = "text/plain; version=0.0.4; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
+    #: The HTTP status (an HTML error page is still a page, not a JSON error).
+    status: int = 200
 
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -218,7 +222,8 @@ class JsonApi:
                 continue
             req.params = {k: unquote(v) for k, v in m.groupdict().items()}
             try:
-                return 200, await r.handler(req)
+                answer = await r.handler(req)
+                return (answer.status if isinstance(answer, RawResponse) else 200), answer
             except HttpError as e:
                 return e.status, {"error": e.message, **e.details}
             except Exception:

@@ -43,6 +43,7 @@ from ztnode.transport.bondapi import add_bond_to_peer_json, bond_metrics, regist
 from ztnode.transport.httpapi import HttpError, JsonApi, RawResponse, Request
 from ztnode.transport.localconf import LocalConf, LocalConfError
 from ztnode.transport.service import NodeService
+from ztnode.transport.ssoflow import SsoLogins, register_sso_routes
 from ztnode.transport.state import SETTING_NAMES, NetworkSettings
 from ztnode.wire.constants import SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION, Verb
 from ztnode.wire.mac import mac_to_str
@@ -90,22 +91,33 @@ def peer_json(node: Node, peer: Peer, now: int, tunneled: bool = False) -> dict[
 
 
 def network_json(
-    net: Network, settings: NetworkSettings | None = None, stack: IpStack | None = None
+    net: Network,
+    settings: NetworkSettings | None = None,
+    stack: IpStack | None = None,
+    sso: SsoLogins | None = None,
 ) -> dict[str, Any]:
     """A joined network as ZeroTierOne's ``/network`` reports it, with its local ``settings``
-    and (ztnode's ``stackAddresses``) the addresses its IP ``stack`` holds."""
+    and (ztnode's ``stackAddresses``) the addresses its IP ``stack`` holds; ``sso``: the
+    version-1 logins, whose URL and expiry it shows."""
     cfg = net.config
     nwid = f"{net.id:016x}"
-    sso = cfg.sso if cfg is not None else None
+    conf_sso = cfg.sso if cfg is not None else None
     auth = net.auth_info
-    # Where to log in: the controller's AUTHENTICATION_REQUIRED info, else the config's.
-    login_url = auth.login_url if auth is not None else (sso.authentication_url if sso else "")
+    # Where to log in: the controller's AUTHENTICATION_REQUIRED info, else the config's; for
+    # version 1 the URL the login module made (the central endpoint is no page for a user).
+    login_url = (
+        auth.login_url if auth is not None else (conf_sso.authentication_url if conf_sso else "")
+    )
+    expiry = conf_sso.authentication_expiry_time if conf_sso else 0
+    if (auth is not None and auth.version == 1) or (conf_sso is not None and conf_sso.version == 1):
+        login_url = (sso.login_url(net.id) if sso is not None else None) or ""
+        expiry = sso.expiry_ms.get(net.id, expiry) if sso is not None else expiry
     return {
         **(settings or NetworkSettings()).as_json(),
         "assignedAddresses": [str(a) for a in net.assigned_addresses()],
         "authenticationURL": login_url,
-        "authenticationExpiryTime": sso.authentication_expiry_time if sso else 0,
-        "ssoEnabled": bool(sso and sso.enabled) or auth is not None,
+        "authenticationExpiryTime": expiry,
+        "ssoEnabled": bool(conf_sso and conf_sso.enabled) or auth is not None,
         "bridge": False,
         "broadcastEnabled": bool(cfg is not None and cfg.enable_broadcast),
         "dhcp": False,
@@ -387,7 +399,13 @@ def _nwid(text: str) -> int:
     return value
 
 
-def build_api(service: NodeService, token: str | None, metrics_token: str | None = None) -> JsonApi:
+def build_api(
+    service: NodeService,
+    token: str | None,
+    metrics_token: str | None = None,
+    sso: SsoLogins | None = None,
+) -> JsonApi:
+    """The local API's routes; with ``sso``, ``GET /sso`` completes its logins."""
     api = JsonApi(token)
     if metrics_token:
         api.path_tokens["/metrics"] = metrics_token
@@ -487,7 +505,7 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
 
     def net_json(net: Network) -> dict[str, Any]:
         stack = service.host.stack(net.id) if service.host is not None else None
-        return network_json(net, service.settings(net.id), stack)
+        return network_json(net, service.settings(net.id), stack, sso)
 
     async def networks(req: Request) -> Any:
         n = node()
@@ -635,13 +653,16 @@ def build_api(service: NodeService, token: str | None, metrics_token: str | None
     api.route("DELETE", "/moon/{id}", deorbit)
     api.route("GET", "/metrics", metrics)
     register_bond_routes(api, service)
+    if sso is not None:
+        register_sso_routes(api, sso)
     return api
 
 
 async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi, int]:
     """Start the node's local API on 127.0.0.1 (with the controller's routes when the node
     runs one) and record its port in ``ztnode.port`` for the CLI; returns the API and port."""
-    api = build_api(service, service.home.auth_token(), service.home.metrics_token())
+    sso = SsoLogins(lambda: service.node)
+    api = build_api(service, service.home.auth_token(), service.home.metrics_token(), sso)
     if service.controller is not None:
         from ztnode.transport.controllerapi import register_controller_routes
 
@@ -657,6 +678,8 @@ async def serve_local_api(service: NodeService, port: int = 0) -> tuple[JsonApi,
 
     api.allow_remote = management_allowed
     bound = await api.start(api_hosts(service.local_conf), port)
+    sso.redirect_port = bound  # the provider sends the user back here
+    service.subscribe(sso.on_event)
 
     def conf_changed(conf: LocalConf) -> None:
         asyncio.get_running_loop().create_task(api.rebind(api_hosts(conf)))
