@@ -19,7 +19,9 @@ from ztnode import LocalZtWorld, Node
 from ztnode.sockets.bridgeports import StreamPort
 from ztnode.testing.local import DEFAULT_NETWORK
 
-VM_MAC = bytes.fromhex("02deadbeef07")
+# QEMU's own prefix (52:54:00): ZeroTier never gives members a MAC starting with 0x52 (it
+# takes 0x32 instead for that very reason), so no network's members can be mistaken for it.
+VM_MAC = bytes.fromhex("525400beef07")
 VM_IP = "10.147.17.250"
 # Members get addresses below the VM's.
 NETWORK = {

@@ -18,7 +18,7 @@ from ztnode.testing.local import DEFAULT_NETWORK, LocalZtWorld
 pytestmark = pytest.mark.e2e
 
 IDS = test_identities()
-VM_MAC = "02:de:ad:be:ef:07"
+VM_MAC = "52:54:00:be:ef:07"  # QEMU's prefix: never a member's MAC, whatever the network id
 VM_IP = "10.147.17.250"
 NETWORK = {  # members get addresses below the VM's
     **DEFAULT_NETWORK,
