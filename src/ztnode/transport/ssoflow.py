@@ -62,7 +62,7 @@ from ztnode.wire.netconf import SsoConfig
 if TYPE_CHECKING:
     import httpx
 
-log = logging.getLogger("ztnode.sso")
+log = logging.getLogger("ztnode.api")  # served by the local API
 
 #: Longest answer read from the provider or the central endpoint.
 MAX_ANSWER_BYTES: Final = 256 * 1024
