@@ -510,7 +510,7 @@ class Switch:
         mtu = min(map(self.path_mtu, targets))
         if len(buf) > mtu:
             buf[18] |= FLAG_FRAGMENTED
-        tpid = self.rt.physical.outbound_trust(path.remote[0]) if trusted else 0
+        tpid = self.trusted_path_id(path) if trusted else 0
         if tpid and len(targets) == 1:  # a broadcast bond's one packet for all paths: armored
             pk.armor_trusted(buf, tpid)
             self.rt.counters.ciphers_out["NONE_TRUSTED_PATH"] += 1
@@ -624,6 +624,11 @@ class Switch:
         if p.alive(now) and now - peer.unconfirmed_at < PATH_HEARTBEAT:
             return p
         return None
+
+    def trusted_path_id(self, path: Path) -> int:
+        """The trusted-path id of packets that Switch::send routes over ``path`` (cipher 2),
+        or 0: the one decision both send paths (``send_on``, ``Vl2.frame_route``) share."""
+        return self.rt.physical.outbound_trust(path.remote[0])
 
     def contact(self, peer: Peer, path: Path, now: int, *, full_hello: bool) -> None:
         """attemptToContactAt: an empty ECHO if the peer takes it, else a HELLO (9.2)."""

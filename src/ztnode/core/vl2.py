@@ -379,8 +379,8 @@ class Vl2:
         if net.should_push_credentials(dest, now):
             self.push_credentials(net, dest, now)
         header = pk.new_packet(bytes(8), dest, self.rt.address, Verb.FRAME)
-        tpid = self.rt.physical.outbound_trust(path.remote[0])
-        if tpid:  # a trusted path: cipher 2 with its id, as Switch.send would (send_on)
+        tpid = self.rt.switch.trusted_path_id(path)
+        if tpid:  # a trusted path: cipher 2 with its id, as send_on would
             pk.armor_trusted(header, tpid)
             cipher = Cipher.NONE_TRUSTED_PATH
         else:
