@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.accel.conftest import need
@@ -127,17 +127,19 @@ def tcp_checksum_ok(ip_packet: bytes) -> bool:
 
 @pytest.mark.parametrize("v6", [False, True])
 @given(
-    n=st.integers(1, 9000),
+    n=st.integers(0, 9000),
     size=st.integers(1, 1400),
     last=st.sampled_from([ACK, ACK | PSH, ACK | PSH | FIN, ACK | FIN]),
     seq=st.integers(0, 2**32 - 1),
 )
+@example(n=0, size=1388, last=ACK, seq=5)  # a bare ACK: one piece, the headers alone
+@example(n=0, size=1388, last=ACK | FIN, seq=2**32 - 1)
 @settings(max_examples=60, deadline=None)
 def test_burst_cut_matches_the_codecs(v6: bool, n: int, size: int, last: int, seq: int) -> None:
     payload = random.Random(n * 7 + size).randbytes(n)
     b = TcpBurst(tcp_header(v6, seq, last), 0xFFF0, payload, size, last)
     pieces = b.packets()
-    assert len(pieces) == -(-n // size)
+    assert len(pieces) == max(-(-n // size), 1)
     got = b""
     for i, p in enumerate(pieces):
         th, data = parse_tcp(p)  # the codecs verify IP and TCP checksums
@@ -161,11 +163,14 @@ TRUSTED_ID = 0x0123_4567_89AB_CDEF
 )
 @pytest.mark.parametrize("v6", [False, True])
 @given(
-    n=st.integers(1, 30000),
+    n=st.integers(0, 30000),
     size=st.sampled_from([1, 100, 1388, 1400, 2748, 2728]),
     last=st.sampled_from([ACK, ACK | PSH, ACK | PSH | FIN]),
     mtu=st.sampled_from([MTU, 576, 1500]),
 )
+@example(n=0, size=1388, last=ACK, mtu=MTU)  # bare ACKs and 1-byte segments take this cut too
+@example(n=0, size=1388, last=ACK | PSH | FIN, mtu=576)
+@example(n=1, size=1388, last=ACK | PSH, mtu=MTU)
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

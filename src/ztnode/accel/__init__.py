@@ -91,15 +91,16 @@ def tcp_pieces(
     path, the path's ID in its MAC field, as :func:`ztnode.wire.packet.armor_trusted` puts it:
     the pieces then go without crypto). ``ip_tcp_header``: the
     IP and TCP headers of the first piece; lengths, checksums and the IPv4 ident (``ip_id``,
-    counted up per piece) are rewritten, and every piece but the last loses PSH and FIN."""
+    counted up per piece) are rewritten, and every piece but the last loses PSH and FIN. An
+    empty ``payload`` makes one piece, the headers alone (a bare ACK or FIN)."""
     if _lib is None:
         return None
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
-    if seg_size <= 0 or not payload:
+    if seg_size <= 0:
         return None
-    pieces = -(-len(payload) // seg_size)
+    pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
     if len(packet_ids) < 8 * pieces:
         return None
     per_packet = 28 + 10 + len(ip_tcp_header) + seg_size

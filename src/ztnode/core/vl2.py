@@ -35,6 +35,7 @@ from ztnode.core.peer import (
     Peer,
 )
 from ztnode.core.records import FrameRoute, Rx
+from ztnode.core.routecache import RouteCache
 from ztnode.core.sso import authentication_required
 from ztnode.core.timing import (
     GATED_FRAME_QUEUE,
@@ -136,6 +137,8 @@ class Vl2:
 
     def __init__(self, rt: Node) -> None:
         self.rt = rt
+        #: Unicast FRAME routes for the host's cutter, reused while their state holds.
+        self.routes = RouteCache()
         self._gated_frames: deque[_GatedFrame] = deque()
 
     def join(self, network_id: int, now: int, cached_config: bytes | None = None) -> Network:
@@ -363,6 +366,13 @@ class Vl2:
         net = self.rt.networks.get(network_id)
         if net is None or net.config is None or dest_mac >> 40 & 0x01:
             return None
+        bonding = bool(self.rt.bonds.bonds)
+        if not bonding:
+            known = self.routes.get(
+                network_id, dest_mac, now, net.config, self.rt.peers, self.rt.physical.config
+            )
+            if known is not None:
+                return known
         enforcer = net.enforcer
         if not enforcer.accept_all and not enforcer.burst_safe:
             return None  # rules that judge (or copy) each frame: every piece via send_frame
@@ -385,7 +395,7 @@ class Vl2:
             cipher = Cipher.NONE_TRUSTED_PATH
         else:
             cipher = self.rt.switch.cipher_for(peer)
-        return FrameRoute(
+        route = FrameRoute(
             peer.key,
             cipher,
             path.local,
@@ -395,6 +405,11 @@ class Vl2:
             self.rt.switch.path_mtu(path),
             not enforcer.accept_all,
         )
+        if not bonding:
+            self.routes.put(
+                network_id, dest_mac, now, net.config, peer, self.rt.physical.config, route
+            )
+        return route
 
     def filter_burst(
         self, network_id: int, dest_mac: int, ethertype: int, first: bytes, last: bytes, pieces: int

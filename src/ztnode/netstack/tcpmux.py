@@ -356,13 +356,10 @@ class TcpMux:
         ihl = 40 if v6 else 20
         n = len(payload)
         mss = s.conn.snd.mss
-        # Several MSS of new data (never a SYN or RST): the layer below cuts it (offload).
-        if (
-            n > mss
-            and self.rt.segmentation_offload
-            and ihl + thl + mss <= self.rt.mtu
-            and not seg.flags & 0x06
-        ):
+        # Any segment but a SYN or RST goes to the layer below as a TcpBurst when it can cut
+        # (offload): several MSS of new data as for bulk, and a small segment or a bare ACK as
+        # one piece, built, checksummed and armored in the same C call on a remembered route.
+        if self.rt.segmentation_offload and ihl + thl + mss <= self.rt.mtu and not seg.flags & 0x06:
             self._emit_burst(s, seg, opts, thl, mss, now)
             return
         if ihl + thl + n > self.rt.mtu:
@@ -431,8 +428,8 @@ class TcpMux:
     def _emit_burst(
         self, s: TcpSocket, seg: tcb.Segment, opts: bytes, thl: int, mss: int, now: int
     ) -> None:
-        """A segment of several MSS for the layer below to cut into ``mss``-byte pieces and
-        build (segmentation offload): its headers once (:class:`TcpBurst`)."""
+        """A segment for the layer below to cut into ``mss``-byte pieces (one when it is
+        small or bare) and build (segmentation offload): its headers once (:class:`TcpBurst`)."""
         v6 = s.ipv6
         ihl = 40 if v6 else 20
         hdr = bytearray(ihl + thl)
@@ -444,7 +441,7 @@ class TcpMux:
         elif seg.ts is not None:
             TS_OPTION.pack_into(hdr, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
         lpk, rpk = s.key[0], s.key[2]
-        pieces = -(-len(seg.payload) // mss)
+        pieces = max(-(-len(seg.payload) // mss), 1)  # a bare ACK is one piece too
         if v6:
             IP6_HEADER.pack_into(hdr, 0, 0x60000000, 0, PROTO_TCP, self.rt.config.ttl, lpk, rpk)
             ethertype = ETHERTYPE_IPV6

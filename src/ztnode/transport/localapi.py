@@ -292,6 +292,12 @@ def render_metrics(
         [({"reason": r}, n) for r, n in sorted(c.drops.items())],
     )
     m.family(
+        "ztnode_route_cache_full_total",
+        "counter",
+        "times the table of remembered FRAME routes was full and emptied (core/routecache.py)",
+        [({}, node.vl2.routes.overflows)],
+    )
+    m.family(
         "ztnode_packet_cipher_total",
         "counter",
         "authenticated packets received, by cipher suite",

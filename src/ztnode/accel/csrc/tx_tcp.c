@@ -7,6 +7,7 @@
 
 /* hdr: the IP header (20 bytes IPv4 without options, or 40 IPv6) and the TCP header of the
  * first piece, options included; lengths, IPv4 ident and checksums are rewritten per piece.
+ * An empty payload makes one piece, the headers alone (a bare ACK or FIN).
  * tcp_flags_last: the flags of the last piece; the others carry them minus PSH and FIN.
  * zthdr: 28 bytes, the packet header with dest, source and verb FRAME (ID, flags, MAC are
  * filled here; for cipher 2, a trusted path, its MAC field holds the path's id, kept as is). pids: 8 random bytes per piece. Writes the datagrams back to back into out,
@@ -23,7 +24,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     size_t ihl, thl, pieces, i, at = 0;
     int v6, nout = 0;
     uint32_t seq0;
-    if (hdr_len < 40 || payload_len == 0 || seg_size == 0 || mtu < 64 ||
+    if (hdr_len < 40 || seg_size == 0 || mtu < 64 ||
         mtu > ZT_ACCEL_MAX_PACKET)
         return ZT_TX_EARGS;
     if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV &&
@@ -42,7 +43,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     thl = (size_t)(hdr[ihl + 12] >> 4) << 2;
     if (thl < 20 || ihl + thl != hdr_len)
         return ZT_TX_EARGS;
-    pieces = (payload_len + seg_size - 1) / seg_size;
+    pieces = payload_len ? (payload_len + seg_size - 1) / seg_size : 1; /* a bare ACK or FIN */
     if (pieces > npids || IDX_PAYLOAD + 10 + hdr_len + seg_size > ZT_ACCEL_MAX_PACKET)
         return ZT_TX_EARGS;
     seq0 = zt_be32(hdr + ihl + 4);
@@ -60,7 +61,8 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
         pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
         pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
         memcpy(ip, hdr, hdr_len);
-        memcpy(tcp + thl, payload + off, n);
+        if (n) /* payload may be NULL when empty */
+            memcpy(tcp + thl, payload + off, n);
         if (v6) {
             ip[4] = (unsigned char)(tcp_len >> 8);
             ip[5] = (unsigned char)tcp_len;
