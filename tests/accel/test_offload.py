@@ -41,8 +41,8 @@ from ztnode.netstack.tcpwire import TcpSegmentHeader
 from ztnode.netstack.tso import TcpBurst
 from ztnode.transport import burst
 from ztnode.wire import packet as pk
-from ztnode.wire.constants import Cipher, Verb
-from ztnode.wire.fragment import Reassembler, split
+from ztnode.wire.constants import MAX_PACKET_FRAGMENTS, Cipher, Verb
+from ztnode.wire.fragment import Reassembler, fragment_count, split
 
 ME = 0x0102030405
 PEER = 0x0A0B0C0D0E
@@ -204,6 +204,58 @@ def test_c_cut_equals_python_path(
             pk._armor_python(clear, key, cipher)
         want.extend(split(clear, mtu))
     assert got == want
+
+
+@pytest.mark.parametrize(
+    "cipher", [Cipher.POLY1305_SALSA2012, Cipher.AES_GMAC_SIV, Cipher.NONE_TRUSTED_PATH]
+)
+@given(
+    n=st.integers(0, 9000),
+    ethertype=st.sampled_from([0x0800, 0x86DD, 0x0806, 0x1234]),
+    mtu=st.sampled_from([MTU, 576, 1500, 64]),
+    pid=st.binary(min_size=8, max_size=8),
+)
+@example(n=0, ethertype=0x0800, mtu=MTU, pid=bytes(8))
+@example(n=MTU - 38, ethertype=0x0800, mtu=MTU, pid=bytes(8))  # exactly one datagram
+@example(n=MTU - 37, ethertype=0x0800, mtu=MTU, pid=bytes(8))  # one byte over: two
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_c_frame_equals_switch_send_on(
+    key: SymmetricKey, cipher: Cipher, n: int, ethertype: int, mtu: int, pid: bytes
+) -> None:
+    """A frame on a route, built and sealed in C, is what Switch.send_on makes of it: the
+    packet with its ID, the fragmented flag when over the MTU, armor (or the trusted path's
+    mark) and the fragments."""
+    need(accel.AVAILABLE, accel.REASON)
+    payload = random.Random(n).randbytes(n)
+    header = pk.new_packet(bytes(8), ME, PEER, Verb.FRAME)
+    if cipher == Cipher.NONE_TRUSTED_PATH:
+        pk.armor_trusted(header, TRUSTED_ID)
+    body = NWID.to_bytes(8, "big") + ethertype.to_bytes(2, "big") + payload
+    clear = pk.new_packet(pid, ME, PEER, Verb.FRAME, body)
+    want: list[bytes] | None = None
+    if fragment_count(len(clear), mtu) <= MAX_PACKET_FRAGMENTS:
+        if len(clear) > mtu:
+            clear[18] |= 0x40
+        if cipher == Cipher.NONE_TRUSTED_PATH:
+            pk.armor_trusted(clear, TRUSTED_ID)
+        else:
+            pk._armor_python(clear, key, cipher)
+        want = split(clear, mtu)
+    got = accel.frame_datagrams(key, cipher, bytes(header), pid, NWID, ethertype, payload, mtu)
+    assert got == want  # None when the packet needs more datagrams than the protocol allows
+
+
+def test_c_frame_declines_what_it_does_not_take(key: SymmetricKey) -> None:
+    need(accel.AVAILABLE, accel.REASON)
+    header = bytes(pk.new_packet(bytes(8), ME, PEER, Verb.FRAME))
+    args = (header, bytes(8), NWID, 0x0800, b"x" * 100, MTU)
+    assert accel.frame_datagrams(key, Cipher.POLY1305_NONE, *args) is None  # cipher 0
+    assert accel.frame_datagrams(key, Cipher.NONE_TRUSTED_PATH, *args) is None  # id 0
+    assert accel.frame_datagrams(key, 3, header, bytes(8), NWID, 0x0800, b"x", 40) is None  # mtu
+    big = b"x" * accel.MAX_PACKET
+    assert accel.frame_datagrams(key, 3, header, bytes(8), NWID, 0x0800, big, MTU) is None
 
 
 def test_c_cut_declines_what_it_does_not_take(key: SymmetricKey) -> None:

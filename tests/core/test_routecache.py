@@ -140,3 +140,27 @@ def test_the_table_is_bounded_and_counts_when_it_is_full(world: IpWorld) -> None
     assert cache.get(2, 0, 1, object(), a.node.peers, None) is None  # another config
     assert cache.get(2, 0, 1, None, a.node.peers, object()) is None  # another physical config
     assert cache.get(2, 0, 1, None, {}, None) is None  # the peer is gone
+
+
+def test_a_direct_path_learned_replaces_a_route_through_the_root(tmp_path: Path) -> None:
+    """Before b answers, a reaches it through the root; the route remembered then must not
+    outlive the direct path (found by the trusted-path test: replies went encrypted via the
+    root while a trusted direct path existed)."""
+    w = IpWorld(tmp_path, seed=22)
+    tx = w.stack(w.a).udp_bind(None, 0)
+    root = w.w.addresses[w.w.roots[0].address]
+    seen: list[object] = []
+
+    def relayed_then_direct() -> bool:
+        tx.sendto(b"hello", w.v4(w.b), 9, w.now)
+        r = _route_to(w, w.a, w.b)
+        if r is not None:
+            seen.append(r.remote)  # type: ignore[attr-defined]
+        return w.w.direct(w.a.node, w.b.node)
+
+    assert w.run_until(relayed_then_direct, 30_000)
+    direct = _route_to(w, w.a, w.b)
+    assert direct is not None
+    assert root in seen  # the route did go through the root first
+    # ... and the moment the direct path exists, the route takes it (not 250 ms later).
+    assert direct.remote == w.w.addresses[w.b.node.address]  # type: ignore[attr-defined]

@@ -130,8 +130,15 @@ def tcp_pieces(
         lens,
         max_out,
     )
+    return _datagrams(out, lens, n)
+
+
+def _datagrams(out: bytearray, lens: Any, n: int) -> list[bytes] | None:
+    """The ``n`` datagrams C wrote back to back into ``out`` (None for an error code)."""
     if n <= 0:
         return None
+    if n == 1:
+        return [bytes(out[: lens[0]])]
     view = memoryview(out)
     result = []
     at = 0
@@ -140,6 +147,54 @@ def tcp_pieces(
         result.append(bytes(view[at : at + m]))
         at += m
     return result
+
+
+#: Datagrams one packet becomes at most (the protocol's head and 15 fragments).
+_MAX_PIECES: Final = 16
+
+
+def frame_datagrams(
+    key: SymmetricKey,
+    cipher: int,
+    header: bytes,
+    packet_id: bytes,
+    network_id: int,
+    ethertype: int,
+    payload: bytes | bytearray | memoryview,
+    mtu: int,
+) -> list[bytes] | None:
+    """The datagrams of one FRAME packet on a chosen route: ``header`` is the route's 28-byte
+    template (as for :func:`tcp_pieces`), ``packet_id`` its 8 random bytes; sealed for
+    ``cipher`` (1, 3, or 2 for a trusted path) and fragmented for ``mtu``. None when the C side
+    cannot (no accelerator, another cipher, a packet over the protocol's size): the caller
+    then sends through the node's Python path. The reference is what ``Switch.send_on`` makes
+    of the same packet."""
+    if _lib is None:
+        return None
+    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
+    if state is None:
+        return None
+    n_bytes = 38 + len(payload)
+    cap = n_bytes + 16 * _MAX_PIECES
+    out = bytearray(cap)
+    lens = _ffi.new("unsigned int[]", _MAX_PIECES)
+    n: int = _lib.zt_tx_frame(
+        state,
+        key.salsa_key,
+        cipher,
+        header,
+        packet_id,
+        network_id,
+        ethertype,
+        _from_buffer(payload),
+        len(payload),
+        mtu,
+        _from_buffer(out),
+        cap,
+        lens,
+        _MAX_PIECES,
+    )
+    return _datagrams(out, lens, n)
 
 
 def ffi_and_lib() -> tuple[Any, Any]:
@@ -235,5 +290,6 @@ __all__ = [
     "armor",
     "dearmor",
     "ffi_and_lib",
+    "frame_datagrams",
     "tcp_pieces",
 ]

@@ -49,6 +49,7 @@ SOURCES = (
     "rx.c",
     "rx_burst.c",
     "rx_guard.c",
+    "tx_frame.c",
     "tx_tcp.c",
 )
 # Nothing but the C library: the primitives are our own and OpenSSL's calls are handed over at

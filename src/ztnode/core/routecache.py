@@ -13,8 +13,9 @@ while that state is the same:
 * the node's physical-path config (trusted paths, per-network MTUs),
 * no bonds anywhere (a bond chooses a path per flow and per packet count),
 * at most :data:`ROUTE_TTL_MS` old: the best path, the upstream a relayed peer goes through
-  and the credentials' push schedule (minutes) are judged again that often. A path taken
-  away (expired, refused by ``local.conf``) empties the cache at once (:meth:`clear`).
+  and the credentials' push schedule (minutes) are judged again that often. A path learned
+  (a peer reached through an upstream is now direct, maybe over a trusted path) or taken away
+  (expired, replaced, refused by ``local.conf``) empties the cache at once (:meth:`clear`).
 
 Bounded by :data:`ROUTE_CACHE_LIMIT` entries; when full it is emptied and counted
 (``route_cache_full``), since entries only save work and a full table means a flood of

@@ -211,6 +211,8 @@ class Host:
                     if self._send_cut(nwid, dst_mac, ethertype, payload, now):
                         continue
                     pieces: list[bytes] | tuple[bytes] = payload.packets()
+                elif self._send_on_route(nwid, dst_mac, ethertype, payload, now):
+                    continue
                 else:
                     pieces = (payload,)
                 for one in pieces:
@@ -267,6 +269,37 @@ class Host:
         if datagrams is None:
             return False
         node.send_routed(route, datagrams, pieces)
+        return True
+
+    def _send_on_route(
+        self, nwid: int, dst_mac: int, ethertype: int, payload: bytes, now: int
+    ) -> bool:
+        """One frame built, sealed and fragmented in C on the node's (remembered) route to its
+        member: a UDP datagram, a SYN, an ICMP echo leave in one call, as TCP segments do.
+        False, with nothing sent, when only the node's own path can send it: a multicast or
+        bridged destination, no route yet, rules that judge each frame, a bond (which picks a
+        path per flow), no accelerator."""
+        if dst_mac >> 40 & 0x01 or not accel.AVAILABLE:
+            return False
+        node = self.node
+        if node.bonding:
+            return False
+        route = node.frame_route(nwid, dst_mac, now)
+        if route is None or route.filtered:
+            return False
+        datagrams = accel.frame_datagrams(
+            route.key,
+            route.cipher,
+            route.header,
+            node.random_bytes(8),
+            route.network_id,
+            ethertype,
+            payload,
+            route.mtu,
+        )
+        if datagrams is None:
+            return False
+        node.send_routed(route, datagrams, 1)
         return True
 
     @staticmethod

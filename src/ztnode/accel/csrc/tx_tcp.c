@@ -22,7 +22,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
 {
     unsigned char pkt[ZT_ACCEL_MAX_PACKET];
     size_t ihl, thl, pieces, i, at = 0;
-    int v6, nout = 0;
+    int v6, rc, nout = 0;
     uint32_t seq0;
     if (hdr_len < 40 || seg_size == 0 || mtu < 64 ||
         mtu > ZT_ACCEL_MAX_PACKET)
@@ -50,7 +50,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     for (i = 0; i < pieces; i++) {
         size_t off = i * seg_size;
         size_t n = payload_len - off < seg_size ? payload_len - off : seg_size;
-        size_t tcp_len = thl + n, len = IDX_PAYLOAD + 10 + ihl + tcp_len, frags, k;
+        size_t tcp_len = thl + n, len = IDX_PAYLOAD + 10 + ihl + tcp_len, k;
         unsigned char *ip = pkt + IDX_PAYLOAD + 10, *tcp = ip + ihl;
         uint32_t seq = seq0 + (uint32_t)off;
         unsigned int sum, fl;
@@ -91,36 +91,10 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                                                        (unsigned int)tcp_len)) & 0xffff;
         tcp[16] = (unsigned char)(sum >> 8);
         tcp[17] = (unsigned char)sum;
-        pkt[IDX_FLAGS] = len > mtu ? FLAG_FRAGMENTED : 0;
-        if (cipher == CIPHER_TRUSTED_PATH) /* no crypto: the id stays in the MAC field */
-            pkt[IDX_FLAGS] |= CIPHER_TRUSTED_PATH << 3;
-        else if (zt_armor(aes, salsa_key, pkt, len, cipher) != ZT_ACCEL_OK)
-            return ZT_TX_ECRYPTO;
-        frags = len <= mtu ? 1 : 1 + (len - mtu + (mtu - FRAG_HEADER) - 1) / (mtu - FRAG_HEADER);
-        if (frags > MAX_FRAGMENTS)
-            return ZT_TX_EARGS;
-        if (nout + (int)frags > max_out || at + len + FRAG_HEADER * (frags - 1) > out_cap)
-            return ZT_TX_ESPACE;
-        if (frags == 1) {
-            memcpy(out + at, pkt, len);
-            lens[nout++] = (unsigned int)len;
-            at += len;
-            continue;
-        }
-        memcpy(out + at, pkt, mtu);
-        lens[nout++] = (unsigned int)mtu;
-        at += mtu;
-        for (k = 1; k < frags; k++) {
-            size_t start = mtu + (k - 1) * (mtu - FRAG_HEADER);
-            size_t m = len - start < mtu - FRAG_HEADER ? len - start : mtu - FRAG_HEADER;
-            memcpy(out + at, pkt, 13);
-            out[at + 13] = FRAG_INDICATOR;
-            out[at + 14] = (unsigned char)((frags << 4) | k);
-            out[at + 15] = 0;
-            memcpy(out + at + FRAG_HEADER, pkt + start, m);
-            lens[nout++] = (unsigned int)(FRAG_HEADER + m);
-            at += FRAG_HEADER + m;
-        }
+        rc = zt_tx_seal(aes, salsa_key, cipher, pkt, len, mtu, out, out_cap, &at, lens, &nout,
+                        max_out);
+        if (rc < 0)
+            return rc;
     }
     return nout;
 }

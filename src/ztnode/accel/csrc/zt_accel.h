@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 5
+#define ZT_ACCEL_ABI 6
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -74,7 +74,7 @@
 #define ZT_RX_EUNSUPPORTED (-1000)
 #define ZT_RX_EARGS (-1001)
 
-/* zt_tx_tcp errors. */
+/* zt_tx_tcp and zt_tx_frame errors. */
 #define ZT_TX_EARGS (-1)
 #define ZT_TX_ESPACE (-2)
 #define ZT_TX_ECRYPTO (-3)
@@ -195,5 +195,14 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
               const unsigned char *payload, size_t payload_len, size_t seg_size,
               unsigned int tcp_flags_last, size_t mtu,
               unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
+
+/* One FRAME (ethertype and payload) on a chosen route: zthdr is the route's 28-byte header
+ * template (as for zt_tx_tcp), pid the packet's 8-byte ID; the datagrams (head and fragments
+ * for mtu) go back to back into out, their lengths into lens. Returns how many, or a negative
+ * ZT_TX_* error. */
+int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
+                const unsigned char *zthdr, const unsigned char *pid, uint64_t nwid,
+                unsigned int ethertype, const unsigned char *payload, size_t payload_len,
+                size_t mtu, unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
 
 #endif

@@ -60,6 +60,9 @@
 #define FRAG_INDICATOR 0xff
 #define FLAG_FRAGMENTED 0x40
 #define MAX_FRAGMENTS 16
+/* What a sender may cut one packet into (the reference's ZT_MAX_PACKET_FRAGMENTS; a receiver
+ * holds up to MAX_FRAGMENTS, what the 4-bit count can say). */
+#define TX_MAX_FRAGMENTS 7
 #define VERB_HELLO 0x01
 #define VERB_FRAME 0x06
 #define BEACON_LENGTH 13
@@ -219,5 +222,11 @@ ZT_HIDDEN void zt_rx_frag_assemble(const zt_rx_frag *f, unsigned char *dst);
 ZT_HIDDEN unsigned int zt_rx_frag_size(const zt_rx_frag *f);
 ZT_HIDDEN unsigned int zt_rx_frag_pieces(const zt_rx_frag *f);
 ZT_HIDDEN void zt_rx_frag_release(zt_rx *rx, zt_rx_frag *f);
+
+/* tx_frame.c: seal a built packet and cut it into datagrams (shared by both send paths). */
+ZT_HIDDEN int zt_tx_seal(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
+                         unsigned char *pkt, size_t len, size_t mtu, unsigned char *out,
+                         size_t out_cap, size_t *at, unsigned int *lens, int *nout,
+                         int max_out);
 
 #endif
