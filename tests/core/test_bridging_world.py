@@ -38,7 +38,7 @@ def _bridges(h: object, w: RulesWorld) -> list[int]:
 def _introduce(w: RulesWorld, sender: object, to: object) -> None:
     """The sender's credentials first, as a real sender pushes them before a multicast."""
     net = sender.node.network(w.nwid)  # type: ignore[attr-defined]
-    sender.node.vl2.push_credentials(net, to.node.address, w.now)  # type: ignore[attr-defined]
+    sender.node.credentials.push_credentials(net, to.node.address, w.now)  # type: ignore[attr-defined]
     w.run_until(lambda: False, 500)
 
 

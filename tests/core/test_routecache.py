@@ -33,7 +33,7 @@ def world(tmp_path: Path) -> IpWorld:
 
     assert w.run_until(routed, 30_000)
     tx.close()
-    w.a.node.vl2.routes.clear()
+    w.a.node.frames.routes.clear()
     return w
 
 
@@ -46,9 +46,9 @@ def test_a_route_is_reused_within_its_ttl_and_made_again_after(world: IpWorld) -
     a, b = world.a, world.b
     first = _route_to(world, a, b)
     assert first is not None
-    hits = a.node.vl2.routes.hits
+    hits = a.node.frames.routes.hits
     assert _route_to(world, a, b) is first
-    assert a.node.vl2.routes.hits == hits + 1
+    assert a.node.frames.routes.hits == hits + 1
     start = world.now
     world.run_until(lambda: world.now - start > ROUTE_TTL_MS, ROUTE_TTL_MS + 1_000)
     assert world.now - start > ROUTE_TTL_MS
@@ -91,7 +91,7 @@ def test_trusting_a_path_takes_effect_on_the_next_frame(world: IpWorld) -> None:
     rx = next(s for s in world.stack(b)._tcp.values() if s.remote == sock.local)
     sock.send(b"before")
     world.run_until(lambda: rx.recv() is not None, 2_000)
-    assert len(a.node.vl2.routes) >= 1
+    assert len(a.node.frames.routes) >= 1
     addr_a = world.w.addresses[a.node.address]
     addr_b = world.w.addresses[b.node.address]
     seen: list[int] = []
@@ -116,11 +116,11 @@ def test_trusting_a_path_takes_effect_on_the_next_frame(world: IpWorld) -> None:
 def test_a_path_taken_away_empties_the_cache(world: IpWorld) -> None:
     a, b = world.a, world.b
     assert _route_to(world, a, b) is not None
-    assert len(a.node.vl2.routes) >= 1
+    assert len(a.node.frames.routes) >= 1
     peer = a.node.peer(b.node.address)
     assert peer is not None and peer.paths
     a.node.housekeeper.drop_paths(peer, list(peer.paths), "test")
-    assert len(a.node.vl2.routes) == 0
+    assert len(a.node.frames.routes) == 0
 
 
 def test_the_table_is_bounded_and_counts_when_it_is_full(world: IpWorld) -> None:

@@ -138,7 +138,7 @@ class Housekeeper:
 
     def _removed(self, peer: Peer, gone: list[PeerPath], why: str, had: bool) -> None:
         if gone:
-            self.rt.vl2.routes.clear()  # a remembered route may go through one of them
+            self.rt.frames.routes.clear()  # a remembered route may go through one of them
         for slot in gone:
             self.rt.bonds.path_removed(peer.address, slot.path)
             self.rt.events.append(ev.PathDown(peer.address, slot.path.local, slot.path.remote, why))

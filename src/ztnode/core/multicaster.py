@@ -171,7 +171,7 @@ class Multicaster:
             smac = source_mac or net.mac
             self.rt.tracer.outgoing_dropped(net, smac, dest_mac, ethertype, len(payload), why, now)
             return False
-        if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
+        if not net.enforcer.accept_all and not self.rt.frames.outbound_allowed(
             net, 0, dest_mac, ethertype, payload, now, source_mac=source_mac
         ):
             return True  # the rules' first pass (destination unknown, copies allowed) dropped it
@@ -216,7 +216,7 @@ class Multicaster:
             if r == self.rt.address or r in pending.sent_to:
                 continue
             pending.sent_to.add(r)
-            if not net.enforcer.accept_all and not self.rt.vl2.outbound_allowed(
+            if not net.enforcer.accept_all and not self.rt.frames.outbound_allowed(
                 net,
                 r,
                 mac,
@@ -228,7 +228,7 @@ class Multicaster:
             ):
                 continue  # each recipient is filtered again, without copies
             if net.should_push_credentials(r, now):
-                self.rt.vl2.push_credentials(net, r, now)
+                self.rt.credentials.push_credentials(net, r, now)
             self.rt.switch.send(r, Verb.MULTICAST_FRAME, body, now, compress=True)
 
     def send_pending(
@@ -246,7 +246,7 @@ class Multicaster:
         net = self.rt.networks.get(m.network_id)
         if net is not None:
             if m.com is not None:
-                self.rt.vl2.accept_com(m.network_id, m.com, now)
+                self.rt.credentials.accept_com(m.network_id, m.com, now)
             sender_mac = mac_from_address(peer.address, net.id)
             source = m.source_mac if m.source_mac is not None else sender_mac
             cfg = net.config
@@ -278,7 +278,7 @@ class Multicaster:
                     self._answer_implicit_gather(m, peer, path, pid, now)
                 peer.last_trust_established = now
                 path.last_trust_established = now
-                self.rt.vl2.deliver_frame(
+                self.rt.frames.deliver_frame(
                     net, peer.address, source, m.dest_mac, m.ethertype, m.payload, now
                 )
         self.rt.vl1.received(peer, path, hops, Verb.MULTICAST_FRAME, now, m.network_id)

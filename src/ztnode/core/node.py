@@ -25,7 +25,9 @@ ZeroTierOne splits its core:
 * :class:`~ztnode.core.vl1.Vl1`: peer-level verbs and ``Peer::received``;
 * :class:`~ztnode.core.validator.IdentityValidator`: new identities' rate gate and validation;
 * :class:`~ztnode.core.housekeeper.Housekeeper`: keepalives, expiry, pruning, online state;
-* :class:`~ztnode.core.vl2.Vl2`: joined networks, configs, credentials, frames;
+* :class:`~ztnode.core.vl2.Vl2`: joined networks: join, leave, configs, status;
+* :class:`~ztnode.core.frames.FramePath`: unicast frames out and in, where the rules apply;
+* :class:`~ztnode.core.credentials.CredentialExchange`: credentials pushed and accepted;
 * :class:`~ztnode.core.multicaster.Multicaster`: multicast groups and frames;
 * :class:`~ztnode.core.controller_link.ControllerLink`: the hosted controller's requests
   (answered off the receive path when the host asks), pushes and revocations.
@@ -48,7 +50,9 @@ from ztnode.core.bond import NO_FLOW, Bond, BondingSettings, BondLayer
 from ztnode.core.controller_iface import ConfigAnswer, HostedController
 from ztnode.core.controller_link import ControllerLink
 from ztnode.core.counters import Counters, Drop
+from ztnode.core.credentials import CredentialExchange
 from ztnode.core.expect import ExpectedReplies
+from ztnode.core.frames import FramePath
 from ztnode.core.housekeeper import Housekeeper
 from ztnode.core.multicaster import Multicaster
 from ztnode.core.network import Network
@@ -158,6 +162,8 @@ class Node:
         self.validator = IdentityValidator(self)
         self.housekeeper = Housekeeper(self, now)
         self.vl2 = Vl2(self)
+        self.frames = FramePath(self)
+        self.credentials = CredentialExchange(self)
         self.multicaster = Multicaster(self)
         self.controller_link = ControllerLink(self)
         self.bonds = BondLayer(self)
@@ -387,8 +393,8 @@ class Node:
     def send_frame(
         self, network_id: int, dest_mac: int, ethertype: int, payload: bytes, now: int
     ) -> bool:
-        """Send an Ethernet frame to another member (see :meth:`Vl2.send_frame`)."""
-        return self.vl2.send_frame(network_id, dest_mac, ethertype, payload, now)
+        """Send an Ethernet frame to another member (see :meth:`FramePath.send_frame`)."""
+        return self.frames.send_frame(network_id, dest_mac, ethertype, payload, now)
 
     def send_bridged_frame(
         self,
@@ -399,8 +405,8 @@ class Node:
         payload: bytes,
         now: int,
     ) -> bool:
-        """A frame from an Ethernet segment we bridge (see :meth:`Vl2.send_bridged_frame`)."""
-        return self.vl2.send_bridged_frame(
+        """A frame from an Ethernet segment we bridge (see :meth:`FramePath.send_bridged_frame`)."""
+        return self.frames.send_bridged_frame(
             network_id, source_mac, dest_mac, ethertype, payload, now
         )
 
@@ -408,9 +414,9 @@ class Node:
         self, network_id: int, dest_mac: int, now: int, flow: int = NO_FLOW, count: int = 1
     ) -> FrameRoute | None:
         """What a frame cutter outside the core needs to send FRAMEs to one member itself (see
-        :meth:`Vl2.frame_route`); None when only :meth:`send_frame` can send there. ``flow``
+        :meth:`FramePath.frame_route`); None when only :meth:`send_frame` can send there. ``flow``
         and ``count`` (the packets it will cut) are for a bond's choice of path."""
-        return self.vl2.frame_route(network_id, dest_mac, now, flow, count)
+        return self.frames.frame_route(network_id, dest_mac, now, flow, count)
 
     @property
     def bonding(self) -> bool:
@@ -421,8 +427,8 @@ class Node:
         self, network_id: int, dest_mac: int, ethertype: int, first: bytes, last: bytes, pieces: int
     ) -> bool | None:
         """The rules on a burst of ``pieces`` TCP frames judged by its first and last piece
-        (see :meth:`Vl2.filter_burst`): True send all, False all dropped, None judge each."""
-        return self.vl2.filter_burst(network_id, dest_mac, ethertype, first, last, pieces)
+        (see :meth:`FramePath.filter_burst`): True send all, False all dropped, None judge each."""
+        return self.frames.filter_burst(network_id, dest_mac, ethertype, first, last, pieces)
 
     def coalescing_allowed(self, network_id: int) -> bool:
         """May received TCP segments of this network be joined before the rules see them?"""

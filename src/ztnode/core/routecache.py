@@ -1,6 +1,6 @@
 """Unicast FRAME routes remembered for a moment, so a small segment does not pay the lookup.
 
-Why: the host's offload asks :meth:`ztnode.core.vl2.Vl2.frame_route` once per outgoing TCP
+Why: the host's offload asks :meth:`ztnode.core.frames.FramePath.frame_route` once per outgoing TCP
 segment. For a bulk burst of 16 pieces the lookup (member for the MAC, the rules' verdict on
 batching, the peer, its best path, the credentials' schedule, the packet header) is spread
 thin; for the 1-byte segment of a request/response exchange it cost about what building the

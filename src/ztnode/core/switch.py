@@ -343,10 +343,10 @@ class Switch:
             Verb.PUSH_DIRECT_PATHS: vl1.do_push_direct_paths,
             Verb.USER_MESSAGE: vl1.do_user_message,
             Verb.REMOTE_TRACE: vl1.do_remote_trace,
-            Verb.EXT_FRAME: vl2.do_ext_frame,
+            Verb.EXT_FRAME: rt.frames.do_ext_frame,
             Verb.NETWORK_CONFIG_REQUEST: rt.controller_link.do_config_request,
             Verb.NETWORK_CONFIG: vl2.do_network_config,
-            Verb.NETWORK_CREDENTIALS: vl2.do_credentials,
+            Verb.NETWORK_CREDENTIALS: rt.credentials.do_credentials,
             Verb.MULTICAST_LIKE: mc.do_multicast_like,
             Verb.MULTICAST_GATHER: mc.do_multicast_gather,
             Verb.MULTICAST_FRAME: mc.do_multicast_frame,
@@ -385,7 +385,7 @@ class Switch:
                 if len(buf) < IDX_PAYLOAD + 10:
                     raise DecodeError("FRAME shorter than its network id and ethertype")
                 nwid = int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big")
-                self.rt.vl2.do_frame(
+                self.rt.frames.do_frame(
                     peer,
                     nwid,
                     mac_from_address(peer.address, nwid),
@@ -627,7 +627,7 @@ class Switch:
 
     def trusted_path_id(self, path: Path) -> int:
         """The trusted-path id of packets that Switch::send routes over ``path`` (cipher 2),
-        or 0: the one decision both send paths (``send_on``, ``Vl2.frame_route``) share."""
+        or 0: the one decision both send paths (``send_on``, ``FramePath.frame_route``) share."""
         return self.rt.physical.outbound_trust(path.remote[0])
 
     def contact(self, peer: Peer, path: Path, now: int, *, full_hello: bool) -> None:

@@ -295,7 +295,7 @@ def render_metrics(
         "ztnode_route_cache_full_total",
         "counter",
         "times the table of remembered FRAME routes was full and emptied (core/routecache.py)",
-        [({}, node.vl2.routes.overflows)],
+        [({}, node.frames.routes.overflows)],
     )
     m.family(
         "ztnode_packet_cipher_total",
