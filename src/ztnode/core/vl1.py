@@ -434,7 +434,7 @@ class Vl1:
             elif verb == Verb.OK:
                 had_direct = peer.direct_path_count(now) > 0
                 evicted = peer.learn(path, now)
-                self.rt.vl2.routes.clear()  # a route through an upstream may now go direct
+                self.rt.frames.routes.clear()  # a route through an upstream may now go direct
                 if evicted is not None:
                     self.rt.bonds.path_removed(peer.address, evicted.path)
                     self.rt.events.append(
