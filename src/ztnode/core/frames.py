@@ -371,12 +371,12 @@ class FramePath:
         extended: bool = False,
     ) -> bool:
         """Every frame received from a member in good standing, unicast or multicast, passes
-        the network's rules here (inbound) and then reaches the host as a
-        :class:`~ztnode.core.events.FrameReceived` event. ``extended`` frames (EXT_FRAME) carry
-        their own MACs, so unless the rules super-accept them (we are a TEE/REDIRECT target)
-        a foreign source MAC needs a bridging sender and a foreign destination MAC needs us to
-        bridge or to be a multicast (node/IncomingPacket.cpp:915-945). False when not
-        delivered."""
+        the network's rules here (inbound) and then reaches the host: handed to its frame sink
+        (``Node.frame_sink``) or as a :class:`~ztnode.core.events.FrameReceived` event.
+        ``extended`` frames (EXT_FRAME) carry their own MACs, so unless the rules super-accept
+        them (we are a TEE/REDIRECT target) a foreign source MAC needs a bridging sender and a
+        foreign destination MAC needs us to bridge or to be a multicast
+        (node/IncomingPacket.cpp:915-945). False when not delivered."""
         if extended and source_mac in (0, net.mac):
             return False  # no source, or our own MAC coming back: ignored (IncomingPacket.cpp:910)
         accept = 1
@@ -399,9 +399,15 @@ class FramePath:
             and not self._bridging_allows(net, source, source_mac, dest_mac, now)
         ):
             return False
-        self.rt.events.append(
-            ev.FrameReceived(net.id, source, source_mac, dest_mac, ethertype, payload)
-        )
+        sink = self.rt.frame_sink
+        if (
+            sink is None
+            or self.rt.events  # something came before it: keep the order, as an event
+            or not sink(net.id, source_mac, dest_mac, ethertype, payload)
+        ):
+            self.rt.events.append(
+                ev.FrameReceived(net.id, source, source_mac, dest_mac, ethertype, payload)
+            )
         return True
 
     def _bridging_allows(

@@ -104,6 +104,7 @@ class Host:
         self.policies: dict[int, ManagedPolicy] = {}
         #: Ethernet segments bridged onto networks through this node (one port per network).
         self.bridge_ports: dict[int, BridgePort] = {}
+        node.frame_sink = self._take_frame
 
     # ------------------------------------------------------------------ five verbs
 
@@ -320,6 +321,19 @@ class Host:
         events = self._events
         while (e := stack.next_event()) is not None:
             events.append(e)
+
+    def _take_frame(
+        self, nwid: int, source_mac: int, dest_mac: int, ethertype: int, payload: bytes
+    ) -> bool:
+        """The node's frame sink: a frame straight to its network's stack, the way
+        :meth:`_drain` hands a ``FrameReceived`` on, when nothing else must see it first (a
+        bridge port or a raw-frame tap take the event path)."""
+        stack = self.stacks.get(nwid)
+        if stack is None or nwid in self.bridge_ports or self.frame_taps.get(nwid):
+            return False
+        stack.receive_frame(source_mac, dest_mac, ethertype, payload, self.node.now)
+        self._stack_events(stack)
+        return True
 
     def _drain(self, now: int) -> None:
         node = self.node
