@@ -69,6 +69,24 @@ def test_round_trip(addr: int, nwid: int) -> None:
     assert mac_from_bytes(mac_to_bytes(mac)) == mac
 
 
+def _mac_by_definition(addr: int, nwid: int) -> int:
+    """MAC::fromAddress spelled out byte by byte (protocol-network.md §1.3), no tables."""
+    octets = [first_octet_for_network(nwid)]
+    for i in range(5):
+        octets.append(((addr >> (32 - 8 * i)) & 0xFF) ^ ((nwid >> (8 * (i + 1))) & 0xFF))
+    return int.from_bytes(bytes(octets), "big")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, (1 << 40) - 1), st.lists(st.integers(0, (1 << 64) - 1), max_size=20))
+def test_per_network_table_gives_the_definition(addr: int, nwids: list[int]) -> None:
+    """The per-network table (bounded: emptied past its limit) never changes an answer."""
+    for nwid in nwids + [n * 0x1_0000_0001 for n in range(1500)][:: 1 + addr % 7]:
+        mac = mac_from_address(addr, nwid)
+        assert mac == _mac_by_definition(addr, nwid)
+        assert address_from_mac(mac, nwid) == addr
+
+
 def test_predicates() -> None:
     assert is_broadcast(BROADCAST_MAC) and is_multicast(BROADCAST_MAC)
     assert is_multicast(0x333300000001) and not is_broadcast(0x333300000001)

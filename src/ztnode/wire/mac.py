@@ -49,9 +49,26 @@ def _nwid_mask(nwid: int) -> int:
     )
 
 
+#: Per network: its first octet shifted into place and its address mask. Every data packet
+#: maps addresses and MACs two to four times, so these are computed once per network id (a
+#: handful per node; bounded anyway, since ids can come from the network).
+_PER_NETWORK: dict[int, tuple[int, int]] = {}
+_PER_NETWORK_LIMIT: Final = 1024
+
+
+def _network_bits(nwid: int) -> tuple[int, int]:
+    bits = _PER_NETWORK.get(nwid)
+    if bits is None:
+        if len(_PER_NETWORK) >= _PER_NETWORK_LIMIT:
+            _PER_NETWORK.clear()
+        bits = _PER_NETWORK[nwid] = (first_octet_for_network(nwid) << 40, _nwid_mask(nwid))
+    return bits
+
+
 def mac_from_address(address: int, nwid: int) -> int:
     """The MAC of ZeroTier ``address`` on network ``nwid`` (``MAC::fromAddress``)."""
-    return (first_octet_for_network(nwid) << 40) | ((address & ADDRESS_MASK) ^ _nwid_mask(nwid))
+    high, mask = _PER_NETWORK.get(nwid) or _network_bits(nwid)
+    return high | ((address & ADDRESS_MASK) ^ mask)
 
 
 def address_from_mac(mac: int, nwid: int) -> int:
@@ -60,7 +77,7 @@ def address_from_mac(mac: int, nwid: int) -> int:
     Only meaningful when :func:`is_network_mac` holds; otherwise the MAC is bridged or foreign and
     the result is just the unmasked low 40 bits.
     """
-    return (mac & ADDRESS_MASK) ^ _nwid_mask(nwid)
+    return (mac & ADDRESS_MASK) ^ (_PER_NETWORK.get(nwid) or _network_bits(nwid))[1]
 
 
 def is_network_mac(mac: int, nwid: int) -> bool:
