@@ -3,9 +3,9 @@ stock asyncio loop, unless the operator says otherwise.
 
 Why a module of its own: ``ztnode node``, ``ztnode demo`` and ``ztnode doctor`` must make the
 same choice, say the same thing about it, and fail the same way when the operator asks for a
-loop that is not there. uvloop (the ``uvloop`` extra, libuv under asyncio's API) takes about a
-tenth off a round trip between two members (docs/performance.md), so it is the default when
-importable; ``ZTNODE_LOOP`` or the commands' ``--loop`` switch pick one explicitly.
+loop that is not there. uvloop (the ``uvloop`` extra, libuv under asyncio's API) takes 5 to 9 %
+off a small round trip between two members (``python -m bench --only tcp``), so it is the
+default when importable; ``ZTNODE_LOOP`` or the commands' ``--loop`` switch pick one explicitly.
 
 Only the commands decide. A program using ztnode as a library runs ztnode on whatever loop it
 runs itself (``uvloop.run(main())``, an event loop policy, or ``asyncio.run``): nothing here is
