@@ -24,6 +24,10 @@ listed too), in rows of::
   round trip timed), and a small RPC protocol: 32-byte requests echoed back over 1, 10 and 100
   concurrent TCP connections (``TCP_NODELAY``), each connection sending its next request once
   the answer is in, for a few seconds; requests per second over all connections.
+- **ztnode (uvloop)**: the same ztnode members on uvloop (``bench.tcp_peer --loop uvloop``, a
+  pair of its own beside the asyncio pair, measured in the same rounds) for the round trips, where
+  the loop's own cost shows: echo, connect, UDP echo; ``uvloop/asyncio`` is its figure over the
+  stock loop's (below 1: uvloop is faster). Bulk and request rates run on asyncio only.
 - **ratios**: ztnode's figure divided by the other's, so above 1 is better for ztnode in MB/s
   and req/s rows and worse in ms rows.
 
@@ -59,13 +63,14 @@ class Peer:
         self.proc = proc
 
     @classmethod
-    async def start(cls, home: Path, planet: Path) -> tuple[Peer, str]:
+    async def start(cls, home: Path, planet: Path, loop: str = "asyncio") -> tuple[Peer, str]:
         env = {
             **os.environ,
             "PYTHONPATH": str(_REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.tcp_peer", "--home", str(home), "--planet", str(planet),
+            "--loop", loop,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env, cwd=_REPO,
         )  # fmt: skip
         peer = cls(proc)
@@ -98,8 +103,9 @@ class Peer:
                 await self.proc.wait()
 
 
-async def _ztnode_pair(plan: Plan) -> Column:
-    """Two ztnode members on loopback, the root and controller in this process."""
+async def _ztnode_pair(plan: Plan, loop: str = "asyncio") -> Column:
+    """Two ztnode members on loopback, the root and controller in this process; on uvloop only
+    the round trips (echo, connect) are measured."""
     col = Column()
     size = plan.size
     with tempfile.TemporaryDirectory() as d:
@@ -111,7 +117,7 @@ async def _ztnode_pair(plan: Plan) -> Column:
             peers: list[Peer] = []
             try:
                 for name in ("server", "client"):
-                    peer, addr = await Peer.start(base / name, planet)
+                    peer, addr = await Peer.start(base / name, planet, loop)
                     peers.append(peer)
                     ctl = world.root.service.controller
                     now = world.root.service.clock.now()
@@ -122,7 +128,8 @@ async def _ztnode_pair(plan: Plan) -> Column:
                 await server.call(op="serve", port=5001)
                 host, host6 = ips[0]["ip4"], ips[0]["ip6"]
                 await client.call(op="bulk", host=host, port=5001, bytes=size // 4)  # warm-up
-                for h, out, n in ((host, col.bulk, plan.rounds), (host6, col.bulk6, plan.rounds6)):
+                bulks = ((host, col.bulk, plan.rounds), (host6, col.bulk6, plan.rounds6))
+                for h, out, n in bulks if loop == "asyncio" else ():
                     for _ in range(n):
                         r = await client.call(op="bulk", host=h, port=5001, bytes=size)
                         out.append(r["seconds"])
@@ -223,16 +230,20 @@ def _row(
     cols: tuple[Column, Column | str, Column | str],
     floor: float | None,
     digits: int,
+    uv: Column | str = "",
 ) -> dict[str, Any]:
     (zc, z), (lc, lv), (rc, rv) = (_cell(c, kind, size, digits) for c in cols)
+    uc, u = _cell(uv, kind, size, digits)
     runs = []
-    for name, c in zip(("ztnode", "libzt", "libzt rt"), cols, strict=True):
+    for name, c in zip(("ztnode", "libzt", "libzt rt", "ztnode uvloop"), (*cols, uv), strict=True):
         if isinstance(c, Column) and (figs := _figures(c, kind, size)):
             runs.append(f"{name} " + " ".join(f"{f:.{digits}f}" for f in figs))
     return {
         "what": what,
         "underlay": underlay,
         "ztnode": zc,
+        "ztnode (uvloop)": uc,
+        "uvloop/asyncio": _ratio(u, z),
         "libzt (ordinary)": lc,
         "libzt (real-time rx)": rc,
         "floor": _r(floor, digits),
@@ -250,6 +261,7 @@ def _rows_for(
     floor_us: float | None,
     small_us: float | None,
     v6_libzt: Column | str,
+    uv: Column | str = "",
 ) -> list[dict[str, Any]]:
     bulk_floor = SEGMENT / floor_us if floor_us else None
     small_floor = 2 * small_us / 1000 if small_us else None
@@ -259,8 +271,8 @@ def _rows_for(
         _row(f"TCP bulk IPv4, {mb} MB (MB/s)", underlay, "bulk", size, cols, bulk_floor, 1),
         _row(f"TCP bulk IPv6, {mb} MB (MB/s)", underlay, "bulk6", size,
              (z, v6_libzt, v6_libzt), bulk_floor, 1),
-        _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3),
-        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3),
+        _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3, uv),
+        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3, uv),
     ]  # fmt: skip
 
 
@@ -269,10 +281,13 @@ def _small_rows(
     plan: Plan,
     cols: tuple[Column, Column | str, Column | str],
     small_us: float | None,
+    uv: Column | str = "",
 ) -> list[dict[str, Any]]:
     """UDP request/response and the request rate of a small RPC protocol (namespace only)."""
     small_floor = 2 * small_us / 1000 if small_us else None
-    out = [_row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3)]
+    out = [
+        _row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3, uv)
+    ]
     for n in plan.rps_conns:
         # Requests per second, not ms: above 1 is better for ztnode in these ratios.
         out.append(
@@ -309,15 +324,18 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
     log(f"namespace part {ns.seconds:.1f} s")
     lo_plan = dataclasses.replace(plan, rounds=max(2, plan.rounds - 2), rounds6=1 if quick else 2)
     lo = asyncio.run(_ztnode_pair(lo_plan))
+    lo_uv: Column | str = ns.ztnode_uv.missing
+    if not lo_uv:
+        lo_uv = asyncio.run(_ztnode_pair(lo_plan, "uvloop"))
     count = plan.floor_count
     floor_lo, small_lo = segment_floor_us(count), segment_floor_us(count, tcp_netns.SMALL_SEGMENT)
     log(f"loopback part and floors {time.monotonic() - t0 - ns.seconds:.1f} s")
     out = _rows_for(ns.underlay, plan.size, (ns.ztnode, ns.libzt, ns.libzt_rt),
-                    ns.floor_us, ns.floor_small_us, LIBZT_NO_V6)  # fmt: skip
+                    ns.floor_us, ns.floor_small_us, LIBZT_NO_V6, ns.ztnode_uv)  # fmt: skip
     out += _small_rows(ns.underlay, plan, (ns.ztnode, ns.libzt, ns.libzt_rt),
-                       ns.floor_small_us)  # fmt: skip
+                       ns.floor_small_us, ns.ztnode_uv)  # fmt: skip
     out += _rows_for("loopback", plan.size, (lo, LIBZT_NO_LOOPBACK, LIBZT_NO_LOOPBACK),
-                     floor_lo, small_lo, LIBZT_NO_LOOPBACK)  # fmt: skip
+                     floor_lo, small_lo, LIBZT_NO_LOOPBACK, lo_uv)  # fmt: skip
     notes = [
         f"{name}: {n}"
         for name, c in (("ztnode", ns.ztnode), ("libzt", ns.libzt), ("libzt rt", ns.libzt_rt))

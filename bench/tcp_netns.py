@@ -11,9 +11,13 @@ one veth and one /24 per node on a bridge, no route out). Inside it:
   told to ignore the other interfaces, on a second network with IPv4 only (libzt 1.8.4 crashes on
   its own IPv6 receive path, LIBZT_PEER.md).
 
+A second ztnode pair runs on uvloop (``bench.tcp_peer --loop uvloop``, on the same interfaces
+and network) for the round trips, where the event loop's own cost shows: echo, connect and UDP
+echo, measured in the same rounds as the others; its column says why when uvloop is missing.
+
 Measured: bulk, echo round trip and connect; UDP echo round trips; and the request rate of a
 small RPC protocol over 1, 10 and 100 connections (libzt's ``echo_all`` server and ``rps``
-client, ``bench.tcp_peer``'s ``rps`` against its echo). All four members run for the whole
+client, ``bench.tcp_peer``'s ``rps`` against its echo). All the members run for the whole
 measurement and every round measures ztnode, libzt at ordinary priority and libzt with its
 receiver at real-time priority one after the other, so a burst of outside load lands on all
 three columns alike. "Receiver at real-time priority": the
@@ -28,6 +32,7 @@ Every process is stopped by its pid and the namespace deleted on the way out, wh
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
@@ -107,6 +112,7 @@ class Result:
     ztnode: Column
     libzt: Column
     libzt_rt: Column
+    ztnode_uv: Column = field(default_factory=Column)  # the uvloop pair: echo, connect, UDP
     underlay: str = ""
     floor_us: float | None = None  # one full segment's crypto + UDP, namespace underlay
     floor_small_us: float | None = None  # one small (1-byte payload) segment's
@@ -143,13 +149,15 @@ class ZtnodeProc:
     """A ``bench.tcp_peer`` process inside the namespace, driven over its pipe with bounded
     reads; killed by pid on close."""
 
-    def __init__(self, ns: str, home: Path, planet: Path, bind: str, log: Path) -> None:
+    def __init__(
+        self, ns: str, home: Path, planet: Path, bind: str, log: Path, loop: str = "asyncio"
+    ) -> None:
         env = {**os.environ}
         env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self._log: TextIO = open(log, "w")  # noqa: SIM115  (closed in close())
         cmd = [
             "ip", "netns", "exec", ns, sys.executable, "-m", "bench.tcp_peer",
-            "--home", str(home), "--planet", str(planet), "--bind", bind,
+            "--home", str(home), "--planet", str(planet), "--bind", bind, "--loop", loop,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -351,7 +359,10 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
     why_ns = why_no_namespace()
     if why_ns:
         res.ztnode.missing = res.libzt.missing = res.libzt_rt.missing = why_ns
+        res.ztnode_uv.missing = why_ns
         return res
+    if importlib.util.find_spec("uvloop") is None:
+        res.ztnode_uv.missing = "uvloop not installed (pip install 'ztnode[uvloop]')"
     why_lz = why_no_libzt()
     if why_lz:
         res.libzt.missing = res.libzt_rt.missing = why_lz
@@ -359,17 +370,17 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
     from tests.interop.world import controller_world
 
     ids = _identities()
-    root_id, z_ids, l_ids = ids[0], ids[4:6], ids[2:4]
+    root_id, z_ids, l_ids, uv_ids = ids[0], ids[4:6], ids[2:4], ids[6:8]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="ztbench-") as tmp,
             NetNamespace(layout="bridge", count=5) as ns,
             controller_world(ns, Path(tmp), root_id, ns.addresses[0]) as world,
         ):
-            _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, log)
+            _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, uv_ids, log)
     except Exception as e:  # the namespace or the root itself failed
         why = f"namespace world failed: {type(e).__name__}: {e}"[:200]
-        for col in (res.ztnode, res.libzt, res.libzt_rt):
+        for col in (res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv):
             col.missing = col.missing or why
     res.seconds = time.monotonic() - t_start
     return res
@@ -383,20 +394,25 @@ def _run_in(
     tmp: Path,
     z_ids: list[Identity],
     l_ids: list[Identity],
+    uv_ids: list[Identity],
     log: Callable[[str], None],
 ) -> None:
     from tests.interop.world import authorize, start_libzt_member
+
+    if res.ztnode_uv.missing:
+        uv_ids = []
 
     api = world.api
     planet = tmp / "planet"  # written by controller_world
     z_nwid = str(api.call("POST", "/controller/network", ZTNODE_NETWORK)["id"])
     l_nwid = str(api.call("POST", "/controller/network", LIBZT_NETWORK)["id"])
-    for nwid, members in ((z_nwid, z_ids), (l_nwid, l_ids)):
+    for nwid, members in ((z_nwid, [*z_ids, *uv_ids]), (l_nwid, l_ids)):
         for ident in members:
             authorize(api, nwid, ident)
     zt: list[ZtnodeProc] = []
+    uv: list[ZtnodeProc] = []  # the uvloop pair, on the same interfaces as the first
     lz: list[Any] = []
-    with _started(zt), _started(lz):
+    with _started(zt), _started(uv), _started(lz):
         # Everyone starts at once: each member has its own /24, so the root's one new
         # identity per 2 s per /24 never holds anyone back.
         for i, ident in enumerate(z_ids):
@@ -404,6 +420,12 @@ def _run_in(
             home.mkdir()
             ident.save(home / "identity.secret", include_private=True)
             zt.append(ZtnodeProc(ns.name, home, planet, ns.addresses[1 + i], tmp / f"z{i}.log"))
+        for i, ident in enumerate(uv_ids):
+            home = tmp / f"ztnode-uvloop{i}"
+            home.mkdir()
+            ident.save(home / "identity.secret", include_private=True)
+            addr, log_file = ns.addresses[1 + i], tmp / f"uv{i}.log"
+            uv.append(ZtnodeProc(ns.name, home, planet, addr, log_file, loop="uvloop"))
         if not res.libzt.missing:
             from tests.interop.peer import LibztPeer
 
@@ -437,6 +459,20 @@ def _run_in(
 
         _guard(res.ztnode, "ztnode join", z_join)
         log(f"ztnode pair ready {time.monotonic() - t0:.1f} s after start")
+        uv_ips: list[dict[str, Any]] = []
+
+        def uv_join() -> None:
+            for p in uv:
+                p.recv(60)
+            for p in uv:
+                p.send(op="join", nwid=z_nwid)
+            uv_ips.extend(p.recv(60) for p in uv)
+            uv[0].call(op="serve", port=SINK)
+            uv[0].call(op="udp_serve", port=UDP_ECHO)
+
+        if uv:
+            _guard(res.ztnode_uv, "ztnode (uvloop) join", uv_join)
+            log(f"ztnode uvloop pair ready {time.monotonic() - t0:.1f} s after start")
         pair: _LibztPair | None = None
 
         def l_join() -> None:
@@ -459,7 +495,7 @@ def _run_in(
         except OSError as e:
             log(f"no floor on the namespace underlay: {e}")
 
-        _measure(plan, res, zt, z_ips, pair, log)
+        _measure(plan, res, zt, z_ips, pair, log, uv, uv_ips)
 
 
 def _measure(
@@ -469,14 +505,20 @@ def _measure(
     z_ips: list[dict[str, Any]],
     pair: _LibztPair | None,
     log: Callable[[str], None],
+    uv: list[ZtnodeProc],
+    uv_ips: list[dict[str, Any]],
 ) -> None:
-    z, lz, lzr = res.ztnode, res.libzt, res.libzt_rt
+    z, lz, lzr, zu = res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv
     size = plan.size
     # The slowest credible transfer: libzt's ordinary-priority receiver at about 1 MB/s.
     bulk_timeout = 20 + size / 1e6
     client = zt[1] if len(zt) > 1 else None
     host = z_ips[0]["ip4"] if z_ips else ""
     host6 = z_ips[0]["ip6"] if z_ips else ""
+    uv_client = uv[1] if len(uv) > 1 else None
+    uv_host = uv_ips[0]["ip4"] if uv_ips else ""
+    if uv_client is None:
+        zu.missing = zu.missing or "no uvloop pair"
 
     def z_bulk(h: str, out: list[float]) -> Callable[[], None]:
         def go() -> None:
@@ -504,10 +546,15 @@ def _measure(
         return go
 
     def each(
-        what: str, z_fn: Callable[[], None], l_for: Callable[[Column], Callable[[], None]]
+        what: str,
+        z_fn: Callable[[], None],
+        l_for: Callable[[Column], Callable[[], None]],
+        uv_fn: Callable[[], None] | None = None,
     ) -> None:
-        """One measurement in all three columns, back to back (see the module docstring)."""
+        """One measurement in every column, back to back (see the module docstring)."""
         _guard(z, f"ztnode {what}", z_fn)
+        if uv_fn is not None:
+            _guard(zu, f"ztnode {what} (uvloop)", uv_fn)
         if pair is not None:
             _guard(lz, f"libzt {what}", with_priority(False, l_for(lz)))
             _guard(lzr, f"libzt {what} (rt)", with_priority(True, l_for(lzr)))
@@ -534,11 +581,17 @@ def _measure(
 
     rtt_timeout = 20 + plan.rtts * 0.05
 
-    def z_rtt() -> None:
-        assert client is not None
-        z.rtt.append(
-            client.call(rtt_timeout, op="rtt", host=host, port=ECHO, count=plan.rtts)["ms"]
-        )
+    def z_rtt_on(peer: ZtnodeProc | None, to: str, col: Column, n: int) -> Callable[[], None]:
+        def go() -> None:
+            assert peer is not None
+            col.rtt.append(peer.call(rtt_timeout, op="rtt", host=to, port=ECHO, count=n)["ms"])
+
+        return go
+
+    z_rtt = z_rtt_on(client, host, z, plan.rtts)
+    uv_rtt = z_rtt_on(uv_client, uv_host, zu, plan.rtts)
+    # The uvloop pair's first connection (paths, ARP), not on the clock.
+    _guard(zu, "ztnode (uvloop) warm-up", z_rtt_on(uv_client, uv_host, Column(), 200))
 
     def l_rtt(col: Column) -> Callable[[], None]:
         def go() -> None:
@@ -548,15 +601,18 @@ def _measure(
         return go
 
     for _ in range(plan.rtt_rounds):
-        each("echo", z_rtt, l_rtt)
+        each("echo", z_rtt, l_rtt, uv_rtt)
     log("echo done")
 
     conn_timeout = 20 + plan.connects * 2.5
 
-    def z_conn() -> None:
-        assert client is not None
-        r = client.call(conn_timeout, op="connect", host=host, port=ECHO, count=plan.connects)
-        z.connect.append(r["ms"])
+    def z_conn_on(peer: ZtnodeProc | None, to: str, col: Column) -> Callable[[], None]:
+        def go() -> None:
+            assert peer is not None
+            r = peer.call(conn_timeout, op="connect", host=to, port=ECHO, count=plan.connects)
+            col.connect.append(r["ms"])
+
+        return go
 
     def l_conn(col: Column) -> Callable[[], None]:
         def go() -> None:
@@ -569,19 +625,22 @@ def _measure(
         return go
 
     for _ in range(plan.connect_rounds):
-        each("connect", z_conn, l_conn)
+        each("connect", z_conn_on(client, host, z), l_conn, z_conn_on(uv_client, uv_host, zu))
     log("connect done")
 
     udp_timeout = 20 + plan.udps * 0.05
 
-    def z_udp() -> None:
-        assert client is not None
-        r = client.call(
-            udp_timeout, op="udp_rtt", host=host, port=UDP_ECHO, count=plan.udps, size=32
-        )
-        if r["lost"]:
-            raise RuntimeError(f"ztnode UDP: {r['lost']} of {plan.udps} round trips lost")
-        z.udp_rtt.append(r["ms"])
+    def z_udp_on(peer: ZtnodeProc | None, to: str, col: Column) -> Callable[[], None]:
+        def go() -> None:
+            assert peer is not None
+            r = peer.call(
+                udp_timeout, op="udp_rtt", host=to, port=UDP_ECHO, count=plan.udps, size=32
+            )
+            if r["lost"]:
+                raise RuntimeError(f"ztnode UDP: {r['lost']} of {plan.udps} round trips lost")
+            col.udp_rtt.append(r["ms"])
+
+        return go
 
     def l_udp(col: Column) -> Callable[[], None]:
         def go() -> None:
@@ -591,7 +650,7 @@ def _measure(
         return go
 
     for _ in range(plan.udp_rounds):
-        each("UDP echo", z_udp, l_udp)
+        each("UDP echo", z_udp_on(client, host, z), l_udp, z_udp_on(uv_client, uv_host, zu))
     log("UDP echo done")
 
     def z_rps(n: int) -> Callable[[], None]:
@@ -634,7 +693,7 @@ def summary(res: Result, size: int) -> dict[str, Any]:
         "floor_us": res.floor_us,
         "floor_small_us": res.floor_small_us,
     }
-    for name in ("ztnode", "libzt", "libzt_rt"):
+    for name in ("ztnode", "ztnode_uv", "libzt", "libzt_rt"):
         c: Column = getattr(res, name)
         out[name] = {
             "missing": c.missing,

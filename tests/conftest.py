@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Generator
 from typing import Any
@@ -24,6 +25,28 @@ REQUIRE_INTEROP = os.environ.get("ZTNODE_REQUIRE_INTEROP") == "1"
 # the mapper against miniupnpd lifts it, for a node it runs inside its own namespaces.
 os.environ["ZTNODE_NO_PORT_MAPPING"] = "1"
 _MANDATORY_MARKERS = ("interop", "dist", "postgres", "browser")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop every test's asyncio.run / new_event_loop makes (uvloop: the "
+        "uvloop extra's loop, through its event loop policy)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The policy is what asyncio.run, asyncio.Runner and asyncio.new_event_loop ask for a loop,
+    # so one switch moves every test (and every BlockingNode's loop thread) onto uvloop, as an
+    # application that installs uvloop's policy would.
+    if config.getoption("--loop") == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise pytest.UsageError("--loop uvloop: uvloop is not installed") from None
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 @pytest.fixture(scope="session")

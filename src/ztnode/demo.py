@@ -114,6 +114,9 @@ async def run_demo(console: Console, *, keep: bool = False, base: Path | None = 
         fast = fastpath.report()
         mark = "[green]✓[/]" if fast.fast else "[yellow]![/]"
         console.print(f"{mark} {escape(fast.summary())}", highlight=False)
+        # The package the running loop comes from: asyncio's own, or uvloop (ztnode --loop).
+        kind = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+        console.print(f"[green]✓[/] event loop: {kind}", highlight=False)
         with console.status("making identities for a root and two members"):
             ids = await generate_identities(3)
         console.print(f"[green]✓[/] identities: root {ids[0].address:010x}, members "

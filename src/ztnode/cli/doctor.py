@@ -4,7 +4,8 @@ Why: a wrong install (no accelerator, a stale build, a libcrypto that will not b
 works, ten times slower, and nothing else points at it. The doctor reports which packet path
 runs (:mod:`ztnode.transport.fastpath`), proves the C path computes what the Python reference
 does on fresh random packets of every cipher, and then runs real traffic: a root and two
-members in this process on loopback UDP, ping, TCP echo and a bulk transfer.
+members in this process on loopback UDP, ping, TCP echo and a bulk transfer, on the event loop
+``ztnode node`` would run on (:mod:`ztnode.transport.eventloop`), which it names.
 
 Exit status: 0 when every check passed; 1 when one failed; with ``--require-fast`` also 1 when
 the packet path is not the fast one (release builds test their wheels so).
@@ -13,7 +14,6 @@ the packet path is not the fast one (release builds test their wheels so).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ztnode._version import __version__
-from ztnode.cli.common import EXIT_OK
+from ztnode.cli.common import EXIT_OK, _fail
+from ztnode.cli.run import add_loop_option
+from ztnode.transport import eventloop
 
 EXIT_FAILED = 1
 # Enough bulk data to measure a rate over a second or more on the fast path.
@@ -87,13 +89,13 @@ def _self_test(rounds: int = 64) -> list[Check]:
     return checks
 
 
-def _transfer(megabytes: int) -> tuple[Check, float | None]:
+def _transfer(megabytes: int, choice: eventloop.LoopChoice) -> tuple[Check, float | None]:
     """The end-to-end check and the bulk rate it measured (None when it failed to run)."""
     from ztnode.demo import transfer_check
 
     with tempfile.TemporaryDirectory(prefix="ztnode-doctor-") as tmp:
         try:
-            r = asyncio.run(transfer_check(Path(tmp), megabytes * 1_000_000))
+            r = eventloop.run(transfer_check(Path(tmp), megabytes * 1_000_000), choice)
         except (OSError, TimeoutError, ConnectionError) as e:
             return Check("end to end", False, f"{type(e).__name__}: {e}"), None
     ok = r.echo_ok and r.throughput_mb_s > 0
@@ -107,12 +109,16 @@ def _transfer(megabytes: int) -> tuple[Check, float | None]:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ztnode.transport import fastpath
 
+    try:
+        choice = eventloop.choose(args.loop)
+    except eventloop.LoopChoiceError as e:
+        return _fail(str(e))
     fp = fastpath.report()
     checks: list[Check] = []
     checks.extend(_self_test())
     rate: float | None = None
     if not args.quick:
-        transfer, rate = _transfer(args.megabytes)
+        transfer, rate = _transfer(args.megabytes, choice)
         checks.append(transfer)
     failed = [c for c in checks if not c.ok]
     slow = not fp.fast
@@ -124,6 +130,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                     "python": sys.version.split()[0],
                     "platform": platform.platform(),
                     "fastPath": fp.as_dict(),
+                    "eventLoop": choice.as_dict(),
                     "checks": [c.as_dict() for c in checks],
                     "throughputMBs": rate,
                     "ok": not failed and not (slow and args.require_fast),
@@ -135,6 +142,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"ztnode {__version__} on Python {sys.version.split()[0]}, {platform.platform()}")
         for part in fp.parts:
             print(f"  [{'ok' if part.on else '--'}] {part.name}: {part.detail}")
+        print(f"  [{'ok' if choice.name == 'uvloop' else '--'}] event loop: {choice.summary()}")
         for c in checks:
             print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
         if slow:
@@ -165,6 +173,7 @@ def add_parser(sub: Any) -> None:
         help=f"bulk data for the transfer check (default {DEFAULT_MEGABYTES})",
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_loop_option(doctor)
     doctor.set_defaults(func=cmd_doctor)
 
 

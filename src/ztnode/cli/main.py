@@ -35,7 +35,7 @@ from ztnode.cli.local import (
     cmd_set,
 )
 from ztnode.cli.logsetup import LOG_SUBSYSTEMS
-from ztnode.cli.run import cmd_demo, cmd_node
+from ztnode.cli.run import add_loop_option, cmd_demo, cmd_node
 from ztnode.cli.worlds import cmd_world_make, cmd_world_show
 
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="leave the world running and say how to reach it"
     )
     demo.add_argument("--home", help="where to keep its state (default: a temporary directory)")
+    add_loop_option(demo)
     demo.set_defaults(func=cmd_demo)
 
     add_doctor_parser(sub)
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         help="log lines as text (default) or JSON objects ($ZTNODE_LOG_FORMAT)",
     )
+    add_loop_option(node)
     node.set_defaults(func=cmd_node)
 
     api_common = argparse.ArgumentParser(add_help=False)

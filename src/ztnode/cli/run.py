@@ -15,6 +15,18 @@ from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.logsetup import configure_logging
 from ztnode.controller.store import StoreError
 from ztnode.errors import ZtError
+from ztnode.transport import eventloop
+
+
+def add_loop_option(parser: argparse.ArgumentParser) -> None:
+    """``--loop`` for the commands that run a node in this process (see
+    :mod:`ztnode.transport.eventloop`)."""
+    parser.add_argument(
+        "--loop",
+        choices=eventloop.CHOICES,
+        help=f"the event loop (default: ${eventloop.ENV}, else auto: uvloop when installed, "
+        "else asyncio's)",
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -31,7 +43,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except ValueError as e:
             return _fail(f"ZTNODE_LOG: {e}")
     try:
-        return asyncio.run(run_demo(console, keep=args.keep, base=base))
+        choice = eventloop.choose(args.loop)
+    except eventloop.LoopChoiceError as e:
+        return _fail(str(e))
+    try:
+        return eventloop.run(run_demo(console, keep=args.keep, base=base), choice)
     except (OSError, TimeoutError, ZtError) as e:
         return _fail(f"demo failed: {e}")
 
@@ -54,6 +70,10 @@ def cmd_node(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         return _fail(f"logging: {e}")
+    try:
+        choice = eventloop.choose(args.loop)
+    except eventloop.LoopChoiceError as e:
+        return _fail(str(e))
     home = Path(args.home)
     planet = None
     if args.planet:
@@ -151,4 +171,5 @@ def cmd_node(args: argparse.Namespace) -> int:
         print("stopped; state saved", flush=True)
         return EXIT_OK
 
-    return asyncio.run(run())
+    logging.getLogger("ztnode.service").info("event loop: %s", choice.summary())
+    return eventloop.run(run(), choice)

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import ssl as _ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from pathlib import Path
@@ -1075,7 +1076,9 @@ class Network:
         key = (self._ping_ident, self._ping_seq)
         fut: asyncio.Future[None] = loop.create_future()
         self._pings[key] = fut
-        t0 = loop.time()
+        # perf_counter, not loop.time(): uvloop's clock counts whole milliseconds, and a round
+        # trip on a LAN or loopback is less than one.
+        t0 = time.perf_counter()
         try:
             self.stack.ping(literal(host), key[0], key[1], payload, self.node._now())
             self.node.service.flush_soon()
@@ -1084,7 +1087,7 @@ class Network:
             raise TimeoutError(f"no echo reply from {host} within {timeout} s") from None
         finally:
             self._pings.pop(key, None)
-        return loop.time() - t0
+        return time.perf_counter() - t0
 
     def _ping_reply(self, e: PingReply) -> None:
         fut = self._pings.get((e.identifier, e.sequence))

@@ -23,7 +23,7 @@ from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.stack import TcpListener, TcpSocket
 from ztnode.sockets.addresses import sockaddr
-from ztnode.sockets.tls import TlsOptions, log_failed_handshake
+from ztnode.sockets.tls import TlsOptions, log_failed_handshake, route_start_tls
 
 if TYPE_CHECKING:
     from ztnode.sockets.aio import Network
@@ -71,9 +71,13 @@ class _Connecting:
             )
 
 
+def _is_ours(transport: asyncio.BaseTransport) -> bool:
+    return isinstance(transport, _TcpTransport)
+
+
 class _TcpTransport(asyncio.Transport):
     """A stream transport for ``Protocol`` and ``BufferedProtocol`` alike; TLS runs over it
-    (``loop.start_tls`` accepts it, see :mod:`ztnode.sockets.tls`)."""
+    (``loop.start_tls`` accepts it, on uvloop too: see :mod:`ztnode.sockets.tls`)."""
 
     _start_tls_compatible = True
 
@@ -95,6 +99,7 @@ class _TcpTransport(asyncio.Transport):
         self._low = _LOW_WATER
         sock.user = self
         net._transports.add(self)
+        route_start_tls(asyncio.get_running_loop(), _is_ours)
 
     # --- asyncio.BaseTransport
 

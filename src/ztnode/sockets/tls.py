@@ -8,6 +8,13 @@ shutdown and error messages as on a kernel socket, and ``loop.start_tls`` /
 ``StreamWriter.start_tls`` work too. This module holds asyncio's argument rules (which
 combinations of ``ssl``, ``server_hostname`` and the timeouts are allowed) and builds the
 wrapping protocol, so the connect and accept paths share them.
+
+Other event loops: asyncio's own ``loop.start_tls`` takes any transport that says it can carry
+TLS (``_start_tls_compatible``), but uvloop's takes only its own transports and raises
+TypeError for ours. :func:`route_start_tls` therefore gives such a loop (only a loop that is not
+asyncio's, once) a ``start_tls`` that runs :func:`start_tls` for ztnode's transports and hands
+every other transport to the loop's own, so ``StreamWriter.start_tls`` and ``loop.start_tls``
+work on the overlay under uvloop as under asyncio.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import asyncio
 import logging
 import ssl as _ssl
 from asyncio import sslproto
+from collections.abc import Callable
 from typing import Any, cast
 
 log = logging.getLogger("ztnode.sockets")
 
-__all__ = ["TlsOptions", "client_options", "server_options"]
+__all__ = ["TlsOptions", "client_options", "route_start_tls", "server_options", "start_tls"]
 
 SslArg = _ssl.SSLContext | bool | None
 
@@ -52,11 +60,12 @@ class TlsOptions:
         self.shutdown_timeout = shutdown_timeout
 
     def wrap(
-        self, app_protocol: asyncio.BaseProtocol
+        self, app_protocol: asyncio.BaseProtocol, *, call_connection_made: bool = True
     ) -> tuple[sslproto.SSLProtocol, asyncio.Future[None]]:
         """The TLS protocol to give the transport, and the future its handshake completes
         (the application protocol's ``connection_made`` is called then, with the TLS
-        transport)."""
+        transport, unless ``call_connection_made`` is False: an upgrade of a connection the
+        protocol already has)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         # Timeouts are floats in asyncio's own signatures (typeshed says int here).
@@ -71,6 +80,7 @@ class TlsOptions:
             waiter,
             server_side=self.server_side,
             server_hostname=self.server_hostname,
+            call_connection_made=call_connection_made,
             **timeouts,
         )
         return proto, waiter
@@ -142,6 +152,76 @@ def server_options(
         handshake_timeout=handshake_timeout,
         shutdown_timeout=shutdown_timeout,
     )
+
+
+async def start_tls(
+    transport: asyncio.Transport,
+    protocol: asyncio.BaseProtocol,
+    sslcontext: _ssl.SSLContext,
+    *,
+    server_side: bool = False,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> asyncio.Transport:
+    """TLS over an open ztnode connection, with ``loop.start_tls``'s signature and behaviour:
+    reading pauses while the TLS protocol takes the transport's place, the handshake runs,
+    and the TLS transport is returned (``protocol`` keeps its connection: no second
+    ``connection_made``). A failed handshake closes the connection and raises."""
+    if not isinstance(sslcontext, _ssl.SSLContext):
+        raise TypeError(
+            f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}"
+        )
+    _check_timeouts(sslcontext, ssl_handshake_timeout, ssl_shutdown_timeout)
+    options = TlsOptions(
+        sslcontext,
+        server_side=server_side,
+        server_hostname=server_hostname,
+        handshake_timeout=ssl_handshake_timeout,
+        shutdown_timeout=ssl_shutdown_timeout,
+    )
+    tls_protocol, waiter = options.wrap(protocol, call_connection_made=False)
+    loop = asyncio.get_running_loop()
+    transport.pause_reading()
+    transport.set_protocol(tls_protocol)
+    made = loop.call_soon(tls_protocol.connection_made, transport)
+    resumed = loop.call_soon(transport.resume_reading)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        made.cancel()
+        resumed.cancel()
+        raise
+    return options.app_transport(tls_protocol)
+
+
+_ROUTED = "_ztnode_start_tls_routed"
+
+
+def route_start_tls(
+    loop: asyncio.AbstractEventLoop, ours: Callable[[asyncio.BaseTransport], bool]
+) -> None:
+    """Make ``loop.start_tls`` take ztnode's transports (``ours`` says which are) on a loop
+    whose own ``start_tls`` would refuse them (module docstring). asyncio's loops are left as
+    they are; a loop is patched once, on the instance, and nothing else about it changes."""
+    if isinstance(loop, asyncio.BaseEventLoop) or vars(loop).get(_ROUTED):
+        return
+    inner: Callable[..., Any] = loop.start_tls
+
+    async def routed(
+        transport: asyncio.BaseTransport,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: _ssl.SSLContext,
+        **kwargs: Any,
+    ) -> asyncio.Transport | None:
+        if isinstance(transport, asyncio.Transport) and ours(transport):
+            return await start_tls(transport, protocol, sslcontext, **kwargs)
+        result: asyncio.Transport | None = await inner(transport, protocol, sslcontext, **kwargs)
+        return result
+
+    setattr(loop, "start_tls", routed)  # noqa: B010 (an instance patch)
+    setattr(loop, _ROUTED, True)
 
 
 def log_failed_handshake(waiter: asyncio.Future[None]) -> None:

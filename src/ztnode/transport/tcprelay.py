@@ -45,7 +45,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ztnode.errors import DecodeError
 from ztnode.transport.localconf import LocalConf, parse_endpoint
@@ -202,9 +202,10 @@ class _TunnelProtocol(asyncio.Protocol):
         self.decoder = RecordDecoder()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(encode_hello(SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION))
+        # A stream transport of the loop's, but not necessarily an asyncio.Transport instance:
+        # uvloop's are classes of their own with the same methods.
+        self.transport = stream = cast(asyncio.Transport, transport)
+        stream.write(encode_hello(SOFTWARE_MAJOR, SOFTWARE_MINOR, SOFTWARE_REVISION))
 
     def data_received(self, data: bytes) -> None:
         try:

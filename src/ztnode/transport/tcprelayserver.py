@@ -69,7 +69,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from ztnode.errors import DecodeError
 from ztnode.transport.localconf import LocalConf
@@ -111,8 +111,9 @@ class _Client(asyncio.Protocol):
         self.last_receive = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport of the loop's, but not necessarily an asyncio.Transport instance:
+        # uvloop's are classes of their own with the same methods.
+        self.transport = cast(asyncio.Transport, transport)
         self.opened = self.last_receive = self.server.clock()
         peer = transport.get_extra_info("peername")
         self.server._accepted(self, (str(peer[0]), int(peer[1])) if peer else None)
