@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.data import test_identities
-from tests.helpers.ipworld import IpWorld, ip_connect, ip_transfer
+from tests.helpers.ipworld import IpWorld, ip_connect, ip_transfer, ip_udp
 from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.netstack.handles import PingReply
 from ztnode.netstack.host import Host
@@ -33,25 +33,7 @@ def trust(h: Host, physical: dict[str, object]) -> None:
 
 
 def udp(world: IpWorld, src: Host, dst: Host, port: int, data: bytes) -> bool:
-    rx = world.stack(dst).udp_bind(None, port)
-    tx = world.stack(src).udp_bind(None, 0)
-    got: list[bytes] = []
-
-    def arrived() -> bool:
-        m = rx.recv()
-        if m is not None:
-            got.append(m[0])
-        return bool(got)
-
-    try:
-        for _ in range(3):  # the first may wait on ARP
-            tx.sendto(data, world.v4(dst), port, world.now)
-            if world.run_until(arrived, 1_000):
-                break
-        return bool(got) and got[0] == data
-    finally:
-        rx.close()
-        tx.close()
+    return ip_udp(world, src, dst, port, data) == data
 
 
 def ping(world: IpWorld, src: Host, dst: Host) -> bool:

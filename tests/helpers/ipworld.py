@@ -130,3 +130,29 @@ def ip_transfer(world: IpWorld, tx: TcpSocket, rx: TcpSocket, size: int, seed: i
     assert world.run_until(step, 600_000), state
     assert state["received"] == size
     assert got.hexdigest() == want
+
+
+def ip_udp(
+    world: IpWorld, src: Host, dst: Host, port: int, data: bytes, wait_ms: int = 1_000
+) -> bytes | None:
+    """One UDP datagram from ``src`` to ``dst``'s IPv4 address (three tries: the first may
+    wait on ARP and WHOIS); what arrived first, or None."""
+    rx = world.stack(dst).udp_bind(None, port)
+    tx = world.stack(src).udp_bind(None, 0)
+    got: list[bytes] = []
+
+    def arrived() -> bool:
+        m = rx.recv()
+        if m is not None:
+            got.append(m[0])
+        return bool(got)
+
+    try:
+        for _ in range(3):
+            tx.sendto(data, world.v4(dst), port, world.now)
+            if world.run_until(arrived, wait_ms):
+                break
+        return got[0] if got else None
+    finally:
+        rx.close()
+        tx.close()

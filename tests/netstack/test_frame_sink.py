@@ -5,31 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers.ipworld import IpWorld
+from tests.helpers.ipworld import IpWorld, ip_udp
 from ztnode.core import events as ev
 from ztnode.core.node import Node
 
 
 def _udp_once(world: IpWorld, port: int, data: bytes) -> bytes | None:
-    rx = world.stack(world.b).udp_bind(None, port)
-    tx = world.stack(world.a).udp_bind(None, 0)
-    got: list[bytes] = []
-
-    def arrived() -> bool:
-        m = rx.recv()
-        if m is not None:
-            got.append(m[0])
-        return bool(got)
-
-    try:
-        for _ in range(3):  # the first may wait on ARP and WHOIS
-            tx.sendto(data, world.v4(world.b), port, world.now)
-            if world.run_until(arrived, 2_000):
-                break
-        return got[0] if got else None
-    finally:
-        rx.close()
-        tx.close()
+    return ip_udp(world, world.a, world.b, port, data, wait_ms=2_000)
 
 
 def _count_frame_events(node: Node) -> list[int]:

@@ -7,6 +7,19 @@
 
 #include <string.h>
 
+/* Whether a route can be sealed here: cipher 1, 3 (with its AES state) or 2 (a trusted path,
+ * whose id in the header's MAC field is never 0), and a path MTU a packet head fits. */
+int zt_tx_route_ok(const zt_aes_ctx *aes, int cipher, const unsigned char *zthdr, size_t mtu)
+{
+    if (mtu < 64 || mtu > ZT_ACCEL_MAX_PACKET)
+        return 0;
+    if (cipher == CIPHER_TRUSTED_PATH)
+        return zt_be64(zthdr + IDX_MAC) != 0;
+    if (cipher == CIPHER_AES_GMAC_SIV)
+        return aes != NULL;
+    return cipher == CIPHER_POLY1305_SALSA2012;
+}
+
 /* pkt (len bytes, header filled, ID included) is sealed for cipher and appended to out as
  * its datagrams: one when it fits mtu, else the head and fragments 1..n-1. Advances *at and
  * *nout; a negative ZT_TX_* error leaves out unusable. */
@@ -56,14 +69,7 @@ int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     unsigned char pkt[ZT_ACCEL_MAX_PACKET];
     size_t len = IDX_PAYLOAD + 10 + payload_len, at = 0;
     int k, rc, nout = 0;
-    if (mtu < 64 || mtu > ZT_ACCEL_MAX_PACKET || len > ZT_ACCEL_MAX_PACKET)
-        return ZT_TX_EARGS;
-    if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV &&
-        cipher != CIPHER_TRUSTED_PATH)
-        return ZT_TX_EARGS;
-    if (cipher == CIPHER_TRUSTED_PATH && zt_be64(zthdr + IDX_MAC) == 0)
-        return ZT_TX_EARGS; /* a trusted path's id is never 0 */
-    if (cipher == CIPHER_AES_GMAC_SIV && aes == NULL)
+    if (len > ZT_ACCEL_MAX_PACKET || !zt_tx_route_ok(aes, cipher, zthdr, mtu))
         return ZT_TX_EARGS;
     memcpy(pkt, zthdr, IDX_PAYLOAD);
     memcpy(pkt, pid, 8);

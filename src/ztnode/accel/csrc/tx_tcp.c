@@ -24,15 +24,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     size_t ihl, thl, pieces, i, at = 0;
     int v6, rc, nout = 0;
     uint32_t seq0;
-    if (hdr_len < 40 || seg_size == 0 || mtu < 64 ||
-        mtu > ZT_ACCEL_MAX_PACKET)
-        return ZT_TX_EARGS;
-    if (cipher != CIPHER_POLY1305_SALSA2012 && cipher != CIPHER_AES_GMAC_SIV &&
-        cipher != CIPHER_TRUSTED_PATH)
-        return ZT_TX_EARGS;
-    if (cipher == CIPHER_TRUSTED_PATH && zt_be64(zthdr + IDX_MAC) == 0)
-        return ZT_TX_EARGS; /* a trusted path's id is never 0 */
-    if (cipher == CIPHER_AES_GMAC_SIV && aes == NULL)
+    if (hdr_len < 40 || seg_size == 0 || !zt_tx_route_ok(aes, cipher, zthdr, mtu))
         return ZT_TX_EARGS;
     v6 = (hdr[0] >> 4) == 6;
     if (!v6 && hdr[0] != 0x45)

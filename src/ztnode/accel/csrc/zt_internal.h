@@ -223,7 +223,10 @@ ZT_HIDDEN unsigned int zt_rx_frag_size(const zt_rx_frag *f);
 ZT_HIDDEN unsigned int zt_rx_frag_pieces(const zt_rx_frag *f);
 ZT_HIDDEN void zt_rx_frag_release(zt_rx *rx, zt_rx_frag *f);
 
-/* tx_frame.c: seal a built packet and cut it into datagrams (shared by both send paths). */
+/* tx_frame.c: check a route, seal a built packet and cut it into datagrams (shared by both
+ * send paths). */
+ZT_HIDDEN int zt_tx_route_ok(const zt_aes_ctx *aes, int cipher, const unsigned char *zthdr,
+                             size_t mtu);
 ZT_HIDDEN int zt_tx_seal(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                          unsigned char *pkt, size_t len, size_t mtu, unsigned char *out,
                          size_t out_cap, size_t *at, unsigned int *lens, int *nout,
