@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.ipworld import IpWorld, ip_connect
+from ztnode.core.path import PATH_HEARTBEAT_PERIOD
 from ztnode.core.routecache import ROUTE_CACHE_LIMIT, ROUTE_TTL_MS, RouteCache
 from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto.keys import SymmetricKey
@@ -164,3 +165,23 @@ def test_a_direct_path_learned_replaces_a_route_through_the_root(tmp_path: Path)
     assert root in seen  # the route did go through the root first
     # ... and the moment the direct path exists, the route takes it (not 250 ms later).
     assert direct.remote == w.w.addresses[w.b.node.address]  # type: ignore[attr-defined]
+
+
+def test_frames_on_a_remembered_route_count_as_the_paths_last_send(world: IpWorld) -> None:
+    """Datagrams made outside the core (C cuts on a route) refresh the path's last send as
+    the node's own sends do, so a path busy with data is not sent heartbeats (and /peer's
+    lastSend is right)."""
+    a, b = world.a, world.b
+    peer = a.node.peer(b.node.address)
+    assert peer is not None
+    path = peer.best_path(world.now)
+    assert path is not None
+    route = _route_to(world, a, b)
+    assert route is not None
+    later = world.now + PATH_HEARTBEAT_PERIOD
+    path.last_out = world.now
+    assert path.needs_heartbeat(later)
+    a.node.send_routed(route, [b"\0" * 40], 1, later)  # type: ignore[arg-type]
+    assert path.last_out == later
+    assert not path.needs_heartbeat(later + 1)
+    a.node.datagrams_to_send(later)  # what was queued goes nowhere: the test's datagram

@@ -446,12 +446,16 @@ class Node:
         net = self.networks.get(network_id)
         return net is not None and net.enforcer.coalesce_safe
 
-    def send_routed(self, route: FrameRoute, datagrams: list[bytes], packets: int) -> None:
-        """Queue datagrams made with ``route`` (``packets`` packets, maybe fragmented)."""
-        self.switch.emit_datagrams(route.local, route.remote, datagrams, packets)
+    def send_routed(
+        self, route: FrameRoute, datagrams: list[bytes], packets: int, now: int | None = None
+    ) -> None:
+        """Queue datagrams made with ``route`` (``packets`` packets, maybe fragmented) at
+        ``now`` (default: the latest input's time)."""
+        at = self.now if now is None else now
+        self.switch.emit_datagrams(route.local, route.remote, datagrams, packets, at)
         self.counters.ciphers_out[route.cipher.name] += packets
         if self.bonds.bonds:
-            self.bonds.record_routed(route, datagrams, self.now)
+            self.bonds.record_routed(route, datagrams, at)
 
     def flush_controller(self, now: int) -> None:
         """Send the config pushes and revocations the hosted controller has queued."""

@@ -553,16 +553,20 @@ class Switch:
         path.last_out = now
 
     def emit_datagrams(
-        self, local: Addr, remote: Addr, datagrams: list[bytes], packets: int
+        self, local: Addr, remote: Addr, datagrams: list[bytes], packets: int, now: int
     ) -> None:
         """Queue datagrams made outside the core (a :class:`FrameRoute` cut); ``packets`` is how
-        many packets they carry."""
+        many packets they carry. Like :meth:`emit`, they count as the path's last send, so a
+        path busy with data needs no heartbeat (Path::send's ``_lastOut``)."""
         out = self.rt.out
         for d in datagrams:
             out.append(Outgoing(local, remote, d))
         c = self.rt.counters
         c.packets_out += packets
         c.bytes_out += sum(map(len, datagrams))
+        path = self.rt.paths.get((local, remote))
+        if path is not None:
+            path.last_out = now
 
     def send_hello(self, peer: Peer, path: Path | None, now: int) -> None:
         """A full HELLO: cipher 0 (MAC only) with the moon list under cryptField (10.2)."""

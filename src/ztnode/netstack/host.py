@@ -269,7 +269,7 @@ class Host:
         )
         if datagrams is None:
             return False
-        node.send_routed(route, datagrams, pieces)
+        node.send_routed(route, datagrams, pieces, now)
         return True
 
     def _send_on_route(
@@ -300,7 +300,7 @@ class Host:
         )
         if datagrams is None:
             return False
-        node.send_routed(route, datagrams, 1)
+        node.send_routed(route, datagrams, 1, now)
         return True
 
     @staticmethod
