@@ -185,3 +185,28 @@ def test_frames_on_a_remembered_route_count_as_the_paths_last_send(world: IpWorl
     assert path.last_out == later
     assert not path.needs_heartbeat(later + 1)
     a.node.datagrams_to_send(later)  # what was queued goes nowhere: the test's datagram
+
+
+def test_a_burst_of_one_piece_is_judged_once(
+    world: IpWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small segments now take the burst path; on a network with rules, one piece must cost
+    one rules evaluation (as send_frame's), not a head and a tail of the same frame."""
+    a, b = world.a, world.b
+    net = a.node.network(world.nwid)
+    assert net is not None
+    calls: list[int] = []
+    outbound = net.enforcer.outbound
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(int(kwargs.get("weight", 1)))  # type: ignore[call-overload]
+        return outbound(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(net.enforcer, "outbound", counted)
+    mac = mac_from_address(b.node.address, world.nwid)
+    frame = bytes(40)
+    assert a.node.filter_burst(world.nwid, mac, 0x0800, frame, frame, 1) is True
+    assert calls == [1]
+    calls.clear()
+    assert a.node.filter_burst(world.nwid, mac, 0x0800, frame, frame, 3) is True
+    assert sorted(calls) == [1, 2]  # the last piece, and the first standing for two

@@ -336,21 +336,22 @@ class FramePath:
         """A TCP burst for a :class:`FrameRoute` with ``filtered`` set: its pieces differ only
         in sequence numbers, checksums, IPv4 idents and the last piece's length and PSH/FIN,
         and the network's rules are burst-safe (nothing that reads those or acts per frame),
-        so the first piece speaks for all but the last. True when both pass, False (every
-        piece counted) when neither does, None when they differ: the caller then sends piece by
-        piece through :meth:`send_frame`."""
+        so the first piece speaks for all but the last (a burst of one piece is judged once).
+        True when both pass, False (every piece counted) when neither does, None when they
+        differ: the caller then sends piece by piece through :meth:`send_frame`."""
         net = self.rt.networks.get(network_id)
         dest = self.member_for_mac(network_id, dest_mac)
         if net is None or dest is None:
             return None
         membership = net.memberships.get(dest)
         enforcer = net.enforcer
-        head = enforcer.outbound(
-            dest, FilterFrame(ethertype, first, net.mac, dest_mac), membership, weight=pieces - 1
-        ).accept
         tail = enforcer.outbound(
             dest, FilterFrame(ethertype, last, net.mac, dest_mac), membership
         ).accept
+        head = tail  # one piece (a small segment, a bare ACK): judged once, as send_frame does
+        if pieces > 1:
+            frame = FilterFrame(ethertype, first, net.mac, dest_mac)
+            head = enforcer.outbound(dest, frame, membership, weight=pieces - 1).accept
         if head and tail:
             return True
         if not head and not tail:

@@ -24,7 +24,8 @@ destinations no cache would help.
 
 from __future__ import annotations
 
-from typing import Any, Final, NamedTuple
+from collections.abc import Mapping
+from typing import Final, NamedTuple
 
 from ztnode.core.peer import Peer
 from ztnode.core.records import FrameRoute
@@ -56,7 +57,13 @@ class RouteCache:
         self.overflows = 0
 
     def get(
-        self, network_id: int, dest_mac: int, now: int, config: object, peers: Any, physical: object
+        self,
+        network_id: int,
+        dest_mac: int,
+        now: int,
+        config: object,
+        peers: Mapping[int, Peer],
+        physical: object,
     ) -> FrameRoute | None:
         """The remembered route, if every condition it was made under still holds."""
         e = self._entries.get((network_id, dest_mac))

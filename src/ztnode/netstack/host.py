@@ -246,9 +246,9 @@ class Host:
         if route is None:
             return False
         if route.filtered:
-            verdict = node.filter_burst(
-                nwid, dst_mac, ethertype, seg.piece(0), seg.piece(pieces - 1), pieces
-            )
+            first = seg.piece(0)
+            last = first if pieces == 1 else seg.piece(pieces - 1)
+            verdict = node.filter_burst(nwid, dst_mac, ethertype, first, last, pieces)
             if verdict is None:
                 return False  # the rules part the burst: the caller sends piece by piece
             if not verdict:
