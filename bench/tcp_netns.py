@@ -83,6 +83,7 @@ class Plan:
     rtts: int  # round trips per echo run
     connect_rounds: int
     connects: int  # connects per connect run
+    connect_pause_ms: float = 0.0  # ztnode's idleness after each close (libzt's client has none)
     budget: float = 100.0  # s for the bulk rounds: later rounds are skipped (and said so)
     floor_count: int = 20000  # segments timed for each floor
     udp_rounds: int = 3
@@ -415,17 +416,16 @@ def _run_in(
     with _started(zt), _started(uv), _started(lz):
         # Everyone starts at once: each member has its own /24, so the root's one new
         # identity per 2 s per /24 never holds anyone back.
-        for i, ident in enumerate(z_ids):
-            home = tmp / f"ztnode{i}"
-            home.mkdir()
-            ident.save(home / "identity.secret", include_private=True)
-            zt.append(ZtnodeProc(ns.name, home, planet, ns.addresses[1 + i], tmp / f"z{i}.log"))
-        for i, ident in enumerate(uv_ids):
-            home = tmp / f"ztnode-uvloop{i}"
-            home.mkdir()
-            ident.save(home / "identity.secret", include_private=True)
-            addr, log_file = ns.addresses[1 + i], tmp / f"uv{i}.log"
-            uv.append(ZtnodeProc(ns.name, home, planet, addr, log_file, loop="uvloop"))
+        def start_pair(ids: list[Identity], loop: str, out: list[ZtnodeProc]) -> None:
+            for i, ident in enumerate(ids):
+                home = tmp / f"ztnode-{loop}{i}"
+                home.mkdir()
+                ident.save(home / "identity.secret", include_private=True)
+                addr, log_file = ns.addresses[1 + i], tmp / f"{loop}{i}.log"
+                out.append(ZtnodeProc(ns.name, home, planet, addr, log_file, loop=loop))
+
+        start_pair(z_ids, "asyncio", zt)
+        start_pair(uv_ids, "uvloop", uv)  # on the same interfaces as the first pair
         if not res.libzt.missing:
             from tests.interop.peer import LibztPeer
 
@@ -446,32 +446,25 @@ def _run_in(
 
             _guard(res.libzt, "libzt start", l_start)
         t0 = time.monotonic()
+
+        def join_pair(pair_: list[ZtnodeProc], ips: list[dict[str, Any]]) -> Callable[[], None]:
+            def go() -> None:
+                for p in pair_:
+                    p.recv(60)  # its address line
+                for p in pair_:
+                    p.send(op="join", nwid=z_nwid)
+                ips.extend(p.recv(60) for p in pair_)
+                pair_[0].call(op="serve", port=SINK)
+                pair_[0].call(op="udp_serve", port=UDP_ECHO)
+
+            return go
+
         z_ips: list[dict[str, Any]] = []
-
-        def z_join() -> None:
-            for p in zt:
-                p.recv(60)  # its address line
-            for p in zt:
-                p.send(op="join", nwid=z_nwid)
-            z_ips.extend(p.recv(60) for p in zt)
-            zt[0].call(op="serve", port=SINK)
-            zt[0].call(op="udp_serve", port=UDP_ECHO)
-
-        _guard(res.ztnode, "ztnode join", z_join)
+        _guard(res.ztnode, "ztnode join", join_pair(zt, z_ips))
         log(f"ztnode pair ready {time.monotonic() - t0:.1f} s after start")
         uv_ips: list[dict[str, Any]] = []
-
-        def uv_join() -> None:
-            for p in uv:
-                p.recv(60)
-            for p in uv:
-                p.send(op="join", nwid=z_nwid)
-            uv_ips.extend(p.recv(60) for p in uv)
-            uv[0].call(op="serve", port=SINK)
-            uv[0].call(op="udp_serve", port=UDP_ECHO)
-
         if uv:
-            _guard(res.ztnode_uv, "ztnode (uvloop) join", uv_join)
+            _guard(res.ztnode_uv, "ztnode (uvloop) join", join_pair(uv, uv_ips))
             log(f"ztnode uvloop pair ready {time.monotonic() - t0:.1f} s after start")
         pair: _LibztPair | None = None
 
@@ -609,7 +602,14 @@ def _measure(
     def z_conn_on(peer: ZtnodeProc | None, to: str, col: Column) -> Callable[[], None]:
         def go() -> None:
             assert peer is not None
-            r = peer.call(conn_timeout, op="connect", host=to, port=ECHO, count=plan.connects)
+            r = peer.call(
+                conn_timeout,
+                op="connect",
+                host=to,
+                port=ECHO,
+                count=plan.connects,
+                pause_ms=plan.connect_pause_ms,
+            )
             col.connect.append(r["ms"])
 
         return go
