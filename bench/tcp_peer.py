@@ -7,7 +7,7 @@ Requests::
     {"op": "join", "nwid": "<hex>"}                     -> {"ip4": ..., "ip6": ...}
     {"op": "serve", "port": P}                          -> sink on P, echo on P + 1
     {"op": "bulk", "host": H, "port": P, "bytes": N}    -> {"seconds": s, "bytes": N}
-    {"op": "connect", "host": H, "port": P, "count": K} -> {"ms": [...]}
+    {"op": "connect", "host": H, "port": P, "count": K[, "pause_ms": W]} -> {"ms": [...]}
     {"op": "rtt", "host": H, "port": P, "count": K}     -> {"ms": [...]}
     {"op": "revision"}                                  -> {"revision": R} (of the config held)
     {"op": "stop"}
@@ -65,7 +65,12 @@ async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]
     return {"seconds": dt, "bytes": got, "cpu": time.process_time() - c0}
 
 
-async def _connects(net: Network, host: str, port: int, count: int) -> dict[str, Any]:
+async def _connects(
+    net: Network, host: str, port: int, count: int, pause_ms: float = 0.0
+) -> dict[str, Any]:
+    """``count`` connects, each closed (and its close awaited) before the next; ``pause_ms``
+    of idleness after each close, to tell a connect that meets the server still tearing down
+    the previous one from one that meets an idle server."""
     out = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -73,6 +78,8 @@ async def _connects(net: Network, host: str, port: int, count: int) -> dict[str,
         out.append((time.perf_counter() - t0) * 1000)
         writer.close()
         await writer.wait_closed()
+        if pause_ms:
+            await asyncio.sleep(pause_ms / 1000)
     return {"ms": out}
 
 
@@ -216,7 +223,15 @@ async def main(args: argparse.Namespace) -> None:
                     elif op == "bulk":
                         reply(await _bulk(net, req["host"], req["port"], req["bytes"]))
                     elif op == "connect":
-                        reply(await _connects(net, req["host"], req["port"], req["count"]))
+                        reply(
+                            await _connects(
+                                net,
+                                req["host"],
+                                req["port"],
+                                req["count"],
+                                req.get("pause_ms", 0.0),
+                            )
+                        )
                     elif op == "rtt":
                         reply(await _rtt(net, req["host"], req["port"], req["count"]))
                     elif op == "udp_serve":
