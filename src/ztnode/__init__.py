@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from ztnode import _compiled
 from ztnode._version import __version__
 from ztnode.errors import (
     AuthenticationError,
@@ -10,6 +11,9 @@ from ztnode.errors import (
     LocalProtocolError,
     ZtError,
 )
+
+# Before anything imports the hot path: compiled, or every module of it from source.
+_compiled.install()
 
 if TYPE_CHECKING:
     from ztnode.core import events

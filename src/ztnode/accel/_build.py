@@ -14,6 +14,9 @@ hook, which executes it on its own at build time. By hand:
 - ``--strict`` compiles each of our C files alone with ``-Wall -Wextra -Werror`` (CI does; the
   install itself uses ``-Wall`` only, since cffi's generated wrapper trips ``-Wextra`` and a
   newer compiler's new warning must not turn a user's install into the pure-Python fallback);
+- ``--compiled`` compiles the hot path with mypyc into ``src/ztnode/`` (see
+  :mod:`ztnode._compiled`; what an editable install does too): needed again after any change
+  to a source, until then the sources run;
 - ``--sanitize DIR`` builds it with AddressSanitizer and UndefinedBehaviorSanitizer into
   ``DIR`` and prints the file's path; ``ZTNODE_ACCEL_PATH=<that path>`` makes
   :mod:`ztnode.accel` load it (run Python with libasan preloaded, see ``.ci/run``).
@@ -21,6 +24,7 @@ hook, which executes it on its own at build time. By hand:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -30,6 +34,7 @@ import sysconfig
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cffi  # type: ignore[import-untyped]
 
@@ -129,7 +134,60 @@ def strict_check() -> None:
         subprocess.run(cmd, check=True)
 
 
+def _compiled_spec() -> Any:
+    """``ztnode/_compiled.py`` by path (the module list and the source hash)."""
+    path = HERE.parent / "_compiled.py"
+    spec = importlib.util.spec_from_file_location("_ztnode_compiled_spec", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_compiled() -> Path:
+    """Compile the hot path with mypyc into the source tree (what an editable install does),
+    after removing every earlier compiled build there; the shared library's path."""
+    from mypyc.build import mypycify
+    from setuptools import setup  # type: ignore[import-untyped]
+
+    spec = _compiled_spec()
+    package = HERE.parent
+    root = package.parent.parent  # the checkout: src/ztnode/..
+    for old in package.glob(spec.GROUP_PREFIX + "*__mypyc*"):
+        old.unlink()
+    for rel in spec.MODULES:
+        source = package / rel
+        for ext in source.parent.glob(source.stem + ".*"):
+            if ext.suffix in (".so", ".pyd"):
+                ext.unlink()
+    digest = spec.source_hash(package)
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        exts = mypycify(
+            [str(Path("src") / spec.PACKAGE / rel) for rel in spec.MODULES],
+            opt_level="3",
+            group_name=spec.group_name(digest),
+            target_dir=str(Path("build") / "mypyc"),
+        )
+        setup(
+            name="ztnode-hot-path",
+            script_args=["-q", "build_ext", "--inplace"],
+            ext_modules=exts,
+            package_dir={"": "src"},
+        )
+    finally:
+        os.chdir(cwd)
+    built = sorted(package.glob(f"{spec.GROUP_PREFIX}{digest}__mypyc*"))
+    if not built:
+        raise RuntimeError("mypyc built no shared library")
+    return built[0]
+
+
 def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["--compiled"]:
+        print(build_compiled())
+        return 0
     if argv[:1] == ["--strict"]:
         strict_check()
         print(f"{len(SOURCES)} C files compile with {' '.join(STRICT_FLAGS)}")

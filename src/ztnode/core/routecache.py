@@ -25,7 +25,7 @@ destinations no cache would help.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final, NamedTuple
+from typing import Final
 
 from ztnode.core.peer import Peer
 from ztnode.core.records import FrameRoute
@@ -37,13 +37,27 @@ ROUTE_TTL_MS: Final = 250
 ROUTE_CACHE_LIMIT: Final = 4096
 
 
-class _Entry(NamedTuple):
-    expires: int
-    config: object
-    peer: Peer
-    key: SymmetricKey
-    physical: object
-    route: FrameRoute
+class _Entry:
+    """One remembered route and the objects it was made under (compared by identity). A plain
+    slotted class, not a NamedTuple: mypyc compiles it to a native one (see ztnode._compiled)."""
+
+    __slots__ = ("config", "expires", "key", "peer", "physical", "route")
+
+    def __init__(
+        self,
+        expires: int,
+        config: object,
+        peer: Peer,
+        key: SymmetricKey,
+        physical: object,
+        route: FrameRoute,
+    ) -> None:
+        self.expires = expires
+        self.config = config
+        self.peer = peer
+        self.key = key
+        self.physical = physical
+        self.route = route
 
 
 class RouteCache:

@@ -45,15 +45,27 @@ class UdpReadable:
     sock: UdpSocket
 
 
-@dataclass(frozen=True, slots=True)
 class PingReply:
-    """An ICMP or ICMPv6 echo reply addressed to us."""
+    """An ICMP or ICMPv6 echo reply addressed to us. A plain class, not a dataclass like its
+    siblings: a compiled dataclass needs the types of its fields when its module loads, and
+    :class:`IpStack`'s module imports this one (see ztnode._compiled)."""
 
-    stack: IpStack
-    source: str
-    identifier: int
-    sequence: int
-    data: bytes
+    __slots__ = ("data", "identifier", "sequence", "source", "stack")
+
+    def __init__(
+        self, stack: IpStack, source: str, identifier: int, sequence: int, data: bytes
+    ) -> None:
+        self.stack = stack
+        self.source = source
+        self.identifier = identifier
+        self.sequence = sequence
+        self.data = data
+
+    def __repr__(self) -> str:
+        return (
+            f"PingReply(source={self.source!r}, identifier={self.identifier}, "
+            f"sequence={self.sequence})"
+        )
 
 
 StackEvent = TcpSocketEvent | AcceptReady | UdpReadable | PingReply

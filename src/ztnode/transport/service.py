@@ -135,6 +135,16 @@ def _worker_init() -> None:
         pass
 
 
+def _binds(family: int, host: str, port: int) -> bool:
+    """Whether a UDP socket can bind ``host``/``port`` now (the socket is closed again)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as trial:
+        try:
+            trial.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _validate_in_worker(identity_text: str) -> bool:
     """Runs in a worker process: the memory-hard hash must not stall the event loop."""
     return Identity.from_string(identity_text).validate()
@@ -647,12 +657,8 @@ class NodeService:
             family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
             if self.config.socket_factory is not None:
                 return port  # tried by the bind itself (another namespace)
-            with socket.socket(family, socket.SOCK_DGRAM) as trial:
-                try:
-                    trial.bind((str(ip), port))
-                except OSError:
-                    continue
-            return port
+            if _binds(family, str(ip), port):
+                return port
         return 0
 
     def _rerandomize_secondary(self) -> None:

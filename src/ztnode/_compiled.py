@@ -1,0 +1,231 @@
+"""The compiled hot path: the packet path's Python modules built with mypyc, and the choice,
+once per process, between them and their sources.
+
+Why: a small message crosses about 430 Python calls per packet (TCB, stack, node, transport),
+and no single one stands out (docs/performance.md, issue 16). Compiled by mypyc from the same
+typed sources, those calls become C calls between native classes: the round trip takes about
+half the time. The sources stay the reference: every module listed here runs from its ``.py``
+when the compiled build is absent, stale or turned off, and the tests run both ways
+(tests/test_compiled.py compares the two byte for byte).
+
+All or nothing: compiled modules call each other's native classes directly, so one module from
+its source among compiled ones would break them. The build names its shared library after a
+hash of the package's sources (:func:`group_name`); a process uses the compiled modules only
+when the library for the sources it sees is there, with every module's extension beside its
+source. Otherwise (not built, built from other sources, ``ZTNODE_PURE=1``) a finder placed in
+front of the import system loads every listed module from its ``.py``.
+
+This file imports only the standard library: ``setup.py`` and ``accel/_build.py`` load it by
+path at build time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+#: Set to 1 to run every listed module from its source even where the compiled build is there.
+PURE_ENV = "ZTNODE_PURE"
+#: Set to 1 where the compiled build must be in use (CI): tests/test_compiled.py fails otherwise.
+REQUIRE_ENV = "ZTNODE_REQUIRE_COMPILED"
+#: The shared library's name is this prefix, a hash of the sources, and mypyc's ``__mypyc``.
+GROUP_PREFIX = "_hot_"
+
+#: The hot path, as paths relative to the package directory: what one small message or one
+#: bulk segment runs through, from the socket call to the datagram and back.
+MODULES: tuple[str, ...] = (
+    "core/frames.py",
+    "core/multicaster.py",
+    "core/network.py",
+    "core/node.py",
+    "core/path.py",
+    "core/peer.py",
+    "core/replay.py",
+    "core/routecache.py",
+    "core/switch.py",
+    "core/vl1.py",
+    "netstack/checksum.py",
+    "netstack/handles.py",
+    "netstack/host.py",
+    "netstack/ipinput.py",
+    "netstack/ipoutput.py",
+    "netstack/stack.py",
+    "netstack/tcp.py",
+    "netstack/tcp_cc.py",
+    "netstack/tcp_options.py",
+    "netstack/tcp_rcvwnd.py",
+    "netstack/tcp_recovery.py",
+    "netstack/tcp_rto.py",
+    "netstack/tcp_rxqueue.py",
+    "netstack/tcp_sendbuf.py",
+    "netstack/tcp_sender.py",
+    "netstack/tcp_seq.py",
+    "netstack/tcp_timers.py",
+    "netstack/tcpmux.py",
+    "netstack/tso.py",
+    "netstack/udpmux.py",
+    "sockets/aio_tcp.py",
+    "sockets/aio_udp.py",
+    "transport/burst.py",
+    "transport/service.py",
+    "transport/tcprelay.py",
+    "transport/udp.py",
+    "wire/mac.py",
+)
+
+PACKAGE = "ztnode"
+HERE = Path(__file__).resolve().parent
+
+
+def module_name(rel: str) -> str:
+    """``netstack/tcp.py`` -> ``ztnode.netstack.tcp``."""
+    return PACKAGE + "." + rel.removesuffix(".py").replace("/", ".")
+
+
+def source_hash(package_dir: Path = HERE) -> str:
+    """A hash of every ``.py`` file of the package: compiled code depends on more than its own
+    modules (constants and types it imports are built in), so any change makes a build stale."""
+    h = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(package_dir).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def group_name(digest: str) -> str:
+    """mypyc's group for sources of hash ``digest``; its shared library is this plus
+    ``__mypyc`` and lives in the package."""
+    return f"{PACKAGE}.{GROUP_PREFIX}{digest}"
+
+
+class Status:
+    """What this process runs: ``compiled`` or not, and why not."""
+
+    __slots__ = ("compiled", "modules", "reason")
+
+    def __init__(self, compiled: bool, reason: str, modules: int) -> None:
+        self.compiled = compiled
+        self.reason = reason
+        self.modules = modules
+
+    def __repr__(self) -> str:
+        return f"Status(compiled={self.compiled}, reason={self.reason!r})"
+
+
+def _extension(directory: Path, stem: str) -> Path | None:
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = directory / (stem + suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _stale_builds(package_dir: Path) -> list[str]:
+    return sorted(
+        p.name for p in package_dir.glob(GROUP_PREFIX + "*__mypyc*") if p.suffix in (".so", ".pyd")
+    )
+
+
+def probe(package_dir: Path = HERE, environ: Sequence[tuple[str, str]] | None = None) -> Status:
+    """Decide, without importing anything, whether the compiled build can be used."""
+    env = dict(environ) if environ is not None else dict(os.environ)
+    if env.get(PURE_ENV, "") not in ("", "0"):
+        return Status(False, f"{PURE_ENV} is set", 0)
+    digest = source_hash(package_dir)
+    lib = _extension(package_dir, f"{GROUP_PREFIX}{digest}__mypyc")
+    if lib is None:
+        others = _stale_builds(package_dir)
+        if others:
+            return Status(
+                False,
+                f"the compiled build ({others[0]}) is of other sources: rebuild it "
+                "(python src/ztnode/accel/_build.py --compiled, or reinstall)",
+                0,
+            )
+        return Status(False, "not built (no C compiler or mypyc at install time)", 0)
+    for rel in MODULES:
+        path = package_dir / rel
+        if _extension(path.parent, path.stem) is None:
+            return Status(False, f"the compiled build lacks {module_name(rel)}", 0)
+    return Status(True, "", len(MODULES))
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Loads the listed modules from their sources (the compiled build is not to be used)."""
+
+    def __init__(self, names: dict[str, Path]) -> None:
+        self._names = names
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        source = self._names.get(fullname)
+        if source is None:
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+#: The decision of this process (one entry, once :func:`install` ran).
+_decided: list[Status] = []
+
+
+def install() -> Status:
+    """Decide once for this process; from then on the listed modules load compiled or all from
+    source. Called by ``ztnode/__init__.py`` before anything imports them."""
+    if _decided:
+        return _decided[0]
+    try:
+        status = probe()
+    except OSError as e:  # an unreadable source tree: the sources still import as usual
+        status = Status(False, f"could not check the sources ({e})", 0)
+    _decided.append(status)
+    if not status.compiled:
+        names = {module_name(rel): HERE / rel for rel in MODULES}
+        sys.meta_path.insert(0, _SourceFinder(names))
+        if "other sources" in status.reason:  # a developer's tree after an edit: say so once
+            logging.getLogger("ztnode").warning("compiled hot path off: %s", status.reason)
+    return status
+
+
+def status() -> Status:
+    """What :func:`install` decided (deciding now if nothing did yet)."""
+    return _decided[0] if _decided else install()
+
+
+def active() -> bool:
+    """Whether the hot path runs compiled in this process: a listed module's file is its
+    extension, not its source."""
+    mod = sys.modules.get(module_name(MODULES[0]))
+    if mod is None:
+        return status().compiled
+    return not str(getattr(mod, "__file__", "")).endswith(".py")
+
+
+__all__ = [
+    "MODULES",
+    "PURE_ENV",
+    "REQUIRE_ENV",
+    "Status",
+    "active",
+    "group_name",
+    "install",
+    "module_name",
+    "probe",
+    "source_hash",
+    "status",
+]
