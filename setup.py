@@ -1,4 +1,5 @@
-"""Build hook for the optional C accelerator ``ztnode.accel._zt_accel``; metadata is in pyproject.
+"""Build hook for the optional C accelerator ``ztnode.accel._zt_accel`` and the compiled hot path
+(``ztnode._compiled``: the packet path's modules built by mypyc); metadata is in pyproject.
 
 Why a setup.py at all: the accelerator must be *optional*. A wheel carries it built; from source
 it needs a C compiler and Python's headers (Debian: ``gcc python3-dev``; no OpenSSL or libsodium
@@ -12,8 +13,14 @@ for platforms where even trying is unwanted). ``ZTNODE_REQUIRE_ACCEL_BUILD=1`` d
 a failed extension fails the build, so a release wheel can never be a slow one by accident
 (cibuildwheel's configuration in pyproject.toml sets it).
 
-The extension uses only CPython's limited API (cffi builds it so), so its wheel is tagged
-``abi3`` for CPython 3.11: one wheel per platform serves 3.11 and every later CPython.
+The hot path is the same kind of optional: mypyc (build requirement ``mypy``) compiles the
+modules ``ztnode._compiled`` lists into one shared library named after a hash of the sources;
+where mypyc, its type check or the compiler fails, the install goes on with one warning and the
+sources run (``ZTNODE_NO_COMPILE=1`` skips it). ``ZTNODE_REQUIRE_ACCEL_BUILD=1`` requires it too.
+
+The accelerator alone uses only CPython's limited API (cffi builds it so); the compiled modules
+use the full one, so a wheel that carries them is tagged for one CPython (``cp311-cp311``), and
+one without them (``ZTNODE_NO_COMPILE=1``) is ``abi3``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 ACCEL_BUILDER = "src/ztnode/accel/_build.py:ffibuilder"
+ACCEL_MODULE = "ztnode._zt_accel"
 SKIP_ENV = "ZTNODE_NO_ACCEL_BUILD"
 REQUIRE_ENV = "ZTNODE_REQUIRE_ACCEL_BUILD"
 LIMITED_API = "cp311"
@@ -61,9 +69,16 @@ def _required() -> bool:
 
 class OptionalBuildExt(build_ext):
     """``build_ext`` that never fails the install: a failed extension is skipped with a warning
-    (unless ``ZTNODE_REQUIRE_ACCEL_BUILD`` asks for the failure)."""
+    (unless ``ZTNODE_REQUIRE_ACCEL_BUILD`` asks for the failure).
+
+    The C accelerator builds first. If it fails (no compiler, no Python.h), the compiled hot
+    path needs the same and is not tried: one warning says both. If only the hot path fails,
+    its other modules are skipped (it is all or nothing, see ``ztnode._compiled``) with one
+    warning of its own."""
 
     def run(self) -> None:
+        accel_first = sorted(self.extensions, key=lambda e: 0 if e.name == ACCEL_MODULE else 1)
+        self.extensions = accel_first
         try:
             super().run()
         except Exception as e:  # a missing compiler surfaces here, before any extension
@@ -72,13 +87,22 @@ class OptionalBuildExt(build_ext):
             _warn(f"C accelerator not built ({e}). {HINT}")
 
     def build_extension(self, ext: Any) -> None:
+        failed: list[Any] = getattr(self, "_failed", [])
+        hot = ext.name != ACCEL_MODULE
+        if hot and failed:  # the accelerator or an earlier hot-path module failed
+            self._failed = [*failed, ext]
+            return
         try:
             super().build_extension(ext)
         except Exception as e:  # CompileError / LinkError: no compiler or no Python.h
             if _required():
                 raise
-            _warn(f"C accelerator {ext.name} not built ({e}). {HINT}")
-            self._failed = [*getattr(self, "_failed", []), ext]
+            if hot:
+                _warn(f"the compiled hot path not built ({ext.name}: {e}). {COMPILE_HINT}")
+            else:
+                why = f"not built, nor the compiled hot path ({e})"
+                _warn(f"C accelerator {ext.name} {why}. {HINT}")
+            self._failed = [*failed, ext]
 
     def copy_extensions_to_source(self) -> None:
         # Editable installs copy each built extension into the source tree; skip the ones that

@@ -19,7 +19,7 @@ SRC = Path(ztnode.__file__).parent
 
 # Layer -> the layers it may import (itself always allowed). Top-level modules are layers of
 # their own. Keep in step with docs/architecture.md's table.
-_BASE = frozenset({"errors", "_version", "fsutil", "budget"})
+_BASE = frozenset({"errors", "_version", "fsutil", "budget", "_compiled"})
 _CRYPTO = _BASE | {"crypto"}
 # The C accelerator keeps its AES contexts on crypto's key objects, and wire, netstack and
 # transport call it: it sits between crypto and the rest.
@@ -39,6 +39,9 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     "errors": frozenset(),
     "fsutil": frozenset(),
     "budget": frozenset(),
+    # Which of the hot path's modules load compiled: the standard library only (setup.py loads
+    # it by path), imported first by the package.
+    "_compiled": frozenset(),
     # The web console's static files: a package only so that importlib.resources finds them.
     "console": frozenset(),
     "accel": _ACCEL,

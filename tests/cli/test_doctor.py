@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from ztnode import accel
+from ztnode import _compiled, accel
 from ztnode.cli import doctor, main
 from ztnode.transport import fastpath
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_accel = pytest.mark.skipif(not accel.AVAILABLE, reason=f"no accelerator: {accel.REASON}")
+# The whole fast path: the accelerator and the compiled hot path (CI requires both).
+needs_fast = pytest.mark.skipif(
+    not (accel.AVAILABLE and _compiled.status().compiled),
+    reason=f"not the fast path here: {accel.REASON or _compiled.status().reason}",
+)
 
 
 def _doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
@@ -25,7 +30,7 @@ def _doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[s
     return rc, report
 
 
-@needs_accel
+@needs_fast
 def test_quick_doctor_passes_and_checks_every_cipher(capsys: pytest.CaptureFixture[str]) -> None:
     rc, report = _doctor(capsys, "--quick", "--require-fast")
     assert rc == 0 and report["ok"] is True
@@ -145,3 +150,13 @@ def test_a_starting_node_logs_the_fast_path_once(
     assert lines[0].getMessage() == fastpath.report().summary()
     expected = logging.INFO if fastpath.report().fast else logging.WARNING
     assert lines[0].levelno == expected
+
+
+def test_the_hot_path_from_source_is_reported_off_with_the_reason() -> None:
+    report = _subprocess_report(ZTNODE_PURE="1")
+    assert report["fast"] is False
+    parts = {p["name"]: p for p in report["parts"]}  # type: ignore[attr-defined]
+    assert parts["compiled hot path"]["on"] is False
+    assert parts["compiled hot path"]["detail"] == "ZTNODE_PURE is set"
+    if accel.AVAILABLE:
+        assert report["hint"] == "unset that variable to use it"

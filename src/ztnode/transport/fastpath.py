@@ -4,7 +4,8 @@ Why a module of its own: an install that silently takes the pure-Python path is 
 slower and looks fine. The node's log at start, ``ztnode info`` (through the local API's
 ``/status``), ``ztnode demo`` and ``ztnode doctor`` all print the same report, made here from
 what the layers below found when they loaded: the C module (:mod:`ztnode.crypto._cext`), its
-AES binding to OpenSSL, the Salsa20 and Poly1305 backends, and the receive burst engine.
+AES binding to OpenSSL, the Salsa20 and Poly1305 backends, the receive burst engine, and
+whether the hot path's Python runs compiled (:mod:`ztnode._compiled`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ztnode import accel
+from ztnode import _compiled, accel
 from ztnode.crypto import _cext, _sodium, salsa
 from ztnode.transport import burst
 
@@ -74,8 +75,16 @@ class FastPath:
 
 
 # Without these a packet takes the slow path; the rest only matter for some traffic.
-_ESSENTIAL: Final = frozenset({"C accelerator", "AES in C", "burst receive"})
+_ESSENTIAL: Final = frozenset({"C accelerator", "AES in C", "burst receive", "compiled hot path"})
 _SUMMARISED: Final = _ESSENTIAL | {"TCP segmentation in C"}
+
+
+def _compiled_hint(reason: str) -> str:
+    if reason.startswith(_compiled.PURE_ENV):
+        return "unset that variable to use it"
+    if "other sources" in reason:
+        return "rebuild it: python src/ztnode/accel/_build.py --compiled (or reinstall)"
+    return INSTALL_HINT
 
 
 def _module_file() -> str:
@@ -112,6 +121,13 @@ def report() -> FastPath:
             else "needs the C accelerator",
         )
     )
+    hot = _compiled.status()
+    if _compiled.active():
+        parts.append(Part("compiled hot path", True, f"{hot.modules} modules compiled by mypyc"))
+    else:
+        parts.append(Part("compiled hot path", False, hot.reason or "its modules run from source"))
+        if hint is None:
+            hint = _compiled_hint(hot.reason)
     name = salsa.backend().name
     parts.append(
         Part(
