@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,7 @@ class OptionalBuildExt(build_ext):
         except Exception as e:  # a missing compiler surfaces here, before any extension
             if _required():
                 raise
-            _warn(f"C accelerator not built ({e}). {HINT}")
+            _warn(f"C accelerator not built, nor the compiled hot path ({e}). {HINT}")
 
     def build_extension(self, ext: Any) -> None:
         failed: list[Any] = getattr(self, "_failed", [])
@@ -145,12 +147,22 @@ def _load_compiled_spec() -> Any:
     return mod
 
 
+def _can_compile() -> bool:
+    """A compiler and Python's headers, checked before mypyc spends a minute type-checking
+    and generating C that nothing could compile."""
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return bool(cc) and shutil.which(cc[0]) is not None and header.exists()
+
+
 def _compiled_extensions() -> list[Any]:
     """The hot path's modules compiled by mypyc (see ``ztnode._compiled``), or nothing, with a
     warning, where mypyc or its type check is unavailable: the sources then run."""
     if os.environ.get(NO_COMPILE_ENV, "") not in ("", "0"):
         _warn(f"{NO_COMPILE_ENV} is set: not compiling the hot path. {COMPILE_HINT}")
         return []
+    if not _can_compile():
+        return []  # the accelerator's build fails too, and its one warning says so
     try:
         from mypyc.build import mypycify
     except ImportError:

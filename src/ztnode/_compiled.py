@@ -40,12 +40,13 @@ REQUIRE_ENV = "ZTNODE_REQUIRE_COMPILED"
 GROUP_PREFIX = "_hot_"
 
 #: The hot path, as paths relative to the package directory: what one small message or one
-#: bulk segment runs through, from the socket call to the datagram and back.
+#: bulk segment runs through, from the socket call to the datagram and back. Not ``core/node.py``:
+#: the node's facade only delegates (little to gain), and diagnostics wrap its methods on a
+#: live instance (tests/interop's wiretaps), which a compiled class does not allow.
 MODULES: tuple[str, ...] = (
     "core/frames.py",
     "core/multicaster.py",
     "core/network.py",
-    "core/node.py",
     "core/path.py",
     "core/peer.py",
     "core/replay.py",

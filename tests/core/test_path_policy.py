@@ -7,7 +7,6 @@ ZeroTier is never carried over ZeroTier, and a peer with no direct path is greet
 from __future__ import annotations
 
 import ipaddress
-from types import SimpleNamespace
 
 from tests.core.test_node_behaviour import (
     IDS,
@@ -21,10 +20,12 @@ from tests.core.test_node_behaviour import (
     online,
 )
 from ztnode.core import events as ev
+from ztnode.core.network import Network
 from ztnode.core.pathpolicy import TRY_MEMORIZED_PATH_INTERVAL, PathPolicy, PeerHints
 from ztnode.testing.world import LocalWorld
 from ztnode.wire.constants import Verb
 from ztnode.wire.inetaddr import InetAddress
+from ztnode.wire.netconf import NetworkConfig
 
 net = ipaddress.ip_network
 
@@ -105,8 +106,11 @@ def test_zerotier_over_zerotier_is_refused() -> None:
     _w, _root, a, b = online(seed=34)
     remote = ("10.147.17.9", 9993)
     assert a.should_use_path(b.address, remote)
-    joined = SimpleNamespace(assigned_addresses=lambda: [InetAddress.parse("10.147.17.5/24")])
-    a.networks[0x1234] = joined  # type: ignore[assignment]
+    joined = Network(0x1234, a.address)
+    joined.config = NetworkConfig(
+        0x1234, 0, a.address, static_ips=(InetAddress.parse("10.147.17.5/24"),)
+    )
+    a.networks[0x1234] = joined
     try:
         assert not a.should_use_path(b.address, remote)
         assert a.should_use_path(b.address, ("10.147.18.9", 9993))

@@ -3,7 +3,6 @@ holds, looked up again as soon as any of it changes, bounded."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.helpers.ipworld import IpWorld, ip_connect
 from ztnode.core.path import PATH_HEARTBEAT_PERIOD
+from ztnode.core.peer import Peer
 from ztnode.core.routecache import ROUTE_CACHE_LIMIT, ROUTE_TTL_MS, RouteCache
 from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto.keys import SymmetricKey
@@ -80,7 +80,7 @@ def test_what_a_route_depends_on_makes_it_stale(world: IpWorld) -> None:
     # The peer forgotten and met again: another object, so another route.
     fourth = _route_to(world, a, b)
     assert fourth is not None
-    node.peers[b.node.address] = copy.copy(peer)
+    node.peers[b.node.address] = Peer(peer.identity, peer.key, world.now)
     assert _route_to(world, a, b) is not fourth
 
 

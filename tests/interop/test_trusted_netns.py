@@ -91,14 +91,12 @@ def spy_frames(core: CoreNode) -> Counter[int]:
     """Count, by cipher suite, the FRAMEs ``core`` dispatches from now on (every authenticated
     packet, from whichever receive path, passes ``Switch._dispatch``)."""
     seen: Counter[int] = Counter()
-    inner = core.switch._dispatch
 
-    def dispatch(peer: Peer, buf: bytearray, path: ZtPath, hops: int, now: int) -> None:
+    def observe(peer: Peer, buf: bytearray, path: ZtPath) -> None:
         if buf[27] & 0x1F == Verb.FRAME:
             seen[(buf[18] >> 3) & 7] += 1
-        inner(peer, buf, path, hops, now)
 
-    core.switch._dispatch = dispatch  # type: ignore[method-assign]
+    core.switch.dispatch_observer = observe
     return seen
 
 

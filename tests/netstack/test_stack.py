@@ -489,17 +489,15 @@ def test_time_wait_records_answer_fins_expire_and_are_bounded() -> None:
 
 
 @pytest.mark.parametrize("v6", [False, True])
-def test_the_handshake_fast_path_changes_nothing_but_speed(
-    v6: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_handshake_fast_path_changes_nothing_but_speed(v6: bool) -> None:
     """SYNs to listeners and segments with any options parsed on the fast path (the codec's
     option parser, no header objects) leave exactly the frames the full path does: the same
     scenario twice, byte for byte (connect, data both ways with SACK-able loss, a refused
     connect, a close)."""
-    from ztnode.netstack.tcpmux import TcpMux
 
-    def scenario() -> list[tuple[str, int, int, bytes]]:
+    def scenario(fast: bool) -> list[tuple[str, int, int, bytes]]:
         w = Wire()
+        w.a.config.fast_handshake = w.b.config.fast_handshake = fast
         host = rfc4193(B_ADDR) if v6 else "10.9.0.2"
         c, s = _pair(w, host, 80)
         c.send(b"x" * 20000)
@@ -516,6 +514,4 @@ def test_the_handshake_fast_path_changes_nothing_but_speed(
         w.run(100)
         return w.log
 
-    fast = scenario()
-    monkeypatch.setattr(TcpMux, "fast_handshake", False)
-    assert scenario() == fast
+    assert scenario(False) == scenario(True)

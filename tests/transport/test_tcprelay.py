@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ztnode.errors import DecodeError
+from ztnode.transport import tcprelay
 from ztnode.transport.tcprelay import (
     DEFAULT_RELAY,
     FALLBACK_AFTER,
@@ -180,9 +181,7 @@ class _Clock:
 def test_client_and_server_over_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Client (forceTcpRelay) -> server: the server's node sees the datagram from the client's
     TCP address; its answer comes back framed with the address the client sent to."""
-    monkeypatch.setattr(
-        FallbackDecider, "TUNNEL_SCOPES", frozenset({IpScope.GLOBAL, IpScope.LOOPBACK})
-    )
+    monkeypatch.setattr(tcprelay, "TUNNEL_SCOPES", frozenset({IpScope.GLOBAL, IpScope.LOOPBACK}))
 
     async def run() -> None:
         clock = _Clock()
@@ -315,9 +314,7 @@ def test_member_without_udp_joins_and_pings_through_the_roots_relay(
     from ztnode.transport.httpapi import fetch_json
     from ztnode.transport.localapi import peer_json, serve_local_api
 
-    monkeypatch.setattr(
-        FallbackDecider, "TUNNEL_SCOPES", frozenset({IpScope.GLOBAL, IpScope.LOOPBACK})
-    )
+    monkeypatch.setattr(tcprelay, "TUNNEL_SCOPES", frozenset({IpScope.GLOBAL, IpScope.LOOPBACK}))
     ids = test_identities()
 
     async def run() -> None:

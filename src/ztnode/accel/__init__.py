@@ -32,6 +32,7 @@ state must not be used from two threads at once; the C call runs without the GIL
 
 from __future__ import annotations
 
+import os
 from typing import Any, Final
 
 from ztnode.crypto import _cext
@@ -66,6 +67,18 @@ _ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 #: The packet lengths the C side accepts (the protocol's 28..10024); others go to Python.
 MIN_PACKET: Final[int] = _lib.ZT_ACCEL_MIN_PACKET if _lib is not None else 28
 MAX_PACKET: Final[int] = _lib.ZT_ACCEL_MAX_PACKET if _lib is not None else 10024
+
+
+#: Set to 1 to run the per-datagram Python paths (no receive bursts, no segmentation offload)
+#: in nodes started from then on, with the accelerator loaded: for comparisons and the tests of
+#: those paths (the accelerator's other uses, such as the crypto primitives, stay on).
+PYTHON_PATHS_ENV: Final = "ZTNODE_PYTHON_PATHS"
+
+
+def python_paths_forced() -> bool:
+    """Whether :data:`PYTHON_PATHS_ENV` asks for the Python packet paths (read when an endpoint
+    or a stack is made, never per packet)."""
+    return os.environ.get(PYTHON_PATHS_ENV, "") not in ("", "0")
 
 
 def tcp_pieces(

@@ -100,6 +100,10 @@ class Switch:
         self.rt = rt
         self._beacon_answered: dict[int, int] = {}
         self.handlers: dict[int, Callable[[Rx], None]] = {}
+        #: Sees every authenticated packet as it is dispatched (its peer, plaintext, path):
+        #: a wiretap for diagnostics and tests, which cannot wrap the methods of this class
+        #: once it is compiled (``ztnode._compiled``). None: nothing is called.
+        self.dispatch_observer: Callable[[Peer, bytearray, Path], None] | None = None
 
     def receive(self, inbound: Inbound, now: int) -> bool:
         """Every input from the host (see :class:`~ztnode.core.records.Inbound`); a malformed or
@@ -366,6 +370,9 @@ class Switch:
         joined) only refresh the peer, like the reference."""
         if not path.kept:  # the first authenticated packet on this address: keep the path
             path = self.rt.adopt_path(path)
+        observer = self.dispatch_observer
+        if observer is not None:
+            observer(peer, buf, path)
         verb = buf[27] & 0x1F
         self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
         pid = int.from_bytes(buf[0:8], "big")

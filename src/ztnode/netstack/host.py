@@ -231,7 +231,7 @@ class Host:
     def can_cut_segments(self) -> bool:
         """Whether large TCP segments can be cut into armored FRAMEs in C here (the stacks'
         segmentation offload is on only then)."""
-        return accel.AVAILABLE
+        return accel.AVAILABLE and not accel.python_paths_forced()
 
     def _send_cut(self, nwid: int, dst_mac: int, ethertype: int, seg: TcpBurst, now: int) -> bool:
         """One large TCP segment cut, checksummed, armored and fragmented in C on the route

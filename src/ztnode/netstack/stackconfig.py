@@ -93,3 +93,6 @@ class StackConfig:
     #: With ``IpStack.segmentation_offload`` on: how many MSS-sized pieces one outgoing TCP
     #: segment may carry for the layer below to cut (see :class:`TcpBurst`).
     gso_segments: int = 16
+    #: Handshakes and segments with any options on the TCP fast path too (``TcpMux.receive_fast``;
+    #: tests turn it off to check it changes nothing but speed).
+    fast_handshake: bool = True

@@ -278,6 +278,9 @@ class TcpConfig:
     challenge_ack_limit: int = 100
     #: Factory for the congestion controller; gets the effective send MSS.
     congestion_control: Callable[[int], CongestionControl] = field(default=NewReno)
+    #: Take the header-prediction fast path (``TcpConnection._rx_predicted``); tests turn it
+    #: off to check that it changes nothing but speed.
+    predict: bool = True
 
 
 def reset_for(seg: Segment) -> Segment | None:
@@ -303,10 +306,6 @@ class TcpConnection:
     on RFC 6528 (keyed hash of the 4-tuple plus a clock) in the stack.
     """
 
-    #: Take the header-prediction fast path (:meth:`_rx_predicted`); tests turn it off to
-    #: check that it changes nothing but speed.
-    predict: bool = True
-
     def __init__(
         self,
         config: TcpConfig | None = None,
@@ -323,6 +322,9 @@ class TcpConnection:
         else:
             cfg = dataclasses.replace(config)
         self.config = cfg
+        self.predict = cfg.predict
+        #: Segments the header-prediction fast path took (the rest took the general path).
+        self.predicted = 0
         self._isn_source = isn
         self.state = TcpState.CLOSED  # the one assignment outside _set_state
         self._events: deque[TcpEvent] = deque()
@@ -652,6 +654,7 @@ class TcpConnection:
             self._rx_syn_sent(seg, now)
             return
         if st is TcpState.ESTABLISHED and self.predict and self._rx_predicted(seg, now):
+            self.predicted += 1
             return
         self._rx_other(seg, now)
 

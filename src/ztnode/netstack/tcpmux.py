@@ -71,10 +71,6 @@ class TcpMux:
 
         return isn
 
-    #: Handshakes and segments with any options on the fast path too (tests turn it off to
-    #: check it changes nothing but speed).
-    fast_handshake: bool = True
-
     def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
         """A new connection's own config (hand it over with ``private_config``: one copy)."""
         rt = self.rt
@@ -96,7 +92,11 @@ class TcpMux:
         s = self.rt._tcp.get(key)
         lst: TcpListener | None = None
         if s is None:
-            if not self.fast_handshake or fl & 0x3F & ~0x08 != 0x02 or key in self.rt._time_wait:
+            if (
+                not self.rt.config.fast_handshake
+                or fl & 0x3F & ~0x08 != 0x02
+                or key in self.rt._time_wait
+            ):
                 return False
             v6 = len(dst) == 16
             lst = self.rt._listeners.get((v6, dst, dport))
@@ -118,7 +118,7 @@ class TcpMux:
         if hlen == 32 and body[20] == 1 and body[21] == 1 and body[22] == 8 and body[23] == 10:
             ts = TS_VALUES.unpack_from(body, 24)
         elif hlen != 20:
-            if not self.fast_handshake:
+            if not self.rt.config.fast_handshake:
                 return False
             try:
                 mss, ws, sackp, sacks, ts = parse_options(body, hlen)

@@ -118,12 +118,14 @@ _NOTHING: Final = SendDecision(tunnel=False, connect=False, udp=False)
 _TUNNEL_AND_UDP: Final = SendDecision(tunnel=True, connect=False, udp=True)
 
 
+#: Scopes whose IPv4 destinations use the tunnel and whose UDP counts as heard: GLOBAL only, as
+#: in the reference. Tests on loopback widen it (never a setting): a plain module variable, not
+#: Final, so the compiled module reads it at each use as its source does.
+TUNNEL_SCOPES: frozenset[IpScope] = frozenset({IpScope.GLOBAL})
+
+
 class FallbackDecider:
     """The reference's open/close decisions without I/O; times are the caller's milliseconds."""
-
-    #: Scopes whose IPv4 destinations use the tunnel and whose UDP counts as heard: GLOBAL
-    #: only, as in the reference. Tests on loopback widen it on the class (never a setting).
-    TUNNEL_SCOPES: frozenset[IpScope] = frozenset({IpScope.GLOBAL})
 
     def __init__(self, settings: TcpRelaySettings, now: int, bonding: bool = False) -> None:
         self.enabled = settings.allow and not bonding
@@ -142,7 +144,7 @@ class FallbackDecider:
             except ValueError:
                 hit = (False, False)
             else:
-                hit = (parsed.version == 4, ip_scope(parsed) in self.TUNNEL_SCOPES)
+                hit = (parsed.version == 4, ip_scope(parsed) in TUNNEL_SCOPES)
             if len(self._scopes) >= _SCOPE_CACHE_MAX:
                 self._scopes.clear()
             self._scopes[ip] = hit

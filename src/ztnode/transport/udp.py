@@ -22,6 +22,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ztnode import accel
 from ztnode.transport import burst as _burst
 
 Addr = tuple[str, int]
@@ -122,7 +123,7 @@ class UdpEndpoint:
         """Read in C bursts from now on (see :mod:`ztnode.transport.burst`), handing records
         to ``sink`` (whose ``on_datagram`` replaces the handler). False, and nothing changed,
         when bursts are unavailable here."""
-        if not _burst.AVAILABLE or self._closed:
+        if not _burst.AVAILABLE or self._closed or accel.python_paths_forced():
             return False
         self._reader = _burst.BurstReader(self.sock, self_address)
         self._sink = sink
