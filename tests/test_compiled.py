@@ -173,3 +173,12 @@ def test_every_listed_module_exists() -> None:
     for rel in _compiled.MODULES:
         assert (pkg / rel).is_file(), rel
     assert len(set(_compiled.MODULES)) == len(_compiled.MODULES)
+
+
+def test_a_stray_extension_of_an_unlisted_module_is_not_loaded(tmp_path: Path) -> None:
+    """A module that left the list keeps its old extension in a developer's tree until the next
+    build: the finder loads its source instead of an extension whose library is gone."""
+    pkg = _fake_package(tmp_path)
+    (pkg / f"other{SUFFIX}").write_bytes(b"")
+    (pkg / "_zt_accel.abi3.so").write_bytes(b"")  # no source of that name: not a stray
+    assert _compiled._strays(pkg) == {"ztnode.other": pkg / "other.py"}

@@ -163,6 +163,23 @@ def probe(package_dir: Path = HERE, environ: Sequence[tuple[str, str]] | None = 
     return Status(True, "", len(MODULES))
 
 
+def _strays(package_dir: Path) -> dict[str, Path]:
+    """Modules of the package with a compiled extension beside their source that the list does
+    not name (a developer's tree after a module left the list): loaded from source always, since
+    their extension belongs to a build that is gone."""
+    listed = {module_name(rel) for rel in MODULES}
+    out: dict[str, Path] = {}
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for ext in package_dir.rglob("*" + suffix):
+            source = ext.with_name(ext.name[: -len(suffix)] + ".py")
+            if not source.exists():
+                continue  # the accelerator, the shared library: no source of that name
+            name = module_name(source.relative_to(package_dir).as_posix())
+            if name not in listed:
+                out[name] = source
+    return out
+
+
 class _SourceFinder(importlib.abc.MetaPathFinder):
     """Loads the listed modules from their sources (the compiled build is not to be used)."""
 
@@ -190,16 +207,19 @@ def install() -> Status:
     source. Called by ``ztnode/__init__.py`` before anything imports them."""
     if _decided:
         return _decided[0]
+    strays: dict[str, Path] = {}
     try:
         status = probe()
+        strays = _strays(HERE)
     except OSError as e:  # an unreadable source tree: the sources still import as usual
         status = Status(False, f"could not check the sources ({e})", 0)
     _decided.append(status)
-    if not status.compiled:
-        names = {module_name(rel): HERE / rel for rel in MODULES}
+    names = {} if status.compiled else {module_name(rel): HERE / rel for rel in MODULES}
+    names.update(strays)
+    if names:
         sys.meta_path.insert(0, _SourceFinder(names))
-        if "other sources" in status.reason:  # a developer's tree after an edit: say so once
-            logging.getLogger("ztnode").warning("compiled hot path off: %s", status.reason)
+    if "other sources" in status.reason:  # a developer's tree after an edit: say so once
+        logging.getLogger("ztnode").warning("compiled hot path off: %s", status.reason)
     return status
 
 

@@ -155,8 +155,7 @@ def build_compiled() -> Path:
     root = package.parent.parent  # the checkout: src/ztnode/..
     for old in package.glob(spec.GROUP_PREFIX + "*__mypyc*"):
         old.unlink()
-    for rel in spec.MODULES:
-        source = package / rel
+    for source in package.rglob("*.py"):  # every module's extension, listed now or before
         for ext in source.parent.glob(source.stem + ".*"):
             if ext.suffix in (".so", ".pyd"):
                 ext.unlink()
