@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -148,11 +149,17 @@ def _load_compiled_spec() -> Any:
 
 
 def _can_compile() -> bool:
-    """A compiler and Python's headers, checked before mypyc spends a minute type-checking
-    and generating C that nothing could compile."""
+    """A compiler that runs and Python's headers, checked before mypyc spends a minute
+    type-checking and generating C that nothing could compile."""
     cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
     header = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    return bool(cc) and shutil.which(cc[0]) is not None and header.exists()
+    if not cc or shutil.which(cc[0]) is None or not header.exists():
+        return False
+    try:
+        probe = subprocess.run([*cc, "--version"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
 
 
 def _compiled_extensions() -> list[Any]:

@@ -13,6 +13,7 @@ modules, and the sources through the pure pass of ``.ci/run``.
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
@@ -182,3 +183,15 @@ def test_a_stray_extension_of_an_unlisted_module_is_not_loaded(tmp_path: Path) -
     (pkg / f"other{SUFFIX}").write_bytes(b"")
     (pkg / "_zt_accel.abi3.so").write_bytes(b"")  # no source of that name: not a stray
     assert _compiled._strays(pkg) == {"ztnode.other": pkg / "other.py"}
+
+
+def test_the_in_tree_build_cleans_what_the_chooser_looks_for() -> None:
+    pytest.importorskip("cffi")
+    spec = importlib.util.spec_from_file_location(
+        "_ztnode_accel_build", ROOT / "src" / "ztnode" / "accel" / "_build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert build.GROUP_GLOB.startswith(_compiled.GROUP_PREFIX)
+    assert build.GROUP_GLOB.endswith("__mypyc*")

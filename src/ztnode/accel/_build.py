@@ -24,7 +24,6 @@ hook, which executes it on its own at build time. By hand:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -34,7 +33,6 @@ import sysconfig
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cffi  # type: ignore[import-untyped]
 
@@ -134,50 +132,28 @@ def strict_check() -> None:
         subprocess.run(cmd, check=True)
 
 
-def _compiled_spec() -> Any:
-    """``ztnode/_compiled.py`` by path (the module list and the source hash)."""
-    path = HERE.parent / "_compiled.py"
-    spec = importlib.util.spec_from_file_location("_ztnode_compiled_spec", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+#: The compiled hot path's files in the package (``ztnode._compiled.GROUP_PREFIX``'s library).
+GROUP_GLOB = "_hot_*__mypyc*"
 
 
 def build_compiled() -> Path:
     """Compile the hot path with mypyc into the source tree (what an editable install does),
-    after removing every earlier compiled build there; the shared library's path."""
-    from mypyc.build import mypycify
-    from setuptools import setup  # type: ignore[import-untyped]
-
-    spec = _compiled_spec()
+    after removing every earlier compiled build there; the shared library's path. It runs
+    setup.py's own build (the accelerator left out), so the tree gets exactly what an install
+    compiles; a failure is an error here, not the install's warning."""
     package = HERE.parent
     root = package.parent.parent  # the checkout: src/ztnode/..
-    for old in package.glob(spec.GROUP_PREFIX + "*__mypyc*"):
+    for old in package.glob(GROUP_GLOB):
         old.unlink()
     for source in package.rglob("*.py"):  # every module's extension, listed now or before
         for ext in source.parent.glob(source.stem + ".*"):
             if ext.suffix in (".so", ".pyd"):
                 ext.unlink()
-    digest = spec.source_hash(package)
-    cwd = Path.cwd()
-    os.chdir(root)
-    try:
-        exts = mypycify(
-            [str(Path("src") / spec.PACKAGE / rel) for rel in spec.MODULES],
-            opt_level="3",
-            group_name=spec.group_name(digest),
-            target_dir=str(Path("build") / "mypyc"),
-        )
-        setup(
-            name="ztnode-hot-path",
-            script_args=["-q", "build_ext", "--inplace"],
-            ext_modules=exts,
-            package_dir={"": "src"},
-        )
-    finally:
-        os.chdir(cwd)
-    built = sorted(package.glob(f"{spec.GROUP_PREFIX}{digest}__mypyc*"))
+    env = dict(os.environ, ZTNODE_NO_ACCEL_BUILD="1", ZTNODE_REQUIRE_ACCEL_BUILD="1")
+    env.pop("ZTNODE_NO_COMPILE", None)
+    cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
+    subprocess.run(cmd, cwd=root, env=env, check=True)
+    built = sorted(package.glob(GROUP_GLOB))
     if not built:
         raise RuntimeError("mypyc built no shared library")
     return built[0]
