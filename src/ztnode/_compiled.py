@@ -111,15 +111,21 @@ def group_name(digest: str) -> str:
     return f"{PACKAGE}.{GROUP_PREFIX}{digest}"
 
 
+#: What to do about a build that is there but of other sources.
+REBUILD = "rebuild it: python src/ztnode/accel/_build.py --compiled (or reinstall)"
+
+
 class Status:
-    """What this process runs: ``compiled`` or not, and why not."""
+    """What this process runs: ``compiled`` or not, why not, and what would fix it (empty: the
+    build is simply not there, so install it as the fast path's other parts are)."""
 
-    __slots__ = ("compiled", "modules", "reason")
+    __slots__ = ("compiled", "fix", "modules", "reason")
 
-    def __init__(self, compiled: bool, reason: str, modules: int) -> None:
+    def __init__(self, compiled: bool, reason: str, modules: int, fix: str = "") -> None:
         self.compiled = compiled
         self.reason = reason
         self.modules = modules
+        self.fix = fix
 
     def __repr__(self) -> str:
         return f"Status(compiled={self.compiled}, reason={self.reason!r})"
@@ -143,23 +149,20 @@ def probe(package_dir: Path = HERE, environ: Sequence[tuple[str, str]] | None = 
     """Decide, without importing anything, whether the compiled build can be used."""
     env = dict(environ) if environ is not None else dict(os.environ)
     if env.get(PURE_ENV, "") not in ("", "0"):
-        return Status(False, f"{PURE_ENV} is set", 0)
+        return Status(False, f"{PURE_ENV} is set", 0, fix="unset that variable to use it")
     digest = source_hash(package_dir)
     lib = _extension(package_dir, f"{GROUP_PREFIX}{digest}__mypyc")
     if lib is None:
         others = _stale_builds(package_dir)
         if others:
             return Status(
-                False,
-                f"the compiled build ({others[0]}) is of other sources: rebuild it "
-                "(python src/ztnode/accel/_build.py --compiled, or reinstall)",
-                0,
+                False, f"the compiled build ({others[0]}) is of other sources", 0, REBUILD
             )
         return Status(False, "not built (no C compiler or mypyc at install time)", 0)
     for rel in MODULES:
         path = package_dir / rel
         if _extension(path.parent, path.stem) is None:
-            return Status(False, f"the compiled build lacks {module_name(rel)}", 0)
+            return Status(False, f"the compiled build lacks {module_name(rel)}", 0, REBUILD)
     return Status(True, "", len(MODULES))
 
 
@@ -218,8 +221,10 @@ def install() -> Status:
     names.update(strays)
     if names:
         sys.meta_path.insert(0, _SourceFinder(names))
-    if "other sources" in status.reason:  # a developer's tree after an edit: say so once
-        logging.getLogger("ztnode").warning("compiled hot path off: %s", status.reason)
+    if status.fix == REBUILD:  # a developer's tree after an edit: say so once
+        logging.getLogger("ztnode").warning(
+            "compiled hot path off: %s; %s", status.reason, status.fix
+        )
     return status
 
 

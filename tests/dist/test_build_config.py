@@ -1,7 +1,8 @@
 """The release configuration and the build's two switches, without namespaces or root.
 
-A failed C build (the accelerator, and with it the compiled hot path) is a warning for users (one
-line, and ztnode runs on its Python path) and an error for releases (``ZTNODE_REQUIRE_ACCEL_BUILD=1``, which cibuildwheel's configuration sets),
+A failed C build (the accelerator, and with it the compiled hot path) is a warning for users
+(one line, and ztnode runs on its Python path) and an error for releases
+(``ZTNODE_REQUIRE_ACCEL_BUILD=1``, which cibuildwheel's configuration sets),
 so a release wheel can never be a slow one by accident.
 """
 

@@ -3,12 +3,12 @@ runs once from the sources (``ZTNODE_PURE=1``) and once compiled, and compares.
 
     python -m tests.helpers.compiled_scenario HOME
 
-Two members of an in-memory world (virtual time, seeded loss, duplication and reordering) ping,
-exchange UDP and move TCP streams both ways over IPv4 and IPv6. The transcript is every datagram
-the fake network carried (when, between which addresses, how long; not the bytes, which hold
-random packet ids and MACs) and what each side received, hashed; the counters of both stacks and
-nodes come along. Any difference in what the code decides (a segment size, a retransmission, a
-timer, a drop) changes it.
+Two members of an in-memory world (virtual time, seeded loss, duplication and reordering) move
+TCP streams both ways over IPv4 and IPv6, then exchange UDP datagrams. The transcript is every
+datagram the fake network carried (when, between which addresses, how long; not the bytes, which
+hold random packet ids and MACs) and what each side received, hashed; the counters of both
+stacks and nodes come along. Any difference in what the code decides (a segment size, a
+retransmission, a timer, a drop) changes it.
 """
 
 from __future__ import annotations

@@ -322,7 +322,6 @@ class TcpConnection:
         else:
             cfg = dataclasses.replace(config)
         self.config = cfg
-        self.predict = cfg.predict
         #: Segments the header-prediction fast path took (the rest took the general path).
         self.predicted = 0
         self._isn_source = isn
@@ -653,7 +652,7 @@ class TcpConnection:
         if st is TcpState.SYN_SENT:
             self._rx_syn_sent(seg, now)
             return
-        if st is TcpState.ESTABLISHED and self.predict and self._rx_predicted(seg, now):
+        if st is TcpState.ESTABLISHED and self.config.predict and self._rx_predicted(seg, now):
             self.predicted += 1
             return
         self._rx_other(seg, now)

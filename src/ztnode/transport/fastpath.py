@@ -79,14 +79,6 @@ _ESSENTIAL: Final = frozenset({"C accelerator", "AES in C", "burst receive", "co
 _SUMMARISED: Final = _ESSENTIAL | {"TCP segmentation in C"}
 
 
-def _compiled_hint(reason: str) -> str:
-    if reason.startswith(_compiled.PURE_ENV):
-        return "unset that variable to use it"
-    if "other sources" in reason:
-        return "rebuild it: python src/ztnode/accel/_build.py --compiled (or reinstall)"
-    return INSTALL_HINT
-
-
 def _module_file() -> str:
     mod = sys.modules.get(_cext.MODULE)
     return str(getattr(mod, "__file__", "") or "")
@@ -127,7 +119,7 @@ def report() -> FastPath:
     else:
         parts.append(Part("compiled hot path", False, hot.reason or "its modules run from source"))
         if hint is None:
-            hint = _compiled_hint(hot.reason)
+            hint = hot.fix or INSTALL_HINT
     name = salsa.backend().name
     parts.append(
         Part(
