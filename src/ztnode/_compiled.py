@@ -40,22 +40,31 @@ REQUIRE_ENV = "ZTNODE_REQUIRE_COMPILED"
 GROUP_PREFIX = "_hot_"
 
 #: The hot path, as paths relative to the package directory: what one small message or one
-#: bulk segment runs through, from the socket call to the datagram and back. Not ``core/node.py``:
-#: the node's facade only delegates (little to gain), and diagnostics wrap its methods on a
-#: live instance (tests/interop's wiretaps), which a compiled class does not allow.
+#: bulk segment runs through, from the socket call to the datagram and back. A compiled class's
+#: methods cannot be replaced on an instance: whatever must observe one does so through a hook
+#: (``Node.tap``, ``Host.sent_taps``, ``Switch.dispatch_observer``).
 MODULES: tuple[str, ...] = (
+    "accel/_hot.py",
+    "core/bond/layer.py",
     "core/frames.py",
+    "core/housekeeper.py",
     "core/multicaster.py",
     "core/network.py",
+    "core/node.py",
     "core/path.py",
     "core/peer.py",
     "core/replay.py",
     "core/routecache.py",
     "core/switch.py",
+    "core/validator.py",
     "core/vl1.py",
+    "core/whois.py",
+    "netstack/_reassembly.py",
+    "netstack/arpcache.py",
     "netstack/checksum.py",
     "netstack/handles.py",
     "netstack/host.py",
+    "netstack/igmp.py",
     "netstack/ipinput.py",
     "netstack/ipoutput.py",
     "netstack/stack.py",
@@ -66,6 +75,7 @@ MODULES: tuple[str, ...] = (
     "netstack/tcp_recovery.py",
     "netstack/tcp_rto.py",
     "netstack/tcp_rxqueue.py",
+    "netstack/tcp_sack.py",
     "netstack/tcp_sendbuf.py",
     "netstack/tcp_sender.py",
     "netstack/tcp_seq.py",
@@ -76,6 +86,7 @@ MODULES: tuple[str, ...] = (
     "sockets/aio_tcp.py",
     "sockets/aio_udp.py",
     "transport/burst.py",
+    "transport/randompool.py",
     "transport/service.py",
     "transport/tcprelay.py",
     "transport/udp.py",

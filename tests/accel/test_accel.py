@@ -239,7 +239,7 @@ def test_raw_entry_points_check_lengths() -> None:
     lib: Any = accel._lib
     ffi: Any = accel._ffi
     key = SymmetricKey(KEY14.raw)
-    state = accel._aes_state(key)
+    state = accel.aes_state(key)
     for n in (0, 27, MAX_PACKET_LENGTH + 1):
         buf = bytearray(n + 64)  # room to spare, so a missing check would not crash
         p = ffi.from_buffer(buf)

@@ -15,7 +15,7 @@ identity from the root (WHOIS); the ECHO is relayed by the root, which introduce
 AES-GMAC-SIV on data, HELLO itself MAC-only, and OK(HELLO) Salsa20/12 until a side has learned
 the other's protocol version (12).
 
-A wiretap wraps the leaf's ``receive_datagram``/``datagrams_to_send``: each whole packet is
+A wiretap on the leaf (``Node.tap``) sees each datagram in and out: each whole packet is
 classified (source, hops, cipher, verb) by opening a *copy* with the peer key. Whether the node
 itself accepted a packet is judged only from what the node reports (events, counters, drops).
 """
@@ -86,46 +86,30 @@ class Tap:
     fragments: int = 0
     current: Seen | None = None  # the inbound datagram being processed right now
     causes: dict[int, Seen | None] = field(default_factory=dict)  # id(event) -> its datagram
+    # Whole packets not opened yet: the tap sees a datagram before the node reads it, so a
+    # packet from a peer the node is meeting in that very datagram (HELLO) opens later.
+    unopened: list[tuple[Seen, bytes]] = field(default_factory=list)
 
     def install(self) -> None:
-        node = self.leaf
-        orig_rx = node.receive_datagram
-        orig_tx = node.datagrams_to_send
-        orig_timer = node.handle_timer
+        self.leaf.tap = self
 
-        def rx(data: Any, local: Addr, remote: Addr, now: int) -> None:
-            raw = bytes(data)
-            s = self._record(raw, remote, inbound=True)
-            self.current = s
-            orig_rx(data, local, remote, now)
-            if s is not None and s.verb is None:
-                self._open(s, raw)  # a HELLO may have just taught the node this peer
+    # The node's wiretap (ztnode.core.tap.NodeTap).
 
-        def tx(now: int) -> list[Any]:
-            out = orig_tx(now)
-            for o in out:
-                self._record(o.data, o.remote, inbound=False)
-            return out
+    def datagram_in(self, data: bytes | bytearray | memoryview, local: Addr, remote: Addr) -> None:
+        self.current = self._record(bytes(data), remote, inbound=True)
 
-        def timer(now: int) -> None:
-            self.current = None  # events from a timer are not caused by a datagram
-            orig_timer(now)
+    def datagrams_out(self, datagrams: list[Any]) -> None:
+        for o in datagrams:
+            self._record(o.data, o.remote, inbound=False)
 
-        orig_next = node.next_event
+    def timer(self) -> None:
+        self.current = None  # events from a timer are not caused by a datagram
 
-        def next_event() -> Any:
-            # The host drains the node's events right after each datagram (or timer), while
-            # ``current`` still names their cause; the service hands them on later (once per
-            # burst), so the cause is recorded here, at the source.
-            e = orig_next()
-            if e is not None:
-                self.causes[id(e)] = self.current
-            return e
-
-        node.receive_datagram = rx  # type: ignore[method-assign]
-        node.datagrams_to_send = tx  # type: ignore[method-assign]
-        node.handle_timer = timer  # type: ignore[method-assign]
-        node.next_event = next_event  # type: ignore[method-assign]
+    def event(self, e: ev.Event) -> None:
+        # The host drains the node's events right after each datagram (or timer), while
+        # ``current`` still names their cause; the service hands them on later (once per
+        # burst), so the cause is recorded here, at the source.
+        self.causes[id(e)] = self.current
 
     def _record(self, data: bytes, remote: Addr, *, inbound: bool) -> Seen | None:
         if len(data) < IDX_PAYLOAD or (len(data) > 16 and data[13] == 0xFF):
@@ -144,8 +128,19 @@ class Tap:
         )
         if not flags & 0x40:  # a fragmented packet's head alone cannot be opened
             self._open(s, data)
+            if s.verb is None:
+                self.unopened.append((s, data))
         self.seen.append(s)
         return s
+
+    def classify(self) -> None:
+        """Open what the node has since learned the keys for."""
+        still = []
+        for s, data in self.unopened:
+            self._open(s, data)
+            if s.verb is None:
+                still.append((s, data))
+        self.unopened = still
 
     def _open(self, s: Seen, data: bytes) -> None:
         """Classify from a copy: HELLO is in clear, the rest opens with the peer's key."""
@@ -163,6 +158,7 @@ class Tap:
             s.in_re = buf[IDX_PAYLOAD] & 0x1F
 
     def select(self, pred: Callable[[Seen], bool]) -> list[Seen]:
+        self.classify()
         return [s for s in self.seen if pred(s)]
 
 
@@ -272,7 +268,7 @@ async def _scenario(
 ) -> None:
     root_addr = IDS[0].address
     sock = ns.socket(bind=(ip, P_LEAF))
-    # One datagram at a time (no C bursts): the wiretap sits on receive_datagram.
+    # One datagram at a time (no C bursts): the wiretap sees datagrams, not opened bursts.
     service = NodeService(
         ServiceConfig(home=leaf_home, planet=planet, sockets=(sock,), burst_receive=False)
     )
@@ -298,7 +294,7 @@ async def _scenario(
             f"root peers {json.dumps(root.cli_json('peers'))}",
             "events: " + ", ".join(type(e).__name__ for _, e, _ in events),
             "tap:",
-            *(describe(s) for s in tap.seen[-80:]),
+            *(describe(s) for s in tap.select(lambda s: True)[-80:]),
             "root log:",
             root.log_text(),
         ]
@@ -370,6 +366,7 @@ async def _scenario(
         assert direct_reply is not None, report("no ECHO answered over a direct path in 60 s")
         t_direct = time.monotonic() - t0
         _, reply, via = direct_reply
+        tap.classify()
 
         # 1. The identity came from the root: PeerAdded(libzt) before any packet from libzt.
         added = [t for t, e, _ in events if isinstance(e, ev.PeerAdded) and e.address == lz_addr]
@@ -473,7 +470,7 @@ async def _scenario(
             f"leaf ciphers {dict(node.counters.ciphers_in)}; "
             f"root verbs {root_info.get('counters', {}).get('verbsIn')}"
         )
-        print("\n".join(describe(s) for s in tap.seen))
+        print("\n".join(describe(s) for s in tap.select(lambda s: True)))
     finally:
         await service.stop()
 

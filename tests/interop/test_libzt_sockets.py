@@ -227,16 +227,10 @@ class Capture:
         assert host is not None and core is not None
         self.mac = mac_from_address(core.address, nwid).to_bytes(6, "big")
         host.frame_taps.setdefault(nwid, []).append(self._received)
-        inner = core.send_frame
+        host.sent_taps.setdefault(nwid, []).append(self._sent)
 
-        def send_frame(
-            network_id: int, dest_mac: int, ethertype: int, payload: bytes, now: int
-        ) -> bool:
-            if network_id == nwid:
-                self._add(dest_mac.to_bytes(6, "big"), self.mac, ethertype, payload)
-            return inner(network_id, dest_mac, ethertype, payload, now)
-
-        core.send_frame = send_frame  # type: ignore[method-assign]
+    def _sent(self, dst_mac: int, ethertype: int, payload: bytes) -> None:
+        self._add(dst_mac.to_bytes(6, "big"), self.mac, ethertype, payload)
 
     def _received(self, e: FrameReceived) -> None:
         self._add(

@@ -9,7 +9,6 @@ must actually have been taken (otherwise this test would prove nothing).
 from __future__ import annotations
 
 import random
-from dataclasses import astuple
 
 import pytest
 
@@ -38,7 +37,7 @@ def conversation(
     pair.a.shutdown(pair.now)
     pair.b.shutdown(pair.now)
     pair.run(max_time=600_000)
-    log = [(t, d, astuple(s)) for t, d, s in pair.log] + [
+    log = [(t, d, s.astuple()) for t, d, s in pair.log] + [
         (name, type(e).__name__) for name in ("a", "b") for e in pair.events[name]
     ]
     return log, pair.a.predicted + pair.b.predicted

@@ -9,9 +9,11 @@ carries it, a source install builds it with a C compiler and Python's headers, n
 the whole per-packet job in one cffi call per direction, in place on the packet's ``bytearray``.
 It is loaded by :mod:`ztnode.crypto._cext`, which also binds OpenSSL's AES at run time.
 
-It sits just above :mod:`ztnode.crypto` (it keeps its AES contexts on the crypto layer's
-:class:`~ztnode.crypto.keys.SymmetricKey`) and below everything else: wire, netstack and
-transport call it, and each keeps the Python code the C stands in for as reference and fallback.
+The per-packet calls live in :mod:`ztnode.accel._hot` (compiled with the hot path) and are
+re-exported here. It sits just above :mod:`ztnode.crypto` (it keeps its AES contexts on the
+crypto layer's :class:`~ztnode.crypto.keys.SymmetricKey`) and below everything else: wire,
+netstack and transport call it, and each keeps the Python code the C stands in for as
+reference and fallback.
 
 It is optional by design. If it was not built, was built for another ABI, or
 ``ZTNODE_NO_ACCEL=1`` (or ``ZTNODE_NO_NATIVE_CRYPTO=1``) is set before import, :data:`AVAILABLE`
@@ -35,16 +37,9 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
+from ztnode.accel._hot import aes_state, armor, dearmor, frame_datagrams, tcp_pieces
 from ztnode.crypto import _cext
 from ztnode.crypto._cext import ABI, DISABLE_ENV, MODULE, PATH_ENV
-from ztnode.crypto.hashes import kbkdf_hmac_sha384
-from ztnode.crypto.keys import (
-    KBKDF_LABEL_AES_GMAC_SIV_K0,
-    KBKDF_LABEL_AES_GMAC_SIV_K1,
-    SymmetricKey,
-)
-
-_CIPHER_AES: Final = 3
 
 # The compiled module is loaded by the crypto layer (its primitives serve ztnode.crypto too).
 _ffi: Any = _cext.ffi
@@ -57,13 +52,6 @@ AVAILABLE: Final[bool] = _lib is not None
 AES_AVAILABLE: Final[bool] = _cext.AES_AVAILABLE
 AES_REASON: Final[str | None] = _cext.AES_REASON
 
-# Bound once: each attribute lookup on a cffi module costs as much as a small C call.
-_NULL: Any = _ffi.NULL if _ffi is not None else None
-_from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
-_zt_armor: Any = _lib.zt_armor if _lib is not None else None
-_zt_dearmor: Any = _lib.zt_dearmor if _lib is not None else None
-_OK: Final[int] = _lib.ZT_ACCEL_OK if _lib is not None else 0
-_ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 #: The packet lengths the C side accepts (the protocol's 28..10024); others go to Python.
 MIN_PACKET: Final[int] = _lib.ZT_ACCEL_MIN_PACKET if _lib is not None else 28
 MAX_PACKET: Final[int] = _lib.ZT_ACCEL_MAX_PACKET if _lib is not None else 10024
@@ -81,211 +69,10 @@ def python_paths_forced() -> bool:
     return os.environ.get(PYTHON_PATHS_ENV, "") not in ("", "0")
 
 
-def tcp_pieces(
-    key: SymmetricKey,
-    cipher: int,
-    header: bytes | bytearray,
-    packet_ids: bytes,
-    network_id: int,
-    ethertype: int,
-    ip_tcp_header: bytes | bytearray,
-    ip_id: int,
-    payload: bytes | bytearray | memoryview,
-    seg_size: int,
-    flags_last: int,
-    mtu: int,
-) -> list[bytes] | None:
-    """The datagrams of one large TCP segment cut into ``seg_size`` pieces, each a FRAME packet
-    with its own IP and TCP header, armored and fragmented for ``mtu``; None if the C side
-    cannot (no accelerator, a cipher other than 1, 2 or 3, a shape it does not take), and the
-    caller then sends the pieces one by one through its Python path.
-
-    ``header``: the 28-byte packet header (dest, source, verb FRAME; for cipher 2, a trusted
-    path, the path's ID in its MAC field, as :func:`ztnode.wire.packet.armor_trusted` puts it:
-    the pieces then go without crypto). ``ip_tcp_header``: the
-    IP and TCP headers of the first piece; lengths, checksums and the IPv4 ident (``ip_id``,
-    counted up per piece) are rewritten, and every piece but the last loses PSH and FIN. An
-    empty ``payload`` makes one piece, the headers alone (a bare ACK or FIN)."""
-    if _lib is None:
-        return None
-    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
-    if state is None:
-        return None
-    if seg_size <= 0:
-        return None
-    pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
-    if len(packet_ids) < 8 * pieces:
-        return None
-    per_packet = 28 + 10 + len(ip_tcp_header) + seg_size
-    max_out = pieces * 16
-    cap = pieces * (per_packet + 16 * 16)
-    out = bytearray(cap)
-    lens = _ffi.new("unsigned int[]", max_out)
-    n: int = _lib.zt_tx_tcp(
-        state,
-        key.salsa_key,
-        cipher,
-        bytes(header),
-        packet_ids,
-        len(packet_ids) // 8,
-        network_id,
-        ethertype,
-        bytes(ip_tcp_header),
-        len(ip_tcp_header),
-        ip_id,
-        _from_buffer(payload),
-        len(payload),
-        seg_size,
-        flags_last,
-        mtu,
-        _from_buffer(out),
-        cap,
-        lens,
-        max_out,
-    )
-    return _datagrams(out, lens, n)
-
-
-def _datagrams(out: bytearray, lens: Any, n: int) -> list[bytes] | None:
-    """The ``n`` datagrams C wrote back to back into ``out`` (None for an error code)."""
-    if n <= 0:
-        return None
-    if n == 1:
-        return [bytes(out[: lens[0]])]
-    view = memoryview(out)
-    result = []
-    at = 0
-    for i in range(n):
-        m = lens[i]
-        result.append(bytes(view[at : at + m]))
-        at += m
-    return result
-
-
-#: Datagrams one packet becomes at most (the protocol's head and 15 fragments).
-_MAX_PIECES: Final = 16
-
-
-def frame_datagrams(
-    key: SymmetricKey,
-    cipher: int,
-    header: bytes,
-    packet_id: bytes,
-    network_id: int,
-    ethertype: int,
-    payload: bytes | bytearray | memoryview,
-    mtu: int,
-) -> list[bytes] | None:
-    """The datagrams of one FRAME packet on a chosen route: ``header`` is the route's 28-byte
-    template (as for :func:`tcp_pieces`), ``packet_id`` its 8 random bytes; sealed for
-    ``cipher`` (1, 3, or 2 for a trusted path) and fragmented for ``mtu``. None when the C side
-    cannot (no accelerator, another cipher, a packet over the protocol's size): the caller
-    then sends through the node's Python path. The reference is what ``Switch.send_on`` makes
-    of the same packet."""
-    if _lib is None:
-        return None
-    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
-    if state is None:
-        return None
-    n_bytes = 38 + len(payload)
-    cap = n_bytes + 16 * _MAX_PIECES
-    out = bytearray(cap)
-    lens = _ffi.new("unsigned int[]", _MAX_PIECES)
-    n: int = _lib.zt_tx_frame(
-        state,
-        key.salsa_key,
-        cipher,
-        header,
-        packet_id,
-        network_id,
-        ethertype,
-        _from_buffer(payload),
-        len(payload),
-        mtu,
-        _from_buffer(out),
-        cap,
-        lens,
-        _MAX_PIECES,
-    )
-    return _datagrams(out, lens, n)
-
-
 def ffi_and_lib() -> tuple[Any, Any]:
     """The compiled module's ``ffi`` and ``lib`` (both None when unavailable), for the other
     C entry points it carries (the receive burst of :mod:`ztnode.transport.burst`)."""
     return _ffi, _lib
-
-
-def aes_state(key: SymmetricKey) -> Any:
-    """The key's C AES-GMAC-SIV state (made now if needed); None if unavailable."""
-    if _lib is None:
-        return None
-    return _aes_state(key)
-
-
-def _aes_state(key: SymmetricKey) -> Any:
-    """The key's C AES-GMAC-SIV contexts, made now (KBKDF for K0/K1) if they do not exist yet.
-
-    Returns ``None`` if OpenSSL could not make them; the caller then uses the Python path.
-    """
-    state = key._accel
-    if state is not None:
-        return state
-    if not AES_AVAILABLE:
-        return None
-    k0 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K0)[:32]
-    k1 = kbkdf_hmac_sha384(key.raw, KBKDF_LABEL_AES_GMAC_SIV_K1)[:32]
-    ctx = _lib.zt_aes_new(k0, k1)
-    if ctx == _NULL:
-        return None
-    state = key._accel = _ffi.gc(ctx, _lib.zt_aes_free)
-    return state
-
-
-def armor(packet: bytearray, key: SymmetricKey, cipher: int) -> bool:
-    """Armor ``packet`` in place in C; True if done, False if the caller's Python path must.
-
-    Same contract as :func:`ztnode.wire.packet.armor` for ciphers 0, 1 and 3; False (packet
-    untouched) for everything else, including when the accelerator is not available.
-    """
-    if _lib is None or type(packet) is not bytearray:
-        return False
-    try:
-        rc = _zt_armor(
-            key._accel or _NULL, key.salsa_key, _from_buffer(packet), len(packet), cipher
-        )
-    except (TypeError, OverflowError):  # a cipher that is not a C int: the Python path decides
-        return False
-    if rc == _OK:
-        return True
-    if rc == _ENOKEY and cipher == _CIPHER_AES:
-        state = _aes_state(key)
-        if state is not None:
-            return bool(
-                _zt_armor(state, key.salsa_key, _from_buffer(packet), len(packet), cipher) == _OK
-            )
-    return False
-
-
-def dearmor(packet: bytearray, key: SymmetricKey) -> int:
-    """Dearmor ``packet`` in place in C: 1 authentic, 0 not, -1 if the Python path must decide.
-
-    1 and 0 mean exactly what True and False mean for :func:`ztnode.wire.packet.dearmor`
-    (including what is left in the buffer). -1 (packet untouched) covers lengths outside
-    28..10024 and an unavailable accelerator.
-    """
-    if _lib is None or type(packet) is not bytearray:
-        return -1
-    rc: int = _zt_dearmor(key._accel or _NULL, key.salsa_key, _from_buffer(packet), len(packet))
-    if rc >= 0:
-        return rc
-    if rc == _ENOKEY:
-        state = _aes_state(key)
-        if state is not None:
-            rc = _zt_dearmor(state, key.salsa_key, _from_buffer(packet), len(packet))
-            if rc >= 0:
-                return rc
-    return -1
 
 
 __all__ = [

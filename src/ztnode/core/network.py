@@ -111,9 +111,10 @@ class Membership:
     last_pushed_credentials: int = -(10**12)
     #: When we last told this member our multicast groups (Network::gate's multicastLikeGate).
     last_like_sent: int = -(10**12)
-    #: The last gate verdict and the two certificates it was reached with: every frame asks,
-    #: and the answer only changes when either certificate is replaced.
-    agreement: tuple[CertificateOfMembership, CertificateOfMembership, bool] | None = None
+    #: The last gate verdict, the two certificates it was reached with and their timestamp:
+    #: every frame asks, and the answer only changes when either certificate is replaced (or
+    #: a revocation raises the threshold, checked against the kept timestamp).
+    agreement: tuple[CertificateOfMembership, CertificateOfMembership, bool, int] | None = None
     #: Bumped whenever a tag, capability, ownership certificate or revocation is filed, so the
     #: rules' view of this member (``party``, keyed by config generation and this) is rebuilt.
     credentials_version: int = 0
@@ -279,14 +280,14 @@ class Network:
         mine = cfg.com
         if m is None or m.com is None or mine is None:
             return False
-        if m.com.timestamp <= m.com_revocation_threshold:
-            return False
+        com = m.com
         cached = m.agreement
-        if cached is not None and cached[0] is mine and cached[1] is m.com:
-            return cached[2]
-        ok = mine.agrees_with(m.com, identity)
-        m.agreement = (mine, m.com, ok)
-        return ok
+        if cached is not None and cached[0] is mine and cached[1] is com:
+            return cached[2] and cached[3] > m.com_revocation_threshold
+        stamp = com.timestamp  # read from the qualifiers: kept with the verdict, not per frame
+        ok = mine.agrees_with(com, identity)
+        m.agreement = (mine, com, ok, stamp)
+        return ok and stamp > m.com_revocation_threshold
 
     def add_com(self, com: CertificateOfMembership) -> bool:
         """File a verified COM under its issued-to member; False if stale or revoked."""

@@ -63,6 +63,7 @@ from ztnode.core.records import Addr, ConfigRequest, FrameRoute, Inbound, Inboun
 from ztnode.core.relay import Relay
 from ztnode.core.selfaware import SelfAwareness
 from ztnode.core.switch import Switch
+from ztnode.core.tap import NodeTap
 from ztnode.core.topology import Topology
 from ztnode.core.tracer import Tracer
 from ztnode.core.trusted import PhysicalPathConfig, PhysicalPaths
@@ -73,7 +74,7 @@ from ztnode.core.whois import WhoisQueue
 from ztnode.crypto import SymmetricKey
 from ztnode.errors import CryptoError, DecodeError, LocalProtocolError
 from ztnode.identity import Identity, address_to_str
-from ztnode.wire.constants import DEFAULT_PHYSMTU, MAX_PHYSMTU, MIN_PHYSMTU, Verb
+from ztnode.wire.constants import CIPHER_NAMES, DEFAULT_PHYSMTU, MAX_PHYSMTU, MIN_PHYSMTU, Verb
 from ztnode.wire.fragment import Reassembler
 from ztnode.wire.inetaddr import InetAddress, is_valid_path_address
 from ztnode.wire.verbs import UserMessage
@@ -179,6 +180,8 @@ class Node:
         self.controller_link = ControllerLink(self)
         self.bonds = BondLayer(self)
         self.tracer = Tracer(self)
+        #: A wiretap on this boundary (diagnostics, protocol tests): see :mod:`ztnode.core.tap`.
+        self.tap: NodeTap | None = None
         self.switch.install_handlers()
         self.housekeeper.make_upstream_peers()
 
@@ -187,11 +190,17 @@ class Node:
     def receive(self, inbound: Inbound, now: int) -> bool:
         """The one receive entry. False only for an AUTHENTICATED input whose key is not the
         sender's current one (the transport's key cache was stale): it was dropped."""
+        tap = self.tap
+        if tap is not None and inbound.kind == InboundKind.DATAGRAM:
+            tap.datagram_in(inbound.data, inbound.local, inbound.remote)
         return self.switch.receive(inbound, now)
 
     def receive_datagram(
         self, data: bytes | bytearray | memoryview, local: Addr, remote: Addr, now: int
     ) -> None:
+        tap = self.tap
+        if tap is not None:
+            tap.datagram_in(data, local, remote)
         self.switch.receive_datagram(data, local, remote, now)
 
     def transport_dropped(
@@ -207,10 +216,19 @@ class Node:
 
     def datagrams_to_send(self, now: int) -> list[Outgoing]:
         out, self.out = self.out, []
+        tap = self.tap
+        if tap is not None and out:
+            tap.datagrams_out(out)
         return out
 
     def next_event(self) -> ev.Event | None:
-        return self.events.popleft() if self.events else None
+        if not self.events:
+            return None
+        e = self.events.popleft()
+        tap = self.tap
+        if tap is not None:
+            tap.event(e)
+        return e
 
     def get_timer(self) -> int | None:
         t = self.housekeeper.next_deadline()
@@ -228,6 +246,9 @@ class Node:
 
     def handle_timer(self, now: int) -> None:
         self.now = now
+        tap = self.tap
+        if tap is not None:
+            tap.timer()
         try:
             self.controller_link.flush_controller(now)
             tick = self.whois.next_tick
@@ -453,7 +474,7 @@ class Node:
         ``now`` (default: the latest input's time)."""
         at = self.now if now is None else now
         self.switch.emit_datagrams(route.local, route.remote, datagrams, packets, at)
-        self.counters.ciphers_out[route.cipher.name] += packets
+        self.counters.ciphers_out[CIPHER_NAMES[route.cipher]] += packets
         if self.bonds.bonds:
             self.bonds.record_routed(route, datagrams, at)
 

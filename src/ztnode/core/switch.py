@@ -42,6 +42,7 @@ from ztnode.core.timing import (
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import (
+    CIPHER_NAMES,
     FLAG_FRAGMENTED,
     IDX_PAYLOAD,
     PROTO_VERSION,
@@ -524,7 +525,7 @@ class Switch:
         else:
             suite = cipher if cipher is not None else self.cipher_for(peer)
             pk.armor(buf, peer.key, suite)
-            self.rt.counters.ciphers_out[suite.name] += 1
+            self.rt.counters.ciphers_out[CIPHER_NAMES[suite]] += 1
         pid = int.from_bytes(buf[0:8], "big")
         if expect:
             self.rt.expected.expect(pid)

@@ -45,6 +45,8 @@ class IdentityValidator:
 
     def identities_to_validate(self) -> list[Identity]:
         """Identities waiting for validation (only with ``defer_identity_validation``)."""
+        if not self._to_validate:  # asked after every pump
+            return []
         out = list(self._to_validate)
         self._to_validate.clear()
         return out

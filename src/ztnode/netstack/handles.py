@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 from collections import deque
-from dataclasses import dataclass
 from ipaddress import (
     IPv6Address,
 )
@@ -23,32 +22,76 @@ if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
 
 
-@dataclass(frozen=True, slots=True)
+# The socket events are plain classes, not dataclasses: one is made per delivery, and a
+# dataclass's ``__init__`` stays generated Python in the compiled build. Never changed once made;
+# equal when they name the same socket and event.
+
+
 class TcpSocketEvent:
     """Something happened on one TCP connection (see :mod:`ztnode.netstack.tcp` events)."""
 
-    sock: TcpSocket
-    event: tcb.TcpEvent
+    __slots__ = ("event", "sock")
+
+    def __init__(self, sock: TcpSocket, event: tcb.TcpEvent) -> None:
+        self.sock = sock
+        self.event = event
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TcpSocketEvent):
+            return NotImplemented
+        return self.sock is other.sock and self.event == other.event
+
+    def __hash__(self) -> int:
+        return hash((id(self.sock), self.event))
+
+    def __repr__(self) -> str:
+        return f"TcpSocketEvent(sock={self.sock!r}, event={self.event!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class AcceptReady:
     """A listener's accept queue went from empty to non-empty."""
 
-    listener: TcpListener
+    __slots__ = ("listener",)
+
+    def __init__(self, listener: TcpListener) -> None:
+        self.listener = listener
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AcceptReady):
+            return NotImplemented
+        return self.listener is other.listener
+
+    def __hash__(self) -> int:
+        return id(self.listener)
+
+    def __repr__(self) -> str:
+        return f"AcceptReady(listener={self.listener!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class UdpReadable:
     """A UDP socket's queue went from empty to non-empty, or an ICMP error is pending."""
 
-    sock: UdpSocket
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: UdpSocket) -> None:
+        self.sock = sock
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UdpReadable):
+            return NotImplemented
+        return self.sock is other.sock
+
+    def __hash__(self) -> int:
+        return id(self.sock)
+
+    def __repr__(self) -> str:
+        return f"UdpReadable(sock={self.sock!r})"
 
 
 class PingReply:
-    """An ICMP or ICMPv6 echo reply addressed to us. A plain class, not a dataclass like its
-    siblings: a compiled dataclass needs the types of its fields when its module loads, and
-    :class:`IpStack`'s module imports this one (see ztnode._compiled)."""
+    """An ICMP or ICMPv6 echo reply addressed to us. A plain class like its siblings, and for
+    one more reason: a compiled dataclass needs the types of its fields when its module loads,
+    and :class:`IpStack`'s module imports this one (see ztnode._compiled)."""
 
     __slots__ = ("data", "identifier", "sequence", "source", "stack")
 

@@ -12,7 +12,8 @@ service drive it exactly as they drive a bare node:
   node, so ZeroTier's multicast LIKEs follow the stack's addresses;
 * ``next_event()`` yields the node's events and the stacks' socket events in one stream.
 
-Raw Ethernet access: ``frame_taps[nwid]`` callables see every frame of a network before its stack.
+Raw Ethernet access: ``frame_taps[nwid]`` callables see every frame of a network before its stack;
+``sent_taps[nwid]`` callables see every frame the network's stack sends (a capture's other half).
 What a network's config may put into its stack is gated by its :class:`ManagedPolicy`
 (``set_policy``; ZeroTierOne's allowManaged/allowGlobal/allowDefault local settings).
 """
@@ -47,10 +48,13 @@ from ztnode.wire.mac import mac_from_address
 
 log = logging.getLogger("ztnode.host")
 
-__all__ = ["FrameTap", "Host", "HostEvent", "ManagedPolicy"]
+__all__ = ["FrameTap", "Host", "HostEvent", "ManagedPolicy", "SentFrameTap"]
 
 HostEvent = ev.Event | StackEvent
 FrameTap = Callable[[ev.FrameReceived], None]
+#: ``(dest_mac, ethertype, payload)``: one Ethernet frame a stack sends, as it would be on the
+#: wire (a large TCP segment the C path cuts is shown as the pieces it is cut into).
+SentFrameTap = Callable[[int, int, bytes], None]
 
 _NEVER_ROUTED = (IpScope.NONE, IpScope.MULTICAST, IpScope.LOOPBACK, IpScope.LINK_LOCAL)
 
@@ -101,6 +105,7 @@ class Host:
         self._groups_version: dict[int, int] = {}
         self._events: deque[HostEvent] = deque()
         self.frame_taps: dict[int, list[FrameTap]] = {}
+        self.sent_taps: dict[int, list[SentFrameTap]] = {}
         self.policies: dict[int, ManagedPolicy] = {}
         #: Ethernet segments bridged onto networks through this node (one port per network).
         self.bridge_ports: dict[int, BridgePort] = {}
@@ -205,7 +210,10 @@ class Host:
         for nwid, stack in self.stacks.items():
             frames = stack.frames_to_send(now)
             port = self.bridge_ports.get(nwid)
+            sent = self.sent_taps.get(nwid)
             for dst_mac, ethertype, payload in frames:
+                if sent:
+                    self._tell_sent(sent, dst_mac, ethertype, payload)
                 if port is not None and self._to_segment(port, dst_mac, ethertype, payload, now):
                     continue
                 if isinstance(payload, TcpBurst):
@@ -302,6 +310,15 @@ class Host:
             return False
         node.send_routed(route, datagrams, 1, now)
         return True
+
+    @staticmethod
+    def _tell_sent(
+        taps: list[SentFrameTap], dst_mac: int, ethertype: int, payload: bytes | TcpBurst
+    ) -> None:
+        pieces = payload.packets() if isinstance(payload, TcpBurst) else (payload,)
+        for one in pieces:
+            for tap in taps:
+                tap(dst_mac, ethertype, one)
 
     @staticmethod
     def _to_segment(

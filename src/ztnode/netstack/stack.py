@@ -357,15 +357,22 @@ class IpStack:
             tw = self.tcp.time_wait_deadline()
             if tw is not None and (best is None or tw < best):
                 best = tw
-        for d in (
-            self.arp.next_deadline(),
-            self.ndp.next_deadline(),
-            self.reporter.next_deadline(),
-            self.reasm4.engine.next_deadline(),
-            self.reasm6.engine.next_deadline(),
-        ):
-            if d is not None and (best is None or d < best):
-                best = d
+        # One by one, not a loop over a tuple of them: asked on every pump.
+        d = self.arp.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.ndp.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.reporter.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.reasm4.engine.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.reasm6.engine.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
         return best
 
     def handle_timer(self, now: int) -> None:

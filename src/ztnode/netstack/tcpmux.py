@@ -4,7 +4,6 @@ IP packets (or offload bursts), and RFC 6528 initial sequence numbers."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import heapq
@@ -74,8 +73,7 @@ class TcpMux:
     def config_for(self, remote: IPAddr) -> tcb.TcpConfig:
         """A new connection's own config (hand it over with ``private_config``: one copy)."""
         rt = self.rt
-        return dataclasses.replace(
-            rt.config.tcp,
+        return rt.config.tcp.derive(
             mtu=rt.pmtu.peek(remote, rt.mtu),  # a path MTU learned, if smaller
             ipv6=isinstance(remote, IPv6Address),
             gso_segments=rt.config.gso_segments if rt.segmentation_offload else 1,

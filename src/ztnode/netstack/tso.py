@@ -5,7 +5,6 @@ in ``accel/csrc/tx_tcp.c`` is checked against, and the fallback where it is not 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
@@ -13,7 +12,6 @@ from ztnode.netstack.ipproto import PROTO_TCP
 from ztnode.netstack.tcpwire import encode_options
 
 
-@dataclass(frozen=True, slots=True)
 class TcpBurst:
     """One outgoing TCP segment longer than a packet, for the layer below to cut into pieces
     of ``seg_size`` payload bytes (segmentation offload, Linux's GSO).
@@ -23,13 +21,28 @@ class TcpBurst:
     sequence number ``seq + i * seg_size``, has IPv4 ident ``ip_id + i`` and the flags of the
     header, except that only the last piece keeps PSH and FIN (``flags_last``).
     :meth:`packets` is the reference cut, used wherever the C one is not.
+
+    Never changed once made. A plain class, not a dataclass: one is made per segment sent,
+    and a dataclass's ``__init__`` stays generated Python in the compiled build.
     """
 
-    header: bytes
-    ip_id: int
-    payload: bytes
-    seg_size: int
-    flags_last: int
+    __slots__ = ("flags_last", "header", "ip_id", "payload", "seg_size")
+
+    def __init__(
+        self, header: bytes, ip_id: int, payload: bytes, seg_size: int, flags_last: int
+    ) -> None:
+        self.header = header
+        self.ip_id = ip_id
+        self.payload = payload
+        self.seg_size = seg_size
+        self.flags_last = flags_last
+
+    def __repr__(self) -> str:
+        return (
+            f"TcpBurst({len(self.header)}-byte header, ip_id={self.ip_id}, "
+            f"{len(self.payload)} bytes in pieces of {self.seg_size}, "
+            f"flags_last={self.flags_last:#x})"
+        )
 
     def count(self) -> int:
         """How many pieces the cut makes (one, the header alone, when there is no payload)."""

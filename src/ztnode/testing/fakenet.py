@@ -95,6 +95,17 @@ class FakeNetwork:
     def detach_address(self, address: Addr) -> None:
         self.owners.pop(address, None)
 
+    def detach(self, participant: SansIO) -> list[Addr]:
+        """Take a participant off the network (its addresses, its turns, its uncollected
+        events); returns the addresses it had, so something else can take its place."""
+        had = [a for a, p in self.owners.items() if p is participant]
+        for a in had:
+            del self.owners[a]
+        if participant in self.participants:
+            self.participants.remove(participant)
+            self.events.pop(id(participant), None)
+        return had
+
     def set_profile(self, a: Addr, b: Addr, profile: LinkProfile) -> None:
         """Impair the link between two addresses in both directions."""
         self.profiles[(a, b)] = profile

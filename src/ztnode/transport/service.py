@@ -59,6 +59,7 @@ from ztnode.transport.localconf import (
 )
 from ztnode.transport.portmap import VETO_ENV, PortMapping, PortMapSettings, vetoed
 from ztnode.transport.portmapper import PortMapper
+from ztnode.transport.randompool import RandomPool
 from ztnode.transport.state import HomeDir, NetworkSettings
 from ztnode.transport.tcprelay import TcpRelayClient, TcpRelaySettings
 from ztnode.transport.tcprelayserver import TcpRelayServer
@@ -200,6 +201,9 @@ class ServiceConfig:
     None reads local.conf's ``settings.tcpRelayListen`` (absent: off)."""
 
 
+_monotonic: Final = time.monotonic
+
+
 class Clock:
     """Milliseconds that never go backwards but start near wall-clock time.
 
@@ -211,7 +215,7 @@ class Clock:
         self._offset = int(time.time() * 1000) - int(time.monotonic() * 1000)
 
     def now(self) -> int:
-        return int(time.monotonic() * 1000) + self._offset
+        return int(_monotonic() * 1000) + self._offset  # asked several times per pump
 
 
 SECONDARY_PORT_COMA: Final = 120_000  # offline this long: a new secondary port
@@ -454,7 +458,7 @@ class NodeService:
             identity,
             planet,
             now=self.clock.now(),
-            random_bytes=os.urandom,
+            random_bytes=RandomPool(),
             local_addresses=list(self.endpoints),
             moons=moons,
             config=node_config,

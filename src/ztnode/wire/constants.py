@@ -71,6 +71,11 @@ class Cipher(IntEnum):
     AES_GMAC_SIV = 3
 
 
+#: A suite's name by number, for per-packet counters: an enum member's ``.name`` is a Python
+#: property call each time, even from compiled code.
+CIPHER_NAMES: Final[dict[int, str]] = {c.value: c.name for c in Cipher}
+
+
 class Verb(IntEnum):
     """VL1 verbs, the low five bits of the verb byte (Packet.hpp:536-1054)."""
 
