@@ -80,6 +80,7 @@ MODULES: tuple[str, ...] = (
     "netstack/tcp_sender.py",
     "netstack/tcp_seq.py",
     "netstack/tcp_timers.py",
+    "netstack/tcp_timewait.py",
     "netstack/tcpmux.py",
     "netstack/tso.py",
     "netstack/udpmux.py",
