@@ -104,6 +104,13 @@ __all__ = [
 ]
 
 
+def _earlier(best: int | None, deadline: int | None) -> int | None:
+    """The earlier of two deadlines, either of which may be None (none)."""
+    if deadline is not None and (best is None or deadline < best):
+        return deadline
+    return best
+
+
 class IpStack:
     """See the module docstring. ``mac`` is our MAC on the network, ``network_id`` lets the
     stack map ZeroTier-derived IPv6 addresses (rfc4193, 6plane) to MACs without NDP.
@@ -354,26 +361,13 @@ class IpStack:
             heapq.heappop(heap)
         best = heap[0][0] if heap else None
         if self._time_wait_order:  # empty on most pumps: no call then
-            tw = self.tcp.time_wait_deadline()
-            if tw is not None and (best is None or tw < best):
-                best = tw
+            best = _earlier(best, self.tcp.time_wait_deadline())
         # One by one, not a loop over a tuple of them: asked on every pump.
-        d = self.arp.next_deadline()
-        if d is not None and (best is None or d < best):
-            best = d
-        d = self.ndp.next_deadline()
-        if d is not None and (best is None or d < best):
-            best = d
-        d = self.reporter.next_deadline()
-        if d is not None and (best is None or d < best):
-            best = d
-        d = self.reasm4.engine.next_deadline()
-        if d is not None and (best is None or d < best):
-            best = d
-        d = self.reasm6.engine.next_deadline()
-        if d is not None and (best is None or d < best):
-            best = d
-        return best
+        best = _earlier(best, self.arp.next_deadline())
+        best = _earlier(best, self.ndp.next_deadline())
+        best = _earlier(best, self.reporter.next_deadline())
+        best = _earlier(best, self.reasm4.engine.next_deadline())
+        return _earlier(best, self.reasm6.engine.next_deadline())
 
     def handle_timer(self, now: int) -> None:
         heap = self._timers
