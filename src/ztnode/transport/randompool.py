@@ -50,11 +50,6 @@ class RandomPool:
         self._at = n
         return self._page[:n]
 
-    def forget(self) -> None:
-        """Drop what is left of the page (it is never handed out)."""
-        self._page = b""
-        self._at = 0
-
 
 def _after_fork_in_child() -> None:
     _generation[0] += 1
