@@ -1,5 +1,5 @@
-"""Connect times one by one, in the namespace bench's world: ztnode (stock loop and uvloop)
-beside libzt, back to back and with ztnode idle for a while after each close.
+"""Connect times one by one, in the namespace bench's world: ztnode (stock loop, uvloop and
+busy-polling) beside libzt, back to back and with ztnode idle for a while after each close.
 
     python -m bench.connect_tail [--connects 200] [--rounds 3] [--pause-ms 5]   (root, libzt)
 
@@ -58,6 +58,7 @@ def main() -> None:
         for name, col in (
             ("ztnode", res.ztnode),
             ("ztnode (uvloop)", res.ztnode_uv),
+            ("ztnode (busy poll)", res.ztnode_bp),
             ("libzt", res.libzt),
         ):
             if col.missing:

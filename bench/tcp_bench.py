@@ -28,6 +28,10 @@ listed too), in rows of::
   pair of its own beside the asyncio pair, measured in the same rounds) for the round trips, where
   the loop's own cost shows: echo, connect, UDP echo; ``uvloop/asyncio`` is its figure over the
   stock loop's (below 1: uvloop is faster). Bulk and request rates run on asyncio only.
+- **ztnode (busy poll)**: a third ztnode pair on asyncio's loop, each process polling for
+  ``bench.tcp_netns.BUSY_POLL_US`` after traffic before it sleeps (``--busy-poll``, off by
+  default: it spends CPU time while traffic flows for latency); echo, connect, UDP echo and the
+  request rates, namespace only. ``busy/libzt`` is its figure over libzt's (ordinary priority).
 - **ratios**: ztnode's figure divided by the other's, so above 1 is better for ztnode in MB/s
   and req/s rows and worse in ms rows.
 
@@ -231,11 +235,14 @@ def _row(
     floor: float | None,
     digits: int,
     uv: Column | str = "",
+    bp: Column | str = "",
 ) -> dict[str, Any]:
     (zc, z), (lc, lv), (rc, rv) = (_cell(c, kind, size, digits) for c in cols)
     uc, u = _cell(uv, kind, size, digits)
+    bc, b = _cell(bp, kind, size, digits)
     runs = []
-    for name, c in zip(("ztnode", "libzt", "libzt rt", "ztnode uvloop"), (*cols, uv), strict=True):
+    names = ("ztnode", "libzt", "libzt rt", "ztnode uvloop", "ztnode busy poll")
+    for name, c in zip(names, (*cols, uv, bp), strict=True):
         if isinstance(c, Column) and (figs := _figures(c, kind, size)):
             runs.append(f"{name} " + " ".join(f"{f:.{digits}f}" for f in figs))
     return {
@@ -244,6 +251,8 @@ def _row(
         "ztnode": zc,
         "ztnode (uvloop)": uc,
         "uvloop/asyncio": _ratio(u, z),
+        "ztnode (busy poll)": bc,
+        "busy/libzt": _ratio(b, lv),
         "libzt (ordinary)": lc,
         "libzt (real-time rx)": rc,
         "floor": _r(floor, digits),
@@ -262,6 +271,7 @@ def _rows_for(
     small_us: float | None,
     v6_libzt: Column | str,
     uv: Column | str = "",
+    bp: Column | str = "",
 ) -> list[dict[str, Any]]:
     bulk_floor = SEGMENT / floor_us if floor_us else None
     small_floor = 2 * small_us / 1000 if small_us else None
@@ -271,8 +281,9 @@ def _rows_for(
         _row(f"TCP bulk IPv4, {mb} MB (MB/s)", underlay, "bulk", size, cols, bulk_floor, 1),
         _row(f"TCP bulk IPv6, {mb} MB (MB/s)", underlay, "bulk6", size,
              (z, v6_libzt, v6_libzt), bulk_floor, 1),
-        _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3, uv),
-        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3, uv),
+        _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3,
+             uv, bp),
+        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3, uv, bp),
     ]  # fmt: skip
 
 
@@ -282,12 +293,14 @@ def _small_rows(
     cols: tuple[Column, Column | str, Column | str],
     small_us: float | None,
     uv: Column | str = "",
+    bp: Column | str = "",
 ) -> list[dict[str, Any]]:
     """UDP request/response and the request rate of a small RPC protocol (namespace only)."""
     small_floor = 2 * small_us / 1000 if small_us else None
     out = [
-        _row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3, uv)
-    ]
+        _row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3,
+             uv, bp)
+    ]  # fmt: skip
     for n in plan.rps_conns:
         # Requests per second, not ms: above 1 is better for ztnode in these ratios.
         out.append(
@@ -299,6 +312,8 @@ def _small_rows(
                 cols,
                 None,
                 0,
+                "",
+                bp,
             )
         )
     return out  # fmt: skip
@@ -331,9 +346,10 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
     floor_lo, small_lo = segment_floor_us(count), segment_floor_us(count, tcp_netns.SMALL_SEGMENT)
     log(f"loopback part and floors {time.monotonic() - t0 - ns.seconds:.1f} s")
     out = _rows_for(ns.underlay, plan.size, (ns.ztnode, ns.libzt, ns.libzt_rt),
-                    ns.floor_us, ns.floor_small_us, LIBZT_NO_V6, ns.ztnode_uv)  # fmt: skip
+                    ns.floor_us, ns.floor_small_us, LIBZT_NO_V6, ns.ztnode_uv,
+                    ns.ztnode_bp)  # fmt: skip
     out += _small_rows(ns.underlay, plan, (ns.ztnode, ns.libzt, ns.libzt_rt),
-                       ns.floor_small_us, ns.ztnode_uv)  # fmt: skip
+                       ns.floor_small_us, ns.ztnode_uv, ns.ztnode_bp)  # fmt: skip
     out += _rows_for("loopback", plan.size, (lo, LIBZT_NO_LOOPBACK, LIBZT_NO_LOOPBACK),
                      floor_lo, small_lo, LIBZT_NO_LOOPBACK, lo_uv)  # fmt: skip
     notes = [

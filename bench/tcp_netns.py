@@ -13,7 +13,10 @@ one veth and one /24 per node on a bridge, no route out). Inside it:
 
 A second ztnode pair runs on uvloop (``bench.tcp_peer --loop uvloop``, on the same interfaces
 and network) for the round trips, where the event loop's own cost shows: echo, connect and UDP
-echo, measured in the same rounds as the others; its column says why when uvloop is missing.
+echo, measured in the same rounds as the others; its column says why when uvloop is missing. A
+third pair busy-polls (``--busy-poll`` :data:`BUSY_POLL_US`, on asyncio's loop: after traffic
+each polls that long before it sleeps, :mod:`ztnode.transport.busypoll`), measured for the round
+trips and the request rates; its identities are made at the start (about a second each).
 
 Measured: bulk, echo round trip and connect; UDP echo round trips; and the request rate of a
 small RPC protocol over 1, 10 and 100 connections (libzt's ``echo_all`` server and ``rps``
@@ -74,6 +77,11 @@ LIBZT_NETWORK: dict[str, Any] = {
 }
 
 
+#: The busy-polling pair's poll (us): longer than the namespace's round trip, so that both sides
+#: stay awake through an exchange.
+BUSY_POLL_US = 200
+
+
 @dataclass
 class Plan:
     size: int  # bytes per bulk transfer (the same for every column)
@@ -114,6 +122,7 @@ class Result:
     libzt: Column
     libzt_rt: Column
     ztnode_uv: Column = field(default_factory=Column)  # the uvloop pair: echo, connect, UDP
+    ztnode_bp: Column = field(default_factory=Column)  # the busy-polling pair: the same, and rps
     underlay: str = ""
     floor_us: float | None = None  # one full segment's crypto + UDP, namespace underlay
     floor_small_us: float | None = None  # one small (1-byte payload) segment's
@@ -153,12 +162,15 @@ class ZtnodeProc:
     def __init__(
         self, ns: str, home: Path, planet: Path, bind: str, log: Path, loop: str = "asyncio"
     ) -> None:
+        """``loop``: ``asyncio``, ``uvloop`` or ``busy`` (asyncio's, busy-polling)."""
         env = {**os.environ}
         env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self._log: TextIO = open(log, "w")  # noqa: SIM115  (closed in close())
         cmd = [
             "ip", "netns", "exec", ns, sys.executable, "-m", "bench.tcp_peer",
-            "--home", str(home), "--planet", str(planet), "--bind", bind, "--loop", loop,
+            "--home", str(home), "--planet", str(planet), "--bind", bind,
+            *(("--loop", "asyncio", "--busy-poll", str(BUSY_POLL_US)) if loop == "busy"
+              else ("--loop", loop)),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -360,7 +372,7 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
     why_ns = why_no_namespace()
     if why_ns:
         res.ztnode.missing = res.libzt.missing = res.libzt_rt.missing = why_ns
-        res.ztnode_uv.missing = why_ns
+        res.ztnode_uv.missing = res.ztnode_bp.missing = why_ns
         return res
     if importlib.util.find_spec("uvloop") is None:
         res.ztnode_uv.missing = "uvloop not installed (pip install 'ztnode[uvloop]')"
@@ -372,16 +384,17 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
 
     ids = _identities()
     root_id, z_ids, l_ids, uv_ids = ids[0], ids[4:6], ids[2:4], ids[6:8]
+    bp_ids = [Identity.generate() for _ in range(2)]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="ztbench-") as tmp,
             NetNamespace(layout="bridge", count=5) as ns,
             controller_world(ns, Path(tmp), root_id, ns.addresses[0]) as world,
         ):
-            _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, uv_ids, log)
+            _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, uv_ids, bp_ids, log)
     except Exception as e:  # the namespace or the root itself failed
         why = f"namespace world failed: {type(e).__name__}: {e}"[:200]
-        for col in (res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv):
+        for col in (res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv, res.ztnode_bp):
             col.missing = col.missing or why
     res.seconds = time.monotonic() - t_start
     return res
@@ -396,6 +409,7 @@ def _run_in(
     z_ids: list[Identity],
     l_ids: list[Identity],
     uv_ids: list[Identity],
+    bp_ids: list[Identity],
     log: Callable[[str], None],
 ) -> None:
     from tests.interop.world import authorize, start_libzt_member
@@ -407,13 +421,14 @@ def _run_in(
     planet = tmp / "planet"  # written by controller_world
     z_nwid = str(api.call("POST", "/controller/network", ZTNODE_NETWORK)["id"])
     l_nwid = str(api.call("POST", "/controller/network", LIBZT_NETWORK)["id"])
-    for nwid, members in ((z_nwid, [*z_ids, *uv_ids]), (l_nwid, l_ids)):
+    for nwid, members in ((z_nwid, [*z_ids, *uv_ids, *bp_ids]), (l_nwid, l_ids)):
         for ident in members:
             authorize(api, nwid, ident)
     zt: list[ZtnodeProc] = []
     uv: list[ZtnodeProc] = []  # the uvloop pair, on the same interfaces as the first
+    bp: list[ZtnodeProc] = []  # the busy-polling pair, the same
     lz: list[Any] = []
-    with _started(zt), _started(uv), _started(lz):
+    with _started(zt), _started(uv), _started(bp), _started(lz):
         # Everyone starts at once: each member has its own /24, so the root's one new
         # identity per 2 s per /24 never holds anyone back.
         def start_pair(ids: list[Identity], loop: str, out: list[ZtnodeProc]) -> None:
@@ -426,6 +441,7 @@ def _run_in(
 
         start_pair(z_ids, "asyncio", zt)
         start_pair(uv_ids, "uvloop", uv)  # on the same interfaces as the first pair
+        start_pair(bp_ids, "busy", bp)
         if not res.libzt.missing:
             from tests.interop.peer import LibztPeer
 
@@ -466,6 +482,9 @@ def _run_in(
         if uv:
             _guard(res.ztnode_uv, "ztnode (uvloop) join", join_pair(uv, uv_ips))
             log(f"ztnode uvloop pair ready {time.monotonic() - t0:.1f} s after start")
+        bp_ips: list[dict[str, Any]] = []
+        _guard(res.ztnode_bp, "ztnode (busy poll) join", join_pair(bp, bp_ips))
+        log(f"ztnode busy-polling pair ready {time.monotonic() - t0:.1f} s after start")
         pair: _LibztPair | None = None
 
         def l_join() -> None:
@@ -488,7 +507,7 @@ def _run_in(
         except OSError as e:
             log(f"no floor on the namespace underlay: {e}")
 
-        _measure(plan, res, zt, z_ips, pair, log, uv, uv_ips)
+        _measure(plan, res, zt, z_ips, pair, log, uv, uv_ips, bp, bp_ips)
 
 
 def _measure(
@@ -500,8 +519,10 @@ def _measure(
     log: Callable[[str], None],
     uv: list[ZtnodeProc],
     uv_ips: list[dict[str, Any]],
+    bp: list[ZtnodeProc],
+    bp_ips: list[dict[str, Any]],
 ) -> None:
-    z, lz, lzr, zu = res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv
+    z, lz, lzr, zu, zb = res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv, res.ztnode_bp
     size = plan.size
     # The slowest credible transfer: libzt's ordinary-priority receiver at about 1 MB/s.
     bulk_timeout = 20 + size / 1e6
@@ -512,6 +533,10 @@ def _measure(
     uv_host = uv_ips[0]["ip4"] if uv_ips else ""
     if uv_client is None:
         zu.missing = zu.missing or "no uvloop pair"
+    bp_client = bp[1] if len(bp) > 1 else None
+    bp_host = bp_ips[0]["ip4"] if bp_ips else ""
+    if bp_client is None:
+        zb.missing = zb.missing or "no busy-polling pair"
 
     def z_bulk(h: str, out: list[float]) -> Callable[[], None]:
         def go() -> None:
@@ -543,11 +568,14 @@ def _measure(
         z_fn: Callable[[], None],
         l_for: Callable[[Column], Callable[[], None]],
         uv_fn: Callable[[], None] | None = None,
+        bp_fn: Callable[[], None] | None = None,
     ) -> None:
         """One measurement in every column, back to back (see the module docstring)."""
         _guard(z, f"ztnode {what}", z_fn)
         if uv_fn is not None:
             _guard(zu, f"ztnode {what} (uvloop)", uv_fn)
+        if bp_fn is not None:
+            _guard(zb, f"ztnode {what} (busy poll)", bp_fn)
         if pair is not None:
             _guard(lz, f"libzt {what}", with_priority(False, l_for(lz)))
             _guard(lzr, f"libzt {what} (rt)", with_priority(True, l_for(lzr)))
@@ -583,8 +611,10 @@ def _measure(
 
     z_rtt = z_rtt_on(client, host, z, plan.rtts)
     uv_rtt = z_rtt_on(uv_client, uv_host, zu, plan.rtts)
-    # The uvloop pair's first connection (paths, ARP), not on the clock.
+    bp_rtt = z_rtt_on(bp_client, bp_host, zb, plan.rtts)
+    # The other pairs' first connections (paths, ARP), not on the clock.
     _guard(zu, "ztnode (uvloop) warm-up", z_rtt_on(uv_client, uv_host, Column(), 200))
+    _guard(zb, "ztnode (busy poll) warm-up", z_rtt_on(bp_client, bp_host, Column(), 200))
 
     def l_rtt(col: Column) -> Callable[[], None]:
         def go() -> None:
@@ -594,7 +624,7 @@ def _measure(
         return go
 
     for _ in range(plan.rtt_rounds):
-        each("echo", z_rtt, l_rtt, uv_rtt)
+        each("echo", z_rtt, l_rtt, uv_rtt, bp_rtt)
     log("echo done")
 
     conn_timeout = 20 + plan.connects * 2.5
@@ -625,7 +655,13 @@ def _measure(
         return go
 
     for _ in range(plan.connect_rounds):
-        each("connect", z_conn_on(client, host, z), l_conn, z_conn_on(uv_client, uv_host, zu))
+        each(
+            "connect",
+            z_conn_on(client, host, z),
+            l_conn,
+            z_conn_on(uv_client, uv_host, zu),
+            z_conn_on(bp_client, bp_host, zb),
+        )
     log("connect done")
 
     udp_timeout = 20 + plan.udps * 0.05
@@ -650,17 +686,23 @@ def _measure(
         return go
 
     for _ in range(plan.udp_rounds):
-        each("UDP echo", z_udp_on(client, host, z), l_udp, z_udp_on(uv_client, uv_host, zu))
+        each(
+            "UDP echo",
+            z_udp_on(client, host, z),
+            l_udp,
+            z_udp_on(uv_client, uv_host, zu),
+            z_udp_on(bp_client, bp_host, zb),
+        )
     log("UDP echo done")
 
-    def z_rps(n: int) -> Callable[[], None]:
+    def z_rps_on(peer: ZtnodeProc | None, to: str, col: Column, n: int) -> Callable[[], None]:
         def go() -> None:
-            assert client is not None
-            r = client.call(
-                plan.rps_seconds + 60, op="rps", host=host, port=ECHO, connections=n,
+            assert peer is not None
+            r = peer.call(
+                plan.rps_seconds + 60, op="rps", host=to, port=ECHO, connections=n,
                 seconds=plan.rps_seconds, size=plan.rps_size,
             )  # fmt: skip
-            z.rps.setdefault(n, []).append(r["requests"] / r["elapsed"])
+            col.rps.setdefault(n, []).append(r["requests"] / r["elapsed"])
 
         return go
 
@@ -674,7 +716,13 @@ def _measure(
 
     for _ in range(plan.rps_rounds):
         for n in plan.rps_conns:
-            each(f"rps {n}", z_rps(n), lambda col, n=n: l_rps(col, n))
+            each(
+                f"rps {n}",
+                z_rps_on(client, host, z, n),
+                lambda col, n=n: l_rps(col, n),
+                None,
+                z_rps_on(bp_client, bp_host, zb, n),
+            )
     log("request rates done")
 
 
@@ -693,7 +741,7 @@ def summary(res: Result, size: int) -> dict[str, Any]:
         "floor_us": res.floor_us,
         "floor_small_us": res.floor_small_us,
     }
-    for name in ("ztnode", "ztnode_uv", "libzt", "libzt_rt"):
+    for name in ("ztnode", "ztnode_uv", "ztnode_bp", "libzt", "libzt_rt"):
         c: Column = getattr(res, name)
         out[name] = {
             "missing": c.missing,

@@ -1,7 +1,8 @@
 """One ztnode member in its own process, driven by JSON lines on stdin (one reply line each).
 
 The TCP benchmark runs two of these, as the libzt side runs two libzt processes, so each
-node has a core of its own; ``--loop uvloop`` runs one on uvloop (default: asyncio's loop).
+node has a core of its own; ``--loop uvloop`` runs one on uvloop (default: asyncio's loop),
+``--busy-poll US`` busy-polls on asyncio's loop (:mod:`ztnode.transport.busypoll`).
 Requests::
 
     {"op": "join", "nwid": "<hex>"}                     -> {"ip4": ..., "ip6": ...}
@@ -271,5 +272,6 @@ if __name__ == "__main__":
     ap.add_argument("--bind", default="127.0.0.1")
     # The stock loop unless asked: the benchmark names the loop of each column itself.
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    ap.add_argument("--busy-poll", type=int, default=0, metavar="US")
     cli = ap.parse_args()
-    eventloop.run(main(cli), eventloop.choose(cli.loop))
+    eventloop.run(main(cli), eventloop.choose(cli.loop, busy_poll=cli.busy_poll))

@@ -25,7 +25,7 @@ from typing import Any
 
 from ztnode._version import __version__
 from ztnode.cli.common import EXIT_OK, _fail
-from ztnode.cli.run import add_loop_option
+from ztnode.cli.run import add_loop_option, loop_choice
 from ztnode.transport import eventloop
 
 EXIT_FAILED = 1
@@ -110,7 +110,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ztnode.transport import fastpath
 
     try:
-        choice = eventloop.choose(args.loop)
+        choice = loop_choice(args)
     except eventloop.LoopChoiceError as e:
         return _fail(str(e))
     fp = fastpath.report()

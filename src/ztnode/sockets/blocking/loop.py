@@ -11,18 +11,21 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ztnode.sockets.blocking.common import T, _oserror
+from ztnode.transport.eventloop import new_loop
 
 
 class LoopThread:
     """An asyncio loop in a daemon thread, and the ways other threads hand it work.
 
     Work handed over after the loop stopped fails with ENETDOWN instead of waiting forever:
-    futures still pending when the loop closes are failed from here.
+    futures still pending when the loop closes are failed from here. ``busy_poll_us`` > 0
+    makes the loop poll that long after traffic before it sleeps
+    (:mod:`ztnode.transport.busypoll`).
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, busy_poll_us: int = 0) -> None:
         self.name = name
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop(busy_poll_us)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
