@@ -34,6 +34,11 @@ class _Script(selectors.BaseSelector):
     def __init__(self, answers: list[bool]) -> None:
         self.answers = list(answers)
         self.timeouts: list[float | None] = []
+        self.yields = 0
+
+    def yielded(self) -> None:
+        """The selector's ``yield_cpu``: counted."""
+        self.yields += 1
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         self.timeouts.append(timeout)
@@ -62,7 +67,7 @@ class _Clock:
 
 def _selector(spin_us: int, answers: list[bool]) -> tuple[BusyPollSelector, _Script]:
     inner = _Script(answers)
-    return BusyPollSelector(spin_us, inner, _Clock()), inner
+    return BusyPollSelector(spin_us, inner, _Clock(), inner.yielded), inner
 
 
 def test_a_cold_loop_waits_without_polling() -> None:
@@ -79,6 +84,7 @@ def test_after_events_the_next_wait_polls_until_something_comes() -> None:
     assert inner.timeouts == [None, 0, 0, 0]
     assert (sel.spins, sel.caught) == (1, 1)
     assert sel.spun == pytest.approx(30e-6)  # three clock readings after the start
+    assert inner.yields == 2  # the core offered to others after each empty poll
 
 
 def test_a_poll_that_finds_nothing_ends_the_warm_spell_and_then_waits() -> None:
@@ -88,6 +94,7 @@ def test_a_poll_that_finds_nothing_ends_the_warm_spell_and_then_waits() -> None:
     assert sel.select(None) == []
     assert inner.timeouts == [None, 0, 0, 0, 0, 0, 0, None]
     assert (sel.spins, sel.caught) == (1, 0)
+    assert inner.yields == 5  # not after the last poll: the wait follows at once
     assert sel.select(1.0) == []  # cold again: no polling
     assert inner.timeouts[-1] == 1.0 and sel.spins == 1
 

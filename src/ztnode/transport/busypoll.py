@@ -18,6 +18,10 @@ The rule, and what it costs:
   request/response exchange keeps its core busy for as long as it lasts. That is the price,
   which is why it is off unless asked for (``--busy-poll US``, ``ZTNODE_BUSY_POLL``, or a loop
   from :func:`ztnode.transport.eventloop.new_loop`).
+- Between polls the process yields its core (``sched_yield``): on a machine with fewer free
+  cores than busy processes, the process a packet just woke (often the other end of the
+  exchange) runs at once instead of after the poll. Polling pays fully only where each busy
+  process has a core to itself.
 - Timers stay on time: the poll never runs past the ``select``'s timeout, and a timeout that
   runs out while polling returns as the blocking call would have, with nothing ready.
 
@@ -27,12 +31,20 @@ choosing busy polling chooses the stock loop (:mod:`ztnode.transport.eventloop`)
 
 from __future__ import annotations
 
+import os
 import selectors
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 __all__ = ["MAX_SPIN_US", "BusyPollSelector", "check_spin_us"]
+
+
+def _no_yield() -> None:
+    """Where the system has no ``sched_yield``: poll without yielding."""
+
+
+_sched_yield: Callable[[], None] = getattr(os, "sched_yield", _no_yield)
 
 #: The longest poll accepted: beyond a few milliseconds a process is better off asleep (Linux
 #: suggests 50 us for ``busy_read``; exchanges across a LAN take a few hundred).
@@ -53,7 +65,8 @@ class BusyPollSelector(selectors.BaseSelector):
     """A selector that polls ``inner`` for up to ``spin_us`` before a blocking wait, right after
     a wait that returned events (see the module docstring). Registration is ``inner``'s.
 
-    ``clock`` (seconds, monotonic) is injected for tests. The counters say what polling bought:
+    ``clock`` (seconds, monotonic) and ``yield_cpu`` (between empty polls; default
+    ``os.sched_yield``) are injected for tests. The counters say what polling bought:
     ``spins`` polls begun, ``caught`` of them ending with events, ``spun`` seconds spent polling
     in all."""
 
@@ -62,6 +75,7 @@ class BusyPollSelector(selectors.BaseSelector):
         spin_us: int,
         inner: selectors.BaseSelector | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        yield_cpu: Callable[[], None] | None = None,
     ) -> None:
         check_spin_us(spin_us, "busy poll")
         if spin_us == 0:
@@ -69,6 +83,7 @@ class BusyPollSelector(selectors.BaseSelector):
         self._inner = inner if inner is not None else selectors.DefaultSelector()
         self._spin = spin_us / 1e6
         self._clock = clock
+        self._yield = yield_cpu if yield_cpu is not None else _sched_yield
         self._warm = False
         self.spin_us = spin_us
         self.spins = 0
@@ -101,6 +116,7 @@ class BusyPollSelector(selectors.BaseSelector):
         inner = self._inner
         if self._warm and (timeout is None or timeout > 0):
             clock = self._clock
+            yield_cpu = self._yield
             start = clock()
             budget = self._spin if timeout is None or timeout > self._spin else timeout
             end = start + budget
@@ -114,6 +130,7 @@ class BusyPollSelector(selectors.BaseSelector):
                     return ready
                 if now >= end:
                     break
+                yield_cpu()  # a process waiting for this core (the other end, often) runs now
             self.spun += now - start
             self._warm = False  # nothing came: sleep from here on until traffic does
             if timeout is not None:
