@@ -515,3 +515,66 @@ def test_the_handshake_fast_path_changes_nothing_but_speed(v6: bool) -> None:
         return w.log
 
     assert scenario(False) == scenario(True)
+
+
+def _client_closes_first(w: Wire, c: TcpSocket, s: TcpSocket) -> None:
+    c.close(w.now)
+    w.run(10)
+    s.close(w.now)
+    w.run(10)
+    assert c.key in w.a._time_wait and c.state is TcpState.CLOSED
+
+
+def test_outgoing_ports_are_per_4_tuple_and_time_wait_is_taken_over_after_a_second() -> None:
+    """Linux's port choice for a connect: a local port serves connections to different
+    destinations at once, a ``bind()`` keeps its port out of the draw, and when every port is
+    spoken for by live connections, a 4-tuple of our own in TIME-WAIT is taken over once a
+    second has passed since its wait began (timestamps on; ``tcp_tw_reuse=1``), its ISN past
+    the old window."""
+    w = Wire()
+    w.a.config.ephemeral_ports = (40000, 40002)
+    held = w.a.reserve_tcp_port(None, 40002)  # a bound socket's port is never drawn
+    lst80 = w.b.tcp_listen(None, 80)
+    w.b.tcp_listen(None, 81)
+    to80 = [w.a.tcp_connect("10.9.0.2", 80, w.now) for _ in range(2)]
+    w.run()
+    with pytest.raises(OSError) as full:
+        w.a.tcp_connect("10.9.0.2", 80, w.now)
+    assert full.value.errno == errno.EADDRNOTAVAIL and "10.9.0.2 port 80" in str(full.value)
+    to81 = [w.a.tcp_connect("10.9.0.2", 81, w.now) for _ in range(2)]
+    w.run()
+    assert all(c.state is TcpState.ESTABLISHED for c in to80 + to81)
+    assert {c.local[1] for c in to80} == {c.local[1] for c in to81} == {40000, 40001}
+    accepted = [lst80.accept() for _ in to80]
+    servers = {s.remote[1]: s for s in accepted if s is not None}
+    for c in to80:
+        _client_closes_first(w, c, servers[c.local[1]])
+    with pytest.raises(OSError, match="no local port free"):
+        w.a.tcp_connect("10.9.0.2", 80, w.now)  # the waits began less than a second ago
+    w.run(1000)
+    old = {c.local[1]: w.a._time_wait[c.key] for c in to80}
+    again = w.a.tcp_connect("10.9.0.2", 80, w.now)
+    tw = old[again.local[1]]
+    assert again.key not in w.a._time_wait and w.a.counters["tcp_time_wait_reused"] == 1
+    assert again.conn.snd.iss == (tw.snd_nxt + 65537) & 0xFFFFFFFF
+    w.run()
+    fresh = lst80.accept()
+    assert again.state is TcpState.ESTABLISHED and fresh is not None
+    again.send(b"ping")
+    fresh.send(b"pong")
+    w.run(10)
+    assert fresh.recv() == b"ping" and again.recv() == b"pong"
+    # Without timestamps, or with the switch off, nothing is taken over.
+    other = next(t for t in old.values() if t.key in w.a._time_wait)
+    other.ts_enabled = False
+    w.run(1000)
+    with pytest.raises(OSError, match="no local port free"):
+        w.a.tcp_connect("10.9.0.2", 80, w.now)
+    other.ts_enabled = True
+    w.a.config.reuse_time_wait = False
+    with pytest.raises(OSError, match="no local port free"):
+        w.a.tcp_connect("10.9.0.2", 80, w.now)
+    w.a.config.reuse_time_wait = True
+    assert w.a.tcp_connect("10.9.0.2", 80, w.now).local[1] == other.key[1]
+    w.a.release_tcp_port(held)
+    assert w.a.tcp_connect("10.9.0.2", 80, w.now).local[1] == 40002  # free again

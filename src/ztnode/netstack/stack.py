@@ -75,8 +75,6 @@ from ztnode.netstack.multicast import (
 from ztnode.netstack.pmtu import PathMtu
 from ztnode.netstack.stackconfig import (
     ALL_NODES_MAC,
-    EPHEMERAL_HIGH,
-    EPHEMERAL_LOW,
     LOOPBACK_ROUNDS,
     IPAddr,
     StackConfig,
@@ -109,6 +107,11 @@ def _earlier(best: int | None, deadline: int | None) -> int | None:
     if deadline is not None and (best is None or deadline < best):
         return deadline
     return best
+
+
+def _fixed_isn(value: int) -> Callable[[], int]:
+    """The ISN source of a connection that takes over a TIME-WAIT 4-tuple: one set value."""
+    return lambda: value
 
 
 class IpStack:
@@ -172,6 +175,9 @@ class IpStack:
         #: node's own mDNS responder and a program's mDNS socket both hear 5353).
         self._udp_shared: dict[tuple[bool, bytes, int], list[UdpSocket]] = {}
         self._ports: dict[int, dict[int, int]] = {PROTO_TCP: {}, PROTO_UDP: {}}
+        #: TCP ports held by ``bind()`` before ``listen()``/``connect()`` (reference counts):
+        #: never handed out as ephemeral ports, as a bound socket's port is not on Linux.
+        self._reserved_tcp: dict[int, int] = {}
         self._dirty: set[TcpSocket] = set()
         self._timers: list[tuple[int, int, TcpSocket]] = []
         self._timer_seq = itertools.count()
@@ -433,17 +439,17 @@ class IpStack:
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
         if dst.is_multicast or (isinstance(dst, IPv4Address) and self.input.is_broadcast_v4(dst)):
             raise OSError(errno.ENETUNREACH, f"{dst} is not a unicast address")
+        isn: int | None = None
         if local_port == 0:
-            local_port = self._ephemeral(PROTO_TCP, src, dst, port)
+            local_port, isn = self._tcp_ephemeral(src, dst, port, now)
         else:
             self._claim_port(PROTO_TCP, local_port, exclusive=False)
         key = (src.packed, local_port, dst.packed, port)
         if key in self._tcp or key in self._time_wait:
             self._release_port(PROTO_TCP, local_port)
             raise OSError(errno.EADDRINUSE, "that 4-tuple is in use")
-        conn = tcb.TcpConnection(
-            self.tcp.config_for(dst), isn=self.tcp._isn_for(key, now), private_config=True
-        )
+        source = self.tcp._isn_for(key, now) if isn is None else _fixed_isn(isn)
+        conn = tcb.TcpConnection(self.tcp.config_for(dst), isn=source, private_config=True)
         s = TcpSocket(self, conn, (src, local_port), (dst, port), None)
         self._tcp[key] = s
         conn.connect(now)
@@ -465,9 +471,16 @@ class IpStack:
         """``bind()`` before ``listen()``/``connect()``: hold a TCP port (0 picks one) so that
         ``getsockname()`` can report it; give it back with :meth:`release_tcp_port`."""
         self._bind_ip(host, ipv6)
-        return self._claim_port(PROTO_TCP, port, exclusive=True, ipv6=ipv6)
+        port = self._claim_port(PROTO_TCP, port, exclusive=True, ipv6=ipv6)
+        self._reserved_tcp[port] = self._reserved_tcp.get(port, 0) + 1
+        return port
 
     def release_tcp_port(self, port: int) -> None:
+        n = self._reserved_tcp.get(port, 0)
+        if n <= 1:
+            self._reserved_tcp.pop(port, None)
+        else:
+            self._reserved_tcp[port] = n - 1
         self._release_port(PROTO_TCP, port)
 
     def udp_bind(
@@ -580,17 +593,14 @@ class IpStack:
         have separate port spaces here, as with IPV6_V6ONLY)."""
         used = self._ports[proto]
         if port == 0:
+            low, high = self.config.ephemeral_ports
             for _ in range(64):
-                cand = EPHEMERAL_LOW + int.from_bytes(self._random_bytes(2), "big") % (
-                    EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
-                )
+                cand = low + int.from_bytes(self._random_bytes(2), "big") % (high - low + 1)
                 if cand not in used:
                     port = cand
                     break
             else:
-                free = next(
-                    (p for p in range(EPHEMERAL_LOW, EPHEMERAL_HIGH + 1) if p not in used), None
-                )
+                free = next((p for p in range(low, high + 1) if p not in used), None)
                 if free is None:
                     raise OSError(errno.EADDRINUSE, "no free port")
                 port = free
@@ -613,10 +623,43 @@ class IpStack:
         else:
             used[port] = n - 1
 
-    def _ephemeral(self, proto: int, src: IPAddr, dst: IPAddr, dport: int) -> int:
-        for _ in range(256):
-            p = self._claim_port(proto, 0, exclusive=False)
-            if self._ports[proto][p] == 1 and not self._port_bound(proto, p):
-                return p
-            self._release_port(proto, p)
-        raise OSError(errno.EADDRNOTAVAIL, "no ephemeral port free")
+    def _tcp_ephemeral(
+        self, src: IPAddr, dst: IPAddr, dport: int, now: int
+    ) -> tuple[int, int | None]:
+        """A local port for a connect from ``src`` to ``dst``:``dport`` (referenced), and the
+        ISN the connection must start from when it takes over a TIME-WAIT 4-tuple (else None).
+
+        A port qualifies when no listener or ``bind()`` holds it and its 4-tuple is free, or
+        waits in TIME-WAIT and may be taken over (``StackConfig.reuse_time_wait``: timestamps
+        on, the wait a second old): as on Linux, the first port found that qualifies is taken,
+        and the same port serves connections to other destinations meanwhile. Random tries
+        first, then one pass over the range from a random start; EADDRNOTAVAIL when none."""
+        low, high = self.config.ephemeral_ports
+        span = high - low + 1
+        sp, dp = src.packed, dst.packed
+        tcp = self._tcp
+        waiting = self._time_wait
+        reserved = self._reserved_tcp
+        reuse = self.config.reuse_time_wait
+        start = int.from_bytes(self._random_bytes(2), "big")
+        for i in range(span + 16):
+            if i < 16:  # random tries: nearly always enough
+                p = low + int.from_bytes(self._random_bytes(2), "big") % span
+            else:
+                p = low + (start + i) % span
+            key = (sp, p, dp, dport)
+            if key in tcp or p in reserved or self._port_bound(PROTO_TCP, p):
+                continue
+            tw = waiting.get(key)
+            isn: int | None = None
+            if tw is not None:
+                if not (reuse and tw.ts_enabled and now - tw.began >= 1000):
+                    continue
+                isn = (tw.snd_nxt + 65537) & 0xFFFFFFFF  # past anything the old one sent
+                self.tcp.drop_time_wait(tw)
+                self._count("tcp_time_wait_reused")
+            self._claim_port(PROTO_TCP, p, exclusive=False)
+            return p, isn
+        raise OSError(
+            errno.EADDRNOTAVAIL, f"no local port free for a connection to {dst} port {dport}"
+        )

@@ -84,6 +84,17 @@ class StackConfig:
     #: that closes skips TIME-WAIT, counted as ``tcp_time_wait_overflow``. A record is a few
     #: hundred bytes; 1 000 connections closed per second keep 60 000 of them.
     max_time_wait: int = 131_072
+    #: The ports outgoing connections and port-0 binds take (Linux's ip_local_port_range;
+    #: IANA's dynamic range by default). A TCP port serves connections to different
+    #: destinations at once: what must be unique is the 4-tuple, as on Linux.
+    ephemeral_ports: tuple[int, int] = (EPHEMERAL_LOW, EPHEMERAL_HIGH)
+    #: An outgoing connect may take over a 4-tuple of its own that waits in TIME-WAIT when
+    #: that connection used timestamps and its wait began at least a second ago, as readily
+    #: as a free one (Linux's ``tcp_tw_reuse=1``, counted as ``tcp_time_wait_reused``; RFC
+    #: 6191's reasoning: the peer tells incarnations apart by timestamp, and the new ISN
+    #: starts past the old window). Without it a client that closes first opens at most
+    #: 16 384 / 60 s = 273 connections a second to one server port.
+    reuse_time_wait: bool = True
     #: Datagrams queued per UDP socket before new ones are dropped (counted).
     udp_queue_bytes: int = 256 * 1024
     #: ICMP errors we send per second at most (RFC 1812 4.3.2.8 asks for a limit).

@@ -86,6 +86,12 @@ class TimeWait:
         self.challenge_limit = conn.config.challenge_ack_limit
         self.challenges: SecondBudget | None = None  # made on the first challenge
 
+    @property
+    def began(self) -> int:
+        """When the wait began, or a retransmitted FIN last restarted it (ms): the time of the
+        last segment that mattered, which a takeover by a new connect must be a second past."""
+        return self.deadline - self.msl2
+
     @staticmethod
     def suits(conn: TcpConnection) -> bool:
         """Whether ``conn`` can become a record now: in TIME-WAIT with nothing owed (no ACK
