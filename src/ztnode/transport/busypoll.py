@@ -147,7 +147,8 @@ class BusyPollSelector(selectors.BaseSelector):
         return ready
 
     def stats(self) -> dict[str, float]:
-        """The counters, for benchmarks and ``ztnode doctor``-style reports."""
+        """The counters (``loop._selector.stats()`` on a loop from ``new_loop``): what polling
+        bought, for benchmarks and a program's own reports."""
         return {
             "spin_us": self.spin_us,
             "spins": self.spins,
