@@ -9,9 +9,11 @@ declared through cffi's ``cffi_modules`` hook and built by a ``build_ext`` that 
 or link failure into a warning instead of a failed install.
 
 ``ZTNODE_NO_ACCEL_BUILD=1`` skips the extension entirely (for testing the fallback install, or
-for platforms where even trying is unwanted). ``ZTNODE_REQUIRE_ACCEL_BUILD=1`` does the opposite:
-a failed extension fails the build, so a release wheel can never be a slow one by accident
-(cibuildwheel's configuration in pyproject.toml sets it).
+for platforms where even trying is unwanted); ``=compiled-only`` skips it without the warning,
+for ``_build.py --compiled``, which builds the source tree's accelerator apart.
+``ZTNODE_REQUIRE_ACCEL_BUILD=1`` does the opposite: a failed extension fails the build, so a
+release wheel can never be a slow one by accident (cibuildwheel's configuration in
+pyproject.toml sets it).
 
 The hot path is the same kind of optional: mypyc (build requirement ``mypy``) compiles the
 modules ``ztnode._compiled`` lists into one shared library named after a hash of the sources;
@@ -44,6 +46,8 @@ REQUIRE_ENV = "ZTNODE_REQUIRE_ACCEL_BUILD"
 LIMITED_API = "cp311"
 COMPILED_SPEC = "src/ztnode/_compiled.py"
 NO_COMPILE_ENV = "ZTNODE_NO_COMPILE"
+#: ``ZTNODE_NO_ACCEL_BUILD``'s value from ``_build.py --compiled``: the hot path alone.
+COMPILED_ONLY = "compiled-only"
 
 
 HINT = (
@@ -125,7 +129,10 @@ class OptionalBuildExt(build_ext):
 
 
 def _accel_kwargs() -> dict[str, Any]:
-    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
+    skip = os.environ.get(SKIP_ENV, "")
+    if skip == COMPILED_ONLY:  # only the hot path wanted: nothing to warn about
+        return {}
+    if skip not in ("", "0"):
         _warn(f"{SKIP_ENV} is set: not building the C accelerator. {HINT}")
         return {}
     try:

@@ -34,6 +34,7 @@ from ztnode.sockets.blocking import (
 )
 from ztnode.sockets.blocking.signals import _Signal
 from ztnode.testing.blocking import BlockingLocalWorld
+from ztnode.transport.busypoll import BusyPollSelector
 
 pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)
 
@@ -851,8 +852,9 @@ def test_socket_options(world: BlockingLocalWorld) -> None:
 
 
 def test_blocking_node_of_its_own(world: BlockingLocalWorld, tmp_path: Path) -> None:
-    """A BlockingNode with its own loop thread joins the world's network beside the world's
-    members (several nodes and loops in one process); stopping it ends its sockets' calls."""
+    """A BlockingNode with its own loop thread (busy-polling, :mod:`ztnode.transport.busypoll`)
+    joins the world's network beside the world's members (several nodes and loops in one
+    process); stopping it ends its sockets' calls."""
     home = tmp_path / "own"
     home.mkdir()
     IDS[3].save(home / "identity.secret", include_private=True)
@@ -867,7 +869,11 @@ def test_blocking_node_of_its_own(world: BlockingLocalWorld, tmp_path: Path) -> 
     world.call(root.service.controller_changed)
     a, _ = world.networks
     srv, port, loop = echo_server(a, resets=True)  # a stopping node resets its connections
-    node = BlockingNode(home, planet=world.planet, allow_loopback=True, bind=("127.0.0.1",))
+    node = BlockingNode(
+        home, planet=world.planet, allow_loopback=True, bind=("127.0.0.1",), busy_poll_us=200
+    )
+    selector = node._thread.loop._selector  # type: ignore[attr-defined]
+    assert isinstance(selector, BusyPollSelector) and selector.spin_us == 200
     try:
         with node:
             assert node.address == f"{IDS[3].address:010x}"
@@ -878,6 +884,7 @@ def test_blocking_node_of_its_own(world: BlockingLocalWorld, tmp_path: Path) -> 
             s = net.create_connection((a.address(4), port), timeout=WAIT)
             s.sendall(b"own loop")
             assert recv_exactly(s, 8) == b"own loop"
+            assert selector.stats()["spins"] > 0  # it polled after that traffic
             blocked = Bg(s.recv, 10)
         with pytest.raises(ConnectionAbortedError):
             blocked.wait()
@@ -890,6 +897,18 @@ def test_blocking_node_of_its_own(world: BlockingLocalWorld, tmp_path: Path) -> 
         node.stop()
         srv.close()
         loop.wait()
+
+
+def test_blocking_node_refuses_a_bad_busy_poll_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "never"
+    with pytest.raises(ValueError, match=r"^busy_poll_us: -1 is not a number of microseconds"):
+        BlockingNode(home, busy_poll_us=-1)
+    monkeypatch.setenv("ZTNODE_BUSY_POLL", "lots")
+    with pytest.raises(ValueError, match=r"^ZTNODE_BUSY_POLL=lots: not a number"):
+        BlockingNode(home)
+    assert not home.exists()  # nothing made
 
 
 def test_signal_descriptor_levels() -> None:

@@ -149,7 +149,7 @@ def build_compiled() -> Path:
         for ext in source.parent.glob(source.stem + ".*"):
             if ext.suffix in (".so", ".pyd"):
                 ext.unlink()
-    env = dict(os.environ, ZTNODE_NO_ACCEL_BUILD="1", ZTNODE_REQUIRE_ACCEL_BUILD="1")
+    env = dict(os.environ, ZTNODE_NO_ACCEL_BUILD="compiled-only", ZTNODE_REQUIRE_ACCEL_BUILD="1")
     env.pop("ZTNODE_NO_COMPILE", None)
     cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
     subprocess.run(cmd, cwd=root, env=env, check=True)
