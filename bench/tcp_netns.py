@@ -580,6 +580,18 @@ def _measure(
             _guard(lz, f"libzt {what}", with_priority(False, l_for(lz)))
             _guard(lzr, f"libzt {what} (rt)", with_priority(True, l_for(lzr)))
 
+    ztnode_pairs = ((client, host, z), (uv_client, uv_host, zu), (bp_client, bp_host, zb))
+
+    def each_pair(
+        what: str,
+        make: Callable[[ZtnodeProc | None, str, Column], Callable[[], None]],
+        l_for: Callable[[Column], Callable[[], None]],
+    ) -> None:
+        """:func:`each` with every ztnode pair's measurement made by ``make(client, host,
+        column)``."""
+        z_fn, uv_fn, bp_fn = (make(peer, to, col) for peer, to, col in ztnode_pairs)
+        each(what, z_fn, l_for, uv_fn, bp_fn)
+
     # Warm-ups: first connections (paths, ARP, slow start caches), not on the clock.
     warm: list[float] = []
     _guard(z, "ztnode warm-up", z_bulk(host, warm))
@@ -655,13 +667,7 @@ def _measure(
         return go
 
     for _ in range(plan.connect_rounds):
-        each(
-            "connect",
-            z_conn_on(client, host, z),
-            l_conn,
-            z_conn_on(uv_client, uv_host, zu),
-            z_conn_on(bp_client, bp_host, zb),
-        )
+        each_pair("connect", z_conn_on, l_conn)
     log("connect done")
 
     udp_timeout = 20 + plan.udps * 0.05
@@ -686,13 +692,7 @@ def _measure(
         return go
 
     for _ in range(plan.udp_rounds):
-        each(
-            "UDP echo",
-            z_udp_on(client, host, z),
-            l_udp,
-            z_udp_on(uv_client, uv_host, zu),
-            z_udp_on(bp_client, bp_host, zb),
-        )
+        each_pair("UDP echo", z_udp_on, l_udp)
     log("UDP echo done")
 
     def z_rps_on(peer: ZtnodeProc | None, to: str, col: Column, n: int) -> Callable[[], None]:
