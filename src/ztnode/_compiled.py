@@ -103,13 +103,29 @@ def module_name(rel: str) -> str:
     return PACKAGE + "." + rel.removesuffix(".py").replace("/", ".")
 
 
-def source_hash(package_dir: Path = HERE) -> str:
-    """A hash of every ``.py`` file of the package: compiled code depends on more than its own
-    modules (constants and types it imports are built in), so any change makes a build stale."""
+def _scan(package_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The package's sources and extension modules, found in one walk of its tree: every
+    ``import ztnode`` needs both (the hash, the strays), and three ``rglob`` passes cost more
+    than the hash itself."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    sources: list[Path] = []
+    extensions: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(package_dir):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            if name.endswith(".py"):
+                sources.append(Path(dirpath, name))
+            elif name.endswith(suffixes):
+                extensions.append(Path(dirpath, name))
+    return sources, extensions
+
+
+def source_hash(package_dir: Path = HERE, sources: list[Path] | None = None) -> str:
+    """A hash of every ``.py`` file of the package (``sources``, when the caller walked the
+    tree already): compiled code depends on more than its own modules (constants and types it
+    imports are built in), so any change makes a build stale."""
     h = hashlib.sha256()
-    for path in sorted(package_dir.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    for path in sorted(_scan(package_dir)[0] if sources is None else sources):
         h.update(path.relative_to(package_dir).as_posix().encode())
         h.update(b"\0")
         h.update(path.read_bytes())
@@ -157,12 +173,16 @@ def _stale_builds(package_dir: Path) -> list[str]:
     )
 
 
-def probe(package_dir: Path = HERE, environ: Sequence[tuple[str, str]] | None = None) -> Status:
+def probe(
+    package_dir: Path = HERE,
+    environ: Sequence[tuple[str, str]] | None = None,
+    sources: list[Path] | None = None,
+) -> Status:
     """Decide, without importing anything, whether the compiled build can be used."""
     env = dict(environ) if environ is not None else dict(os.environ)
     if env.get(PURE_ENV, "") not in ("", "0"):
         return Status(False, f"{PURE_ENV} is set", 0, fix="unset that variable to use it")
-    digest = source_hash(package_dir)
+    digest = source_hash(package_dir, sources)
     lib = _extension(package_dir, f"{GROUP_PREFIX}{digest}__mypyc")
     if lib is None:
         others = _stale_builds(package_dir)
@@ -178,14 +198,18 @@ def probe(package_dir: Path = HERE, environ: Sequence[tuple[str, str]] | None = 
     return Status(True, "", len(MODULES))
 
 
-def _strays(package_dir: Path) -> dict[str, Path]:
+def _strays(package_dir: Path, extensions: list[Path] | None = None) -> dict[str, Path]:
     """Modules of the package with a compiled extension beside their source that the list does
     not name (a developer's tree after a module left the list): loaded from source always, since
-    their extension belongs to a build that is gone."""
+    their extension belongs to a build that is gone. ``extensions``: the tree's extension
+    files, when the caller walked it already."""
     listed = {module_name(rel) for rel in MODULES}
     out: dict[str, Path] = {}
+    found = _scan(package_dir)[1] if extensions is None else extensions
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for ext in package_dir.rglob("*" + suffix):
+        for ext in found:
+            if not ext.name.endswith(suffix):
+                continue
             source = ext.with_name(ext.name[: -len(suffix)] + ".py")
             if not source.exists():
                 continue  # the accelerator, the shared library: no source of that name
@@ -224,8 +248,9 @@ def install() -> Status:
         return _decided[0]
     strays: dict[str, Path] = {}
     try:
-        status = probe()
-        strays = _strays(HERE)
+        sources, extensions = _scan(HERE)
+        status = probe(sources=sources)
+        strays = _strays(HERE, extensions)
     except OSError as e:  # an unreadable source tree: the sources still import as usual
         status = Status(False, f"could not check the sources ({e})", 0)
     _decided.append(status)
