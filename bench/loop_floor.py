@@ -1,7 +1,7 @@
 """The event loop's own floor for a small round trip: an asyncio UDP ping-pong with nothing of
 ZeroTier in it, in one process and across two, on the stock loop and on uvloop.
 
-    python -m bench.loop_floor [--count 20000]
+    python -m bench.loop_floor [--count 20000] [--busy-poll US]
 
 Each side reads with ``add_reader`` + ``recvfrom`` and the client waits on a future, the shape
 of ztnode's transport and of an application awaiting an answer, so the figure is what any
@@ -86,26 +86,36 @@ async def _serve(seconds: float) -> None:
     sock.close()
 
 
-def _run(loop_name: str, main: Coroutine[Any, Any, Any]) -> Any:
-    return eventloop.run(main, eventloop.choose(loop_name or None))
+def _run(loop_name: str, main: Coroutine[Any, Any, Any], busy_poll: int = 0) -> Any:
+    return eventloop.run(main, eventloop.choose(loop_name or None, busy_poll=busy_poll))
 
 
-def measure(loop_name: str, count: int) -> dict[str, Any]:
-    """One row: the floor in one process and across two, on ``loop_name``."""
+def measure(loop_name: str, count: int, busy_poll: int = 0) -> dict[str, Any]:
+    """One row: the floor in one process and across two, on ``loop_name`` (both sides
+    busy-polling ``busy_poll`` us when not 0: :mod:`ztnode.transport.busypoll`)."""
     echo = _bound()
     try:
-        one = _run(loop_name, _client(echo.getsockname(), count, echo))
+        one = _run(loop_name, _client(echo.getsockname(), count, echo), busy_poll)
     finally:
         echo.close()
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.loop_floor", "--serve", "--loop", loop_name],
+        [
+            sys.executable,
+            "-m",
+            "bench.loop_floor",
+            "--serve",
+            "--loop",
+            loop_name,
+            "--busy-poll",
+            str(busy_poll),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        two = _run(loop_name, _client(("127.0.0.1", port), count, None))
+        two = _run(loop_name, _client(("127.0.0.1", port), count, None), busy_poll)
     finally:
         server.kill()
         server.wait(10)
@@ -117,15 +127,16 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--loop", default="")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--busy-poll", type=int, default=0, metavar="US", help="asyncio's loop only")
     args = ap.parse_args()
     if args.serve:
-        _run(args.loop, _serve(300))
+        _run(args.loop, _serve(300), args.busy_poll)
         return
-    loops = [args.loop] if args.loop else ["asyncio", "uvloop"]
+    loops = [args.loop] if args.loop else ["asyncio"] if args.busy_poll else ["asyncio", "uvloop"]
     print("| loop | one process (us) | two processes (us) |\n|---|---|---|")
     for name in loops:
         try:
-            r = measure(name, args.count)
+            r = measure(name, args.count, args.busy_poll)
         except eventloop.LoopChoiceError as e:
             print(f"| {name} | not run: {e} | |")
             continue
