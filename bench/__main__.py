@@ -26,6 +26,7 @@ from bench import (
     rules_bench,
     scale_bench,
     tcp_bench,
+    wake_floor,
 )
 from ztnode import __version__
 
@@ -79,7 +80,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "ztnode": __version__,
         "python": sys.version.split()[0],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {wake_floor.idle_driver()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     for name, fn in sections.items():

@@ -143,8 +143,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
             started[path.stem] = (proc, out, time.monotonic())
         yield started
     finally:
-        for proc, _, _ in started.values():
+        for name, (proc, _, _) in started.items():
             kill(proc)
+            if name == "tap_bridge" and os.geteuid() == 0:
+                # A killed example never reached its own cleanup: its namespace goes here.
+                subprocess.run(
+                    ["ip", "netns", "del", f"ztnode-tap-example-{proc.pid}"],
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                )
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

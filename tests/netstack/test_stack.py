@@ -578,3 +578,16 @@ def test_outgoing_ports_are_per_4_tuple_and_time_wait_is_taken_over_after_a_seco
     assert w.a.tcp_connect("10.9.0.2", 80, w.now).local[1] == other.key[1]
     w.a.release_tcp_port(held)
     assert w.a.tcp_connect("10.9.0.2", 80, w.now).local[1] == 40002  # free again
+
+
+def test_a_listening_port_is_never_drawn_for_a_connect() -> None:
+    """A port some listener of ours holds (any address, either family) stays out of the draw,
+    in the random tries and in the scan alike."""
+    w = Wire()
+    w.a.config.ephemeral_ports = (40000, 40001)
+    w.a.tcp_listen(None, 40000)
+    w.b.tcp_listen(None, 80)
+    first = w.a.tcp_connect("10.9.0.2", 80, w.now)
+    assert first.local[1] == 40001
+    with pytest.raises(OSError, match="no local port free"):
+        w.a.tcp_connect("10.9.0.2", 80, w.now)

@@ -641,14 +641,19 @@ class IpStack:
         waiting = self._time_wait
         reserved = self._reserved_tcp
         reuse = self.config.reuse_time_wait
-        start = int.from_bytes(self._random_bytes(2), "big")
+        # The listeners' ports, gathered once: a scan of an exhausted range then costs the
+        # range plus the listeners, not their product.
+        listening = {k[2] for k in self._listeners}
+        start = 0
         for i in range(span + 16):
             if i < 16:  # random tries: nearly always enough
                 p = low + int.from_bytes(self._random_bytes(2), "big") % span
             else:
+                if i == 16:
+                    start = int.from_bytes(self._random_bytes(2), "big")
                 p = low + (start + i) % span
             key = (sp, p, dp, dport)
-            if key in tcp or p in reserved or self._port_bound(PROTO_TCP, p):
+            if key in tcp or p in reserved or p in listening:
                 continue
             tw = waiting.get(key)
             isn: int | None = None
