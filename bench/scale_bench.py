@@ -4,10 +4,12 @@
 Two members of a :class:`~ztnode.testing.local.LocalZtWorld` in this process (loopback): the
 server's network listens, the client's opens ``N`` connections to it (in batches, each
 exchanging one byte so both ends are ESTABLISHED with data seen), then everything waits. Memory
-is what ``tracemalloc`` counts as allocated by Python between before the connections and after
-them, divided by ``2 N`` (each connection has two ends in this process, and both are counted),
-and the process's RSS growth the same way; idle CPU is the process's user+system time over
-:data:`IDLE_SECONDS` with every connection open and quiet (keepalives off, as by default).
+is the process's RSS growth over the ``N`` connections divided by ``2 N`` (each connection has
+two ends in this process, and both are counted), measured untraced, and what ``tracemalloc``
+counts as allocated by Python over a further sample of them (tracing costs memory of its own, a
+record per live block, which an RSS taken while tracing would count as the connections'); idle
+CPU is the process's user+system time over :data:`IDLE_SECONDS` with the ``N`` open and quiet
+(keepalives off, as by default).
 """
 
 from __future__ import annotations
@@ -49,51 +51,62 @@ async def _run(count: int) -> list[dict[str, Any]]:
                 writer.write(await reader.readexactly(1))
                 accepted.append(writer)
 
+            clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+            async def open_some(n: int) -> float:
+                """Open ``n`` more connections, each carrying a byte each way; seconds taken."""
+                t = time.perf_counter()
+                for start in range(0, n, BATCH):
+                    batch = await asyncio.gather(
+                        *(
+                            a.open_connection(b.address(4), PORT)
+                            for _ in range(min(BATCH, n - start))
+                        )
+                    )
+                    for _, w in batch:
+                        w.write(b"x")
+                    for r, _ in batch:
+                        await r.readexactly(1)
+                    clients.extend(batch)
+                return time.perf_counter() - t
+
             server = await b.start_server(hold, port=PORT, backlog=BATCH * 2)
             await asyncio.sleep(1.0)  # the world's own start-up traffic dies down
-            tracemalloc.start()
-            mem0, rss0 = tracemalloc.get_traced_memory()[0], _rss_kb()
-            t_open = time.perf_counter()
-            clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-            for start in range(0, count, BATCH):
-                batch = await asyncio.gather(
-                    *(
-                        a.open_connection(b.address(4), PORT)
-                        for _ in range(min(BATCH, count - start))
-                    )
-                )
-                for _, w in batch:
-                    w.write(b"x")
-                for r, _ in batch:
-                    await r.readexactly(1)
-                clients += batch
-            opened_s = time.perf_counter() - t_open
+            # RSS untraced: tracemalloc's own record of every live block would count too.
+            rss0 = _rss_kb()
+            opened_s = await open_some(count)
             await asyncio.sleep(1.0)
-            mem1, rss1 = tracemalloc.get_traced_memory()[0], _rss_kb()
-            tracemalloc.stop()
+            rss1 = _rss_kb()
             cpu0, t0 = _cpu_s(), time.perf_counter()
             await asyncio.sleep(IDLE_SECONDS)
             idle_cpu = (_cpu_s() - cpu0) / (time.perf_counter() - t0)
-            ends = 2 * len(clients)
+            # Python's own allocations, traced, over a sample opened beside them.
+            sample = max(count // 10, BATCH)
+            tracemalloc.start()
+            mem0 = tracemalloc.get_traced_memory()[0]
+            await open_some(sample)
+            await asyncio.sleep(1.0)
+            mem1 = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
             rows = [
                 {"what": "idle TCP connections open", "value": len(clients), "unit": "count"},
                 {
-                    "what": "opened at (batches of 200, 1 byte each way, tracemalloc on)",
-                    "value": round(len(clients) / opened_s),
+                    "what": f"opened at (batches of {BATCH}, 1 byte each way)",
+                    "value": round(count / opened_s),
                     "unit": "connections/s",
                 },
                 {
-                    "what": "Python memory per connection end (tracemalloc)",
-                    "value": round((mem1 - mem0) / ends / 1024, 2),
+                    "what": f"Python memory per connection end (tracemalloc, {sample} more)",
+                    "value": round((mem1 - mem0) / (2 * sample) / 1024, 2),
                     "unit": "KB",
                 },
                 {
-                    "what": "RSS per connection end",
-                    "value": round((rss1 - rss0) / ends, 2),
+                    "what": f"RSS per connection end (the first {count}, untraced)",
+                    "value": round((rss1 - rss0) / (2 * count), 2),
                     "unit": "KB",
                 },
                 {
-                    "what": f"CPU while all are idle ({IDLE_SECONDS:.0f} s)",
+                    "what": f"CPU while {count} are idle ({IDLE_SECONDS:.0f} s)",
                     "value": round(idle_cpu * 100, 3),
                     "unit": "% of one core",
                 },
