@@ -26,9 +26,9 @@ from bench import (
     rules_bench,
     scale_bench,
     tcp_bench,
-    wake_floor,
 )
 from ztnode import __version__
+from ztnode.transport import cpuidle
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -80,7 +80,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "ztnode": __version__,
         "python": sys.version.split()[0],
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {wake_floor.idle_driver()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpuidle.read().summary()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     for name, fn in sections.items():

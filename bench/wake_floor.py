@@ -23,31 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-_IDLE = Path("/sys/devices/system/cpu/cpuidle")
-_HALTPOLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def idle_driver() -> str:
-    """The cpuidle driver and governor, and the guest's halt polling where the driver is
-    ``haltpoll``: how long an idle CPU polls before it halts (0: it halts at once)."""
-    driver = _read(_IDLE / "current_driver")
-    if driver is None:
-        return "cpuidle unknown"
-    governor = _read(_IDLE / "current_governor") or _read(_IDLE / "current_governor_ro")
-    out = f"cpuidle {driver}" + (f" ({governor})" if governor and governor != driver else "")
-    poll = _read(_HALTPOLL) if driver == "haltpoll" else None
-    if poll is not None:
-        out += f", guest halt polling {int(poll) // 1000} us"
-    return out
+from ztnode.transport import cpuidle
 
 
 def _pin(cpu: int | None) -> None:
@@ -114,7 +91,7 @@ def main() -> None:
     if args.serve is not None:
         _serve(args.serve, args.cpu)
         return
-    print(f"{os.cpu_count()} CPUs, {idle_driver()}\n")
+    print(f"{os.cpu_count()} CPUs, {cpuidle.read().summary()}\n")
     print("| placement | median (us) | p90 (us) |\n|---|---|---|")
     placements: list[tuple[str, tuple[int, int] | None]] = [("the kernel's", None)]
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:

@@ -5,7 +5,9 @@ works, ten times slower, and nothing else points at it. The doctor reports which
 runs (:mod:`ztnode.transport.fastpath`), proves the C path computes what the Python reference
 does on fresh random packets of every cipher, and then runs real traffic: a root and two
 members in this process on loopback UDP, ping, TCP echo and a bulk transfer, on the event loop
-``ztnode node`` would run on (:mod:`ztnode.transport.eventloop`), which it names.
+``ztnode node`` would run on (:mod:`ztnode.transport.eventloop`), which it names. It also says
+how the machine's idle CPUs wait (:mod:`ztnode.transport.cpuidle`): where they halt at once,
+every wake-up costs tens of microseconds, and busy polling is the remedy for latency.
 
 Exit status: 0 when every check passed; 1 when one failed; with ``--require-fast`` also 1 when
 the packet path is not the fast one (release builds test their wheels so).
@@ -26,7 +28,7 @@ from typing import Any
 from ztnode._version import __version__
 from ztnode.cli.common import EXIT_OK, _fail
 from ztnode.cli.run import add_loop_option, loop_choice
-from ztnode.transport import eventloop
+from ztnode.transport import cpuidle, eventloop
 
 EXIT_FAILED = 1
 # Enough bulk data to measure a rate over a second or more on the fast path.
@@ -106,6 +108,17 @@ def _transfer(megabytes: int, choice: eventloop.LoopChoice) -> tuple[Check, floa
     return Check("end to end", ok, detail), r.throughput_mb_s
 
 
+def _idle_line(policy: cpuidle.IdlePolicy, choice: eventloop.LoopChoice) -> str:
+    """The idle CPUs' line: "--" where they halt at once and nothing polls instead."""
+    if policy.halts_at_once and not choice.busy_poll_us:
+        return (
+            f"  [--] idle CPUs: {policy.summary()}: an idle CPU halts at once, so each wake-up "
+            "costs tens of microseconds; for low latency, busy polling (--busy-poll US) or the "
+            "guest's halt polling (/sys/module/haltpoll/parameters/guest_halt_poll_ns)"
+        )
+    return f"  [ok] idle CPUs: {policy.summary()}"
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ztnode.transport import fastpath
 
@@ -114,6 +127,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except eventloop.LoopChoiceError as e:
         return _fail(str(e))
     fp = fastpath.report()
+    idle = cpuidle.read()
     checks: list[Check] = []
     checks.extend(_self_test())
     rate: float | None = None
@@ -131,6 +145,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                     "platform": platform.platform(),
                     "fastPath": fp.as_dict(),
                     "eventLoop": choice.as_dict(),
+                    "cpuIdle": idle.as_dict(),
                     "checks": [c.as_dict() for c in checks],
                     "throughputMBs": rate,
                     "ok": not failed and not (slow and args.require_fast),
@@ -143,6 +158,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for part in fp.parts:
             print(f"  [{'ok' if part.on else '--'}] {part.name}: {part.detail}")
         print(f"  [{'ok' if choice.name == 'uvloop' else '--'}] event loop: {choice.summary()}")
+        print(_idle_line(idle, choice))
         for c in checks:
             print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
         if slow:
