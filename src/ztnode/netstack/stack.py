@@ -644,13 +644,11 @@ class IpStack:
         # The listeners' ports, gathered once: a scan of an exhausted range then costs the
         # range plus the listeners, not their product.
         listening = {k[2] for k in self._listeners}
-        start = 0
+        start = int.from_bytes(self._random_bytes(2), "big")
         for i in range(span + 16):
             if i < 16:  # random tries: nearly always enough
                 p = low + int.from_bytes(self._random_bytes(2), "big") % span
             else:
-                if i == 16:
-                    start = int.from_bytes(self._random_bytes(2), "big")
                 p = low + (start + i) % span
             key = (sp, p, dp, dport)
             if key in tcp or p in reserved or p in listening:
