@@ -67,6 +67,7 @@ MODULES: tuple[str, ...] = (
     "netstack/igmp.py",
     "netstack/ipinput.py",
     "netstack/ipoutput.py",
+    "netstack/porttable.py",
     "netstack/stack.py",
     "netstack/tcp.py",
     "netstack/tcp_cc.py",

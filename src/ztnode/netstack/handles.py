@@ -257,7 +257,7 @@ class TcpListener:
         if self.closed:
             return
         self.closed = True
-        self.stack._listeners.pop(self._key(), None)
+        self.stack._listeners.pop(self._key())
         for s in self.queue:
             s.abort(now)
         self.queue.clear()
@@ -361,7 +361,7 @@ class UdpSocket:
             if group:
                 self.stack._udp[key] = group[-1]
             else:
-                del self.stack._udp[key]
+                self.stack._udp.pop(key)
         self.stack._release_port(PROTO_UDP, self.port)
         self.queue.clear()
 

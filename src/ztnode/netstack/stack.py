@@ -73,6 +73,7 @@ from ztnode.netstack.multicast import (
     solicited_node_mac,
 )
 from ztnode.netstack.pmtu import PathMtu
+from ztnode.netstack.porttable import PortTable
 from ztnode.netstack.stackconfig import (
     ALL_NODES_MAC,
     LOOPBACK_ROUNDS,
@@ -167,8 +168,8 @@ class IpStack:
         #: a retransmitted FIN restarts its wait (stale entries are skipped).
         self._time_wait: dict[tuple[bytes, int, bytes, int], TimeWait] = {}
         self._time_wait_order: deque[tuple[int, TimeWait]] = deque()
-        self._listeners: dict[tuple[bool, bytes, int], TcpListener] = {}
-        self._udp: dict[tuple[bool, bytes, int], UdpSocket] = {}
+        self._listeners: PortTable[TcpListener] = PortTable()
+        self._udp: PortTable[UdpSocket] = PortTable()
         #: Sockets bound with ``reuse`` (SO_REUSEADDR/SO_REUSEPORT) sharing one address and
         #: port, in bind order; ``_udp`` holds the newest, which gets unicast datagrams, and
         #: every one gets a copy of multicast and broadcast ones (as Linux does, so that the
@@ -612,8 +613,9 @@ class IpStack:
         return port
 
     def _port_bound(self, proto: int, port: int, ipv6: bool | None = None) -> bool:
-        table = self._listeners if proto == PROTO_TCP else self._udp
-        return any(k[2] == port and (ipv6 is None or k[0] == ipv6) for k in table)
+        if proto == PROTO_TCP:
+            return self._listeners.holds(port, ipv6)
+        return self._udp.holds(port, ipv6)
 
     def _release_port(self, proto: int, port: int) -> None:
         used = self._ports[proto]
@@ -641,9 +643,7 @@ class IpStack:
         waiting = self._time_wait
         reserved = self._reserved_tcp
         reuse = self.config.reuse_time_wait
-        # The listeners' ports, gathered once: a scan of an exhausted range then costs the
-        # range plus the listeners, not their product.
-        listening = {k[2] for k in self._listeners}
+        listening = self._listeners
         start = int.from_bytes(self._random_bytes(2), "big")
         for i in range(span + 16):
             if i < 16:  # random tries: nearly always enough
@@ -651,7 +651,7 @@ class IpStack:
             else:
                 p = low + (start + i) % span
             key = (sp, p, dp, dport)
-            if key in tcp or p in reserved or p in listening:
+            if key in tcp or p in reserved or listening.holds(p):
                 continue
             tw = waiting.get(key)
             isn: int | None = None
