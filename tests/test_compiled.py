@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,108 @@ def test_hash_ignores_bytecode_caches(tmp_path: Path) -> None:
     cache.mkdir()
     (cache / "x.py").write_text("# a stray file in a cache\n")
     assert _compiled.source_hash(pkg) == before
+
+
+def _age(pkg: Path, seconds: int = 60) -> None:
+    """Every source of ``pkg`` last modified ``seconds`` ago (older than the racy window)."""
+    when = time.time_ns() - seconds * 1_000_000_000
+    for path in _compiled._scan(pkg)[0]:
+        os.utime(path, ns=(when, when))
+
+
+def _sources(pkg: Path) -> list[Path]:
+    return _compiled._scan(pkg)[0]
+
+
+@pytest.fixture
+def writes_bytecode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python as it runs by default, writing its caches (some machines set
+    PYTHONDONTWRITEBYTECODE, which also keeps the stamp from being written)."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+
+
+def test_the_digest_is_remembered_and_then_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writes_bytecode: None
+) -> None:
+    pkg = _fake_package(tmp_path)
+    _age(pkg)
+    digest = _compiled.source_hash(pkg)
+    assert _compiled.remembered_source_hash(pkg, _sources(pkg)) == digest
+    assert (pkg / _compiled.STAMP).is_file()
+
+    def no_hashing(*_: object) -> str:
+        raise AssertionError("hashed although nothing changed")
+
+    monkeypatch.setattr(_compiled, "source_hash", no_hashing)
+    assert _compiled.remembered_source_hash(pkg, _sources(pkg)) == digest
+
+
+@pytest.mark.parametrize("edit", ["content", "same size", "new file", "removed file"])
+def test_any_change_since_the_stamp_is_hashed_again(
+    tmp_path: Path, edit: str, writes_bytecode: None
+) -> None:
+    pkg = _fake_package(tmp_path)
+    _age(pkg, 120)
+    _compiled.remembered_source_hash(pkg, _sources(pkg))
+    assert (pkg / _compiled.STAMP).is_file()
+    other = pkg / "other.py"
+    if edit == "content":
+        other.write_text("# other.py, edited\n")
+    elif edit == "same size":
+        other.write_text(other.read_text().upper())  # same length, other bytes, a new time
+    elif edit == "new file":
+        (pkg / "new.py").write_text("# new\n")
+    else:
+        other.unlink()
+    _age(pkg)  # older than the racy window again, yet newer than what the stamp remembers
+    assert _compiled.remembered_source_hash(pkg, _sources(pkg)) == _compiled.source_hash(pkg)
+
+
+def test_a_stamp_written_just_after_an_edit_is_not_trusted(
+    tmp_path: Path, writes_bytecode: None
+) -> None:
+    """A source modified within the racy window of the stamp's writing could change again
+    without its time changing: no stamp is written, and a stamp that says otherwise is
+    ignored."""
+    pkg = _fake_package(tmp_path)  # just written: racy
+    digest = _compiled.remembered_source_hash(pkg, _sources(pkg))
+    assert digest == _compiled.source_hash(pkg)
+    assert not (pkg / _compiled.STAMP).exists()
+    stats = {
+        p.relative_to(pkg).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
+        for p in _sources(pkg)
+    }
+    forged = {"digest": "0" * 20, "written_ns": time.time_ns(), "files": stats}
+    (pkg / "__pycache__").mkdir()
+    (pkg / _compiled.STAMP).write_text(json.dumps(forged))
+    assert _compiled.remembered_source_hash(pkg, _sources(pkg)) == digest
+
+
+@pytest.mark.parametrize("junk", [b"", b"{", b"[]", b'{"digest": 1}', b'{"digest": "x"}'])
+def test_a_damaged_stamp_is_ignored(tmp_path: Path, junk: bytes, writes_bytecode: None) -> None:
+    pkg = _fake_package(tmp_path)
+    _age(pkg)
+    (pkg / "__pycache__").mkdir()
+    (pkg / _compiled.STAMP).write_bytes(junk)
+    assert _compiled.remembered_source_hash(pkg, _sources(pkg)) == _compiled.source_hash(pkg)
+
+
+def test_no_stamp_without_bytecode_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = _fake_package(tmp_path)
+    _age(pkg)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    _compiled.remembered_source_hash(pkg, _sources(pkg))
+    assert not (pkg / _compiled.STAMP).exists()
+
+
+def test_a_package_without_a_build_is_not_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_hashing(*_: object) -> str:
+        raise AssertionError("hashed although there is no build to match")
+
+    monkeypatch.setattr(_compiled, "source_hash", no_hashing)
+    assert _compiled.probe(_fake_package(tmp_path), environ=[]).reason.startswith("not built")
 
 
 def test_every_listed_module_exists() -> None:

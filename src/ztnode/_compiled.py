@@ -21,13 +21,16 @@ path at build time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -134,6 +137,72 @@ def source_hash(package_dir: Path = HERE, sources: list[Path] | None = None) -> 
     return h.hexdigest()[:20]
 
 
+#: Where the sources' digest is remembered with every source's size and modification time, in
+#: the package's bytecode cache directory (written where the package is writable, as Python
+#: writes its bytecode there; never when ``sys.dont_write_bytecode``). The next ``import ztnode``
+#: then stats the sources instead of reading them all: ~0.5 ms instead of ~5 ms for 2.2 MB.
+STAMP = "__pycache__/ztnode-sources.json"
+#: A source modified this close to the moment its stamp was written could have been edited again
+#: within the file system's time granularity without its time changing: such a stamp is not
+#: trusted (the "racy" case git guards against the same way).
+RACY_NS = 2_000_000_000
+
+
+def remembered_source_hash(package_dir: Path, sources: list[Path]) -> str:
+    """:func:`source_hash`, taken from the stamp when every source's size and modification time
+    match what was hashed (the rule Python's own bytecode cache trusts), else computed and
+    remembered."""
+    try:
+        stats = {
+            p.relative_to(package_dir).as_posix(): (st.st_size, st.st_mtime_ns)
+            for p in sources
+            for st in (p.stat(),)
+        }
+    except OSError:
+        return source_hash(package_dir, sources)
+    stamp = package_dir / STAMP
+    known = _read_stamp(stamp, stats)
+    if known is not None:
+        return known
+    digest = source_hash(package_dir, sources)
+    if not sys.dont_write_bytecode:
+        _write_stamp(stamp, digest, stats)
+    return digest
+
+
+def _read_stamp(stamp: Path, stats: dict[str, tuple[int, int]]) -> str | None:
+    try:
+        data = json.loads(stamp.read_bytes())
+        digest, written, files = data["digest"], data["written_ns"], data["files"]
+        if not (isinstance(digest, str) and isinstance(written, int) and isinstance(files, dict)):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(files) != len(stats):
+        return None
+    for rel, (size, mtime) in stats.items():
+        if files.get(rel) != [size, mtime] or mtime > written - RACY_NS:
+            return None
+    return digest
+
+
+def _write_stamp(stamp: Path, digest: str, stats: dict[str, tuple[int, int]]) -> None:
+    now = time.time_ns()
+    if any(mtime > now - RACY_NS for _, mtime in stats.values()):
+        return  # an edit just now: the next import, later, remembers it
+    body = json.dumps(
+        {"digest": digest, "written_ns": now, "files": {k: list(v) for k, v in stats.items()}}
+    ).encode()
+    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        tmp.write_bytes(body)
+        os.replace(tmp, stamp)  # whole or not at all, for a process importing at the same time
+    except OSError:  # a read-only install: hashing on every import is all it costs
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def group_name(digest: str) -> str:
     """mypyc's group for sources of hash ``digest``; its shared library is this plus
     ``__mypyc`` and lives in the package."""
@@ -183,15 +252,15 @@ def probe(
     env = dict(environ) if environ is not None else dict(os.environ)
     if env.get(PURE_ENV, "") not in ("", "0"):
         return Status(False, f"{PURE_ENV} is set", 0, fix="unset that variable to use it")
-    digest = source_hash(package_dir, sources)
+    builds = _stale_builds(package_dir)
+    if not builds:  # nothing to match: no need to read the sources
+        return Status(False, "not built (no C compiler or mypyc at install time)", 0)
+    if sources is None:
+        sources = _scan(package_dir)[0]
+    digest = remembered_source_hash(package_dir, sources)
     lib = _extension(package_dir, f"{GROUP_PREFIX}{digest}__mypyc")
     if lib is None:
-        others = _stale_builds(package_dir)
-        if others:
-            return Status(
-                False, f"the compiled build ({others[0]}) is of other sources", 0, REBUILD
-            )
-        return Status(False, "not built (no C compiler or mypyc at install time)", 0)
+        return Status(False, f"the compiled build ({builds[0]}) is of other sources", 0, REBUILD)
     for rel in MODULES:
         path = package_dir / rel
         if _extension(path.parent, path.stem) is None:
@@ -290,6 +359,7 @@ __all__ = [
     "install",
     "module_name",
     "probe",
+    "remembered_source_hash",
     "source_hash",
     "status",
 ]
