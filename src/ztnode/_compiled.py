@@ -49,6 +49,7 @@ GROUP_PREFIX = "_hot_"
 MODULES: tuple[str, ...] = (
     "accel/_hot.py",
     "core/bond/layer.py",
+    "core/counters.py",
     "core/frames.py",
     "core/housekeeper.py",
     "core/multicaster.py",
@@ -59,6 +60,7 @@ MODULES: tuple[str, ...] = (
     "core/replay.py",
     "core/routecache.py",
     "core/switch.py",
+    "core/tracer.py",
     "core/validator.py",
     "core/vl1.py",
     "core/whois.py",
@@ -72,6 +74,7 @@ MODULES: tuple[str, ...] = (
     "netstack/ipoutput.py",
     "netstack/porttable.py",
     "netstack/stack.py",
+    "netstack/stackconfig.py",
     "netstack/tcp.py",
     "netstack/tcp_cc.py",
     "netstack/tcp_options.py",
@@ -83,6 +86,7 @@ MODULES: tuple[str, ...] = (
     "netstack/tcp_sendbuf.py",
     "netstack/tcp_sender.py",
     "netstack/tcp_seq.py",
+    "netstack/tcp_states.py",
     "netstack/tcp_timers.py",
     "netstack/tcp_timewait.py",
     "netstack/tcpmux.py",
@@ -95,6 +99,7 @@ MODULES: tuple[str, ...] = (
     "transport/service.py",
     "transport/tcprelay.py",
     "transport/udp.py",
+    "wire/constants.py",
     "wire/mac.py",
 )
 

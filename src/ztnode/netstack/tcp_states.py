@@ -9,6 +9,7 @@ in which each API call is legal are data here too, so the checks read the same e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Final
 
@@ -101,8 +102,15 @@ ABORT_SENDS_RST: Final = frozenset(
 )
 
 
+#: Called with every transition checked (tests record which edges conversations take): a hook,
+#: since this module is compiled and its callers no longer look ``check_transition`` up by name.
+TRANSITION_OBSERVERS: Final[list[Callable[[TcpState, TcpState], None]]] = []
+
+
 def check_transition(old: TcpState, new: TcpState) -> None:
     """Raise AssertionError for a transition that is neither in the figure nor an abort: a bug
     in the TCB (the peer cannot cause it)."""
+    for observe in TRANSITION_OBSERVERS:
+        observe(old, new)
     if (old, new) not in TRANSITIONS and not (new is S.CLOSED and old in ABORTABLE):
         raise AssertionError(f"TCP state machine: no transition {old.name} -> {new.name}")

@@ -52,7 +52,7 @@ def _nwid_mask(nwid: int) -> int:
 #: Per network: its first octet shifted into place and its address mask. Every data packet
 #: maps addresses and MACs two to four times, so these are computed once per network id (a
 #: handful per node; bounded anyway, since ids can come from the network).
-_PER_NETWORK: dict[int, tuple[int, int]] = {}
+_PER_NETWORK: Final[dict[int, tuple[int, int]]] = {}
 _PER_NETWORK_LIMIT: Final = 1024
 
 
