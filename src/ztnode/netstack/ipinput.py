@@ -91,21 +91,32 @@ class IpInput:
         return self.is_broadcast_v4(dst)
 
     def rx_ipv4(self, src_mac: int, payload: bytes, now: int) -> None:
-        # Fast path: an option-less, unfragmented TCP datagram for one of our addresses, the
-        # shape of nearly every packet of a bulk transfer. Everything else takes the full codec.
+        # Fast path: an option-less, unfragmented TCP or UDP datagram for one of our unicast
+        # addresses, the shape of nearly every packet of a conversation, taken apart by hand
+        # (no header objects, no address objects). Everything else, and whatever the fast
+        # paths decline, takes the full codec below, which is their reference.
         n = len(payload)
         if (
-            n >= 40
+            n >= 28
             and payload[0] == 0x45
-            and payload[9] == PROTO_TCP
-            and not payload[6] & 0x3F  # MF clear, offset zero (DF may be set)
+            and not payload[6] & 0xBF  # reserved bit and MF clear, offset zero (DF may be set)
             and not payload[7]
         ):
+            proto = payload[9]
             total = (payload[2] << 8) | payload[3]
             dst = payload[16:20]
-            if 40 <= total <= n and dst in self.rt._mine and ones_sum(payload[:20]) == 0xFFFF:
+            if (
+                proto in (PROTO_TCP, PROTO_UDP)
+                and 28 <= total <= n
+                and dst in self.rt._mine
+                and ones_sum(payload[:20]) == 0xFFFF
+            ):
                 src = payload[12:16]
-                if self.rt.tcp.receive_fast(src, dst, memoryview(payload)[20:total], now):
+                body = memoryview(payload)[20:total]
+                if proto == PROTO_UDP:
+                    if self.rt.udp.receive_fast(src, dst, body):
+                        return
+                elif total >= 40 and self.rt.tcp.receive_fast(src, dst, body, now):
                     return
         hdr, body = IPv4Header.parse(payload)
         if not self.accepts_v4(hdr.dst):

@@ -15,10 +15,11 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ztnode.errors import DecodeError
 from ztnode.netstack.arp import ArpPacket
+from ztnode.netstack.checksum import internet_checksum
 from ztnode.netstack.ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6
 from ztnode.netstack.handles import (
     UdpReadable,
@@ -152,15 +153,20 @@ class IpOutput:
         mtu = self.rt.pmtu.mtu_for(dst, self.rt.mtu, now)
         if isinstance(dst, IPv4Address):
             assert isinstance(src, IPv4Address)
-            self.rt._ip_id = (self.rt._ip_id + 1) & 0xFFFF
-            hdr = IPv4Header(src, dst, proto, ttl=ttl, identification=self.rt._ip_id)
-            if 20 + len(payload) <= mtu:
-                packets = [hdr.encode(payload)]
+            self.rt._ip_id = ident4 = (self.rt._ip_id + 1) & 0xFFFF
+            if 20 + len(payload) <= mtu and 0 <= ttl <= 255 and 0 <= proto <= 255:
+                # The common datagram, built by hand; the header class (its reference) builds
+                # the rest, and refuses out-of-range fields as it always did.
+                packets = [ipv4_datagram(src.packed, dst.packed, proto, ttl, ident4, payload)]
             else:
-                try:
-                    packets = fragment4(hdr, payload, mtu)
-                except ValueError as e:
-                    raise OSError(errno.EMSGSIZE, str(e)) from None
+                hdr = IPv4Header(src, dst, proto, ttl=ttl, identification=ident4)
+                if 20 + len(payload) <= mtu:
+                    packets = [hdr.encode(payload)]
+                else:
+                    try:
+                        packets = fragment4(hdr, payload, mtu)
+                    except ValueError as e:
+                        raise OSError(errno.EMSGSIZE, str(e)) from None
             ethertype = ETHERTYPE_IPV4
         else:
             assert isinstance(src, IPv6Address)
@@ -352,3 +358,21 @@ class IpOutput:
         if sock is not None and sock.remote is not None and sock.remote == (qdst, dport):
             sock.error = errno.ECONNREFUSED
             self.rt._events.append(UdpReadable(sock))
+
+
+_IPV4: Final = struct.Struct(">BBHHHBBH4s4s")
+
+
+def ipv4_datagram(
+    src: bytes, dst: bytes, proto: int, ttl: int, ident: int, payload: bytes
+) -> bytes:
+    """An option-less, unfragmented IPv4 datagram between packed addresses (TOS 0, DF clear),
+    its header checksummed: what ``IPv4Header(...).encode(payload)`` makes of the same fields
+    (its reference, tested so), without the header and address objects. The caller keeps it
+    within the MTU and the fields within their bytes."""
+    hdr = bytearray(_IPV4.pack(0x45, 0, 20 + len(payload), ident, 0, ttl, proto, 0, src, dst))
+    ck = internet_checksum(hdr)
+    hdr[10] = ck >> 8
+    hdr[11] = ck & 0xFF
+    hdr += payload
+    return bytes(hdr)

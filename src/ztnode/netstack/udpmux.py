@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import errno
+import struct
 from ipaddress import (
     IPv4Address,
     IPv6Address,
 )
-from typing import TYPE_CHECKING
+from socket import inet_ntoa
+from typing import TYPE_CHECKING, Final
 
+from ztnode.netstack.checksum import (
+    internet_checksum,
+    ones_sum,
+    pseudo_header_sum_v4,
+    pseudo_header_sum_v6,
+)
 from ztnode.netstack.handles import (
     UdpReadable,
     UdpSocket,
@@ -28,10 +36,12 @@ from ztnode.netstack.ipv6 import (
 from ztnode.netstack.stackconfig import (
     IPAddr,
 )
-from ztnode.netstack.udp import UdpHeader
+from ztnode.netstack.udp import UDP_HEADER_LEN, UdpHeader
 
 if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
+
+_UDP: Final = struct.Struct(">HHHH")
 
 
 class UdpMux:
@@ -66,15 +76,49 @@ class UdpMux:
             return
         self._deliver(sock, src, hdr.src_port, data)
 
+    def receive_fast(self, src: bytes, dst: bytes, body: memoryview) -> bool:
+        """A UDP datagram from ``src`` to ``dst`` (packed IPv4, ``dst`` one of our unicast
+        addresses, the IP header checked) delivered without header or address objects: what
+        :meth:`receive` does for it, byte for byte. False, with nothing done, for anything it
+        does not take (a short or inconsistent header, a bad checksum, no socket): the full
+        path then decides and counts."""
+        n = len(body)
+        if n < UDP_HEADER_LEN:
+            return False
+        dport = (body[2] << 8) | body[3]
+        length = (body[4] << 8) | body[5]
+        if length < UDP_HEADER_LEN or length > n:
+            return False
+        udp = self.rt._udp
+        sock = udp.get((False, dst, dport))
+        if sock is None:
+            sock = udp.get((False, b"", dport))
+            if sock is None:
+                return False
+        if (body[6] or body[7]) and ones_sum(
+            body[:length], pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
+        ) != 0xFFFF:
+            return False
+        sport = (body[0] << 8) | body[1]
+        remote = sock.remote
+        if remote is not None and (remote[1] != sport or remote[0].packed != src):
+            self.rt._count("udp_not_connected_peer")
+            return True
+        self._enqueue(sock, body[UDP_HEADER_LEN:length], (inet_ntoa(src), sport))
+        return True
+
     def _deliver(self, sock: UdpSocket, src: IPAddr, src_port: int, data: memoryview) -> None:
         if sock.remote is not None and sock.remote != (src, src_port):
             self.rt._count("udp_not_connected_peer")
             return
+        self._enqueue(sock, data, (str(src), src_port))
+
+    def _enqueue(self, sock: UdpSocket, data: memoryview, sender: tuple[str, int]) -> None:
         if sock.queued_bytes + len(data) > self.rt.config.udp_queue_bytes:
             self.rt._count("udp_queue_full")
             return
         was_empty = not sock.queue
-        sock.queue.append((bytes(data), (str(src), src_port)))
+        sock.queue.append((bytes(data), sender))
         sock.queued_bytes += len(data)
         if was_empty:
             self.rt._events.append(UdpReadable(sock))
@@ -100,5 +144,20 @@ class UdpMux:
         )
         if src is None:
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
-        dgram = UdpHeader(sock.port, port).encode(data, src, dst)
+        dgram = udp_datagram(sock.port, port, data, src.packed, dst.packed, dst.version == 6)
         self.rt.output.send_ip(dst, PROTO_UDP, dgram, now, src=src)
+
+
+def udp_datagram(
+    src_port: int, dst_port: int, payload: bytes, src: bytes, dst: bytes, v6: bool
+) -> bytes:
+    """A UDP datagram with its length and checksum, between packed addresses: what
+    ``UdpHeader(src_port, dst_port).encode(payload, ...)`` makes (its reference, tested so),
+    without the header and address objects. Ports and length are the caller's to check."""
+    length = UDP_HEADER_LEN + len(payload)
+    if v6:
+        pseudo = pseudo_header_sum_v6(src, dst, PROTO_UDP, length)
+    else:
+        pseudo = pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
+    ck = internet_checksum(payload, ones_sum(_UDP.pack(src_port, dst_port, length, 0), pseudo))
+    return _UDP.pack(src_port, dst_port, length, ck or 0xFFFF) + payload

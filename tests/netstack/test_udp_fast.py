@@ -1,0 +1,189 @@
+"""The IPv4/UDP fast paths against their references: datagrams built by hand equal what the
+header classes encode, and a datagram received by ``rx_ipv4`` (which takes the fast path when it
+can) leaves a stack exactly as the codec path (``IPv4Header.parse`` then ``UdpMux.receive``)
+leaves a twin: the same deliveries, senders, counters, events and ICMP errors, for valid
+datagrams and for every kind of damage."""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ztnode.errors import DecodeError
+from ztnode.netstack.ipoutput import ipv4_datagram
+from ztnode.netstack.ipproto import PROTO_UDP
+from ztnode.netstack.ipv4 import IPv4Header
+from ztnode.netstack.stack import IpStack
+from ztnode.netstack.udp import UdpHeader
+from ztnode.netstack.udpmux import udp_datagram
+
+from .test_stack import A_MAC, B_MAC, Wire, make
+
+_addr4 = st.binary(min_size=4, max_size=4)
+_addr6 = st.binary(min_size=16, max_size=16)
+_port = st.integers(0, 0xFFFF)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_addr4, _addr4, st.integers(0, 255), st.integers(0, 255), _port, st.binary(max_size=300))
+def test_ipv4_datagram_is_what_the_header_encodes(
+    src: bytes, dst: bytes, proto: int, ttl: int, ident: int, payload: bytes
+) -> None:
+    ref = IPv4Header(IPv4Address(src), IPv4Address(dst), proto, ttl=ttl, identification=ident)
+    assert ipv4_datagram(src, dst, proto, ttl, ident, payload) == ref.encode(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), _addr6, _addr6, _port, _port, st.binary(max_size=300))
+def test_udp_datagram_is_what_the_header_encodes(
+    v6: bool, src: bytes, dst: bytes, sport: int, dport: int, payload: bytes
+) -> None:
+    s: IPv4Address | IPv6Address
+    d: IPv4Address | IPv6Address
+    if v6:
+        s, d = IPv6Address(src), IPv6Address(dst)
+    else:
+        src, dst = src[:4], dst[:4]
+        s, d = IPv4Address(src), IPv4Address(dst)
+    ref = UdpHeader(sport, dport).encode(payload, s, d)
+    assert udp_datagram(sport, dport, payload, src, dst, v6) == ref
+
+
+SENDER = "10.9.0.1"
+ME = "10.9.0.2"
+
+
+def _stack_with_sockets(connected: bool) -> tuple[IpStack, list[Any]]:
+    s = make(B_MAC, ME, 0x6677889900, 2)
+    socks = [s.udp_bind(None, 5000), s.udp_bind(ME, 5001), s.udp_bind(None, 5002, reuse=True)]
+    if connected:
+        c = s.udp_bind(None, 5003)
+        c.connect(SENDER, 7000)
+        socks.append(c)
+    return s, socks
+
+
+def _state(s: IpStack, socks: list[Any]) -> tuple[Any, ...]:
+    queues = [list(u.queue) for u in socks]
+    events = []
+    while (e := s.next_event()) is not None:
+        events.append((type(e).__name__, socks.index(e.sock) if hasattr(e, "sock") else None))
+    return queues, dict(s.counters), events, s.frames_to_send(5000)
+
+
+def _reference_receive(s: IpStack, payload: bytes, now: int) -> None:
+    """What rx_ipv4 did for a UDP datagram before it had a fast path."""
+    try:
+        hdr, body = IPv4Header.parse(payload)
+        if not s.input.accepts_v4(hdr.dst):
+            s._count("not_for_us")
+            return
+        assert not hdr.is_fragment and hdr.protocol == PROTO_UDP
+        s.udp.receive(hdr.src, hdr.dst, body, payload, now)
+    except DecodeError:
+        s._count("malformed")
+
+
+def _datagram(
+    sport: int, dport: int, data: bytes, *, src: str = SENDER, dst: str = ME, damage: str = ""
+) -> bytes:
+    sp, dp = IPv4Address(src).packed, IPv4Address(dst).packed
+    udp = bytearray(udp_datagram(sport, dport, data, sp, dp, False))
+    if damage == "checksum":
+        udp[6] ^= 0x01
+    elif damage == "zero checksum":
+        udp[6:8] = b"\0\0"
+    elif damage == "long length":
+        struct.pack_into(">H", udp, 4, len(udp) + 1)
+    elif damage == "short length":
+        struct.pack_into(">H", udp, 4, 7)
+    elif damage == "truncated":
+        udp = udp[:5]
+    ip = bytearray(ipv4_datagram(sp, dp, PROTO_UDP, 64, 1, bytes(udp)))
+    if damage == "reserved flag":
+        ip[6] |= 0x80
+        struct.pack_into(">H", ip, 10, 0)
+        struct.pack_into(">H", ip, 10, ~_sum(ip[:20]) & 0xFFFF)
+    elif damage == "ip checksum":
+        ip[10] ^= 0x01
+    elif damage == "padded frame":
+        ip += b"\0" * 7  # Ethernet padding past the IP total length
+    return bytes(ip)
+
+
+def _sum(b: bytes | bytearray) -> int:
+    s = sum(struct.unpack(f">{len(b) // 2}H", b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+DAMAGE = [
+    "",
+    "checksum",
+    "zero checksum",
+    "long length",
+    "short length",
+    "truncated",
+    "reserved flag",
+    "ip checksum",
+    "padded frame",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(DAMAGE),
+    st.sampled_from([5000, 5001, 5002, 5003, 5999]),
+    st.sampled_from([7000, 7001]),
+    st.binary(max_size=64),
+    st.booleans(),
+)
+def test_a_received_datagram_leaves_the_stack_as_the_codec_path_does(
+    damage: str, dport: int, sport: int, data: bytes, connected: bool
+) -> None:
+    fast, fast_socks = _stack_with_sockets(connected)
+    ref, ref_socks = _stack_with_sockets(connected)
+    payload = _datagram(sport, dport, data, damage=damage)
+    fast.receive_frame(A_MAC, B_MAC, 0x0800, payload, 1000)
+    _reference_receive(ref, payload, 1000)
+    assert _state(fast, fast_socks) == _state(ref, ref_socks)
+
+
+def test_the_fast_path_is_taken_and_names_the_sender() -> None:
+    s, socks = _stack_with_sockets(False)
+    s.receive_frame(A_MAC, B_MAC, 0x0800, _datagram(7000, 5000, b"hello"), 1000)
+    assert socks[0].recv() == (b"hello", (SENDER, 7000))
+    assert not s.counters
+
+
+def test_the_reserved_flag_is_refused_on_the_tcp_fast_path_too() -> None:
+    """The header's reserved bit makes the codec refuse a datagram; the fast paths (TCP's
+    included) must not take such a datagram in its place."""
+    s = make(B_MAC, ME, 0x6677889900, 2)
+    sp, dp = IPv4Address(SENDER).packed, IPv4Address(ME).packed
+    seg = bytes(20)
+    ip = bytearray(ipv4_datagram(sp, dp, 6, 64, 1, seg))
+    ip[6] |= 0x80
+    struct.pack_into(">H", ip, 10, 0)
+    struct.pack_into(">H", ip, 10, ~_sum(ip[:20]) & 0xFFFF)
+    s.receive_frame(A_MAC, B_MAC, 0x0800, bytes(ip), 1000)
+    assert s.counters == {"malformed": 1}
+
+
+def test_sending_builds_the_same_datagram_as_the_header_classes() -> None:
+    w = Wire()
+    u = w.a.udp_bind(None, 7000)
+    w.b.udp_bind(None, 5000)
+    u.sendto(b"x" * 40, ME, 5000, w.now)
+    w.run()
+    sent = [p for name, _, et, p in w.log if name == "a" and et == 0x0800]
+    s4, d4 = IPv4Address(SENDER), IPv4Address(ME)
+    udp = UdpHeader(7000, 5000).encode(b"x" * 40, s4, d4)
+    ident = int.from_bytes(sent[0][4:6], "big") if sent else 0
+    hdr = IPv4Header(s4, d4, PROTO_UDP, ttl=w.a.config.ttl, identification=ident)
+    assert sent == [hdr.encode(udp)]
