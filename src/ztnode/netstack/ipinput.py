@@ -180,16 +180,21 @@ class IpInput:
 
     def rx_ipv6(self, src_mac: int, payload: bytes, now: int) -> None:
         n = len(payload)
-        if n >= 60 and payload[0] >> 4 == 6 and payload[6] == PROTO_TCP:
+        if n >= 48 and payload[0] >> 4 == 6 and (nh := payload[6]) in (PROTO_TCP, PROTO_UDP):
+            # Fast paths as in rx_ipv4: no extension headers, for one of our addresses.
             plen = (payload[4] << 8) | payload[5]
             dst = payload[24:40]
-            body = memoryview(payload)[40 : 40 + plen]
-            if (
-                20 <= plen <= n - 40
-                and dst in self.rt._mine
-                and self.rt.tcp.receive_fast(payload[8:24], dst, body, now)
-            ):
-                return
+            if plen <= n - 40 and dst in self.rt._mine:
+                body = memoryview(payload)[40 : 40 + plen]
+                if nh == PROTO_UDP:
+                    if self.rt.udp.receive_fast(payload[8:24], dst, body, True):
+                        return
+                elif (
+                    n >= 60
+                    and plen >= 20
+                    and self.rt.tcp.receive_fast(payload[8:24], dst, body, now)
+                ):
+                    return
         hdr, body = IPv6Header.parse(payload)
         if not self.accepts_v6(hdr.dst):
             self.rt._count("not_for_us")

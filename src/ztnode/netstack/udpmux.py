@@ -8,7 +8,7 @@ from ipaddress import (
     IPv4Address,
     IPv6Address,
 )
-from socket import inet_ntoa
+from socket import AF_INET6, inet_ntoa, inet_ntop
 from typing import TYPE_CHECKING, Final
 
 from ztnode.netstack.checksum import (
@@ -76,12 +76,12 @@ class UdpMux:
             return
         self._deliver(sock, src, hdr.src_port, data)
 
-    def receive_fast(self, src: bytes, dst: bytes, body: memoryview) -> bool:
-        """A UDP datagram from ``src`` to ``dst`` (packed IPv4, ``dst`` one of our unicast
-        addresses, the IP header checked) delivered without header or address objects: what
-        :meth:`receive` does for it, byte for byte. False, with nothing done, for anything it
-        does not take (a short or inconsistent header, a bad checksum, no socket): the full
-        path then decides and counts."""
+    def receive_fast(self, src: bytes, dst: bytes, body: memoryview, v6: bool = False) -> bool:
+        """A UDP datagram from ``src`` to ``dst`` (packed addresses of the family, ``dst`` one of
+        our unicast addresses, the IP header checked) delivered without header or address
+        objects: what :meth:`receive` does for it, byte for byte. False, with nothing done, for
+        anything it does not take (a short or inconsistent header, a bad or, over IPv6, a zero
+        checksum, no socket): the full path then decides and counts."""
         n = len(body)
         if n < UDP_HEADER_LEN:
             return False
@@ -90,21 +90,27 @@ class UdpMux:
         if length < UDP_HEADER_LEN or length > n:
             return False
         udp = self.rt._udp
-        sock = udp.get((False, dst, dport))
+        sock = udp.get((v6, dst, dport))
         if sock is None:
-            sock = udp.get((False, b"", dport))
+            sock = udp.get((v6, b"", dport))
             if sock is None:
                 return False
-        if (body[6] or body[7]) and ones_sum(
-            body[:length], pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
-        ) != 0xFFFF:
-            return False
+        if body[6] or body[7]:
+            if v6:
+                pseudo = pseudo_header_sum_v6(src, dst, PROTO_UDP, length)
+            else:
+                pseudo = pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
+            if ones_sum(body[:length], pseudo) != 0xFFFF:
+                return False
+        elif v6:
+            return False  # a zero checksum is refused over IPv6 (RFC 8200 8.1): the codec counts it
         sport = (body[0] << 8) | body[1]
         remote = sock.remote
         if remote is not None and (remote[1] != sport or remote[0].packed != src):
             self.rt._count("udp_not_connected_peer")
             return True
-        self._enqueue(sock, body[UDP_HEADER_LEN:length], (inet_ntoa(src), sport))
+        sender = _text6(src) if v6 else inet_ntoa(src)
+        self._enqueue(sock, body[UDP_HEADER_LEN:length], (sender, sport))
         return True
 
     def _deliver(self, sock: UdpSocket, src: IPAddr, src_port: int, data: memoryview) -> None:
@@ -146,6 +152,18 @@ class UdpMux:
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
         dgram = udp_datagram(sock.port, port, data, src.packed, dst.packed, dst.version == 6)
         self.rt.output.send_ip(dst, PROTO_UDP, dgram, now, src=src)
+
+
+_V4_IN_V6: Final = (bytes(12), bytes(10) + b"\xff\xff")
+
+
+def _text6(packed: bytes) -> str:
+    """``str(IPv6Address(packed))`` by the C library: the two agree (RFC 5952) except on
+    addresses that embed an IPv4 address, which the C library writes dotted; those (and only
+    those) go through the address class."""
+    if packed[:12] in _V4_IN_V6:
+        return str(IPv6Address(packed))
+    return inet_ntop(AF_INET6, packed)
 
 
 def udp_datagram(
