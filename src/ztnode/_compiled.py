@@ -94,6 +94,7 @@ MODULES: tuple[str, ...] = (
     "netstack/udpmux.py",
     "sockets/aio_tcp.py",
     "sockets/aio_udp.py",
+    "sockets/dispatch.py",
     "transport/burst.py",
     "transport/randompool.py",
     "transport/service.py",

@@ -9,7 +9,8 @@ What users import (via ``ztnode``)::
 The transports (:mod:`ztnode.sockets.aio_tcp`, :mod:`ztnode.sockets.aio_udp`) are ordinary
 :class:`asyncio.Transport` and :class:`asyncio.DatagramTransport` objects, so the stock
 ``StreamReader``/``StreamWriter``, ``StreamReaderProtocol`` and any protocol class written for
-asyncio work unchanged; the stack's events reach them through :meth:`_Dispatcher.__call__`.
+asyncio work unchanged; the stack's events reach them through
+:class:`~ztnode.sockets.dispatch.StackEventDispatcher`.
 """
 
 from __future__ import annotations
@@ -36,12 +37,9 @@ from ztnode.names.settings import NameSettings
 from ztnode.names.zone import Zone
 from ztnode.netstack.bridge import BridgePort
 from ztnode.netstack.stack import (
-    AcceptReady,
     IpStack,
     PingReply,
     StackEvent,
-    TcpSocketEvent,
-    UdpReadable,
 )
 from ztnode.sockets.addresses import ip_family, ip_literal, literal
 from ztnode.sockets.aio_tcp import TcpServer, _Connecting, _TcpTransport
@@ -49,6 +47,7 @@ from ztnode.sockets.aio_udp import _UdpTransport
 from ztnode.sockets.bridgeports import FramePort
 from ztnode.sockets.controller import ControllerApi
 from ztnode.sockets.discovery import Advertisement, Discovery, ServiceBrowser
+from ztnode.sockets.dispatch import StackEventDispatcher
 from ztnode.sockets.dnsserver import DnsServer, controller_zone_source
 from ztnode.sockets.loopshim import patch_loop
 from ztnode.sockets.names import (
@@ -87,26 +86,12 @@ def _parse_nwid(nwid: int | str) -> int:
     return value
 
 
-class _Dispatcher:
-    """Routes the stacks' socket events to the transport objects in the handles' ``user``."""
-
-    def __call__(self, e: StackEvent) -> None:
-        if isinstance(e, TcpSocketEvent):
-            user = e.sock.user
-            if isinstance(user, _TcpTransport | _Connecting):
-                user.tcp_event(e.event)
-        elif isinstance(e, UdpReadable):
-            udp = e.sock.user
-            if isinstance(udp, _UdpTransport):
-                udp.readable()
-        elif isinstance(e, AcceptReady):
-            srv = e.listener.user
-            if isinstance(srv, TcpServer):
-                srv.accept_ready()
-        elif isinstance(e, PingReply):
-            net = e.stack.user
-            if isinstance(net, Network):
-                net._ping_reply(e)
+def _other_stack_event(e: StackEvent) -> None:
+    """The stack events the compiled dispatcher leaves to this module: ping replies."""
+    if isinstance(e, PingReply):
+        net = e.stack.user
+        if isinstance(net, Network):
+            net._ping_reply(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +282,7 @@ class Node:
                 "this node was given its UDP sockets, and they closed when it stopped: "
                 "make a new Node with new sockets to start again"
             )
-        self.service.stack_event_handler = _Dispatcher()
+        self.service.stack_event_handler = StackEventDispatcher(_other_stack_event)
         self._unsubscribe = self.service.subscribe(self._on_event)
         port_file = self.service.config.home / _PORT_FILE
         if self._remember_port:
