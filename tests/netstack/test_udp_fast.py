@@ -110,9 +110,7 @@ def _reference_receive(s: IpStack, payload: bytes, now: int, v6: bool = False) -
         s._count("malformed")
 
 
-def _datagram6(sport: int, dport: int, data: bytes, src: str, damage: str) -> bytes:
-    s6, d6 = IPv6Address(src), IPv6Address(ME6)
-    udp = bytearray(udp_datagram(sport, dport, data, s6.packed, d6.packed, True))
+def _damaged_udp(udp: bytearray, damage: str) -> bytearray:
     if damage == "checksum":
         udp[6] ^= 0x01
     elif damage == "zero checksum":
@@ -123,6 +121,14 @@ def _datagram6(sport: int, dport: int, data: bytes, src: str, damage: str) -> by
         struct.pack_into(">H", udp, 4, 7)
     elif damage == "truncated":
         udp = udp[:5]
+    return udp
+
+
+def _datagram6(sport: int, dport: int, data: bytes, src: str, damage: str) -> bytes:
+    s6, d6 = IPv6Address(src), IPv6Address(ME6)
+    udp = _damaged_udp(
+        bytearray(udp_datagram(sport, dport, data, s6.packed, d6.packed, True)), damage
+    )
     ip = bytearray(IPv6Header(s6, d6, PROTO_UDP).encode(bytes(udp)))
     if damage == "padded frame":
         ip += b"\0" * 7
@@ -131,21 +137,9 @@ def _datagram6(sport: int, dport: int, data: bytes, src: str, damage: str) -> by
     return bytes(ip)
 
 
-def _datagram(
-    sport: int, dport: int, data: bytes, *, src: str = SENDER, dst: str = ME, damage: str = ""
-) -> bytes:
-    sp, dp = IPv4Address(src).packed, IPv4Address(dst).packed
-    udp = bytearray(udp_datagram(sport, dport, data, sp, dp, False))
-    if damage == "checksum":
-        udp[6] ^= 0x01
-    elif damage == "zero checksum":
-        udp[6:8] = b"\0\0"
-    elif damage == "long length":
-        struct.pack_into(">H", udp, 4, len(udp) + 1)
-    elif damage == "short length":
-        struct.pack_into(">H", udp, 4, 7)
-    elif damage == "truncated":
-        udp = udp[:5]
+def _datagram(sport: int, dport: int, data: bytes, damage: str = "") -> bytes:
+    sp, dp = IPv4Address(SENDER).packed, IPv4Address(ME).packed
+    udp = _damaged_udp(bytearray(udp_datagram(sport, dport, data, sp, dp, False)), damage)
     ip = bytearray(ipv4_datagram(sp, dp, PROTO_UDP, 64, 1, bytes(udp)))
     if damage == "reserved flag":
         ip[6] |= 0x80
@@ -165,67 +159,37 @@ def _sum(b: bytes | bytearray) -> int:
     return s
 
 
-DAMAGE = [
-    "",
-    "checksum",
-    "zero checksum",
-    "long length",
-    "short length",
-    "truncated",
-    "reserved flag",
-    "ip checksum",
-    "padded frame",
-]
+_UDP_DAMAGE = ["", "checksum", "zero checksum", "long length", "short length", "truncated"]
+#: What can go wrong, per family: the UDP header's, then the IP layer's.
+DAMAGE = {
+    4: [*_UDP_DAMAGE, "reserved flag", "ip checksum", "padded frame"],
+    6: [*_UDP_DAMAGE, "padded frame", "long payload length"],
+}
 
 
+@pytest.mark.parametrize("family", [4, 6])
 @settings(max_examples=200, deadline=None)
 @given(
-    st.sampled_from(DAMAGE),
+    st.data(),
     st.sampled_from([5000, 5001, 5002, 5003, 5999]),
     st.sampled_from([7000, 7001]),
     st.binary(max_size=64),
     st.booleans(),
 )
 def test_a_received_datagram_leaves_the_stack_as_the_codec_path_does(
-    damage: str, dport: int, sport: int, data: bytes, connected: bool
+    family: int, data: st.DataObject, dport: int, sport: int, payload: bytes, connected: bool
 ) -> None:
-    fast, fast_socks = _stack_with_sockets(connected)
-    ref, ref_socks = _stack_with_sockets(connected)
-    payload = _datagram(sport, dport, data, damage=damage)
-    fast.receive_frame(A_MAC, B_MAC, 0x0800, payload, 1000)
-    _reference_receive(ref, payload, 1000)
-    assert _state(fast, fast_socks) == _state(ref, ref_socks)
-
-
-DAMAGE6 = [
-    "",
-    "checksum",
-    "zero checksum",
-    "long length",
-    "short length",
-    "truncated",
-    "padded frame",
-    "long payload length",
-]
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    st.sampled_from(DAMAGE6),
-    st.sampled_from([5000, 5001, 5002, 5003, 5999]),
-    st.sampled_from([7000, 7001]),
-    st.binary(max_size=64),
-    st.booleans(),
-    st.sampled_from(SENDERS6),
-)
-def test_a_received_ipv6_datagram_leaves_the_stack_as_the_codec_path_does(
-    damage: str, dport: int, sport: int, data: bytes, connected: bool, sender: str
-) -> None:
-    fast, fast_socks = _stack_with_sockets(connected, True, sender)
-    ref, ref_socks = _stack_with_sockets(connected, True, sender)
-    payload = _datagram6(sport, dport, data, sender, damage)
-    fast.receive_frame(A_MAC, B_MAC, 0x86DD, payload, 1000)
-    _reference_receive(ref, payload, 1000, v6=True)
+    damage = data.draw(st.sampled_from(DAMAGE[family]))
+    v6 = family == 6
+    sender = data.draw(st.sampled_from(SENDERS6)) if v6 else SENDER
+    fast, fast_socks = _stack_with_sockets(connected, v6, sender)
+    ref, ref_socks = _stack_with_sockets(connected, v6, sender)
+    if v6:
+        frame = _datagram6(sport, dport, payload, sender, damage)
+    else:
+        frame = _datagram(sport, dport, payload, damage)
+    fast.receive_frame(A_MAC, B_MAC, 0x86DD if v6 else 0x0800, frame, 1000)
+    _reference_receive(ref, frame, 1000, v6=v6)
     assert _state(fast, fast_socks) == _state(ref, ref_socks)
 
 
