@@ -247,7 +247,8 @@ def _extension(directory: Path, stem: str) -> Path | None:
     return None
 
 
-def _stale_builds(package_dir: Path) -> list[str]:
+def _builds(package_dir: Path) -> list[str]:
+    """The compiled builds' shared libraries in the package, of whatever sources."""
     return sorted(
         p.name for p in package_dir.glob(GROUP_PREFIX + "*__mypyc*") if p.suffix in (".so", ".pyd")
     )
@@ -262,7 +263,7 @@ def probe(
     env = dict(environ) if environ is not None else dict(os.environ)
     if env.get(PURE_ENV, "") not in ("", "0"):
         return Status(False, f"{PURE_ENV} is set", 0, fix="unset that variable to use it")
-    builds = _stale_builds(package_dir)
+    builds = _builds(package_dir)
     if not builds:  # nothing to match: no need to read the sources
         return Status(False, "not built (no C compiler or mypyc at install time)", 0)
     if sources is None:

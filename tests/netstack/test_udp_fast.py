@@ -234,3 +234,15 @@ def test_sending_builds_the_same_datagram_as_the_header_classes() -> None:
     ident = int.from_bytes(sent[0][4:6], "big") if sent else 0
     hdr = IPv4Header(s4, d4, PROTO_UDP, ttl=w.a.config.ttl, identification=ident)
     assert sent == [hdr.encode(udp)]
+
+
+def test_fields_out_of_range_are_still_refused_by_the_header_class() -> None:
+    """The hand-built datagram is for fields in range; others reach the header class, which
+    refuses them as it always did (and a datagram too large for the MTU is fragmented)."""
+    w = Wire()
+    with pytest.raises(ValueError, match="bytes"):
+        w.a.output.send_ip(IPv4Address(ME), PROTO_UDP, b"x", w.now, hop_limit=300)
+    w.a.output.send_ip(IPv4Address(ME), PROTO_UDP, bytes(4000), w.now)
+    w.run()
+    sent = [p for name, _, et, p in w.log if name == "a" and et == 0x0800]
+    assert len(sent) > 1 and all(IPv4Header.parse(p)[0].is_fragment for p in sent)

@@ -189,11 +189,7 @@ class IpInput:
                 if nh == PROTO_UDP:
                     if self.rt.udp.receive_fast(payload[8:24], dst, body, True):
                         return
-                elif (
-                    n >= 60
-                    and plen >= 20
-                    and self.rt.tcp.receive_fast(payload[8:24], dst, body, now)
-                ):
+                elif plen >= 20 and self.rt.tcp.receive_fast(payload[8:24], dst, body, now):
                     return
         hdr, body = IPv6Header.parse(payload)
         if not self.accepts_v6(hdr.dst):

@@ -155,18 +155,14 @@ class IpOutput:
             assert isinstance(src, IPv4Address)
             self.rt._ip_id = ident4 = (self.rt._ip_id + 1) & 0xFFFF
             if 20 + len(payload) <= mtu and 0 <= ttl <= 255 and 0 <= proto <= 255:
-                # The common datagram, built by hand; the header class (its reference) builds
-                # the rest, and refuses out-of-range fields as it always did.
+                # The common datagram, built by hand; the header class is its reference.
                 packets = [ipv4_datagram(src.packed, dst.packed, proto, ttl, ident4, payload)]
-            else:
+            else:  # too large for one datagram; or fields the header class refuses (ValueError)
                 hdr = IPv4Header(src, dst, proto, ttl=ttl, identification=ident4)
-                if 20 + len(payload) <= mtu:
-                    packets = [hdr.encode(payload)]
-                else:
-                    try:
-                        packets = fragment4(hdr, payload, mtu)
-                    except ValueError as e:
-                        raise OSError(errno.EMSGSIZE, str(e)) from None
+                try:
+                    packets = fragment4(hdr, payload, mtu)
+                except ValueError as e:
+                    raise OSError(errno.EMSGSIZE, str(e)) from None
             ethertype = ETHERTYPE_IPV4
         else:
             assert isinstance(src, IPv6Address)
