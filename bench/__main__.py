@@ -56,6 +56,7 @@ def main() -> int:
             "bond",
             "scale",
             "churn",
+            "burst",
             "peers",
             "relay",
         ),
@@ -74,6 +75,7 @@ def main() -> int:
         "bond": lambda: bond_bench.rows(q),
         "scale": lambda: scale_bench.rows(q),
         "churn": lambda: scale_bench.churn_rows(q),
+        "burst": lambda: scale_bench.burst_rows(q),
         "peers": lambda: peers_bench.rows(q),
         "relay": lambda: relay_bench.rows(q),
     }

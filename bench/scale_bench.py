@@ -1,5 +1,6 @@
-"""Many idle TCP connections on one node: memory per connection and CPU while idle.
-``python -m bench --only scale``.
+"""Many TCP connections on one node: memory per idle connection and CPU while idle
+(``python -m bench --only scale``), connections opened and closed per second (``--only
+churn``) and a burst of connects at one listener (``--only burst``).
 
 Two members of a :class:`~ztnode.testing.local.LocalZtWorld` in this process (loopback): the
 server's network listens, the client's opens ``N`` connections to it (in batches, each
@@ -15,10 +16,12 @@ CPU is the process's user+system time over :data:`IDLE_SECONDS` with the ``N`` o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 IDLE_SECONDS = 10.0
@@ -232,3 +235,91 @@ async def _churn(seconds: float, client_first: bool = False) -> list[dict[str, A
 def churn_rows(quick: bool) -> list[dict[str, Any]]:
     seconds = 5.0 if quick else CHURN_SECONDS
     return asyncio.run(_churn(seconds)) + asyncio.run(_churn(seconds, client_first=True))
+
+
+#: Connects fired at once in the burst run, and the listener's backlog (asyncio's default).
+BURST_CONNECTS = 1000
+BURST_BACKLOG = 100
+BURST_PORT = 7402
+
+
+async def _burst_once(
+    open_conn: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+    n: int,
+) -> tuple[float, list[float], int]:
+    """``n`` connects started together, each sending a byte and reading it back: the seconds
+    until the last answer, every connect's time (s), and how many failed."""
+    times: list[float] = []
+    failed = 0
+    t0 = time.perf_counter()
+
+    async def one() -> None:
+        nonlocal failed
+        try:
+            r, w = await open_conn()
+            times.append(time.perf_counter() - t0)
+            w.write(b"x")
+            await r.readexactly(1)
+            w.close()
+        except (OSError, asyncio.IncompleteReadError):
+            failed += 1
+
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), 120)
+    return time.perf_counter() - t0, sorted(times), failed
+
+
+async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        writer.write(await reader.readexactly(1))
+    writer.close()
+
+
+def _burst_row(
+    what: str, total: float, times: list[float], failed: int, drops: str
+) -> dict[str, Any]:
+    def q(p: float) -> float:
+        return round(times[min(len(times) - 1, int(p * len(times)))] * 1000, 1) if times else 0.0
+
+    return {
+        "what": what,
+        "all answered (ms)": round(total * 1000, 1),
+        "connect p50 (ms)": q(0.5),
+        "connect p99 (ms)": q(0.99),
+        "failed": failed,
+        "SYNs or ACKs dropped": drops,
+    }
+
+
+async def _burst(n: int) -> list[dict[str, Any]]:
+    """A burst of ``n`` connects at one listener whose backlog is asyncio's default: ztnode's
+    two members in this process, then the same program on the kernel's TCP over loopback (the
+    reference: what asyncio's own sockets do with the same backlog in the same loop)."""
+    from ztnode.testing.local import LocalZtWorld
+
+    rows = []
+    with tempfile.TemporaryDirectory() as base:
+        async with LocalZtWorld(base, members=2) as world:
+            a, b = world.networks
+            server = await b.start_server(_answer, port=BURST_PORT, backlog=BURST_BACKLOG)
+            await asyncio.sleep(1.0)  # the world's own start-up traffic dies down
+            host = b.address(4)
+            total, times, failed = await _burst_once(lambda: a.open_connection(host, BURST_PORT), n)
+            c = b.stack.counters
+            drops = ", ".join(
+                f"{k} {c.get(k, 0)}"
+                for k in ("tcp_backlog_full", "tcp_listen_overflow", "tcp_syn_backlog_full")
+            )
+            rows.append(_burst_row(f"ztnode, {n} connects", total, times, failed, drops))
+            server.close()
+    kernel = await asyncio.start_server(_answer, "127.0.0.1", 0, backlog=BURST_BACKLOG)
+    port = kernel.sockets[0].getsockname()[1]
+    total, times, failed = await _burst_once(lambda: asyncio.open_connection("127.0.0.1", port), n)
+    kernel.close()
+    rows.append(
+        _burst_row(f"kernel TCP, loopback, {n} connects", total, times, failed, "not counted")
+    )
+    return rows
+
+
+def burst_rows(quick: bool) -> list[dict[str, Any]]:
+    return asyncio.run(_burst(300 if quick else BURST_CONNECTS))

@@ -20,6 +20,7 @@ from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP
 
 from tests.helpers.tcp_peer import time_wait
+from ztnode.netstack.arpcache import PACKET_OVERHEAD
 from ztnode.netstack.ipproto import PROTO_TCP
 from ztnode.netstack.multicast import solicited_node_address
 from ztnode.netstack.stack import (
@@ -223,16 +224,84 @@ def test_tcp_to_closed_port_is_reset_and_listener_backlog_bounds() -> None:
     lst = w.b.tcp_listen("10.9.0.2", 82, backlog=2)
     socks = [w.a.tcp_connect("10.9.0.2", 82, w.now) for _ in range(4)]
     w.run(100)
-    assert sum(s.state is TcpState.ESTABLISHED for s in socks) == 2
-    assert w.b.counters["tcp_backlog_full"] >= 2
+    # The four SYNs arrive together and are all answered (the backlog bounds the accept
+    # queue, not the handshakes); two complete into the queue, and the last ACK of the other
+    # two is dropped while it is full, as Linux drops it: those stay half-open on B.
+    assert len(lst.queue) == 2 and lst.embryonic == 2
+    assert w.b.counters["tcp_listen_overflow"] == 2
+    assert all(s.state is TcpState.ESTABLISHED for s in socks)  # A cannot tell
+    # A further SYN finds the accept queue full: dropped, the client retries.
+    late = w.a.tcp_connect("10.9.0.2", 82, w.now)
+    w.run(100)
+    assert late.state is TcpState.SYN_SENT and w.b.counters["tcp_backlog_full"] >= 1
     with pytest.raises(OSError) as e:
         w.b.tcp_listen(None, 82)
     assert e.value.errno == errno.EADDRINUSE
-    established = [s for s in socks if s.state is TcpState.ESTABLISHED]
+    # Accepting makes room: the half-open ones complete when their SYN-ACK goes again (1 s),
+    # which fills the queue again before the late SYN's retry (1.1 s), dropped once more.
+    first = [lst.accept(), lst.accept()]
+    w.run(1500)
+    assert len(lst.queue) == 2 and lst.embryonic == 0
+    assert late.state is TcpState.SYN_SENT and w.b.counters["tcp_backlog_full"] >= 2
+    more = [lst.accept(), lst.accept()]
+    w.run(3000)  # the late SYN's next try (3.1 s) finds room
+    accepted = [*first, *more, lst.accept()]
+    assert all(p is not None for p in accepted) and w.b._half_open == 0
+    assert late.state is TcpState.ESTABLISHED
+    for c in (*socks, late):
+        c.send(b"hi")
+    w.run(100)
+    assert [p.recv() for p in accepted if p is not None] == [b"hi"] * 5
+    unaccepted = w.a.tcp_connect("10.9.0.2", 82, w.now)
+    w.run(100)
+    assert unaccepted.state is TcpState.ESTABLISHED and len(lst.queue) == 1
     lst.close(w.now)
     w.run()
     # Connections never accepted are reset when the listener closes.
-    assert all(s.state is TcpState.CLOSED for s in established)
+    assert unaccepted.state is TcpState.CLOSED
+
+
+def test_half_open_connections_are_bounded_stack_wide() -> None:
+    w = Wire()
+    w.b.config.syn_backlog = 3
+    l1 = w.b.tcp_listen("10.9.0.2", 83, backlog=1)
+    l2 = w.b.tcp_listen("10.9.0.2", 84, backlog=1)
+    for i, port in enumerate((83, 83, 84, 84, 83)):
+        syn = IP(src="10.9.0.1", dst="10.9.0.2") / TCP(sport=40000 + i, dport=port, flags="S")
+        w.b.receive_frame(A_MAC, B_MAC, ETH_IP4, bytes(syn), w.now)
+    # The bound is the stack's, whatever each listener's backlog: three half-open, two SYNs
+    # dropped and counted.
+    assert (l1.embryonic, l2.embryonic, w.b._half_open) == (2, 1, 3)
+    assert w.b.counters["tcp_syn_backlog_full"] == 2
+    # Their SYN-ACKs reach A, which knows no such connections and resets them: the count
+    # follows them out.
+    w.run(100)
+    assert (l1.embryonic, l2.embryonic, w.b._half_open) == (0, 0, 0)
+    assert not l1.queue and not l2.queue
+
+
+def test_packets_wait_for_a_resolution_within_a_byte_bound_oldest_dropped_first() -> None:
+    w = Wire()
+    lst = w.b.tcp_listen("10.9.0.2", 85, backlog=1000)
+    # A thousand connects to a host not resolved yet: every SYN waits for the ARP answer
+    # (Linux's unres_qlen_bytes), none is left to its retry a second later.
+    socks = [w.a.tcp_connect("10.9.0.2", 85, w.now) for _ in range(1000)]
+    w.run(100)
+    assert all(s.state is TcpState.ESTABLISHED for s in socks)
+    assert len(lst.queue) == 1000 and "neighbor_queue_full" not in w.a.counters
+    # The bound is in bytes, a packet costing its length and some overhead: past it the
+    # oldest waiting packets go first, counted.
+    cache = w.a.arp
+    cache.max_queued_bytes = 3 * (100 + PACKET_OVERHEAD)
+    for i in range(5):
+        cache.enqueue(IPv4Address("10.9.0.99"), ETH_IP4, bytes([i]) * 100, w.now)
+    assert [p for _et, p in cache.learn(IPv4Address("10.9.0.99"), B_MAC, w.now)] == [
+        bytes([i]) * 100 for i in (2, 3, 4)
+    ]
+    assert cache.dropped == 2
+    for _ in range(5):  # 100-byte packets again (20 + 8 + 72), through the stack's counter
+        w.a.ping("10.9.0.98", 1, 1, b"x" * 72, w.now)
+    assert w.a.counters["neighbor_queue_full"] == 2
 
 
 def test_our_own_address_loops_back_and_routes_are_honoured() -> None:

@@ -1,9 +1,13 @@
 """A bounded, sans-I/O neighbor cache shared by ARP (IPv4) and NDP (IPv6) resolution.
 
 Resolved entries live in an LRU dict of at most ``max_entries`` with a lifetime of ``ttl_ms``.
-Packets waiting for a resolution are queued per next hop (at most ``max_queued`` each, at
-most ``max_pending`` next hops at once; the oldest is evicted). A pending next hop is
-solicited up to ``retries`` times, ``retry_ms`` apart; then its packets are dropped.
+Packets waiting for a resolution are queued per next hop, at most ``max_queued_bytes`` each
+(a packet costs its length plus :data:`PACKET_OVERHEAD`; the oldest goes first, as Linux's
+``unres_qlen_bytes``, whose default this is: a program that opens a thousand connections to a
+host not resolved yet has all its SYNs sent once the answer comes, not 32 of them and the
+rest a second later), at most ``max_pending`` next hops at once (the oldest is evicted);
+``dropped`` counts the packets either bound dropped. A pending next hop is solicited up to
+``retries`` times, ``retry_ms`` apart; then its packets are dropped.
 """
 
 from __future__ import annotations
@@ -11,8 +15,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import Final
 
 IPAddr = IPv4Address | IPv6Address
+
+#: What a queued packet costs beyond its bytes (the objects holding it), as Linux charges a
+#: buffer's truesize against the queue.
+PACKET_OVERHEAD: Final = 128
 
 
 @dataclass(slots=True)
@@ -20,6 +29,7 @@ class _Pending:
     next_at: int
     tries: int = 1
     packets: deque[tuple[int, bytes]] = field(default_factory=deque)
+    queued_bytes: int = 0
 
 
 class NeighborCache:
@@ -30,14 +40,14 @@ class NeighborCache:
         *,
         max_entries: int = 256,
         max_pending: int = 64,
-        max_queued: int = 32,
+        max_queued_bytes: int = 212_992,
         retries: int = 3,
         retry_ms: int = 1000,
         ttl_ms: int = 300_000,
     ) -> None:
         self.max_entries = max_entries
         self.max_pending = max_pending
-        self.max_queued = max_queued
+        self.max_queued_bytes = max_queued_bytes
         self.retries = retries
         self.retry_ms = retry_ms
         self.ttl_ms = ttl_ms
@@ -82,10 +92,12 @@ class NeighborCache:
                 self.dropped += len(old.packets)
             p = _Pending(now + self.retry_ms)
             self._pending[ip] = p
-        if len(p.packets) >= self.max_queued:
-            p.packets.popleft()
+        cost = len(packet) + PACKET_OVERHEAD
+        while p.packets and p.queued_bytes + cost > self.max_queued_bytes:
+            p.queued_bytes -= len(p.packets.popleft()[1]) + PACKET_OVERHEAD
             self.dropped += 1
         p.packets.append((ethertype, packet))
+        p.queued_bytes += cost
         return new
 
     def due(self, now: int) -> tuple[list[IPAddr], list[IPAddr]]:

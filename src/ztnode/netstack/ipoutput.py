@@ -219,8 +219,14 @@ class IpOutput:
         if mac is not None:
             return mac
         solicit = False
+        dropped = cache.dropped
         for p in packets() if callable(packets) else packets:
             solicit = cache.enqueue(hop, ethertype, p, now) or solicit
+        if cache.dropped != dropped:
+            counters = self.rt.counters
+            counters["neighbor_queue_full"] = (
+                counters.get("neighbor_queue_full", 0) + cache.dropped - dropped
+            )
         if solicit:
             self.solicit(hop, src, now)
         return None

@@ -169,6 +169,8 @@ class IpStack:
         self._time_wait: dict[tuple[bytes, int, bytes, int], TimeWait] = {}
         self._time_wait_order: deque[tuple[int, TimeWait]] = deque()
         self._listeners: PortTable[TcpListener] = PortTable()
+        #: Half-open passive connections of all listeners (bounded by ``config.syn_backlog``).
+        self._half_open = 0
         self._udp: PortTable[UdpSocket] = PortTable()
         #: Sockets bound with ``reuse`` (SO_REUSEADDR/SO_REUSEPORT) sharing one address and
         #: port, in bind order; ``_udp`` holds the newest, which gets unicast datagrams, and

@@ -78,8 +78,18 @@ class StackConfig:
         )
     )
     ttl: int = 64
-    #: Connections half-open or waiting in a listener's accept queue (Linux somaxconn).
+    #: The largest ``listen`` backlog taken: connections waiting in a listener's accept
+    #: queue (Linux somaxconn). A SYN finding the queue full is dropped (counted as
+    #: ``tcp_backlog_full``), and so is a handshake's last ACK (``tcp_listen_overflow``): the
+    #: connection stays half-open and its SYN-ACK goes again on its timer, as on Linux.
     max_backlog: int = 4096
+    #: Half-open connections the stack keeps at most, all listeners together (a SYN answered,
+    #: its handshake not complete; Linux's tcp_max_syn_backlog). A listener's backlog does not
+    #: bound them, so a burst of connects larger than the backlog is answered at once when the
+    #: application accepts as they complete; past this bound SYNs are dropped, counted as
+    #: ``tcp_syn_backlog_full`` (Linux would answer with SYN cookies instead). Each costs a
+    #: connection's state, a few KB.
+    syn_backlog: int = 1024
     #: TIME-WAIT records kept at most (Linux's tcp_max_tw_buckets): past it a connection
     #: that closes skips TIME-WAIT, counted as ``tcp_time_wait_overflow``. A record is a few
     #: hundred bytes; 1 000 connections closed per second keep 60 000 of them.

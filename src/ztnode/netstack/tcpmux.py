@@ -133,10 +133,14 @@ class TcpMux:
             self._passive_open(lst, key, (_ip_of(dst), dport), (_ip_of(src), sport), seg, now)
             return True
         assert s is not None
+        if s.listener is not None and self._listen_overflow(s, fl):
+            return True
         s.conn.receive_segment(seg, now)
-        if mss is not None or ws is not None or sackp or sacks:
-            # A handshake segment or one carrying SACK blocks: serviced at once, exactly as
-            # the full path does (a SACK may start a fast retransmit now).
+        if mss is not None or ws is not None or sackp or sacks or s.listener is not None:
+            # A handshake segment, one carrying SACK blocks, or one for a connection not
+            # accepted yet: serviced at once, exactly as the full path does (a SACK may start
+            # a fast retransmit now; a handshake completing joins the accept queue before the
+            # next segment asks whether it is full).
             self.service(s, now)
             return True
         # Serviced at the next frames_to_send (once per received burst), not per segment: one
@@ -190,8 +194,28 @@ class TcpMux:
             if rst is not None:
                 self._emit_segment(dst, h.dst_port, src, h.src_port, rst, now)
             return
+        if s.listener is not None and self._listen_overflow(s, seg.flags):
+            return
         s.conn.receive_segment(seg, now)
         self.service(s, now)
+
+    def _listen_overflow(self, s: TcpSocket, flags: int) -> bool:
+        """True (counted) for the ACK that would complete a half-open connection while its
+        listener's accept queue is full: dropped as Linux drops it, so the queue never holds
+        more than the backlog. The connection stays half-open and sends its SYN-ACK again on
+        its timer; the client's answer completes it once the application has accepted.
+        Segments with SYN or RST go on as usual."""
+        lst = s.listener
+        if (
+            lst is None
+            or s.user is not None
+            or flags & 0x16 != 0x10
+            or s.conn.state is not tcb.TcpState.SYN_RECEIVED
+            or len(lst.queue) < lst.backlog
+        ):
+            return False
+        self.rt._count("tcp_listen_overflow")
+        return True
 
     def _passive_open(
         self,
@@ -202,8 +226,12 @@ class TcpMux:
         seg: tcb.Segment,
         now: int,
     ) -> None:
-        if lst.embryonic + len(lst.queue) >= lst.backlog:
-            self.rt._count("tcp_backlog_full")  # like Linux: drop the SYN, the client retries
+        rt = self.rt
+        if len(lst.queue) >= lst.backlog:
+            rt._count("tcp_backlog_full")  # like Linux: drop the SYN, the client retries
+            return
+        if rt._half_open >= rt.config.syn_backlog:
+            rt._count("tcp_syn_backlog_full")
             return
         conn = tcb.TcpConnection(
             self.config_for(remote[0]), isn=self._isn_for(key, now), private_config=True
@@ -213,6 +241,7 @@ class TcpMux:
         self.rt._ports[PROTO_TCP][local[1]] = self.rt._ports[PROTO_TCP].get(local[1], 0) + 1
         self.rt._tcp[key] = s
         lst.embryonic += 1
+        rt._half_open += 1
         conn.receive_segment(seg, now)
         self.service(s, now)
 
@@ -220,6 +249,11 @@ class TcpMux:
         """After anything touched a connection: send its segments, surface its events,
         re-arm its timer, and forget it once closed."""
         conn = s.conn
+        if conn.state is tcb.TcpState.LISTEN:
+            # A reset took a half-open connection back to LISTEN (RFC 9293 3.10.7.4). Made by
+            # a listener for one SYN, it has nothing left to wait for: it goes, and with it
+            # its place among the half-open ones (it held one for good before).
+            conn.abort(now)
         try:
             segs = conn.segments_to_send(now)
         except Exception:
@@ -240,6 +274,7 @@ class TcpMux:
             if lst is not None and s.user is None:
                 if isinstance(e, tcb.ConnectedEvent):
                     lst.embryonic -= 1
+                    self.rt._half_open -= 1
                     if lst.closed:
                         conn.abort(now)
                         continue
@@ -249,6 +284,7 @@ class TcpMux:
                     continue
                 if isinstance(e, tcb.ClosedEvent) and s not in lst.queue:
                     lst.embryonic -= 1
+                    self.rt._half_open -= 1
                 if not isinstance(e, tcb.ClosedEvent):
                     continue  # nobody holds this connection yet: accept() checks its state
             events.append(TcpSocketEvent(s, e))
