@@ -1,6 +1,7 @@
 """Where a small round trip's time goes: a 1-byte TCP echo between two ztnode members, profiled.
 
     python -m bench.profile_echo [--count 3000] [--top 30] [--sort tottime] [--loop uvloop]
+                                 [--udp]
 
 Both members live in this process on loopback (``LocalZtWorld``), so one round trip is both
 directions of both sides: the client's write, its node sending, the server's node receiving and
@@ -8,7 +9,8 @@ delivering, the echo written back, and the same on the way home. The run warms u
 the plain round trip (no profiler), then profiles the same loop with cProfile and prints the
 functions by cost per round trip, and the number of Python function calls each round trip
 makes: the figure the small-message work drives down. ``--loop uvloop`` runs it all on uvloop
-(the ``uvloop`` extra) instead of asyncio's loop.
+(the ``uvloop`` extra) instead of asyncio's loop. ``--udp`` measures a 32-byte UDP echo instead
+(a connected client socket and an echoing server, as the namespace bench's UDP pair).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import pstats
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 
+from ztnode.sockets.aio import Network
 from ztnode.testing.local import LocalZtWorld
 from ztnode.transport import eventloop
 
@@ -31,32 +35,84 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.write(data)
 
 
-async def main(count: int, top: int, sort: str) -> None:
+class _UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.transport.sendto(data, addr)
+
+
+class _UdpClient(asyncio.DatagramProtocol):
+    waiter: asyncio.Future[bytes] | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(data)
+
+
+Rounds = Callable[[int], Awaitable[list[float]]]
+
+
+async def _tcp_rounds(a: Network, b: Network) -> tuple[Rounds, Callable[[], None]]:
+    await b.start_server(_echo, port=7)
+    reader, writer = await a.open_connection(b.address(4), 7)
+    writer.get_extra_info("ztnode_socket").set_nodelay(True)
+
+    async def rounds(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            writer.write(b"x")
+            await reader.readexactly(1)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    return rounds, writer.close
+
+
+async def _udp_rounds(a: Network, b: Network) -> tuple[Rounds, Callable[[], None]]:
+    await b.create_datagram_endpoint(_UdpEcho, local_addr=(b.address(4), 7))
+    client = _UdpClient()
+    loop = asyncio.get_running_loop()
+    tr, _ = await a.create_datagram_endpoint(lambda: client, remote_addr=(b.address(4), 7))
+    for _ in range(20):  # the first datagrams may wait for ARP: bounded tries
+        client.waiter = loop.create_future()
+        tr.sendto(bytes(32))
+        try:
+            await asyncio.wait_for(client.waiter, 1.0)
+            break
+        except TimeoutError:
+            pass
+
+    async def rounds(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            client.waiter = fut = loop.create_future()
+            t0 = time.perf_counter()
+            tr.sendto(bytes(32))
+            await asyncio.wait_for(fut, 5.0)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    return rounds, tr.close
+
+
+async def main(count: int, top: int, sort: str, udp: bool = False) -> None:
     with tempfile.TemporaryDirectory() as base:
         async with LocalZtWorld(base, members=2) as world:
             a, b = world.networks
-            await b.start_server(_echo, port=7)
-            reader, writer = await a.open_connection(b.address(4), 7)
-            sock = writer.get_extra_info("ztnode_socket")
-            sock.set_nodelay(True)
-
-            async def rounds(n: int) -> list[float]:
-                times = []
-                for _ in range(n):
-                    t0 = time.perf_counter()
-                    writer.write(b"x")
-                    await reader.readexactly(1)
-                    times.append(time.perf_counter() - t0)
-                return times
-
+            rounds, close = await (_udp_rounds if udp else _tcp_rounds)(a, b)
             await rounds(500)  # warm up: paths, ARP, caches
             plain = await rounds(count)
             median_us = statistics.median(plain) * 1e6
             p90_us = sorted(plain)[int(len(plain) * 0.9)] * 1e6
             kind = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+            what = "UDP, 32 bytes" if udp else "TCP, 1 byte"
             print(
-                f"round trip on {kind}, both sides in one process: median {median_us:.0f} us, "
-                f"p90 {p90_us:.0f} us over {count}"
+                f"{what} round trip on {kind}, both sides in one process: median "
+                f"{median_us:.0f} us, p90 {p90_us:.0f} us over {count}"
             )
             prof = cProfile.Profile()
             prof.enable()
@@ -68,7 +124,7 @@ async def main(count: int, top: int, sort: str) -> None:
             out = io.StringIO()
             pstats.Stats(prof, stream=out).sort_stats(sort).print_stats(top)
             print(out.getvalue())
-            writer.close()
+            close()
 
 
 if __name__ == "__main__":
@@ -77,5 +133,6 @@ if __name__ == "__main__":
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--sort", default="tottime")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    ap.add_argument("--udp", action="store_true", help="a 32-byte UDP echo instead of TCP")
     args = ap.parse_args()
-    eventloop.run(main(args.count, args.top, args.sort), eventloop.choose(args.loop))
+    eventloop.run(main(args.count, args.top, args.sort, args.udp), eventloop.choose(args.loop))

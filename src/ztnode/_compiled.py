@@ -97,6 +97,7 @@ MODULES: tuple[str, ...] = (
     "netstack/udp.py",
     "netstack/udpmux.py",
     "sockets/aio_tcp.py",
+    "sockets/addresses.py",
     "sockets/aio_udp.py",
     "sockets/dispatch.py",
     "transport/burst.py",

@@ -7,7 +7,7 @@ datagrams and for every kind of damage."""
 from __future__ import annotations
 
 import struct
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_interface
 from typing import Any
 
 import pytest
@@ -246,3 +246,62 @@ def test_fields_out_of_range_are_still_refused_by_the_header_class() -> None:
     w.run()
     sent = [p for name, _, et, p in w.log if name == "a" and et == 0x0800]
     assert len(sent) > 1 and all(IPv4Header.parse(p)[0].is_fragment for p in sent)
+
+
+def _sent(w: Wire, et: int) -> list[bytes]:
+    return [p for name, _, e, p in w.log if name == "a" and e == et]
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_a_remembered_way_sends_what_the_full_path_sends(v6: bool) -> None:
+    """A socket sending again to the same host builds the datagram from its remembered way;
+    a twin whose memory is wiped before every send takes the full path each time: the two
+    emit the same frames (addresses, IP ids, checksums, hop limit), whatever the sizes, up to
+    one that must be fragmented."""
+    twins = [Wire(), Wire()]
+    me, et = (ME6, 0x86DD) if v6 else (ME, 0x0800)
+    sizes = [0, 1, 40, 1000, 2800 - (48 if v6 else 28), 2800, 5, 70]
+    for forget, w in zip((False, True), twins, strict=True):
+        u = w.a.udp_bind(None, 7000, ipv6=v6)
+        w.b.udp_bind(None, 5000, ipv6=v6)
+        for i, n in enumerate(sizes):
+            if forget:
+                u.route = None
+            u.sendto(bytes([i]) * n, me, 5000, w.now)
+            w.run()
+        if not forget:
+            assert u.route is not None  # the memory was there to use
+    fast, full = (_sent(w, et) for w in twins)
+    assert fast == full and len(fast) > len(sizes)  # the 2800-byte one went as fragments
+    got = [d for d, _ in twins[0].b.udp_sockets()[0].queue]
+    assert got == [bytes([i]) * n for i, n in enumerate(sizes)]
+
+
+def test_a_remembered_way_is_asked_again_when_anything_it_holds_may_have_changed() -> None:
+    w = Wire()
+    u = w.a.udp_bind(None, 7000)
+    w.b.udp_bind(None, 5000)
+    u.sendto(b"a", ME, 5000, w.now)
+    w.run()
+    assert u.route is None  # it waited for ARP: nothing to remember yet
+    u.sendto(b"a", ME, 5000, w.now)
+    first = u.route
+    assert first is not None and first[3] == IPv4Address(SENDER).packed
+    # New addresses: the source follows them.
+    w.a.set_addresses([ip_interface("10.9.0.7/24"), ip_interface(f"{rfc4193(A_ADDR)}/88")])
+    u.sendto(b"b", ME, 5000, w.now)
+    assert u.route is not None and u.route[3] == IPv4Address("10.9.0.7").packed
+    # A lower MTU: the datagram that no longer fits is fragmented.
+    w.a.set_mtu(1280)
+    u.sendto(bytes(2000), ME, 5000, w.now)
+    w.run()
+    assert IPv4Header.parse(_sent(w, 0x0800)[-1])[0].is_fragment
+    # Past a second, the neighbor cache is asked again (here its entry has expired: the
+    # datagram waits for a new ARP answer, as the full path would make it).
+    w.a.arp._entries.clear()
+    w.now += 1001
+    arps = len(_sent(w, 0x0806))
+    u.sendto(b"c", ME, 5000, w.now)
+    w.run()
+    assert len(_sent(w, 0x0806)) == arps + 1
+    assert [d for d, _ in w.b.udp_sockets()[0].queue][-1] == b"c"

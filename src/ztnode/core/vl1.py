@@ -421,7 +421,7 @@ class Vl1:
             Verb.MULTICAST_FRAME,
         ):
             peer.last_frame = now
-        if self.rt.topology.is_upstream(peer.address):
+        if peer.address in self.rt.topology.upstream_identities:  # is_upstream, inlined: per packet
             self.rt.housekeeper.set_online(True)
         if hops != 0:
             return

@@ -275,6 +275,12 @@ class TcpListener:
         return host, self.port
 
 
+#: A UDP socket's way to one destination: the address (by identity: parsed addresses are
+#: shared), the stack's generation and the time (ms) it holds until, the source and
+#: destination packed, the next hop's MAC and the path MTU.
+UdpRoute = tuple[IPAddr, int, int, bytes, bytes, int, int]
+
+
 class UdpSocket:
     """A bound UDP port. Datagrams wait in ``queue`` (bounded in bytes) until ``recv()``."""
 
@@ -287,7 +293,9 @@ class UdpSocket:
         "queue",
         "queued_bytes",
         "remote",
+        "remote_packed",
         "reuse",
+        "route",
         "stack",
         "user",
     )
@@ -309,6 +317,9 @@ class UdpSocket:
         self.queue: deque[tuple[bytes, Endpoint]] = deque()
         self.queued_bytes = 0
         self.remote: tuple[IPAddr, int] | None = None
+        self.remote_packed = b""  # the connected peer's address, as datagrams carry it
+        #: The way to the destination last sent to, as :meth:`UdpMux.send` remembers it.
+        self.route: UdpRoute | None = None
         self.error = 0
         self.closed = False
         self.user: object = None
@@ -322,6 +333,7 @@ class UdpSocket:
         """Fix the default destination and accept datagrams from it alone."""
         ip = self.stack._parse_ip(host, self.ipv6)
         self.remote = (ip, port)
+        self.remote_packed = ip.packed
 
     def sendto(self, data: bytes, host: str, port: int, now: int) -> None:
         """Send one datagram; OSError (ENETUNREACH, EMSGSIZE...) when it cannot go."""

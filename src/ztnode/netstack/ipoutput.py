@@ -140,8 +140,9 @@ class IpOutput:
         *,
         src: IPAddr | None = None,
         hop_limit: int | None = None,
-    ) -> None:
-        """Route, frame and (if needed) fragment one datagram; OSError if it cannot go."""
+    ) -> int | None:
+        """Route, frame and (if needed) fragment one datagram; OSError if it cannot go. The
+        next hop's MAC it went to, or None when it waits for a neighbor resolution."""
         if src is None:
             src = self.source_for(dst)
             if src is None:
@@ -181,6 +182,7 @@ class IpOutput:
             out = self.rt._out
             for p in packets:
                 out.append((mac, ethertype, p))
+        return mac
 
     def send_ip_quiet(
         self, dst: IPAddr, proto: int, payload: bytes, now: int, *, src: IPAddr | None = None

@@ -230,6 +230,7 @@ class IpStack:
         them (and resend what was in flight)."""
         lowered = mtu < self.mtu
         self.mtu = mtu
+        self._generation += 1  # what sockets remember of their way holds the MTU
         if lowered:
             for s in list(self._tcp.values()):
                 if s.conn.path_mtu(mtu):

@@ -17,6 +17,7 @@ from ztnode.netstack.checksum import (
     pseudo_header_sum_v4,
     pseudo_header_sum_v6,
 )
+from ztnode.netstack.ethernet import ETHERTYPE_IPV4, ETHERTYPE_IPV6
 from ztnode.netstack.handles import (
     UdpReadable,
     UdpSocket,
@@ -29,11 +30,14 @@ from ztnode.netstack.icmp import (
     quote_ipv4,
     quote_ipv6,
 )
+from ztnode.netstack.ipoutput import ipv4_datagram
 from ztnode.netstack.ipproto import PROTO_ICMP, PROTO_UDP
 from ztnode.netstack.ipv6 import (
     NH_ICMPV6,
 )
 from ztnode.netstack.stackconfig import (
+    IP6_HEADER,
+    MAC_REMEMBER_MS,
     IPAddr,
 )
 from ztnode.netstack.udp import UDP_HEADER_LEN, UdpHeader
@@ -106,7 +110,7 @@ class UdpMux:
             return False  # a zero checksum is refused over IPv6 (RFC 8200 8.1): the codec counts it
         sport = (body[0] << 8) | body[1]
         remote = sock.remote
-        if remote is not None and (remote[1] != sport or remote[0].packed != src):
+        if remote is not None and (remote[1] != sport or sock.remote_packed != src):
             self.rt._count("udp_not_connected_peer")
             return True
         sender = _text6(src) if v6 else inet_ntoa(src)
@@ -139,19 +143,45 @@ class UdpMux:
             self.rt.output.send_ip_quiet(src, NH_ICMPV6, m6.encode(dst, src), now, src=dst)
 
     def send(self, sock: UdpSocket, data: bytes, dst: IPAddr, port: int, now: int) -> None:
+        """One datagram to ``dst``. The way there (source, next hop's MAC, path MTU) is
+        remembered on the socket for a second within the stack's generation, as TCP remembers
+        its next hop, so that a socket sending to the same host again builds the datagram
+        from packed addresses without asking the address objects, the routes, the neighbor
+        cache and the path MTUs each time; what does not fit in one packet, or meets no
+        remembered way, takes the full path, which is the reference."""
         if not 0 < port <= 0xFFFF:
             raise OSError(errno.EINVAL, f"bad port {port}")
+        rt = self.rt
+        r = sock.route
+        if r is not None and r[0] is dst and r[1] == rt._generation and now < r[2]:
+            src_p, dst_p = r[3], r[4]
+            v6 = len(dst_p) == 16
+            if len(data) + (48 if v6 else 28) <= r[6]:
+                dgram = udp_datagram(sock.port, port, data, src_p, dst_p, v6)
+                ttl = rt.config.ttl
+                if v6:
+                    packet = IP6_HEADER.pack(0x60000000, len(dgram), PROTO_UDP, ttl, src_p, dst_p)
+                    rt._out.append((r[5], ETHERTYPE_IPV6, packet + dgram))
+                else:
+                    rt._ip_id = ident = (rt._ip_id + 1) & 0xFFFF
+                    packet = ipv4_datagram(src_p, dst_p, PROTO_UDP, ttl, ident, dgram)
+                    rt._out.append((r[5], ETHERTYPE_IPV4, packet))
+                return
         if len(data) > 0xFFFF - 8 - (40 if dst.version == 6 else 20):
             raise OSError(errno.EMSGSIZE, "datagram too large")
         src = (
             sock.local_ip
             if sock.local_ip is not None and not sock.local_ip.is_multicast
-            else (self.rt.output.source_for(dst))
+            else (rt.output.source_for(dst))
         )
         if src is None:
             raise OSError(errno.ENETUNREACH, f"no route to {dst} on this network")
-        dgram = udp_datagram(sock.port, port, data, src.packed, dst.packed, dst.version == 6)
-        self.rt.output.send_ip(dst, PROTO_UDP, dgram, now, src=src)
+        src_p, dst_p = src.packed, dst.packed
+        dgram = udp_datagram(sock.port, port, data, src_p, dst_p, dst.version == 6)
+        mac = rt.output.send_ip(dst, PROTO_UDP, dgram, now, src=src)
+        if mac is not None:
+            mtu = rt.pmtu.mtu_for(dst, rt.mtu, now)
+            sock.route = (dst, rt._generation, now + MAC_REMEMBER_MS, src_p, dst_p, mac, mtu)
 
 
 _V4_IN_V6: Final = (bytes(12), bytes(10) + b"\xff\xff")

@@ -40,12 +40,13 @@ class _UdpTransport(asyncio.DatagramTransport):
             return
         proto = self._protocol
         assert isinstance(proto, asyncio.DatagramProtocol)
+        now = self._net.node.service.clock.now()  # Node._now, without a call into aio.py
         try:
             if addr is None:
-                self._sock.send(bytes(data), self._net.node._now())
+                self._sock.send(bytes(data), now)
             else:
                 host, port = addr[0], addr[1]
-                self._sock.sendto(bytes(data), literal(host), int(port), self._net.node._now())
+                self._sock.sendto(bytes(data), literal(host), int(port), now)
         except OSError as e:
             proto.error_received(e)
             return

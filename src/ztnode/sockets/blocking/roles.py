@@ -400,7 +400,8 @@ class _Stream(_Role, asyncio.Protocol):
 class _Listener(_Role):
     """A listening socket. aio's TcpServer accepts eagerly, so connections wait in ``queue``
     (established, buffering what arrives) until ``accept``, and the ``listen`` backlog is
-    recorded but cannot bound them: the stack's backlog applies to handshakes only."""
+    recorded but cannot bound them: the stack's backlog bounds the connections aio's server
+    has not taken yet, which its eager accept keeps near none."""
 
     def __init__(self, net: BlockingNetwork, shared: _Shared, opts: dict[str, int]) -> None:
         super().__init__(net, shared, opts)
