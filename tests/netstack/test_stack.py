@@ -215,8 +215,10 @@ def test_tcp_segments_valid_for_scapy_and_data_flows(v6: bool) -> None:
     assert opts["MSS"] == 2800 - (60 if v6 else 40) and "SAckOK" in opts and "WScale" in opts
 
 
-def test_tcp_to_closed_port_is_reset_and_listener_backlog_bounds() -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-path"])
+def test_tcp_to_closed_port_is_reset_and_listener_backlog_bounds(fast: bool) -> None:
     w = Wire()
+    w.b.config.fast_handshake = fast  # off, the SYNs take the codec path
     c = w.a.tcp_connect("10.9.0.2", 81, w.now)
     w.run()
     assert c.state is TcpState.CLOSED
@@ -261,8 +263,10 @@ def test_tcp_to_closed_port_is_reset_and_listener_backlog_bounds() -> None:
     assert unaccepted.state is TcpState.CLOSED
 
 
-def test_half_open_connections_are_bounded_stack_wide() -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-path"])
+def test_half_open_connections_are_bounded_stack_wide(fast: bool) -> None:
     w = Wire()
+    w.b.config.fast_handshake = fast
     w.b.config.syn_backlog = 3
     l1 = w.b.tcp_listen("10.9.0.2", 83, backlog=1)
     l2 = w.b.tcp_listen("10.9.0.2", 84, backlog=1)
@@ -278,6 +282,34 @@ def test_half_open_connections_are_bounded_stack_wide() -> None:
     w.run(100)
     assert (l1.embryonic, l2.embryonic, w.b._half_open) == (0, 0, 0)
     assert not l1.queue and not l2.queue
+
+
+def test_a_completing_ack_on_the_codec_path_meets_a_full_queue_too() -> None:
+    """The accept queue's check on the codec path: an ACK with options the fast path leaves
+    to it (four NOPs) that would complete a handshake while the queue is full is dropped and
+    counted; with room, the same ACK completes it."""
+    w = Wire()
+    w.b.config.fast_handshake = False
+    lst = w.b.tcp_listen("10.9.0.2", 86, backlog=1)
+    w.b.arp.learn(IPv4Address("10.9.0.1"), A_MAC, w.now)  # B answers without asking
+
+    def from_a(flags: str, seq: int, ack: int = 0) -> None:
+        seg = IP(src="10.9.0.1", dst="10.9.0.2") / TCP(
+            sport=41000, dport=86, flags=flags, seq=seq, ack=ack, options=[("NOP", None)] * 4
+        )
+        w.b.receive_frame(A_MAC, B_MAC, ETH_IP4, bytes(seg), w.now)
+
+    from_a("S", 5000)  # half-open while the queue is empty; its SYN-ACK kept from A
+    (synack,) = [IP(p)[TCP] for _m, et, p in w.b.frames_to_send(w.now) if et == ETH_IP4]
+    assert synack.flags == "SA" and lst.embryonic == 1
+    first = w.a.tcp_connect("10.9.0.2", 86, w.now)  # fills the queue
+    w.run(100)
+    assert first.state is TcpState.ESTABLISHED and len(lst.queue) == 1
+    from_a("A", 5001, synack.seq + 1)
+    assert w.b.counters["tcp_listen_overflow"] == 1 and lst.embryonic == 1
+    assert lst.accept() is not None
+    from_a("A", 5001, synack.seq + 1)
+    assert len(lst.queue) == 1 and lst.embryonic == 0 and w.b._half_open == 0
 
 
 def test_packets_wait_for_a_resolution_within_a_byte_bound_oldest_dropped_first() -> None:
