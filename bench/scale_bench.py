@@ -293,7 +293,9 @@ def _burst_row(
 async def _burst(n: int) -> list[dict[str, Any]]:
     """A burst of ``n`` connects at one listener whose backlog is asyncio's default: ztnode's
     two members in this process, then the same program on the kernel's TCP over loopback (the
-    reference: what asyncio's own sockets do with the same backlog in the same loop)."""
+    reference: what asyncio's own sockets do with the same backlog in the same loop). The
+    client has not resolved the server's address yet, so its SYNs first wait for ARP, as a
+    program's first connections to a host do."""
     from ztnode.testing.local import LocalZtWorld
 
     rows = []
@@ -309,6 +311,8 @@ async def _burst(n: int) -> list[dict[str, Any]]:
                 f"{k} {c.get(k, 0)}"
                 for k in ("tcp_backlog_full", "tcp_listen_overflow", "tcp_syn_backlog_full")
             )
+            waited = a.stack.counters.get("neighbor_queue_full", 0)
+            drops += f", client neighbor_queue_full {waited}"
             rows.append(_burst_row(f"ztnode, {n} connects", total, times, failed, drops))
             server.close()
     kernel = await asyncio.start_server(_answer, "127.0.0.1", 0, backlog=BURST_BACKLOG)
