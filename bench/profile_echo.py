@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
+from bench.tcp_peer import _UdpClient, _UdpEcho
 from ztnode.sockets.aio import Network
 from ztnode.testing.local import LocalZtWorld
 from ztnode.transport import eventloop
@@ -33,23 +34,6 @@ from ztnode.transport import eventloop
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while data := await reader.read(65536):
         writer.write(data)
-
-
-class _UdpEcho(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.transport.sendto(data, addr)
-
-
-class _UdpClient(asyncio.DatagramProtocol):
-    waiter: asyncio.Future[bytes] | None = None
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(data)
 
 
 Rounds = Callable[[int], Awaitable[list[float]]]

@@ -229,8 +229,9 @@ class IpStack:
         """The network's MTU, applied live: connections whose segments no longer fit shrink
         them (and resend what was in flight)."""
         lowered = mtu < self.mtu
+        if mtu != self.mtu:
+            self._generation += 1  # what sockets remember of their way holds the MTU
         self.mtu = mtu
-        self._generation += 1  # what sockets remember of their way holds the MTU
         if lowered:
             for s in list(self._tcp.values()):
                 if s.conn.path_mtu(mtu):
