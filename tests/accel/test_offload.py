@@ -247,6 +247,29 @@ def test_c_frame_equals_switch_send_on(
     assert got == want  # None when the packet needs more datagrams than the protocol allows
 
 
+def test_small_cuts_reuse_one_buffer_and_hand_out_copies(key: SymmetricKey) -> None:
+    """Small segments and frames are cut into one reused buffer: what a call returned stays
+    what it was after later calls write that buffer again, and calls one after another keep a
+    single spare buffer (the pool grows only with calls running at once)."""
+    need(accel.AVAILABLE, accel.REASON)
+    from ztnode.accel import _hot
+
+    header = bytes(pk.new_packet(bytes(8), ME, PEER, Verb.FRAME))
+    hdr = tcp_header(False, 1000, ACK | PSH)
+    first = accel.tcp_pieces(key, 3, header, bytes(8), NWID, 0x0800, hdr, 7, b"a", 1388, 0x18, MTU)
+    frame = accel.frame_datagrams(key, 1, header, bytes(8), NWID, 0x0800, b"b" * 2000, 576)
+    assert first is not None and frame is not None and len(frame) == 4
+    kept = [bytes(d) for d in first + frame]
+    for i in range(50):
+        again = accel.tcp_pieces(
+            key, 3, header, bytes([i]) * 8, NWID, 0x0800, hdr, 7, b"z" * 600, 1388, 0x18, MTU
+        )
+        assert again is not None and again != first
+        accel.frame_datagrams(key, 1, header, bytes([i]) * 8, NWID, 0x0800, b"y" * 900, 576)
+    assert first + frame == kept
+    assert len(_hot._spare) == 1
+
+
 def test_c_frame_declines_what_it_does_not_take(key: SymmetricKey) -> None:
     need(accel.AVAILABLE, accel.REASON)
     header = bytes(pk.new_packet(bytes(8), ME, PEER, Verb.FRAME))

@@ -36,6 +36,34 @@ _OK: Final[int] = _lib.ZT_ACCEL_OK if _lib is not None else 0
 _ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 
 
+#: Datagrams one packet becomes at most (the protocol's head and 15 fragments).
+_MAX_PIECES: Final = 16
+#: The reusable output buffer's size: a one-piece TCP segment or a frame whose datagrams
+#: (packet, and up to 16 fragment headers) fit; larger cuts allocate their own.
+_SCRATCH_BYTES: Final = 4096
+
+
+class _Scratch:
+    """An output buffer and length array the send cuts reuse.
+
+    Why: allocating a zeroed buffer, a cffi length array and a buffer pointer for every small
+    segment cost more than the C call itself (glibc's malloc for the buffer, cffi parsing the
+    array's type). Each call takes one from :data:`_spare` and puts it back, so a thread never
+    shares one with another (cffi releases the GIL during the call): there are at most as many
+    as threads that ever sent at once."""
+
+    __slots__ = ("lens", "out", "ptr", "view")
+
+    def __init__(self) -> None:
+        self.out = bytearray(_SCRATCH_BYTES)
+        self.ptr: Any = _from_buffer(self.out)
+        self.lens: Any = _ffi.new("unsigned int[]", _MAX_PIECES)
+        self.view = memoryview(self.out)
+
+
+_spare: list[_Scratch] = []
+
+
 def tcp_pieces(
     key: SymmetricKey,
     cipher: int,
@@ -71,22 +99,53 @@ def tcp_pieces(
     pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
     if len(packet_ids) < 8 * pieces:
         return None
-    per_packet = 28 + 10 + len(ip_tcp_header) + seg_size
-    max_out = pieces * 16
-    cap = pieces * (per_packet + 16 * 16)
+    hdr = bytes(header)
+    ip_tcp = bytes(ip_tcp_header)
+    # Each piece: the packet header, the FRAME's network id and ethertype, its IP/TCP headers
+    # and payload, and at most 16 fragment headers.
+    cap = pieces * (28 + 10 + len(ip_tcp) + seg_size + 16 * 16)
+    if pieces == 1 and cap <= _SCRATCH_BYTES:
+        scratch = _spare.pop() if _spare else _Scratch()
+        try:
+            n: int = _zt_tx_tcp(
+                state,
+                key.salsa_key,
+                cipher,
+                hdr,
+                packet_ids,
+                1,
+                network_id,
+                ethertype,
+                ip_tcp,
+                len(ip_tcp),
+                ip_id,
+                _from_buffer(payload),
+                len(payload),
+                seg_size,
+                flags_last,
+                mtu,
+                scratch.ptr,
+                _SCRATCH_BYTES,
+                scratch.lens,
+                _MAX_PIECES,
+            )
+            return _scratch_datagrams(scratch, n)
+        finally:
+            _spare.append(scratch)
+    max_out = pieces * _MAX_PIECES
     out = bytearray(cap)
     lens = _ffi.new("unsigned int[]", max_out)
-    n: int = _zt_tx_tcp(
+    n = _zt_tx_tcp(
         state,
         key.salsa_key,
         cipher,
-        bytes(header),
+        hdr,
         packet_ids,
         len(packet_ids) // 8,
         network_id,
         ethertype,
-        bytes(ip_tcp_header),
-        len(ip_tcp_header),
+        ip_tcp,
+        len(ip_tcp),
         ip_id,
         _from_buffer(payload),
         len(payload),
@@ -117,8 +176,21 @@ def _datagrams(out: bytearray, lens: Any, n: int) -> list[bytes] | None:
     return result
 
 
-#: Datagrams one packet becomes at most (the protocol's head and 15 fragments).
-_MAX_PIECES: Final = 16
+def _scratch_datagrams(scratch: _Scratch, n: int) -> list[bytes] | None:
+    """:func:`_datagrams` of a scratch buffer: copied out, as the buffer is used again."""
+    if n <= 0:
+        return None
+    lens = scratch.lens
+    view = scratch.view
+    if n == 1:
+        return [view[: lens[0]].tobytes()]
+    result = []
+    at = 0
+    for i in range(n):
+        m = lens[i]
+        result.append(view[at : at + m].tobytes())
+        at += m
+    return result
 
 
 def frame_datagrams(
@@ -142,11 +214,32 @@ def frame_datagrams(
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
-    n_bytes = 38 + len(payload)
-    cap = n_bytes + 16 * _MAX_PIECES
+    cap = 38 + len(payload) + 16 * _MAX_PIECES
+    if cap <= _SCRATCH_BYTES:
+        scratch = _spare.pop() if _spare else _Scratch()
+        try:
+            n: int = _zt_tx_frame(
+                state,
+                key.salsa_key,
+                cipher,
+                header,
+                packet_id,
+                network_id,
+                ethertype,
+                _from_buffer(payload),
+                len(payload),
+                mtu,
+                scratch.ptr,
+                _SCRATCH_BYTES,
+                scratch.lens,
+                _MAX_PIECES,
+            )
+            return _scratch_datagrams(scratch, n)
+        finally:
+            _spare.append(scratch)
     out = bytearray(cap)
     lens = _ffi.new("unsigned int[]", _MAX_PIECES)
-    n: int = _zt_tx_frame(
+    n = _zt_tx_frame(
         state,
         key.salsa_key,
         cipher,

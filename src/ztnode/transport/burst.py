@@ -334,26 +334,31 @@ class BurstReader:
         if n < 0:
             raise OSError(-n, os.strerror(-n))
         view = self._view
-        remote = self._remote
         ids = self._ids
-        for kind, off, size, pieces, frames, wire, src, *where, first in _REC.iter_unpack(
-            self._recs_mem[: n * _REC.size]
-        ):
-            key = tuple(where)
+        addrs = self._addrs
+        # Records unpacked whole and indexed: a starred target would build a list per record.
+        for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
+            kind = rec[0]
+            off = rec[1]
+            end = off + rec[2]
+            where = rec[7:12]  # family, port, ip_hi, ip_lo, scope
+            addr = addrs.get(where)
+            if addr is None:
+                addr = self._remote(where)
             if kind == _PLAIN:
+                src = rec[6]
+                frames = rec[4]
                 k = self._keys.get(src)
-                packet = bytearray(view[off : off + size])
-                joined = tuple(ids[first : first + frames]) if frames > 1 else ()
-                if k is None or not sink.on_plain(
-                    packet, k, remote(key), pieces, wire, frames, joined
-                ):
+                packet = bytearray(view[off:end])
+                joined = tuple(ids[rec[12] : rec[12] + frames]) if frames > 1 else ()
+                if k is None or not sink.on_plain(packet, k, addr, rec[3], rec[5], frames, joined):
                     self.stale_key_drops += 1
                     self.forget(src)
             elif kind == _DATAGRAM:
-                sink.on_datagram(view[off : off + size], remote(key))
+                sink.on_datagram(view[off:end], addr)
             else:
-                sink.on_whole(bytearray(view[off : off + size]), remote(key), pieces, wire)
-                self.learn(src, sink)
+                sink.on_whole(bytearray(view[off:end]), addr, rec[3], rec[5])
+                self.learn(rec[6], sink)
         if stats.dropped != self._dropped:
             self._report_drops(sink)
         return int(stats.datagrams - before)

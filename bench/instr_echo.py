@@ -1,0 +1,161 @@
+"""Instructions per small round trip, counted by valgrind: a figure that does not move with the
+machine's mood.
+
+    python -m bench.instr_echo [--count 1000] [--runs 2] [--udp]     (needs valgrind)
+
+Wall-clock time of the in-process echo (``python -m bench.profile_echo``) swings by 2x between
+runs on a shared virtual machine, so a change worth 5 % cannot be told from noise there.
+``valgrind --tool=callgrind`` counts the instructions user space executes, the same for the
+same program and inputs whatever else the machine does. Each run starts this module again
+under callgrind with counting off, builds a local world with two members in one process (as
+``profile_echo`` does), warms up, and counts only ``--count`` round trips (a 1-byte TCP echo with
+``TCP_NODELAY``, or ``--udp`` a 32-byte UDP echo), switched on and off with ``callgrind_control``.
+The same program over the kernel's loopback TCP (or UDP) with asyncio's own streams (or
+datagram endpoints) runs beside it as the reference: what asyncio and the application cost
+without ztnode. The kernel's own instructions are not counted for either.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+Rounds = Callable[[int], Awaitable[list[float]]]
+
+_CHILD = "--child"
+
+
+def _toggle(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def _kernel_rounds(udp: bool) -> tuple[Rounds, Callable[[], None]]:
+    """The same echo over the kernel's loopback with asyncio's own transports."""
+    from bench.profile_echo import _echo
+    from bench.tcp_peer import _UdpClient, _UdpEcho
+
+    loop = asyncio.get_running_loop()
+    if udp:
+        server, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("127.0.0.1", 0))
+        client = _UdpClient()
+        port = server.get_extra_info("sockname")[1]
+        tr, _ = await loop.create_datagram_endpoint(lambda: client, remote_addr=("127.0.0.1", port))
+
+        async def udp_rounds(n: int) -> list[float]:
+            for _ in range(n):
+                client.waiter = fut = loop.create_future()
+                tr.sendto(bytes(32))
+                await asyncio.wait_for(fut, 5.0)
+            return []
+
+        def close_udp() -> None:
+            tr.close()
+            server.close()
+
+        return udp_rounds, close_udp
+    srv = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def tcp_rounds(n: int) -> list[float]:
+        for _ in range(n):
+            writer.write(b"x")
+            await reader.readexactly(1)
+        return []
+
+    def close_tcp() -> None:
+        writer.close()
+        srv.close()
+
+    return tcp_rounds, close_tcp
+
+
+async def _child(kind: str, count: int, udp: bool) -> None:
+    """Runs under callgrind: set up, warm up, count ``count`` round trips only."""
+    if kind == "kernel":
+        rounds, close = await _kernel_rounds(udp)
+        await rounds(300)
+        _toggle(True)
+        await rounds(count)
+        _toggle(False)
+        close()
+        return
+    from bench.profile_echo import _tcp_rounds, _udp_rounds
+    from ztnode.testing.local import LocalZtWorld
+
+    with tempfile.TemporaryDirectory() as base:
+        async with LocalZtWorld(base, members=2) as world:
+            a, b = world.networks
+            rounds, close = await (_udp_rounds if udp else _tcp_rounds)(a, b)
+            await rounds(300)  # paths, ARP, caches, the compiled code's first calls
+            _toggle(True)
+            await rounds(count)
+            _toggle(False)
+            close()
+
+
+def count_instructions(kind: str, count: int, udp: bool) -> int:
+    """Instructions that ``count`` round trips of ``kind`` ("ztnode" or "kernel") executed."""
+    with tempfile.TemporaryDirectory() as out:
+        pattern = str(Path(out) / "cg.%p")
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={pattern}",
+            sys.executable,
+            "-m",
+            "bench.instr_echo",
+            _CHILD,
+            kind,
+            str(count),
+            "udp" if udp else "tcp",
+        ]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"callgrind run failed ({done.returncode}): {done.stderr[-2000:]}")
+        total = 0
+        for f in Path(out).iterdir():  # the interpreter's file; children it forks count nothing
+            for line in f.read_text(errors="replace").splitlines():
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+        return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--udp", action="store_true", help="a 32-byte UDP echo instead of TCP")
+    args = ap.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    what = "UDP, 32 bytes" if args.udp else "TCP, 1 byte"
+    print(f"{what} echo, both ends in one process; user-space instructions per round trip")
+    print("| run | ztnode | asyncio over the kernel's loopback | ratio |")
+    print("|---|---|---|---|")
+    for run in range(1, args.runs + 1):
+        zt = count_instructions("ztnode", args.count, args.udp) / args.count
+        kernel = count_instructions("kernel", args.count, args.udp) / args.count
+        print(f"| {run} | {zt:,.0f} | {kernel:,.0f} | {zt / kernel:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == _CHILD:
+        asyncio.run(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "udp"))
+        sys.exit(0)
+    sys.exit(main())
