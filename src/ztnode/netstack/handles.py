@@ -118,6 +118,7 @@ class TcpSocket:
     """One TCP connection owned by a stack. ``conn`` is the sans-I/O TCB."""
 
     __slots__ = (
+        "_head",
         "_mac",
         "_timer_at",
         "conn",
@@ -149,6 +150,9 @@ class TcpSocket:
         self._timer_at: int | None = None
         #: The next hop's MAC as last resolved: (mac, stack generation, valid until).
         self._mac: tuple[int, int, int] | None = None
+        #: The start of this connection's segments as the offload path writes them: the IP
+        #: header and the ports, for the TTL it was made with (see ``TcpMux._emit_burst``).
+        self._head: tuple[int, bytes] | None = None
 
     @property
     def local_endpoint(self) -> Endpoint:

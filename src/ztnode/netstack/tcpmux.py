@@ -8,12 +8,13 @@ import functools
 import hashlib
 import heapq
 import logging
+import struct
 from collections.abc import Callable
 from ipaddress import (
     IPv6Address,
     ip_address,
 )
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ztnode.errors import DecodeError
 from ztnode.netstack import tcp as tcb
@@ -52,6 +53,23 @@ def _ip_of(packed: bytes) -> IPAddr:
 
 if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
+
+
+#: A TCP header from the sequence number on (checksum and urgent pointer zero), and the same
+#: followed by the timestamp option as ZeroTier's peers see it (NOP, NOP, kind 8, length 10).
+_TCP_TAIL: Final = struct.Struct(">IIBBHxxxx")
+_TCP_TAIL_TS: Final = struct.Struct(">IIBBHxxxxIII")
+_PORTS: Final = struct.Struct(">HH")
+
+
+def _segment_head(s: TcpSocket, ttl: int) -> bytes:
+    """The IP header (lengths, ident and checksum zero) and the ports of ``s``'s segments."""
+    lpk, rpk = s.key[0], s.key[2]
+    if s.ipv6:
+        ip = IP6_HEADER.pack(0x60000000, 0, PROTO_TCP, ttl, lpk, rpk)
+    else:
+        ip = IP4_HEADER.pack(0x45, 0, 0, 0, 0x4000, ttl, PROTO_TCP, 0, lpk, rpk)
+    return ip + _PORTS.pack(s.local[1], s.remote[1])
 
 
 class TcpMux:
@@ -465,29 +483,30 @@ class TcpMux:
         """A segment for the layer below to cut into ``mss``-byte pieces (one when it is
         small or bare) and build (segmentation offload): its headers once (:class:`TcpBurst`)."""
         v6 = s.ipv6
-        ihl = 40 if v6 else 20
-        hdr = bytearray(ihl + thl)
-        TCP_HEADER.pack_into(
-            hdr, ihl, s.local[1], s.remote[1], seg.seq, seg.ack, thl << 2, seg.flags, seg.window
-        )
+        ttl = self.rt.config.ttl
+        head = s._head
+        if head is None or head[0] != ttl:
+            head = s._head = (ttl, _segment_head(s, ttl))
+        # The fields every segment writes anew; lengths, checksums and the IPv4 ident are
+        # written per piece by the cut (TcpBurst.piece and its C twin), so the template leaves
+        # them zero.
         if opts:
-            hdr[ihl + 20 :] = opts
+            hdr = head[1] + _TCP_TAIL.pack(seg.seq, seg.ack, thl << 2, seg.flags, seg.window) + opts
         elif seg.ts is not None:
-            TS_OPTION.pack_into(hdr, ihl + 20, 0x0101080A, seg.ts[0], seg.ts[1])
-        lpk, rpk = s.key[0], s.key[2]
+            hdr = head[1] + _TCP_TAIL_TS.pack(
+                seg.seq, seg.ack, 0x80, seg.flags, seg.window, 0x0101080A, seg.ts[0], seg.ts[1]
+            )
+        else:
+            hdr = head[1] + _TCP_TAIL.pack(seg.seq, seg.ack, 0x50, seg.flags, seg.window)
         pieces = max(-(-len(seg.payload) // mss), 1)  # a bare ACK is one piece too
         if v6:
-            IP6_HEADER.pack_into(hdr, 0, 0x60000000, 0, PROTO_TCP, self.rt.config.ttl, lpk, rpk)
             ethertype = ETHERTYPE_IPV6
             ident = 0
         else:
             ident = (self.rt._ip_id + 1) & 0xFFFF
             self.rt._ip_id = (self.rt._ip_id + pieces) & 0xFFFF
-            IP4_HEADER.pack_into(
-                hdr, 0, 0x45, 0, 0, ident, 0x4000, self.rt.config.ttl, PROTO_TCP, 0, lpk, rpk
-            )
             ethertype = ETHERTYPE_IPV4
-        burst = TcpBurst(bytes(hdr), ident, bytes(seg.payload), mss, seg.flags)
+        burst = TcpBurst(hdr, ident, bytes(seg.payload), mss, seg.flags)
         known = s._mac
         if known is not None and known[1] == self.rt._generation and now < known[2]:
             self.rt._out.append((known[0], ethertype, burst))
