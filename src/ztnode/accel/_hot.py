@@ -44,24 +44,38 @@ _SCRATCH_BYTES: Final = 4096
 
 
 class _Scratch:
-    """An output buffer and length array the send cuts reuse.
+    """An output buffer and length array for one send cut's datagrams.
 
     Why: allocating a zeroed buffer, a cffi length array and a buffer pointer for every small
     segment cost more than the C call itself (glibc's malloc for the buffer, cffi parsing the
-    array's type). Each call takes one from :data:`_spare` and puts it back, so a thread never
+    array's type). Small cuts take one from :data:`_spare` and put it back, so a thread never
     shares one with another (cffi releases the GIL during the call): there are at most as many
-    as threads that ever sent at once."""
+    as threads that ever sent at once. A cut too large for it gets one of its own."""
 
-    __slots__ = ("lens", "out", "ptr", "view")
+    __slots__ = ("lens", "max_out", "out", "ptr", "size", "view")
 
-    def __init__(self) -> None:
-        self.out = bytearray(_SCRATCH_BYTES)
+    def __init__(self, size: int = 4096, max_out: int = 16) -> None:
+        self.size = size
+        self.max_out = max_out
+        self.out = bytearray(size)
         self.ptr: Any = _from_buffer(self.out)
-        self.lens: Any = _ffi.new("unsigned int[]", _MAX_PIECES)
+        self.lens: Any = _ffi.new("unsigned int[]", max_out)
         self.view = memoryview(self.out)
 
 
 _spare: list[_Scratch] = []
+
+
+def _take(size: int, max_out: int) -> _Scratch:
+    """A reused scratch when the cut fits one, else a new one just for it."""
+    if size <= _SCRATCH_BYTES and max_out <= _MAX_PIECES:
+        return _spare.pop() if _spare else _Scratch(_SCRATCH_BYTES, _MAX_PIECES)
+    return _Scratch(size, max_out)
+
+
+def _give_back(scratch: _Scratch) -> None:
+    if scratch.size == _SCRATCH_BYTES and scratch.max_out == _MAX_PIECES:
+        _spare.append(scratch)
 
 
 def tcp_pieces(
@@ -99,85 +113,41 @@ def tcp_pieces(
     pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
     if len(packet_ids) < 8 * pieces:
         return None
-    hdr = bytes(header)
     ip_tcp = bytes(ip_tcp_header)
     # Each piece: the packet header, the FRAME's network id and ethertype, its IP/TCP headers
     # and payload, and at most 16 fragment headers.
-    cap = pieces * (28 + 10 + len(ip_tcp) + seg_size + 16 * 16)
-    if pieces == 1 and cap <= _SCRATCH_BYTES:
-        scratch = _spare.pop() if _spare else _Scratch()
-        try:
-            n: int = _zt_tx_tcp(
-                state,
-                key.salsa_key,
-                cipher,
-                hdr,
-                packet_ids,
-                1,
-                network_id,
-                ethertype,
-                ip_tcp,
-                len(ip_tcp),
-                ip_id,
-                _from_buffer(payload),
-                len(payload),
-                seg_size,
-                flags_last,
-                mtu,
-                scratch.ptr,
-                _SCRATCH_BYTES,
-                scratch.lens,
-                _MAX_PIECES,
-            )
-            return _scratch_datagrams(scratch, n)
-        finally:
-            _spare.append(scratch)
-    max_out = pieces * _MAX_PIECES
-    out = bytearray(cap)
-    lens = _ffi.new("unsigned int[]", max_out)
-    n = _zt_tx_tcp(
-        state,
-        key.salsa_key,
-        cipher,
-        hdr,
-        packet_ids,
-        len(packet_ids) // 8,
-        network_id,
-        ethertype,
-        ip_tcp,
-        len(ip_tcp),
-        ip_id,
-        _from_buffer(payload),
-        len(payload),
-        seg_size,
-        flags_last,
-        mtu,
-        _from_buffer(out),
-        cap,
-        lens,
-        max_out,
-    )
-    return _datagrams(out, lens, n)
+    scratch = _take(pieces * (28 + 10 + len(ip_tcp) + seg_size + 16 * 16), pieces * _MAX_PIECES)
+    try:
+        n: int = _zt_tx_tcp(
+            state,
+            key.salsa_key,
+            cipher,
+            bytes(header),
+            packet_ids,
+            len(packet_ids) // 8,
+            network_id,
+            ethertype,
+            ip_tcp,
+            len(ip_tcp),
+            ip_id,
+            _from_buffer(payload),
+            len(payload),
+            seg_size,
+            flags_last,
+            mtu,
+            scratch.ptr,
+            scratch.size,
+            scratch.lens,
+            scratch.max_out,
+        )
+        return _datagrams(scratch, n)
+    finally:
+        _give_back(scratch)
 
 
-def _datagrams(out: bytearray, lens: Any, n: int) -> list[bytes] | None:
-    """The ``n`` datagrams C wrote back to back into ``out`` (None for an error code)."""
-    if n <= 0:
-        return None
-    if n == 1:
-        return [bytes(out[: lens[0]])]
-    view = memoryview(out)
-    result = []
-    at = 0
-    for i in range(n):
-        m = lens[i]
-        result.append(bytes(view[at : at + m]))
-        at += m
-    return result
-
-
-def _scratch_datagrams(scratch: _Scratch, n: int) -> list[bytes] | None:
-    """:func:`_datagrams` of a scratch buffer: copied out, as the buffer is used again."""
+def _datagrams(scratch: _Scratch, n: int) -> list[bytes] | None:
+    """The ``n`` datagrams C wrote back to back into ``scratch`` (None for an error code),
+    copied out, as the buffer may be used again."""
     if n <= 0:
         return None
     lens = scratch.lens
@@ -214,48 +184,27 @@ def frame_datagrams(
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
-    cap = 38 + len(payload) + 16 * _MAX_PIECES
-    if cap <= _SCRATCH_BYTES:
-        scratch = _spare.pop() if _spare else _Scratch()
-        try:
-            n: int = _zt_tx_frame(
-                state,
-                key.salsa_key,
-                cipher,
-                header,
-                packet_id,
-                network_id,
-                ethertype,
-                _from_buffer(payload),
-                len(payload),
-                mtu,
-                scratch.ptr,
-                _SCRATCH_BYTES,
-                scratch.lens,
-                _MAX_PIECES,
-            )
-            return _scratch_datagrams(scratch, n)
-        finally:
-            _spare.append(scratch)
-    out = bytearray(cap)
-    lens = _ffi.new("unsigned int[]", _MAX_PIECES)
-    n = _zt_tx_frame(
-        state,
-        key.salsa_key,
-        cipher,
-        header,
-        packet_id,
-        network_id,
-        ethertype,
-        _from_buffer(payload),
-        len(payload),
-        mtu,
-        _from_buffer(out),
-        cap,
-        lens,
-        _MAX_PIECES,
-    )
-    return _datagrams(out, lens, n)
+    scratch = _take(38 + len(payload) + 16 * _MAX_PIECES, _MAX_PIECES)
+    try:
+        n: int = _zt_tx_frame(
+            state,
+            key.salsa_key,
+            cipher,
+            header,
+            packet_id,
+            network_id,
+            ethertype,
+            _from_buffer(payload),
+            len(payload),
+            mtu,
+            scratch.ptr,
+            scratch.size,
+            scratch.lens,
+            _MAX_PIECES,
+        )
+        return _datagrams(scratch, n)
+    finally:
+        _give_back(scratch)
 
 
 def aes_state(key: SymmetricKey) -> Any:
