@@ -376,6 +376,8 @@ class Sink:
     datagrams: list[bytes] = field(default_factory=list)
     wholes: list[tuple[bytes, int]] = field(default_factory=list)
     plains: list[tuple[bytes, int, int]] = field(default_factory=list)
+    #: Per PLAIN record: whether C vouched for its IP and TCP checksums (``checked``).
+    checked: list[bool] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
     accept_key: bool = True
     relay: bool = False
@@ -402,10 +404,12 @@ class Sink:
         wire: int,
         frames: int,
         packet_ids: tuple[int, ...] = (),
+        checked: bool = False,
     ) -> bool:
         assert key is self.key
         assert len(packet_ids) == (frames if frames > 1 else 0)
         self.plains.append((bytes(packet), pieces, frames))
+        self.checked.append(checked)
         self.ids += packet_ids or (int.from_bytes(packet[0:8], "big"),)
         return self.accept_key
 
@@ -652,6 +656,7 @@ def test_in_order_segments_of_one_flow_are_joined(
         seq = (seq + len(d)) % 2**32
     sink = run_flow(link, key, segs, v6=v6)
     assert [(p[1], p[2]) for p in sink.plains] == [(12, 6)]
+    assert sink.checked == [True]
     ip = ip_of(sink.plains[0][0])
     assert tcp_checksum_ok(ip)
     th, data = parse_tcp(ip)
@@ -679,7 +684,10 @@ def test_runs_break_where_the_flow_does(
     bad[-1] ^= 1  # a corrupt checksum never joins either
     sink = run_flow(link, key, [*segs, bytes(bad)], v6=False)
     assert [p[2] for p in sink.plains] == [2, 1, 1, 1, 2, 1, 1]
-    # The corrupt one arrives as sent, for the stack to count and drop.
+    # C vouches for the checksums of data segments it took apart (joined or not), never for
+    # a pure ACK (it does not take those apart) nor a corrupt one, which arrives as sent, for
+    # the stack to count and drop.
+    assert sink.checked == [True, True, True, True, True, False, False]
     assert ip_of(sink.plains[-1][0]) == bytes(bad)
     for p in sink.plains[:-1]:
         assert tcp_checksum_ok(ip_of(p[0]))
@@ -692,6 +700,7 @@ def test_no_joining_for_networks_not_listed(
     segs = [segment(False, i * 500, b"p" * 500) for i in range(4)]
     sink = run_flow(link, key, segs, v6=False, networks=[])
     assert [p[2] for p in sink.plains] == [1, 1, 1, 1]
+    assert sink.checked == [False] * 4  # not taken apart: the stack sums them
     assert [ip_of(p[0]) for p in sink.plains] == segs
 
 

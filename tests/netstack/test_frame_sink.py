@@ -67,3 +67,53 @@ def test_a_tap_or_a_pending_event_keeps_the_event_path(tmp_path: Path) -> None:
     kinds = [type(e) for e in node.events]
     assert kinds[:2] == [ev.NetworkStatusChanged, ev.FrameReceived]  # ... but not past an event
     node.events.clear()
+
+
+def test_a_frame_the_transport_checked_skips_the_sums_and_vouches_for_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """An input the transport marks ``checked`` (C verified its IPv4 header and TCP checksums,
+    ``ZT_RX_PLAIN_TCP``) reaches the TCP fast path with that said, and the mark ends with its
+    frame. Shown with a segment whose TCP checksum is wrong: refused when unmarked, taken
+    when marked (the sums are not done again), and the mark gone after either, also after a
+    marked packet that carried no frame."""
+    from tests.helpers.ipworld import ip_connect
+    from ztnode.core.records import Inbound, InboundKind
+    from ztnode.netstack.tso import TcpBurst
+    from ztnode.wire import packet as pk
+    from ztnode.wire.constants import Verb
+
+    world = IpWorld(tmp_path, seed=33)
+    a, b = world.a, world.b
+    c = ip_connect(world, a, b, world.v4(b), 7000)
+    s = next(x for x in world.stack(b)._tcp.values() if x.remote == c.local)
+    c.send(b"hello")
+    frames = world.stack(a).frames_to_send(world.now)  # taken here: a never sends them
+    tcp = [f for f in frames if f[1] == 0x0800]
+    assert len(tcp) == 1
+    first = tcp[0][2]
+    ip = bytearray(first.packets()[0] if isinstance(first, TcpBurst) else first)
+    ip[20 + 16] ^= 0xFF  # the TCP checksum, wrong now
+    key = b.node.peers[a.node.address].key
+    local, remote = world.w.addresses[b.node.address], world.w.addresses[a.node.address]
+    pids = iter(range(1000, 2000))
+
+    def inbound(verb: Verb, body: bytes, checked: bool) -> Inbound:
+        clear = pk.new_packet(
+            next(pids).to_bytes(8, "big"), b.node.address, a.node.address, verb, body
+        )
+        return Inbound(InboundKind.AUTHENTICATED, clear, local, remote, 1, -1, key, 1, (), checked)
+
+    frame = world.nwid.to_bytes(8, "big") + (0x0800).to_bytes(2, "big") + bytes(ip)
+    counters = world.stack(b).counters
+    before = counters.get("tcp_checksum", 0)
+    assert b.receive(inbound(Verb.FRAME, frame, False), world.now)
+    assert counters.get("tcp_checksum", 0) == before + 1 and s.recv() == b""
+    assert b.receive(inbound(Verb.NOP, b"", True), world.now)  # marked, no frame in it
+    assert not b.node.rx_checked
+    assert b.receive(inbound(Verb.FRAME, frame, False), world.now)  # still refused
+    assert counters.get("tcp_checksum", 0) == before + 2 and s.recv() == b""
+    assert b.receive(inbound(Verb.FRAME, frame, True), world.now)
+    assert not b.node.rx_checked
+    assert s.recv() == b"hello"
+    assert counters.get("tcp_checksum", 0) == before + 2

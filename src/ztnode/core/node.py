@@ -164,6 +164,11 @@ class Node:
         #: IP stack sets it (see :data:`FrameSink`); it is handed a frame only while no other
         #: event is waiting, so the host still sees everything in the order it happened.
         self.frame_sink: FrameSink | None = None
+        #: True only while the frame of a packet the transport checked (``Inbound.checked``: a
+        #: TCP segment whose IPv4 header and TCP checksums C verified) is being delivered: the
+        #: frame sink takes it (and clears it) for the first frame it is handed, so it can
+        #: never vouch for another frame.
+        self.rx_checked = False
         self.now = now  # the latest time any input carried, for work not tied to one input
         self.networks: dict[int, Network] = {}
         self.controller = controller

@@ -57,6 +57,10 @@ class Inbound(NamedTuple):
     packet_ids: tuple[int, ...] = ()
     """For AUTHENTICATED inputs standing for several packets: every one's packet id (checked
     against the sender's replay window); empty means the packet's own."""
+    checked: bool = False
+    """For AUTHENTICATED inputs: a FRAME carrying a TCP segment whose IPv4 header and TCP
+    checksums the transport verified (``ZT_RX_PLAIN_TCP``); the frame goes to the stack with
+    that said (:attr:`ztnode.core.node.Node.rx_checked`), which then does not sum them again."""
 
 
 class ConfigRequest(NamedTuple):

@@ -201,7 +201,14 @@ class Switch:
             except DecodeError:
                 c.drop(Drop.DECOMPRESS_FAILED)
                 return True
-        self._dispatch(peer, packet, path, flags & 7, now)
+        if inbound.checked:
+            self.rt.rx_checked = True
+            try:
+                self._dispatch(peer, packet, path, flags & 7, now)
+            finally:
+                self.rt.rx_checked = False
+        else:
+            self._dispatch(peer, packet, path, flags & 7, now)
         return True
 
     def _fresh(self, peer: Peer, ids: tuple[int, ...], packet: bytearray, now: int) -> bool:

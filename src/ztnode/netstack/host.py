@@ -345,10 +345,13 @@ class Host:
         """The node's frame sink: a frame straight to its network's stack, the way
         :meth:`_drain` hands a ``FrameReceived`` on, when nothing else must see it first (a
         bridge port or a raw-frame tap take the event path)."""
+        node = self.node
+        checked = node.rx_checked  # it vouches for this frame only
+        node.rx_checked = False
         stack = self.stacks.get(nwid)
         if stack is None or nwid in self.bridge_ports or self.frame_taps.get(nwid):
             return False
-        stack.receive_frame(source_mac, dest_mac, ethertype, payload, self.node.now)
+        stack.receive_frame(source_mac, dest_mac, ethertype, payload, node.now, checked)
         self._stack_events(stack)
         return True
 

@@ -90,11 +90,12 @@ class IpInput:
             return dst in self.rt._groups or dst in self.rt._sources or dst == ALL_HOSTS
         return self.is_broadcast_v4(dst)
 
-    def rx_ipv4(self, src_mac: int, payload: bytes, now: int) -> None:
+    def rx_ipv4(self, src_mac: int, payload: bytes, now: int, checked: bool = False) -> None:
         # Fast path: an option-less, unfragmented TCP or UDP datagram for one of our unicast
         # addresses, the shape of nearly every packet of a conversation, taken apart by hand
         # (no header objects, no address objects). Everything else, and whatever the fast
-        # paths decline, takes the full codec below, which is their reference.
+        # paths decline, takes the full codec below, which is their reference. A TCP segment
+        # whose checksums the transport verified (``checked``) is not summed again.
         n = len(payload)
         if (
             n >= 28
@@ -109,14 +110,14 @@ class IpInput:
                 proto in (PROTO_TCP, PROTO_UDP)
                 and 28 <= total <= n
                 and dst in self.rt._mine
-                and ones_sum(payload[:20]) == 0xFFFF
+                and ((checked and proto == PROTO_TCP) or ones_sum(payload[:20]) == 0xFFFF)
             ):
                 src = payload[12:16]
                 body = memoryview(payload)[20:total]
                 if proto == PROTO_UDP:
                     if self.rt.udp.receive_fast(src, dst, body):
                         return
-                elif total >= 40 and self.rt.tcp.receive_fast(src, dst, body, now):
+                elif total >= 40 and self.rt.tcp.receive_fast(src, dst, body, now, checked):
                     return
         hdr, body = IPv4Header.parse(payload)
         if not self.accepts_v4(hdr.dst):
@@ -178,7 +179,7 @@ class IpInput:
             return any(dst == solicited_node_address(a.ip) for a in self.rt._v6)
         return False
 
-    def rx_ipv6(self, src_mac: int, payload: bytes, now: int) -> None:
+    def rx_ipv6(self, src_mac: int, payload: bytes, now: int, checked: bool = False) -> None:
         n = len(payload)
         if n >= 48 and payload[0] >> 4 == 6 and (nh := payload[6]) in (PROTO_TCP, PROTO_UDP):
             # Fast paths as in rx_ipv4: no extension headers, for one of our addresses.
@@ -189,7 +190,9 @@ class IpInput:
                 if nh == PROTO_UDP:
                     if self.rt.udp.receive_fast(payload[8:24], dst, body, True):
                         return
-                elif plen >= 20 and self.rt.tcp.receive_fast(payload[8:24], dst, body, now):
+                elif plen >= 20 and self.rt.tcp.receive_fast(
+                    payload[8:24], dst, body, now, checked
+                ):
                     return
         hdr, body = IPv6Header.parse(payload)
         if not self.accepts_v6(hdr.dst):

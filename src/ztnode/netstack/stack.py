@@ -400,14 +400,24 @@ class IpStack:
         self.reasm6.expire(now)
 
     def receive_frame(
-        self, src_mac: int, dst_mac: int, ethertype: int, payload: bytes, now: int
+        self,
+        src_mac: int,
+        dst_mac: int,
+        ethertype: int,
+        payload: bytes,
+        now: int,
+        checked: bool = False,
     ) -> None:
-        """One Ethernet frame from the network. Never raises for what the network sends."""
+        """One Ethernet frame from the network. Never raises for what the network sends.
+
+        ``checked``: the node's transport verified this frame's IPv4 header and TCP checksums
+        (a TCP segment in a ``ZT_RX_PLAIN_TCP`` record), so the fast paths do not sum them
+        again; everything else about the frame is checked as always."""
         try:
             if ethertype == ETHERTYPE_IPV4:
-                self.input.rx_ipv4(src_mac, payload, now)
+                self.input.rx_ipv4(src_mac, payload, now, checked)
             elif ethertype == ETHERTYPE_IPV6:
-                self.input.rx_ipv6(src_mac, payload, now)
+                self.input.rx_ipv6(src_mac, payload, now, checked)
             elif ethertype == ETHERTYPE_ARP:
                 self.input.rx_arp(src_mac, payload, now)
             else:

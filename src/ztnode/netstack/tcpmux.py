@@ -97,11 +97,14 @@ class TcpMux:
             gso_segments=rt.config.gso_segments if rt.segmentation_offload else 1,
         )
 
-    def receive_fast(self, src: bytes, dst: bytes, body: memoryview, now: int) -> bool:
+    def receive_fast(
+        self, src: bytes, dst: bytes, body: memoryview, now: int, checked: bool = False
+    ) -> bool:
         """A connection's segment, or a bare SYN for a listener, parsed without the codec
         objects (the options with the codec's own parser). False sends the packet down the
         full path: no connection and no listener, a 4-tuple in TIME-WAIT, a bare SYN for a
-        connection, a malformed option (which the full path counts)."""
+        connection, a malformed option (which the full path counts). ``checked``: the
+        transport verified the TCP checksum (see ``IpStack.receive_frame``)."""
         n = len(body)
         sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(body, 0)
         key = (dst, dport, src, sport)
@@ -140,8 +143,7 @@ class TcpMux:
                 mss, ws, sackp, sacks, ts = parse_options(body, hlen)
             except DecodeError:
                 return False
-        psum = pseudo_sum(src, dst, PROTO_TCP, n)
-        if ones_sum(body, psum) != 0xFFFF:
+        if not checked and ones_sum(body, pseudo_sum(src, dst, PROTO_TCP, n)) != 0xFFFF:
             self.rt._count("tcp_checksum")
             return True
         seg = tcb.Segment(

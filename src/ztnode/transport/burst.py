@@ -74,6 +74,7 @@ BURST: Final = 32
 _DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
+_PLAIN_TCP: Final = _lib.ZT_RX_PLAIN_TCP if _lib is not None else 3
 #: A record as C writes it: kind, off, len, pieces, frames, wire_bytes, src, family, port,
 #: ip_hi, ip_lo, scope, ids (thirteen native uint64s).
 _REC: Final = struct.Struct("=13Q")
@@ -132,9 +133,12 @@ class BurstSink(Protocol):
         wire_bytes: int,
         frames: int,
         packet_ids: tuple[int, ...] = (),
+        checked: bool = False,
     ) -> bool:
         """A packet ``key`` authenticated and decrypted (``frames`` FRAMEs joined into one,
-        whose packet ids are ``packet_ids`` when there are several).
+        whose packet ids are ``packet_ids`` when there are several). ``checked``: a FRAME
+        carrying a TCP segment whose IPv4 header and TCP checksums C verified (or wrote, for
+        joined segments); the stack need not sum them again.
 
         Return False when ``key`` is no longer the sender's key: the record is then dropped
         and the cache entry forgotten."""
@@ -345,13 +349,15 @@ class BurstReader:
             addr = addrs.get(where)
             if addr is None:
                 addr = self._remote(where)
-            if kind == _PLAIN:
+            if kind in (_PLAIN_TCP, _PLAIN):
                 src = rec[6]
                 frames = rec[4]
                 k = self._keys.get(src)
                 packet = bytearray(view[off:end])
                 joined = tuple(ids[rec[12] : rec[12] + frames]) if frames > 1 else ()
-                if k is None or not sink.on_plain(packet, k, addr, rec[3], rec[5], frames, joined):
+                if k is None or not sink.on_plain(
+                    packet, k, addr, rec[3], rec[5], frames, joined, kind == _PLAIN_TCP
+                ):
                     self.stale_key_drops += 1
                     self.forget(src)
             elif kind == _DATAGRAM:

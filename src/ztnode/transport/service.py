@@ -276,6 +276,7 @@ class _EndpointSink:
         wire_bytes: int,
         frames: int,
         packet_ids: tuple[int, ...] = (),
+        checked: bool = False,
     ) -> bool:
         relay = self._service.tcp_relay
         if relay is not None and not relay.heard_udp(remote, wire_bytes):
@@ -294,6 +295,7 @@ class _EndpointSink:
             key,
             frames,
             packet_ids,
+            checked,
         )
         return engine.receive(inbound, self._service.clock.now())
 

@@ -172,7 +172,7 @@ static zt_rx_rec *zt_rx_new_rec(zt_rx_out *o, int kind, int dgram, size_t len, u
     r->wire_bytes = wire;
     r->src = 0;
     r->ids = o->nids;
-    if (kind == ZT_RX_PLAIN)
+    if (kind == ZT_RX_PLAIN || kind == ZT_RX_PLAIN_TCP)
         o->ids[o->nids++] = zt_be64(o->arena + o->pos);
     zt_rx_fill_addr(o->rx, dgram, r);
     o->pos += len;
@@ -234,7 +234,7 @@ static void zt_rx_emit_plain(zt_rx_out *o, int one, unsigned char *p, size_t len
             return;
         }
         zt_rx_close_flow(o);
-        r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
+        r = zt_rx_new_rec(o, ZT_RX_PLAIN_TCP, one, len, pieces, wire);
         r->src = src;
         fl.rec = (unsigned int)(r - o->recs);
         fl.sender = one;
