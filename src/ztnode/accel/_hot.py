@@ -113,7 +113,10 @@ def tcp_pieces(
     pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
     if len(packet_ids) < 8 * pieces:
         return None
-    ip_tcp = bytes(ip_tcp_header)
+    # Bytes go to C as they are; anything else is copied (bytes) or pointed at (payload).
+    ip_tcp = ip_tcp_header if type(ip_tcp_header) is bytes else bytes(ip_tcp_header)
+    hdr = header if type(header) is bytes else bytes(header)
+    data: Any = payload if type(payload) is bytes else _from_buffer(payload)
     # Each piece: the packet header, the FRAME's network id and ethertype, its IP/TCP headers
     # and payload, and at most 16 fragment headers.
     scratch = _take(pieces * (28 + 10 + len(ip_tcp) + seg_size + 16 * 16), pieces * _MAX_PIECES)
@@ -122,7 +125,7 @@ def tcp_pieces(
             state,
             key.salsa_key,
             cipher,
-            bytes(header),
+            hdr,
             packet_ids,
             len(packet_ids) // 8,
             network_id,
@@ -130,7 +133,7 @@ def tcp_pieces(
             ip_tcp,
             len(ip_tcp),
             ip_id,
-            _from_buffer(payload),
+            data,
             len(payload),
             seg_size,
             flags_last,

@@ -71,6 +71,9 @@ AVAILABLE: Final[bool] = _lib is not None
 #: also how many datagrams a TCP receiver reads before it ACKs (16 full segments).
 BURST: Final = 32
 
+# Bound once: an attribute of a cffi library costs about what a small C call does.
+_zt_rx_burst: Any = _lib.zt_rx_burst if _lib is not None else None
+_MAX_DGRAMS: Final[int] = _lib.ZT_RX_MAX_DGRAMS if _lib is not None else 64
 _DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
@@ -323,13 +326,13 @@ class BurstReader:
             self._apply_policy()
         stats = self._stats
         before = stats.datagrams
-        n = _lib.zt_rx_burst(
+        n = _zt_rx_burst(
             self._rx,
             self._fd,
             self._arena_c,
             len(self._arena),
             self._recs,
-            _lib.ZT_RX_MAX_DGRAMS,
+            _MAX_DGRAMS,
             self._ids,
             BURST,
             1 if nets else 0,

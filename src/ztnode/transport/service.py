@@ -89,6 +89,7 @@ CONTACT_PERIOD_S = 60.0
 
 #: Rounds of flushing within one pump when socket callbacks keep producing output.
 _MAX_REFLUSH = 16
+_new_inbound: Final = tuple.__new__
 _NO_PHYSICAL_PATHS: Final = PhysicalPathConfig()
 
 Addr = tuple[str, int]
@@ -285,17 +286,21 @@ class _EndpointSink:
         local = self._local or self._local_address()
         if engine is None or local is None:
             return True  # shutting down: nothing to judge, nothing stale
-        inbound = Inbound(
-            InboundKind.AUTHENTICATED,
-            packet,
-            local,
-            remote,
-            pieces,
-            wire_bytes,
-            key,
-            frames,
-            packet_ids,
-            checked,
+        # tuple.__new__: the NamedTuple's own __new__ would run interpreted (see core.switch).
+        inbound = _new_inbound(
+            Inbound,
+            (
+                InboundKind.AUTHENTICATED,
+                packet,
+                local,
+                remote,
+                pieces,
+                wire_bytes,
+                key,
+                frames,
+                packet_ids,
+                checked,
+            ),
         )
         return engine.receive(inbound, self._service.clock.now())
 
