@@ -200,7 +200,8 @@ class TcpSender:
             if limit is not None:
                 avail = min(avail, limit - nxt)
             wnd_room = self.una + self.wnd - nxt
-            n = max(min(mss, avail, wnd_room, cwnd_room), 0)
+            # Pairwise: compiled, a two-argument min is a comparison, a longer one a call.
+            n = max(min(min(mss, avail), min(wnd_room, cwnd_room)), 0)  # noqa: PLW3301
             fin = fin_seq is not None and nxt + n == fin_seq
             if n == 0 and not fin:
                 return avail > 0 and self.wnd == 0 and not rto_running
@@ -217,7 +218,7 @@ class TcpSender:
             if gso > 1 and n == mss and not rec.active and limit is None and nxt >= self.max:
                 # Offload: as many full pieces as the windows allow, in one segment; a short
                 # tail only when it is the end of the data and nothing would hold it back.
-                big = min(gso * mss, avail, wnd_room, cwnd_room)
+                big = min(min(gso * mss, avail), min(wnd_room, cwnd_room))  # noqa: PLW3301
                 if big > mss:
                     n = (
                         big
