@@ -54,7 +54,7 @@ class _Scratch:
 
     __slots__ = ("lens", "max_out", "out", "ptr", "size", "view")
 
-    def __init__(self, size: int = 4096, max_out: int = 16) -> None:
+    def __init__(self, size: int, max_out: int) -> None:
         self.size = size
         self.max_out = max_out
         self.out = bytearray(size)

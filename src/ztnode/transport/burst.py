@@ -8,7 +8,9 @@ the pieces of a fragmented packet back together when they all arrived in the sam
 authenticates and decrypts packets from peers whose key it caches, and joins consecutive
 in-order segments of one TCP flow carried in FRAMEs into one large segment (Linux's GRO), with
 fresh IP and TCP checksums after verifying every original one. Python then does its per-packet
-work once per joined run instead of once per segment.
+work once per joined run instead of once per segment. A record of such a segment, joined or not,
+says so (``ZT_RX_PLAIN_TCP``, ``checked`` for the sink): its checksums were verified once, here,
+and the stack does not sum them again.
 
 It is also the node's first line against floods (``rx_guard.c``): datagrams that cannot be
 ZeroTier packets for us are refused in C and counted by reason (:data:`DROP_REASONS`, handed to
