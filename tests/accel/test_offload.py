@@ -249,8 +249,8 @@ def test_c_frame_equals_switch_send_on(
 
 def test_small_cuts_reuse_one_buffer_and_hand_out_copies(key: SymmetricKey) -> None:
     """Small segments and frames are cut into one reused buffer: what a call returned stays
-    what it was after later calls write that buffer again, and calls one after another keep a
-    single spare buffer (the pool grows only with calls running at once)."""
+    what it was after later calls write that buffer again, and calls one after another do not
+    grow the pool of spare buffers (it grows only with calls running at once)."""
     need(accel.AVAILABLE, accel.REASON)
     from ztnode.accel import _hot
 
@@ -260,6 +260,7 @@ def test_small_cuts_reuse_one_buffer_and_hand_out_copies(key: SymmetricKey) -> N
     frame = accel.frame_datagrams(key, 1, header, bytes(8), NWID, 0x0800, b"b" * 2000, 576)
     assert first is not None and frame is not None and len(frame) == 4
     kept = [bytes(d) for d in first + frame]
+    pooled = len(_hot._spare)  # other threads of this process may have left one each
     for i in range(50):
         again = accel.tcp_pieces(
             key, 3, header, bytes([i]) * 8, NWID, 0x0800, hdr, 7, b"z" * 600, 1388, 0x18, MTU
@@ -267,7 +268,7 @@ def test_small_cuts_reuse_one_buffer_and_hand_out_copies(key: SymmetricKey) -> N
         assert again is not None and again != first
         accel.frame_datagrams(key, 1, header, bytes([i]) * 8, NWID, 0x0800, b"y" * 900, 576)
     assert first + frame == kept
-    assert len(_hot._spare) == 1
+    assert len(_hot._spare) == pooled >= 1
 
 
 def test_c_frame_declines_what_it_does_not_take(key: SymmetricKey) -> None:
