@@ -5,18 +5,21 @@ servers, datagram endpoints and ping, on IPv4 and IPv6 (rfc4193)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.data import test_identities
 from ztnode import accel
+from ztnode.crypto import idhash
 from ztnode.sockets.aio import Network
 from ztnode.testing.local import LocalZtWorld
-from ztnode.transport import burst
+from ztnode.transport import burst, service
 
 pytestmark = pytest.mark.e2e  # starts processes or uses real sockets (loopback only)
 
@@ -307,5 +310,30 @@ def test_server_sockets_and_families_as_asyncio_gives_them(tmp_path: Path) -> No
         for server in (both, v6):
             server.close()
             await server.wait_closed()
+
+    run(body, tmp_path)
+
+
+@pytest.mark.skipif(not idhash.mixes_in_c(), reason="the identity hash runs in Python here")
+def test_new_identities_are_validated_on_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the identity hash in C (no interpreter lock held) a node validates the identities it
+    meets on a worker thread of its own process instead of a forked worker process."""
+    ran_on: list[str] = []
+    real = service._validate_in_worker
+
+    def recording(identity_text: str) -> bool:
+        ran_on.append(threading.current_thread().name)
+        return real(identity_text)
+
+    monkeypatch.setattr(service, "_validate_in_worker", recording)
+
+    async def body(w: LocalZtWorld, a: Network, b: Network) -> None:
+        assert await a.ping(b.address(4)) > 0  # the members meet: each validates the other
+        assert all(
+            isinstance(m.service._pool, concurrent.futures.ThreadPoolExecutor) for m in w.members
+        )
+        assert ran_on and all(name.startswith("ztnode-identity") for name in ran_on), ran_on
 
     run(body, tmp_path)

@@ -47,6 +47,7 @@ HEADER = CSRC / "zt_accel.h"
 SOURCES = (
     "armor.c",
     "checksum.c",
+    "idhash.c",
     "ossl.c",
     "primitives.c",
     "rx.c",

@@ -21,7 +21,10 @@ prefix-XOR, computed up front), the real digest word ``w`` before step j's XOR i
 at the end. Cells and words are held as big-endian ints of their raw bytes, so the index arithmetic
 reads them directly and swapping/XORing ints is the same as swapping/XORing the raw bytes.
 
-On a 2-core VM this takes about 40 ms (keystream 4 ms, numpy 6 ms, the loop 30 ms).
+On a 2-core VM this takes about 40 ms (keystream 4 ms, numpy 6 ms, the loop 30 ms), and the loop
+holds the interpreter. Where ztnode's C module is loaded, steps 2 and 3 run there instead
+(``zt_identity_mix`` in ``accel/csrc/idhash.c``: a few milliseconds, without the interpreter
+lock) on the same keystream; the Python steps stay as its reference, and tests compare the two.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ from __future__ import annotations
 import array
 import hashlib
 import struct
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from ztnode.crypto import salsa
+from ztnode.crypto import _cext, salsa
 from ztnode.errors import CryptoError
 
 Buf = bytes | bytearray | memoryview
@@ -52,19 +55,40 @@ if array.array("Q").itemsize != 8:  # pragma: no cover - every mainstream ABI ha
     raise ImportError("array('Q') is not 64-bit on this platform")
 
 
-def identity_hash(public_key: Buf, backend: salsa.SalsaBackend | None = None) -> bytes:
+def identity_hash(
+    public_key: Buf, backend: salsa.SalsaBackend | None = None, *, use_c: bool | None = None
+) -> bytes:
     """The 64-byte memory-hard digest of a 64-byte C25519 public key.
 
     ``backend`` picks the Salsa20 implementation (tests pass the numpy one); by default the fastest
-    available is used.
+    available is used. ``use_c`` picks where steps 2 and 3 run: ztnode's C module when it is
+    loaded (the default, None), or always Python (False; the reference tests compare against).
     """
     if len(public_key) != 64:
         raise CryptoError(f"identity public key must be 64 bytes, got {len(public_key)}")
+    if use_c and _cext.lib is None:
+        raise CryptoError(f"ztnode's C module is not available: {_cext.REASON}")
     digest = hashlib.sha512(public_key).digest()
 
     # np.empty: the keystream overwrites every byte, so skip zeroing 10 MiB.
     ks = np.empty(_KEYSTREAM_LEN, dtype=np.uint8)
     (backend or salsa.backend()).keystream_into(ks.data, digest[:32], digest[32:40], rounds=20)
+    if use_c is not False and _cext.lib is not None:
+        ffi = _cext.ffi
+        out = bytearray(digest)
+        _cext.lib.zt_identity_mix(ffi.from_buffer(out), ffi.from_buffer(ks))
+        return bytes(out)
+    return _python_mix(digest, ks)
+
+
+def mixes_in_c() -> bool:
+    """Whether :func:`identity_hash` runs its steps in C by default (without the interpreter
+    lock: a thread is then as good a place for it as a process)."""
+    return _cext.lib is not None
+
+
+def _python_mix(digest: bytes, ks: np.ndarray[Any, np.dtype[np.uint8]]) -> bytes:
+    """Steps 2 and 3 in Python on the whole keystream ``ks`` (the C module's reference)."""
     words = ks.view(np.uint64)
 
     genmem = np.bitwise_xor.accumulate(words[: _FILL_BLOCKS * 8].reshape(_FILL_BLOCKS, 8), axis=0)
@@ -103,4 +127,4 @@ def _mix(cells: array.array[int], stored: list[int], pre: memoryview) -> None:
         stored[a] = c ^ p
 
 
-__all__ = ["DIGEST_SIZE", "FIRST_BYTE_LESS_THAN", "GEN_MEMORY", "identity_hash"]
+__all__ = ["DIGEST_SIZE", "FIRST_BYTE_LESS_THAN", "GEN_MEMORY", "identity_hash", "mixes_in_c"]

@@ -35,6 +35,7 @@ from ztnode.core.node import Node, NodeConfig
 from ztnode.core.records import ConfigRequest, Inbound, InboundKind
 from ztnode.core.trusted import PhysicalPathConfig
 from ztnode.crypto import SymmetricKey
+from ztnode.crypto.idhash import mixes_in_c as idhash_in_c
 from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
@@ -148,7 +149,7 @@ def _binds(family: int, host: str, port: int) -> bool:
 
 
 def _validate_in_worker(identity_text: str) -> bool:
-    """Runs in a worker process: the memory-hard hash must not stall the event loop."""
+    """Runs in the validation worker: the memory-hard hash must not stall the event loop."""
     return Identity.from_string(identity_text).validate()
 
 
@@ -160,6 +161,9 @@ class ServiceConfig:
     planet: World | None = None
     allow_loopback: bool = False
     validate_in_process_pool: bool = True
+    """Validate new identities off the event loop: on a worker thread where the identity hash
+    runs in ztnode's C module (it releases the interpreter), else in one forked worker process.
+    Off: on the loop, between packets."""
     identity_validation_interval: int = 2_000
     controller: bool = False
     """Run a network controller for networks whose ids start with this node's address."""
@@ -350,7 +354,7 @@ class NodeService:
         self._subscribers: list[EventCallback] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: int | None = None
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool: concurrent.futures.Executor | None = None
         # The hosted controller answers config requests here, off the event loop (its
         # database reads and fsync'd commits); one thread, so requests are answered in order.
         self._controller_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -439,7 +443,13 @@ class NodeService:
             defer_config_requests=self.config.controller,
             identity_validation_interval=self.config.identity_validation_interval,
         )
-        if self.config.validate_in_process_pool:
+        if self.config.validate_in_process_pool and idhash_in_c():
+            # The hash's work runs in C without the interpreter lock: a thread is enough, and
+            # costs no process per node.
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="ztnode-identity"
+            )
+        elif self.config.validate_in_process_pool:
             # Forked (no main-module guard needed by users' scripts); the worker closes the
             # sockets it inherits, see _worker_init.
             self._pool = concurrent.futures.ProcessPoolExecutor(

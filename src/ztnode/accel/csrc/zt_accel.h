@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 7
+#define ZT_ACCEL_ABI 8
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -158,6 +158,11 @@ void zt_wipe(void *p, size_t n);
 int zt_poly1305_bind(void *fn);
 const char *zt_poly1305_impl(void);
 int zt_ct_equal(const unsigned char *a, const unsigned char *b, size_t n);
+
+/* idhash.c: the identity hash's table and mixing steps. `digest` holds SHA-512 of the public
+ * key and receives the hash; `ks` is the whole Salsa20/20 keystream of that digest (10 MiB:
+ * 32 768 + 131 072 blocks), used as work memory and left scrambled. */
+void zt_identity_mix(unsigned char digest[64], unsigned char *ks);
 
 /* ossl.c: OpenSSL's EVP calls for cipher 3, bound at run time: zt_crypto_symbol(i) names the
  * i-th (NULL past the last), zt_crypto_bind takes their addresses in that order. Until it is
