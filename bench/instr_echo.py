@@ -1,7 +1,7 @@
 """Instructions per small round trip, counted by valgrind: a figure that does not move with the
 machine's mood.
 
-    python -m bench.instr_echo [--count 1000] [--runs 2] [--udp]     (needs valgrind)
+    python -m bench.instr_echo [--count 1000] [--runs 2] [--udp | --connect]   (needs valgrind)
 
 Wall-clock time of the in-process echo (``python -m bench.profile_echo``) swings by 2x between
 runs on a shared virtual machine, so a change worth 5 % cannot be told from noise there.
@@ -9,10 +9,12 @@ runs on a shared virtual machine, so a change worth 5 % cannot be told from nois
 same program and inputs whatever else the machine does. Each run starts this module again
 under callgrind with counting off, builds a local world with two members in one process (as
 ``profile_echo`` does), warms up, and counts only ``--count`` round trips (a 1-byte TCP echo with
-``TCP_NODELAY``, or ``--udp`` a 32-byte UDP echo), switched on and off with ``callgrind_control``.
-The same program over the kernel's loopback TCP (or UDP) with asyncio's own streams (or
-datagram endpoints) runs beside it as the reference: what asyncio and the application cost
-without ztnode. The kernel's own instructions are not counted for either.
+``TCP_NODELAY``, or ``--udp`` a 32-byte UDP echo, or ``--connect`` TCP connects: until the
+client's ``open_connection`` returns, the server's accept included, the closes counted apart and
+not at all), switched on and off with ``callgrind_control``. The same program over the
+kernel's loopback TCP (or UDP) with asyncio's own streams (or datagram endpoints) runs beside
+it as the reference: what asyncio and the application cost without ztnode. The kernel's own
+instructions are not counted for either.
 """
 
 from __future__ import annotations
@@ -41,13 +43,42 @@ def _toggle(on: bool) -> None:
     )
 
 
-async def _kernel_rounds(udp: bool) -> tuple[Rounds, Callable[[], None]]:
-    """The same echo over the kernel's loopback with asyncio's own transports."""
+async def _closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The connect bench's server: reads to the client's FIN, then closes its end."""
+    await reader.read()
+    writer.close()
+
+
+class _Connects:
+    """Opens connections and keeps them (``rounds``), closes them apart (``close_all``): only the
+    connects are counted, as the TCP bench times only ``open_connection``."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]],
+    ) -> None:
+        self.connect = connect
+        self.open: list[asyncio.StreamWriter] = []
+
+    async def rounds(self, n: int) -> list[float]:
+        for _ in range(n):
+            self.open.append((await self.connect())[1])
+        return []
+
+    async def close_all(self) -> None:
+        for writer in self.open:
+            writer.close()
+            await writer.wait_closed()
+        self.open.clear()
+
+
+async def _kernel_rounds(mode: str) -> tuple[Rounds, Callable[[], None]]:
+    """The same program over the kernel's loopback with asyncio's own transports."""
     from bench.profile_echo import _echo
     from bench.tcp_peer import _UdpClient, _UdpEcho
 
     loop = asyncio.get_running_loop()
-    if udp:
+    if mode == "udp":
         server, _ = await loop.create_datagram_endpoint(_UdpEcho, local_addr=("127.0.0.1", 0))
         client = _UdpClient()
         port = server.get_extra_info("sockname")[1]
@@ -82,10 +113,26 @@ async def _kernel_rounds(udp: bool) -> tuple[Rounds, Callable[[], None]]:
     return tcp_rounds, close_tcp
 
 
-async def _child(kind: str, count: int, udp: bool) -> None:
+async def _count_connects(connects: _Connects, count: int) -> None:
+    for _ in range(3):  # warm up, closing each batch before the next
+        await connects.rounds(100)
+        await connects.close_all()
+    _toggle(True)
+    await connects.rounds(count)
+    _toggle(False)
+    await connects.close_all()
+
+
+async def _child(kind: str, count: int, mode: str) -> None:
     """Runs under callgrind: set up, warm up, count ``count`` round trips only."""
+    if kind == "kernel" and mode == "connect":
+        server = await asyncio.start_server(_closing, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        await _count_connects(_Connects(lambda: asyncio.open_connection("127.0.0.1", port)), count)
+        server.close()
+        return
     if kind == "kernel":
-        rounds, close = await _kernel_rounds(udp)
+        rounds, close = await _kernel_rounds(mode)
         await rounds(300)
         _toggle(True)
         await rounds(count)
@@ -98,7 +145,13 @@ async def _child(kind: str, count: int, udp: bool) -> None:
     with tempfile.TemporaryDirectory() as base:
         async with LocalZtWorld(base, members=2) as world:
             a, b = world.networks
-            rounds, close = await (_udp_rounds if udp else _tcp_rounds)(a, b)
+            if mode == "connect":
+                server = await b.start_server(_closing, port=7)
+                host = b.address(4)
+                await _count_connects(_Connects(lambda: a.open_connection(host, 7)), count)
+                server.close()
+                return
+            rounds, close = await (_udp_rounds if mode == "udp" else _tcp_rounds)(a, b)
             await rounds(300)  # paths, ARP, caches, the compiled code's first calls
             _toggle(True)
             await rounds(count)
@@ -106,7 +159,7 @@ async def _child(kind: str, count: int, udp: bool) -> None:
             close()
 
 
-def count_instructions(kind: str, count: int, udp: bool) -> int:
+def count_instructions(kind: str, count: int, mode: str) -> int:
     """Instructions that ``count`` round trips of ``kind`` ("ztnode" or "kernel") executed."""
     with tempfile.TemporaryDirectory() as out:
         pattern = str(Path(out) / "cg.%p")
@@ -121,7 +174,7 @@ def count_instructions(kind: str, count: int, udp: bool) -> int:
             _CHILD,
             kind,
             str(count),
-            "udp" if udp else "tcp",
+            mode,
         ]
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
@@ -138,24 +191,31 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=2)
-    ap.add_argument("--udp", action="store_true", help="a 32-byte UDP echo instead of TCP")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--udp", action="store_true", help="a 32-byte UDP echo instead of TCP")
+    which.add_argument("--connect", action="store_true", help="TCP connects instead of echoes")
     args = ap.parse_args()
+    mode = "udp" if args.udp else "connect" if args.connect else "tcp"
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
-    what = "UDP, 32 bytes" if args.udp else "TCP, 1 byte"
-    print(f"{what} echo, both ends in one process; user-space instructions per round trip")
+    what = {
+        "udp": "UDP, 32-byte echo",
+        "tcp": "TCP, 1-byte echo",
+        "connect": "TCP connect and close",
+    }[mode]
+    print(f"{what}, both ends in one process; user-space instructions per round")
     print("| run | ztnode | asyncio over the kernel's loopback | ratio |")
     print("|---|---|---|---|")
     for run in range(1, args.runs + 1):
-        zt = count_instructions("ztnode", args.count, args.udp) / args.count
-        kernel = count_instructions("kernel", args.count, args.udp) / args.count
+        zt = count_instructions("ztnode", args.count, mode) / args.count
+        kernel = count_instructions("kernel", args.count, mode) / args.count
         print(f"| {run} | {zt:,.0f} | {kernel:,.0f} | {zt / kernel:.2f} |", flush=True)
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == _CHILD:
-        asyncio.run(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "udp"))
+        asyncio.run(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
         sys.exit(0)
     sys.exit(main())

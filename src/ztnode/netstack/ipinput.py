@@ -45,7 +45,6 @@ from ztnode.netstack.multicast import (
 from ztnode.netstack.stackconfig import (
     ALL_HOSTS,
     ALL_NODES_MAC,
-    LIMITED_BROADCAST,
     NDP_HOP_LIMIT,
 )
 
@@ -79,9 +78,8 @@ class IpInput:
             self.rt._count("arp_op")
 
     def is_broadcast_v4(self, dst: IPv4Address) -> bool:
-        return dst == LIMITED_BROADCAST or any(
-            dst == a.network.broadcast_address and a.network.prefixlen < 31 for a in self.rt._v4
-        )
+        """The limited broadcast or a subnet's (not on /31 and /32 links, RFC 3021)."""
+        return dst.packed in self.rt._broadcast_v4
 
     def accepts_v4(self, dst: IPv4Address) -> bool:
         if dst.packed in self.rt._mine:

@@ -5,7 +5,6 @@ IP packets (or offload bursts), and RFC 6528 initial sequence numbers."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import heapq
 import logging
 import struct
@@ -82,7 +81,7 @@ class TcpMux:
         """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock."""
 
         def isn() -> int:
-            h = hashlib.blake2b(digest_size=4, key=self.rt._isn_key)
+            h = self.rt._isn_hash.copy()
             h.update(key[0] + key[1].to_bytes(2, "big") + key[2] + key[3].to_bytes(2, "big"))
             return (int.from_bytes(h.digest(), "big") + now * 250) & 0xFFFFFFFF
 

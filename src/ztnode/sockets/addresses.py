@@ -9,9 +9,10 @@ from names (which :mod:`ztnode.sockets.names` resolves), IPv6 socket addresses a
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 
-from ztnode.netstack.stackconfig import parse_ip
+from ztnode.netstack.stackconfig import PARSED_IP_CACHE, parse_ip
 
 __all__ = ["ip_family", "ip_literal", "literal", "sockaddr"]
 
@@ -33,6 +34,13 @@ def ip_literal(host: object) -> str | None:
     or None when it is not an IP literal (a name, or not a string)."""
     if not isinstance(host, str):
         return None
+    return _canonical(host)
+
+
+@functools.lru_cache(maxsize=PARSED_IP_CACHE)
+def _canonical(host: str) -> str | None:
+    """Remembered beside :func:`parse_ip`: every connect and send asks, for the same few hosts,
+    and an address's text is built digit by digit in Python."""
     try:
         return str(parse_ip(host))
     except ValueError:
