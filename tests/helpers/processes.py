@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +131,10 @@ def node(
     extra: tuple[str, ...] = (),
     new_session: bool = False,
     netns: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Proc]:
-    """Run ``ztnode node`` with a fixed identity; wait (bounded) for its API; always kill it."""
+    """Run ``ztnode node`` with a fixed identity; wait (bounded) for its API; always kill it.
+    ``env``: variables added to this process's environment for the node."""
     home.mkdir(exist_ok=True)
     if not (home / "identity.secret").exists():
         ident.save(home / "identity.secret", include_private=True)
@@ -154,6 +156,7 @@ def node(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=new_session,  # its own process group, for a Ctrl-C to all of it
+            env=None if env is None else {**os.environ, **env},
         )
     try:
         port_file = home / "ztnode.port"
@@ -212,13 +215,16 @@ def member_record(ctl: Proc, nwid: str, address: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def world(tmp_path: Path) -> Iterator[tuple[Proc, Proc, Path]]:
-    """A root+controller process and a member process on loopback, the member online."""
+def world(
+    tmp_path: Path, ctl_env: Mapping[str, str] | None = None
+) -> Iterator[tuple[Proc, Proc, Path]]:
+    """A root+controller process and a member process on loopback, the member online;
+    ``ctl_env`` as :func:`node`'s ``env`` for the root."""
     port = free_udp_port()
     planet = tmp_path / "planet"
     write_planet(planet, CTL_ID, port)
     with (
-        node(tmp_path / "ctl", planet, CTL_ID, port, controller=True) as ctl,
+        node(tmp_path / "ctl", planet, CTL_ID, port, controller=True, env=ctl_env) as ctl,
         node(tmp_path / "member", planet, MEMBER_ID) as member,
     ):
         wait_for(lambda: online(member), 15, "the member to come online")

@@ -180,13 +180,18 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+# Without ztnode's C module the identity hash runs in Python, holding the interpreter, and a
+# node validates identities in a forked worker process: these tests make the root run so.
+FORKED_WORKER = {"ZTNODE_NO_ACCEL": "1"}
+
+
 def test_a_killed_node_takes_its_validation_worker_with_it(tmp_path: Path) -> None:
     """SIGKILL leaves no process behind: the identity-validation worker (forked when the
     root validated the member's identity) ends with its parent, although the parent's event
     loop had taken over SIGTERM before the fork."""
     from tests.helpers.processes import wait_for, world
 
-    with world(tmp_path) as (ctl, _member, _planet):
+    with world(tmp_path, ctl_env=FORKED_WORKER) as (ctl, _member, _planet):
         pid = ctl.proc.pid
         workers = _children(pid)
         assert workers, "the root validated no identity in a worker"
@@ -197,9 +202,13 @@ def test_a_killed_node_takes_its_validation_worker_with_it(tmp_path: Path) -> No
         )
 
 
-def test_ctrl_c_to_the_process_group_stops_cleanly_and_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("forked", [True, False], ids=["forked-worker", "thread-worker"])
+def test_ctrl_c_to_the_process_group_stops_cleanly_and_quietly(
+    tmp_path: Path, forked: bool
+) -> None:
     """A terminal's Ctrl-C reaches the node and its identity-validation worker alike: the node
-    stops cleanly (exit 0, state saved) and nothing prints a traceback."""
+    stops cleanly (exit 0, state saved) and nothing prints a traceback. With the C module the
+    worker is a thread of the node and there is no child process."""
     from tests.helpers.processes import (
         CTL_ID,
         MEMBER_ID,
@@ -213,10 +222,16 @@ def test_ctrl_c_to_the_process_group_stops_cleanly_and_quietly(tmp_path: Path) -
     port = free_udp_port()
     planet = tmp_path / "planet"
     write_planet(planet, CTL_ID, port)
-    with node(tmp_path / "ctl", planet, CTL_ID, port, controller=True, new_session=True) as ctl:
+    env = FORKED_WORKER if forked else None
+    with node(
+        tmp_path / "ctl", planet, CTL_ID, port, controller=True, new_session=True, env=env
+    ) as ctl:
         with node(tmp_path / "member", planet, MEMBER_ID) as member:
             wait_for(lambda: online(member), 15, "the member to come online")
-        assert _children(ctl.proc.pid), "the root validated no identity in a worker"
+        if forked:
+            assert _children(ctl.proc.pid), "the root validated no identity in a worker"
+        else:
+            assert not _children(ctl.proc.pid), "a worker process although the hash is in C"
         os.killpg(ctl.proc.pid, signal.SIGINT)
         assert ctl.proc.wait(timeout=20) == 0
     text = ctl.log.read_text()
