@@ -88,6 +88,19 @@ def test_c_mixing_matches_the_python_reference(pub: bytes) -> None:
     assert idhash.identity_hash(pub, use_c=True) == idhash.identity_hash(pub, use_c=False)
 
 
+@needs_c
+@pytest.mark.parametrize("delta", [-64, 64])
+def test_c_mixing_refuses_a_keystream_of_another_size(delta: int) -> None:
+    """The C function is told the work memory's size and touches nothing unless it is the
+    whole keystream (a short buffer would otherwise be read and written past its end)."""
+    ffi, lib = _cext.ffi, _cext.lib
+    ks = bytearray(idhash._KEYSTREAM_LEN + delta)
+    digest = bytearray(range(64))
+    rc = lib.zt_identity_mix(ffi.from_buffer(digest), ffi.from_buffer(ks), len(ks))
+    assert rc == lib.ZT_ACCEL_ELENGTH
+    assert digest == bytearray(range(64)) and not any(ks)
+
+
 def test_without_the_c_module_python_mixes(monkeypatch: pytest.MonkeyPatch) -> None:
     v = IDS["known_good"][0]
     monkeypatch.setattr(_cext, "lib", None)

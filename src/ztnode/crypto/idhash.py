@@ -76,7 +76,9 @@ def identity_hash(
     if use_c is not False and _cext.lib is not None:
         ffi = _cext.ffi
         out = bytearray(digest)
-        _cext.lib.zt_identity_mix(ffi.from_buffer(out), ffi.from_buffer(ks))
+        rc = _cext.lib.zt_identity_mix(ffi.from_buffer(out), ffi.from_buffer(ks), len(ks))
+        if rc != 0:  # pragma: no cover - the buffer above is always the keystream's size
+            raise CryptoError(f"zt_identity_mix failed ({rc})")
         return bytes(out)
     return _python_mix(digest, ks)
 

@@ -16,6 +16,7 @@
 #define ID_GEN_MEMORY 2097152u           /* bytes of the generated table */
 #define ID_CELLS (ID_GEN_MEMORY / 8u)    /* its 64-bit cells */
 #define ID_MIX_STEPS (ID_CELLS / 2u)     /* one step per pair of cells */
+#define ID_KEYSTREAM ((size_t)ID_GEN_MEMORY + 64u * ID_MIX_STEPS) /* 10 MiB */
 
 static inline uint64_t ld64be(const unsigned char *p)
 {
@@ -24,7 +25,7 @@ static inline uint64_t ld64be(const unsigned char *p)
     return __builtin_bswap64(v);
 }
 
-void zt_identity_mix(unsigned char digest[64], unsigned char *ks)
+int zt_identity_mix(unsigned char digest[64], unsigned char *ks, size_t ks_len)
 {
     unsigned char *gen = ks;
     const unsigned char *stream = ks + ID_GEN_MEMORY;
@@ -32,6 +33,8 @@ void zt_identity_mix(unsigned char digest[64], unsigned char *ks)
     uint64_t a, b, w;
     size_t i, j;
 
+    if (ks_len != ID_KEYSTREAM)
+        return ZT_ACCEL_ELENGTH;
     /* The table: each 64-byte block is the keystream block XOR the table's previous block (the
      * reference chains Salsa20 over the table so it cannot be computed out of order). */
     for (i = 64; i < ID_GEN_MEMORY; i += 8) {
@@ -56,4 +59,5 @@ void zt_identity_mix(unsigned char digest[64], unsigned char *ks)
         }
     }
     zt_wipe(cell, sizeof cell);
+    return ZT_ACCEL_OK;
 }

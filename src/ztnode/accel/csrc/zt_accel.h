@@ -22,7 +22,7 @@
 #define ZT_ACCEL_OK 0
 #define ZT_ACCEL_AUTHENTIC 1
 #define ZT_ACCEL_NOT_AUTHENTIC 0
-#define ZT_ACCEL_ELENGTH (-1)  /* outside MIN..MAX_PACKET */
+#define ZT_ACCEL_ELENGTH (-1)  /* a length out of bounds (a packet: outside MIN..MAX_PACKET) */
 #define ZT_ACCEL_ECIPHER (-2)  /* armor: a suite other than 0, 1, 3 */
 #define ZT_ACCEL_ENOKEY (-3)   /* cipher 3 but no AES context given: build one and call again */
 #define ZT_ACCEL_ECRYPTO (-4)  /* an OpenSSL call failed (allocation); the packet is unchanged */
@@ -160,9 +160,10 @@ const char *zt_poly1305_impl(void);
 int zt_ct_equal(const unsigned char *a, const unsigned char *b, size_t n);
 
 /* idhash.c: the identity hash's table and mixing steps. `digest` holds SHA-512 of the public
- * key and receives the hash; `ks` is the whole Salsa20/20 keystream of that digest (10 MiB:
- * 32 768 + 131 072 blocks), used as work memory and left scrambled. */
-void zt_identity_mix(unsigned char digest[64], unsigned char *ks);
+ * key and receives the hash; `ks` is the whole Salsa20/20 keystream of that digest (ks_len
+ * must be 10 MiB: 32 768 + 131 072 blocks, else ZT_ACCEL_ELENGTH and nothing is touched), used
+ * as work memory and left scrambled. */
+int zt_identity_mix(unsigned char digest[64], unsigned char *ks, size_t ks_len);
 
 /* ossl.c: OpenSSL's EVP calls for cipher 3, bound at run time: zt_crypto_symbol(i) names the
  * i-th (NULL past the last), zt_crypto_bind takes their addresses in that order. Until it is
