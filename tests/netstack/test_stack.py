@@ -32,7 +32,7 @@ from ztnode.netstack.stack import (
     UdpReadable,
 )
 from ztnode.netstack.tcp import Segment, TcpState
-from ztnode.netstack.tso import TcpBurst
+from ztnode.netstack.tso import TcpBurst, UdpOffload
 from ztnode.wire.mac import BROADCAST_MAC, mac_from_address
 
 NWID = 0x8056C2E21C000001
@@ -62,6 +62,8 @@ class Wire:
         self.log: list[tuple[str, int, int, bytes]] = []
         self.events: dict[str, list[StackEvent]] = {"a": [], "b": []}
         self.drop_next = 0
+        #: Each offloaded payload the stacks handed over (a TcpBurst or UdpOffload), by side.
+        self.offloaded: list[tuple[str, object]] = []
 
     def run(self, ms: int = 0, rounds: int = 200) -> None:
         end = self.now + ms
@@ -73,7 +75,10 @@ class Wire:
             ):
                 for dmac, et, frame in src.frames_to_send(self.now):
                     # A stack with segmentation offload hands over bursts: the pieces travel.
-                    pieces = frame.packets() if isinstance(frame, TcpBurst) else (frame,)
+                    offloaded = isinstance(frame, (TcpBurst, UdpOffload))
+                    if offloaded:
+                        self.offloaded.append((name, frame))
+                    pieces = frame.packets() if offloaded else (frame,)
                     for payload in pieces:
                         self.log.append((name, dmac, et, payload))
                         moved = True

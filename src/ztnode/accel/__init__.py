@@ -37,7 +37,14 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
-from ztnode.accel._hot import aes_state, armor, dearmor, frame_datagrams, tcp_pieces
+from ztnode.accel._hot import (
+    aes_state,
+    armor,
+    dearmor,
+    frame_datagrams,
+    tcp_pieces,
+    udp_datagrams,
+)
 from ztnode.crypto import _cext
 from ztnode.crypto._cext import ABI, DISABLE_ENV, MODULE, PATH_ENV
 
@@ -92,4 +99,5 @@ __all__ = [
     "ffi_and_lib",
     "frame_datagrams",
     "tcp_pieces",
+    "udp_datagrams",
 ]

@@ -55,6 +55,7 @@ SOURCES = (
     "rx_guard.c",
     "tx_frame.c",
     "tx_tcp.c",
+    "tx_udp.c",
 )
 # Nothing but the C library: the primitives are our own and OpenSSL's calls are handed over at
 # run time (ossl.c), so a build needs a C compiler and Python's headers, no -dev package.

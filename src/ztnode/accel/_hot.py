@@ -32,6 +32,7 @@ _zt_armor: Any = _lib.zt_armor if _lib is not None else None
 _zt_dearmor: Any = _lib.zt_dearmor if _lib is not None else None
 _zt_tx_tcp: Any = _lib.zt_tx_tcp if _lib is not None else None
 _zt_tx_frame: Any = _lib.zt_tx_frame if _lib is not None else None
+_zt_tx_udp: Any = _lib.zt_tx_udp if _lib is not None else None
 _OK: Final[int] = _lib.ZT_ACCEL_OK if _lib is not None else 0
 _ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 
@@ -198,6 +199,55 @@ def frame_datagrams(
             network_id,
             ethertype,
             _from_buffer(payload),
+            len(payload),
+            mtu,
+            scratch.ptr,
+            scratch.size,
+            scratch.lens,
+            _MAX_PIECES,
+        )
+        return _datagrams(scratch, n)
+    finally:
+        _give_back(scratch)
+
+
+def udp_datagrams(
+    key: SymmetricKey,
+    cipher: int,
+    header: bytes,
+    packet_id: bytes,
+    network_id: int,
+    ethertype: int,
+    ip_udp_header: bytes,
+    ip_id: int,
+    payload: bytes,
+    mtu: int,
+) -> list[bytes] | None:
+    """The datagrams of one UDP datagram sent as a FRAME on a chosen route, as
+    :func:`frame_datagrams` sends a frame: ``ip_udp_header`` is its IP header (IPv4 without
+    options, or IPv6) and UDP header with the ports set; the C side fills in the lengths, the
+    IPv4 ident ``ip_id`` and both checksums. None when it cannot (as for
+    :func:`frame_datagrams`, or a header of another shape); the reference is
+    :meth:`ztnode.netstack.tso.UdpOffload.packet` sent through :func:`frame_datagrams`."""
+    if _lib is None:
+        return None
+    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
+    if state is None:
+        return None
+    scratch = _take(38 + len(ip_udp_header) + len(payload) + 16 * _MAX_PIECES, _MAX_PIECES)
+    try:
+        n: int = _zt_tx_udp(
+            state,
+            key.salsa_key,
+            cipher,
+            header,
+            packet_id,
+            network_id,
+            ethertype,
+            ip_udp_header,
+            len(ip_udp_header),
+            ip_id,
+            payload,
             len(payload),
             mtu,
             scratch.ptr,

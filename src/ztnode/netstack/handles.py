@@ -291,6 +291,7 @@ class UdpSocket:
     __slots__ = (
         "closed",
         "error",
+        "head",
         "ipv6",
         "local_ip",
         "port",
@@ -324,6 +325,9 @@ class UdpSocket:
         self.remote_packed = b""  # the connected peer's address, as datagrams carry it
         #: The way to the destination last sent to, as :meth:`UdpMux.send` remembers it.
         self.route: UdpRoute | None = None
+        #: The IP and UDP header template last sent with under checksum offload, with what it
+        #: was made for: (destination, as in ``route``; port; TTL; the header).
+        self.head: tuple[bytes, int, int, bytes] | None = None
         self.error = 0
         self.closed = False
         self.user: object = None

@@ -42,7 +42,7 @@ from ztnode.core.records import Inbound, Outgoing
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack.bridge import BridgePort, FrameOutput
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
-from ztnode.netstack.tso import TcpBurst
+from ztnode.netstack.tso import TcpBurst, UdpOffload
 from ztnode.wire.inetaddr import IpScope, ip_scope
 from ztnode.wire.mac import mac_from_address
 
@@ -57,6 +57,10 @@ FrameTap = Callable[[ev.FrameReceived], None]
 SentFrameTap = Callable[[int, int, bytes], None]
 
 _NEVER_ROUTED = (IpScope.NONE, IpScope.MULTICAST, IpScope.LOOPBACK, IpScope.LINK_LOCAL)
+
+
+#: A stack frame's payload as the stacks queue it (see :meth:`IpStack.frames_to_send`).
+Payload = bytes | TcpBurst | UdpOffload
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +224,10 @@ class Host:
                     if self._send_cut(nwid, dst_mac, ethertype, payload, now):
                         continue
                     pieces: list[bytes] | tuple[bytes] = payload.packets()
+                elif isinstance(payload, UdpOffload):
+                    if self._send_udp(nwid, dst_mac, ethertype, payload, now):
+                        continue
+                    pieces = (payload.packet(),)
                 elif self._send_on_route(nwid, dst_mac, ethertype, payload, now):
                     continue
                 else:
@@ -311,25 +319,56 @@ class Host:
         node.send_routed(route, datagrams, 1, now)
         return True
 
+    def _send_udp(
+        self, nwid: int, dst_mac: int, ethertype: int, dgram: UdpOffload, now: int
+    ) -> bool:
+        """A UDP datagram built, checksummed, sealed and fragmented in C on the node's route,
+        as :meth:`_send_on_route` sends a frame; False, with nothing sent, where that declines
+        (the caller then sends :meth:`UdpOffload.packet` the ordinary way)."""
+        if dst_mac >> 40 & 0x01:
+            return False
+        node = self.node
+        if node.bonding:
+            return False
+        route = node.frame_route(nwid, dst_mac, now)
+        if route is None or route.filtered:
+            return False
+        datagrams = accel.udp_datagrams(
+            route.key,
+            route.cipher,
+            route.header,
+            node.random_bytes(8),
+            route.network_id,
+            ethertype,
+            dgram.header,
+            dgram.ip_id,
+            dgram.payload,
+            route.mtu,
+        )
+        if datagrams is None:
+            return False
+        node.send_routed(route, datagrams, 1, now)
+        return True
+
     @staticmethod
     def _tell_sent(
-        taps: list[SentFrameTap], dst_mac: int, ethertype: int, payload: bytes | TcpBurst
+        taps: list[SentFrameTap], dst_mac: int, ethertype: int, payload: Payload
     ) -> None:
-        pieces = payload.packets() if isinstance(payload, TcpBurst) else (payload,)
+        pieces = payload.packets() if isinstance(payload, (TcpBurst, UdpOffload)) else (payload,)
         for one in pieces:
             for tap in taps:
                 tap(dst_mac, ethertype, one)
 
     @staticmethod
     def _to_segment(
-        port: BridgePort, dst_mac: int, ethertype: int, payload: bytes | TcpBurst, now: int
+        port: BridgePort, dst_mac: int, ethertype: int, payload: Payload, now: int
     ) -> bool:
         """Our stack's frame onto the bridged segment where it belongs; True when that was
         all (its destination is on the segment)."""
         multicast = bool(dst_mac >> 40 & 0x01)
         if not multicast and port.segment.lookup(dst_mac, now) is None:
             return False  # not the segment's: the network takes it, whole (cut or not)
-        pieces = payload.packets() if isinstance(payload, TcpBurst) else (payload,)
+        pieces = payload.packets() if isinstance(payload, (TcpBurst, UdpOffload)) else (payload,)
         for one in pieces:
             port.from_stack(dst_mac, ethertype, one, now)
         return not multicast

@@ -85,7 +85,7 @@ from ztnode.netstack.stackconfig import (
 )
 from ztnode.netstack.tcp_timewait import TimeWait
 from ztnode.netstack.tcpmux import TcpMux
-from ztnode.netstack.tso import Frame, TcpBurst
+from ztnode.netstack.tso import Frame, TcpBurst, UdpOffload
 from ztnode.netstack.udpmux import UdpMux
 from ztnode.wire.mac import BROADCAST_MAC
 
@@ -169,8 +169,8 @@ class IpStack:
         self.groups_version = 0
         self._out: list[Frame] = []
         self._events: deque[StackEvent] = deque()
-        #: Set by the host when the layer below cuts :class:`TcpBurst` segments itself; off,
-        #: every frame is one packet.
+        #: Set by the host when the layer below cuts :class:`TcpBurst` segments and fills in
+        #: :class:`UdpOffload` datagrams itself; off, every frame is one packet.
         self.segmentation_offload = False
         self.arp = NeighborCache(retries=self.config.arp_retries, retry_ms=self.config.arp_retry_ms)
         self.ndp = NeighborCache(retries=self.config.arp_retries, retry_ms=self.config.arp_retry_ms)
@@ -345,7 +345,8 @@ class IpStack:
 
     def frames_to_send(self, now: int) -> list[Frame]:
         """Frames ``(dst_mac, ethertype, payload)`` to hand to the node, oldest first; with
-        ``segmentation_offload`` on, a payload may be a :class:`TcpBurst` to cut."""
+        ``segmentation_offload`` on, a payload may be a :class:`TcpBurst` to cut or a
+        :class:`UdpOffload` to checksum."""
         key = (self.groups_version, self._generation)
         if key != self._reported:  # groups or addresses changed: IGMP/MLD say so
             self._reported = key
@@ -370,7 +371,7 @@ class IpStack:
             for f in out:
                 if f[0] == self.mac:
                     p = f[2]
-                    for one in p.packets() if isinstance(p, TcpBurst) else (p,):
+                    for one in p.packets() if isinstance(p, (TcpBurst, UdpOffload)) else (p,):
                         self.receive_frame(self.mac, self.mac, f[1], one, now)
             self._out[:0] = remote
             if not self._out and not self._dirty:

@@ -1,6 +1,8 @@
-"""Segmentation offload's Python side: a large TCP segment with its headers built once
-(:class:`TcpBurst`), cut into MSS-sized packets by :meth:`TcpBurst.packets` (the reference the C cut
-in ``accel/csrc/tx_tcp.c`` is checked against, and the fallback where it is not built)."""
+"""Segmentation and checksum offload's Python side: a large TCP segment with its headers built
+once (:class:`TcpBurst`), cut into MSS-sized packets by :meth:`TcpBurst.packets` (the reference the
+C cut in ``accel/csrc/tx_tcp.c`` is checked against, and the fallback where it is not built); a
+UDP datagram whose lengths and checksums are left to the layer below (:class:`UdpOffload`,
+built by :meth:`UdpOffload.packet` or in C by ``accel/csrc/tx_udp.c``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import struct
 
 from ztnode.netstack import tcp as tcb
 from ztnode.netstack.checksum import ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6
-from ztnode.netstack.ipproto import PROTO_TCP
+from ztnode.netstack.ipproto import PROTO_TCP, PROTO_UDP
 from ztnode.netstack.tcpwire import encode_options
 
 
@@ -80,7 +82,54 @@ class TcpBurst:
         return bytes(buf)
 
 
-Frame = tuple[int, int, "bytes | TcpBurst"]
+class UdpOffload:
+    """One outgoing UDP datagram (IPv4 without options, or IPv6; never IP-fragmented) whose
+    lengths, IPv4 ident and checksums the layer below fills in (checksum offload): ``header``
+    is its IP and UDP headers with addresses, TTL and ports set and those fields zero.
+    :meth:`packet` is the reference build, used wherever the C one is not.
+
+    Never changed once made; a plain class for the reason :class:`TcpBurst` is one."""
+
+    __slots__ = ("header", "ip_id", "payload")
+
+    def __init__(self, header: bytes, ip_id: int, payload: bytes) -> None:
+        self.header = header
+        self.ip_id = ip_id
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return (
+            f"UdpOffload({len(self.header)}-byte header, ip_id={self.ip_id}, "
+            f"{len(self.payload)} bytes)"
+        )
+
+    def packets(self) -> list[bytes]:
+        return [self.packet()]
+
+    def packet(self) -> bytes:
+        """The datagram as sent: lengths, IPv4 ident and checksums filled in (a UDP sum of 0
+        goes as 0xFFFF, RFC 768)."""
+        h = self.header
+        v6 = h[0] >> 4 == 6
+        ihl = 40 if v6 else 20
+        udp_len = 8 + len(self.payload)
+        buf = bytearray(h)
+        buf += self.payload
+        struct.pack_into(">H", buf, ihl + 4, udp_len)
+        buf[ihl + 6 : ihl + 8] = b"\0\0"
+        src, dst = (h[8:24], h[24:40]) if v6 else (h[12:16], h[16:20])
+        ck = ~ones_sum(memoryview(buf)[ihl:], pseudo_sum(src, dst, PROTO_UDP, udp_len)) & 0xFFFF
+        struct.pack_into(">H", buf, ihl + 6, ck or 0xFFFF)
+        if v6:
+            struct.pack_into(">H", buf, 4, udp_len)
+        else:
+            struct.pack_into(">HH", buf, 2, 20 + udp_len, self.ip_id & 0xFFFF)
+            buf[10:12] = b"\0\0"
+            struct.pack_into(">H", buf, 10, ~ones_sum(memoryview(buf)[:20]) & 0xFFFF)
+        return bytes(buf)
+
+
+Frame = tuple[int, int, "bytes | TcpBurst | UdpOffload"]
 
 
 def tcp_options(seg: tcb.Segment) -> bytes:

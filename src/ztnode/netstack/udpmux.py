@@ -40,12 +40,14 @@ from ztnode.netstack.stackconfig import (
     MAC_REMEMBER_MS,
     IPAddr,
 )
+from ztnode.netstack.tso import UdpOffload
 from ztnode.netstack.udp import UDP_HEADER_LEN, UdpHeader
 
 if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
 
 _UDP: Final = struct.Struct(">HHHH")
+_IPV4_HEAD: Final = struct.Struct(">BBHHHBBH4s4s")
 
 
 class UdpMux:
@@ -157,8 +159,23 @@ class UdpMux:
             src_p, dst_p = r[3], r[4]
             v6 = len(dst_p) == 16
             if len(data) + (48 if v6 else 28) <= r[6]:
-                dgram = udp_datagram(sock.port, port, data, src_p, dst_p, v6)
                 ttl = rt.config.ttl
+                if rt.segmentation_offload:  # lengths and checksums filled in below (C)
+                    head = sock.head
+                    if head is None or head[0] is not dst_p or head[1] != port or head[2] != ttl:
+                        head = sock.head = (
+                            dst_p,
+                            port,
+                            ttl,
+                            _udp_head(src_p, dst_p, sock.port, port, ttl),
+                        )
+                    if v6:
+                        rt._out.append((r[5], ETHERTYPE_IPV6, UdpOffload(head[3], 0, data)))
+                    else:
+                        rt._ip_id = ident = (rt._ip_id + 1) & 0xFFFF
+                        rt._out.append((r[5], ETHERTYPE_IPV4, UdpOffload(head[3], ident, data)))
+                    return
+                dgram = udp_datagram(sock.port, port, data, src_p, dst_p, v6)
                 if v6:
                     packet = IP6_HEADER.pack(0x60000000, len(dgram), PROTO_UDP, ttl, src_p, dst_p)
                     rt._out.append((r[5], ETHERTYPE_IPV6, packet + dgram))
@@ -194,6 +211,16 @@ def _text6(packed: bytes) -> str:
     if packed[:12] in _V4_IN_V6:
         return str(IPv6Address(packed))
     return inet_ntop(AF_INET6, packed)
+
+
+def _udp_head(src: bytes, dst: bytes, src_port: int, dst_port: int, ttl: int) -> bytes:
+    """The IP and UDP headers :class:`UdpOffload` starts from: lengths, ident and checksums
+    zero (IPv4: no options, DF clear, as :func:`ipv4_datagram` sends)."""
+    if len(dst) == 16:
+        ip = IP6_HEADER.pack(0x60000000, 0, PROTO_UDP, ttl, src, dst)
+    else:
+        ip = _IPV4_HEAD.pack(0x45, 0, 0, 0, 0, ttl, PROTO_UDP, 0, src, dst)
+    return ip + _UDP.pack(src_port, dst_port, 0, 0)
 
 
 def udp_datagram(

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 8
+#define ZT_ACCEL_ABI 9
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -79,7 +79,7 @@
 #define ZT_RX_EUNSUPPORTED (-1000)
 #define ZT_RX_EARGS (-1001)
 
-/* zt_tx_tcp and zt_tx_frame errors. */
+/* zt_tx_tcp, zt_tx_frame and zt_tx_udp errors. */
 #define ZT_TX_EARGS (-1)
 #define ZT_TX_ESPACE (-2)
 #define ZT_TX_ECRYPTO (-3)
@@ -215,5 +215,15 @@ int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                 const unsigned char *zthdr, const unsigned char *pid, uint64_t nwid,
                 unsigned int ethertype, const unsigned char *payload, size_t payload_len,
                 size_t mtu, unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
+
+/* tx_udp.c: one UDP datagram built and sent as zt_tx_frame sends a frame: `hdr` is its IP
+ * header (IPv4 without options, or IPv6) and UDP header with the ports set; lengths, the IPv4
+ * ident `ip_id` and both checksums are filled in. Returns the datagrams' count or a ZT_TX_*
+ * error. */
+int zt_tx_udp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
+              const unsigned char *zthdr, const unsigned char *pid, uint64_t nwid,
+              unsigned int ethertype, const unsigned char *hdr, size_t hdr_len,
+              unsigned int ip_id, const unsigned char *payload, size_t payload_len, size_t mtu,
+              unsigned char *out, size_t out_cap, unsigned int *lens, int max_out);
 
 #endif
