@@ -865,3 +865,51 @@ def test_ipv4_mapped_senders_are_named_as_recvfrom_names_them(key: SymmetricKey)
         rx.close()
         tx.close()
         probe.close()
+
+
+def udp_packet(v6: bool, payload: bytes, *, sport: int = 4000) -> bytes:
+    """One complete UDP datagram as the stack sends it (the checksum offload's reference)."""
+    from ztnode.netstack.tso import UdpOffload
+    from ztnode.netstack.udpmux import _udp_head
+
+    src, dst = (SRC6.packed, DST6.packed) if v6 else (SRC4.packed, DST4.packed)
+    return UdpOffload(_udp_head(src, dst, sport, 53, 64), 7, payload).packet()
+
+
+def with_ipv4_sum(ip: bytearray) -> bytes:
+    ip[10:12] = b"\0\0"
+    struct.pack_into(">H", ip, 10, ~ones_sum(ip[:20]) & 0xFFFF)
+    return bytes(ip)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("v6", [False, True])
+def test_udp_datagrams_with_right_sums_are_marked_checked(
+    link: tuple[socket.socket, socket.socket], key: SymmetricKey, v6: bool
+) -> None:
+    """C vouches for a UDP datagram's checksums when they verify and a checksum is present;
+    a corrupt one, one without a checksum (IPv4 allows that), a fragment, or a datagram with
+    bytes past its IP length arrives unmarked, as sent, for the stack to judge."""
+    good = udp_packet(v6, b"question")
+    corrupt = bytearray(udp_packet(v6, b"question"))
+    corrupt[-1] ^= 1
+    packets = [good, bytes(corrupt), good + b"\0\0"]  # the last: Ethernet-style padding
+    want = [True, False, False]
+    if not v6:
+        no_sum = bytearray(good)
+        no_sum[26:28] = b"\0\0"
+        fragment = bytearray(good)
+        fragment[6] |= 0x20  # MF: the first fragment of a larger datagram
+        packets += [bytes(no_sum), with_ipv4_sum(fragment)]
+        want += [False, False]
+    sink = run_flow(link, key, packets, v6=v6)
+    assert [ip_of(p[0]) for p in sink.plains] == packets  # never changed, whatever the mark
+    assert sink.checked == want
+
+
+@pytest.mark.e2e
+def test_udp_datagrams_on_networks_not_listed_are_not_checked(
+    link: tuple[socket.socket, socket.socket], key: SymmetricKey
+) -> None:
+    sink = run_flow(link, key, [udp_packet(False, b"q")], v6=False, networks=[])
+    assert sink.checked == [False]

@@ -73,7 +73,7 @@ def test_a_frame_the_transport_checked_skips_the_sums_and_vouches_for_nothing_el
     tmp_path: Path,
 ) -> None:
     """An input the transport marks ``checked`` (C verified its IPv4 header and TCP checksums,
-    ``ZT_RX_PLAIN_TCP``) reaches the TCP fast path with that said, and the mark ends with its
+    ``ZT_RX_PLAIN_CHECKED``) reaches the TCP fast path with that said, and the mark ends with its
     frame. Shown with a segment whose TCP checksum is wrong: refused when unmarked, taken
     when marked (the sums are not done again), and the mark gone after either, also after a
     marked packet that carried no frame."""
@@ -117,3 +117,42 @@ def test_a_frame_the_transport_checked_skips_the_sums_and_vouches_for_nothing_el
     assert not b.node.rx_checked
     assert s.recv() == b"hello"
     assert counters.get("tcp_checksum", 0) == before + 2
+
+
+def test_a_udp_datagram_the_transport_checked_is_not_summed_again(tmp_path: Path) -> None:
+    """As for TCP above: a UDP datagram marked ``checked`` (C verified its IPv4 header and UDP
+    checksums) reaches the socket without its sums done again. Shown with a wrong UDP
+    checksum: refused (and counted) when unmarked, delivered when marked."""
+    from ipaddress import IPv4Address
+
+    from ztnode.core.records import Inbound, InboundKind
+    from ztnode.netstack.tso import UdpOffload
+    from ztnode.netstack.udpmux import _udp_head
+    from ztnode.wire import packet as pk
+    from ztnode.wire.constants import Verb
+
+    world = IpWorld(tmp_path, seed=34)
+    a, b = world.a, world.b
+    assert _udp_once(world, 4000, b"warm") == b"warm"  # keys and paths in place
+    sock = world.stack(b).udp_bind(None, 4100)
+    src, dst = IPv4Address(world.v4(a)).packed, IPv4Address(world.v4(b)).packed
+    ip = bytearray(UdpOffload(_udp_head(src, dst, 5555, 4100, 64), 9, b"ping").packet())
+    ip[26] ^= 0xFF  # the UDP checksum, wrong now
+    key = b.node.peers[a.node.address].key
+    local, remote = world.w.addresses[b.node.address], world.w.addresses[a.node.address]
+    pids = iter(range(3000, 4000))
+
+    def inbound(body: bytes, checked: bool) -> Inbound:
+        clear = pk.new_packet(
+            next(pids).to_bytes(8, "big"), b.node.address, a.node.address, Verb.FRAME, body
+        )
+        return Inbound(InboundKind.AUTHENTICATED, clear, local, remote, 1, -1, key, 1, (), checked)
+
+    frame = world.nwid.to_bytes(8, "big") + (0x0800).to_bytes(2, "big") + bytes(ip)
+    counters = world.stack(b).counters
+    before = dict(counters)
+    assert b.receive(inbound(frame, False), world.now)
+    assert sock.recv() is None and dict(counters) != before  # refused, and counted
+    assert b.receive(inbound(frame, True), world.now)
+    assert not b.node.rx_checked
+    assert sock.recv() == (b"ping", (world.v4(a), 5555))

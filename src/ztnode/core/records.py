@@ -58,8 +58,9 @@ class Inbound(NamedTuple):
     """For AUTHENTICATED inputs standing for several packets: every one's packet id (checked
     against the sender's replay window); empty means the packet's own."""
     checked: bool = False
-    """For AUTHENTICATED inputs: a FRAME carrying a TCP segment whose IPv4 header and TCP
-    checksums the transport verified (``ZT_RX_PLAIN_TCP``); the frame goes to the stack with
+    """For AUTHENTICATED inputs: a FRAME carrying a TCP segment or UDP datagram whose IPv4
+    header and TCP or UDP checksums the transport verified (``ZT_RX_PLAIN_CHECKED``); the frame
+    goes to the stack with
     that said (:attr:`ztnode.core.node.Node.rx_checked`), which then does not sum them again."""
 
 

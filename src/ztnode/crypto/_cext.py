@@ -37,7 +37,7 @@ PATH_ENV: Final = "ZTNODE_ACCEL_PATH"
 LIBCRYPTO_ENV: Final = "ZTNODE_LIBCRYPTO"
 # Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
 # different meaning is ignored rather than trusted.
-ABI: Final = 9
+ABI: Final = 10
 
 # Where libcrypto usually answers to its soname, newest first.
 _SONAMES: Final = ("libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.3.dylib", "libcrypto.dylib")

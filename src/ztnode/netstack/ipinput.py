@@ -93,7 +93,8 @@ class IpInput:
         # addresses, the shape of nearly every packet of a conversation, taken apart by hand
         # (no header objects, no address objects). Everything else, and whatever the fast
         # paths decline, takes the full codec below, which is their reference. A TCP segment
-        # whose checksums the transport verified (``checked``) is not summed again.
+        # or UDP datagram whose checksums the transport verified (``checked``) is not summed
+        # again.
         n = len(payload)
         if (
             n >= 28
@@ -108,12 +109,12 @@ class IpInput:
                 proto in (PROTO_TCP, PROTO_UDP)
                 and 28 <= total <= n
                 and dst in self.rt._mine
-                and ((checked and proto == PROTO_TCP) or ones_sum(payload[:20]) == 0xFFFF)
+                and (checked or ones_sum(payload[:20]) == 0xFFFF)
             ):
                 src = payload[12:16]
                 body = memoryview(payload)[20:total]
                 if proto == PROTO_UDP:
-                    if self.rt.udp.receive_fast(src, dst, body):
+                    if self.rt.udp.receive_fast(src, dst, body, False, checked):
                         return
                 elif total >= 40 and self.rt.tcp.receive_fast(src, dst, body, now, checked):
                     return
@@ -186,7 +187,7 @@ class IpInput:
             if plen <= n - 40 and dst in self.rt._mine:
                 body = memoryview(payload)[40 : 40 + plen]
                 if nh == PROTO_UDP:
-                    if self.rt.udp.receive_fast(payload[8:24], dst, body, True):
+                    if self.rt.udp.receive_fast(payload[8:24], dst, body, True, checked):
                         return
                 elif plen >= 20 and self.rt.tcp.receive_fast(
                     payload[8:24], dst, body, now, checked

@@ -426,9 +426,9 @@ class IpStack:
     ) -> None:
         """One Ethernet frame from the network. Never raises for what the network sends.
 
-        ``checked``: the node's transport verified this frame's IPv4 header and TCP checksums
-        (a TCP segment in a ``ZT_RX_PLAIN_TCP`` record), so the fast paths do not sum them
-        again; everything else about the frame is checked as always."""
+        ``checked``: the node's transport verified this frame's IPv4 header and TCP or UDP
+        checksums (a ``ZT_RX_PLAIN_CHECKED`` record), so the fast paths do not sum them again;
+        everything else about the frame is checked as always."""
         try:
             if ethertype == ETHERTYPE_IPV4:
                 self.input.rx_ipv4(src_mac, payload, now, checked)

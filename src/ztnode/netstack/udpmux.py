@@ -82,12 +82,15 @@ class UdpMux:
             return
         self._deliver(sock, src, hdr.src_port, data)
 
-    def receive_fast(self, src: bytes, dst: bytes, body: memoryview, v6: bool = False) -> bool:
+    def receive_fast(
+        self, src: bytes, dst: bytes, body: memoryview, v6: bool = False, checked: bool = False
+    ) -> bool:
         """A UDP datagram from ``src`` to ``dst`` (packed addresses of the family, ``dst`` one of
         our unicast addresses, the IP header checked) delivered without header or address
         objects: what :meth:`receive` does for it, byte for byte. False, with nothing done, for
         anything it does not take (a short or inconsistent header, a bad or, over IPv6, a zero
-        checksum, no socket): the full path then decides and counts."""
+        checksum, no socket): the full path then decides and counts. ``checked``: the transport
+        verified the checksum (present and right), which is then not summed again."""
         n = len(body)
         if n < UDP_HEADER_LEN:
             return False
@@ -101,15 +104,16 @@ class UdpMux:
             sock = udp.get((v6, b"", dport))
             if sock is None:
                 return False
-        if body[6] or body[7]:
-            if v6:
-                pseudo = pseudo_header_sum_v6(src, dst, PROTO_UDP, length)
-            else:
-                pseudo = pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
-            if ones_sum(body[:length], pseudo) != 0xFFFF:
-                return False
-        elif v6:
-            return False  # a zero checksum is refused over IPv6 (RFC 8200 8.1): the codec counts it
+        if not checked:
+            if body[6] or body[7]:
+                if v6:
+                    pseudo = pseudo_header_sum_v6(src, dst, PROTO_UDP, length)
+                else:
+                    pseudo = pseudo_header_sum_v4(src, dst, PROTO_UDP, length)
+                if ones_sum(body[:length], pseudo) != 0xFFFF:
+                    return False
+            elif v6:
+                return False  # a zero sum is refused over IPv6 (RFC 8200 8.1): the codec counts it
         sport = (body[0] << 8) | body[1]
         remote = sock.remote
         if remote is not None and (remote[1] != sport or sock.remote_packed != src):

@@ -18,7 +18,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class LocalZtWorld:
         world_id: int = 0x10CA1,
         dns_domain: str | None = None,
         controller_db: str | None = None,
+        member_options: Mapping[str, Any] | None = None,
     ) -> None:
         if identities and len(identities) < members + 1:
             raise ValueError(f"need {members + 1} identities, got {len(identities)}")
@@ -67,6 +68,9 @@ class LocalZtWorld:
         self.dns_domain = dns_domain
         #: The root's controller database (``postgresql://...`` to share it); None: SQLite.
         self.controller_db = controller_db
+        #: More keyword arguments for every member's :class:`Node` (for example
+        #: ``{"names": {"mdns": False, "llmnr": False}}`` for a world without multicast names).
+        self.member_options = dict(member_options or {})
         self.root_network: Network | None = None
         self.root: Node | None = None
         self.members: list[Node] = []
@@ -104,7 +108,14 @@ class LocalZtWorld:
         if self.dns_domain is not None:
             await self._serve_dns(self.dns_domain, timeout)
         self.members = [
-            Node(h, planet=self.planet, allow_loopback=True, bind=("127.0.0.1",)) for h in homes[1:]
+            Node(
+                h,
+                planet=self.planet,
+                allow_loopback=True,
+                bind=("127.0.0.1",),
+                **self.member_options,
+            )
+            for h in homes[1:]
         ]
         for m in self.members:
             await m.start()
@@ -130,7 +141,7 @@ class LocalZtWorld:
         """Start one more member in this world (authorized and joined unless ``authorize`` is
         False, when it is started but not joined: its network is then None). ``local_conf``
         is written to its home's ``local.conf`` first; ``options`` go to :class:`Node`
-        (``bonding=...``, or another ``bind``)."""
+        (``bonding=...``, or another ``bind``), over the world's ``member_options``."""
         if self.root is None or self.planet is None:
             raise RuntimeError("start the world first")
         home = self.base / f"member{len(self.members)}"
@@ -141,7 +152,12 @@ class LocalZtWorld:
             identity.save(home / "identity.secret", include_private=True)
         if local_conf is not None:
             (home / "local.conf").write_text(json.dumps(local_conf))
-        kwargs: dict[str, Any] = {"allow_loopback": True, "bind": ("127.0.0.1",), **options}
+        kwargs: dict[str, Any] = {
+            "allow_loopback": True,
+            "bind": ("127.0.0.1",),
+            **self.member_options,
+            **options,
+        }
         node = Node(home, planet=self.planet, **kwargs)
         await node.start()
         self.members.append(node)

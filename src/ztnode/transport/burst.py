@@ -9,8 +9,9 @@ authenticates and decrypts packets from peers whose key it caches, and joins con
 in-order segments of one TCP flow carried in FRAMEs into one large segment (Linux's GRO), with
 fresh IP and TCP checksums after verifying every original one. Python then does its per-packet
 work once per joined run instead of once per segment. A record of such a segment, joined or not,
-says so (``ZT_RX_PLAIN_TCP``, ``checked`` for the sink): its checksums were verified once, here,
-and the stack does not sum them again.
+says so (``ZT_RX_PLAIN_CHECKED``, ``checked`` for the sink): its checksums were verified once,
+here, and the stack does not sum them again; so does a record of one UDP datagram whose IP and
+UDP checksums C verified on the way.
 
 It is also the node's first line against floods (``rx_guard.c``): datagrams that cannot be
 ZeroTier packets for us are refused in C and counted by reason (:data:`DROP_REASONS`, handed to
@@ -79,7 +80,7 @@ _MAX_DGRAMS: Final[int] = _lib.ZT_RX_MAX_DGRAMS if _lib is not None else 64
 _DATAGRAM: Final = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final = _lib.ZT_RX_WHOLE if _lib is not None else 1
 _PLAIN: Final = _lib.ZT_RX_PLAIN if _lib is not None else 2
-_PLAIN_TCP: Final = _lib.ZT_RX_PLAIN_TCP if _lib is not None else 3
+_PLAIN_CHECKED: Final = _lib.ZT_RX_PLAIN_CHECKED if _lib is not None else 3
 #: A record as C writes it: kind, off, len, pieces, frames, wire_bytes, src, family, port,
 #: ip_hi, ip_lo, scope, ids (thirteen native uint64s).
 _REC: Final = struct.Struct("=13Q")
@@ -354,14 +355,14 @@ class BurstReader:
             addr = addrs.get(where)
             if addr is None:
                 addr = self._remote(where)
-            if kind in (_PLAIN_TCP, _PLAIN):
+            if kind in (_PLAIN_CHECKED, _PLAIN):
                 src = rec[6]
                 frames = rec[4]
                 k = self._keys.get(src)
                 packet = bytearray(view[off:end])
                 joined = tuple(ids[rec[12] : rec[12] + frames]) if frames > 1 else ()
                 if k is None or not sink.on_plain(
-                    packet, k, addr, rec[3], rec[5], frames, joined, kind == _PLAIN_TCP
+                    packet, k, addr, rec[3], rec[5], frames, joined, kind == _PLAIN_CHECKED
                 ):
                     self.stale_key_drops += 1
                     self.forget(src)

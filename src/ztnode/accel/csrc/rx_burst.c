@@ -52,6 +52,43 @@ static void zt_rx_fill_addr(const zt_rx *rx, int i, zt_rx_rec *r)
     }
 }
 
+/* Whether the plaintext FRAME at p (len bytes) on a joining network is one UDP datagram whose
+ * checksums verify: IPv4 without options or fragments (its header sum checked too) or IPv6
+ * without extension headers, the IP and UDP lengths exactly the frame's, a UDP checksum
+ * present (a zero one, allowed over IPv4, is left to the stack). */
+static int zt_rx_udp_checked(const zt_rx *rx, const unsigned char *p, size_t len)
+{
+    const unsigned char *ip, *udp;
+    size_t iplen, ulen;
+    uint64_t pseudo;
+    unsigned int ethertype;
+    if (len < IDX_PAYLOAD + 10 + 28 || p[IDX_VERB] != VERB_FRAME)
+        return 0;
+    if (!zt_rx_gro_net(rx, zt_be64(p + IDX_PAYLOAD)))
+        return 0;
+    ethertype = zt_be16(p + IDX_PAYLOAD + 8);
+    ip = p + IDX_PAYLOAD + 10;
+    iplen = len - (IDX_PAYLOAD + 10);
+    if (ethertype == 0x0800) {
+        if (ip[0] != 0x45 || zt_be16(ip + 2) != iplen || (zt_be16(ip + 6) & 0x3fff) != 0 ||
+            ip[9] != 17 || zt_ones_sum(ip, 20, 0) != 0xffff)
+            return 0;
+        udp = ip + 20;
+        pseudo = zt_ones_sum(ip + 12, 8, 0);
+    } else if (ethertype == 0x86dd) {
+        if ((ip[0] >> 4) != 6 || iplen < 48 || zt_be16(ip + 4) != iplen - 40 || ip[6] != 17)
+            return 0;
+        udp = ip + 40;
+        pseudo = zt_ones_sum(ip + 8, 32, 0);
+    } else {
+        return 0;
+    }
+    ulen = (size_t)(p + len - udp);
+    if (ulen < 8 || zt_be16(udp + 4) != ulen || (udp[6] == 0 && udp[7] == 0))
+        return 0;
+    return zt_ones_sum(udp, ulen, pseudo + 17u + ulen) == 0xffff;
+}
+
 /* If the plaintext FRAME at p (len bytes) is an in-order-able TCP segment, describe it in f
  * (ip_off relative to p) and return 1. Checksums are verified here: a coalesced segment is
  * re-checksummed as a whole, so a corrupt one must never join. */
@@ -172,7 +209,7 @@ static zt_rx_rec *zt_rx_new_rec(zt_rx_out *o, int kind, int dgram, size_t len, u
     r->wire_bytes = wire;
     r->src = 0;
     r->ids = o->nids;
-    if (kind == ZT_RX_PLAIN || kind == ZT_RX_PLAIN_TCP)
+    if (kind == ZT_RX_PLAIN || kind == ZT_RX_PLAIN_CHECKED)
         o->ids[o->nids++] = zt_be64(o->arena + o->pos);
     zt_rx_fill_addr(o->rx, dgram, r);
     o->pos += len;
@@ -234,7 +271,7 @@ static void zt_rx_emit_plain(zt_rx_out *o, int one, unsigned char *p, size_t len
             return;
         }
         zt_rx_close_flow(o);
-        r = zt_rx_new_rec(o, ZT_RX_PLAIN_TCP, one, len, pieces, wire);
+        r = zt_rx_new_rec(o, ZT_RX_PLAIN_CHECKED, one, len, pieces, wire);
         r->src = src;
         fl.rec = (unsigned int)(r - o->recs);
         fl.sender = one;
@@ -242,7 +279,9 @@ static void zt_rx_emit_plain(zt_rx_out *o, int one, unsigned char *p, size_t len
         return;
     }
     zt_rx_close_flow(o);
-    r = zt_rx_new_rec(o, ZT_RX_PLAIN, one, len, pieces, wire);
+    r = zt_rx_new_rec(o, o->gro && zt_rx_udp_checked(rx, p, len) ? ZT_RX_PLAIN_CHECKED
+                                                                 : ZT_RX_PLAIN,
+                      one, len, pieces, wire);
     r->src = src;
 }
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 9
+#define ZT_ACCEL_ABI 10
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -66,15 +66,16 @@
 /* Record kinds. Records are thirteen uint64_t fields, no padding, so Python reads a burst's
  * records with one struct.iter_unpack("=13Q") instead of a foreign attribute access per field.
  * A PLAIN record's `ids` is where, in the ids array the caller passes, the packet ids of the
- * `frames` packets it stands for begin (one each: replay checks need every one). A PLAIN_TCP
- * record is a PLAIN one whose packet is a FRAME on a joining network carrying one ACK or
- * ACK+PSH TCP segment (or several joined) over IPv4 without options or fragments, or over IPv6
- * without extension headers: C verified its IPv4 header checksum and TCP checksum (or wrote
- * them, for joined segments), so the stack need not sum them again. */
+ * `frames` packets it stands for begin (one each: replay checks need every one). A
+ * PLAIN_CHECKED record is a PLAIN one whose packet is a FRAME on a joining network carrying,
+ * over IPv4 without options or fragments or over IPv6 without extension headers, either one
+ * ACK or ACK+PSH TCP segment (or several joined) or one UDP datagram with a checksum: C
+ * verified its IPv4 header checksum and its TCP or UDP checksum (or wrote them, for joined
+ * segments), so the stack need not sum them again. */
 #define ZT_RX_DATAGRAM 0
 #define ZT_RX_WHOLE 1
 #define ZT_RX_PLAIN 2
-#define ZT_RX_PLAIN_TCP 3
+#define ZT_RX_PLAIN_CHECKED 3
 
 #define ZT_RX_EUNSUPPORTED (-1000)
 #define ZT_RX_EARGS (-1001)
