@@ -32,12 +32,6 @@ from pathlib import Path
 
 Rounds = Callable[[int], Awaitable[list[float]]]
 
-#: Members without mDNS and LLMNR: their probes, announcements and answers arrive now and
-#: then (each several hundred thousand instructions), as many as the wall-clock time the
-#: counted rounds take under valgrind, which made counts of the same build differ by a few
-#: per cent; the asyncio reference has no such traffic either.
-_QUIET = {"names": {"mdns": False, "llmnr": False}}
-
 _CHILD = "--child"
 
 
@@ -145,11 +139,13 @@ async def _child(kind: str, count: int, mode: str) -> None:
         _toggle(False)
         close()
         return
-    from bench.profile_echo import _tcp_rounds, _udp_rounds
+    from bench.profile_echo import QUIET, _tcp_rounds, _udp_rounds
     from ztnode.testing.local import LocalZtWorld
 
     with tempfile.TemporaryDirectory() as base:
-        async with LocalZtWorld(base, members=2, member_options=_QUIET) as world:
+        # Without mDNS/LLMNR (profile_echo.QUIET): their traffic arrives with wall-clock time,
+        # which valgrind stretches, and made one build's counts differ by several per cent.
+        async with LocalZtWorld(base, members=2, member_options=QUIET) as world:
             a, b = world.networks
             if mode == "connect":
                 server = await b.start_server(_closing, port=7)
