@@ -733,3 +733,35 @@ def test_a_listening_port_is_never_drawn_for_a_connect() -> None:
     assert first.local[1] == 40001
     with pytest.raises(OSError, match="no local port free"):
         w.a.tcp_connect("10.9.0.2", 80, w.now)
+
+
+def test_a_deadline_moved_later_keeps_its_earlier_timer_which_then_fires_idle() -> None:
+    """A connection's entry in the stack's timer heap is replaced only by an earlier deadline:
+    deadlines that move later on every segment (the retransmission timer, a delayed ACK the
+    answer cancels) keep the entry they had, not one entry per segment. Such an entry fires
+    early and finds nothing due; once the exchange is over, each side sends what it really
+    owes (the client's delayed ACK) and nothing else, and is left with no timer at all."""
+    w = Wire()
+    c, s = _pair(w, "10.9.0.2", 81)
+    for i in range(20):  # twenty request/answer exchanges, virtual time standing still
+        c.send(b"ping %d" % i)
+        w.run()
+        s.send(s.recv())
+        w.run()
+        assert c.recv() == b"ping %d" % i
+    for sock, heap in ((c, w.a._timers), (s, w.b._timers)):
+        # The handshake's retransmission timer, the established connection's shorter one, a
+        # delayed ACK: at most three entries filed, the earliest the live one.
+        entries = sorted(e for e in heap if e[2] is sock)
+        assert len(entries) <= 3 and entries[0][0] == sock._timer_at
+
+    def tcp_sent(side: str) -> int:
+        return len([p for p in w.sent(side, ETH_IP4) if p[9] == 6])
+
+    a_sent, b_sent = tcp_sent("a"), tcp_sent("b")
+    w.run(600_000)
+    assert (c._timer_at, s._timer_at) == (None, None)
+    assert c.conn.get_timer() is None and s.conn.get_timer() is None
+    assert tcp_sent("a") == a_sent + 1  # the client's delayed ACK of the last answer
+    assert tcp_sent("b") == b_sent  # the server's entries fired early and sent nothing
+    assert c.state is s.state is TcpState.ESTABLISHED

@@ -147,6 +147,8 @@ class TcpSocket:
         self.key = (local[0].packed, local[1], remote[0].packed, remote[1])
         self.listener = listener
         self.user: object = None
+        #: When this connection's live entry in the stack's timer heap fires: at or before the
+        #: connection's own next deadline (see ``TcpMux.service``); None without one.
         self._timer_at: int | None = None
         #: The next hop's MAC as last resolved: (mac, stack generation, valid until).
         self._mac: tuple[int, int, int] | None = None

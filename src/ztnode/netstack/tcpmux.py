@@ -319,10 +319,18 @@ class TcpMux:
                 )
             s._timer_at = None
             return
+        # The stack's heap holds an entry only for a deadline earlier than the one it already
+        # holds for this connection: a deadline that moved later (every segment sent moves the
+        # retransmission timer, every answer cancels the delayed ACK) keeps the earlier entry,
+        # which then fires early, finds nothing due (handle_timer checks each deadline) and
+        # files the real one. One early wake-up per timer period instead of a heap entry per
+        # segment, and a stack deadline that stays put, so the event loop's timer is not
+        # re-armed on every round trip.
         t = conn.get_timer()
-        if t != s._timer_at:
-            s._timer_at = t
-            if t is not None:
+        if t is not None:
+            at = s._timer_at
+            if at is None or t < at:
+                s._timer_at = t
                 heapq.heappush(self.rt._timers, (t, next(self.rt._timer_seq), s))
 
     # --- TIME-WAIT records (see ztnode.netstack.tcp_timewait) --------------------------------
