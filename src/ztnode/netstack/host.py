@@ -38,7 +38,7 @@ from ztnode import accel
 from ztnode.core import events as ev
 from ztnode.core.bond import BondPolicy, flow_id
 from ztnode.core.node import Node
-from ztnode.core.records import Inbound, Outgoing
+from ztnode.core.records import FrameRoute, Inbound, Outgoing
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack.bridge import BridgePort, FrameOutput
 from ztnode.netstack.stack import IpStack, StackConfig, StackEvent
@@ -296,14 +296,10 @@ class Host:
         False, with nothing sent, when only the node's own path can send it: a multicast or
         bridged destination, no route yet, rules that judge each frame, a bond (which picks a
         path per flow), no accelerator."""
-        if dst_mac >> 40 & 0x01 or not accel.AVAILABLE:
+        route = self._sealable_route(nwid, dst_mac, now)
+        if route is None:
             return False
         node = self.node
-        if node.bonding:
-            return False
-        route = node.frame_route(nwid, dst_mac, now)
-        if route is None or route.filtered:
-            return False
         datagrams = accel.frame_datagrams(
             route.key,
             route.cipher,
@@ -319,20 +315,30 @@ class Host:
         node.send_routed(route, datagrams, 1, now)
         return True
 
+    def _sealable_route(self, nwid: int, dst_mac: int, now: int) -> FrameRoute | None:
+        """The node's route to a member when one frame may be sealed in C on it: a unicast
+        destination, no bond (which picks a path per flow), a route known, rules that do not
+        judge each frame, the accelerator built."""
+        if dst_mac >> 40 & 0x01 or not accel.AVAILABLE:
+            return None
+        node = self.node
+        if node.bonding:
+            return None
+        route = node.frame_route(nwid, dst_mac, now)
+        if route is None or route.filtered:
+            return None
+        return route
+
     def _send_udp(
         self, nwid: int, dst_mac: int, ethertype: int, dgram: UdpOffload, now: int
     ) -> bool:
         """A UDP datagram built, checksummed, sealed and fragmented in C on the node's route,
         as :meth:`_send_on_route` sends a frame; False, with nothing sent, where that declines
         (the caller then sends :meth:`UdpOffload.packet` the ordinary way)."""
-        if dst_mac >> 40 & 0x01:
+        route = self._sealable_route(nwid, dst_mac, now)
+        if route is None:
             return False
         node = self.node
-        if node.bonding:
-            return False
-        route = node.frame_route(nwid, dst_mac, now)
-        if route is None or route.filtered:
-            return False
         datagrams = accel.udp_datagrams(
             route.key,
             route.cipher,

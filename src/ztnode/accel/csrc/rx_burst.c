@@ -52,41 +52,54 @@ static void zt_rx_fill_addr(const zt_rx *rx, int i, zt_rx_rec *r)
     }
 }
 
+/* The IP packet in the plaintext FRAME at p (len bytes) when the frame is on a joining network
+ * and carries protocol `proto` over IPv4 without options or fragments (its header checksum
+ * verified) or over IPv6 without extension headers, the IP lengths exactly the frame's and at
+ * least `min_body` bytes after the IP header: its first byte, *v6 saying which; else NULL. */
+static const unsigned char *zt_rx_ip_of(const zt_rx *rx, const unsigned char *p, size_t len,
+                                        unsigned int proto, size_t min_body, int *v6)
+{
+    const unsigned char *ip = p + IDX_PAYLOAD + 10;
+    size_t iplen;
+    if (len < IDX_PAYLOAD + 10 + 20 + min_body || p[IDX_VERB] != VERB_FRAME)
+        return NULL;
+    if (!zt_rx_gro_net(rx, zt_be64(p + IDX_PAYLOAD)))
+        return NULL;
+    iplen = len - (IDX_PAYLOAD + 10);
+    switch (zt_be16(p + IDX_PAYLOAD + 8)) {
+    case 0x0800:
+        if (ip[0] != 0x45 || zt_be16(ip + 2) != iplen || (zt_be16(ip + 6) & 0x3fff) != 0 ||
+            ip[9] != proto || zt_ones_sum(ip, 20, 0) != 0xffff)
+            return NULL;
+        *v6 = 0;
+        return ip;
+    case 0x86dd:
+        if ((ip[0] >> 4) != 6 || iplen < 40 + min_body || zt_be16(ip + 4) != iplen - 40 ||
+            ip[6] != proto)
+            return NULL;
+        *v6 = 1;
+        return ip;
+    default:
+        return NULL;
+    }
+}
+
 /* Whether the plaintext FRAME at p (len bytes) on a joining network is one UDP datagram whose
- * checksums verify: IPv4 without options or fragments (its header sum checked too) or IPv6
- * without extension headers, the IP and UDP lengths exactly the frame's, a UDP checksum
- * present (a zero one, allowed over IPv4, is left to the stack). */
+ * checksums verify (zt_rx_ip_of's shapes), its UDP length exactly the frame's and a UDP
+ * checksum present (a zero one, allowed over IPv4, is left to the stack). */
 static int zt_rx_udp_checked(const zt_rx *rx, const unsigned char *p, size_t len)
 {
     const unsigned char *ip, *udp;
-    size_t iplen, ulen;
-    uint64_t pseudo;
-    unsigned int ethertype;
-    if (len < IDX_PAYLOAD + 10 + 28 || p[IDX_VERB] != VERB_FRAME)
+    size_t ulen;
+    int v6;
+    if ((ip = zt_rx_ip_of(rx, p, len, 17, 8, &v6)) == NULL)
         return 0;
-    if (!zt_rx_gro_net(rx, zt_be64(p + IDX_PAYLOAD)))
-        return 0;
-    ethertype = zt_be16(p + IDX_PAYLOAD + 8);
-    ip = p + IDX_PAYLOAD + 10;
-    iplen = len - (IDX_PAYLOAD + 10);
-    if (ethertype == 0x0800) {
-        if (ip[0] != 0x45 || zt_be16(ip + 2) != iplen || (zt_be16(ip + 6) & 0x3fff) != 0 ||
-            ip[9] != 17 || zt_ones_sum(ip, 20, 0) != 0xffff)
-            return 0;
-        udp = ip + 20;
-        pseudo = zt_ones_sum(ip + 12, 8, 0);
-    } else if (ethertype == 0x86dd) {
-        if ((ip[0] >> 4) != 6 || iplen < 48 || zt_be16(ip + 4) != iplen - 40 || ip[6] != 17)
-            return 0;
-        udp = ip + 40;
-        pseudo = zt_ones_sum(ip + 8, 32, 0);
-    } else {
-        return 0;
-    }
+    udp = ip + (v6 ? 40 : 20);
     ulen = (size_t)(p + len - udp);
-    if (ulen < 8 || zt_be16(udp + 4) != ulen || (udp[6] == 0 && udp[7] == 0))
+    if (zt_be16(udp + 4) != ulen || (udp[6] == 0 && udp[7] == 0))
         return 0;
-    return zt_ones_sum(udp, ulen, pseudo + 17u + ulen) == 0xffff;
+    return zt_ones_sum(udp, ulen, zt_ones_sum(v6 ? ip + 8 : ip + 12, v6 ? 32 : 8, 0) + 17u +
+                                      ulen) == 0xffff;
 }
 
 /* If the plaintext FRAME at p (len bytes) is an in-order-able TCP segment, describe it in f
@@ -96,31 +109,15 @@ static int zt_rx_tcp_shape(const zt_rx *rx, const unsigned char *p, size_t len, 
 {
     const unsigned char *ip, *tcp;
     size_t iplen, tlen;
-    unsigned int ethertype, hl, flags;
-    if (len < IDX_PAYLOAD + 10 + 40 || p[IDX_VERB] != VERB_FRAME)
+    unsigned int hl, flags;
+    int v6;
+    if ((ip = zt_rx_ip_of(rx, p, len, 6, 20, &v6)) == NULL)
         return 0;
     f->nwid = zt_be64(p + IDX_PAYLOAD);
-    if (!zt_rx_gro_net(rx, f->nwid))
-        return 0;
-    ethertype = zt_be16(p + IDX_PAYLOAD + 8);
-    ip = p + IDX_PAYLOAD + 10;
     iplen = len - (IDX_PAYLOAD + 10);
-    if (ethertype == 0x0800) {
-        if (ip[0] != 0x45 || zt_be16(ip + 2) != iplen || (zt_be16(ip + 6) & 0x3fff) != 0 ||
-            ip[9] != 6 || zt_ones_sum(ip, 20, 0) != 0xffff)
-            return 0;
-        f->v6 = 0;
-        f->ihl = 20;
-        memcpy(f->addrs, ip + 12, 8);
-    } else if (ethertype == 0x86dd) {
-        if ((ip[0] >> 4) != 6 || iplen < 40 || zt_be16(ip + 4) != iplen - 40 || ip[6] != 6)
-            return 0;
-        f->v6 = 1;
-        f->ihl = 40;
-        memcpy(f->addrs, ip + 8, 32);
-    } else {
-        return 0;
-    }
+    f->v6 = v6;
+    f->ihl = v6 ? 40 : 20;
+    memcpy(f->addrs, v6 ? ip + 8 : ip + 12, v6 ? 32 : 8);
     tcp = ip + f->ihl;
     tlen = iplen - f->ihl;
     hl = (unsigned int)(tcp[12] >> 4) << 2;

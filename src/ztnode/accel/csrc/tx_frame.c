@@ -61,6 +61,35 @@ int zt_tx_seal(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher, unsi
     return 0;
 }
 
+/* The packet head every send path starts from: the route's header with this packet's ID,
+ * then the FRAME's network id and ethertype (IDX_PAYLOAD + 10 bytes). */
+void zt_tx_frame_head(unsigned char *pkt, const unsigned char *zthdr, const unsigned char *pid,
+                      uint64_t nwid, unsigned int ethertype)
+{
+    int k;
+    memcpy(pkt, zthdr, IDX_PAYLOAD);
+    memcpy(pkt, pid, 8);
+    for (k = 0; k < 8; k++)
+        pkt[IDX_PAYLOAD + k] = (unsigned char)(nwid >> (56 - 8 * k));
+    pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
+    pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
+}
+
+/* An option-less IPv4 header's total length, ident and header checksum written in. */
+void zt_tx_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id)
+{
+    unsigned int sum;
+    ip[2] = (unsigned char)(total >> 8);
+    ip[3] = (unsigned char)total;
+    ip[4] = (unsigned char)((id >> 8) & 0xff);
+    ip[5] = (unsigned char)id;
+    ip[10] = 0;
+    ip[11] = 0;
+    sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
+    ip[10] = (unsigned char)(sum >> 8);
+    ip[11] = (unsigned char)sum;
+}
+
 int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                 const unsigned char *zthdr, const unsigned char *pid, uint64_t nwid,
                 unsigned int ethertype, const unsigned char *payload, size_t payload_len,
@@ -68,15 +97,10 @@ int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
 {
     unsigned char pkt[ZT_ACCEL_MAX_PACKET];
     size_t len = IDX_PAYLOAD + 10 + payload_len, at = 0;
-    int k, rc, nout = 0;
+    int rc, nout = 0;
     if (len > ZT_ACCEL_MAX_PACKET || !zt_tx_route_ok(aes, cipher, zthdr, mtu))
         return ZT_TX_EARGS;
-    memcpy(pkt, zthdr, IDX_PAYLOAD);
-    memcpy(pkt, pid, 8);
-    for (k = 0; k < 8; k++)
-        pkt[IDX_PAYLOAD + k] = (unsigned char)(nwid >> (56 - 8 * k));
-    pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
-    pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
+    zt_tx_frame_head(pkt, zthdr, pid, nwid, ethertype);
     if (payload_len) /* payload may be NULL when empty */
         memcpy(pkt + IDX_PAYLOAD + 10, payload, payload_len);
     rc = zt_tx_seal(aes, salsa_key, cipher, pkt, len, mtu, out, out_cap, &at, lens, &nout,

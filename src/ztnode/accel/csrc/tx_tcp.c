@@ -42,16 +42,11 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     for (i = 0; i < pieces; i++) {
         size_t off = i * seg_size;
         size_t n = payload_len - off < seg_size ? payload_len - off : seg_size;
-        size_t tcp_len = thl + n, len = IDX_PAYLOAD + 10 + ihl + tcp_len, k;
+        size_t tcp_len = thl + n, len = IDX_PAYLOAD + 10 + ihl + tcp_len;
         unsigned char *ip = pkt + IDX_PAYLOAD + 10, *tcp = ip + ihl;
         uint32_t seq = seq0 + (uint32_t)off;
         unsigned int sum, fl;
-        memcpy(pkt, zthdr, IDX_PAYLOAD);
-        memcpy(pkt, pids + 8 * i, 8);
-        for (k = 0; k < 8; k++)
-            pkt[IDX_PAYLOAD + k] = (unsigned char)(nwid >> (56 - 8 * k));
-        pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
-        pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
+        zt_tx_frame_head(pkt, zthdr, pids + 8 * i, nwid, ethertype);
         memcpy(ip, hdr, hdr_len);
         if (n) /* payload may be NULL when empty */
             memcpy(tcp + thl, payload + off, n);
@@ -59,17 +54,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
             ip[4] = (unsigned char)(tcp_len >> 8);
             ip[5] = (unsigned char)tcp_len;
         } else {
-            unsigned int tot = (unsigned int)(20 + tcp_len);
-            unsigned int id = (ip_id + (unsigned int)i) & 0xffff;
-            ip[2] = (unsigned char)(tot >> 8);
-            ip[3] = (unsigned char)tot;
-            ip[4] = (unsigned char)(id >> 8);
-            ip[5] = (unsigned char)id;
-            ip[10] = 0;
-            ip[11] = 0;
-            sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
-            ip[10] = (unsigned char)(sum >> 8);
-            ip[11] = (unsigned char)sum;
+            zt_tx_ipv4_fill(ip, (unsigned int)(20 + tcp_len), (ip_id + (unsigned int)i) & 0xffff);
         }
         tcp[4] = (unsigned char)(seq >> 24);
         tcp[5] = (unsigned char)(seq >> 16);

@@ -23,7 +23,7 @@ int zt_tx_udp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     size_t ihl, udp_len, len, at = 0;
     unsigned int sum;
     uint64_t pseudo;
-    int v6, k, rc, nout = 0;
+    int v6, rc, nout = 0;
     if (hdr_len < 28 || !zt_tx_route_ok(aes, cipher, zthdr, mtu))
         return ZT_TX_EARGS;
     v6 = (hdr[0] >> 4) == 6;
@@ -36,12 +36,7 @@ int zt_tx_udp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
     len = IDX_PAYLOAD + 10 + ihl + udp_len;
     if (len > ZT_ACCEL_MAX_PACKET)
         return ZT_TX_EARGS;
-    memcpy(pkt, zthdr, IDX_PAYLOAD);
-    memcpy(pkt, pid, 8);
-    for (k = 0; k < 8; k++)
-        pkt[IDX_PAYLOAD + k] = (unsigned char)(nwid >> (56 - 8 * k));
-    pkt[IDX_PAYLOAD + 8] = (unsigned char)(ethertype >> 8);
-    pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
+    zt_tx_frame_head(pkt, zthdr, pid, nwid, ethertype);
     memcpy(ip, hdr, hdr_len);
     udp = ip + ihl;
     if (payload_len) /* payload may be NULL when empty */
@@ -50,16 +45,7 @@ int zt_tx_udp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
         ip[4] = (unsigned char)(udp_len >> 8);
         ip[5] = (unsigned char)udp_len;
     } else {
-        unsigned int tot = (unsigned int)(20 + udp_len), id = ip_id & 0xffff;
-        ip[2] = (unsigned char)(tot >> 8);
-        ip[3] = (unsigned char)tot;
-        ip[4] = (unsigned char)(id >> 8);
-        ip[5] = (unsigned char)id;
-        ip[10] = 0;
-        ip[11] = 0;
-        sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
-        ip[10] = (unsigned char)(sum >> 8);
-        ip[11] = (unsigned char)sum;
+        zt_tx_ipv4_fill(ip, (unsigned int)(20 + udp_len), ip_id & 0xffff);
     }
     udp[4] = (unsigned char)(udp_len >> 8);
     udp[5] = (unsigned char)udp_len;

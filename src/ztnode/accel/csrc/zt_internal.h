@@ -227,6 +227,9 @@ ZT_HIDDEN void zt_rx_frag_release(zt_rx *rx, zt_rx_frag *f);
  * send paths). */
 ZT_HIDDEN int zt_tx_route_ok(const zt_aes_ctx *aes, int cipher, const unsigned char *zthdr,
                              size_t mtu);
+ZT_HIDDEN void zt_tx_frame_head(unsigned char *pkt, const unsigned char *zthdr,
+                               const unsigned char *pid, uint64_t nwid, unsigned int ethertype);
+ZT_HIDDEN void zt_tx_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id);
 ZT_HIDDEN int zt_tx_seal(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                          unsigned char *pkt, size_t len, size_t mtu, unsigned char *out,
                          size_t out_cap, size_t *at, unsigned int *lens, int *nout,
