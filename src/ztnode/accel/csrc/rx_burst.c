@@ -158,14 +158,7 @@ static void zt_rx_finish_flow(unsigned char *arena, const zt_rx_rec *r, const zt
         ip[4] = (unsigned char)(f->tcp_len >> 8);
         ip[5] = (unsigned char)f->tcp_len;
     } else {
-        unsigned int tot = 20 + f->tcp_len;
-        ip[2] = (unsigned char)(tot >> 8);
-        ip[3] = (unsigned char)tot;
-        ip[10] = 0;
-        ip[11] = 0;
-        sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
-        ip[10] = (unsigned char)(sum >> 8);
-        ip[11] = (unsigned char)sum;
+        zt_ipv4_fill(ip, 20 + f->tcp_len, zt_be16(ip + 4));
     }
     tcp[13] = f->flags;
     tcp[16] = 0;

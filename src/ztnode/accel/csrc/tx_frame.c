@@ -75,21 +75,6 @@ void zt_tx_frame_head(unsigned char *pkt, const unsigned char *zthdr, const unsi
     pkt[IDX_PAYLOAD + 9] = (unsigned char)ethertype;
 }
 
-/* An option-less IPv4 header's total length, ident and header checksum written in. */
-void zt_tx_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id)
-{
-    unsigned int sum;
-    ip[2] = (unsigned char)(total >> 8);
-    ip[3] = (unsigned char)total;
-    ip[4] = (unsigned char)((id >> 8) & 0xff);
-    ip[5] = (unsigned char)id;
-    ip[10] = 0;
-    ip[11] = 0;
-    sum = ~zt_ones_sum(ip, 20, 0) & 0xffff;
-    ip[10] = (unsigned char)(sum >> 8);
-    ip[11] = (unsigned char)sum;
-}
-
 int zt_tx_frame(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                 const unsigned char *zthdr, const unsigned char *pid, uint64_t nwid,
                 unsigned int ethertype, const unsigned char *payload, size_t payload_len,

@@ -54,7 +54,7 @@ int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
             ip[4] = (unsigned char)(tcp_len >> 8);
             ip[5] = (unsigned char)tcp_len;
         } else {
-            zt_tx_ipv4_fill(ip, (unsigned int)(20 + tcp_len), (ip_id + (unsigned int)i) & 0xffff);
+            zt_ipv4_fill(ip, (unsigned int)(20 + tcp_len), (ip_id + (unsigned int)i) & 0xffff);
         }
         tcp[4] = (unsigned char)(seq >> 24);
         tcp[5] = (unsigned char)(seq >> 16);

@@ -45,7 +45,7 @@ int zt_tx_udp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
         ip[4] = (unsigned char)(udp_len >> 8);
         ip[5] = (unsigned char)udp_len;
     } else {
-        zt_tx_ipv4_fill(ip, (unsigned int)(20 + udp_len), ip_id & 0xffff);
+        zt_ipv4_fill(ip, (unsigned int)(20 + udp_len), ip_id & 0xffff);
     }
     udp[4] = (unsigned char)(udp_len >> 8);
     udp[5] = (unsigned char)udp_len;

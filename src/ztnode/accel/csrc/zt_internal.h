@@ -203,6 +203,7 @@ ZT_HIDDEN void zt_mac_poly1305(unsigned char tag[16], const unsigned char *m, si
 
 /* checksum.c */
 ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned int tcp_len);
+ZT_HIDDEN void zt_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id);
 
 /* rx.c */
 ZT_HIDDEN zt_rx_peer *zt_rx_peer_for(zt_rx *rx, uint64_t addr);
@@ -229,7 +230,6 @@ ZT_HIDDEN int zt_tx_route_ok(const zt_aes_ctx *aes, int cipher, const unsigned c
                              size_t mtu);
 ZT_HIDDEN void zt_tx_frame_head(unsigned char *pkt, const unsigned char *zthdr,
                                const unsigned char *pid, uint64_t nwid, unsigned int ethertype);
-ZT_HIDDEN void zt_tx_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id);
 ZT_HIDDEN int zt_tx_seal(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
                          unsigned char *pkt, size_t len, size_t mtu, unsigned char *out,
                          size_t out_cap, size_t *at, unsigned int *lens, int *nout,
