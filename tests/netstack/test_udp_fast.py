@@ -316,3 +316,23 @@ def test_a_remembered_way_is_asked_again_when_anything_it_holds_may_have_changed
     w.run()
     assert len(_sent(w, 0x0806)) == arps + 1
     assert [d for d, _ in w.b.udp_sockets()[0].queue][-1] == b"c"
+
+
+def test_the_offload_template_follows_a_new_source_address() -> None:
+    """The header template kept on the socket is the remembered way's: new addresses make a
+    new way, and the next datagram leaves from the new source."""
+    w = Wire()
+    w.a.segmentation_offload = True
+    u = w.a.udp_bind(None, 7000)
+    w.b.udp_bind(None, 5000)
+    for data in (b"a", b"b", b"c"):  # the first waits for ARP, the second finds the way
+        u.sendto(data, ME, 5000, w.now)
+        w.run()
+    assert u.head is not None and isinstance(w.offloaded[-1][1], UdpOffload)
+    w.a.set_addresses([ip_interface("10.9.0.7/24"), ip_interface(f"{rfc4193(A_ADDR)}/88")])
+    for data in (b"d", b"e"):  # the full path finds the new way, then offload takes it
+        u.sendto(data, ME, 5000, w.now)
+        w.run()
+    last = _sent(w, 0x0800)[-1]
+    assert last[12:16] == IPv4Address("10.9.0.7").packed and last.endswith(b"e")
+    assert isinstance(w.offloaded[-1][1], UdpOffload)

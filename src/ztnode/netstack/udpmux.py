@@ -165,10 +165,12 @@ class UdpMux:
             if len(data) + (48 if v6 else 28) <= r[6]:
                 ttl = rt.config.ttl
                 if rt.segmentation_offload:  # lengths and checksums filled in below (C)
+                    # The template is the way's (source and destination; a new way is a new
+                    # tuple), the port's and the TTL's.
                     head = sock.head
-                    if head is None or head[0] is not dst_p or head[1] != port or head[2] != ttl:
+                    if head is None or head[0] is not r or head[1] != port or head[2] != ttl:
                         head = sock.head = (
-                            dst_p,
+                            r,
                             port,
                             ttl,
                             _udp_head(src_p, dst_p, sock.port, port, ttl),
