@@ -319,8 +319,9 @@ def test_a_remembered_way_is_asked_again_when_anything_it_holds_may_have_changed
 
 
 def test_the_offload_template_follows_a_new_source_address() -> None:
-    """The header template kept on the socket is the remembered way's: new addresses make a
-    new way, and the next datagram leaves from the new source."""
+    """The header template kept on the socket is made once per way (checked in the compiled
+    build too, where the way's tuple is not one object from send to send): new addresses
+    make a new way, and the next datagram leaves from the new source."""
     w = Wire()
     w.a.segmentation_offload = True
     u = w.a.udp_bind(None, 7000)
@@ -329,6 +330,11 @@ def test_the_offload_template_follows_a_new_source_address() -> None:
         u.sendto(data, ME, 5000, w.now)
         w.run()
     assert u.head is not None and isinstance(w.offloaded[-1][1], UdpOffload)
+    kept = u.head
+    for _ in range(3):  # the same way: the template is made once, not per datagram
+        u.sendto(b"again", ME, 5000, w.now)
+        w.run()
+        assert u.head is kept
     w.a.set_addresses([ip_interface("10.9.0.7/24"), ip_interface(f"{rfc4193(A_ADDR)}/88")])
     for data in (b"d", b"e"):  # the full path finds the new way, then offload takes it
         u.sendto(data, ME, 5000, w.now)

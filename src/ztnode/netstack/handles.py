@@ -328,8 +328,8 @@ class UdpSocket:
         #: The way to the destination last sent to, as :meth:`UdpMux.send` remembers it.
         self.route: UdpRoute | None = None
         #: The IP and UDP header template last sent with under checksum offload, with what it
-        #: was made for: (the ``route`` it was made on; port; TTL; the header).
-        self.head: tuple[UdpRoute, int, int, bytes] | None = None
+        #: was made for: (source, destination (packed, as in ``route``), port, TTL, header).
+        self.head: tuple[bytes, bytes, int, int, bytes] | None = None
         self.error = 0
         self.closed = False
         self.user: object = None

@@ -165,21 +165,28 @@ class UdpMux:
             if len(data) + (48 if v6 else 28) <= r[6]:
                 ttl = rt.config.ttl
                 if rt.segmentation_offload:  # lengths and checksums filled in below (C)
-                    # The template is the way's (source and destination; a new way is a new
-                    # tuple), the port's and the TTL's.
+                    # Compared by value: the compiled build unboxes the way's tuple, so it is
+                    # not the same object from one send to the next.
                     head = sock.head
-                    if head is None or head[0] is not r or head[1] != port or head[2] != ttl:
+                    if (
+                        head is None
+                        or head[0] != src_p
+                        or head[1] != dst_p
+                        or head[2] != port
+                        or head[3] != ttl
+                    ):
                         head = sock.head = (
-                            r,
+                            src_p,
+                            dst_p,
                             port,
                             ttl,
                             _udp_head(src_p, dst_p, sock.port, port, ttl),
                         )
                     if v6:
-                        rt._out.append((r[5], ETHERTYPE_IPV6, UdpOffload(head[3], 0, data)))
+                        rt._out.append((r[5], ETHERTYPE_IPV6, UdpOffload(head[4], 0, data)))
                     else:
                         rt._ip_id = ident = (rt._ip_id + 1) & 0xFFFF
-                        rt._out.append((r[5], ETHERTYPE_IPV4, UdpOffload(head[3], ident, data)))
+                        rt._out.append((r[5], ETHERTYPE_IPV4, UdpOffload(head[4], ident, data)))
                     return
                 dgram = udp_datagram(sock.port, port, data, src_p, dst_p, v6)
                 if v6:
