@@ -73,7 +73,7 @@ def identity_hash(
     # np.empty: the keystream overwrites every byte, so skip zeroing 10 MiB.
     ks = np.empty(_KEYSTREAM_LEN, dtype=np.uint8)
     (backend or salsa.backend()).keystream_into(ks.data, digest[:32], digest[32:40], rounds=20)
-    if use_c is not False and _cext.lib is not None:
+    if use_c is not False and mixes_in_c():
         ffi = _cext.ffi
         out = bytearray(digest)
         rc = _cext.lib.zt_identity_mix(ffi.from_buffer(out), ffi.from_buffer(ks), len(ks))

@@ -15,7 +15,7 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from ztnode.errors import DecodeError
 from ztnode.netstack.arp import ArpPacket
@@ -44,6 +44,7 @@ from ztnode.netstack.multicast import (
 )
 from ztnode.netstack.stackconfig import (
     HOP_CACHE_SIZE,
+    IP4_HEADER,
     NDP_HOP_LIMIT,
     IPAddr,
 )
@@ -364,9 +365,6 @@ class IpOutput:
             self.rt._events.append(UdpReadable(sock))
 
 
-_IPV4: Final = struct.Struct(">BBHHHBBH4s4s")
-
-
 def ipv4_datagram(
     src: bytes, dst: bytes, proto: int, ttl: int, ident: int, payload: bytes
 ) -> bytes:
@@ -374,7 +372,7 @@ def ipv4_datagram(
     its header checksummed: what ``IPv4Header(...).encode(payload)`` makes of the same fields
     (its reference, tested so), without the header and address objects. The caller keeps it
     within the MTU and the fields within their bytes."""
-    hdr = bytearray(_IPV4.pack(0x45, 0, 20 + len(payload), ident, 0, ttl, proto, 0, src, dst))
+    hdr = bytearray(IP4_HEADER.pack(0x45, 0, 20 + len(payload), ident, 0, ttl, proto, 0, src, dst))
     ck = internet_checksum(hdr)
     hdr[10] = ck >> 8
     hdr[11] = ck & 0xFF

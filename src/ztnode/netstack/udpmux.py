@@ -36,6 +36,7 @@ from ztnode.netstack.ipv6 import (
     NH_ICMPV6,
 )
 from ztnode.netstack.stackconfig import (
+    IP4_HEADER,
     IP6_HEADER,
     MAC_REMEMBER_MS,
     IPAddr,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from ztnode.netstack.stack import IpStack
 
 _UDP: Final = struct.Struct(">HHHH")
-_IPV4_HEAD: Final = struct.Struct(">BBHHHBBH4s4s")
 
 
 class UdpMux:
@@ -232,7 +232,7 @@ def _udp_head(src: bytes, dst: bytes, src_port: int, dst_port: int, ttl: int) ->
     if len(dst) == 16:
         ip = IP6_HEADER.pack(0x60000000, 0, PROTO_UDP, ttl, src, dst)
     else:
-        ip = _IPV4_HEAD.pack(0x45, 0, 0, 0, 0, ttl, PROTO_UDP, 0, src, dst)
+        ip = IP4_HEADER.pack(0x45, 0, 0, 0, 0, ttl, PROTO_UDP, 0, src, dst)
     return ip + _UDP.pack(src_port, dst_port, 0, 0)
 
 

@@ -18,13 +18,6 @@
 #define ID_MIX_STEPS (ID_CELLS / 2u)     /* one step per pair of cells */
 #define ID_KEYSTREAM ((size_t)ID_GEN_MEMORY + 64u * ID_MIX_STEPS) /* 10 MiB */
 
-static inline uint64_t ld64be(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return __builtin_bswap64(v);
-}
-
 int zt_identity_mix(unsigned char digest[64], unsigned char *ks, size_t ks_len)
 {
     unsigned char *gen = ks;
@@ -46,8 +39,8 @@ int zt_identity_mix(unsigned char digest[64], unsigned char *ks, size_t ks_len)
     /* Each step reads its two cells as big-endian numbers (after every earlier swap), swaps a
      * table cell with a digest word, then XORs the next keystream block into the digest. */
     for (j = 0; j < ID_MIX_STEPS; j++) {
-        size_t w_at = (size_t)(ld64be(gen + 16 * j) & 7u) * 8;
-        size_t c_at = (size_t)(ld64be(gen + 16 * j + 8) & (ID_CELLS - 1u)) * 8;
+        size_t w_at = (size_t)(zt_be64(gen + 16 * j) & 7u) * 8;
+        size_t c_at = (size_t)(zt_be64(gen + 16 * j + 8) & (ID_CELLS - 1u)) * 8;
         memcpy(cell, gen + c_at, 8);
         memcpy(gen + c_at, digest + w_at, 8);
         memcpy(digest + w_at, cell, 8);
