@@ -59,6 +59,7 @@ def main() -> None:
             ("ztnode", res.ztnode),
             ("ztnode (uvloop)", res.ztnode_uv),
             ("ztnode (busy poll)", res.ztnode_bp),
+            ("asyncio (kernel)", res.kernel),
             ("libzt", res.libzt),
         ):
             if col.missing:

@@ -32,6 +32,12 @@ listed too), in rows of::
   ``bench.tcp_netns.BUSY_POLL_US`` after traffic before it sleeps (``--busy-poll``, off by
   default: it spends CPU time while traffic flows for latency); echo, connect, UDP echo and the
   request rates, namespace only. ``busy/libzt`` is its figure over libzt's (ordinary priority).
+- **asyncio (kernel)**: no ZeroTier at all: the same client and server program
+  (``bench.tcp_peer --kernel``) on asyncio's own sockets between the same two namespace
+  addresses, for echo, connect, UDP echo and the request rates. What any asyncio program pays for
+  its loop and streams before a network layer adds anything; libzt's client and server are C
+  calls on threads, with no event loop. ``ztnode/asyncio`` is ztnode's figure over it: what the
+  ZeroTier node and the user-space stack add.
 - **ratios**: ztnode's figure divided by the other's, so above 1 is better for ztnode in MB/s
   and req/s rows and worse in ms rows.
 
@@ -236,13 +242,15 @@ def _row(
     digits: int,
     uv: Column | str = "",
     bp: Column | str = "",
+    kn: Column | str = "",
 ) -> dict[str, Any]:
     (zc, z), (lc, lv), (rc, rv) = (_cell(c, kind, size, digits) for c in cols)
     uc, u = _cell(uv, kind, size, digits)
     bc, b = _cell(bp, kind, size, digits)
+    kc, k = _cell(kn, kind, size, digits)
     runs = []
-    names = ("ztnode", "libzt", "libzt rt", "ztnode uvloop", "ztnode busy poll")
-    for name, c in zip(names, (*cols, uv, bp), strict=True):
+    names = ("ztnode", "libzt", "libzt rt", "ztnode uvloop", "ztnode busy poll", "asyncio kernel")
+    for name, c in zip(names, (*cols, uv, bp, kn), strict=True):
         if isinstance(c, Column) and (figs := _figures(c, kind, size)):
             runs.append(f"{name} " + " ".join(f"{f:.{digits}f}" for f in figs))
     return {
@@ -253,6 +261,8 @@ def _row(
         "uvloop/asyncio": _ratio(u, z),
         "ztnode (busy poll)": bc,
         "busy/libzt": _ratio(b, lv),
+        "asyncio (kernel)": kc,
+        "ztnode/asyncio": _ratio(z, k),
         "libzt (ordinary)": lc,
         "libzt (real-time rx)": rc,
         "floor": _r(floor, digits),
@@ -272,6 +282,7 @@ def _rows_for(
     v6_libzt: Column | str,
     uv: Column | str = "",
     bp: Column | str = "",
+    kn: Column | str = "",
 ) -> list[dict[str, Any]]:
     bulk_floor = SEGMENT / floor_us if floor_us else None
     small_floor = 2 * small_us / 1000 if small_us else None
@@ -282,8 +293,8 @@ def _rows_for(
         _row(f"TCP bulk IPv6, {mb} MB (MB/s)", underlay, "bulk6", size,
              (z, v6_libzt, v6_libzt), bulk_floor, 1),
         _row("TCP echo round trip, 1 byte (ms)", underlay, "rtt", size, cols, small_floor, 3,
-             uv, bp),
-        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3, uv, bp),
+             uv, bp, kn),
+        _row("TCP connect (ms)", underlay, "connect", size, cols, small_floor, 3, uv, bp, kn),
     ]  # fmt: skip
 
 
@@ -294,12 +305,13 @@ def _small_rows(
     small_us: float | None,
     uv: Column | str = "",
     bp: Column | str = "",
+    kn: Column | str = "",
 ) -> list[dict[str, Any]]:
     """UDP request/response and the request rate of a small RPC protocol (namespace only)."""
     small_floor = 2 * small_us / 1000 if small_us else None
     out = [
         _row("UDP echo round trip, 32 bytes (ms)", underlay, "udp_rtt", 0, cols, small_floor, 3,
-             uv, bp)
+             uv, bp, kn)
     ]  # fmt: skip
     for n in plan.rps_conns:
         # Requests per second, not ms: above 1 is better for ztnode in these ratios.
@@ -314,6 +326,7 @@ def _small_rows(
                 0,
                 "",
                 bp,
+                kn,
             )
         )
     return out  # fmt: skip
@@ -347,9 +360,9 @@ def rows(quick: bool = False) -> list[dict[str, Any]]:
     log(f"loopback part and floors {time.monotonic() - t0 - ns.seconds:.1f} s")
     out = _rows_for(ns.underlay, plan.size, (ns.ztnode, ns.libzt, ns.libzt_rt),
                     ns.floor_us, ns.floor_small_us, LIBZT_NO_V6, ns.ztnode_uv,
-                    ns.ztnode_bp)  # fmt: skip
+                    ns.ztnode_bp, ns.kernel)  # fmt: skip
     out += _small_rows(ns.underlay, plan, (ns.ztnode, ns.libzt, ns.libzt_rt),
-                       ns.floor_small_us, ns.ztnode_uv, ns.ztnode_bp)  # fmt: skip
+                       ns.floor_small_us, ns.ztnode_uv, ns.ztnode_bp, ns.kernel)  # fmt: skip
     out += _rows_for("loopback", plan.size, (lo, LIBZT_NO_LOOPBACK, LIBZT_NO_LOOPBACK),
                      floor_lo, small_lo, LIBZT_NO_LOOPBACK, lo_uv)  # fmt: skip
     notes = [

@@ -16,7 +16,11 @@ and network) for the round trips, where the event loop's own cost shows: echo, c
 echo, measured in the same rounds as the others; its column says why when uvloop is missing. A
 third pair busy-polls (``--busy-poll`` :data:`BUSY_POLL_US`, on asyncio's loop: after traffic
 each polls that long before it sleeps, :mod:`ztnode.transport.busypoll`), measured for the round
-trips and the request rates; its identities are made at the start (about a second each).
+trips and the request rates; its identities are made at the start (about a second each). A
+fourth pair runs no node at all (``bench.tcp_peer --kernel``): the same program's echo, connect,
+UDP echo and request rates on asyncio's own sockets between the same two interfaces, the cost
+any asyncio program pays before ZeroTier adds anything (libzt's client and server are C calls
+from threads, with no event loop between them and the socket).
 
 Measured: bulk, echo round trip and connect; UDP echo round trips; and the request rate of a
 small RPC protocol over 1, 10 and 100 connections (libzt's ``echo_all`` server and ``rps``
@@ -56,6 +60,7 @@ _REPO = Path(__file__).resolve().parents[1]
 P_LIBZT = 29995  # libzt member i's underlay UDP port is P_LIBZT + 3 + i (ztnode's are random)
 SINK, ECHO = 5001, 5002  # ztnode peers: sink on SINK, echo on SINK + 1 (bench.tcp_peer)
 UDP_ECHO = 5003  # ztnode peers: the UDP echo
+KERNEL_SINK = 6001  # the asyncio-over-the-kernel pair: sink, echo, UDP echo on 6001-6003
 LIBZT_PORTS = 7100  # libzt servers: a fresh port per job
 SMALL_SEGMENT = 20 + 32 + 1  # a 1-byte TCP segment's IPv4 packet (timestamps option included)
 
@@ -123,6 +128,7 @@ class Result:
     libzt_rt: Column
     ztnode_uv: Column = field(default_factory=Column)  # the uvloop pair: echo, connect, UDP
     ztnode_bp: Column = field(default_factory=Column)  # the busy-polling pair: the same, and rps
+    kernel: Column = field(default_factory=Column)  # asyncio over the kernel: the same as bp
     underlay: str = ""
     floor_us: float | None = None  # one full segment's crypto + UDP, namespace underlay
     floor_small_us: float | None = None  # one small (1-byte payload) segment's
@@ -162,7 +168,8 @@ class ZtnodeProc:
     def __init__(
         self, ns: str, home: Path, planet: Path, bind: str, log: Path, loop: str = "asyncio"
     ) -> None:
-        """``loop``: ``asyncio``, ``uvloop`` or ``busy`` (asyncio's, busy-polling)."""
+        """``loop``: ``asyncio``, ``uvloop``, ``busy`` (asyncio's, busy-polling) or ``kernel``
+        (no node: asyncio's own sockets, serving on :data:`KERNEL_SINK` and the next two)."""
         env = {**os.environ}
         env["PYTHONPATH"] = str(_REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self._log: TextIO = open(log, "w")  # noqa: SIM115  (closed in close())
@@ -170,8 +177,11 @@ class ZtnodeProc:
             "ip", "netns", "exec", ns, sys.executable, "-m", "bench.tcp_peer",
             "--home", str(home), "--planet", str(planet), "--bind", bind,
             *(("--loop", "asyncio", "--busy-poll", str(BUSY_POLL_US)) if loop == "busy"
+              else ("--loop", "asyncio", "--kernel") if loop == "kernel"
               else ("--loop", loop)),
         ]  # fmt: skip
+        #: Its servers' first port: the sink there, the echo next, the UDP echo after it.
+        self.port_base = KERNEL_SINK if loop == "kernel" else SINK
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
             cwd=_REPO, env=env, text=True, bufsize=1,
@@ -372,7 +382,7 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
     why_ns = why_no_namespace()
     if why_ns:
         res.ztnode.missing = res.libzt.missing = res.libzt_rt.missing = why_ns
-        res.ztnode_uv.missing = res.ztnode_bp.missing = why_ns
+        res.ztnode_uv.missing = res.ztnode_bp.missing = res.kernel.missing = why_ns
         return res
     if importlib.util.find_spec("uvloop") is None:
         res.ztnode_uv.missing = "uvloop not installed (pip install 'ztnode[uvloop]')"
@@ -394,7 +404,7 @@ def run(plan: Plan, log: Callable[[str], None] = lambda s: None) -> Result:
             _run_in(plan, res, ns, world, Path(tmp), z_ids, l_ids, uv_ids, bp_ids, log)
     except Exception as e:  # the namespace or the root itself failed
         why = f"namespace world failed: {type(e).__name__}: {e}"[:200]
-        for col in (res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv, res.ztnode_bp):
+        for col in (res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv, res.ztnode_bp, res.kernel):
             col.missing = col.missing or why
     res.seconds = time.monotonic() - t_start
     return res
@@ -427,8 +437,9 @@ def _run_in(
     zt: list[ZtnodeProc] = []
     uv: list[ZtnodeProc] = []  # the uvloop pair, on the same interfaces as the first
     bp: list[ZtnodeProc] = []  # the busy-polling pair, the same
+    kn: list[ZtnodeProc] = []  # asyncio over the kernel, the same interfaces, no node
     lz: list[Any] = []
-    with _started(zt), _started(uv), _started(bp), _started(lz):
+    with _started(zt), _started(uv), _started(bp), _started(kn), _started(lz):
         # Everyone starts at once: each member has its own /24, so the root's one new
         # identity per 2 s per /24 never holds anyone back.
         def start_pair(ids: list[Identity], loop: str, out: list[ZtnodeProc]) -> None:
@@ -442,6 +453,7 @@ def _run_in(
         start_pair(z_ids, "asyncio", zt)
         start_pair(uv_ids, "uvloop", uv)  # on the same interfaces as the first pair
         start_pair(bp_ids, "busy", bp)
+        start_pair(z_ids, "kernel", kn)  # identities unused: only the homes' names
         if not res.libzt.missing:
             from tests.interop.peer import LibztPeer
 
@@ -470,8 +482,9 @@ def _run_in(
                 for p in pair_:
                     p.send(op="join", nwid=z_nwid)
                 ips.extend(p.recv(60) for p in pair_)
-                pair_[0].call(op="serve", port=SINK)
-                pair_[0].call(op="udp_serve", port=UDP_ECHO)
+                base = pair_[0].port_base
+                pair_[0].call(op="serve", port=base)
+                pair_[0].call(op="udp_serve", port=base + 2)
 
             return go
 
@@ -485,6 +498,8 @@ def _run_in(
         bp_ips: list[dict[str, Any]] = []
         _guard(res.ztnode_bp, "ztnode (busy poll) join", join_pair(bp, bp_ips))
         log(f"ztnode busy-polling pair ready {time.monotonic() - t0:.1f} s after start")
+        kn_ips: list[dict[str, Any]] = []
+        _guard(res.kernel, "asyncio (kernel) start", join_pair(kn, kn_ips))
         pair: _LibztPair | None = None
 
         def l_join() -> None:
@@ -507,7 +522,7 @@ def _run_in(
         except OSError as e:
             log(f"no floor on the namespace underlay: {e}")
 
-        _measure(plan, res, zt, z_ips, pair, log, uv, uv_ips, bp, bp_ips)
+        _measure(plan, res, zt, z_ips, pair, log, uv, uv_ips, bp, bp_ips, kn, kn_ips)
 
 
 def _measure(
@@ -521,8 +536,11 @@ def _measure(
     uv_ips: list[dict[str, Any]],
     bp: list[ZtnodeProc],
     bp_ips: list[dict[str, Any]],
+    kn: list[ZtnodeProc],
+    kn_ips: list[dict[str, Any]],
 ) -> None:
     z, lz, lzr, zu, zb = res.ztnode, res.libzt, res.libzt_rt, res.ztnode_uv, res.ztnode_bp
+    zk = res.kernel
     size = plan.size
     # The slowest credible transfer: libzt's ordinary-priority receiver at about 1 MB/s.
     bulk_timeout = 20 + size / 1e6
@@ -537,6 +555,10 @@ def _measure(
     bp_host = bp_ips[0]["ip4"] if bp_ips else ""
     if bp_client is None:
         zb.missing = zb.missing or "no busy-polling pair"
+    kn_client = kn[1] if len(kn) > 1 else None
+    kn_host = kn_ips[0]["ip4"] if kn_ips else ""
+    if kn_client is None:
+        zk.missing = zk.missing or "no asyncio-over-the-kernel pair"
 
     def z_bulk(h: str, out: list[float]) -> Callable[[], None]:
         def go() -> None:
@@ -569,6 +591,7 @@ def _measure(
         l_for: Callable[[Column], Callable[[], None]],
         uv_fn: Callable[[], None] | None = None,
         bp_fn: Callable[[], None] | None = None,
+        kn_fn: Callable[[], None] | None = None,
     ) -> None:
         """One measurement in every column, back to back (see the module docstring)."""
         _guard(z, f"ztnode {what}", z_fn)
@@ -576,11 +599,18 @@ def _measure(
             _guard(zu, f"ztnode {what} (uvloop)", uv_fn)
         if bp_fn is not None:
             _guard(zb, f"ztnode {what} (busy poll)", bp_fn)
+        if kn_fn is not None:
+            _guard(zk, f"asyncio {what} (kernel)", kn_fn)
         if pair is not None:
             _guard(lz, f"libzt {what}", with_priority(False, l_for(lz)))
             _guard(lzr, f"libzt {what} (rt)", with_priority(True, l_for(lzr)))
 
-    ztnode_pairs = ((client, host, z), (uv_client, uv_host, zu), (bp_client, bp_host, zb))
+    ztnode_pairs = (
+        (client, host, z),
+        (uv_client, uv_host, zu),
+        (bp_client, bp_host, zb),
+        (kn_client, kn_host, zk),
+    )
 
     def each_pair(
         what: str,
@@ -589,8 +619,8 @@ def _measure(
     ) -> None:
         """:func:`each` with every ztnode pair's measurement made by ``make(client, host,
         column)``."""
-        z_fn, uv_fn, bp_fn = (make(peer, to, col) for peer, to, col in ztnode_pairs)
-        each(what, z_fn, l_for, uv_fn, bp_fn)
+        z_fn, uv_fn, bp_fn, kn_fn = (make(peer, to, col) for peer, to, col in ztnode_pairs)
+        each(what, z_fn, l_for, uv_fn, bp_fn, kn_fn)
 
     # Warm-ups: first connections (paths, ARP, slow start caches), not on the clock.
     warm: list[float] = []
@@ -617,16 +647,19 @@ def _measure(
     def z_rtt_on(peer: ZtnodeProc | None, to: str, col: Column, n: int) -> Callable[[], None]:
         def go() -> None:
             assert peer is not None
-            col.rtt.append(peer.call(rtt_timeout, op="rtt", host=to, port=ECHO, count=n)["ms"])
+            port = peer.port_base + 1
+            col.rtt.append(peer.call(rtt_timeout, op="rtt", host=to, port=port, count=n)["ms"])
 
         return go
 
     z_rtt = z_rtt_on(client, host, z, plan.rtts)
     uv_rtt = z_rtt_on(uv_client, uv_host, zu, plan.rtts)
     bp_rtt = z_rtt_on(bp_client, bp_host, zb, plan.rtts)
+    kn_rtt = z_rtt_on(kn_client, kn_host, zk, plan.rtts)
     # The other pairs' first connections (paths, ARP), not on the clock.
     _guard(zu, "ztnode (uvloop) warm-up", z_rtt_on(uv_client, uv_host, Column(), 200))
     _guard(zb, "ztnode (busy poll) warm-up", z_rtt_on(bp_client, bp_host, Column(), 200))
+    _guard(zk, "asyncio (kernel) warm-up", z_rtt_on(kn_client, kn_host, Column(), 200))
 
     def l_rtt(col: Column) -> Callable[[], None]:
         def go() -> None:
@@ -636,7 +669,7 @@ def _measure(
         return go
 
     for _ in range(plan.rtt_rounds):
-        each("echo", z_rtt, l_rtt, uv_rtt, bp_rtt)
+        each("echo", z_rtt, l_rtt, uv_rtt, bp_rtt, kn_rtt)
     log("echo done")
 
     conn_timeout = 20 + plan.connects * 2.5
@@ -648,7 +681,7 @@ def _measure(
                 conn_timeout,
                 op="connect",
                 host=to,
-                port=ECHO,
+                port=peer.port_base + 1,
                 count=plan.connects,
                 pause_ms=plan.connect_pause_ms,
             )
@@ -676,7 +709,12 @@ def _measure(
         def go() -> None:
             assert peer is not None
             r = peer.call(
-                udp_timeout, op="udp_rtt", host=to, port=UDP_ECHO, count=plan.udps, size=32
+                udp_timeout,
+                op="udp_rtt",
+                host=to,
+                port=peer.port_base + 2,
+                count=plan.udps,
+                size=32,
             )
             if r["lost"]:
                 raise RuntimeError(f"ztnode UDP: {r['lost']} of {plan.udps} round trips lost")
@@ -699,7 +737,7 @@ def _measure(
         def go() -> None:
             assert peer is not None
             r = peer.call(
-                plan.rps_seconds + 60, op="rps", host=to, port=ECHO, connections=n,
+                plan.rps_seconds + 60, op="rps", host=to, port=peer.port_base + 1, connections=n,
                 seconds=plan.rps_seconds, size=plan.rps_size,
             )  # fmt: skip
             col.rps.setdefault(n, []).append(r["requests"] / r["elapsed"])
@@ -722,6 +760,7 @@ def _measure(
                 lambda col, n=n: l_rps(col, n),
                 None,
                 z_rps_on(bp_client, bp_host, zb, n),
+                z_rps_on(kn_client, kn_host, zk, n),
             )
     log("request rates done")
 

@@ -3,7 +3,9 @@
 The TCP benchmark runs two of these, as the libzt side runs two libzt processes, so each
 node has a core of its own; ``--loop uvloop`` runs one on uvloop (default: asyncio's loop),
 ``--busy-poll US`` busy-polls on asyncio's loop (:mod:`ztnode.transport.busypoll`).
-Requests::
+``--kernel`` runs no node at all: the same operations on asyncio's own sockets over the
+interface it is bound to, the reference every asyncio program pays (no ZeroTier, no user-space
+stack; ``join`` answers with the bound address). Requests::
 
     {"op": "join", "nwid": "<hex>"}                     -> {"ip4": ..., "ip6": ...}
     {"op": "serve", "port": P}                          -> sink on P, echo on P + 1
@@ -31,6 +33,50 @@ from ztnode.sockets.aio import Network, Node
 from ztnode.transport import eventloop
 
 
+class KernelNet:
+    """The subset of :class:`~ztnode.sockets.aio.Network` this program uses, on the kernel's
+    sockets bound to ``bind`` (``--kernel``); IPv4 only."""
+
+    def __init__(self, bind: str) -> None:
+        self.bind = bind
+
+    def address(self, family: int) -> str | None:
+        return self.bind if family == 4 else None
+
+    async def open_connection(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(host, port)  # asyncio sets TCP_NODELAY itself
+
+    async def start_server(self, cb: Any, port: int, family: int = 4) -> asyncio.Server | None:
+        if family != 4:
+            return None
+        return await asyncio.start_server(cb, self.bind, port)
+
+    async def create_datagram_endpoint(
+        self,
+        factory: Any,
+        local_addr: tuple[str, int] | None = None,
+        remote_addr: tuple[str, int] | None = None,
+    ) -> tuple[Any, Any]:
+        if local_addr is not None:
+            local_addr = (self.bind, local_addr[1])
+        loop = asyncio.get_running_loop()
+        return await loop.create_datagram_endpoint(
+            factory, local_addr=local_addr, remote_addr=remote_addr
+        )
+
+
+Net = Network | KernelNet
+
+
+def _nodelay(writer: asyncio.StreamWriter) -> None:
+    """TCP_NODELAY on a ztnode connection (asyncio's own transports set it already)."""
+    sock = writer.get_extra_info("ztnode_socket")
+    if sock is not None:
+        sock.conn.set_nodelay(True)
+
+
 async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     n = 0
     while chunk := await reader.read(1 << 20):
@@ -41,15 +87,13 @@ async def _sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("ztnode_socket")
-    if sock is not None:
-        sock.conn.set_nodelay(True)
+    _nodelay(writer)
     while chunk := await reader.read(65536):
         writer.write(chunk)
     writer.close()
 
 
-async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]:
+async def _bulk(net: Net, host: str, port: int, size: int) -> dict[str, Any]:
     reader, writer = await net.open_connection(host, port)
     block = bytes(1 << 20)
     t0 = time.perf_counter()
@@ -67,7 +111,7 @@ async def _bulk(net: Network, host: str, port: int, size: int) -> dict[str, Any]
 
 
 async def _connects(
-    net: Network, host: str, port: int, count: int, pause_ms: float = 0.0
+    net: Net, host: str, port: int, count: int, pause_ms: float = 0.0
 ) -> dict[str, Any]:
     """``count`` connects, each closed (and its close awaited) before the next; ``pause_ms``
     of idleness after each close, to tell a connect that meets the server still tearing down
@@ -84,9 +128,9 @@ async def _connects(
     return {"ms": out}
 
 
-async def _rtt(net: Network, host: str, port: int, count: int) -> dict[str, Any]:
+async def _rtt(net: Net, host: str, port: int, count: int) -> dict[str, Any]:
     reader, writer = await net.open_connection(host, port)
-    writer.get_extra_info("ztnode_socket").conn.set_nodelay(True)
+    _nodelay(writer)
     out = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -114,7 +158,7 @@ class _UdpClient(asyncio.DatagramProtocol):
             self.waiter.set_result(data)
 
 
-async def _udp_rtt(net: Network, host: str, port: int, count: int, size: int) -> dict[str, Any]:
+async def _udp_rtt(net: Net, host: str, port: int, count: int, size: int) -> dict[str, Any]:
     """As libzt's ``udp_ping``: a first request retried until answered (the neighbour
     resolved), then ``count`` timed round trips, each lost after a second."""
     loop = asyncio.get_running_loop()
@@ -152,13 +196,13 @@ async def _udp_rtt(net: Network, host: str, port: int, count: int, size: int) ->
 
 
 async def _rps(
-    net: Network, host: str, port: int, connections: int, seconds: float, size: int
+    net: Net, host: str, port: int, connections: int, seconds: float, size: int
 ) -> dict[str, Any]:
     """``connections`` connections to an echo server, each sending ``size`` bytes and waiting
     for them back, again and again for ``seconds``: a small RPC protocol's request rate."""
     pairs = [await net.open_connection(host, port) for _ in range(connections)]
     for _, w in pairs:
-        w.get_extra_info("ztnode_socket").conn.set_nodelay(True)
+        _nodelay(w)
     payload = bytes(size)
     counts = [0] * connections
     t0 = time.perf_counter()
@@ -181,33 +225,42 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    node = Node(
-        Path(args.home),
-        planet=Path(args.planet).read_bytes(),
-        allow_loopback=True,
-        bind=(args.bind,),
-    )
-    await node.start()
-    net: Network | None = None
+    node: Node | None = None
+    if not args.kernel:
+        node = Node(
+            Path(args.home),
+            planet=Path(args.planet).read_bytes(),
+            allow_loopback=True,
+            bind=(args.bind,),
+        )
+        await node.start()
+    net: Net | None = None
 
     def reply(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    reply({"address": node.address})
+    reply({"address": node.address if node is not None else ""})
     try:
         while line := await reader.readline():
             req = json.loads(line)
             op = req["op"]
             try:
                 if op == "join":
-                    net = await node.join(req["nwid"], timeout=60)
+                    if node is None:
+                        net = KernelNet(args.bind)
+                    else:
+                        net = await node.join(req["nwid"], timeout=60)
                     reply({"ip4": net.address(4), "ip6": net.address(6)})
                 elif op == "cpu":
                     reply({"cpu": time.process_time()})
                 elif op == "revision":
-                    core = node.service.node
-                    held = core.network(net.id) if core is not None and net is not None else None
+                    core = node.service.node if node is not None else None
+                    held = (
+                        core.network(net.id)
+                        if core is not None and isinstance(net, Network)
+                        else None
+                    )
                     cfg = held.config if held is not None else None
                     reply({"revision": cfg.revision if cfg is not None else -1})
                 elif op == "stop":
@@ -262,7 +315,8 @@ async def main(args: argparse.Namespace) -> None:
             except Exception as e:  # reported to the driver, which fails the benchmark
                 reply({"error": f"{type(e).__name__}: {e}"})
     finally:
-        await node.stop()
+        if node is not None:
+            await node.stop()
 
 
 if __name__ == "__main__":
@@ -273,5 +327,6 @@ if __name__ == "__main__":
     # The stock loop unless asked: the benchmark names the loop of each column itself.
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ap.add_argument("--busy-poll", type=int, default=0, metavar="US")
+    ap.add_argument("--kernel", action="store_true", help="no node: asyncio's own sockets")
     cli = ap.parse_args()
     eventloop.run(main(cli), eventloop.choose(cli.loop, busy_poll=cli.busy_poll))
