@@ -168,3 +168,15 @@ def test_a_lost_push_is_repaired_by_the_members_request() -> None:
     assert w.run_until(lambda: b"held" in frames(w, b), 3_000)
     assert b.counters.drops[Drop.NOT_A_MEMBER.value] == refused + 1
     assert a.counters.verbs_in["ERROR"] >= 1
+
+
+def test_member_mac_is_the_derived_mac_and_kept_with_the_membership() -> None:
+    """Every FRAME asks for its sender's MAC: the network keeps it with the membership, and it
+    is MAC::fromAddress whether or not a membership exists yet."""
+    net = Network(NWID, IDS[0].address)
+    stranger, member = IDS[1].address, IDS[2].address
+    assert net.member_mac(stranger) == mac_from_address(stranger, NWID)
+    assert stranger not in net.memberships  # asking makes no membership
+    m = net.membership(member)
+    assert net.member_mac(member) == mac_from_address(member, NWID) == m.mac
+    assert net.mac == mac_from_address(IDS[0].address, NWID)

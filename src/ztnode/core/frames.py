@@ -474,46 +474,93 @@ class FramePath:
         few seconds while the sender's credentials are asked for. True when the gate admitted
         it."""
         net = self.rt.networks.get(network_id)
-        admitted = False
-        if net is not None:
-            admitted = self.rt.multicaster.gate(net, peer, now)
-            if admitted:
-                peer.last_trust_established = now
-                path.last_trust_established = now
-                self.deliver_frame(
-                    net,
-                    peer.address,
-                    source_mac,
-                    dest_mac,
-                    ethertype,
-                    payload,
-                    now,
-                    extended=verb == Verb.EXT_FRAME,
-                )
-            else:
-                # Not (yet) a member in good standing: ask for its credentials and keep the
-                # frame a few seconds, since they usually arrive right behind it.
-                err = Error.need_membership_certificate(verb, pid, network_id)
-                self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
-                self.rt.counters.drop(Drop.NOT_A_MEMBER)
-                if verb == Verb.EXT_FRAME:
-                    self.rt.tracer.access_denied(network_id, peer.address, now)
-                if len(self._gated_frames) >= GATED_FRAME_QUEUE:
-                    self._gated_frames.popleft()
-                self._gated_frames.append(
-                    _GatedFrame(
-                        peer.address,
-                        network_id,
-                        source_mac,
-                        dest_mac,
-                        ethertype,
-                        payload,
-                        now,
-                        verb == Verb.EXT_FRAME,
-                    )
-                )
+        admitted = net is not None and self._admit(
+            net, peer, source_mac, dest_mac, ethertype, payload, path, pid, now, verb
+        )
         self.rt.vl1.received(peer, path, hops, verb, now, network_id)
         return admitted
+
+    def do_plain_frame(
+        self,
+        peer: Peer,
+        network_id: int,
+        ethertype: int,
+        payload: bytes,
+        path: Path,
+        pid: int,
+        hops: int,
+        now: int,
+    ) -> None:
+        """A FRAME, as :meth:`do_frame`: its MACs are the two members' own on the network (the
+        sender's kept with its membership, ours the network's), so every data packet does
+        not derive them again."""
+        net = self.rt.networks.get(network_id)
+        if net is not None:
+            self._admit(
+                net,
+                peer,
+                net.member_mac(peer.address),
+                net.mac,
+                ethertype,
+                payload,
+                path,
+                pid,
+                now,
+                Verb.FRAME,
+            )
+        self.rt.vl1.received(peer, path, hops, Verb.FRAME, now, network_id)
+
+    def _admit(
+        self,
+        net: Network,
+        peer: Peer,
+        source_mac: int,
+        dest_mac: int,
+        ethertype: int,
+        payload: bytes,
+        path: Path,
+        pid: int,
+        now: int,
+        verb: int,
+    ) -> bool:
+        """The membership gate of a frame on a joined network (see :meth:`do_frame`)."""
+        if self.rt.multicaster.gate(net, peer, now):
+            peer.last_trust_established = now
+            path.last_trust_established = now
+            self.deliver_frame(
+                net,
+                peer.address,
+                source_mac,
+                dest_mac,
+                ethertype,
+                payload,
+                now,
+                extended=verb == Verb.EXT_FRAME,
+            )
+            return True
+        # Not (yet) a member in good standing: ask for its credentials and keep the frame a
+        # few seconds, since they usually arrive right behind it.
+        network_id = net.id
+        err = Error.need_membership_certificate(verb, pid, network_id)
+        self.rt.switch.send_on(peer, path, Verb.ERROR, err.encode(), now, expect=False)
+        self.rt.counters.drop(Drop.NOT_A_MEMBER)
+        if verb == Verb.EXT_FRAME:
+            self.rt.tracer.access_denied(network_id, peer.address, now)
+        if len(self._gated_frames) >= GATED_FRAME_QUEUE:
+            self._gated_frames.popleft()
+        self._gated_frames.append(
+            _GatedFrame(
+                peer.address,
+                network_id,
+                source_mac,
+                dest_mac,
+                ethertype,
+                payload,
+                now,
+                verb == Verb.EXT_FRAME,
+            )
+        )
+        return False
 
     def retry_gated_frames(self, now: int) -> None:
         """Offer the held frames to the gate again: a config or credentials just arrived.

@@ -119,6 +119,8 @@ class Membership:
     #: rules' view of this member (``party``, keyed by config generation and this) is rebuilt.
     credentials_version: int = 0
     party: tuple[tuple[int, int], Party] | None = None
+    #: The member's MAC on this network (0: not derived yet), asked by every FRAME it sends.
+    mac: int = 0
 
 
 @dataclass
@@ -178,6 +180,15 @@ class Network:
         if m is None:
             m = self.memberships[address] = Membership()
         return m
+
+    def member_mac(self, address: int) -> int:
+        """``address``'s MAC on this network (MAC::fromAddress), kept with its membership."""
+        m = self.memberships.get(address)
+        if m is None:
+            return mac_from_address(address, self.id)
+        if not m.mac:
+            m.mac = mac_from_address(address, self.id)
+        return m.mac
 
     def next_config_retry(self) -> int | None:
         """When to ask again while we have no config (see CONFIG_RETRY_FIRST), else None."""

@@ -54,7 +54,6 @@ from ztnode.wire.constants import (
 )
 from ztnode.wire.fragment import DropReason as FragmentDrop
 from ztnode.wire.fragment import split
-from ztnode.wire.mac import mac_from_address
 from ztnode.wire.verbs import (
     Hello,
     MoonRef,
@@ -191,7 +190,10 @@ class Switch:
         ):  # the transport judged with a table the node has replaced since
             c.drop(Drop.TRUSTED_PATH_REFUSED, inbound.stands_for)
             return True
-        if not self._fresh(peer, inbound.packet_ids, packet, now):
+        # The packet id, read once here for the replay check and the dispatch (the verbs'
+        # answers cite it).
+        pid = int.from_bytes(packet[0:8], "big")
+        if not self._fresh(peer, inbound.packet_ids, pid, now):
             return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
@@ -208,27 +210,27 @@ class Switch:
         if inbound.checked:
             self.rt.rx_checked = True
             try:
-                self._dispatch(peer, packet, path, flags & 7, now)
+                self._dispatch(peer, packet, path, flags & 7, now, pid)
             finally:
                 self.rt.rx_checked = False
         else:
-            self._dispatch(peer, packet, path, flags & 7, now)
+            self._dispatch(peer, packet, path, flags & 7, now, pid)
         return True
 
-    def _fresh(self, peer: Peer, ids: tuple[int, ...], packet: bytearray, now: int) -> bool:
-        """Replay check of a C-authenticated input: its packet's id, or every id of the packets
-        the transport joined into it. A joined input is dropped only when all its packets are
-        replays (a replay joins only onto other replays in practice: a replayed segment
-        continues no fresh flow); each replay among them is counted."""
+    def _fresh(self, peer: Peer, ids: tuple[int, ...], pid: int, now: int) -> bool:
+        """Replay check of a C-authenticated input: its packet's id ``pid``, or every id of the
+        packets the transport joined into it. A joined input is dropped only when all its
+        packets are replays (a replay joins only onto other replays in practice: a replayed
+        segment continues no fresh flow); each replay among them is counted."""
         window = peer.replay
         if not ids:
-            if window.accept(int.from_bytes(packet[0:8], "big"), now):
+            if window.accept(pid, now):
                 return True
             self.rt.counters.drop(Drop.REPLAYED)
             return False
         fresh = 0
-        for pid in ids:
-            if window.accept(pid, now):
+        for one in ids:
+            if window.accept(one, now):
                 fresh += 1
             else:
                 self.rt.counters.drop(Drop.REPLAYED)
@@ -331,7 +333,8 @@ class Switch:
             if not pk.dearmor(buf, peer.key):
                 self.rt.counters.drop(Drop.MAC_FAILED)
                 return
-        if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
+        pid = int.from_bytes(buf[0:8], "big")
+        if not peer.replay.accept(pid, now):
             self.rt.counters.drop(Drop.REPLAYED)
             return
         self.rt.counters.ciphers_in[CIPHER_LABELS[cipher]] += 1
@@ -341,7 +344,7 @@ class Switch:
             except DecodeError:
                 self.rt.counters.drop(Drop.DECOMPRESS_FAILED)
                 return
-        self._dispatch(peer, buf, path, hops, now)
+        self._dispatch(peer, buf, path, hops, now, pid)
 
     def install_handlers(self) -> None:
         """The verb table; built once every part exists. FRAME is not in it: it takes the fast
@@ -376,10 +379,12 @@ class Switch:
     def _no_bond(self, rx: Rx) -> None:
         self.rt.counters.drop(Drop.NO_BOND)
 
-    def _dispatch(self, peer: Peer, buf: bytearray, path: Path, hops: int, now: int) -> None:
-        """Every authenticated packet, decompressed, ends here: FRAME on its fast path, other
-        verbs through the table; unknown verbs (and VL2 traffic for networks we have not
-        joined) only refresh the peer, like the reference."""
+    def _dispatch(
+        self, peer: Peer, buf: bytearray, path: Path, hops: int, now: int, pid: int
+    ) -> None:
+        """Every authenticated packet, decompressed, ends here (``pid``: its packet id): FRAME
+        on its fast path, other verbs through the table; unknown verbs (and VL2 traffic for
+        networks we have not joined) only refresh the peer, like the reference."""
         if not path.kept:  # the first authenticated packet on this address: keep the path
             path = self.rt.adopt_path(path)
         observer = self.dispatch_observer
@@ -387,7 +392,6 @@ class Switch:
             observer(peer, buf, path)
         verb = buf[27] & 0x1F
         self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
-        pid = int.from_bytes(buf[0:8], "big")
         bonds = self.rt.bonds.bonds
         if bonds and hops == 0:
             bond = bonds.get(peer.address)
@@ -395,7 +399,7 @@ class Switch:
                 flow = _frame_flow(buf, verb) if bond.policy in BALANCING else NO_FLOW
                 bond.record_in(path, pid, verb, len(buf), flow, now)
         tr = self.rt.tracer  # the packet at hand, for trace records (restored: WHOIS nests)
-        outer = (tr.rx_pid, tr.rx_path, tr.rx_verb)
+        outer_pid, outer_path, outer_verb = tr.rx_pid, tr.rx_path, tr.rx_verb
         tr.rx_pid, tr.rx_path, tr.rx_verb = pid, path, verb
         try:
             if verb == Verb.FRAME:
@@ -403,19 +407,15 @@ class Switch:
                 # packet of every network takes this branch.
                 if len(buf) < IDX_PAYLOAD + 10:
                     raise DecodeError("FRAME shorter than its network id and ethertype")
-                nwid = int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big")
-                self.rt.frames.do_frame(
+                self.rt.frames.do_plain_frame(
                     peer,
-                    nwid,
-                    mac_from_address(peer.address, nwid),
-                    mac_from_address(self.rt.address, nwid),
+                    int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big"),
                     (buf[IDX_PAYLOAD + 8] << 8) | buf[IDX_PAYLOAD + 9],
                     bytes(buf[IDX_PAYLOAD + 10 :]),
                     path,
                     pid,
                     hops,
                     now,
-                    Verb.FRAME,
                 )
                 return
             # tuple.__new__ skips the NamedTuple's Python-level __new__ (a third of a
@@ -425,7 +425,7 @@ class Switch:
         except DecodeError:
             self.rt.counters.drop(Drop.MALFORMED)
         finally:
-            tr.rx_pid, tr.rx_path, tr.rx_verb = outer
+            tr.rx_pid, tr.rx_path, tr.rx_verb = outer_pid, outer_path, outer_verb
 
     def check_dest(self, dest: int) -> None:
         if dest == self.rt.address:
