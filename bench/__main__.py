@@ -20,6 +20,7 @@ from typing import Any
 from bench import (
     bond_bench,
     crypto_bench,
+    names_bench,
     node_bench,
     peers_bench,
     relay_bench,
@@ -59,6 +60,7 @@ def main() -> int:
             "burst",
             "peers",
             "relay",
+            "names",
         ),
     )
     ap.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
@@ -78,6 +80,7 @@ def main() -> int:
         "burst": lambda: scale_bench.burst_rows(q),
         "peers": lambda: peers_bench.rows(q),
         "relay": lambda: relay_bench.rows(q),
+        "names": lambda: names_bench.rows(q),
     }
     results: dict[str, Any] = {
         "ztnode": __version__,

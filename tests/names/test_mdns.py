@@ -258,6 +258,33 @@ def test_a_conflicting_answer_after_registration_makes_the_name_probed_again() -
     assert a.events() == []
 
 
+def test_record_keys_compare_names_without_case_and_rdata_canonically() -> None:
+    """A record's key (what caches, answers and conflicts compare) is made once and says equal
+    exactly when RFC 6762 does: owner names without regard to case, rdata in canonical form
+    (names inside it lowercased too)."""
+    srv = Record(name("Printer._http._tcp.local."), TYPE_SRV, CLASS_IN, 120,
+                 srv_rdata(631, name("zt-aaaa.local.")), True)  # fmt: skip
+    shouting = Record(name("PRINTER._HTTP._tcp.LOCAL."), TYPE_SRV, CLASS_IN, 60,
+                      srv_rdata(631, name("ZT-AAAA.local.")), False)  # fmt: skip
+    assert srv.key == shouting.key and srv.key is srv.key
+    assert srv.key != Record(srv.name, TYPE_SRV, CLASS_IN, 120, srv_rdata(80, srv.rdata.target)).key
+    assert a_record("h.local.", "10.0.0.3").key != a_record("h.local.", "10.0.0.4").key
+
+
+def test_a_conflicting_answer_in_other_case_is_still_a_conflict() -> None:
+    medium, a, _ = published()
+    other = Record(name("PRINTER._HTTP._TCP.LOCAL."), TYPE_SRV, CLASS_IN, 120,
+                   srv_rdata(80, name("evil.local.")), True)  # fmt: skip
+    medium.inject(response([other]), (OUTSIDER, 5353))
+    assert a.counters["conflicts"] == 1
+    same = Record(name("printer._http._tcp.local."), TYPE_SRV, CLASS_IN, 120,
+                  srv_rdata(631, name("ZT-AAAA.LOCAL.")), True)  # fmt: skip
+    medium.run_for(4000)
+    conflicts = a.counters["conflicts"]
+    medium.inject(response([same]), (OUTSIDER, 5353))  # ours, in other case: no conflict
+    assert a.counters["conflicts"] == conflicts
+
+
 def test_responses_before_the_first_probe_are_not_conflicts() -> None:
     medium = Medium(5353)
     a = mdns_node(medium, IP_A, "zt-aaaa", 1)

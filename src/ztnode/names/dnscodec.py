@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 
 import dns.exception
@@ -61,6 +61,7 @@ __all__ = [
     "chunk_questions",
     "decode",
     "encode",
+    "owner_key",
     "ptr_rdata",
     "rdata_target",
     "srv_fields",
@@ -96,7 +97,11 @@ _QUESTION_TAIL = struct.Struct("!HH")
 # The most a TTL may say (RFC 2181 8: the top bit of the 32 is not used).
 _MAX_TTL = 0x7FFFFFFF
 
-RecordKey = tuple[dns.name.Name, int, int, dns.rdata.Rdata]
+#: A record's identity as RFC 6762 compares records: the owner name and the rdata in canonical
+#: wire form (names lowercased, uncompressed), type and class. Bytes, so that a key hashes once:
+#: dnspython's own ``Name`` and ``Rdata`` hash by walking labels and re-encoding the rdata on
+#: every call, which made answering one mDNS question cost hundreds of microseconds.
+RecordKey = tuple[bytes, int, int, bytes]
 
 
 class PacketRejected(DecodeError):
@@ -105,6 +110,14 @@ class PacketRejected(DecodeError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+
+
+def owner_key(name: dns.name.Name) -> bytes:
+    """``name`` as :data:`RecordKey` holds it: lowercased, uncompressed wire form (equal exactly
+    when dnspython's case-insensitive comparison says the names are equal)."""
+    wire = name.canonicalize().to_wire()
+    assert wire is not None  # no file given: dnspython returns the bytes
+    return wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +143,21 @@ class Record:
     ttl: int
     rdata: dns.rdata.Rdata
     cache_flush: bool = False
+    _key: RecordKey | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def key(self) -> RecordKey:
-        return (self.name, self.rdtype, self.rdclass, self.rdata)
+        """See :data:`RecordKey`; made on first use and kept (the record is immutable)."""
+        k = self._key
+        if k is None:
+            k = (
+                owner_key(self.name),
+                self.rdtype,
+                self.rdclass,
+                self.rdata.to_digestable(),
+            )
+            object.__setattr__(self, "_key", k)
+        return k
 
     def with_ttl(self, ttl: int) -> Record:
         return replace(self, ttl=ttl)

@@ -44,6 +44,7 @@ from ztnode.names.dnscodec import (
     chunk_questions,
     decode,
     encode,
+    owner_key,
     rdata_target,
 )
 from ztnode.names.events import (
@@ -178,6 +179,12 @@ class MdnsLimits:
             )
 
 
+#: The host name, the addresses, its ``dns.name.Name``, canonical form and unique records.
+_HostMemo = tuple[
+    str, tuple[IPv4Address | IPv6Address, ...], dns.name.Name, bytes, tuple[Record, ...]
+]
+
+
 @dataclass(slots=True)
 class _Service:
     key: int
@@ -217,6 +224,7 @@ class MdnsEngine:
         )
         self._host_base = validate_hostname(hostname)
         self._host_number = 1
+        self._host_memo: _HostMemo | None = None
         self._host_claim = Claim()
         self._host_registered_as: str | None = None
         self._addresses: tuple[IPv4Address | IPv6Address, ...] = ()
@@ -515,8 +523,19 @@ class MdnsEngine:
             groups.append((MDNS_GROUP_V6, MDNS_PORT))
         return groups
 
+    def _host(self) -> tuple[dns.name.Name, bytes, tuple[Record, ...]]:
+        """Our host name, its canonical wire form and its unique records, made again only when
+        the name or the addresses change: every response heard is checked against them."""
+        hostname, addresses = self.hostname, self._addresses
+        memo = self._host_memo
+        if memo is None or memo[0] != hostname or memo[1] != addresses:
+            name = host_name(hostname)
+            memo = (hostname, addresses, name, owner_key(name), host_records(hostname, addresses))
+            self._host_memo = memo
+        return memo[2], memo[3], memo[4]
+
     def _host_unique(self) -> tuple[Record, ...]:
-        return host_records(self.hostname, self._addresses)
+        return self._host()[2]
 
     def _service_records(self, svc: _Service) -> ServiceRecords:
         if svc.records is None:
@@ -857,10 +876,14 @@ class MdnsEngine:
             if claim.state is ClaimState.PROBING and claim.sent == 0:
                 continue  # 8.1: before our first probe, nothing conflicts yet
             if svc is None:
-                name, ours = host_name(self.hostname), self._host_unique()
+                _, owner, ours = self._host()
             else:
-                name, ours = svc.name, self._service_records(svc).unique
-            theirs = [r for r in records if r.name == name and r.ttl > 0 and r.rdclass == CLASS_IN]
+                owner, ours = owner_key(svc.name), self._service_records(svc).unique
+            # Names compared in canonical wire form (each record's is part of its key, made
+            # once): dnspython's own comparison walks the labels on every call.
+            theirs = [
+                r for r in records if r.key[0] == owner and r.ttl > 0 and r.rdclass == CLASS_IN
+            ]
             if not theirs:
                 continue
             keys = {r.key for r in ours}
