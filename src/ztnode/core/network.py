@@ -145,6 +145,11 @@ class Network:
         self.mac = mac_from_address(me, network_id)
         self.status = NetworkStatus.REQUESTING_CONFIGURATION
         self.config: NetworkConfig | None = None
+        #: The config the gate last read, whether it is public and its COM (configs are
+        #: immutable: a new one is a new object).
+        self._gate_config: NetworkConfig | None = None
+        self._gate_public = False
+        self._gate_com: CertificateOfMembership | None = None
         #: Where to log in, from the controller's last AUTHENTICATION_REQUIRED (None: none).
         self.auth_info: SsoConfig | None = None
         self.config_bytes: bytes | None = None
@@ -285,10 +290,14 @@ class Network:
         cfg = self.config
         if cfg is None:
             return False
-        if cfg.type == NetworkType.PUBLIC:
+        if cfg is not self._gate_config:  # what the gate reads of a config, once per config
+            self._gate_config = cfg
+            self._gate_public = cfg.type == NetworkType.PUBLIC
+            self._gate_com = cfg.com
+        if self._gate_public:
             return True
         m = self.memberships.get(peer)
-        mine = cfg.com
+        mine = self._gate_com
         if m is None or m.com is None or mine is None:
             return False
         com = m.com

@@ -24,7 +24,6 @@ destinations no cache would help.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Final
 
 from ztnode.core.peer import Peer
@@ -76,7 +75,7 @@ class RouteCache:
         dest_mac: int,
         now: int,
         config: object,
-        peers: Mapping[int, Peer],
+        peers: dict[int, Peer],
         physical: object,
     ) -> FrameRoute | None:
         """The remembered route, if every condition it was made under still holds."""

@@ -82,6 +82,10 @@ def _bad_fragments(drops: Mapping[FragmentDrop, int]) -> int:
 _new_rx: Final = tuple.__new__
 _new_out: Final = tuple.__new__
 _FRAMES: Final = (Verb.FRAME, Verb.EXT_FRAME)
+# The record kinds as module constants: InboundKind lives in an interpreted module, so naming
+# its members here would look them up on the class for every packet.
+_DATAGRAM: Final = InboundKind.DATAGRAM
+_AUTHENTICATED: Final = InboundKind.AUTHENTICATED
 
 
 def _frame_flow(buf: bytearray, verb: int) -> int:
@@ -113,7 +117,7 @@ class Switch:
         """Every input from the host (see :class:`~ztnode.core.records.Inbound`); a malformed or
         unwanted one is a counted drop, and a bug is logged and counted, never raised."""
         kind, data = inbound.kind, inbound.data
-        if kind == InboundKind.DATAGRAM:
+        if kind == _DATAGRAM:
             self.receive_datagram(data, inbound.local, inbound.remote, now)
             return True
         rt = self.rt
@@ -122,7 +126,7 @@ class Switch:
         c.packets_in += inbound.pieces
         c.bytes_in += inbound.wire_bytes if inbound.wire_bytes >= 0 else len(data)
         try:
-            if kind == InboundKind.AUTHENTICATED:
+            if kind == _AUTHENTICATED:
                 return self._receive_authenticated(inbound, now)
             path = rt.path_probe(inbound.local, inbound.remote)
             path.last_in = now

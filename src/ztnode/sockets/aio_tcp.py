@@ -17,7 +17,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ztnode.errors import LocalProtocolError
 from ztnode.netstack import tcp as tcb
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from ztnode.sockets.aio import Network
 
 log = logging.getLogger("ztnode.sockets")
+#: Looked up once: an attribute of the asyncio module is a dictionary lookup per use here.
+_BUFFERED: Final = asyncio.BufferedProtocol
 
 __all__ = ["ListeningSocket", "TcpServer"]
 
@@ -151,7 +153,7 @@ class _TcpTransport(asyncio.Transport):
             return
         sock = self._sock
         proto = self._protocol
-        if isinstance(proto, asyncio.BufferedProtocol):
+        if isinstance(proto, _BUFFERED):
             while self._reading and not self._lost and self._protocol is proto:
                 buf = memoryview(proto.get_buffer(-1)).cast("B")
                 if not len(buf):
@@ -247,7 +249,8 @@ class _TcpTransport(asyncio.Transport):
     def tcp_event(self, e: tcb.TcpEvent) -> None:
         if self._lost:
             return
-        if isinstance(e, tcb.DataAvailableEvent | tcb.PeerClosedEvent):
+        # Two tests, not ``A | B``: a union is built anew on every call in compiled code.
+        if isinstance(e, tcb.DataAvailableEvent) or isinstance(e, tcb.PeerClosedEvent):  # noqa: SIM101
             self.read_ready()
         elif isinstance(e, tcb.WritableEvent):
             self._push()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ztnode.netstack.stack import UdpSocket
 from ztnode.sockets.addresses import literal, sockaddr
@@ -15,10 +15,15 @@ if TYPE_CHECKING:
 __all__: list[str] = []
 
 
+#: Looked up once: an attribute of the asyncio module is a dictionary lookup per use here.
+_DATAGRAM_PROTOCOL: Final = asyncio.DatagramProtocol
+
+
 class _UdpTransport(asyncio.DatagramTransport):
     def __init__(self, net: Network, sock: UdpSocket, protocol: asyncio.DatagramProtocol) -> None:
         super().__init__()
         self._net = net
+        self._service = net.node.service  # read per datagram: kept, as _TcpTransport does
         self._sock = sock
         self._protocol: asyncio.BaseProtocol = protocol
         self._closed = False
@@ -39,8 +44,8 @@ class _UdpTransport(asyncio.DatagramTransport):
         if self._closed:
             return
         proto = self._protocol
-        assert isinstance(proto, asyncio.DatagramProtocol)
-        now = self._net.node.service.clock.now()  # Node._now, without a call into aio.py
+        assert isinstance(proto, _DATAGRAM_PROTOCOL)
+        now = self._service.clock.now()  # Node._now, without a call into aio.py
         try:
             if addr is None:
                 self._sock.send(bytes(data), now)
@@ -50,11 +55,11 @@ class _UdpTransport(asyncio.DatagramTransport):
         except OSError as e:
             proto.error_received(e)
             return
-        self._net.node.service.flush_soon()
+        self._service.flush_soon()
 
     def readable(self) -> None:
         proto = self._protocol
-        assert isinstance(proto, asyncio.DatagramProtocol)
+        assert isinstance(proto, _DATAGRAM_PROTOCOL)
         while not self._closed and (item := self._sock.recv()) is not None:
             proto.datagram_received(item[0], sockaddr(item[1]))
         err = self._sock.take_error()

@@ -26,7 +26,10 @@ class StackEventDispatcher:
     def __call__(self, e: StackEvent) -> None:
         if isinstance(e, TcpSocketEvent):
             user = e.sock.user
-            if isinstance(user, _TcpTransport | _Connecting):
+            # Two tests, not ``A | B``: a union is built anew on every call in compiled code.
+            if isinstance(user, _TcpTransport):  # noqa: SIM114  (each call native)
+                user.tcp_event(e.event)
+            elif isinstance(user, _Connecting):
                 user.tcp_event(e.event)
         elif isinstance(e, UdpReadable):
             udp = e.sock.user
