@@ -54,28 +54,26 @@ def _name(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
 
 
+def _settled(engine: MdnsEngine | LlmnrEngine, seconds: int) -> int:
+    """Start ``engine`` on our address and poll it through ``seconds`` of its probes and
+    announcements; the clock (ms) afterwards."""
+    engine.set_addresses([ip_address("10.147.17.1")], 0)
+    engine.start(0)
+    for now in range(100, seconds * 1000 + 1, 100):
+        engine.poll(now)
+    return seconds * 1000
+
+
 def _mdns_engine() -> tuple[MdnsEngine, int]:
     """A member that owns its host name and one service, past its probes and announcements."""
     engine = MdnsEngine("zt-bench", rng=random.Random(1))
-    engine.set_addresses([ip_address("10.147.17.1")], 0)
     engine.register(ServiceSpec("Bench", "_http._tcp", 80), 0)
-    engine.start(0)
-    now = 0
-    for _ in range(200):
-        now += 100
-        engine.poll(now)
-    return engine, now
+    return engine, _settled(engine, 20)
 
 
 def _llmnr_engine() -> tuple[LlmnrEngine, int]:
     engine = LlmnrEngine("zt-bench", rng=random.Random(1))
-    engine.set_addresses([ip_address("10.147.17.1")], 0)
-    engine.start(0)
-    now = 0
-    for _ in range(100):
-        now += 100
-        engine.poll(now)
-    return engine, now
+    return engine, _settled(engine, 10)
 
 
 def _per_datagram(
