@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.helpers.controller_worlds import IDS, MiniController, joined
 from ztnode.core import events as ev
 from ztnode.core.counters import Drop
@@ -26,6 +28,7 @@ from ztnode.testing.world import LocalWorld
 from ztnode.wire.constants import Verb
 from ztnode.wire.credentials import NetworkCredentials
 from ztnode.wire.mac import mac_from_address
+from ztnode.wire.netconf import NetworkType
 from ztnode.wire.verbs import Error
 
 NWID = (IDS[1].address << 24) | 0x42
@@ -180,3 +183,17 @@ def test_member_mac_is_the_derived_mac_and_kept_with_the_membership() -> None:
     m = net.membership(member)
     assert net.member_mac(member) == mac_from_address(member, NWID) == m.mac
     assert net.mac == mac_from_address(IDS[0].address, NWID)
+
+
+def test_gate_follows_a_replaced_config() -> None:
+    """The gate keeps what it reads of a config (public? our COM) per config object: a new
+    config, public or private, is judged by its own terms at once."""
+    net = configured(T0)
+    stranger = IDS[3]
+    assert net.config is not None and not net.config.is_public
+    assert not net.gate(stranger.address, stranger)  # private, no COM of theirs
+    private = net.config
+    net.config = replace(private, type=NetworkType.PUBLIC)
+    assert net.gate(stranger.address, stranger)
+    net.config = private
+    assert not net.gate(stranger.address, stranger)

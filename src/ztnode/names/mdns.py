@@ -398,7 +398,7 @@ class MdnsEngine:
         self._now = max(self._now, now)
         query_id = self._take_id()
         qname = dns.name.Name([*(x.encode() for x in labels), b""])
-        if self._host_claim.owned and qname == host_name(self.hostname):
+        if self._host_claim.owned and qname == self._host()[0]:
             mine = [str(a) for a in self._addresses if rdtype_of(a) in rdtypes]
             if mine:
                 self._emit(
@@ -669,7 +669,7 @@ class MdnsEngine:
         """RFC 6762 8.1: a QU query for the name, type ANY, the proposed records in the authority
         section (without the cache-flush bit, which is for answers)."""
         if svc is None:
-            name, records = host_name(self.hostname), self._host_unique()
+            name, _, records = self._host()
         else:
             name, records = svc.name, self._service_records(svc).unique
         encoded = encode(
@@ -833,7 +833,7 @@ class MdnsEngine:
             if claim.state is not ClaimState.PROBING:
                 continue
             if svc is None:
-                name, ours = host_name(self.hostname), self._host_unique()
+                name, _, ours = self._host()
             else:
                 name, ours = svc.name, self._service_records(svc).unique
             if name not in asked:
