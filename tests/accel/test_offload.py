@@ -388,6 +388,8 @@ class Sink:
     #: Packet ids of what was sent (set by ``run_flow``).
     sent_ids: list[int] = field(default_factory=list)
     physical: PhysicalPathConfig = field(default_factory=PhysicalPathConfig)
+    #: PLAIN records whose header fields (src, pid, nwid) were checked against the bytes.
+    header_reads: int = 0
 
     def on_datagram(self, data: memoryview, remote: tuple[str, int]) -> None:
         assert remote[0] == "127.0.0.1"
@@ -406,9 +408,19 @@ class Sink:
         frames: int,
         packet_ids: tuple[int, ...] = (),
         checked: bool = False,
+        src: int = -1,
+        pid: int = -1,
+        nwid: int = -1,
     ) -> bool:
         assert key is self.key
         assert len(packet_ids) == (frames if frames > 1 else 0)
+        # What C read from the header is what the bytes say (the node trusts it unread).
+        assert src == int.from_bytes(packet[13:18], "big")
+        assert pid == int.from_bytes(packet[0:8], "big")
+        assert pid == (packet_ids[0] if packet_ids else pid)
+        is_frame = len(packet) >= 38 and packet[27] == 0x06
+        assert nwid == (int.from_bytes(packet[28:36], "big") if is_frame else -1)
+        self.header_reads += 1
         self.plains.append((bytes(packet), pieces, frames))
         self.checked.append(checked)
         self.ids += packet_ids or (int.from_bytes(packet[0:8], "big"),)
@@ -492,6 +504,29 @@ def test_unknown_sender_gives_the_armored_packet_then_its_key_is_cached(
     assert pk._dearmor_python(want, key)
     assert sink.plains[0] == (bytes(want), 1, 1)
     reader.close()
+
+
+@pytest.mark.e2e
+def test_plain_records_carry_the_header_fields_c_read(
+    link: tuple[socket.socket, socket.socket], key: SymmetricKey
+) -> None:
+    """The node takes a PLAIN record's sender, packet id and (uncompressed FRAME) network id
+    from C without reading the bytes again: the sink checks each against the bytes (see
+    ``Sink.on_plain``), for a FRAME, another verb, and a FRAME with the compressed flag (whose
+    payload C must not read as a network id)."""
+    reader, sink = learned(link, key)
+    frame = frame_packet(b"z" * 60, 0x0123456789ABCDEF, v6=False)
+    echo = pk.new_packet((77).to_bytes(8, "big"), ME, PEER, Verb.ECHO, b"hello")
+    squeezed = frame_packet(b"w" * 60, 78, v6=False)
+    squeezed[27] |= 0x80  # claims LZ4: its payload is no network id
+    sent = []
+    for clear in (frame, echo, squeezed):
+        wire = armored(clear, key)
+        sent.append(int.from_bytes(wire[0][0:8], "big"))  # AES-GMAC-SIV's tag is the id
+        deliver_with(reader, link[1], wire, sink)
+    reader.close()
+    assert len(sink.plains) == 3 and sink.header_reads == 3
+    assert sink.ids == sent
 
 
 @pytest.mark.e2e

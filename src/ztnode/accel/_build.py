@@ -45,6 +45,7 @@ CSRC = HERE / "csrc"
 HEADER = CSRC / "zt_accel.h"
 # Every C file of the accelerator; tests check this list against the folder.
 SOURCES = (
+    "aesni.c",
     "armor.c",
     "checksum.c",
     "idhash.c",

@@ -21,6 +21,13 @@ VERB_LABELS: Final = tuple(
 )
 
 
+_CIPHER_LABEL_LIST: Final = tuple(CIPHER_LABELS[v] for v in range(8))
+
+
+def _labelled(counts: list[int], labels: tuple[str, ...]) -> Counter[str]:
+    return Counter({labels[i]: n for i, n in enumerate(counts) if n})
+
+
 class Drop(StrEnum):
     """Why a datagram or packet was discarded. Values are the names shown to operators."""
 
@@ -68,17 +75,25 @@ class Drop(StrEnum):
 
 
 class Counters:
-    """Monotonic counts. Cheap enough for the hot path: one dict increment per event."""
+    """Monotonic counts. Cheap enough for the hot path: one increment per event.
+
+    Why the per-packet counts (by cipher suite in and out, by verb in) are lists indexed by
+    the header's 3- and 5-bit fields rather than ``Counter``s keyed by label: a ``Counter`` is
+    a dict subclass written in Python, and each ``c[label] += 1`` on it went through the
+    type's generic item slots, about 1 300 instructions a packet, a share of a small round
+    trip (docs/performance.md, issue 16). The labelled views (:attr:`verbs_in`,
+    :attr:`ciphers_in`, :attr:`ciphers_out`) are snapshots made when read, for operators and
+    tests; drops stay a ``Counter`` (rare, and keyed by reasons that are not small numbers)."""
 
     __slots__ = (
         "bytes_in",
         "bytes_out",
-        "ciphers_in",
-        "ciphers_out",
+        "cipher_in_counts",
+        "cipher_out_counts",
         "drops",
         "packets_in",
         "packets_out",
-        "verbs_in",
+        "verb_in_counts",
     )
 
     def __init__(self) -> None:
@@ -87,11 +102,27 @@ class Counters:
         self.bytes_in = 0
         self.bytes_out = 0
         self.drops: Counter[str] = Counter()
-        self.verbs_in: Counter[str] = Counter()
-        # Authenticated packets by cipher suite: proof of what peers actually use with us.
-        self.ciphers_in: Counter[str] = Counter()
-        # Packets sent by cipher suite (NONE_TRUSTED_PATH: over configured trusted paths).
-        self.ciphers_out: Counter[str] = Counter()
+        #: Packets received by verb number (the low 5 bits of the verb byte).
+        self.verb_in_counts: list[int] = [0] * 32
+        #: Authenticated packets by cipher suite number (3 bits): proof of what peers use.
+        self.cipher_in_counts: list[int] = [0] * 8
+        #: Packets sent by cipher suite number (NONE_TRUSTED_PATH: over trusted paths).
+        self.cipher_out_counts: list[int] = [0] * 8
+
+    @property
+    def verbs_in(self) -> Counter[str]:
+        """Packets received by verb name (a snapshot; verbs never seen are absent)."""
+        return _labelled(self.verb_in_counts, VERB_LABELS)
+
+    @property
+    def ciphers_in(self) -> Counter[str]:
+        """Authenticated packets received by cipher suite name (a snapshot)."""
+        return _labelled(self.cipher_in_counts, _CIPHER_LABEL_LIST)
+
+    @property
+    def ciphers_out(self) -> Counter[str]:
+        """Packets sent by cipher suite name (a snapshot)."""
+        return _labelled(self.cipher_out_counts, _CIPHER_LABEL_LIST)
 
     def drop(self, reason: Drop, n: int = 1) -> None:
         self.drops[reason.value] += n

@@ -169,7 +169,7 @@ class Housekeeper:
             self.rt.events.append(ev.PeerRemoved(a))
         used = {s.path for p in self.rt.peers.values() for s in p.paths}
         for k in [k for k, p in self.rt.paths.items() if p not in used and not p.alive(now)]:
-            del self.rt.paths[k]
+            self.rt.forget_path(k)
         rt = self.rt
         rt.selfaware.clean(now)
         rt.validator.prune(now)

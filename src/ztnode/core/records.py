@@ -62,6 +62,14 @@ class Inbound(NamedTuple):
     header and TCP or UDP checksums the transport verified (``ZT_RX_PLAIN_CHECKED``); the frame
     goes to the stack with
     that said (:attr:`ztnode.core.node.Node.rx_checked`), which then does not sum them again."""
+    src: int = -1
+    """For AUTHENTICATED inputs: the sender's address as the transport read it from the header
+    (-1: not read; the node reads it). Parsing it again costs more than the rest of the header
+    check in the compiled build."""
+    pid: int = -1
+    """For AUTHENTICATED inputs: the packet's id (of joined ones, the first's); -1: not read."""
+    nwid: int = -1
+    """For AUTHENTICATED inputs that are uncompressed FRAMEs: the network id; -1 otherwise."""
 
 
 class ConfigRequest(NamedTuple):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from ztnode.core.bond.flows import NO_FLOW, flow_id
 from ztnode.core.bond.settings import BALANCING, BondPolicy
-from ztnode.core.counters import CIPHER_LABELS, VERB_LABELS, Drop
+from ztnode.core.counters import Drop
 from ztnode.core.path import Path
 from ztnode.core.peer import (
     PEER_PATH_EXPIRATION,
@@ -42,7 +42,6 @@ from ztnode.core.timing import (
 from ztnode.errors import DecodeError, LocalProtocolError
 from ztnode.wire import packet as pk
 from ztnode.wire.constants import (
-    CIPHER_NAMES,
     FLAG_FRAGMENTED,
     IDX_PAYLOAD,
     PROTO_VERSION,
@@ -183,7 +182,9 @@ class Switch:
         packets in the counters."""
         packet = _as_bytearray(inbound.data)
         c = self.rt.counters
-        src = int.from_bytes(packet[13:18], "big")
+        src = inbound.src  # as the transport read it (C), else read here
+        if src < 0:
+            src = int.from_bytes(packet[13:18], "big")
         peer = self.rt.peers.get(src)
         if peer is None or peer.key is not inbound.key or len(packet) < IDX_PAYLOAD:
             c.drop(Drop.STALE_KEY)
@@ -194,17 +195,19 @@ class Switch:
         ):  # the transport judged with a table the node has replaced since
             c.drop(Drop.TRUSTED_PATH_REFUSED, inbound.stands_for)
             return True
-        # The packet id, read once here for the replay check and the dispatch (the verbs'
-        # answers cite it).
-        pid = int.from_bytes(packet[0:8], "big")
+        # The packet id, read once (by C, or here) for the replay check and the dispatch (the
+        # verbs' answers cite it).
+        pid = inbound.pid
+        if pid < 0:
+            pid = int.from_bytes(packet[0:8], "big")
         if not self._fresh(peer, inbound.packet_ids, pid, now):
             return True
         path = self.rt.path_for(inbound.local, inbound.remote)
         path.last_in = now
         more = inbound.stands_for - 1
-        c.ciphers_in[CIPHER_LABELS[(flags >> 3) & 7]] += 1 + more
+        c.cipher_in_counts[(flags >> 3) & 7] += 1 + more
         if more:
-            c.verbs_in[VERB_LABELS[packet[27] & 0x1F]] += more
+            c.verb_in_counts[packet[27] & 0x1F] += more
         if packet[27] & 0x80:
             try:
                 pk.decompress(packet)
@@ -214,11 +217,11 @@ class Switch:
         if inbound.checked:
             self.rt.rx_checked = True
             try:
-                self._dispatch(peer, packet, path, flags & 7, now, pid)
+                self._dispatch(peer, packet, path, flags & 7, now, pid, inbound.nwid)
             finally:
                 self.rt.rx_checked = False
         else:
-            self._dispatch(peer, packet, path, flags & 7, now, pid)
+            self._dispatch(peer, packet, path, flags & 7, now, pid, inbound.nwid)
         return True
 
     def _fresh(self, peer: Peer, ids: tuple[int, ...], pid: int, now: int) -> bool:
@@ -341,7 +344,7 @@ class Switch:
         if not peer.replay.accept(pid, now):
             self.rt.counters.drop(Drop.REPLAYED)
             return
-        self.rt.counters.ciphers_in[CIPHER_LABELS[cipher]] += 1
+        self.rt.counters.cipher_in_counts[cipher & 7] += 1
         if buf[27] & 0x80:
             try:
                 pk.decompress(buf)
@@ -384,18 +387,26 @@ class Switch:
         self.rt.counters.drop(Drop.NO_BOND)
 
     def _dispatch(
-        self, peer: Peer, buf: bytearray, path: Path, hops: int, now: int, pid: int
+        self,
+        peer: Peer,
+        buf: bytearray,
+        path: Path,
+        hops: int,
+        now: int,
+        pid: int,
+        frame_nwid: int = -1,
     ) -> None:
         """Every authenticated packet, decompressed, ends here (``pid``: its packet id): FRAME
         on its fast path, other verbs through the table; unknown verbs (and VL2 traffic for
-        networks we have not joined) only refresh the peer, like the reference."""
+        networks we have not joined) only refresh the peer, like the reference.
+        ``frame_nwid``: a FRAME's network id when the transport read it (else -1)."""
         if not path.kept:  # the first authenticated packet on this address: keep the path
             path = self.rt.adopt_path(path)
         observer = self.dispatch_observer
         if observer is not None:
             observer(peer, buf, path)
         verb = buf[27] & 0x1F
-        self.rt.counters.verbs_in[VERB_LABELS[verb]] += 1
+        self.rt.counters.verb_in_counts[verb] += 1
         bonds = self.rt.bonds.bonds
         if bonds and hops == 0:
             bond = bonds.get(peer.address)
@@ -411,9 +422,11 @@ class Switch:
                 # packet of every network takes this branch.
                 if len(buf) < IDX_PAYLOAD + 10:
                     raise DecodeError("FRAME shorter than its network id and ethertype")
+                if frame_nwid < 0:
+                    frame_nwid = int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big")
                 self.rt.frames.do_plain_frame(
                     peer,
-                    int.from_bytes(buf[IDX_PAYLOAD : IDX_PAYLOAD + 8], "big"),
+                    frame_nwid,
                     (buf[IDX_PAYLOAD + 8] << 8) | buf[IDX_PAYLOAD + 9],
                     bytes(buf[IDX_PAYLOAD + 10 :]),
                     path,
@@ -536,11 +549,11 @@ class Switch:
         tpid = self.trusted_path_id(path) if trusted else 0
         if tpid and len(targets) == 1:  # a broadcast bond's one packet for all paths: armored
             pk.armor_trusted(buf, tpid)
-            self.rt.counters.ciphers_out["NONE_TRUSTED_PATH"] += 1
+            self.rt.counters.cipher_out_counts[Cipher.NONE_TRUSTED_PATH] += 1
         else:
             suite = cipher if cipher is not None else self.cipher_for(peer)
             pk.armor(buf, peer.key, suite)
-            self.rt.counters.ciphers_out[CIPHER_NAMES[suite]] += 1
+            self.rt.counters.cipher_out_counts[suite & 7] += 1
         pid = int.from_bytes(buf[0:8], "big")
         if expect:
             self.rt.expected.expect(pid)
@@ -589,7 +602,7 @@ class Switch:
         c = self.rt.counters
         c.packets_out += packets
         c.bytes_out += size
-        path = self.rt.paths.get((local, remote))
+        path = self.rt.known_path(local, remote)
         if path is not None:
             path.last_out = now
 
@@ -624,7 +637,7 @@ class Switch:
             start = IDX_PAYLOAD + tail
             pk.crypt_field(buf, peer.key, start, len(buf) - start)
         pk.armor(buf, peer.key, Cipher.POLY1305_NONE)
-        self.rt.counters.ciphers_out["POLY1305_NONE"] += 1
+        self.rt.counters.cipher_out_counts[Cipher.POLY1305_NONE] += 1
         self.rt.expected.expect(int.from_bytes(buf[0:8], "big"))
         peer.last_sent_full_hello = now
         if path is None:

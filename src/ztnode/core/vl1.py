@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ztnode.core import events as ev
-from ztnode.core.counters import CIPHER_LABELS, Drop
+from ztnode.core.counters import Drop
 from ztnode.core.path import Path
 from ztnode.core.peer import (
     DIRECT_PATH_PUSH_INTERVAL,
@@ -114,7 +114,7 @@ class Vl1:
                 self.rt.counters.drop(Drop.MAC_FAILED)
                 return
             if not authenticated:
-                self.rt.counters.ciphers_in[CIPHER_LABELS[(buf[18] >> 3) & 7]] += 1
+                self.rt.counters.cipher_in_counts[(buf[18] >> 3) & 7] += 1
             if not self.rt.validator.is_known_valid(ident):
                 if self.rt.config.defer_identity_validation:
                     self.rt.validator.defer(ident, buf, path)
@@ -132,7 +132,7 @@ class Vl1:
             if not peer.replay.accept(int.from_bytes(buf[0:8], "big"), now):
                 self.rt.counters.drop(Drop.REPLAYED)  # a HELLO sent again by a third party
                 return
-            self.rt.counters.ciphers_in[CIPHER_LABELS[(buf[18] >> 3) & 7]] += 1
+            self.rt.counters.cipher_in_counts[(buf[18] >> 3) & 7] += 1
         self._after_hello(peer, buf, tail, path, hops, now)
 
     def _after_hello(

@@ -283,6 +283,9 @@ class _EndpointSink:
         frames: int,
         packet_ids: tuple[int, ...] = (),
         checked: bool = False,
+        src: int = -1,
+        pid: int = -1,
+        nwid: int = -1,
     ) -> bool:
         relay = self._service.tcp_relay
         if relay is not None and not relay.heard_udp(remote, wire_bytes):
@@ -305,6 +308,9 @@ class _EndpointSink:
                 frames,
                 packet_ids,
                 checked,
+                src,
+                pid,
+                nwid,
             ),
         )
         return engine.receive(inbound, self._service.clock.now())

@@ -191,6 +191,7 @@ static zt_rx_rec *zt_rx_new_rec(zt_rx_out *o, int kind, int dgram, size_t len, u
                                 unsigned int wire)
 {
     zt_rx_rec *r = &o->recs[o->nrec++];
+    const unsigned char *p = o->arena + o->pos;
     r->kind = kind;
     r->off = (unsigned int)o->pos;
     r->len = (unsigned int)len;
@@ -199,8 +200,16 @@ static zt_rx_rec *zt_rx_new_rec(zt_rx_out *o, int kind, int dgram, size_t len, u
     r->wire_bytes = wire;
     r->src = 0;
     r->ids = o->nids;
-    if (kind == ZT_RX_PLAIN || kind == ZT_RX_PLAIN_CHECKED)
-        o->ids[o->nids++] = zt_be64(o->arena + o->pos);
+    r->pid = len >= 8 ? zt_be64(p) : 0;
+    r->frame = 0;
+    r->nwid = 0;
+    if (kind == ZT_RX_PLAIN || kind == ZT_RX_PLAIN_CHECKED) {
+        o->ids[o->nids++] = r->pid;
+        if (len >= IDX_PAYLOAD + 10 && p[IDX_VERB] == VERB_FRAME) {
+            r->frame = 1;
+            r->nwid = zt_be64(p + IDX_PAYLOAD);
+        }
+    }
     zt_rx_fill_addr(o->rx, dgram, r);
     o->pos += len;
     return r;

@@ -100,6 +100,12 @@ typedef struct {
     uint64_t ip_lo;
     uint64_t scope;
     uint64_t ids;
+    /* Read here so the node need not parse them again from the bytes: the packet's id (of a
+     * joined record, its first packet's), and for a PLAIN record that is an uncompressed FRAME
+     * (frame = 1) its network id. */
+    uint64_t pid;
+    uint64_t nwid;
+    uint64_t frame;
 } zt_rx_rec;
 
 typedef struct {
@@ -175,6 +181,9 @@ int zt_crypto_bound(void);
 
 zt_aes_ctx *zt_aes_new(const unsigned char *k0, const unsigned char *k1);
 void zt_aes_free(zt_aes_ctx *aes);
+/* 1 when the context takes small packets through aesni.c (AES-NI and PCLMULQDQ present, and
+ * ZTNODE_NO_AESNI unset when it was made), 0 when OpenSSL does every packet. */
+int zt_aes_small_path(const zt_aes_ctx *aes);
 int zt_armor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *pkt, size_t len,
              int cipher);
 int zt_dearmor(zt_aes_ctx *aes, const unsigned char *salsa_key, unsigned char *pkt, size_t len);

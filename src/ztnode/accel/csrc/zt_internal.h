@@ -201,6 +201,27 @@ ZT_HIDDEN void zt_salsa_block0_then_xor(unsigned char block0[64], unsigned char 
 ZT_HIDDEN void zt_mac_poly1305(unsigned char tag[16], const unsigned char *m, size_t n,
                                const unsigned char key[32]);
 
+/* aesni.c: AES-GMAC-SIV's blocks for small packets with AES-NI and PCLMULQDQ (x86-64; `on` is
+ * 0 elsewhere, or where the CPU lacks them, and armor.c then uses OpenSSL for every packet).
+ * Payloads of at most ZT_NI_SMALL bytes take this path. */
+#define ZT_NI_SMALL 512
+typedef struct {
+    int on;
+    unsigned char k0[15][16]; /* AES-256 round keys of K0 (GMAC) */
+    unsigned char k1[15][16]; /* of K1 (the tag's ECB block, CTR) */
+    unsigned char d1[15][16]; /* K1's inverse-cipher round keys */
+    unsigned char h[16];      /* GHASH's H = AES_K0(0), byte-reversed */
+} zt_ni_keys;
+ZT_HIDDEN int zt_ni_supported(void);
+ZT_HIDDEN int zt_ni_setup(zt_ni_keys *ni, const unsigned char *k0, const unsigned char *k1);
+ZT_HIDDEN void zt_ni_gmac_folded(const zt_ni_keys *ni, const unsigned char *iv8,
+                                 const unsigned char aad16[16], const unsigned char *payload,
+                                 size_t n, unsigned char out8[8]);
+ZT_HIDDEN void zt_ni_ecb(const zt_ni_keys *ni, int decrypt, const unsigned char in[16],
+                         unsigned char out[16]);
+ZT_HIDDEN void zt_ni_ctr(const zt_ni_keys *ni, const unsigned char tag[16], unsigned char *buf,
+                         size_t n);
+
 /* checksum.c */
 ZT_HIDDEN uint64_t zt_pseudo_sum(int v6, const unsigned char *addrs, unsigned int tcp_len);
 ZT_HIDDEN void zt_ipv4_fill(unsigned char *ip, unsigned int total, unsigned int id);
