@@ -371,7 +371,7 @@ def test_tcb_offload_transfer_over_a_lossy_link(seed: int) -> None:
 
 
 @dataclass
-class Sink:
+class Sink(burst.BurstSink):
     key: SymmetricKey | None
     networks: list[int] = field(default_factory=lambda: [NWID])
     datagrams: list[bytes] = field(default_factory=list)

@@ -40,6 +40,7 @@ from ztnode.errors import DecodeError
 from ztnode.identity import Identity
 from ztnode.netstack.host import Host, HostEvent, ManagedPolicy
 from ztnode.netstack.stack import StackEvent
+from ztnode.transport import burst as _burst
 from ztnode.transport import fastpath
 from ztnode.transport.binder import (
     REFRESH_INTERVAL,
@@ -239,7 +240,7 @@ class SecondaryPort:
     offline_since: int = 0
 
 
-class _EndpointSink:
+class _EndpointSink(_burst.BurstSink):
     """What one endpoint's burst reader hands over, routed to the host (see
     :mod:`ztnode.transport.burst`); datagrams take the endpoint's ordinary handler."""
 
@@ -253,7 +254,10 @@ class _EndpointSink:
         self._service = service
         self._host = host
         self._local: Addr | None = local
-        self.on_datagram = on_datagram
+        self._on_datagram = on_datagram
+
+    def on_datagram(self, data: memoryview, remote: Addr) -> None:
+        self._on_datagram(data, remote)
 
     def _local_address(self) -> Addr | None:
         if self._local is None:
