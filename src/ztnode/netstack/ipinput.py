@@ -112,11 +112,13 @@ class IpInput:
                 and (checked or ones_sum(payload[:20]) == 0xFFFF)
             ):
                 src = payload[12:16]
-                body = memoryview(payload)[20:total]
                 if proto == PROTO_UDP:
+                    body = memoryview(payload)[20:total]
                     if self.rt.udp.receive_fast(src, dst, body, False, checked):
                         return
-                elif total >= 40 and self.rt.tcp.receive_fast(src, dst, body, now, checked):
+                elif total >= 40 and self.rt.tcp.receive_fast(
+                    src, dst, payload, 20, total, now, checked
+                ):
                     return
         hdr, body = IPv4Header.parse(payload)
         if not self.accepts_v4(hdr.dst):
@@ -185,12 +187,12 @@ class IpInput:
             plen = (payload[4] << 8) | payload[5]
             dst = payload[24:40]
             if plen <= n - 40 and dst in self.rt._mine:
-                body = memoryview(payload)[40 : 40 + plen]
                 if nh == PROTO_UDP:
+                    body = memoryview(payload)[40 : 40 + plen]
                     if self.rt.udp.receive_fast(payload[8:24], dst, body, True, checked):
                         return
                 elif plen >= 20 and self.rt.tcp.receive_fast(
-                    payload[8:24], dst, body, now, checked
+                    payload[8:24], dst, payload, 40, 40 + plen, now, checked
                 ):
                     return
         hdr, body = IPv6Header.parse(payload)

@@ -34,7 +34,6 @@ from ztnode.netstack.stackconfig import (
     TCP_FIXED,
     TCP_HEADER,
     TS_OPTION,
-    TS_VALUES,
     IPAddr,
 )
 from ztnode.netstack.tcp_timewait import TimeWait, Verdict
@@ -59,6 +58,11 @@ if TYPE_CHECKING:
 _TCP_TAIL: Final = struct.Struct(">IIBBHxxxx")
 _TCP_TAIL_TS: Final = struct.Struct(">IIBBHxxxxIII")
 _PORTS: Final = struct.Struct(">HH")
+#: A TCP header's first 32 bytes read as the fixed part and a timestamps option laid out as
+#: every stack lays it out (NOP, NOP, kind 8, length 10): ports, seq, ack, offset, flags,
+#: window, the option's first word, TSval, TSecr.
+_TCP_TS_SHAPE: Final = struct.Struct(">HHIIBBHxxxxIII")
+_TS_LEAD: Final = 0x0101080A
 
 
 def _segment_head(s: TcpSocket, ttl: int) -> bytes:
@@ -76,6 +80,14 @@ class TcpMux:
 
     def __init__(self, rt: IpStack) -> None:
         self.rt = rt
+        # The connection the last segment was for, and its 4-tuple (most segments continue
+        # the flow before them). Only ever a connection the stack's table holds: :meth:`service`
+        # forgets it where it leaves the table, the one place a connection does.
+        self._last: TcpSocket | None = None
+        self._last_src = b""
+        self._last_dst = b""
+        self._last_sport = -1
+        self._last_dport = -1
 
     def _isn_for(self, key: tuple[bytes, int, bytes, int], now: int) -> Callable[[], int]:
         """RFC 6528: a keyed hash of the 4-tuple plus a 4-microsecond clock."""
@@ -97,23 +109,52 @@ class TcpMux:
         )
 
     def receive_fast(
-        self, src: bytes, dst: bytes, body: memoryview, now: int, checked: bool = False
+        self,
+        src: bytes,
+        dst: bytes,
+        packet: bytes,
+        start: int,
+        end: int,
+        now: int,
+        checked: bool = False,
     ) -> bool:
-        """A connection's segment, or a bare SYN for a listener, parsed without the codec
-        objects (the options with the codec's own parser). False sends the packet down the
-        full path: no connection and no listener, a 4-tuple in TIME-WAIT, a bare SYN for a
-        connection, a malformed option (which the full path counts). ``checked``: the
-        transport verified the TCP checksum (see ``IpStack.receive_frame``)."""
-        n = len(body)
-        sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(body, 0)
-        key = (dst, dport, src, sport)
-        s = self.rt._tcp.get(key)
+        """A connection's segment (``packet[start:end]``, read in place in its IP packet), or a
+        bare SYN for a listener, parsed without the codec objects (the options with the codec's
+        own parser). False sends the packet down the full path: no connection and no listener,
+        a 4-tuple in TIME-WAIT, a bare SYN for a connection, a malformed option (which the full
+        path counts). ``checked``: the transport verified the TCP checksum (see
+        ``IpStack.receive_frame``).
+
+        Why in place, one ``unpack`` for the fixed header and a timestamps option, and the
+        connection found last tried first: a memoryview of the segment, five reads of its
+        bytes and the 4-tuple's dict lookup cost about 4 000 instructions a segment in the
+        compiled build, a tenth of its way from the datagram to the connection."""
+        n = end - start
+        if n >= 32:
+            sport, dport, seq, ack, off, fl, win, lead, tsval, tsecr = _TCP_TS_SHAPE.unpack_from(
+                packet, start
+            )
+        else:
+            sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(packet, start)
+            lead = tsval = tsecr = 0
+        s = self._last
+        if not (
+            s is not None
+            and sport == self._last_sport
+            and dport == self._last_dport
+            and src == self._last_src
+            and dst == self._last_dst
+        ):
+            s = self.rt._tcp.get((dst, dport, src, sport))
+            if s is not None:
+                self._last, self._last_src, self._last_dst = s, src, dst
+                self._last_sport, self._last_dport = sport, dport
         lst: TcpListener | None = None
         if s is None:
             if (
                 not self.rt.config.fast_handshake
                 or fl & 0x3F & ~0x08 != 0x02
-                or key in self.rt._time_wait
+                or (dst, dport, src, sport) in self.rt._time_wait
             ):
                 return False
             v6 = len(dst) == 16
@@ -133,22 +174,27 @@ class TcpMux:
         ws: int | None = None
         sackp = False
         sacks: tuple[tuple[int, int], ...] = ()
-        if hlen == 32 and body[20] == 1 and body[21] == 1 and body[22] == 8 and body[23] == 10:
-            ts = TS_VALUES.unpack_from(body, 24)
+        if hlen == 32 and lead == _TS_LEAD:
+            ts = (tsval, tsecr)
         elif hlen != 20:
             if not self.rt.config.fast_handshake:
                 return False
             try:
-                mss, ws, sackp, sacks, ts = parse_options(body, hlen)
+                mss, ws, sackp, sacks, ts = parse_options(memoryview(packet)[start:end], hlen)
             except DecodeError:
                 return False
-        if not checked and ones_sum(body, pseudo_sum(src, dst, PROTO_TCP, n)) != 0xFFFF:
+        if (
+            not checked
+            and ones_sum(memoryview(packet)[start:end], pseudo_sum(src, dst, PROTO_TCP, n))
+            != 0xFFFF
+        ):
             self.rt._count("tcp_checksum")
             return True
         seg = tcb.Segment(
-            seq, ack, fl & 0x3F, win, body[hlen:].tobytes(), mss, ws, sackp, sacks, ts
+            seq, ack, fl & 0x3F, win, packet[start + hlen : end], mss, ws, sackp, sacks, ts
         )
         if lst is not None:
+            key = (dst, dport, src, sport)
             self._passive_open(lst, key, (_ip_of(dst), dport), (_ip_of(src), sport), seg, now)
             return True
         assert s is not None
@@ -310,6 +356,8 @@ class TcpMux:
         if closed:
             if self.rt._tcp.get(s.key) is s:
                 del self.rt._tcp[s.key]
+                if self._last is s:
+                    self._last = None
                 if not kept_port:  # a TIME-WAIT record holds the port until it ends
                     self.rt._release_port(PROTO_TCP, s.local[1])
                 b, n = self.rt._retransmitted_closed
