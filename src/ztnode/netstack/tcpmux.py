@@ -75,6 +75,11 @@ def _segment_head(s: TcpSocket, ttl: int) -> bytes:
     return ip + _PORTS.pack(s.local[1], s.remote[1])
 
 
+def _fixed(packet: bytes, start: int) -> tuple[int, ...]:
+    """A header too short for a timestamps option: its fixed part, the option fields zero."""
+    return (*TCP_FIXED.unpack_from(packet, start), 0, 0, 0)
+
+
 class TcpMux:
     """See the module docstring."""
 
@@ -130,13 +135,20 @@ class TcpMux:
         bytes and the 4-tuple's dict lookup cost about 4 000 instructions a segment in the
         compiled build, a tenth of its way from the datagram to the connection."""
         n = end - start
-        if n >= 32:
-            sport, dport, seq, ack, off, fl, win, lead, tsval, tsecr = _TCP_TS_SHAPE.unpack_from(
-                packet, start
-            )
-        else:
-            sport, dport, seq, ack, off, fl, win = TCP_FIXED.unpack_from(packet, start)
-            lead = tsval = tsecr = 0
+        # Read into int-typed names: the compiled build then compares and masks native ints
+        # (unpacked straight from the tuple, each field would be an object and each operation
+        # on it a generic call).
+        head = _TCP_TS_SHAPE.unpack_from(packet, start) if n >= 32 else _fixed(packet, start)
+        sport: int = head[0]
+        dport: int = head[1]
+        seq: int = head[2]
+        ack: int = head[3]
+        off: int = head[4]
+        fl: int = head[5]
+        win: int = head[6]
+        lead: int = head[7]
+        tsval: int = head[8]
+        tsecr: int = head[9]
         s = self._last
         if not (
             s is not None
@@ -563,7 +575,7 @@ class TcpMux:
             ident = (self.rt._ip_id + 1) & 0xFFFF
             self.rt._ip_id = (self.rt._ip_id + pieces) & 0xFFFF
             ethertype = ETHERTYPE_IPV4
-        burst = TcpBurst(hdr, ident, bytes(seg.payload), mss, seg.flags)
+        burst = TcpBurst(hdr, ident, seg.payload, mss, seg.flags)  # bytes already (no call)
         known = s._mac
         if known is not None and known[1] == self.rt._generation and now < known[2]:
             self.rt._out.append((known[0], ethertype, burst))
