@@ -248,25 +248,26 @@ def test_c_frame_equals_switch_send_on(
 
 
 def test_small_cuts_reuse_one_buffer_and_hand_out_copies(key: SymmetricKey) -> None:
-    """Small segments and frames are cut into one reused buffer: what a call returned stays
-    what it was after later calls write that buffer again, and calls one after another do not
-    grow the pool of spare buffers (it grows only with calls running at once)."""
+    """The cffi cuts (where the direct calls of ``_zt_fast`` are missing) write small segments
+    and frames into one reused buffer: what a call returned stays what it was after later calls
+    write that buffer again, and calls one after another do not grow the pool of spare buffers
+    (it grows only with calls running at once)."""
     need(accel.AVAILABLE, accel.REASON)
     from ztnode.accel import _hot
 
     header = bytes(pk.new_packet(bytes(8), ME, PEER, Verb.FRAME))
     hdr = tcp_header(False, 1000, ACK | PSH)
-    first = accel.tcp_pieces(key, 3, header, bytes(8), NWID, 0x0800, hdr, 7, b"a", 1388, 0x18, MTU)
-    frame = accel.frame_datagrams(key, 1, header, bytes(8), NWID, 0x0800, b"b" * 2000, 576)
+    cut = _hot._tcp_pieces_cffi
+    first = cut(key, 3, header, bytes(8), NWID, 0x0800, hdr, 7, b"a", 1388, 0x18, MTU)
+    frame = _hot._frame_datagrams_cffi(key, 1, header, bytes(8), NWID, 0x0800, b"b" * 2000, 576)
     assert first is not None and frame is not None and len(frame) == 4
     kept = [bytes(d) for d in first + frame]
     pooled = len(_hot._spare)  # other threads of this process may have left one each
     for i in range(50):
-        again = accel.tcp_pieces(
-            key, 3, header, bytes([i]) * 8, NWID, 0x0800, hdr, 7, b"z" * 600, 1388, 0x18, MTU
-        )
+        ids = bytes([i]) * 8
+        again = cut(key, 3, header, ids, NWID, 0x0800, hdr, 7, b"z" * 600, 1388, 0x18, MTU)
         assert again is not None and again != first
-        accel.frame_datagrams(key, 1, header, bytes([i]) * 8, NWID, 0x0800, b"y" * 900, 576)
+        _hot._frame_datagrams_cffi(key, 1, header, ids, NWID, 0x0800, b"y" * 900, 576)
     assert first + frame == kept
     assert len(_hot._spare) == pooled >= 1
 

@@ -179,6 +179,51 @@ def test_udp_send_errors_are_counted_not_raised() -> None:
     run(main)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_udp_sends_the_same_with_and_without_the_accelerators_sendto(fast: bool) -> None:
+    """Where the accelerator's sendto serves (destinations packed once), what arrives, what is
+    counted and what is left to socket.sendto (a name) is what socket.sendto alone gives."""
+    v6 = has_ipv6_loopback()
+
+    async def main() -> None:
+        got: list[tuple[bytes, Addr]] = []
+        rx4 = UdpEndpoint.bind("127.0.0.1", 0, lambda view, addr: got.append((bytes(view), addr)))
+        ep4 = UdpEndpoint.bind("127.0.0.1", 0, lambda view, addr: None)
+        eps = [rx4, ep4]
+        try:
+            if not fast:
+                ep4._fast_send = False
+            port4 = rx4.local_address[1]
+            ep4.send(b"one", ("127.0.0.1", port4))
+            ep4.send(bytearray(b"two"), ("127.0.0.1", port4))
+            ep4.send(b"three", ("localhost", port4))  # a name: socket.sendto resolves it
+            ep4.send(b"x", ("::1", port4))  # an IPv6 destination on an IPv4 socket
+            ep4.send(b"x" * 70_000, ("127.0.0.1", port4))  # larger than UDP allows
+            want = [(d, ep4.local_address) for d in (b"one", b"two", b"three")]
+            await until(lambda: len(got) >= 3)
+            if v6:
+                rx6 = UdpEndpoint.bind("::1", 0, lambda view, a: got.append((bytes(view), a)))
+                ep6 = UdpEndpoint.bind("::1", 0, lambda view, addr: None)
+                eps += [rx6, ep6]
+                if not fast:
+                    ep6._fast_send = False
+                ep6.send(b"six", ("::1", rx6.local_address[1]))
+                ep6.send(b"x", ("127.0.0.1", rx6.local_address[1]))  # IPv4 on an IPv6 socket
+                want.append((b"six", ep6.local_address))
+                await until(lambda: len(got) >= 4)
+                assert (ep6.stats.sent, ep6.stats.send_errors) == (1, 1)
+            assert got == want
+            assert (ep4.stats.sent, ep4.stats.send_errors) == (3, 2)
+            if fast and ep4._fast_send:  # packed once, the name left to socket.sendto
+                assert ep4._sockaddrs[("localhost", port4)] == b""
+                assert len(ep4._sockaddrs[("127.0.0.1", port4)]) == 16
+        finally:
+            for ep in eps:
+                ep.close()
+
+    run(main)
+
+
 def test_udp_bind_refuses_a_taken_port() -> None:
     async def main() -> None:
         ep = UdpEndpoint.bind("127.0.0.1", 0, lambda view, addr: None)

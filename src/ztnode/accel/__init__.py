@@ -82,6 +82,12 @@ def ffi_and_lib() -> tuple[Any, Any]:
     return _ffi, _lib
 
 
+def fast_calls() -> Any:
+    """The extension's direct CPython calls (``csrc/fast.c``; None where missing or turned off
+    by ``ZTNODE_NO_FAST_CALLS``), for the receive burst's loop."""
+    return _cext.fast
+
+
 __all__ = [
     "ABI",
     "AES_AVAILABLE",
@@ -96,6 +102,7 @@ __all__ = [
     "aes_state",
     "armor",
     "dearmor",
+    "fast_calls",
     "ffi_and_lib",
     "frame_datagrams",
     "tcp_pieces",

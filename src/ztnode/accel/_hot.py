@@ -6,6 +6,11 @@ Why a module of their own: they run once or twice per packet each way, and as Py
 their own glue (argument checks, buffers, the cffi calls' set-up) cost several microseconds a
 call. Here they are compiled with the hot path (``ztnode._compiled``), and run from this source
 wherever it is not.
+
+The three send cuts call C directly where the extension made its module of CPython functions
+(``csrc/fast.c``, :data:`ztnode.crypto._cext.fast`): a cut then costs its C and little more.
+Their cffi calls (``_*_cffi``) remain, for a build without that module and as the reference
+the direct calls are checked against (``tests/accel/test_fast_calls.py``).
 """
 
 from __future__ import annotations
@@ -23,16 +28,20 @@ from ztnode.crypto.keys import (
 _CIPHER_AES: Final = 3
 
 # Bound once: each attribute lookup on a cffi module costs as much as a small C call.
-_ffi: Any = _cext.ffi
-_lib: Any = _cext.lib
+_ffi: Final[Any] = _cext.ffi
+_lib: Final[Any] = _cext.lib
 _AES_AVAILABLE: Final[bool] = _cext.AES_AVAILABLE
-_NULL: Any = _ffi.NULL if _ffi is not None else None
-_from_buffer: Any = _ffi.from_buffer if _ffi is not None else None
-_zt_armor: Any = _lib.zt_armor if _lib is not None else None
-_zt_dearmor: Any = _lib.zt_dearmor if _lib is not None else None
-_zt_tx_tcp: Any = _lib.zt_tx_tcp if _lib is not None else None
-_zt_tx_frame: Any = _lib.zt_tx_frame if _lib is not None else None
-_zt_tx_udp: Any = _lib.zt_tx_udp if _lib is not None else None
+_NULL: Final[Any] = _ffi.NULL if _ffi is not None else None
+_from_buffer: Final[Any] = _ffi.from_buffer if _ffi is not None else None
+_zt_armor: Final[Any] = _lib.zt_armor if _lib is not None else None
+_zt_dearmor: Final[Any] = _lib.zt_dearmor if _lib is not None else None
+_zt_tx_tcp: Final[Any] = _lib.zt_tx_tcp if _lib is not None else None
+_zt_tx_frame: Final[Any] = _lib.zt_tx_frame if _lib is not None else None
+_zt_tx_udp: Final[Any] = _lib.zt_tx_udp if _lib is not None else None
+_fast: Final[Any] = _cext.fast
+_fast_tx_tcp: Final[Any] = _fast.tx_tcp if _fast is not None else None
+_fast_tx_frame: Final[Any] = _fast.tx_frame if _fast is not None else None
+_fast_tx_udp: Final[Any] = _fast.tx_udp if _fast is not None else None
 _OK: Final[int] = _lib.ZT_ACCEL_OK if _lib is not None else 0
 _ENOKEY: Final[int] = _lib.ZT_ACCEL_ENOKEY if _lib is not None else -3
 
@@ -104,19 +113,69 @@ def tcp_pieces(
     IP and TCP headers of the first piece; lengths, checksums and the IPv4 ident (``ip_id``,
     counted up per piece) are rewritten, and every piece but the last loses PSH and FIN. An
     empty ``payload`` makes one piece, the headers alone (a bare ACK or FIN)."""
-    if _lib is None:
-        return None
-    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
-    if state is None:
-        return None
-    if seg_size <= 0:
+    if _lib is None or seg_size <= 0:
         return None
     pieces = max(-(-len(payload) // seg_size), 1)  # no payload: one piece, the headers alone
     if len(packet_ids) < 8 * pieces:
         return None
-    # Bytes go to C as they are; anything else is copied (bytes) or pointed at (payload).
+    # Bytes go to C as they are; anything else is copied (headers) or pointed at (payload).
     ip_tcp = ip_tcp_header if type(ip_tcp_header) is bytes else bytes(ip_tcp_header)
     hdr = header if type(header) is bytes else bytes(header)
+    if _fast_tx_tcp is None:
+        return _tcp_pieces_cffi(
+            key,
+            cipher,
+            hdr,
+            packet_ids,
+            network_id,
+            ethertype,
+            ip_tcp,
+            ip_id,
+            payload,
+            seg_size,
+            flags_last,
+            mtu,
+        )
+    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    if aes < 0:
+        return None
+    out: list[bytes] | None = _fast_tx_tcp(
+        aes,
+        key.salsa_key,
+        cipher,
+        hdr,
+        packet_ids,
+        network_id,
+        ethertype,
+        ip_tcp,
+        ip_id,
+        payload,
+        seg_size,
+        flags_last,
+        mtu,
+    )
+    return out
+
+
+def _tcp_pieces_cffi(
+    key: SymmetricKey,
+    cipher: int,
+    hdr: bytes,
+    packet_ids: bytes,
+    network_id: int,
+    ethertype: int,
+    ip_tcp: bytes,
+    ip_id: int,
+    payload: bytes | bytearray | memoryview,
+    seg_size: int,
+    flags_last: int,
+    mtu: int,
+) -> list[bytes] | None:
+    """:func:`tcp_pieces` through cffi (its checks done, headers as bytes)."""
+    state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
+    if state is None:
+        return None
+    pieces = max(-(-len(payload) // seg_size), 1)
     data: Any = payload if type(payload) is bytes else _from_buffer(payload)
     # Each piece: the packet header, the FRAME's network id and ethertype, its IP/TCP headers
     # and payload, and at most 16 fragment headers.
@@ -185,6 +244,30 @@ def frame_datagrams(
     of the same packet."""
     if _lib is None:
         return None
+    if _fast_tx_frame is None:
+        return _frame_datagrams_cffi(
+            key, cipher, header, packet_id, network_id, ethertype, payload, mtu
+        )
+    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    if aes < 0:
+        return None
+    out: list[bytes] | None = _fast_tx_frame(
+        aes, key.salsa_key, cipher, header, packet_id, network_id, ethertype, payload, mtu
+    )
+    return out
+
+
+def _frame_datagrams_cffi(
+    key: SymmetricKey,
+    cipher: int,
+    header: bytes,
+    packet_id: bytes,
+    network_id: int,
+    ethertype: int,
+    payload: bytes | bytearray | memoryview,
+    mtu: int,
+) -> list[bytes] | None:
+    """:func:`frame_datagrams` through cffi."""
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
@@ -231,6 +314,51 @@ def udp_datagrams(
     :meth:`ztnode.netstack.tso.UdpOffload.packet` sent through :func:`frame_datagrams`."""
     if _lib is None:
         return None
+    if _fast_tx_udp is None:
+        return _udp_datagrams_cffi(
+            key,
+            cipher,
+            header,
+            packet_id,
+            network_id,
+            ethertype,
+            ip_udp_header,
+            ip_id,
+            payload,
+            mtu,
+        )
+    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    if aes < 0:
+        return None
+    out: list[bytes] | None = _fast_tx_udp(
+        aes,
+        key.salsa_key,
+        cipher,
+        header,
+        packet_id,
+        network_id,
+        ethertype,
+        ip_udp_header,
+        ip_id,
+        payload,
+        mtu,
+    )
+    return out
+
+
+def _udp_datagrams_cffi(
+    key: SymmetricKey,
+    cipher: int,
+    header: bytes,
+    packet_id: bytes,
+    network_id: int,
+    ethertype: int,
+    ip_udp_header: bytes,
+    ip_id: int,
+    payload: bytes,
+    mtu: int,
+) -> list[bytes] | None:
+    """:func:`udp_datagrams` through cffi."""
     state = _aes_state(key) if cipher == _CIPHER_AES else _NULL
     if state is None:
         return None
@@ -265,6 +393,19 @@ def aes_state(key: SymmetricKey) -> Any:
     if _lib is None:
         return None
     return _aes_state(key)
+
+
+def _aes_address(key: SymmetricKey) -> int:
+    """The address of the key's C AES contexts (made now if needed) for the direct calls,
+    which take pointers as integers; -1 if unavailable. ``key._accel`` keeps them alive."""
+    addr = key._accel_addr
+    if addr:
+        return addr
+    state = _aes_state(key)
+    if state is None:
+        return -1
+    addr = key._accel_addr = int(_ffi.cast("uintptr_t", state))
+    return addr
 
 
 def _aes_state(key: SymmetricKey) -> Any:

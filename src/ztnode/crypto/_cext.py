@@ -24,6 +24,7 @@ import ctypes.util
 import importlib
 import importlib.util
 import os
+import sys
 from typing import Any, Final
 
 from ztnode.crypto import _sodium
@@ -35,9 +36,11 @@ DISABLE_ENV: Final = "ZTNODE_NO_ACCEL"
 PATH_ENV: Final = "ZTNODE_ACCEL_PATH"
 # A libcrypto to bind instead of the one found (a path or a soname).
 LIBCRYPTO_ENV: Final = "ZTNODE_LIBCRYPTO"
+# Keeps the per-packet calls on cffi (the reference the direct calls are checked against).
+NO_FAST_ENV: Final = "ZTNODE_NO_FAST_CALLS"
 # Must equal ZT_ACCEL_ABI in the C source: an extension left over from an older build of a
 # different meaning is ignored rather than trusted.
-ABI: Final = 10
+ABI: Final = 11
 
 # Where libcrypto usually answers to its soname, newest first.
 _SONAMES: Final = ("libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.3.dylib", "libcrypto.dylib")
@@ -160,6 +163,19 @@ def _load() -> tuple[Any, Any, str | None, str | None, str | None]:
     return mod.ffi, lib, None, path, aes_reason
 
 
+def _fast_module(lib: Any) -> Any:
+    """The extension's per-packet calls as CPython functions (``csrc/fast.c``), or None where
+    they are turned off or could not be made (the cffi calls then serve; they compute the
+    same). The C creates the module under a name of this load's own in ``sys.modules``, taken
+    out again here: two builds loaded in one process (a test's sanitizer build) keep apart."""
+    if os.environ.get(NO_FAST_ENV, "") not in ("", "0"):
+        return None
+    name = f"ztnode._zt_fast_{id(lib):x}"
+    if lib.zt_fast_register(name.encode()) != 0:
+        return None
+    return sys.modules.pop(name, None)
+
+
 def _bind_sodium_poly1305(lib: Any, ffi: Any) -> None:
     """Lend the packet path libsodium's faster Poly1305 where the machine has libsodium (already
     initialised by :mod:`ztnode.crypto._sodium`, so its best code is chosen)."""
@@ -180,6 +196,8 @@ def poly1305_impl() -> str:
 ffi: Any
 lib: Any
 ffi, lib, REASON, LIBCRYPTO, AES_REASON = _load()
+#: The direct per-packet calls (see :func:`_fast_module`), or None.
+fast: Any = _fast_module(lib) if lib is not None else None
 #: True when the compiled module loaded; :data:`REASON` says why not otherwise.
 AVAILABLE: Final[bool] = lib is not None
 #: True when cipher 3 runs in C (a libcrypto was bound); :data:`AES_REASON` says why not.
@@ -194,9 +212,11 @@ __all__ = [
     "LIBCRYPTO",
     "LIBCRYPTO_ENV",
     "MODULE",
+    "NO_FAST_ENV",
     "PATH_ENV",
     "REASON",
     "disabled_reason",
+    "fast",
     "ffi",
     "lib",
     "libcrypto_candidates",

@@ -28,12 +28,14 @@ class SymmetricKey:
     read-only. The repr never shows key material.
     """
 
-    __slots__ = ("_accel", "_aes", "raw", "salsa_key")
+    __slots__ = ("_accel", "_accel_addr", "_aes", "raw", "salsa_key")
 
     raw: bytes
     salsa_key: bytes
-    # The C accelerator's per-key AES contexts (ztnode.accel), made on first cipher-3 use.
+    # The C accelerator's per-key AES contexts (ztnode.accel), made on first cipher-3 use, and
+    # their address (for the direct calls of ztnode._zt_fast; 0 until made).
     _accel: object
+    _accel_addr: int
 
     def __init__(self, key48: bytes | bytearray | memoryview) -> None:
         if len(key48) != SYMMETRIC_KEY_SIZE:
@@ -42,6 +44,7 @@ class SymmetricKey:
         self.salsa_key = self.raw[:32]
         self._aes: AesGmacSiv | None = None
         self._accel = None
+        self._accel_addr = 0
 
     @property
     def aes(self) -> AesGmacSiv:

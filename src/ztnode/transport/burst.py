@@ -74,7 +74,11 @@ def _lib_if_usable() -> tuple[Any, Any, str | None]:
     return ffi, lib, None
 
 
-_ffi, _lib, REASON = _lib_if_usable()
+_USABLE: Final = _lib_if_usable()
+# Final: the compiled build reads them as C statics, not from the module's dict.
+_ffi: Final[Any] = _USABLE[0]
+_lib: Final[Any] = _USABLE[1]
+REASON: Final[str | None] = _USABLE[2]
 #: True when endpoints read in bursts; :data:`REASON` says why not otherwise.
 AVAILABLE: Final[bool] = _lib is not None
 
@@ -83,7 +87,14 @@ AVAILABLE: Final[bool] = _lib is not None
 BURST: Final = 32
 
 # Bound once: an attribute of a cffi library costs about what a small C call does.
-_zt_rx_burst: Any = _lib.zt_rx_burst if _lib is not None else None
+_zt_rx_burst: Final[Any] = _lib.zt_rx_burst if _lib is not None else None
+# The burst and its authenticated records' hand-over as direct CPython calls (accel/csrc/fast.c):
+# a burst of one small packet then costs a few thousand instructions less in glue (cffi's
+# argument conversion, the records unpacked and indexed in Python). None where missing; the
+# cffi call and the Python loop then run, the same computation (checked against each other).
+_fast: Final[Any] = accel.fast_calls() if _lib is not None else None
+_fast_read: Final[Any] = _fast.read if _fast is not None else None
+_fast_plain_run: Final[Any] = _fast.plain_run if _fast is not None else None
 _MAX_DGRAMS: Final[int] = _lib.ZT_RX_MAX_DGRAMS if _lib is not None else 64
 _DATAGRAM: Final[int] = _lib.ZT_RX_DATAGRAM if _lib is not None else 0
 _WHOLE: Final[int] = _lib.ZT_RX_WHOLE if _lib is not None else 1
@@ -220,6 +231,15 @@ def c_trusted_paths(config: PhysicalPathConfig) -> tuple[Any, int]:
     return table, len(trusted)
 
 
+def _addr_key(family: int, port: int, hi: int, lo: int, scope: int) -> object:
+    """A sender's key in the reader's address table: the IPv4 address and port as one int, an
+    IPv6 sender's (address halves, port, scope) as a tuple. fast.c's ``addr_key`` makes the
+    same, so both paths share the table."""
+    if family == 4:
+        return lo << 16 | port
+    return (hi, lo, port, scope)
+
+
 class BurstReader:
     """The C receive state of one UDP socket (see the module docstring)."""
 
@@ -240,6 +260,8 @@ class BurstReader:
         self._fd = sock.fileno()
         self._arena = bytearray(_lib.ZT_RX_ARENA)
         self._arena_c = _ffi.from_buffer(self._arena)
+        #: Whether read() uses the direct calls (tests turn it off to compare the two).
+        self.fast = _fast is not None
         self._view = memoryview(self._arena)
         self._recs = _ffi.new("zt_rx_rec[]", _lib.ZT_RX_MAX_DGRAMS)
         self._recs_mem = memoryview(_ffi.buffer(self._recs)).cast("B")
@@ -247,10 +269,21 @@ class BurstReader:
         self._ids = _ffi.new("uint64_t[]", _lib.ZT_RX_MAX_DGRAMS)
         if _ffi.sizeof("zt_rx_rec") != _REC.size:
             raise RuntimeError("zt_rx_rec does not have the layout this module reads")
+        # What the direct calls take, in one tuple: the C objects' addresses (kept alive by the
+        # cffi objects above), the socket, the arena and the burst size.
+        self._fixed = (
+            int(_ffi.cast("uintptr_t", self._rx)),
+            self._fd,
+            self._arena,
+            int(_ffi.cast("uintptr_t", self._recs)),
+            int(_ffi.cast("uintptr_t", self._ids)),
+            BURST,
+        )
         #: Keys cached in C, kept alive here for as long as C holds their AES contexts.
         self._keys: dict[int, SymmetricKey] = {}
         self._refused: set[int] = set()  # addresses the full C table could not take
-        self._addrs: dict[tuple[int, ...], Addr] = {}
+        #: Senders' socket addresses by :func:`_addr_key` (as fast.c's addr_key makes them).
+        self._addrs: dict[object, Addr] = {}
         self._networks: tuple[int, ...] = ()
         self._physical = PhysicalPathConfig()
         self._relay = False
@@ -312,11 +345,11 @@ class BurstReader:
         self._stat_words.release()
         self._view.release()
 
-    def _remote(self, key: tuple[int, ...]) -> Addr:
-        """``(family, port, ip_hi, ip_lo, scope)`` from a record as a socket address."""
+    def _remote(self, family: int, port: int, hi: int, lo: int, scope: int) -> Addr:
+        """A record's sender as a socket address, made once and kept by :func:`_addr_key`."""
+        key = _addr_key(family, port, hi, lo, scope)
         addr = self._addrs.get(key)
         if addr is None:
-            family, port, hi, lo, scope = key
             # inet_ntop, as recvfrom itself spells addresses ("::ffff:1.2.3.4" for a mapped one).
             if family == 4:
                 host = socket.inet_ntop(socket.AF_INET, lo.to_bytes(4, "big"))
@@ -371,63 +404,99 @@ class BurstReader:
             self._apply_policy()
         words = self._stat_words
         before: int = words[_W_DATAGRAMS]
-        n = _zt_rx_burst(
-            self._rx,
-            self._fd,
-            self._arena_c,
-            len(self._arena),
-            self._recs,
-            _MAX_DGRAMS,
-            self._ids,
-            BURST,
-            1 if nets else 0,
-            sink.now(),
-        )
-        if n < 0:
-            raise OSError(-n, os.strerror(-n))
-        view = self._view
-        ids = self._ids
-        addrs = self._addrs
-        # Records unpacked whole and indexed: a starred target would build a list per record.
-        for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
-            # Typed so the compiled build compares and adds native ints, not objects.
-            kind: int = rec[0]
-            off: int = rec[1]
-            end = off + int(rec[2])
-            where = rec[7:12]  # family, port, ip_hi, ip_lo, scope
-            addr = addrs.get(where)
-            if addr is None:
-                addr = self._remote(where)
-            if kind in (_PLAIN_CHECKED, _PLAIN):
-                src: int = rec[6]
-                frames: int = rec[4]
-                k = self._keys.get(src)
-                packet = bytearray(view[off:end])
-                joined = tuple(ids[rec[12] : rec[12] + frames]) if frames > 1 else ()
-                if k is None or not sink.on_plain(
-                    packet,
-                    k,
-                    addr,
-                    rec[3],
-                    rec[5],
-                    frames,
-                    joined,
-                    kind == _PLAIN_CHECKED,
-                    src,
-                    rec[13],
-                    rec[14] if rec[15] else -1,
-                ):
-                    self.stale_key_drops += 1
-                    self.forget(src)
-            elif kind == _DATAGRAM:
-                sink.on_datagram(view[off:end], addr)
-            else:
-                sink.on_whole(bytearray(view[off:end]), addr, rec[3], rec[5])
-                self.learn(rec[6], sink)
+        if self.fast:
+            r: int = _fast_read(
+                self._fixed, 1 if nets else 0, sink.now(), self._keys, self._addrs, sink.on_plain
+            )
+            if r < 0:
+                raise OSError(-r, os.strerror(-r))
+            n = r >> 8
+            if (r & 0xFF) < (n << 1):  # C stopped short of the end: the rest from that record
+                self._hand_over_rest(sink, n, r & 0xFF)
+        else:
+            n = _zt_rx_burst(
+                self._rx,
+                self._fd,
+                self._arena_c,
+                len(self._arena),
+                self._recs,
+                _MAX_DGRAMS,
+                self._ids,
+                BURST,
+                1 if nets else 0,
+                sink.now(),
+            )
+            if n < 0:
+                raise OSError(-n, os.strerror(-n))
+            # Records unpacked whole and indexed: a starred target would build a list each.
+            for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
+                self._hand_over(sink, rec)
         if words[_W_DROPPED] != self._dropped:
             self._report_drops(sink)
         after: int = words[_W_DATAGRAMS]
         return after - before
+
+    def _hand_over_rest(self, sink: BurstSink, n: int, stop: int) -> None:
+        """The burst's records from where C stopped (``stop``: 2*i, or 2*i+1 when on_plain
+        refused record i) to the end, in order: that record here, then runs of authenticated
+        packets from C again, each record it stops at here."""
+        while True:
+            i = stop >> 1
+            rec = _REC.unpack_from(self._recs_mem, i * _REC.size)
+            if stop & 1:  # on_plain refused it: the key C opened it with is stale
+                self.stale_key_drops += 1
+                self.forget(rec[6])
+            else:
+                self._hand_over(sink, rec)
+            if i + 1 >= n:
+                return
+            stop = _fast_plain_run(self._fixed, n, i + 1, self._keys, self._addrs, sink.on_plain)
+            if stop >= n << 1:
+                return
+
+    def _hand_over(self, sink: BurstSink, rec: tuple[int, ...]) -> None:
+        """One record (as :data:`_REC` unpacks it) to ``sink``."""
+        # Typed so the compiled build compares and adds native ints, not objects.
+        kind: int = rec[0]
+        off: int = rec[1]
+        end = off + int(rec[2])
+        family: int = rec[7]
+        port: int = rec[8]
+        lo: int = rec[10]
+        if family == 4:
+            addr = self._addrs.get(lo << 16 | port)
+        else:
+            addr = self._addrs.get((rec[9], lo, port, rec[11]))
+        if addr is None:
+            addr = self._remote(family, port, rec[9], lo, rec[11])
+        view = self._view
+        if kind in (_PLAIN_CHECKED, _PLAIN):
+            src: int = rec[6]
+            frames: int = rec[4]
+            k = self._keys.get(src)
+            packet = bytearray(view[off:end])
+            ids = self._ids
+            joined = tuple(ids[rec[12] : rec[12] + frames]) if frames > 1 else ()
+            if k is None or not sink.on_plain(
+                packet,
+                k,
+                addr,
+                rec[3],
+                rec[5],
+                frames,
+                joined,
+                kind == _PLAIN_CHECKED,
+                src,
+                rec[13],
+                rec[14] if rec[15] else -1,
+            ):
+                self.stale_key_drops += 1
+                self.forget(src)
+        elif kind == _DATAGRAM:
+            sink.on_datagram(view[off:end], addr)
+        else:
+            sink.on_whole(bytearray(view[off:end]), addr, rec[3], rec[5])
+            self.learn(rec[6], sink)
 
     def _report_drops(self, sink: BurstSink) -> None:
         s = self._stats

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Bumped whenever the functions below change meaning, so a stale build is never used. */
-#define ZT_ACCEL_ABI 10
+#define ZT_ACCEL_ABI 11
 
 /* Return codes. Armor: OK or an error. Dearmor: AUTHENTIC / NOT_AUTHENTIC or an error. Every
  * error except ECRYPTO from inside a CTR pass is returned before the packet is touched. */
@@ -207,6 +207,12 @@ int zt_tpath_match(const zt_tpath *paths, int n, int v6, const unsigned char *ip
 int zt_rx_set_tpaths(zt_rx *rx, const zt_tpath *paths, int n);
 int zt_rx_burst(zt_rx *rx, int fd, unsigned char *arena, size_t arena_len, zt_rx_rec *recs,
                 int max_recs, uint64_t *ids, int max_dgrams, int gro, uint64_t now_ms);
+
+/* fast.c: creates the module of CPython functions that call the per-packet entry points
+ * (zt_tx_tcp, zt_tx_frame, zt_tx_udp, zt_rx_burst, and a burst's authenticated records to the
+ * sink) without cffi's argument conversion, and puts it in sys.modules under `name`. 0, or -1
+ * if it could not (the loader then keeps the cffi calls). */
+int zt_fast_register(const char *name);
 
 /* cipher: 1, 3, or 2 (a trusted path: no crypto; zthdr's MAC field holds the id). */
 int zt_tx_tcp(zt_aes_ctx *aes, const unsigned char *salsa_key, int cipher,
