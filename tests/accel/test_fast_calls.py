@@ -291,9 +291,10 @@ def run(
     fast: bool,
     networks: list[int],
     refuse_after: int,
-) -> tuple[list[tuple[object, ...]], int, dict[str, int]]:
+) -> tuple[list[tuple[object, ...]], int, dict[str, int], dict[str, int], list[int]]:
     """The datagrams through a reader whose PEER key is cached: what the sink was given, the
-    stale-key drops and the reader's counters."""
+    stale-key drops, the reader's counters, the drops it reported to the sink and what each
+    read said it read."""
     rx, tx = link
     sink = LogSink(KEY, networks=networks)
     reader = burst.BurstReader(rx, ME)
@@ -304,12 +305,15 @@ def run(
     sink.refuse_after = refuse_after
     for d in datagrams:
         tx.send(d)
+    reads: list[int] = []
     for _ in range(1000):
-        if not reader.read(sink):
+        reads.append(reader.read(sink))
+        if not reads[-1]:
             break
     stats = reader.stats
     reader.close()
-    return sink.log, reader.stale_key_drops, stats
+    assert sum(reads) == stats["datagrams"] - 1
+    return sink.log, reader.stale_key_drops, stats, dict(sink.dropped), reads
 
 
 @given(
@@ -381,7 +385,7 @@ def test_the_burst_loop_serves_senders_as_the_python_loop_names_them(
     need_fast()
     tx = any_link[1]
     datagrams = [armored(frame_packet(b"p", 10 + i, v6=False), KEY)[0] for i in range(3)]
-    log, _, _ = run(any_link, datagrams, True, [], -1)
+    log = run(any_link, datagrams, True, [], -1)[0]
     assert [e[0] for e in log] == ["plain"] * 3
     assert {e[2] for e in log} == {tx.getsockname()[:2]}
 

@@ -167,6 +167,38 @@ def test_force_and_disallowed_and_bonding() -> None:
     assert (dec.tunnel, dec.connect, dec.udp) == (False, False, True)
 
 
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("allow", [True, False])
+def test_the_clockless_answers_are_what_the_full_decision_says(force: bool, allow: bool) -> None:
+    """``udp_only`` and ``ignores_received`` (asked first, so most datagrams skip the clock)
+    answer only where ``on_send`` and ``on_udp_received`` would neither read nor change the
+    decider's state, and then answer as they do."""
+
+    def state(d: FallbackDecider) -> tuple[object, ...]:
+        return (d.enabled, d.force, d.last_heard_global, d.started, d.last_send_global_v4)
+
+    remotes = [ROOT, ("10.1.2.3", 9993), ("127.0.0.1", 9993), ("2001:db8::1", 9993), ("fe80::1", 9)]
+    for remote in remotes:
+        for n in (15, PKT):
+            for t in (T0 + 1_000, T0 + 2 * FALLBACK_AFTER):
+                d = FallbackDecider(TcpRelaySettings(force=force, allow=allow), T0)
+                quick = d.udp_only(remote, n)
+                before = state(d)
+                full = d.on_send(remote, n, t, open_=True, busy=False)
+                if quick is not None:
+                    assert quick == full.udp and not full.tunnel and not full.connect
+                    assert state(d) == before  # nothing the full path changed
+                else:  # only an IPv4 global destination of a counted length is asked fully
+                    assert allow and n == PKT and remote == ROOT
+                d = FallbackDecider(TcpRelaySettings(force=force, allow=allow), T0)
+                before = state(d)
+                if d.ignores_received(remote, n):
+                    assert d.on_udp_received(remote, n, t) is False
+                    assert state(d) == before
+                else:
+                    assert n == PKT and remote in (ROOT, ("2001:db8::1", 9993))
+
+
 # the client against our relay server, loopback TCP -------------------------------------------
 
 

@@ -402,35 +402,37 @@ class BurstReader:
         if relay != self._relay:
             self._relay = relay
             self._apply_policy()
-        words = self._stat_words
-        before: int = words[_W_DATAGRAMS]
         if self.fast:
             r: int = _fast_read(
                 self._fixed, 1 if nets else 0, sink.now(), self._keys, self._addrs, sink.on_plain
             )
             if r < 0:
                 raise OSError(-r, os.strerror(-r))
-            n = r >> 8
+            n = (r >> 8) & 0xFF
             if (r & 0xFF) < (n << 1):  # C stopped short of the end: the rest from that record
                 self._hand_over_rest(sink, n, r & 0xFF)
-        else:
-            n = _zt_rx_burst(
-                self._rx,
-                self._fd,
-                self._arena_c,
-                len(self._arena),
-                self._recs,
-                _MAX_DGRAMS,
-                self._ids,
-                BURST,
-                1 if nets else 0,
-                sink.now(),
-            )
-            if n < 0:
-                raise OSError(-n, os.strerror(-n))
-            # Records unpacked whole and indexed: a starred target would build a list each.
-            for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
-                self._hand_over(sink, rec)
+            if r & 0x10000:  # C refused some of the burst's datagrams
+                self._report_drops(sink)
+            return r >> 17
+        words = self._stat_words
+        before: int = words[_W_DATAGRAMS]
+        n = _zt_rx_burst(
+            self._rx,
+            self._fd,
+            self._arena_c,
+            len(self._arena),
+            self._recs,
+            _MAX_DGRAMS,
+            self._ids,
+            BURST,
+            1 if nets else 0,
+            sink.now(),
+        )
+        if n < 0:
+            raise OSError(-n, os.strerror(-n))
+        # Records unpacked whole and indexed: a starred target would build a list each.
+        for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
+            self._hand_over(sink, rec)
         if words[_W_DROPPED] != self._dropped:
             self._report_drops(sink)
         after: int = words[_W_DATAGRAMS]

@@ -176,6 +176,23 @@ class FallbackDecider:
         connect = not busy and (self.force or CONNECT_MIN_GAP < gap < FALLBACK_AFTER)
         return SendDecision(False, connect, udp)
 
+    def udp_only(self, remote: Addr, length: int) -> bool | None:
+        """What :meth:`on_send` answers for a datagram that neither reads nor changes the
+        decider's state (tunnelling off, a datagram too short to count, a destination outside
+        the tunnel's scope): whether it goes by UDP. None when only ``on_send`` can tell. It
+        lets the sender skip the clock, asked otherwise for every datagram."""
+        if not self.enabled:
+            return True
+        if length < MIN_DATAGRAM:
+            return not self.force
+        v4, global_ = self._classify(remote[0])
+        return not self.force if not (v4 and global_) else None
+
+    def ignores_received(self, remote: Addr, length: int) -> bool:
+        """Whether :meth:`on_udp_received` would do nothing with this datagram (too short, or
+        from outside the tunnel's scope): the receiver then skips the clock."""
+        return length < MIN_DATAGRAM or not self._classify(remote[0])[1]
+
     def on_udp_received(self, remote: Addr, length: int, now: int) -> bool:
         """One UDP datagram arrived; True when an open tunnel must now be closed."""
         if self.force or length < MIN_DATAGRAM:
@@ -283,6 +300,9 @@ class TcpRelayClient:
 
     def send(self, data: bytes | bytearray | memoryview, remote: Addr) -> bool:
         """An outgoing datagram; returns whether it should also go out by UDP."""
+        quick = self.decider.udp_only(remote, len(data))
+        if quick is not None:
+            return quick
         now = self._clock()
         d = self.decider.on_send(remote, len(data), now, self.active, self._connecting is not None)
         if d.tunnel:
@@ -299,9 +319,12 @@ class TcpRelayClient:
 
     def heard_udp(self, remote: Addr, length: int) -> bool:
         """A UDP datagram arrived; returns whether it may go to the node (not with force)."""
-        if self.decider.force:
+        decider = self.decider
+        if decider.force:
             return False
-        if self.decider.on_udp_received(remote, length, self._clock()) and self.active:
+        if decider.ignores_received(remote, length):
+            return True
+        if decider.on_udp_received(remote, length, self._clock()) and self.active:
             log.info("UDP from a global address heard again: closing the TCP fallback tunnel")
             self.count("closed_udp_heard")
             self._drop()

@@ -24,6 +24,7 @@
 #include <Python.h>
 
 #include <string.h>
+#include <errno.h>
 #ifndef _WIN32
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -461,11 +462,14 @@ static int get_reader(PyObject *t, reader_args *r)
 /* read(reader, gro, now, keys, addrs, on_plain) -> int: one burst (zt_rx_burst, without the
  * GIL: a burst of full segments is tens of microseconds of crypto), then its records from the
  * first on to on_plain as plain_loop hands them. A negative errno for a socket error; else
- * n << 8 | stop, n the records read and stop plain_loop's answer (2*i, 2*i+1 or 2*n). */
+ * datagrams << 17 | dropped << 16 | n << 8 | stop: the datagrams the burst read, whether C
+ * dropped any of them (the caller then reads the counters), n the records and stop
+ * plain_loop's answer (2*i, 2*i+1 or 2*n). */
 static PyObject *fast_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     reader_args r;
-    uint64_t now;
+    const zt_rx_stats *stats;
+    uint64_t now, datagrams, dropped;
     int gro, n;
     long stop;
     (void)self;
@@ -481,16 +485,23 @@ static PyObject *fast_read(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "read: the arena is too small");
         return NULL;
     }
+    stats = zt_rx_get_stats(r.rx);
+    datagrams = stats->datagrams;
+    dropped = stats->dropped;
     Py_BEGIN_ALLOW_THREADS
     n = zt_rx_burst(r.rx, r.fd, r.arena, r.arena_len, r.recs, ZT_RX_MAX_DGRAMS, r.ids,
                     r.burst, gro, now);
     Py_END_ALLOW_THREADS
-    if (n <= 0)
+    if (n < 0)
         return PyLong_FromLong(n);
-    stop = plain_loop(r.recs, n, 0, r.arena, r.arena_len, r.ids, args[3], args[4], args[5]);
+    datagrams = stats->datagrams - datagrams;
+    dropped = stats->dropped != dropped;
+    stop = n ? plain_loop(r.recs, n, 0, r.arena, r.arena_len, r.ids, args[3], args[4], args[5])
+             : 0;
     if (stop < 0)
         return NULL;
-    return PyLong_FromLong((long)n << 8 | stop);
+    return PyLong_FromLongLong((long long)(datagrams << 17 | dropped << 16) | (long long)n << 8 |
+                               stop);
 }
 
 /* plain_run(reader, n, start, keys, addrs, on_plain) -> int: plain_loop over the records of the
@@ -566,6 +577,7 @@ static PyObject *fast_sendto(PyObject *self, PyObject *const *args, Py_ssize_t n
     size_t sa_n;
     Py_buffer data;
     ssize_t sent;
+    int err;
     (void)self;
     if (nargs != 3)
         return wrong_count("sendto", 3, nargs);
@@ -579,9 +591,12 @@ static PyObject *fast_sendto(PyObject *self, PyObject *const *args, Py_ssize_t n
     if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0)
         return NULL;
     sent = sendto(fd, data.buf, (size_t)data.len, 0, (const struct sockaddr *)sa, (socklen_t)sa_n);
+    err = errno; /* releasing the buffer may free memory, which may touch errno */
     PyBuffer_Release(&data);
-    if (sent < 0)
+    if (sent < 0) {
+        errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
+    }
     return PyLong_FromSsize_t(sent);
 }
 #endif
