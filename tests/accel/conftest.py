@@ -22,19 +22,28 @@ def need(available: bool, reason: str | None) -> None:
     pytest.skip(f"unavailable: {reason}")
 
 
-@pytest.fixture
-def link() -> Iterator[tuple[socket.socket, socket.socket]]:
-    """A loopback sender connected to a non-blocking receiver, for burst-reader tests."""
+def loopback_link(
+    family: socket.AddressFamily = socket.AF_INET,
+) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A loopback sender connected to a non-blocking receiver (IPv4 or IPv6), for burst-reader
+    tests; both closed after."""
     need(burst.AVAILABLE, burst.REASON)
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    rx.bind(("127.0.0.1", 0))
-    tx.bind(("127.0.0.1", 0))
-    tx.connect(rx.getsockname())
-    rx.setblocking(False)
+    host = "127.0.0.1" if family == socket.AF_INET else "::1"
+    rx = socket.socket(family, socket.SOCK_DGRAM)
+    tx = socket.socket(family, socket.SOCK_DGRAM)
     try:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        rx.bind((host, 0))
+        tx.bind((host, 0))
+        tx.connect(rx.getsockname()[:2])
+        rx.setblocking(False)
         yield rx, tx
     finally:
         rx.close()
         tx.close()
+
+
+@pytest.fixture
+def link() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """An IPv4 :func:`loopback_link`."""
+    yield from loopback_link()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.accel.conftest import need
+from tests.accel.conftest import loopback_link, need
 from tests.accel.test_offload import (
     ACK,
     FIN,
@@ -265,24 +265,9 @@ class LogSink(Sink):
         return not (0 <= self.refuse_after < plains)
 
 
-@pytest.fixture(params=["v4", "v6"])
+@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["v4", "v6"])
 def any_link(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, socket.socket]]:
-    need(burst.AVAILABLE, burst.REASON)
-    family, host = (
-        (socket.AF_INET, "127.0.0.1") if request.param == "v4" else (socket.AF_INET6, "::1")
-    )
-    rx = socket.socket(family, socket.SOCK_DGRAM)
-    tx = socket.socket(family, socket.SOCK_DGRAM)
-    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    rx.bind((host, 0))
-    tx.bind((host, 0))
-    tx.connect(rx.getsockname()[:2])
-    rx.setblocking(False)
-    try:
-        yield rx, tx
-    finally:
-        rx.close()
-        tx.close()
+    yield from loopback_link(request.param)
 
 
 def run(
