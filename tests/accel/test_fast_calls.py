@@ -9,6 +9,7 @@ import random
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -388,3 +389,36 @@ def test_a_burst_cut_from_tso_is_what_the_stack_would_have_sent() -> None:
     )  # fmt: skip
     assert got is not None and len(got) == b.count()
     assert [d[38:] for d in got] == b.packets()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_sink_that_closes_the_reader_mid_burst_ends_the_burst_quietly(
+    any_link: tuple[socket.socket, socket.socket], fast: bool
+) -> None:
+    """The endpoint may close while a burst is handed over (a node stopping on what it
+    received): the records after that are dropped with the reader, nothing raises, in C's
+    hand-over as in the Python loop's."""
+    need_fast()
+    rx, tx = any_link
+    reader = burst.BurstReader(rx, ME)
+    reader.fast = fast
+
+    @dataclass
+    class Closing(LogSink):
+        def on_plain(self, packet: bytearray, *args: Any) -> bool:
+            reader.close()
+            return super().on_plain(packet, *args)
+
+    sink = Closing(KEY, networks=[])
+    tx.send(armored(frame_packet(b"x", 1, v6=False), KEY)[0])
+    assert reader.read(sink) == 1  # PEER's key is cached
+    sink.log.clear()
+    stranger = frame_packet(b"s", 5, v6=False, src=0x0C0C0C0C0C)
+    for d in [
+        armored(frame_packet(b"a", 2, v6=False), KEY)[0],
+        armored(stranger, KEY)[0],  # a WHOLE record: C stops there, after the close
+        armored(frame_packet(b"b", 3, v6=False), KEY)[0],
+    ]:
+        tx.send(d)
+    assert reader.read(sink) == (3 if fast else 0)  # the Python loop's counters went with it
+    assert [e[0] for e in sink.log] == ["plain"]

@@ -39,6 +39,7 @@ Available on Linux with the accelerator built; otherwise :data:`AVAILABLE` is Fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -292,6 +293,7 @@ class BurstReader:
         self._counted = dict.fromkeys(DROP_REASONS, 0)
         self._dropped_bytes = 0
         self.stale_key_drops = 0
+        self._closed = False
 
     def set_policy(self, policy: GatePolicy) -> None:
         """Change the gates' rates (their buckets start full)."""
@@ -339,11 +341,14 @@ class BurstReader:
             self._refused.clear()  # a slot is free again: those turned away may take it
 
     def close(self) -> None:
+        self._closed = True
         for address in list(self._keys):
             self.forget(address)
-        self._recs_mem.release()
-        self._stat_words.release()
-        self._view.release()
+        for view in (self._recs_mem, self._stat_words, self._view):
+            # Still exported while the Python loop iterates the records (a sink closing us
+            # mid-burst): that one is released with its last user.
+            with contextlib.suppress(BufferError):
+                view.release()
 
     def _remote(self, family: int, port: int, hi: int, lo: int, scope: int) -> Addr:
         """A record's sender as a socket address, made once and kept by :func:`_addr_key`."""
@@ -432,7 +437,11 @@ class BurstReader:
             raise OSError(-n, os.strerror(-n))
         # Records unpacked whole and indexed: a starred target would build a list each.
         for rec in _REC.iter_unpack(self._recs_mem[: n * _REC.size]):
+            if self._closed:  # a sink closed the reader: the rest of the burst goes with it
+                break
             self._hand_over(sink, rec)
+        if self._closed:  # its counters went with it: nothing more to read or report
+            return 0
         if words[_W_DROPPED] != self._dropped:
             self._report_drops(sink)
         after: int = words[_W_DATAGRAMS]
@@ -443,6 +452,8 @@ class BurstReader:
         refused record i) to the end, in order: that record here, then runs of authenticated
         packets from C again, each record it stops at here."""
         while True:
+            if self._closed:  # a sink closed the reader: the rest of the burst goes with it
+                return
             i = stop >> 1
             rec = _REC.unpack_from(self._recs_mem, i * _REC.size)
             if stop & 1:  # on_plain refused it: the key C opened it with is stale
