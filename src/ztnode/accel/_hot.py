@@ -136,7 +136,7 @@ def tcp_pieces(
             flags_last,
             mtu,
         )
-    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    aes = _aes_address(key, cipher)
     if aes < 0:
         return None
     out: list[bytes] | None = _fast_tx_tcp(
@@ -248,7 +248,7 @@ def frame_datagrams(
         return _frame_datagrams_cffi(
             key, cipher, header, packet_id, network_id, ethertype, payload, mtu
         )
-    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    aes = _aes_address(key, cipher)
     if aes < 0:
         return None
     out: list[bytes] | None = _fast_tx_frame(
@@ -327,7 +327,7 @@ def udp_datagrams(
             payload,
             mtu,
         )
-    aes = _aes_address(key) if cipher == _CIPHER_AES else 0
+    aes = _aes_address(key, cipher)
     if aes < 0:
         return None
     out: list[bytes] | None = _fast_tx_udp(
@@ -395,9 +395,12 @@ def aes_state(key: SymmetricKey) -> Any:
     return _aes_state(key)
 
 
-def _aes_address(key: SymmetricKey) -> int:
-    """The address of the key's C AES contexts (made now if needed) for the direct calls,
-    which take pointers as integers; -1 if unavailable. ``key._accel`` keeps them alive."""
+def _aes_address(key: SymmetricKey, cipher: int) -> int:
+    """What the direct calls take for the key's C AES contexts (they take pointers as
+    integers): their address for cipher 3 (made now if needed; ``key._accel`` keeps them
+    alive), 0 for the other ciphers, -1 if they cannot be made."""
+    if cipher != _CIPHER_AES:
+        return 0
     addr = key._accel_addr
     if addr:
         return addr

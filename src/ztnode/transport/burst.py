@@ -473,15 +473,7 @@ class BurstReader:
         kind: int = rec[0]
         off: int = rec[1]
         end = off + int(rec[2])
-        family: int = rec[7]
-        port: int = rec[8]
-        lo: int = rec[10]
-        if family == 4:
-            addr = self._addrs.get(lo << 16 | port)
-        else:
-            addr = self._addrs.get((rec[9], lo, port, rec[11]))
-        if addr is None:
-            addr = self._remote(family, port, rec[9], lo, rec[11])
+        addr = self._remote(rec[7], rec[8], rec[9], rec[10], rec[11])
         view = self._view
         if kind in (_PLAIN_CHECKED, _PLAIN):
             src: int = rec[6]
